@@ -1,0 +1,60 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both create their virtual environments on first use and reuse them afterwards.
+
+PYTHON ?= python3
+VENV := .venv
+VENV2 := .venv-openai2
+BIN := $(VENV)/bin
+BIN2 := $(VENV2)/bin
+PIP_FLAGS := --disable-pip-version-check --quiet
+
+.PHONY: demo test lint typecheck unit unit-openai2 notebooks bench clean
+
+# Set-up: the project with its runtime dependencies (newest openai 3.x).
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e .
+	touch $@
+
+# Set-up for tests: the same venv plus the [dev] extra.
+$(BIN)/.installed-dev: $(BIN)/.installed
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $@
+
+# A second venv pinned to the newest openai 2.x (built on httpx, where 3.x uses httpx2).
+$(BIN2)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV2)
+	$(BIN2)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN2)/python -m pip install $(PIP_FLAGS) -e '.[dev]' 'openai>=2,<3'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
+
+test: lint typecheck unit unit-openai2 notebooks
+
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check notebook_recorder tests benchmarks
+	$(BIN)/ruff format --check notebook_recorder tests benchmarks
+
+typecheck: $(BIN)/.installed-dev
+	$(BIN)/mypy
+
+unit: $(BIN)/.installed-dev
+	$(BIN)/python -c "import openai; print('openai', openai.__version__)"
+	$(BIN)/python -m pytest
+
+unit-openai2: $(BIN2)/.installed-dev
+	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
+	$(BIN2)/python -m pytest
+
+# Every tutorial notebook replays offline, with its stored outputs checked.
+notebooks: $(BIN)/.installed-dev
+	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
+
+bench: $(BIN)/.installed-dev
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(VENV2) .mypy_cache .pytest_cache .ruff_cache
