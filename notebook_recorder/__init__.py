@@ -1,3 +1,81 @@
-"""notebook-recorder: record OpenAI SDK calls and tool calls once, replay them exactly, offline."""
+"""notebook-recorder: record OpenAI SDK calls and tool calls once, replay them exactly, offline.
+
+>>> import notebook_recorder as nr
+>>> with nr.recording("replay", dir="recordings"):
+...     client.chat.completions.create(model="gpt-4o", messages=[...])
+
+In a notebook: ``%load_ext notebook_recorder`` then ``%apirec replay``. Recordings are JSON files
+in llama-stack's format; ``nr.load_recordings(path)`` turns a directory of them into a pandas frame.
+
+Importing this package is cheap: the openai SDK, pandas and nbclient load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public names, and the private module each one lives in. Loaded on first access (PEP 562), so
+# that `import notebook_recorder` and `%load_ext notebook_recorder` stay light.
+_EXPORTS: dict[str, str] = {
+    # recording and replaying
+    "Mode": "._modes",
+    "Recorder": "._session",
+    "recording": "._session",
+    "start": "._session",
+    "stop": "._session",
+    "calls": "._session",
+    "clear_calls": "._session",
+    "Call": "._session",
+    "tool": ".interceptors.tools",
+    # errors
+    "RecordingError": "._errors",
+    "RecordingNotFoundError": "._errors",
+    "RecordingFormatError": "._errors",
+    "RecordedToolError": "._errors",
+    # analysis (pandas)
+    "load_recordings": ".analysis",
+    "messages": ".analysis",
+    "tool_calls": ".analysis",
+    "token_stream": ".analysis",
+    "plot_token_stream": ".analysis",
+    "Recording": ".analysis",
+}
+
+__all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
+
+if TYPE_CHECKING:
+    from ._errors import RecordedToolError, RecordingError, RecordingFormatError, RecordingNotFoundError
+    from ._modes import Mode
+    from ._session import Call, Recorder, calls, clear_calls, recording, start, stop
+    from .analysis import Recording, load_recordings, messages, plot_token_stream, token_stream, tool_calls
+    from .interceptors.tools import tool
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'notebook_recorder' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext notebook_recorder``: register the ``%apirec`` / ``%%apirec`` magics."""
+    from .ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext notebook_recorder``: remove the magics and every patch they installed."""
+    from .ipython import unload_ipython_extension as unload
+
+    unload(ipython)

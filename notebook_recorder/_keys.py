@@ -1,0 +1,281 @@
+"""Canonical requests, their keys (FORMAT.md, "Keys and file names"), and readable request diffs.
+
+A key is the 64-hex sha256 of a canonical JSON form of the request. Inference calls hash
+``method``, the canonical ``endpoint``, the normalised ``body`` and the ``test_id``; tool calls
+hash ``provider``, ``tool_name`` and ``kwargs``. Credentials never enter a key, so a recording
+replays without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Endpoints shared by every test: their key ignores test_id (llama-stack does the same).
+SHARED_ENDPOINTS = frozenset({"/v1/models", "/api/tags"})
+
+_LONG_DECIMAL = re.compile(r"-?\d+\.\d{4,}")
+
+# Names (compared lower-case, with '-' read as '_') that carry secrets. Values under these names
+# are dropped from request bodies, query strings and tool kwargs before anything is keyed or written.
+CREDENTIAL_NAMES = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "key",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "auth_token",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "authorization",
+        "bearer",
+        "x_api_key",
+        "subscription_key",
+        "ocp_apim_subscription_key",
+    }
+)
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a parameter called ``name`` looks like it carries a credential."""
+    return name.lower().replace("-", "_") in CREDENTIAL_NAMES
+
+
+def scrub(value: Any) -> Any:
+    """A copy of ``value`` without any mapping entry whose name looks like a credential."""
+    if isinstance(value, Mapping):
+        return {k: scrub(v) for k, v in value.items() if not (isinstance(k, str) and is_credential_name(k))}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def scrub_url(url: str) -> str:
+    """``url`` without user info and without credential-looking query parameters."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_credential_name(k)]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def normalize(value: Any) -> Any:
+    """FORMAT.md's ``normalize``: floats rounded to 5 places, long decimals inside strings too."""
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, str):
+        return _LONG_DECIMAL.sub(lambda m: f"{float(m.group(0)):.5f}", value)
+    if isinstance(value, Mapping):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalize(v) for v in value]
+    return value
+
+
+def _sha256_json(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def canonical_endpoint(endpoint: str, url: str = "") -> str:
+    """The canonical API path: no host, no doubled ``/v1/v1``, always rooted at ``/v1`` for OpenAI paths.
+
+    ``url`` helps with old llama-stack files whose ``endpoint`` lacks the ``/v1`` prefix.
+    """
+    path = urlsplit(endpoint).path if "://" in endpoint else endpoint.split("?", 1)[0]
+    path = "/" + path.lstrip("/")
+    while path.startswith("/v1/v1/") or path == "/v1/v1":
+        path = path[3:]
+    if url and not path.startswith(("/v1/", "/api/")) and urlsplit(url).path.endswith("/v1" + path):
+        path = "/v1" + path
+    return path
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """An HTTP API call, as it is keyed and written (``request`` in FORMAT.md)."""
+
+    method: str
+    endpoint: str
+    body: Any
+    model: str = ""
+    url: str = ""
+
+    def key(self, test_id: str | None) -> str:
+        """The recording key for this request made in scope ``test_id``."""
+        shared = self.endpoint in SHARED_ENDPOINTS
+        return _sha256_json(
+            {
+                # llama-stack writes model lists as POST whatever the SDK sent; keying them the
+                # same way lets its model-list files replay `client.models.list()`.
+                "method": "POST" if shared else self.method,
+                "endpoint": self.endpoint,
+                "body": normalize(self.body),
+                "test_id": None if shared else test_id,
+            }
+        )
+
+    def to_json(self, test_id: str | None) -> dict[str, Any]:
+        """The ``request`` object of a recording file. Headers are never written."""
+        del test_id  # inference requests keep test_id at the top level only
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": {},
+            "body": self.body,
+            "endpoint": self.endpoint,
+            "model": self.model,
+        }
+
+    def describe(self) -> str:
+        """One line for messages: ``POST /v1/chat/completions (model gpt-4o)``."""
+        model = f" (model {self.model})" if self.model else ""
+        return f"{self.method} {self.endpoint}{model}"
+
+    @property
+    def label(self) -> str:
+        """What the call log shows in its endpoint column."""
+        return self.endpoint
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """A tool invocation, keyed by ``(provider, tool_name, kwargs)``."""
+
+    provider: str
+    tool_name: str
+    kwargs: Mapping[str, Any]
+
+    @property
+    def model(self) -> str:
+        return ""
+
+    def key(self, test_id: str | None) -> str:
+        """The recording key. As in llama-stack, tool keys do not depend on the scope."""
+        del test_id
+        return _sha256_json({"provider": self.provider, "tool_name": self.tool_name, "kwargs": self.kwargs})
+
+    def to_json(self, test_id: str | None) -> dict[str, Any]:
+        return {
+            "test_id": test_id,
+            "provider": self.provider,
+            "tool_name": self.tool_name,
+            "kwargs": dict(self.kwargs),
+        }
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"tool {self.provider}/{self.tool_name}({_shorten(args, 200)})"
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.tool_name}"
+
+
+Request = InferenceRequest | ToolRequest
+
+
+def request_from_record(record: Mapping[str, Any]) -> Request | None:
+    """Rebuild the request stored in a recording file, or ``None`` for kinds we cannot key.
+
+    This is how a file whose name is not its key is still found: the key is recomputed from
+    the stored request and ``test_id``.
+    """
+    request = record.get("request")
+    if not isinstance(request, Mapping):
+        return None
+    if "tool_name" in request:
+        kwargs = request.get("kwargs")
+        return ToolRequest(
+            provider=str(request.get("provider", "")),
+            tool_name=str(request["tool_name"]),
+            kwargs=kwargs if isinstance(kwargs, Mapping) else {},
+        )
+    if "body" in request and isinstance(request.get("method"), str):
+        url = str(request.get("url") or "")
+        endpoint = request.get("endpoint") or (urlsplit(url).path if url else "")
+        return InferenceRequest(
+            method=request["method"],
+            endpoint=canonical_endpoint(str(endpoint), url),
+            body=request["body"],
+            model=str(request.get("model") or ""),
+            url=url,
+        )
+    return None
+
+
+def record_key(record: Mapping[str, Any]) -> str | None:
+    """The key a recording file should be named by, recomputed from its content."""
+    request = request_from_record(record)
+    if request is None:
+        return None
+    test_id = record.get("test_id")
+    return request.key(test_id if isinstance(test_id, str) else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Diffs, for "no recording found" messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping) and value:
+        for k in value:
+            yield from _flatten(value[k], f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list | tuple) and value:
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{prefix}[{i}]")
+    else:
+        yield prefix or "(value)", value
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between two requests, at a dotted path like ``messages[1].content``."""
+
+    path: str
+    old: Any
+    new: Any
+    MISSING = object()
+
+    def __str__(self) -> str:
+        def show(v: Any) -> str:
+            return "(absent)" if v is Change.MISSING else _shorten(repr(v))
+
+        return f"{self.path}: {show(self.old)} -> {show(self.new)}"
+
+
+def diff(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]:
+    """The leaf-level differences from a ``recorded`` request to a ``wanted`` one."""
+    old = dict(_flatten(recorded))
+    new = dict(_flatten(wanted))
+    changes = []
+    for path in list(old) + [p for p in new if p not in old]:
+        a, b = old.get(path, Change.MISSING), new.get(path, Change.MISSING)
+        if a != b:
+            changes.append(Change(path, a, b))
+    return changes
+
+
+def comparable(request: Request, test_id: str | None) -> dict[str, Any]:
+    """The parts of a request that enter its key, as one mapping to diff."""
+    if isinstance(request, ToolRequest):
+        return {"tool": request.label, "kwargs": dict(request.kwargs)}
+    return {
+        "method": request.method,
+        "endpoint": request.endpoint,
+        "test_id": None if request.endpoint in SHARED_ENDPOINTS else test_id,
+        "body": normalize(request.body),
+    }

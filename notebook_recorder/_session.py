@@ -1,0 +1,434 @@
+"""The Recorder: mode + store + scope + call log. The one place that decides replay, record or live.
+
+Interceptors describe a call as a request (``_keys``), ask :meth:`Recorder.decide` what to do,
+carry it out, and report back with :meth:`Recorder.save` or :meth:`Recorder.finish`. Magics, the
+command line and tests all go through here.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from . import __version__
+from ._codec import normalize_ids
+from ._errors import RecordingNotFoundError
+from ._keys import Request, ToolRequest, comparable, diff, request_from_record
+from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode
+from ._store import Found, Store
+
+DEFAULT_DIR = "recordings"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Action(enum.Enum):
+    """What an interceptor must do with one call."""
+
+    LIVE = "live"
+    RECORD = "record"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One entry of this process's call log (see :func:`calls`)."""
+
+    index: int
+    cell: int | None
+    kind: str
+    endpoint: str
+    model: str
+    mode: str
+    outcome: str
+    path: str | None
+    key: str
+    test_id: str | None
+    ms: float
+    streamed: bool
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    """What :meth:`Recorder.decide` chose for one request. Interceptors hand it back when done."""
+
+    action: Action
+    request: Request
+    key: str
+    recorder: Recorder
+    found: Found | None = None
+    started: float = 0.0
+
+    @property
+    def record(self) -> dict[str, Any]:
+        assert self.found is not None, "only replay decisions carry a record"
+        return self.found.record
+
+
+class Recorder:
+    """Records and replays calls in one mode, to one directory, under one scope.
+
+    ``APIREC_MODE`` and ``APIREC_DIR`` override ``mode`` and ``dir`` whenever they are set, so
+    CI can force replay on code that says otherwise.
+    """
+
+    def __init__(
+        self,
+        mode: Mode | str = Mode.RECORD_IF_MISSING,
+        dir: str | os.PathLike[str] = DEFAULT_DIR,
+        scope: str | None = None,
+    ) -> None:
+        self.requested_mode = Mode.parse(mode)
+        self.requested_dir = Path(dir)
+        self.scope = scope
+        self._store: Store | None = None
+        self.check()
+
+    def __repr__(self) -> str:
+        return f"Recorder(mode={self.mode.value!r}, dir={str(self.dir)!r}, scope={self.scope!r})"
+
+    @property
+    def mode(self) -> Mode:
+        """The mode in force: ``APIREC_MODE`` if set, else the one asked for."""
+        return env_mode() or self.requested_mode
+
+    @property
+    def dir(self) -> Path:
+        """The directory in force: ``APIREC_DIR`` if set, else the one asked for."""
+        return env_dir() or self.requested_dir
+
+    @property
+    def store(self) -> Store:
+        directory = self.dir.expanduser().resolve()
+        if self._store is None or self._store.root != directory:
+            self._store = Store(directory)
+        return self._store
+
+    def check(self) -> None:
+        """Fail early on settings that cannot work: replaying from a directory that does not exist."""
+        if self.mode is Mode.REPLAY and not self.store.exists:
+            raise FileNotFoundError(
+                f"replay mode needs a recordings directory, and {str(self.dir)!r} does not exist "
+                f"(current directory: {os.getcwd()})"
+            )
+
+    # -- the decision -------------------------------------------------------------------------
+
+    def decide(self, request: Request) -> Decision:
+        """Replay, record or go live for ``request``; raise ``RecordingNotFoundError`` in replay
+        mode when nothing was recorded."""
+        mode = self.mode
+        key = request.key(self.scope)
+        decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter())
+        if mode is Mode.LIVE:
+            return decision
+        if mode.reads:
+            found = self.store.find(key)
+            if found is not None:
+                decision.action, decision.found = Action.REPLAY, found
+                return decision
+            if mode is Mode.REPLAY:
+                self.finish(decision, "missing", error="RecordingNotFoundError")
+                raise RecordingNotFoundError(
+                    self._missing_message(request, key), key=key, request=request, directory=self.dir
+                )
+        decision.action = Action.RECORD
+        return decision
+
+    def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path:
+        """Write the recording for a recorded call, and log it."""
+        response = {**response, "body": normalize_ids(response.get("body"), decision.key)}
+        if response.get("is_exception"):
+            response["body"] = None
+        record = {
+            "test_id": self.scope,
+            "request": decision.request.to_json(self.scope),
+            "response": response,
+            "id_normalization_mapping": {},
+            "recorder": {"name": "notebook-recorder", "version": __version__, **_sdk_versions()},
+        }
+        path = self.store.write(decision.key, record)
+        error = (response.get("exception_data") or {}).get("type") if response.get("is_exception") else None
+        self.finish(decision, "recorded", path=path, streamed=streamed, error=error)
+        return path
+
+    def finish(
+        self,
+        decision: Decision,
+        outcome: str,
+        *,
+        path: Path | None = None,
+        streamed: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """Log a call's outcome: replayed, recorded, live, missing or error."""
+        if path is None and decision.found is not None:
+            path = decision.found.path
+        request = decision.request
+        _log.append(
+            kind="tool" if isinstance(request, ToolRequest) else "inference",
+            endpoint=request.label,
+            model=request.model,
+            mode=self.mode.value,
+            outcome=outcome,
+            path=_display_path(path) if path else None,
+            key=decision.key,
+            test_id=self.scope,
+            ms=(time.perf_counter() - decision.started) * 1000,
+            streamed=streamed,
+            error=error,
+        )
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _missing_message(self, request: Request, key: str) -> str:
+        directory = _display_path(self.dir)
+        lines = [
+            f"No recording of {request.describe()} in {directory}/ (key {key[:12]}…, scope {self.scope!r})."
+        ]
+        nearest = self._nearest(request)
+        if nearest is None:
+            lines.append("There is no recorded request to compare it with in that directory.")
+        else:
+            path, changes = nearest
+            lines.append(f"Nearest recorded request: {_display_path(path)}")
+            lines += [f"    {change}" for change in changes[:8]]
+            if len(changes) > 8:
+                lines.append(f"    … and {len(changes) - 8} more differences")
+        broken = self.store.errors()
+        if broken:
+            lines.append(f"{len(broken)} file(s) there could not be read:")
+            lines += [f"    {_display_path(p)}: {problem}" for p, problem in list(broken.items())[:5]]
+        lines.append("To record it, run the call once with an API key in record-if-missing mode:")
+        lines.append("    %apirec record-if-missing                      (in a notebook)")
+        lines.append(f'    nr.recording("record-if-missing", dir="{directory}")   (in code)')
+        if env_mode() is Mode.REPLAY:
+            lines.append(
+                f"{ENV_MODE}=replay is set and overrides the mode chosen in code: unset it to record."
+            )
+        return "\n".join(lines)
+
+    def _nearest(self, request: Request) -> tuple[Path, list[Any]] | None:
+        wanted = comparable(request, self.scope)
+        best: tuple[int, Path, list[Any]] | None = None
+        for path, record in self.store.records():
+            stored = request_from_record(record)
+            if stored is None or type(stored) is not type(request):
+                continue
+            test_id = record.get("test_id")
+            changes = diff(comparable(stored, test_id if isinstance(test_id, str) else None), wanted)
+            if best is None or len(changes) < best[0]:
+                best = (len(changes), path, changes)
+        return (best[1], best[2]) if best else None
+
+
+def _display_path(path: Path | str) -> str:
+    """A path relative to the working directory when it is below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@functools.cache
+def _sdk_versions() -> dict[str, str]:
+    try:
+        import openai
+
+        return {"sdk": "openai", "sdk_version": openai.__version__}
+    except ImportError:  # pragma: no cover - openai is a dependency
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The call log
+# ---------------------------------------------------------------------------------------------
+
+
+class _CallLog:
+    def __init__(self) -> None:
+        self._calls: list[Call] = []
+        self._lock = threading.Lock()
+        self.cell: int | None = None
+
+    def append(self, **fields: Any) -> None:
+        with self._lock:
+            self._calls.append(Call(index=len(self._calls) + 1, cell=self.cell, **fields))
+
+    def snapshot(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+
+_log = _CallLog()
+
+
+def calls() -> list[Call]:
+    """This process's intercepted calls, oldest first: endpoint or tool, model, outcome, file, timing.
+
+    ``pandas.DataFrame(nr.calls())`` turns them into a frame.
+    """
+    return _log.snapshot()
+
+
+def clear_calls() -> None:
+    """Empty the call log."""
+    _log.clear()
+
+
+def set_cell(execution_count: int | None) -> None:
+    """Tag the calls that follow with a notebook cell's execution count (the magics do this)."""
+    _log.cell = execution_count
+
+
+# ---------------------------------------------------------------------------------------------
+# Which recorder is active
+# ---------------------------------------------------------------------------------------------
+
+_state_lock = threading.RLock()
+_session: Recorder | None = None
+_stack: list[Recorder] = []
+
+
+def active() -> Recorder | None:
+    """The recorder that handles calls now: the innermost ``recording()``, else the session's."""
+    with _state_lock:
+        return _stack[-1] if _stack else _session
+
+
+def _install_patches(recorder: Recorder) -> None:
+    from .interceptors import openai as openai_hook
+
+    openai_hook.install(recorder.mode)
+
+
+def _remove_patches() -> None:
+    from .interceptors import openai as openai_hook
+
+    openai_hook.uninstall()
+
+
+def start(
+    mode: Mode | str = Mode.RECORD_IF_MISSING,
+    dir: str | os.PathLike[str] = DEFAULT_DIR,
+    scope: str | None = None,
+) -> Recorder:
+    """Record or replay every call in this process from now on, until :func:`stop`.
+
+    This is what ``%apirec MODE`` uses. Clients created earlier are covered too.
+    """
+    global _session
+    recorder = Recorder(mode, dir, scope)
+    with _state_lock:
+        _session = recorder
+        _install_patches(recorder)
+    return recorder
+
+
+def stop() -> None:
+    """Go back to live calls and remove the SDK hook (when no ``recording()`` block is open)."""
+    global _session
+    with _state_lock:
+        _session = None
+        if not _stack:
+            _remove_patches()
+
+
+def session() -> Recorder | None:
+    """The recorder set by :func:`start`, or ``None``."""
+    with _state_lock:
+        return _session
+
+
+@contextmanager
+def _pushed(recorder: Recorder) -> Iterator[Recorder]:
+    with _state_lock:
+        _stack.append(recorder)
+        _install_patches(recorder)
+    try:
+        yield recorder
+    finally:
+        with _state_lock:
+            # Remove this recorder even if an inner block leaked: state always unwinds.
+            if recorder in _stack:
+                del _stack[_stack.index(recorder) :]
+            if not _stack and _session is None:
+                _remove_patches()
+
+
+class recording:
+    """Record or replay the calls made inside a ``with`` block or a decorated function.
+
+    >>> with nr.recording("replay", dir="recordings"):
+    ...     client.chat.completions.create(model="gpt-4o", messages=[...])
+
+    As a decorator it works on plain and ``async`` functions. Nested blocks restore the previous
+    recorder on exit, also when an exception is raised. ``scope`` is written as ``test_id`` and
+    enters the key.
+    """
+
+    def __init__(
+        self,
+        mode: Mode | str = Mode.RECORD_IF_MISSING,
+        dir: str | os.PathLike[str] = DEFAULT_DIR,
+        scope: str | None = None,
+    ) -> None:
+        self._args = (Mode.parse(mode), dir, scope)
+        self._contexts: list[Any] = []
+        Recorder(*self._args)  # validate now, not at first use
+
+    def __enter__(self) -> Recorder:
+        context = _pushed(Recorder(*self._args))
+        self._contexts.append(context)
+        return context.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._contexts.pop().__exit__(*exc)
+
+    def __call__(self, fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with _pushed(Recorder(*self._args)):
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _pushed(Recorder(*self._args)):
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+def describe_state() -> dict[str, Any]:
+    """The mode, directory and scope in force, and whether the environment overrides them."""
+    recorder = active()
+    return {
+        "active": recorder is not None,
+        "mode": (recorder.mode.value if recorder else (env_mode() or Mode.LIVE).value),
+        "dir": str(recorder.dir) if recorder else None,
+        "scope": recorder.scope if recorder else None,
+        "env_mode": os.environ.get(ENV_MODE) or None,
+        "env_dir": os.environ.get(ENV_DIR) or None,
+    }

@@ -1,0 +1,197 @@
+"""A directory of recordings: lookup by key, a content index, and atomic writes.
+
+Lookup has three tiers, cheapest first:
+
+1. ``<dir>/<key>.json``: one ``stat``, O(1). This is every file we wrote ourselves.
+2. the file names of the whole tree (subdirectories too), listed once per process.
+3. a content index: the key recomputed from each file's stored request. This finds files whose
+   name is not their key, such as every llama-stack file and renamed files. It is built once per
+   directory per process, the first time tiers 1 and 2 miss, and kept current as files are written.
+
+Only the index (key -> path) stays in memory, never the recordings themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._codec import RecordingFormatError, dumps, loads
+from ._keys import record_key
+
+
+@dataclass
+class _Index:
+    """What one process knows about one directory."""
+
+    names: dict[str, list[Path]] = field(default_factory=dict)  # file stem -> paths
+    by_key: dict[str, Path] = field(default_factory=dict)  # content key -> path
+    seen: dict[Path, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
+    errors: dict[Path, str] = field(default_factory=dict)  # unreadable files
+    listed: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_indexes: dict[Path, _Index] = {}
+_indexes_lock = threading.Lock()
+
+
+def _index_for(root: Path) -> _Index:
+    with _indexes_lock:
+        index = _indexes.get(root)
+        if index is None:
+            index = _indexes[root] = _Index()
+        return index
+
+
+def forget_indexes() -> None:
+    """Drop every in-memory index (tests and benchmarks use this to start cold)."""
+    with _indexes_lock:
+        _indexes.clear()
+
+
+@dataclass(frozen=True)
+class Found:
+    """A recording found for a key."""
+
+    path: Path
+    record: dict[str, Any]
+
+
+class Store:
+    """The recordings under one directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self._index = _index_for(self.root)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def path_for(self, key: str) -> Path:
+        """Where a recording with this key is written."""
+        return self.root / f"{key}.json"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, path: Path) -> dict[str, Any]:
+        """One recording file, parsed and shape-checked. Errors name the file."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
+        return loads(data, path)
+
+    def find(self, key: str) -> Found | None:
+        """The recording for ``key``, or ``None``.
+
+        A malformed file that *is* the one asked for raises ``RecordingFormatError``; malformed
+        files elsewhere never affect other lookups.
+        """
+        direct = self.path_for(key)
+        if direct.is_file():
+            found = self._verified(direct, key)
+            if found is not None:
+                return found
+        if not self.exists:
+            return None
+        with self._index.lock:
+            self._list_names()
+            for path in self._index.names.get(key, []):
+                found = self._verified(path, key)
+                if found is not None:
+                    return found
+            self._index_contents()
+            path = self._index.by_key.get(key)
+        return Found(path, self.read(path)) if path is not None else None
+
+    def _verified(self, path: Path, key: str) -> Found | None:
+        """``path`` parsed, if its content really has ``key``; a renamed file does not count."""
+        record = self.read(path)
+        return Found(path, record) if record_key(record) == key else None
+
+    def _list_names(self) -> None:
+        index = self._index
+        if index.listed:
+            return
+        for path in self._json_files():
+            index.names.setdefault(path.stem, []).append(path)
+        index.listed = True
+
+    def _index_contents(self) -> None:
+        """Parse every file not indexed yet (or changed since) and record its content key."""
+        index = self._index
+        for path in self._json_files():
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                continue
+            if index.seen.get(path) == mtime:
+                continue
+            index.seen[path] = mtime
+            try:
+                key = record_key(self.read(path))
+            except RecordingFormatError as exc:
+                index.errors[path] = exc.problem
+                continue
+            index.errors.pop(path, None)
+            if key is not None:
+                index.by_key.setdefault(key, path)
+
+    def _json_files(self) -> Iterator[Path]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.endswith(".json") and not name.startswith("."):
+                    yield Path(dirpath) / name
+
+    def records(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Every readable recording in the tree (for error messages and tools, not for replay)."""
+        for path in self._json_files():
+            try:
+                yield path, self.read(path)
+            except RecordingFormatError:
+                continue
+
+    def errors(self) -> dict[Path, str]:
+        """Files that could not be read the last time the content index looked at them."""
+        with self._index.lock:
+            return dict(self._index.errors)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, key: str, record: Mapping[str, Any]) -> Path:
+        """Write a recording atomically: a temporary file in the same directory, then a rename.
+
+        A reader, or a process killed mid-write, never sees a truncated file.
+        """
+        path = self.path_for(key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = dumps(record)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with self._index.lock:
+            if self._index.listed:
+                paths = self._index.names.setdefault(key, [])
+                if path not in paths:
+                    paths.append(path)
+            self._index.by_key[key] = path
+            self._index.seen.pop(path, None)
+        return path

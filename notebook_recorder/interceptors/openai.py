@@ -1,0 +1,588 @@
+"""The openai SDK hook: one patch on the base clients' ``request`` method, sync and async.
+
+Every resource method of the SDK (chat, completions, embeddings, responses, models, ``.parse()``,
+``.stream()`` helpers, ``with_raw_response``, ``with_streaming_response``) ends in
+``SyncAPIClient.request`` or ``AsyncAPIClient.request``. Patching those two methods on the
+classes covers every endpoint, including ones added later, and clients created before
+recording started.
+
+- **Live and record** call the SDK as usual. A stream is handed to the caller as it arrives;
+  its chunks are collected on the side and written only when the stream ends. A stream that is
+  cut short (``break``, ``close()``, an error) is never saved.
+- **Replay** builds the SDK's own objects from ``__type__``/``__data__`` (strict validation
+  first, lenient construction only for data that does not validate), returned through the SDK's
+  own stream class. API errors are re-raised by the SDK's own error factory. Raw responses
+  (``with_raw_response``, ``with_streaming_response``) are served from a synthetic HTTP response
+  so that the SDK parses them itself.
+
+No file I/O happens here: the Recorder decides and writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import openai
+import orjson
+import pydantic
+from openai import APIStatusError
+from openai._base_client import AsyncAPIClient, BaseClient, SyncAPIClient
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._models import FinalRequestOptions
+from openai._streaming import AsyncStream, Stream
+from openai._utils import extract_type_arg, is_given
+
+from .._codec import DATA, TYPE, build, decode, encode, import_type, to_jsonable, type_name
+from .._keys import InferenceRequest, canonical_endpoint, scrub, scrub_url
+from .._modes import Mode
+from .._session import Action, Decision, Recorder, active
+
+REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
+
+_lock = threading.Lock()
+_originals: dict[type, Callable[..., Any]] = {}
+_placeholder_key_set = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Installing the hook
+# ---------------------------------------------------------------------------------------------
+
+
+def install(mode: Mode | None = None) -> None:
+    """Patch the SDK's base clients (idempotent).
+
+    In replay mode with no ``OPENAI_API_KEY`` set, a placeholder key is put in the environment so
+    that ``OpenAI()`` can be constructed: replay never sends it anywhere.
+    """
+    global _placeholder_key_set
+    with _lock:
+        if SyncAPIClient not in _originals:
+            _originals[SyncAPIClient] = SyncAPIClient.request
+            _originals[AsyncAPIClient] = AsyncAPIClient.request
+            SyncAPIClient.request = _sync_request  # type: ignore[method-assign,assignment]
+            AsyncAPIClient.request = _async_request  # type: ignore[method-assign,assignment]
+        if mode is Mode.REPLAY and not os.environ.get("OPENAI_API_KEY"):
+            os.environ["OPENAI_API_KEY"] = REPLAY_KEY_PLACEHOLDER
+            _placeholder_key_set = True
+
+
+def uninstall() -> None:
+    """Restore the SDK's own methods and drop the placeholder key, if we set it."""
+    global _placeholder_key_set
+    with _lock:
+        if SyncAPIClient in _originals:
+            SyncAPIClient.request = _originals.pop(SyncAPIClient)  # type: ignore[method-assign]
+            AsyncAPIClient.request = _originals.pop(AsyncAPIClient)  # type: ignore[method-assign]
+        if _placeholder_key_set and os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
+            del os.environ["OPENAI_API_KEY"]
+        _placeholder_key_set = False
+
+
+def is_installed() -> bool:
+    """Whether the SDK is currently patched."""
+    return SyncAPIClient in _originals
+
+
+def _original(cls: type) -> Callable[..., Any]:
+    # The patch may be removed while a call is in flight: fall back to the class's own method.
+    return _originals.get(cls) or getattr(cls, "request")  # noqa: B009
+
+
+# ---------------------------------------------------------------------------------------------
+# Describing a call
+# ---------------------------------------------------------------------------------------------
+
+
+def describe(client: BaseClient[Any, Any], options: FinalRequestOptions) -> InferenceRequest:
+    """The canonical request for an SDK call: method, endpoint, JSON body (or query), model."""
+    url = str(client._prepare_url(options.url))
+    body: Any = options.json_data
+    if isinstance(body, dict) and options.extra_json:
+        body = {**body, **options.extra_json}
+    if body is None and options.method.lower() == "get":
+        body = dict(options.params) if options.params else {}
+    body = scrub(_jsonable(body if body is not None else {}))
+    endpoint = canonical_endpoint(
+        "/v1/" + options.url.lstrip("/") if "://" not in options.url else options.url
+    )
+    model = body.get("model") if isinstance(body, dict) else None
+    return InferenceRequest(
+        method=options.method.upper(),
+        endpoint=endpoint,
+        body=body,
+        model=model if isinstance(model, str) else "",
+        url=scrub_url(url),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return to_jsonable(value)
+    except TypeError:
+        return orjson.loads(orjson.dumps(value, default=str))
+
+
+def _raw_mode(options: FinalRequestOptions) -> bool:
+    """Whether the caller asked for the raw HTTP response (``with_raw_response`` and friends)."""
+    headers = options.headers
+    return is_given(headers) and headers is not None and bool(headers.get(RAW_RESPONSE_HEADER))
+
+
+def _without_post_parser(options: FinalRequestOptions) -> FinalRequestOptions:
+    # The recording holds what the API returned; `.parse()` helpers and pages re-apply their
+    # post-parser to it, live and in replay alike.
+    if not is_given(options.post_parser):
+        return options
+    copy = options.model_copy()
+    copy.post_parser = openai.NOT_GIVEN
+    return copy
+
+
+def _post_parse(options: FinalRequestOptions, value: Any) -> Any:
+    return options.post_parser(value) if is_given(options.post_parser) else value
+
+
+def _httpx(client: BaseClient[Any, Any]) -> ModuleType:
+    """The HTTP library this client is built on: ``httpx2`` (openai 3.x) or ``httpx``."""
+    for cls in type(client._client).__mro__:
+        root = cls.__module__.split(".", 1)[0]
+        if root in ("httpx", "httpx2"):
+            return sys.modules[root]
+    raise TypeError(f"unsupported HTTP client {type(client._client)!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The patched methods
+# ---------------------------------------------------------------------------------------------
+
+
+def _sync_request(
+    self: SyncAPIClient,
+    cast_to: Any,
+    options: FinalRequestOptions,
+    *,
+    stream: bool = False,
+    stream_cls: Any = None,
+) -> Any:
+    original = functools.partial(
+        _original(SyncAPIClient), self, cast_to, stream=stream, stream_cls=stream_cls
+    )
+    recorder = active()
+    if recorder is None:
+        return original(options)
+    decision = recorder.decide(describe(self, options))
+    call = _Call(self, cast_to, options, stream, stream_cls, decision)
+    if decision.action is Action.REPLAY:
+        return call.replay_sync()
+    try:
+        result = original(options if decision.action is Action.LIVE or call.raw else call.live_options)
+    except BaseException as exc:
+        call.failed(exc)
+        raise
+    if call.raw and decision.action is Action.RECORD:
+        result.http_response.read()
+        return call.save_raw(result, call.raw_chunks_sync(result))
+    return call.finish(result)
+
+
+async def _async_request(
+    self: AsyncAPIClient,
+    cast_to: Any,
+    options: FinalRequestOptions,
+    *,
+    stream: bool = False,
+    stream_cls: Any = None,
+) -> Any:
+    original = functools.partial(
+        _original(AsyncAPIClient), self, cast_to, stream=stream, stream_cls=stream_cls
+    )
+    recorder = active()
+    if recorder is None:
+        return await original(options)
+    decision = recorder.decide(describe(self, options))
+    call = _Call(self, cast_to, options, stream, stream_cls, decision)
+    if decision.action is Action.REPLAY:
+        return await call.replay_async()
+    try:
+        result = await original(options if decision.action is Action.LIVE or call.raw else call.live_options)
+    except BaseException as exc:
+        call.failed(exc)
+        raise
+    if call.raw and decision.action is Action.RECORD:
+        await result.http_response.aread()
+        return call.save_raw(result, await call.raw_chunks_async(result))
+    return call.finish(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# One call
+# ---------------------------------------------------------------------------------------------
+
+
+class _Call:
+    """One intercepted SDK call: what the Recorder decided, and how to carry it out."""
+
+    def __init__(
+        self,
+        client: BaseClient[Any, Any],
+        cast_to: Any,
+        options: FinalRequestOptions,
+        stream: bool,
+        stream_cls: Any,
+        decision: Decision,
+    ) -> None:
+        self.client = client
+        self.cast_to = cast_to
+        self.options = options
+        self.stream = stream
+        self.stream_cls = stream_cls or client._default_stream_cls
+        self.decision = decision
+        self.raw = _raw_mode(options)
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.decision.recorder
+
+    @property
+    def live_options(self) -> FinalRequestOptions:
+        return _without_post_parser(self.options)
+
+    @property
+    def chunk_type(self) -> Any:
+        try:
+            return extract_type_arg(self.stream_cls, 0)
+        except (RuntimeError, TypeError, AttributeError):
+            return None
+
+    # -- live and record ----------------------------------------------------------------------
+
+    def failed(self, exc: BaseException) -> None:
+        """The SDK raised. API errors are recorded in record mode; everything is logged."""
+        decision = self.decision
+        if decision.action is Action.RECORD and isinstance(exc, APIStatusError):
+            self.recorder.save(decision, _exception_response(exc))
+        else:
+            outcome = "live" if decision.action is Action.LIVE else "error"
+            self.recorder.finish(decision, outcome, error=type(exc).__name__)
+
+    def finish(self, result: Any) -> Any:
+        """Hand a live result to the caller; in record mode, save it (streams: once they end)."""
+        decision = self.decision
+        if decision.action is Action.LIVE or self.raw:
+            self.recorder.finish(decision, "live", streamed=self.stream)
+            return result
+        if isinstance(result, Stream):
+            result._iterator = self._tap_sync(result._iterator)
+            return result
+        if isinstance(result, AsyncStream):
+            result._iterator = self._tap_async(result._iterator)
+            return result
+        if not isinstance(result, pydantic.BaseModel | list):
+            # Binary and text bodies (audio, file contents) are passed through, not recorded.
+            self.recorder.finish(
+                decision, "live", error=f"{type(result).__name__} responses are not recorded"
+            )
+            return result
+        self.recorder.save(decision, {"body": _encode_body(result), "is_streaming": False})
+        return _post_parse(self.options, result)
+
+    def _tap_sync(self, chunks: Iterator[Any]) -> Iterator[Any]:
+        collected: list[Any] = []
+        offsets: list[float] = []
+        started = self.decision.started
+        complete = False
+        try:
+            for chunk in chunks:
+                offsets.append(round((time.perf_counter() - started) * 1000, 3))
+                collected.append(chunk)
+                yield chunk
+            complete = True
+        finally:
+            self._stream_ended(complete, collected, offsets)
+
+    async def _tap_async(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        collected: list[Any] = []
+        offsets: list[float] = []
+        started = self.decision.started
+        complete = False
+        try:
+            async for chunk in chunks:
+                offsets.append(round((time.perf_counter() - started) * 1000, 3))
+                collected.append(chunk)
+                yield chunk
+            complete = True
+        finally:
+            self._stream_ended(complete, collected, offsets)
+
+    def _stream_ended(self, complete: bool, chunks: list[Any], offsets: list[float]) -> None:
+        if not complete:
+            self.recorder.finish(
+                self.decision,
+                "error",
+                streamed=True,
+                error=f"stream cut short after {len(chunks)} chunks; not saved",
+            )
+            return
+        response = {
+            "body": [encode(chunk) for chunk in chunks],
+            "is_streaming": True,
+            "chunk_offsets_ms": offsets,
+            "duration_ms": round((time.perf_counter() - self.decision.started) * 1000, 3),
+        }
+        self.recorder.save(self.decision, response, streamed=True)
+
+    # Raw responses (`with_raw_response`, `with_streaming_response`) are recorded from their body,
+    # read in full first: the SDK parses it again, from memory, when the caller asks.
+
+    def _raw_stream(self, result: Any) -> Any:
+        http = result.http_response
+        return self.stream_cls(
+            cast_to=self.chunk_type, response=http, client=self.client, options=self.options
+        )
+
+    def raw_chunks_sync(self, result: Any) -> list[Any] | None:
+        return [encode(chunk) for chunk in self._raw_stream(result)] if self.stream else None
+
+    async def raw_chunks_async(self, result: Any) -> list[Any] | None:
+        return [encode(chunk) async for chunk in self._raw_stream(result)] if self.stream else None
+
+    def save_raw(self, result: Any, chunks: list[Any] | None) -> Any:
+        """Save a raw call: the stream's chunks, or the parsed JSON body."""
+        body = chunks if self.stream else self._parse_json(result.http_response)
+        if body is None:
+            self.recorder.finish(self.decision, "live", error="raw response not recorded: not JSON")
+            return result
+        self.recorder.save(self.decision, {"body": body, "is_streaming": self.stream}, streamed=self.stream)
+        return result
+
+    def _parse_json(self, http: Any) -> Any:
+        try:
+            data = orjson.loads(http.content)
+        except orjson.JSONDecodeError:
+            return None
+        target = _raw_cast_to(self.cast_to)
+        if target is None:
+            return data
+        return _encode_body(self.client._process_response_data(data=data, cast_to=target, response=http))
+
+    # -- replay -------------------------------------------------------------------------------
+
+    def replay_sync(self) -> Any:
+        response = self.decision.record["response"]
+        if response.get("is_exception"):
+            self._replayed()
+            raise self._recorded_exception(response)
+        if self.raw:
+            self._replayed()
+            return self.client._process_response(**self._raw_replay_args(response))
+        return self._replay_objects(response)
+
+    async def replay_async(self) -> Any:
+        response = self.decision.record["response"]
+        if response.get("is_exception"):
+            self._replayed()
+            raise self._recorded_exception(response)
+        if self.raw:
+            self._replayed()
+            return await self.client._process_response(**self._raw_replay_args(response))
+        return self._replay_objects(response)
+
+    def _replayed(self) -> None:
+        self.recorder.finish(self.decision, "replayed", streamed=self.stream)
+
+    def _replay_objects(self, response: dict[str, Any]) -> Any:
+        body = response.get("body")
+        if self.stream:
+            chunk_type = self.chunk_type
+            stream = self.stream_cls(
+                cast_to=chunk_type,
+                response=self._synthetic_response(200, b""),
+                client=self.client,
+                options=self.options,
+            )
+            chunks = body if isinstance(body, list) else [body]
+            if isinstance(stream, AsyncStream):
+                stream._iterator = _async_chunks(chunks, chunk_type)
+            else:
+                stream._iterator = (_decode_as(chunk, chunk_type) for chunk in chunks)
+            self._replayed()
+            return stream
+        value = _decode_result(body, self.cast_to)
+        self._replayed()
+        return _post_parse(self.options, value)
+
+    def _raw_replay_args(self, response: dict[str, Any]) -> dict[str, Any]:
+        body = response.get("body")
+        if self.stream:
+            content = b"".join(_sse_event(_raw_data(chunk)) for chunk in body or []) + b"data: [DONE]\n\n"
+            http = self._synthetic_response(200, content, "text/event-stream")
+        else:
+            http = self._synthetic_response(200, orjson.dumps(_raw_body(body, self.cast_to)))
+        options = self.options.model_copy()
+        cast_to = self.client._maybe_override_cast_to(self.cast_to, options)
+        return {
+            "cast_to": cast_to,
+            "options": options,
+            "response": http,
+            "stream": self.stream,
+            "stream_cls": self.stream_cls if self.stream else None,
+        }
+
+    def _recorded_exception(self, response: dict[str, Any]) -> Exception:
+        data = response.get("exception_data") or {}
+        status = data.get("status_code")
+        message = str(data.get("message") or response.get("exception_message") or "recorded error")
+        if isinstance(status, int):
+            text = data.get("response_text")
+            if not isinstance(text, str):
+                body = data.get("body")
+                text = orjson.dumps({"error": body} if isinstance(body, dict) else body).decode()
+            http = self._synthetic_response(status, text.encode())
+            return self.client._make_status_error_from_response(http)
+        cls = getattr(openai, str(data.get("type")), None)
+        request = self._synthetic_request()
+        if isinstance(cls, type) and issubclass(cls, openai.APIConnectionError):
+            return cls(request=request)
+        return openai.APIError(message, request, body=data.get("body"))
+
+    def _synthetic_request(self) -> Any:
+        options = self.options.model_copy()
+        return self.client._build_request(options)
+
+    def _synthetic_response(self, status: int, content: bytes, content_type: str = "application/json") -> Any:
+        httpx = _httpx(self.client)
+        headers = {"content-type": content_type, "x-notebook-recorder": "replay"}
+        return httpx.Response(status, headers=headers, content=content, request=self._synthetic_request())
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding results and decoding them back
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_page(value: Any) -> bool:
+    from openai.pagination import AsyncPage, SyncPage
+
+    return isinstance(value, SyncPage | AsyncPage)
+
+
+def _encode_body(result: Any) -> Any:
+    """A result as FORMAT.md's body. Simple pages (``models.list()``) are stored as the list of
+    their items, as llama-stack does; cursor pages keep their ``has_more`` and ids."""
+    if _is_page(result):
+        return [encode(item) for item in result.data]
+    return encode(result)
+
+
+def _target(cast_to: Any) -> Any:
+    origin = getattr(cast_to, "__pydantic_generic_metadata__", {}).get("origin") or cast_to
+    return origin
+
+
+def _decode_result(body: Any, cast_to: Any) -> Any:
+    """A recorded non-streamed body as the object the SDK would have returned."""
+    is_model = isinstance(cast_to, type) and issubclass(cast_to, pydantic.BaseModel)
+    if is_model and isinstance(body, list) and "data" in cast_to.model_fields:
+        # A page stored as its items (our files and llama-stack's model lists).
+        return build(cast_to, {"data": decode(body), "object": "list"})
+    if is_model and isinstance(body, dict):
+        name = body.get(TYPE)
+        if name is not None and name == type_name(_target(cast_to)):
+            return build(cast_to, body[DATA])  # keeps generic parameters such as SyncCursorPage[T]
+        if name is None or import_type(str(name)) is None:
+            data = body.get(DATA, body) if name is not None else body
+            return build(cast_to, data)
+    return decode(body)
+
+
+def _decode_as(chunk: Any, chunk_type: Any) -> Any:
+    """One recorded stream chunk as an SDK object. Raw-dict chunks are built as ``chunk_type``."""
+    if isinstance(chunk, dict) and TYPE not in chunk and isinstance(chunk_type, type):
+        if issubclass(chunk_type, pydantic.BaseModel):
+            return build(chunk_type, chunk)
+    if chunk_type is not None and not isinstance(chunk_type, type):
+        # A union of event types (the Responses API): let pydantic pick the member.
+        if isinstance(chunk, dict) and TYPE not in chunk:
+            return _adapter(chunk_type).validate_python(chunk)
+    return decode(chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(tp)
+
+
+async def _async_chunks(chunks: list[Any], chunk_type: Any) -> AsyncIterator[Any]:
+    for chunk in chunks:
+        yield _decode_as(chunk, chunk_type)
+
+
+def _raw_data(value: Any) -> Any:
+    if isinstance(value, dict) and TYPE in value and DATA in value:
+        return value[DATA]
+    if isinstance(value, list):
+        return [_raw_data(v) for v in value]
+    return value
+
+
+def _raw_body(body: Any, cast_to: Any) -> Any:
+    """The JSON the API sent, rebuilt from a recorded body (pages stored as lists get their envelope)."""
+    if (
+        isinstance(body, list)
+        and isinstance(cast_to, type)
+        and "data" in getattr(cast_to, "model_fields", {})
+    ):
+        return {"object": "list", "data": _raw_data(body)}
+    return _raw_data(body)
+
+
+def _raw_cast_to(cast_to: Any) -> Any:
+    target = getattr(cast_to, "__origin__", None) or cast_to
+    from openai._legacy_response import LegacyAPIResponse
+    from openai._response import BaseAPIResponse
+
+    if isinstance(target, type) and issubclass(target, BaseAPIResponse | LegacyAPIResponse):
+        try:
+            return extract_type_arg(cast_to, 0)
+        except (RuntimeError, TypeError):
+            return None
+    return cast_to
+
+
+def _sse_event(data: Any) -> bytes:
+    event = data.get("type") if isinstance(data, dict) else None
+    prefix = f"event: {event}\n".encode() if isinstance(event, str) and "." in event else b""
+    return prefix + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _exception_response(exc: APIStatusError) -> dict[str, Any]:
+    """FORMAT.md's exception form, plus the raw error text so replay rebuilds the exact message."""
+    try:
+        text: str | None = exc.response.text
+    except Exception:  # a streamed error body that was never read
+        text = None
+    exception_data = {
+        "category": "provider_sdk",
+        "provider": "openai",
+        "type": type(exc).__name__,
+        "message": exc.message,
+        "status_code": exc.status_code,
+        "body": _jsonable(exc.body),
+    }
+    if text is not None:
+        exception_data["response_text"] = text
+    return {
+        "body": None,
+        "is_streaming": False,
+        "is_exception": True,
+        "exception_data": exception_data,
+        "exception_message": str(exc),
+    }
