@@ -15,7 +15,7 @@ ENV_MODE = "APIREC_MODE"
 ENV_DIR = "APIREC_DIR"
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     """What a recorder does with each call.
 
     ======================  ================================  ================================

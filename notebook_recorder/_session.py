@@ -196,9 +196,7 @@ class Recorder:
 
     def _missing_message(self, request: Request, key: str) -> str:
         directory = _display_path(self.dir)
-        lines = [
-            f"No recording of {request.describe()} in {directory}/ (key {key[:12]}…, scope {self.scope!r})."
-        ]
+        lines = [f"No recording of {request.describe()} in {directory}/ (key {key[:12]}…, scope {self.scope!r})."]
         nearest = self._nearest(request)
         if nearest is None:
             lines.append("There is no recorded request to compare it with in that directory.")
@@ -216,9 +214,7 @@ class Recorder:
         lines.append("    %apirec record-if-missing                      (in a notebook)")
         lines.append(f'    nr.recording("record-if-missing", dir="{directory}")   (in code)')
         if env_mode() is Mode.REPLAY:
-            lines.append(
-                f"{ENV_MODE}=replay is set and overrides the mode chosen in code: unset it to record."
-            )
+            lines.append(f"{ENV_MODE}=replay is set and overrides the mode chosen in code: unset it to record.")
         return "\n".join(lines)
 
     def _nearest(self, request: Request) -> tuple[Path, list[Any]] | None:

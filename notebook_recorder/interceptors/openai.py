@@ -110,9 +110,7 @@ def describe(client: BaseClient[Any, Any], options: FinalRequestOptions) -> Infe
     if body is None and options.method.lower() == "get":
         body = dict(options.params) if options.params else {}
     body = scrub(_jsonable(body if body is not None else {}))
-    endpoint = canonical_endpoint(
-        "/v1/" + options.url.lstrip("/") if "://" not in options.url else options.url
-    )
+    endpoint = canonical_endpoint("/v1/" + options.url.lstrip("/") if "://" not in options.url else options.url)
     model = body.get("model") if isinstance(body, dict) else None
     return InferenceRequest(
         method=options.method.upper(),
@@ -172,9 +170,7 @@ def _sync_request(
     stream: bool = False,
     stream_cls: Any = None,
 ) -> Any:
-    original = functools.partial(
-        _original(SyncAPIClient), self, cast_to, stream=stream, stream_cls=stream_cls
-    )
+    original = functools.partial(_original(SyncAPIClient), self, cast_to, stream=stream, stream_cls=stream_cls)
     recorder = active()
     if recorder is None:
         return original(options)
@@ -201,9 +197,7 @@ async def _async_request(
     stream: bool = False,
     stream_cls: Any = None,
 ) -> Any:
-    original = functools.partial(
-        _original(AsyncAPIClient), self, cast_to, stream=stream, stream_cls=stream_cls
-    )
+    original = functools.partial(_original(AsyncAPIClient), self, cast_to, stream=stream, stream_cls=stream_cls)
     recorder = active()
     if recorder is None:
         return await original(options)
@@ -287,9 +281,7 @@ class _Call:
             return result
         if not isinstance(result, pydantic.BaseModel | list):
             # Binary and text bodies (audio, file contents) are passed through, not recorded.
-            self.recorder.finish(
-                decision, "live", error=f"{type(result).__name__} responses are not recorded"
-            )
+            self.recorder.finish(decision, "live", error=f"{type(result).__name__} responses are not recorded")
             return result
         self.recorder.save(decision, {"body": _encode_body(result), "is_streaming": False})
         return _post_parse(self.options, result)
@@ -344,9 +336,7 @@ class _Call:
 
     def _raw_stream(self, result: Any) -> Any:
         http = result.http_response
-        return self.stream_cls(
-            cast_to=self.chunk_type, response=http, client=self.client, options=self.options
-        )
+        return self.stream_cls(cast_to=self.chunk_type, response=http, client=self.client, options=self.options)
 
     def raw_chunks_sync(self, result: Any) -> list[Any] | None:
         return [encode(chunk) for chunk in self._raw_stream(result)] if self.stream else None
@@ -535,11 +525,7 @@ def _raw_data(value: Any) -> Any:
 
 def _raw_body(body: Any, cast_to: Any) -> Any:
     """The JSON the API sent, rebuilt from a recorded body (pages stored as lists get their envelope)."""
-    if (
-        isinstance(body, list)
-        and isinstance(cast_to, type)
-        and "data" in getattr(cast_to, "model_fields", {})
-    ):
+    if isinstance(body, list) and isinstance(cast_to, type) and "data" in getattr(cast_to, "model_fields", {}):
         return {"object": "list", "data": _raw_data(body)}
     return _raw_data(body)
 
