@@ -28,6 +28,10 @@ from ._store import Found, Store
 
 DEFAULT_DIR = "recordings"
 
+# When set, every replayed or recorded file is appended to this file as ``<outcome>\t<absolute
+# path>`` lines. ``notebook-recorder run`` and ``prune`` use it to learn what a kernel replayed.
+ENV_USAGE_LOG = "NOTEBOOK_RECORDER_USAGE_LOG"
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -191,6 +195,8 @@ class Recorder:
             streamed=streamed,
             error=error,
         )
+        if path is not None:
+            _log_usage(outcome, path)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -238,6 +244,23 @@ def _display_path(path: Path | str) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+_usage_lock = threading.Lock()
+
+
+def _log_usage(outcome: str, path: Path) -> None:
+    """Append ``<outcome>\t<absolute path>`` to ``$NOTEBOOK_RECORDER_USAGE_LOG``, if it is set.
+
+    Errors propagate on purpose: ``prune`` deletes what the log does not mention, so a log that
+    silently lost lines could delete recordings that are in use.
+    """
+    target = os.environ.get(ENV_USAGE_LOG)
+    if not target:
+        return
+    line = f"{outcome}\t{Path(path).resolve()}\n"
+    with _usage_lock, open(target, "a", encoding="utf-8") as fh:
+        fh.write(line)
 
 
 @functools.cache
