@@ -1,0 +1,44 @@
+"""Shared pytest fixtures.
+
+``wire_server`` is a real local HTTP server speaking OpenAI's wire format (see
+``tests/wire_server.py``); ``client`` / ``async_client`` are real openai SDK clients pointed at it.
+Append further fixtures below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import openai
+import pytest
+from wire_server import TEST_API_KEY, WireServer
+
+_ENV_TO_CLEAR = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "APIREC_MODE", "APIREC_DIR")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees a real API key, a real base URL, or a recorder mode/dir from the shell."""
+    for name in _ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def wire_server() -> Iterator[WireServer]:
+    """A started WireServer, stopped after the test."""
+    with WireServer() as server:
+        yield server
+
+
+@pytest.fixture
+def client(wire_server: WireServer) -> Iterator[openai.OpenAI]:
+    """A sync openai client talking to ``wire_server`` (no retries)."""
+    with openai.OpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0) as sync_client:
+        yield sync_client
+
+
+@pytest.fixture
+async def async_client(wire_server: WireServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    """An async openai client talking to ``wire_server`` (no retries)."""
+    async with openai.AsyncOpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0) as aclient:
+        yield aclient
