@@ -99,6 +99,7 @@ class Recorder:
         self.requested_dir = Path(dir)
         self.scope = scope
         self._store: Store | None = None
+        self._store_dir: tuple[Path, str | None] | None = None
         self.check()
 
     def __repr__(self) -> str:
@@ -116,9 +117,10 @@ class Recorder:
 
     @property
     def store(self) -> Store:
-        directory = self.dir.expanduser().resolve()
-        if self._store is None or self._store.root != directory:
-            self._store = Store(directory)
+        directory = self.dir
+        where = (directory, None if directory.is_absolute() else os.getcwd())
+        if self._store is None or self._store_dir != where:
+            self._store, self._store_dir = Store(directory), where
         return self._store
 
     def check(self) -> None:

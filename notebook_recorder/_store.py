@@ -34,6 +34,7 @@ class _Index:
     seen: dict[Path, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
     errors: dict[Path, str] = field(default_factory=dict)  # unreadable files
     listed: bool = False
+    indexed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -110,9 +111,25 @@ class Store:
                 found = self._verified(path, key)
                 if found is not None:
                     return found
-            self._index_contents()
-            path = self._index.by_key.get(key)
-        return Found(path, self.read(path)) if path is not None else None
+            found = self._indexed(key) if self._index.indexed else None
+            if found is None:
+                # Build the content index, or refresh it: files written by another process, moved
+                # or edited since it was built are picked up here, on a miss, never on a hit.
+                self._index_contents()
+                found = self._indexed(key)
+        return found
+
+    def _indexed(self, key: str) -> Found | None:
+        path = self._index.by_key.get(key)
+        if path is None:
+            return None
+        try:
+            found = self._verified(path, key)
+        except RecordingFormatError:
+            found = None
+        if found is None:
+            del self._index.by_key[key]  # gone or edited: stale
+        return found
 
     def _verified(self, path: Path, key: str) -> Found | None:
         """``path`` parsed, if its content really has ``key``; a renamed file does not count."""
@@ -130,6 +147,7 @@ class Store:
     def _index_contents(self) -> None:
         """Parse every file not indexed yet (or changed since) and record its content key."""
         index = self._index
+        index.indexed = True
         for path in self._json_files():
             try:
                 mtime = path.stat().st_mtime_ns

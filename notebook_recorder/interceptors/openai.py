@@ -402,7 +402,7 @@ class _Call:
             if isinstance(stream, AsyncStream):
                 stream._iterator = _async_chunks(chunks, chunk_type)
             else:
-                stream._iterator = (_decode_as(chunk, chunk_type) for chunk in chunks)
+                stream._iterator = _decoded_chunks(chunks, chunk_type)
             self._replayed()
             return stream
         value = _decode_result(body, self.cast_to)
@@ -444,8 +444,10 @@ class _Call:
         return openai.APIError(message, request, body=data.get("body"))
 
     def _synthetic_request(self) -> Any:
-        options = self.options.model_copy()
-        return self.client._build_request(options)
+        # Method and URL only: building the full request would serialise the whole body again,
+        # which costs more than decoding a long stream.
+        httpx = _httpx(self.client)
+        return httpx.Request(self.options.method.upper(), self.client._prepare_url(self.options.url))
 
     def _synthetic_response(self, status: int, content: bytes, content_type: str = "application/json") -> Any:
         httpx = _httpx(self.client)
@@ -510,9 +512,34 @@ def _adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
     return pydantic.TypeAdapter(tp)
 
 
-async def _async_chunks(chunks: list[Any], chunk_type: Any) -> AsyncIterator[Any]:
+def _decoded_chunks(chunks: list[Any], chunk_type: Any) -> Iterator[Any]:
+    """Recorded stream chunks as SDK objects, decoded one at a time as the caller iterates.
+
+    This is replay's hot loop. Once a chunk of a ``__type__`` has been built, later chunks of the
+    same type go straight to that class's validator; anything else takes the general path.
+    """
+    fast_type: str | None = None
+    validate: Callable[[Any], Any] | None = None
     for chunk in chunks:
-        yield _decode_as(chunk, chunk_type)
+        value: Any = _MISSING
+        if validate is not None and type(chunk) is dict and chunk.get(TYPE) == fast_type:
+            try:
+                value = validate(chunk[DATA])
+            except pydantic.ValidationError:
+                pass  # non-compliant data: the general path builds it leniently
+        if value is _MISSING:
+            value = _decode_as(chunk, chunk_type)
+            if isinstance(value, pydantic.BaseModel) and type(chunk) is dict and TYPE in chunk:
+                fast_type, validate = chunk[TYPE], type(value).__pydantic_validator__.validate_python
+        yield value
+
+
+_MISSING = object()
+
+
+async def _async_chunks(chunks: list[Any], chunk_type: Any) -> AsyncIterator[Any]:
+    for chunk in _decoded_chunks(chunks, chunk_type):
+        yield chunk
 
 
 def _raw_data(value: Any) -> Any:
