@@ -1,7 +1,8 @@
 """Values to and from FORMAT.md's JSON, and recording files to and from bytes.
 
 - An SDK object (a pydantic model) or a dataclass is written as
-  ``{"__type__": "<module>.<qualname>", "__data__": ...}``; anything else as plain JSON.
+  ``{"__type__": "<module>.<qualname>", "__data__": ...}``; anything else as plain JSON. A model's
+  ``__data__`` holds the fields that were set, as the API sent them.
 - Reading builds the ``__type__`` class: strict ``model_validate`` first, because it is fast,
   and the class's own lenient ``construct`` only for data that does not validate. A type that
   cannot be imported comes back as its raw data, with one warning per type name.
@@ -58,7 +59,10 @@ def encode(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, pydantic.BaseModel):
-        data = value.model_dump(mode="json", warnings=False)
+        # Only the fields that were set: what the API sent. Rebuilding from that gives back the
+        # same ``model_dump()`` and the same ``model_fields_set``, so the SDK's ``to_dict()`` and
+        # ``to_json()`` (which leave unset fields out) print the same in replay as live.
+        data = value.model_dump(mode="json", exclude_unset=True, warnings=False)
         return {TYPE: type_name(type(value)), DATA: data}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}

@@ -444,10 +444,12 @@ class _Call:
         return openai.APIError(message, request, body=data.get("body"))
 
     def _synthetic_request(self) -> Any:
-        # Method and URL only: building the full request would serialise the whole body again,
-        # which costs more than decoding a long stream.
+        # Method, URL and the call's own headers (the SDK reads its raw-response markers there),
+        # not the full request: serialising the body again costs more than decoding a long stream.
         httpx = _httpx(self.client)
-        return httpx.Request(self.options.method.upper(), self.client._prepare_url(self.options.url))
+        options = self.options
+        headers = {k: v for k, v in options.headers.items() if isinstance(v, str)} if is_given(options.headers) else {}
+        return httpx.Request(options.method.upper(), self.client._prepare_url(options.url), headers=headers)
 
     def _synthetic_response(self, status: int, content: bytes, content_type: str = "application/json") -> Any:
         httpx = _httpx(self.client)
