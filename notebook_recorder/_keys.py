@@ -8,6 +8,7 @@ replays without them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -249,6 +250,15 @@ class Change:
     old: Any
     new: Any
     MISSING = object()
+
+    @property
+    def distance(self) -> float:
+        """How far apart the two values are: near 0 for ``'python 3.12' -> 'python 3.13'``, 1 when
+        one side is absent. Breaks ties between recordings with the same number of changes."""
+        if self.old is Change.MISSING or self.new is Change.MISSING:
+            return 1.0
+        a, b = repr(self.old)[:200], repr(self.new)[:200]
+        return 1.0 - difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
     def __str__(self) -> str:
         def show(v: Any) -> str:

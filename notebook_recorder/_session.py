@@ -155,8 +155,15 @@ class Recorder:
         return decision
 
     def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path:
-        """Write the recording for a recorded call, and log it."""
-        response = {**response, "body": normalize_ids(response.get("body"), decision.key)}
+        """Write the recording for a recorded call, and log it.
+
+        Inference responses get deterministic ``id``/``created`` (FORMAT.md, "Deterministic
+        output"); a tool's result is the tool's own data and is written as it is.
+        """
+        body = response.get("body")
+        if not isinstance(decision.request, ToolRequest):
+            body = normalize_ids(body, decision.key)
+        response = {**response, "body": body}
         if response.get("is_exception"):
             response["body"] = None
         record = {
@@ -227,15 +234,17 @@ class Recorder:
 
     def _nearest(self, request: Request) -> tuple[Path, list[Any]] | None:
         wanted = comparable(request, self.scope)
-        best: tuple[int, Path, list[Any]] | None = None
+        best: tuple[tuple[int, float], Path, list[Any]] | None = None
         for path, record in self.store.records():
             stored = request_from_record(record)
             if stored is None or type(stored) is not type(request):
                 continue
             test_id = record.get("test_id")
             changes = diff(comparable(stored, test_id if isinstance(test_id, str) else None), wanted)
-            if best is None or len(changes) < best[0]:
-                best = (len(changes), path, changes)
+            # Fewest changes first; among those, the most similar values ('3.12' is near '3.13').
+            rank = (len(changes), sum(change.distance for change in changes))
+            if best is None or rank < best[0]:
+                best = (rank, path, changes)
         return (best[1], best[2]) if best else None
 
 
