@@ -1,0 +1,598 @@
+"""``@nr.tool``: record and replay any Python function, such as a web search or a retriever.
+
+>>> @nr.tool(provider="tavily", name="web_search")
+... def web_search(query: str, max_results: int = 5) -> dict: ...
+>>> search = nr.tool(tavily_client.search, provider="tavily", name="web_search")
+
+Design
+------
+- **One wrapper per kind.** Sync functions, ``async`` functions, sync generators and async
+  generators each get a wrapper of the same kind, so ``inspect.iscoroutinefunction``,
+  ``isgeneratorfunction`` and ``isasyncgenfunction`` answer as they do for the original. The
+  wrapper also keeps the original's name, docstring and signature (``functools.wraps`` plus an
+  explicit ``__signature__``).
+- **A pass-through when nothing records.** The wrapper's first step is ``active()``; when it is
+  ``None`` the original is called directly with the caller's arguments and nothing else happens
+  (``benchmarks/bench_tools.py`` measures what that costs).
+- **The key is** ``ToolRequest(provider, tool_name, kwargs)`` (FORMAT.md, "Tool-call
+  recordings"). ``kwargs`` are the arguments *as passed*: positional arguments are bound to their
+  parameter names, ``**kwargs`` are flattened into them, ``*args`` are kept as a list under their
+  parameter name, and defaults are **not** filled in. So ``search("x")`` and ``search(query="x")``
+  are the same recording, while ``search("x", max_results=5)`` is a different one even when 5 is
+  the default: this is what llama-stack keyed, so its recordings replay. A first parameter called
+  ``self`` or ``cls`` (a decorated method) is not an argument of the tool and is left out.
+- **Credentials never leave the process.** Arguments whose names look like credentials
+  (``is_credential_name``: ``api_key``, ``token``, ``password``...) are dropped, also inside
+  nested mappings, before anything is keyed or written. The original still receives them when it
+  runs; replay works without them.
+- **Arguments are made JSON by** ``to_jsonable``: pydantic models and dataclasses become their
+  fields, paths and dates become strings, enums their values, sets sorted lists. An argument that
+  cannot be encoded raises ``TypeError`` naming it.
+- **Results are encoded by** ``encode``: pydantic models and dataclasses keep their type as
+  ``__type__``/``__data__`` and replay builds the same type again; a type that cannot be imported
+  (llama-stack's ``ToolInvocationResult``) comes back as its raw data, with a warning. A result
+  that cannot be encoded raises ``TypeError`` in record mode rather than leaving a hole that
+  replay would trip over later.
+- **Exceptions** (``Exception`` subclasses) raised by the tool are recorded and re-raised. Replay
+  raises the same class when it can be imported and built from the recorded ``args`` or message,
+  and :class:`~notebook_recorder.RecordedToolError` otherwise. ``KeyboardInterrupt``, task
+  cancellation and other ``BaseException`` are never recorded.
+- **Generators** are recorded as the list of their items (``is_streaming: true``), each item
+  encoded as it arrives; replay yields them again from a generator of the same kind. The wrapper
+  delegates ``send``/``throw``/``close`` (``asend``/``athrow``/``aclose``) to the original. The
+  file is written only when the generator is exhausted: one abandoned early (``break``,
+  ``close()``, an exception) is never saved as if it were complete. A generator decides replay,
+  record or live when it is first advanced, which is when its body would start running.
+- **No shared mutable state per call**: a wrapper holds only its fixed description, and each
+  call keeps its own state in locals, so wrappers are safe across threads and asyncio tasks.
+
+The Recorder decides and writes (``decide``/``save``/``finish``); this module does no file I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from .._codec import decode, encode, import_type, to_jsonable
+from .._errors import RecordedToolError
+from .._keys import ToolRequest, is_credential_name, scrub
+from .._session import Action, Decision, Recorder, active
+
+__all__ = ["ToolInfo", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Where positional arguments go in the key when the function's signature cannot be read
+# (some builtins): not a Python identifier, so it cannot clash with a real parameter name.
+_UNBOUND_ARGS = "*args"
+_INSTANCE_PARAMS = frozenset({"self", "cls"})
+_ATTR = "__notebook_recorder_tool__"
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """What ``nr.tool`` knows about a wrapped function; available as ``wrapper.__notebook_recorder_tool__``.
+
+    ``kind`` is ``"function"``, ``"coroutine"``, ``"generator"`` or ``"async generator"``.
+    """
+
+    provider: str
+    name: str
+    fn: Callable[..., Any]
+    kind: str
+    signature: inspect.Signature | None
+
+    @property
+    def label(self) -> str:
+        """``provider/name``, as the call log shows it."""
+        return f"{self.provider}/{self.name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The decorator
+# ---------------------------------------------------------------------------------------------
+
+
+@overload
+def tool(fn: Callable[P, R], *, provider: str | None = None, name: str | None = None) -> Callable[P, R]: ...
+
+
+@overload
+def tool(
+    fn: None = None, *, provider: str | None = None, name: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def tool(
+    fn: Callable[P, R] | None = None, *, provider: str | None = None, name: str | None = None
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record and replay calls of ``fn``, keyed by ``(provider, name, arguments)``.
+
+    Use it as a decorator, with or without arguments, or as a wrapper for a function from
+    another library::
+
+        @nr.tool
+        def lookup(city: str) -> dict: ...
+
+        @nr.tool(provider="tavily", name="web_search")
+        async def web_search(query: str) -> dict: ...
+
+        search = nr.tool(tavily.search, provider="tavily", name="web_search")
+
+    ``fn`` may be a sync or ``async`` function, a sync or async generator function, a bound
+    method or any callable. ``provider`` defaults to ``fn.__module__`` and ``name`` to
+    ``fn.__qualname__``. Put ``@nr.tool`` below ``@staticmethod`` and ``@classmethod``.
+
+    With no recording active the wrapper simply calls ``fn``. Inside ``nr.recording(...)``,
+    ``nr.start(...)`` or ``%apirec``, each call is replayed, recorded or run live according to
+    the mode, and appears in ``nr.calls()`` as kind ``"tool"`` with endpoint ``provider/name``.
+    Positional arguments are keyed by their parameter names and defaults are not filled in, so
+    ``search("x")`` and ``search(query="x")`` share a recording. Credential-like arguments
+    (``api_key``, ``token``, ``password``...) are never keyed or written.
+    """
+    if fn is None:
+
+        def decorate(f: Callable[P, R]) -> Callable[P, R]:
+            return _wrap(f, provider, name)
+
+        return decorate
+    return _wrap(fn, provider, name)
+
+
+def _wrap(fn: Callable[P, R], provider: str | None, name: str | None) -> Callable[P, R]:
+    existing = getattr(fn, _ATTR, None)
+    if isinstance(existing, ToolInfo):
+        fn = existing.fn  # re-wrapping a tool renames it instead of recording twice
+    if not callable(fn):
+        raise TypeError(f"nr.tool() needs a callable, not {type(fn).__name__}")
+    default_provider, default_name = _default_names(fn)
+    info = ToolInfo(
+        provider=provider or default_provider,
+        name=name or default_name,
+        fn=fn,
+        kind=_kind(fn),
+        signature=_signature(fn),
+    )
+    factory = {
+        "function": _function_wrapper,
+        "coroutine": _coroutine_wrapper,
+        "generator": _generator_wrapper,
+        "async generator": _async_generator_wrapper,
+    }[info.kind]
+    wrapper = factory(info)
+    try:
+        functools.update_wrapper(wrapper, fn)
+    except AttributeError:  # pragma: no cover - objects with read-only dunders
+        pass
+    if info.signature is not None:
+        wrapper.__signature__ = info.signature  # type: ignore[attr-defined]
+    setattr(wrapper, _ATTR, info)
+    return cast(Callable[P, R], wrapper)
+
+
+def _default_names(fn: Callable[..., Any]) -> tuple[str, str]:
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    module = getattr(target, "__module__", None) or type(target).__module__
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return str(module), str(qualname)
+
+
+def _kind(fn: Callable[..., Any]) -> str:
+    # A callable object is judged by its ``__call__``; a plain function by itself.
+    for candidate in (fn, getattr(fn, "__call__", None)):  # noqa: B004
+        if inspect.isasyncgenfunction(candidate):
+            return "async generator"
+        if inspect.isgeneratorfunction(candidate):
+            return "generator"
+        if inspect.iscoroutinefunction(candidate):
+            return "coroutine"
+    return "function"
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrappers, one per kind. Each starts with the pass-through, then hands over to a _ToolCall.
+# ---------------------------------------------------------------------------------------------
+
+
+def _function_wrapper(info: ToolInfo) -> Callable[..., Any]:
+    fn = info.fn
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        recorder = active()
+        if recorder is None:
+            return fn(*args, **kwargs)
+        call = _ToolCall(info, recorder, args, kwargs)
+        if call.action is Action.REPLAY:
+            return call.replay_value()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            call.raised(exc)
+            raise
+        return call.returned(result)
+
+    return wrapper
+
+
+def _coroutine_wrapper(info: ToolInfo) -> Callable[..., Any]:
+    fn = info.fn
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        recorder = active()
+        if recorder is None:
+            return await fn(*args, **kwargs)
+        call = _ToolCall(info, recorder, args, kwargs)
+        if call.action is Action.REPLAY:
+            return call.replay_value()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            call.raised(exc)
+            raise
+        return call.returned(result)
+
+    return wrapper
+
+
+def _generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
+    fn = info.fn
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        recorder = active()
+        if recorder is None:
+            return (yield from fn(*args, **kwargs))
+        call = _ToolCall(info, recorder, args, kwargs)
+        if call.action is Action.REPLAY:
+            return (yield from call.replay_items())
+        return (yield from call.stream(fn(*args, **kwargs)))
+
+    return wrapper
+
+
+def _async_generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
+    fn = info.fn
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        recorder = active()
+        source: AsyncGenerator[Any, Any]
+        if recorder is None:
+            source = fn(*args, **kwargs)
+        else:
+            call = _ToolCall(info, recorder, args, kwargs)
+            source = call.areplay_items() if call.action is Action.REPLAY else call.astream(fn(*args, **kwargs))
+        # `yield from` for async generators: items out, asend/athrow/aclose in.
+        try:
+            item = await source.__anext__()
+        except StopAsyncIteration:
+            return
+        while True:
+            try:
+                sent = yield item
+            except GeneratorExit:
+                await source.aclose()
+                raise
+            except BaseException as exc:
+                try:
+                    item = await source.athrow(exc)
+                except StopAsyncIteration:
+                    return
+            else:
+                try:
+                    item = await source.asend(sent)
+                except StopAsyncIteration:
+                    return
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------
+# One call of a tool while a recorder is active
+# ---------------------------------------------------------------------------------------------
+
+
+class _ToolCall:
+    """One call of a tool under a recorder: its request, the Recorder's decision, and the outcome.
+
+    Creating it keys the arguments and asks the Recorder; in replay mode with no recording that
+    raises ``RecordingNotFoundError``.
+    """
+
+    __slots__ = ("decision", "info", "recorder")
+
+    def __init__(self, info: ToolInfo, recorder: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.info = info
+        self.recorder = recorder
+        self.decision: Decision = recorder.decide(tool_request(info, args, kwargs))
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+    def _elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.decision.started) * 1000, 3)
+
+    # -- live and record: plain results -------------------------------------------------------
+
+    def returned(self, result: Any) -> Any:
+        """The tool returned ``result``: log it, and in record mode write it."""
+        if self.action is Action.LIVE:
+            self.recorder.finish(self.decision, "live")
+            return result
+        try:
+            body = self._encode_result(result, "returned")
+        except TypeError as exc:
+            self.recorder.finish(self.decision, "error", error=str(exc))
+            raise
+        self.recorder.save(self.decision, {"body": body, "is_streaming": False, "duration_ms": self._elapsed_ms()})
+        return result
+
+    def raised(self, exc: BaseException) -> None:
+        """The tool raised ``exc``: in record mode an ``Exception`` is written; all are logged."""
+        if self.action is Action.RECORD and isinstance(exc, Exception):
+            self.recorder.save(self.decision, _exception_response(self.info, exc))
+        else:
+            outcome = "live" if self.action is Action.LIVE else "error"
+            self.recorder.finish(self.decision, outcome, error=type(exc).__name__)
+
+    def _encode_result(self, value: Any, verb: str) -> Any:
+        try:
+            return encode(value)
+        except TypeError as exc:
+            raise TypeError(
+                f"tool {self.info.label} {verb} a {type(value).__qualname__}, which cannot be recorded "
+                f"({exc}). Return JSON data, pydantic models, dataclasses, or lists and dicts of them."
+            ) from None
+
+    # -- live and record: generators ----------------------------------------------------------
+    # Both are ``yield from gen`` spelled out, so that each item can be recorded on its way:
+    # items go out, send/throw/close (asend/athrow/aclose) go in.
+
+    def stream(self, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        """Delegate to the tool's generator; in record mode, write its items once it is exhausted."""
+        if not inspect.isgenerator(gen):
+            gen = (item for item in gen)
+        record = self.action is Action.RECORD
+        items: list[Any] = []
+        offsets: list[float] = []
+        try:
+            try:
+                item = next(gen)
+                while True:
+                    if record:
+                        self._collect(item, items, offsets)
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        gen.close()
+                        raise
+                    except BaseException as exc:
+                        item = gen.throw(exc)
+                    else:
+                        item = gen.send(sent)
+            except StopIteration as stop:
+                result = stop.value
+        except BaseException as exc:
+            gen.close()
+            self._stream_failed(exc, len(items))
+            raise
+        self._stream_done(items, offsets, result)
+        return result
+
+    async def astream(self, agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+        """The async form of :meth:`stream`."""
+        if not inspect.isasyncgen(agen):
+            agen = _as_async_generator(agen)
+        record = self.action is Action.RECORD
+        items: list[Any] = []
+        offsets: list[float] = []
+        try:
+            item = await agen.__anext__()
+            while True:
+                if record:
+                    self._collect(item, items, offsets)
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    item = await agen.athrow(exc)
+                else:
+                    item = await agen.asend(sent)
+        except StopAsyncIteration:
+            pass
+        except BaseException as exc:
+            await agen.aclose()
+            self._stream_failed(exc, len(items))
+            raise
+        self._stream_done(items, offsets, None)
+
+    def _collect(self, item: Any, items: list[Any], offsets: list[float]) -> None:
+        # Encoded as it arrives: a generator that mutates and re-yields one object is recorded
+        # as the caller saw it at each step.
+        items.append(self._encode_result(item, "yielded"))
+        offsets.append(self._elapsed_ms())
+
+    def _stream_failed(self, exc: BaseException, count: int) -> None:
+        if self.action is Action.LIVE:
+            self.recorder.finish(self.decision, "live", streamed=True, error=type(exc).__name__)
+            return
+        if isinstance(exc, GeneratorExit):
+            reason = "closed early"
+        elif isinstance(exc, TypeError) and str(exc).startswith(f"tool {self.info.label} "):
+            reason = "unrecordable"
+        else:
+            reason = f"ended by {type(exc).__name__}"
+        self.recorder.finish(
+            self.decision, "error", streamed=True, error=f"generator {reason} after {count} items; not saved"
+        )
+
+    def _stream_done(self, items: list[Any], offsets: list[float], result: Any) -> None:
+        if self.action is Action.LIVE:
+            self.recorder.finish(self.decision, "live", streamed=True)
+            return
+        response: dict[str, Any] = {
+            "body": items,
+            "is_streaming": True,
+            "chunk_offsets_ms": offsets,
+            "duration_ms": self._elapsed_ms(),
+        }
+        if result is not None:
+            response["return_value"] = self._encode_result(result, "returned")
+        self.recorder.save(self.decision, response, streamed=True)
+
+    # -- replay -------------------------------------------------------------------------------
+
+    def _replayed_response(self, streamed: bool) -> dict[str, Any]:
+        """The recorded response, logged as replayed; a recorded exception is raised instead."""
+        response: dict[str, Any] = self.decision.record["response"]
+        if response.get("is_exception"):
+            exc = recorded_exception(response)
+            self.recorder.finish(self.decision, "replayed", streamed=streamed, error=type(exc).__name__)
+            raise exc
+        self.recorder.finish(self.decision, "replayed", streamed=streamed)
+        return response
+
+    def replay_value(self) -> Any:
+        """The recorded result (a recorded stream comes back as the list of its items)."""
+        response = self._replayed_response(streamed=False)
+        return decode(response.get("body"))
+
+    def replay_items(self) -> Generator[Any, Any, Any]:
+        """A generator yielding the recorded items (a non-streamed recording yields its body once)."""
+        response = self._replayed_response(streamed=True)
+        for item in _recorded_items(response):
+            yield decode(item)
+        return decode(response.get("return_value"))
+
+    async def areplay_items(self) -> AsyncGenerator[Any, Any]:
+        """The async form of :meth:`replay_items`."""
+        response = self._replayed_response(streamed=True)
+        for item in _recorded_items(response):
+            yield decode(item)
+
+
+def _recorded_items(response: dict[str, Any]) -> list[Any]:
+    body = response.get("body")
+    if response.get("is_streaming") or isinstance(body, list):
+        return body if isinstance(body, list) else []
+    return [body]
+
+
+async def _as_async_generator(items: AsyncIterator[Any]) -> AsyncGenerator[Any, Any]:
+    async for item in items:
+        yield item
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests, exceptions
+# ---------------------------------------------------------------------------------------------
+
+
+def tool_request(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolRequest:
+    """The :class:`ToolRequest` for one call: arguments as passed, bound to names, JSON, no credentials.
+
+    Raises ``TypeError`` when the arguments do not fit the signature or one cannot be encoded.
+    """
+    named: list[tuple[str, Any]] = []
+    signature = info.signature
+    if signature is None:
+        if args:
+            named.append((_UNBOUND_ARGS, list(args)))
+        named += kwargs.items()
+    else:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"tool {info.label}: {exc}") from None
+        parameters = signature.parameters
+        for position, (param_name, value) in enumerate(bound.arguments.items()):
+            kind = parameters[param_name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                named += value.items()
+            elif position == 0 and param_name in _INSTANCE_PARAMS and kind is not inspect.Parameter.KEYWORD_ONLY:
+                continue  # the instance of a decorated method
+            else:
+                named.append((param_name, value))
+    encoded: dict[str, Any] = {}
+    for arg_name, value in named:
+        if is_credential_name(arg_name):
+            continue
+        try:
+            encoded[arg_name] = scrub(to_jsonable(value))
+        except TypeError as exc:
+            raise TypeError(
+                f"tool {info.label}: argument {arg_name!r} cannot be recorded ({exc}). Arguments must be "
+                "JSON data, pydantic models, dataclasses, paths, dates, enums or sets."
+            ) from None
+    return ToolRequest(provider=info.provider, tool_name=info.name, kwargs=encoded)
+
+
+def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
+    """FORMAT.md's exception form for an exception raised by a tool."""
+    cls = type(exc)
+    exception_data: dict[str, Any] = {
+        "category": "tool",
+        "provider": info.provider,
+        "type": cls.__qualname__,
+        "module": cls.__module__,
+        "message": str(exc),
+    }
+    try:
+        exception_data["args"] = to_jsonable(list(exc.args))
+    except TypeError:
+        pass  # rebuilt from the message alone
+    return {
+        "body": None,
+        "is_streaming": False,
+        "is_exception": True,
+        "exception_data": exception_data,
+        "exception_message": str(exc),
+    }
+
+
+def recorded_exception(response: dict[str, Any]) -> BaseException:
+    """The exception a recorded tool call raised, rebuilt.
+
+    The original class is used when it can be imported and built from the recorded ``args`` or
+    message; a rebuild whose ``str()`` matches the recorded message is preferred. Otherwise it is
+    a :class:`~notebook_recorder.RecordedToolError` carrying the type name and message.
+    """
+    data = response.get("exception_data") or {}
+    qualname = str(data.get("type") or "Exception")
+    module = data.get("module")
+    full_name = f"{module}.{qualname}" if module else qualname
+    message = str(data.get("message") if data.get("message") is not None else response.get("exception_message", ""))
+    cls = import_type(full_name) if module else None
+    if cls is None or not issubclass(cls, Exception):
+        return RecordedToolError(full_name, message)
+    attempts: list[tuple[Any, ...]] = []
+    args = data.get("args")
+    if isinstance(args, list):
+        attempts.append(tuple(args))
+    attempts.append((message,))
+    built: BaseException | None = None
+    for attempt in attempts:
+        try:
+            candidate = cls(*attempt)
+        except Exception:
+            continue
+        if str(candidate) == message:
+            return candidate
+        built = built or candidate
+    return built if built is not None else RecordedToolError(full_name, message)
