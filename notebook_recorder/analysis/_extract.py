@@ -1,0 +1,1079 @@
+"""One parsed recording in, the rows of all four frames out, in a single pass. No pandas here.
+
+The shapes handled are the ones found in llama-stack's corpus and in our own files (FORMAT.md):
+
+- OpenAI chat completions and completions, streamed (chunks) or not, also when a provider
+  recorded chat chunks under ``/v1/completions``
+- the Responses API (``openai.types.responses.*``), streamed events or a final ``Response``
+- embeddings and model lists
+- Ollama's native ``/api/generate``, ``/api/chat``, ``/api/embeddings``, ``/api/ps``
+- Gemini ``generate_content`` (raw dicts without ``__type__``)
+- raw HTTP recordings (``payload`` / ``status``; streamed bodies are SSE lines), with Anthropic
+  messages and Gemini interactions events understood
+- tool invocations (``provider`` / ``tool_name`` / ``kwargs``), provider calls
+  (``api`` / ``file_id``), and exceptions (``is_exception``)
+
+The response is parsed by its shape, not by its endpoint or its ``__type__``: llama-stack files
+sometimes store chat chunks under ``/v1/completions``, and a ``__type__`` may not be importable.
+Anything unknown degrades to empty values; only a file that is not a recording at all raises
+:class:`RecordingFormatError`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import orjson
+
+NAN = math.nan
+
+# Field order of the rows. The frames' column specs refer to these names.
+CALL_FIELDS: tuple[str, ...] = (
+    "key",
+    "test_id",
+    "kind",
+    "endpoint",
+    "model",
+    "is_streaming",
+    "n_chunks",
+    "text",
+    "finish_reason",
+    "n_tool_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "tool_name",
+    "provider",
+    "method",
+    "url",
+    "status_code",
+    "exception_type",
+    "exception_message",
+    "response_model",
+    "response_type",
+    "n_messages",
+    "duration_ms",
+    "sdk",
+    "sdk_version",
+)
+MESSAGE_FIELDS: tuple[str, ...] = (
+    "index",
+    "role",
+    "content",
+    "tool_call_id",
+    "n_tool_calls",
+    "name",
+    "item_type",
+)
+TOOL_CALL_FIELDS: tuple[str, ...] = (
+    "source",
+    "index",
+    "call_id",
+    "name",
+    "arguments",
+    "arguments_json",
+    "output",
+    "message_index",
+    "call_type",
+    "error",
+)
+TOKEN_FIELDS: tuple[str, ...] = (
+    "chunk_index",
+    "delta",
+    "role",
+    "finish_reason",
+    "tool_call_delta",
+    "offset_ms",
+    "cum_chars",
+)
+
+MODEL_LIST_ENDPOINTS = frozenset({"/api/tags", "/api/ps"})
+
+
+class RecordingFormatError(ValueError):
+    """The JSON parsed, but it is not a recording (no ``request`` / ``response`` objects)."""
+
+
+class Extracted(NamedTuple):
+    """Everything the frames need from one file. Rows are tuples in the ``*_FIELDS`` order."""
+
+    call: tuple[Any, ...]
+    messages: list[tuple[Any, ...]]
+    tool_calls: list[tuple[Any, ...]]
+    tokens: list[tuple[Any, ...]]
+
+    def call_dict(self) -> dict[str, Any]:
+        return dict(zip(CALL_FIELDS, self.call, strict=True))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text for a value that is not a string already."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def parse_json_arguments(arguments: Any) -> Any:
+    """``arguments`` parsed as JSON, or None when it is not valid JSON."""
+    if not isinstance(arguments, str) or not arguments:
+        return None
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def unwrap(value: Any) -> Any:
+    """The raw data of an encoded SDK object; anything else unchanged."""
+    if type(value) is dict and "__type__" in value and "__data__" in value:
+        return value["__data__"]
+    return value
+
+
+def type_name(value: Any) -> str | None:
+    """The short class name of an encoded value (``ChatCompletionChunk``), else None."""
+    if type(value) is dict:
+        t = value.get("__type__")
+        if isinstance(t, str):
+            return t.rsplit(".", 1)[-1]
+    return None
+
+
+def content_text(content: Any) -> str | None:
+    """Text of a message content: a string, or the text parts of a list joined."""
+    if content is None:
+        return None
+    if type(content) is str:
+        return content
+    if type(content) is list:
+        parts: list[str] = []
+        for part in content:
+            if type(part) is str:
+                parts.append(part)
+            elif type(part) is dict:
+                t = part.get("text")
+                if type(t) is str:
+                    parts.append(t)
+                elif part.get("type") == "tool_result":  # anthropic
+                    inner = content_text(part.get("content"))
+                    if inner:
+                        parts.append(inner)
+        return "".join(parts)
+    if type(content) is dict:
+        t = content.get("text")
+        if type(t) is str:
+            return t
+        return dumps(content)
+    return str(content)
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _usage(u: Any) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, total) tokens from any provider's usage object."""
+    if type(u) is not dict:
+        return None, None, None
+    p = u.get("prompt_tokens")
+    if p is None:
+        p = u.get("input_tokens")
+        if p is None:
+            p = u.get("prompt_token_count")  # gemini
+            if p is None:
+                p = u.get("total_input_tokens")  # gemini interactions
+    c = u.get("completion_tokens")
+    if c is None:
+        c = u.get("output_tokens")
+        if c is None:
+            c = u.get("candidates_token_count")
+            if c is None:
+                c = u.get("total_output_tokens")
+    t = u.get("total_tokens")
+    if t is None:
+        t = u.get("total_token_count")
+    p, c, t = _int(p), _int(c), _int(t)
+    if t is None and p is not None and c is not None:
+        t = p + c
+    return p, c, t
+
+
+def _ollama_usage(d: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    p, c = _int(d.get("prompt_eval_count")), _int(d.get("eval_count"))
+    return p, c, (p + c if p is not None and c is not None else p if c is None else None)
+
+
+class _Call:
+    """Mutable accumulator for one call row."""
+
+    __slots__ = CALL_FIELDS
+
+    key: Any
+    test_id: Any
+    kind: Any
+    endpoint: Any
+    model: Any
+    is_streaming: Any
+    n_chunks: Any
+    text: Any
+    finish_reason: Any
+    n_tool_calls: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    total_tokens: Any
+    tool_name: Any
+    provider: Any
+    method: Any
+    url: Any
+    status_code: Any
+    exception_type: Any
+    exception_message: Any
+    response_model: Any
+    response_type: Any
+    n_messages: Any
+    duration_ms: Any
+    sdk: Any
+    sdk_version: Any
+
+    def __init__(self, key: str) -> None:
+        for f in CALL_FIELDS:
+            setattr(self, f, None)
+        self.key = key
+        self.is_streaming = False
+        self.n_chunks = 0
+        self.n_tool_calls = 0
+        self.n_messages = 0
+        self.duration_ms = NAN
+
+    def usage(self, u: tuple[int | None, int | None, int | None]) -> None:
+        if u[0] is not None or u[1] is not None or u[2] is not None:
+            self.prompt_tokens, self.completion_tokens, self.total_tokens = u
+
+    def row(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in CALL_FIELDS)
+
+
+class _ToolSlot:
+    """A tool call being assembled from stream deltas (or given whole)."""
+
+    __slots__ = ("args", "args_obj", "call_id", "call_type", "name")
+
+    def __init__(self) -> None:
+        self.call_id: str | None = None
+        self.name: str | None = None
+        self.args: list[str] = []
+        self.args_obj: Any = None  # arguments given as an object (ollama, gemini, anthropic)
+        self.call_type: str | None = None
+
+    def add(self, call_id: Any, name: Any, args: Any, call_type: Any = None) -> None:
+        if call_id and self.call_id is None:
+            self.call_id = str(call_id)
+        if name:
+            if not self.name:
+                self.name = name
+            elif name != self.name:
+                self.name += name
+        if type(args) is str:
+            if args:
+                self.args.append(args)
+        elif args is not None:
+            self.args_obj = args
+        if call_type and self.call_type is None:
+            self.call_type = call_type
+
+
+def _tool_row(
+    source: str,
+    index: int,
+    call_id: Any,
+    name: Any,
+    args: Any,
+    call_type: Any,
+    message_index: int | None = None,
+    output: str | None = None,
+    error: str | None = None,
+) -> list[Any]:
+    if type(args) is str:
+        arguments: str | None = args
+        parsed = parse_json_arguments(args)
+    elif args is None:
+        arguments, parsed = None, None
+    else:
+        arguments, parsed = dumps(args), args
+    return [
+        source,
+        index,
+        str(call_id) if call_id else None,
+        name if isinstance(name, str) else None,
+        arguments,
+        parsed,
+        output,
+        message_index,
+        call_type,
+        error,
+    ]
+
+
+def _slot_rows(slots: dict[Any, _ToolSlot]) -> list[list[Any]]:
+    rows = []
+    for i, s in enumerate(slots.values()):
+        args: Any = "".join(s.args) if s.args or s.args_obj is None else s.args_obj
+        rows.append(_tool_row("response", i, s.call_id, s.name, args, s.call_type or "function"))
+    return rows
+
+
+def _add_tool_calls(slots: dict[Any, _ToolSlot], tool_calls: Any) -> None:
+    """Merge OpenAI/Ollama-style tool calls (whole or deltas) into slots, by their index."""
+    if type(tool_calls) is not list:
+        return
+    for pos, tc in enumerate(tool_calls):
+        if type(tc) is not dict:
+            continue
+        idx = tc.get("index")
+        if idx is None:
+            idx = len(slots) if tc.get("id") or tc.get("function") else pos
+        slot = slots.get(idx)
+        if slot is None:
+            slot = slots[idx] = _ToolSlot()
+        fn = tc.get("function")
+        if type(fn) is dict:
+            slot.add(tc.get("id"), fn.get("name"), fn.get("arguments"), tc.get("type"))
+        else:
+            slot.add(tc.get("id"), tc.get("name"), tc.get("arguments"), tc.get("type"))
+
+
+def _new_slot(slots: dict[Any, _ToolSlot], key: Any) -> _ToolSlot:
+    slot = slots.get(key)
+    if slot is None:
+        slot = slots[key] = _ToolSlot()
+    return slot
+
+
+def _responses_item_call(item: dict[str, Any]) -> tuple[Any, Any, Any, str] | None:
+    """(call_id, name, arguments, type) of a Responses API output/input item that is a tool call."""
+    t = item.get("type")
+    if t == "function_call" or t == "custom_tool_call":
+        args = item.get("arguments")
+        if args is None:
+            args = item.get("input")
+        return item.get("call_id") or item.get("id"), item.get("name"), args, t
+    if isinstance(t, str) and t.endswith("_call") and not t.endswith("_output"):
+        if "arguments" in item:
+            args = item.get("arguments")
+        elif "action" in item:
+            args = item.get("action")
+        elif "queries" in item:
+            args = {"queries": item.get("queries")}
+        else:
+            args = None
+        name = item.get("name") or t[: -len("_call")]
+        return item.get("call_id") or item.get("id"), name, args, t
+    return None
+
+
+def _responses_output(resp: dict[str, Any], call: _Call, slots: dict[Any, _ToolSlot]) -> str | None:
+    """Text and tool calls of a final Responses API ``Response``."""
+    texts: list[str] = []
+    output = resp.get("output")
+    if type(output) is list:
+        for i, item in enumerate(output):
+            if type(item) is not dict:
+                continue
+            if item.get("type") == "message":
+                content = item.get("content")
+                if type(content) is list:
+                    for part in content:
+                        if type(part) is dict and part.get("type") == "output_text":
+                            t = part.get("text")
+                            if type(t) is str:
+                                texts.append(t)
+            else:
+                tc = _responses_item_call(item)
+                if tc is not None:
+                    _new_slot(slots, ("o", i)).add(*tc)
+    status = resp.get("status")
+    incomplete = resp.get("incomplete_details")
+    if type(incomplete) is dict and incomplete.get("reason"):
+        status = f"{status}: {incomplete['reason']}" if status else incomplete["reason"]
+    if status:
+        call.finish_reason = status
+    if resp.get("model"):
+        call.response_model = resp["model"]
+    call.usage(_usage(resp.get("usage")))
+    return "".join(texts) if texts or output is not None else None
+
+
+def _gemini_parts(d: dict[str, Any], slots: dict[Any, _ToolSlot]) -> tuple[str, Any, bool]:
+    """(text, finish_reason, has_tool_call) of the first candidate of a Gemini response/chunk."""
+    cands = d.get("candidates")
+    if type(cands) is not list or not cands or type(cands[0]) is not dict:
+        return "", None, False
+    cand = cands[0]
+    texts: list[str] = []
+    has_tool = False
+    content = cand.get("content")
+    if type(content) is dict and type(content.get("parts")) is list:
+        for part in content["parts"]:
+            if type(part) is not dict:
+                continue
+            t = part.get("text")
+            if type(t) is str and not part.get("thought"):
+                texts.append(t)
+            fc = part.get("function_call")
+            if type(fc) is dict:
+                has_tool = True
+                _new_slot(slots, len(slots)).add(fc.get("id"), fc.get("name"), fc.get("args"), "function")
+    return "".join(texts), cand.get("finish_reason"), has_tool
+
+
+def _choice0(choices: list[Any]) -> Any:
+    ch = choices[0]
+    if type(ch) is dict and ch.get("index", 0) not in (0, None):
+        for other in choices:
+            if type(other) is dict and other.get("index") == 0:
+                return other
+        return None
+    return ch
+
+
+# --- non-streamed responses ------------------------------------------------------------------
+
+
+def _single(body: Any, call: _Call, slots: dict[Any, _ToolSlot]) -> None:
+    """Fill text, finish_reason, usage and tool calls from a non-streamed response body."""
+    call.response_type = type_name(body)
+    b = unwrap(body)
+    if type(b) is list:
+        call.response_type = type_name(b[0]) if b else None
+        return
+    if type(b) is str:
+        call.text = b
+        return
+    if type(b) is not dict:
+        return
+    if isinstance(b.get("model"), str):
+        call.response_model = b["model"]
+    choices = b.get("choices")
+    if type(choices) is list:
+        call.usage(_usage(b.get("usage")))
+        if not choices:
+            return
+        ch = _choice0(choices)
+        if type(ch) is not dict:
+            return
+        call.finish_reason = ch.get("finish_reason")
+        msg = ch.get("message")
+        if msg is None:
+            msg = ch.get("delta")
+        if type(msg) is dict:
+            call.text = content_text(msg.get("content"))
+            _add_tool_calls(slots, msg.get("tool_calls"))
+            fc = msg.get("function_call")
+            if type(fc) is dict:
+                _new_slot(slots, len(slots)).add(None, fc.get("name"), fc.get("arguments"), "function")
+        elif "text" in ch:
+            call.text = ch.get("text")
+        return
+    if type(b.get("output")) is list and (b.get("object") == "response" or "status" in b):
+        call.text = _responses_output(b, call, slots)
+        return
+    if "candidates" in b:
+        text, fr, _ = _gemini_parts(b, slots)
+        call.text, call.finish_reason = text, fr
+        call.usage(_usage(b.get("usage_metadata")))
+        return
+    msg = b.get("message")
+    if type(msg) is dict and ("done" in b or "created_at" in b):  # ollama /api/chat
+        call.text = content_text(msg.get("content"))
+        _add_tool_calls(slots, msg.get("tool_calls"))
+        call.finish_reason = b.get("done_reason")
+        call.usage(_ollama_usage(b))
+        return
+    if type(b.get("response")) is str and "done" in b:  # ollama /api/generate
+        call.text = b["response"]
+        call.finish_reason = b.get("done_reason")
+        call.usage(_ollama_usage(b))
+        return
+    if b.get("type") == "message" and type(b.get("content")) is list:  # anthropic messages
+        texts = []
+        for i, block in enumerate(b["content"]):
+            if type(block) is not dict:
+                continue
+            if block.get("type") == "text" and type(block.get("text")) is str:
+                texts.append(block["text"])
+            elif block.get("type") == "tool_use":
+                _new_slot(slots, i).add(block.get("id"), block.get("name"), block.get("input"), "tool_use")
+        call.text = "".join(texts)
+        call.finish_reason = b.get("stop_reason")
+        call.usage(_usage(b.get("usage")))
+        return
+    if "prompt_eval_count" in b or "eval_count" in b:  # ollama embeddings and the like
+        call.usage(_ollama_usage(b))
+        return
+    if "usage" in b:  # embeddings
+        call.usage(_usage(b["usage"]))
+        return
+    err = b.get("error")
+    if err is not None:  # an HTTP error body
+        if type(err) is dict:
+            call.exception_type = err.get("type") or err.get("status") or err.get("code")
+            call.exception_message = err.get("message")
+        else:
+            call.exception_message = str(err)
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+
+def _sse_events(lines: list[Any]) -> tuple[list[Any], list[int]]:
+    """Parse SSE lines into (events, line index of each event's data line)."""
+    events: list[Any] = []
+    where: list[int] = []
+    name: str | None = None
+    for i, line in enumerate(lines):
+        if type(line) is not str:
+            events.append(line)
+            where.append(i)
+            continue
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            event: Any
+            if data == "[DONE]":
+                event = {"__sse_done__": True}
+            else:
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    event = data
+            if name is not None and type(event) is dict and "event_type" not in event and "type" not in event:
+                event["type"] = name
+            events.append(event)
+            where.append(i)
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif not line:
+            name = None
+    return events, where
+
+
+def _stream(
+    body: list[Any],
+    offsets: list[Any] | None,
+    call: _Call,
+    slots: dict[Any, _ToolSlot],
+    tokens: list[tuple[Any, ...]],
+) -> None:
+    """Assemble a streamed response: one token row per chunk, plus the call's totals."""
+    call.response_type = type_name(body[0]) if body else None
+    where: list[int] | None = None
+    if body and type(body[0]) is str:
+        body, where = _sse_events(body)
+    n_off = len(offsets) if offsets is not None else 0
+    texts: list[str] = []
+    cum = 0
+    finish = None
+    usage: tuple[int | None, int | None, int | None] = (None, None, None)
+    seen_text_delta = False  # Responses API: deltas seen, so the final output is not re-added
+    final_response: dict[str, Any] | None = None
+    append = tokens.append
+    for i, chunk in enumerate(body):
+        d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
+        delta = ""
+        role = None
+        fr = None
+        tcd = False
+        if type(d) is dict:
+            choices = d.get("choices")
+            if choices is not None:  # OpenAI chat / completion chunk (also inside SSE)
+                if choices:
+                    ch = choices[0]
+                    if type(ch) is dict and ch.get("index", 0) not in (0, None):
+                        ch = _choice0(choices)
+                    if type(ch) is dict:
+                        dl = ch.get("delta")
+                        if dl is not None:
+                            if type(dl) is dict:
+                                t = dl.get("content")
+                                if t:
+                                    delta = t if type(t) is str else content_text(t) or ""
+                                role = dl.get("role")
+                                tc = dl.get("tool_calls")
+                                if tc:
+                                    tcd = True
+                                    _add_tool_calls(slots, tc)
+                                fc = dl.get("function_call")
+                                if fc:
+                                    tcd = True
+                                    if type(fc) is dict:
+                                        _new_slot(slots, "function_call").add(
+                                            None, fc.get("name"), fc.get("arguments"), "function"
+                                        )
+                        else:
+                            t = ch.get("text")
+                            if t and type(t) is str:
+                                delta = t
+                        fr = ch.get("finish_reason")
+                u = d.get("usage")
+                if u:
+                    usage = _usage(u)
+                m = d.get("model")
+                if m and call.response_model is None:
+                    call.response_model = m
+            elif "done" in d and ("message" in d or "response" in d):  # ollama
+                msg = d.get("message")
+                if type(msg) is dict:
+                    t = msg.get("content")
+                    if t and type(t) is str:
+                        delta = t
+                    role = msg.get("role")
+                    tc = msg.get("tool_calls")
+                    if tc:
+                        tcd = True
+                        for one in tc if type(tc) is list else ():
+                            if type(one) is dict:
+                                fn = one.get("function") or {}
+                                _new_slot(slots, len(slots)).add(
+                                    one.get("id"), fn.get("name"), fn.get("arguments"), "function"
+                                )
+                else:
+                    t = d.get("response")
+                    if t and type(t) is str:
+                        delta = t
+                if d.get("done"):
+                    fr = d.get("done_reason")
+                    usage = _ollama_usage(d)
+                m = d.get("model")
+                if m and call.response_model is None:
+                    call.response_model = m
+            elif "candidates" in d:  # gemini
+                delta, fr, tcd = _gemini_parts(d, slots)
+                if d.get("usage_metadata"):
+                    usage = _usage(d["usage_metadata"])
+                m = d.get("model_version")
+                if m and call.response_model is None:
+                    call.response_model = m
+            else:
+                et = d.get("type") or d.get("event_type")
+                if type(et) is str:
+                    if et.startswith("response."):
+                        if et == "response.output_text.delta":
+                            t = d.get("delta")
+                            if type(t) is str:
+                                delta = t
+                                seen_text_delta = True
+                        elif et == "response.function_call_arguments.delta":
+                            tcd = True
+                            _new_slot(slots, ("o", d.get("output_index"))).add(None, None, d.get("delta"))
+                        elif et == "response.function_call_arguments.done":
+                            slot = _new_slot(slots, ("o", d.get("output_index")))
+                            if type(d.get("arguments")) is str:
+                                slot.args = [d["arguments"]]
+                        elif et in ("response.output_item.added", "response.output_item.done"):
+                            item = d.get("item")
+                            if type(item) is dict:
+                                if item.get("type") == "message" and item.get("role"):
+                                    role = item["role"]
+                                tc_item = _responses_item_call(item)
+                                if tc_item is not None:
+                                    tcd = True
+                                    slot = _new_slot(slots, ("o", d.get("output_index")))
+                                    cid, name, args, ctype = tc_item
+                                    if et == "response.output_item.done" and type(args) is str:
+                                        slot.args = []  # the done item carries the full arguments
+                                    if name and slot.name:
+                                        name = None  # already known from the added item
+                                    slot.add(cid, name, args, ctype)
+                        elif et in (
+                            "response.completed",
+                            "response.incomplete",
+                            "response.failed",
+                            "response.created",
+                            "response.in_progress",
+                        ):
+                            r = d.get("response")
+                            if type(r) is dict:
+                                if r.get("model"):
+                                    call.response_model = r["model"]
+                                if et not in ("response.created", "response.in_progress"):
+                                    final_response = r
+                                    fr = r.get("status")
+                    elif et == "content_block_delta":  # anthropic
+                        dl = d.get("delta")
+                        if type(dl) is dict:
+                            if dl.get("type") == "text_delta" and type(dl.get("text")) is str:
+                                delta = dl["text"]
+                            elif dl.get("type") == "input_json_delta":
+                                tcd = True
+                                _new_slot(slots, d.get("index")).add(None, None, dl.get("partial_json"))
+                    elif et == "content_block_start":
+                        cb = d.get("content_block")
+                        if type(cb) is dict and cb.get("type") == "tool_use":
+                            tcd = True
+                            _new_slot(slots, d.get("index")).add(cb.get("id"), cb.get("name"), None, "tool_use")
+                    elif et == "message_start":
+                        msg = d.get("message")
+                        if type(msg) is dict:
+                            role = msg.get("role")
+                            if msg.get("model"):
+                                call.response_model = msg["model"]
+                            p = _usage(msg.get("usage"))[0]
+                            if p is not None:
+                                usage = (p, usage[1], None)
+                    elif et == "message_delta":
+                        dl = d.get("delta")
+                        if type(dl) is dict and dl.get("stop_reason"):
+                            fr = dl["stop_reason"]
+                        c = _usage(d.get("usage"))[1]
+                        if c is not None:
+                            p = usage[0]
+                            usage = (p, c, p + c if p is not None else None)
+                    elif et == "content.delta":  # gemini interactions
+                        dl = d.get("delta")
+                        if type(dl) is dict:
+                            if dl.get("type") == "text" and type(dl.get("text")) is str:
+                                delta = dl["text"]
+                            elif dl.get("type") == "function_call":
+                                tcd = True
+                                _new_slot(slots, d.get("index")).add(
+                                    dl.get("id"), dl.get("name"), dl.get("arguments"), "function"
+                                )
+                    elif et == "interaction.complete":
+                        it = d.get("interaction")
+                        if type(it) is dict:
+                            fr = it.get("status")
+                            usage = _usage(it.get("usage"))
+        elif type(d) is str:
+            delta = d
+        if delta:
+            texts.append(delta)
+            cum += len(delta)
+        if fr is not None:
+            finish = fr
+        j = i if where is None else where[i]
+        off = offsets[j] if j < n_off else NAN  # type: ignore[index]
+        if type(off) is not float:
+            off = float(off) if type(off) is int else NAN
+        append((i, delta, role, fr, tcd, off, cum))
+    call.n_chunks = len(body)
+    call.usage(usage)
+    call.finish_reason = finish
+    if final_response is not None:
+        fallback_slots: dict[Any, _ToolSlot] = {}
+        text = _responses_output(final_response, call, fallback_slots)
+        if not seen_text_delta and text:
+            texts = [text]
+        if not slots:
+            slots.update(fallback_slots)
+    call.text = "".join(texts)
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+def _message_calls(
+    msg: dict[str, Any], mi: int, tools: list[list[Any]], outputs: dict[str, str]
+) -> tuple[int, str | None]:
+    """Tool calls carried by one request message: (count, tool_call_id it answers)."""
+    n = 0
+    answered = msg.get("tool_call_id")
+    tcs = msg.get("tool_calls")
+    if type(tcs) is list:
+        for tc in tcs:
+            if type(tc) is not dict:
+                continue
+            fn = tc.get("function")
+            fn = fn if type(fn) is dict else tc
+            tools.append(_tool_row("request", n, tc.get("id"), fn.get("name"), fn.get("arguments"), tc.get("type"), mi))
+            n += 1
+    fc = msg.get("function_call")
+    if type(fc) is dict:
+        tools.append(_tool_row("request", n, None, fc.get("name"), fc.get("arguments"), "function", mi))
+        n += 1
+    content = msg.get("content")
+    if type(content) is list:  # anthropic blocks
+        for block in content:
+            if type(block) is not dict:
+                continue
+            bt = block.get("type")
+            if bt == "tool_use":
+                tools.append(_tool_row("request", n, block.get("id"), block.get("name"), block.get("input"), bt, mi))
+                n += 1
+            elif bt == "tool_result":
+                tid = block.get("tool_use_id")
+                if tid:
+                    outputs[str(tid)] = content_text(block.get("content")) or ""
+                    answered = answered or tid
+    if answered and msg.get("role") == "tool":
+        outputs[str(answered)] = content_text(content) or ""
+    return n, (str(answered) if answered else None)
+
+
+def _request(
+    body: Any,
+    allow_input: bool,
+    msgs: list[tuple[Any, ...]],
+    tools: list[list[Any]],
+) -> None:
+    """Message rows and request-side tool call rows of a request body."""
+    if type(body) is not dict:
+        return
+    outputs: dict[str, str] = {}
+    messages = body.get("messages")
+    contents = body.get("contents")
+    if type(messages) is list:
+        system = body.get("system")  # anthropic
+        if system is not None:
+            msgs.append((len(msgs), "system", content_text(system), None, 0, None, "system"))
+        for m in messages:
+            mi = len(msgs)
+            if type(m) is not dict:
+                msgs.append((mi, None, content_text(m), None, 0, None, "message"))
+                continue
+            n, answered = _message_calls(m, mi, tools, outputs)
+            name = m.get("name")
+            if name is None:
+                name = m.get("tool_name")  # ollama tool messages
+            msgs.append(
+                (
+                    mi,
+                    m.get("role"),
+                    content_text(m.get("content")),
+                    answered,
+                    n,
+                    name if type(name) is str else None,
+                    m.get("type") or "message",
+                )
+            )
+    elif type(contents) is list:  # gemini
+        for c in contents:
+            mi = len(msgs)
+            if type(c) is not dict:
+                continue
+            texts: list[str] = []
+            n = 0
+            answered = None
+            parts = c.get("parts")
+            for part in parts if type(parts) is list else ():
+                if type(part) is not dict:
+                    continue
+                t = part.get("text")
+                if type(t) is str:
+                    texts.append(t)
+                fc = part.get("function_call")
+                if type(fc) is dict:
+                    tools.append(_tool_row("request", n, fc.get("id"), fc.get("name"), fc.get("args"), "function", mi))
+                    n += 1
+                fr = part.get("function_response")
+                if type(fr) is dict:
+                    out = dumps(fr.get("response"))
+                    texts.append(out)
+                    answered = fr.get("id")
+                    outputs[str(answered) if answered else "\x00name:" + str(fr.get("name"))] = out
+            msgs.append((mi, c.get("role"), "".join(texts), answered, n, None, "content"))
+        for row in tools:  # gemini calls without ids are matched by name
+            if row[2] is None and row[3] is not None:
+                found = outputs.get("\x00name:" + row[3])
+                if found is not None:
+                    row[6] = found
+    elif allow_input and "input" in body:  # Responses API / Gemini interactions
+        instructions = body.get("instructions")
+        if type(instructions) is str:
+            msgs.append((0, "system", instructions, None, 0, None, "instructions"))
+        inp = body["input"]
+        if type(inp) is str:
+            msgs.append((len(msgs), "user", inp, None, 0, None, "message"))
+        elif type(inp) is list:
+            for item in inp:
+                mi = len(msgs)
+                if type(item) is str:
+                    msgs.append((mi, "user", item, None, 0, None, "message"))
+                    continue
+                if type(item) is not dict:
+                    continue
+                itype = item.get("type") or "message"
+                if "role" in item and itype == "message":
+                    msgs.append((mi, item.get("role"), content_text(item.get("content")), None, 0, None, itype))
+                    continue
+                tc = _responses_item_call(item)
+                if tc is not None:
+                    cid, name, args, ctype = tc
+                    tools.append(_tool_row("request", 0, cid, name, args, ctype, mi))
+                    msgs.append((mi, "assistant", None, None, 1, name if type(name) is str else None, itype))
+                    continue
+                if itype.endswith("_output"):
+                    cid = item.get("call_id") or item.get("id")
+                    raw_out = item.get("output")
+                    text = (
+                        raw_out
+                        if isinstance(raw_out, str)
+                        else content_text(raw_out)
+                        if type(raw_out) is list
+                        else None
+                    )
+                    if text is None and raw_out is not None:
+                        text = dumps(raw_out)
+                    if cid:
+                        outputs[str(cid)] = text or ""
+                    msgs.append((mi, "tool", text, str(cid) if cid else None, 0, None, itype))
+                    continue
+                msgs.append((mi, item.get("role"), content_text(item.get("content")), None, 0, None, itype))
+    if outputs:
+        for row in tools:
+            if row[2] is not None and row[6] is None:
+                row[6] = outputs.get(row[2])
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+
+def tool_output(value: Any) -> tuple[str | None, str | None]:
+    """(output text, error) of a tool result; ToolInvocationResult is understood."""
+    v = unwrap(value)
+    if v is None:
+        return None, None
+    if type(v) is str:
+        return v, None
+    if type(v) is dict and "content" in v and ("error_message" in v or "error_code" in v):
+        err = v.get("error_message")
+        c = v.get("content")
+        text = c if type(c) is str or c is None else content_text(c) if type(c) is list else dumps(c)
+        return text, (str(err) if err else None)
+    return dumps(v), None
+
+
+# --- the entry point -------------------------------------------------------------------------
+
+
+def extract(data: Any, key: str) -> Extracted:
+    """All rows of one parsed recording file. Raises RecordingFormatError if it is not one."""
+    if type(data) is not dict:
+        raise RecordingFormatError(f"not a recording: the top level is {type(data).__name__}, not an object")
+    req = data.get("request")
+    resp = data.get("response")
+    if type(req) is not dict:
+        raise RecordingFormatError("not a recording: no 'request' object")
+    if type(resp) is not dict:
+        raise RecordingFormatError("not a recording: no 'response' object")
+
+    call = _Call(key)
+    msgs: list[tuple[Any, ...]] = []
+    tools: list[list[Any]] = []
+    tokens: list[tuple[Any, ...]] = []
+    slots: dict[Any, _ToolSlot] = {}
+
+    tid = data.get("test_id")
+    call.test_id = tid if tid is not None else req.get("test_id")
+    rec = data.get("recorder")
+    if type(rec) is dict:
+        call.sdk, call.sdk_version = rec.get("sdk"), rec.get("sdk_version")
+    dur = resp.get("duration_ms")
+    if isinstance(dur, (int, float)) and not isinstance(dur, bool):
+        call.duration_ms = float(dur)
+    offsets = resp.get("chunk_offsets_ms")
+    if type(offsets) is not list:
+        offsets = None
+    body = resp.get("body")
+    streaming = bool(resp.get("is_streaming"))
+    call.is_streaming = streaming
+    is_exc = bool(resp.get("is_exception"))
+
+    if is_exc:
+        ed = resp.get("exception_data")
+        ed = ed if type(ed) is dict else {}
+        call.exception_type = ed.get("type")
+        msg = resp.get("exception_message") or ed.get("message")
+        call.exception_message = msg if msg is None or type(msg) is str else str(msg)
+        call.status_code = _int(ed.get("status_code"))
+        call.provider = ed.get("provider")
+
+    if "tool_name" in req:
+        call.kind = "tool"
+        call.tool_name = req.get("tool_name")
+        call.provider = req.get("provider")
+        kwargs = req.get("kwargs")
+        output: str | None
+        error: str | None = None
+        if is_exc:
+            output = None
+            error = (
+                f"{call.exception_type}: {call.exception_message}"
+                if call.exception_type
+                else (call.exception_message or "exception")
+            )
+        elif streaming and type(body) is list:
+            parts = []
+            cum = 0
+            n_off = len(offsets) if offsets is not None else 0
+            for i, item in enumerate(body):
+                text, _ = tool_output(item)
+                text = text or ""
+                parts.append(text)
+                cum += len(text)
+                off = offsets[i] if offsets is not None and i < n_off else NAN
+                if type(off) is not float:
+                    off = float(off) if type(off) is int else NAN
+                tokens.append((i, text, None, None, False, off, cum))
+            call.n_chunks = len(body)
+            output = "".join(parts)
+        else:
+            output, error = tool_output(body)
+            call.response_type = type_name(body)
+        call.text = output
+        tools.append(_tool_row("invocation", 0, None, call.tool_name, kwargs, "tool", None, output, error))
+        call.n_tool_calls = 0
+        if is_exc:
+            call.kind = "exception"
+    else:
+        rbody = req.get("body")
+        http = "payload" in req or ("url" in req and "body" not in req and "endpoint" not in req and "api" not in req)
+        if http:
+            call.kind = "http"
+            rbody = req.get("payload")
+            url = req.get("url")
+            call.url = url
+            call.method = req.get("method")
+            call.endpoint = urlsplit(url).path if type(url) is str else None
+            st = resp.get("status")
+            call.status_code = _int(st)
+        elif "body" in req or "endpoint" in req:
+            call.kind = "inference"
+            call.url = req.get("url")
+            call.method = req.get("method")
+            ep = req.get("endpoint")
+            if not ep and type(call.url) is str:
+                ep = urlsplit(call.url).path
+            call.endpoint = ep
+            pm = req.get("provider_metadata")
+            if type(pm) is dict:
+                call.provider = call.provider or pm.get("provider")
+                if pm.get("ollama_sdk_version") and call.sdk is None:
+                    call.sdk, call.sdk_version = "ollama", pm.get("ollama_sdk_version")
+        else:
+            call.kind = "other"
+            call.provider = req.get("provider")
+            call.endpoint = req.get("api")
+        ep = call.endpoint if type(call.endpoint) is str else ""
+        is_embedding = "embed" in ep
+        if call.kind == "inference":
+            if is_embedding:
+                call.kind = "embedding"
+            elif ep.rstrip("/").endswith("/models") or ep in MODEL_LIST_ENDPOINTS:
+                call.kind = "model_list"
+        model = req.get("model")
+        if not model and type(rbody) is dict:
+            model = rbody.get("model")
+        call.model = model if model else None
+        _request(rbody, not is_embedding, msgs, tools)
+        call.n_messages = len(msgs)
+        if not is_exc:
+            if streaming and type(body) is list:
+                _stream(body, offsets, call, slots, tokens)
+            else:
+                _single(body, call, slots)
+        if slots:
+            tools.extend(_slot_rows(slots))
+        call.n_tool_calls = len(slots)
+        if is_exc:
+            call.kind = "exception"
+
+    return Extracted(call.row(), msgs, [tuple(r) for r in tools], tokens)
