@@ -21,8 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import openai
 import pydantic
 import pytest
+from agent_loop import run_agent
+from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
 from notebook_recorder._codec import UnknownTypeWarning
@@ -960,3 +963,59 @@ def test_llama_stack_web_search_replays(path: Path) -> None:
     [call] = nr.calls()
     assert (call.kind, call.endpoint, call.outcome) == ("tool", "tavily/web_search", "replayed")
     assert call.path is not None and Path(call.path).resolve() == path.resolve()
+
+
+# ---------------------------------------------------------------------------------------------
+# The tools tutorial's example: a function-calling loop against the local wire server
+# ---------------------------------------------------------------------------------------------
+
+
+def test_function_calling_loop_records_and_replays_offline(
+    tmp_path: Path, wire_server: WireServer, client: openai.OpenAI
+) -> None:
+    # The search results are real ones: what Tavily answered in one of llama-stack's recordings.
+    tavily = json.loads(json.loads(WEB_SEARCH_RECORDINGS[0].read_text())["response"]["body"]["__data__"]["content"])
+    hits = Counter()
+
+    def tavily_search(query: str, max_results: int = 3, api_key: str = "") -> dict[str, Any]:
+        assert api_key == "tvly-canary-222"
+        hits()
+        return {"query": query, "results": tavily["top_k"][:max_results]}
+
+    search = nr.tool(functools.partial(tavily_search, api_key="tvly-canary-222"), provider="tavily", name="web_search")
+    question = "What is the latest version of Python?"
+
+    with nr.recording("record", dir=tmp_path):
+        recorded = run_agent(client, question, search)
+
+    # 1. the model asked for web_search, 2. the tool ran, 3. its result went back, 4. the model answered.
+    assert [m["role"] for m in recorded] == ["user", "assistant", "tool", "assistant"]
+    [tool_call] = recorded[1]["tool_calls"]
+    assert tool_call["function"]["name"] == "web_search"
+    query = json.loads(tool_call["function"]["arguments"])["query"]
+    assert json.loads(recorded[2]["content"])["query"] == query
+    assert recorded[2]["tool_call_id"] == tool_call["id"]
+    assert isinstance(recorded[3]["content"], str) and recorded[3]["content"]
+    assert hits.n == 1
+    sent = [r.json for r in wire_server.requests]
+    assert len(sent) == 2 and sent[1]["messages"][-1] == recorded[2]
+    assert [(c.kind, c.endpoint, c.outcome) for c in nr.calls()] == [
+        ("inference", "/v1/chat/completions", "recorded"),
+        ("tool", "tavily/web_search", "recorded"),
+        ("inference", "/v1/chat/completions", "recorded"),
+    ]
+    tool_files = [r for r in recordings(tmp_path) if "tool_name" in r["request"]]
+    assert [r["request"]["kwargs"] for r in tool_files] == [{"query": query}]
+    data = written_bytes(tmp_path)
+    assert b"tvly-canary-222" not in data and TEST_API_KEY.encode() not in data
+
+    # Offline: the server is gone, and the same loop replays the same conversation.
+    wire_server.stop()
+    with pytest.raises(openai.APIConnectionError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}])
+    nr.clear_calls()
+    with nr.recording("replay", dir=tmp_path):
+        replayed = run_agent(client, question, search)
+    assert replayed == recorded
+    assert hits.n == 1
+    assert [c.outcome for c in nr.calls()] == ["replayed"] * 3
