@@ -390,12 +390,31 @@ def chat_payload(body: JSON) -> Payload:
     """What ``POST /v1/chat/completions`` serves for ``body``: a chunk list or a ChatCompletion."""
     found = corpus().exact("chat", body, ("model", "messages", "tools"))
     source = copy.deepcopy((found or corpus().named(default_chat_recording(body))).response)
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        source = source if isinstance(source, dict) else chunks_to_chat_completion(source, body)
+        message = source["choices"][0]["message"]
+        message["content"] = structured_content(message["content"] or "", response_format)
     if body.get("stream"):
         chunks = source if isinstance(source, list) else chat_completion_to_chunks(source)
         return _set_model(_apply_usage_policy(chunks, body), body.get("model"))
     if isinstance(source, list):
         source = chunks_to_chat_completion(source, body)
     return _set_model(source, body.get("model"))
+
+
+_JSON_DEFAULTS: JSON = {"integer": 0, "number": 0.0, "boolean": False, "array": [], "object": {}, "null": None}
+
+
+def structured_content(text: str, response_format: JSON) -> str:
+    """A ``json_schema`` answer: the real text in each string property of the schema (top level)."""
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    properties = schema.get("properties") or {}
+    value = {
+        name: text if spec.get("type") == "string" else copy.deepcopy(_JSON_DEFAULTS.get(spec.get("type"), text))
+        for name, spec in properties.items()
+    }
+    return json.dumps(value)
 
 
 # --------------------------------------------------------------------------------------------
