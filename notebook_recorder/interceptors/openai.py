@@ -39,7 +39,7 @@ from openai._models import FinalRequestOptions
 from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
-from .._codec import DATA, TYPE, build, decode, encode, import_type, to_jsonable, type_name
+from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, import_type, to_jsonable, type_name
 from .._keys import InferenceRequest, canonical_endpoint, scrub, scrub_url
 from .._modes import Mode
 from .._session import Action, Decision, Recorder, active
@@ -283,18 +283,19 @@ class _Call:
             # Binary and text bodies (audio, file contents) are passed through, not recorded.
             self.recorder.finish(decision, "live", error=f"{type(result).__name__} responses are not recorded")
             return result
+        _deterministic_ids(result, decision.key)
         self.recorder.save(decision, {"body": _encode_body(result), "is_streaming": False})
         return _post_parse(self.options, result)
 
     def _tap_sync(self, chunks: Iterator[Any]) -> Iterator[Any]:
         collected: list[Any] = []
         offsets: list[float] = []
-        started = self.decision.started
+        started, key = self.decision.started, self.decision.key
         complete = False
         try:
             for chunk in chunks:
                 offsets.append(round((time.perf_counter() - started) * 1000, 3))
-                collected.append(chunk)
+                collected.append(_deterministic_ids(chunk, key))
                 yield chunk
             complete = True
         finally:
@@ -303,12 +304,12 @@ class _Call:
     async def _tap_async(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
         collected: list[Any] = []
         offsets: list[float] = []
-        started = self.decision.started
+        started, key = self.decision.started, self.decision.key
         complete = False
         try:
             async for chunk in chunks:
                 offsets.append(round((time.perf_counter() - started) * 1000, 3))
-                collected.append(chunk)
+                collected.append(_deterministic_ids(chunk, key))
                 yield chunk
             complete = True
         finally:
@@ -460,6 +461,16 @@ class _Call:
 # ---------------------------------------------------------------------------------------------
 # Encoding results and decoding them back
 # ---------------------------------------------------------------------------------------------
+
+
+def _deterministic_ids(value: Any, key: str) -> Any:
+    """Give a live result the ``id``/``created`` its recording will have, so that what the caller
+    sees while recording is what replay returns later (a notebook's outputs do not change)."""
+    if isinstance(value, pydantic.BaseModel):
+        fields = {name: getattr(value, name, None) for name in ("object", "id", "created")}
+        for name, deterministic in deterministic_ids(fields, key).items():
+            setattr(value, name, deterministic)
+    return value
 
 
 def _is_page(value: Any) -> bool:
