@@ -29,6 +29,8 @@ Error triggers
 * ``"service_tier": "flex"`` -> the real recorded 400 "Invalid service_tier argument".
 * Unknown path -> 404 ``Invalid URL (METHOD /path)``.
 
+Azure-style paths (``/openai/deployments/{name}/...``) are served like ``/v1/...``.
+
 Error responses carry ``x-should-retry: false`` (unless ``retryable_errors`` is true) so that
 clients with default retries do not slow the tests down.
 """
@@ -1035,6 +1037,8 @@ class WireServer:
         if key == BAD_API_KEY:
             return Reply(401, _bad_key_401(key))
         path = request.path.rstrip("/")
+        if path.startswith("/openai/deployments/"):  # Azure: /openai/deployments/{name}/chat/completions
+            path = "/v1/" + path.removeprefix("/openai/deployments/").partition("/")[2]
         if request.method == "GET" and path == "/v1/models":
             return Reply(body=models_page(request.query))
         if request.method == "GET" and path.startswith("/v1/models/"):
