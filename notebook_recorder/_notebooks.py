@@ -1,0 +1,535 @@
+"""Running notebooks in a real kernel, and comparing their outputs with the stored ones.
+
+This is the engine behind ``notebook-recorder run`` and ``prune``. It imports nbformat and
+nbclient only inside the functions that need them, so that importing this module stays cheap
+(``cli.py`` reads :data:`RULES` for its help text).
+
+Execution
+---------
+Each notebook runs in a fresh kernel (nbclient + ipykernel) whose working directory is the
+notebook's directory, with these environment variables:
+
+- ``APIREC_MODE=<mode>``: overrides any mode chosen in the notebook (``replay`` by default).
+- ``NOTEBOOK_RECORDER_NOTEBOOK=<absolute path of the notebook>``: ``%apirec`` uses it to put
+  recordings in ``recordings/<notebook stem>/`` beside the notebook.
+- ``NOTEBOOK_RECORDER_USAGE_LOG=<temporary file>``: the recorder appends each replayed or recorded
+  file to it, which is how the command counts calls and learns which recordings were used.
+
+Cells run in order. The first cell that raises stops the run (later cells would only fail in
+turn), unless the cell is tagged ``raises-exception``, as in nbclient.
+
+Comparison (``--check``)
+------------------------
+Each executed code cell's outputs are compared with the outputs stored in the notebook file:
+
+- stream outputs (stdout and stderr), consecutive pieces of one stream merged;
+- rich outputs as text: ``text/html`` converted to text (tags stripped, one line per block or
+  table row, cells separated by two spaces) when present, else ``text/plain``, else
+  ``text/markdown``; images and other binary data are ignored;
+- errors as ``ename: evalue`` (tracebacks are not compared).
+
+A cell tagged ``ignore-output`` (or nbval's ``nbval-ignore-output``) is not compared. Before
+comparing, both sides go through the sanitiser rules in :data:`RULES`, in that order.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import html.parser
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._modes import ENV_MODE
+from ._session import ENV_USAGE_LOG
+
+ENV_NOTEBOOK = "NOTEBOOK_RECORDER_NOTEBOOK"
+"""The absolute path of the notebook being run; the magics derive their default directory from it."""
+
+IGNORE_OUTPUT_TAGS = frozenset({"ignore-output", "nbval-ignore-output"})
+RAISES_TAG = "raises-exception"
+
+# ---------------------------------------------------------------------------------------------
+# Sanitisers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One sanitiser: every match of ``pattern`` becomes ``replacement`` on both sides."""
+
+    name: str
+    pattern: re.Pattern[str]
+    replacement: str
+    example: str
+
+    def apply(self, text: str) -> str:
+        return self.pattern.sub(self.replacement, text)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "timestamps",
+        re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"),
+        "<DATETIME>",
+        "2025-10-25T14:03:11.52Z -> <DATETIME>  (a date alone is kept)",
+    ),
+    Rule(
+        "clock times",
+        re.compile(r"(?<![\d:])\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?![\d:])"),
+        "<CLOCK>",
+        "14:03:11 -> <CLOCK>",
+    ),
+    Rule(
+        "uuids",
+        re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+        "<UUID>",
+        "3f2b...-...-4c1d-...-9e0a1b2c3d4e -> <UUID>",
+    ),
+    Rule(
+        "memory addresses",
+        re.compile(r"\b0x[0-9a-fA-F]{4,}\b"),
+        "0x<ADDRESS>",
+        "<Foo object at 0x7f3a9c2b1d90> -> <Foo object at 0x<ADDRESS>>",
+    ),
+    Rule(
+        "absolute paths",
+        re.compile(r"(?<![\w.:/~\\-])/(?:[\w.@+~-]+/)+|\b[A-Za-z]:\\(?:[^\\\s'\"<>|:*?]+\\)+"),
+        "<PATH>/",
+        "/home/me/proj/recordings/ab12.json -> <PATH>/ab12.json  (the last name is kept; URLs are kept)",
+    ),
+    Rule(
+        "temporary names",
+        re.compile(r"\btmp[a-z0-9_]{8}\b"),
+        "tmp<RANDOM>",
+        "tmpk3j_9x2a -> tmp<RANDOM>",
+    ),
+    Rule(
+        "rates",
+        re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:it/s|s/it)"),
+        "<RATE>",
+        "12.5it/s -> <RATE>",
+    ),
+    Rule(
+        "durations",
+        re.compile(
+            r"(?<![\w.])\d+(?:\.\d+)?\s?"
+            r"(?:ns|µs|μs|us|ms|s|sec|secs|seconds?|min|mins|minutes?)(?![\w/])"
+        ),
+        "<DURATION>",
+        "12.3 ms, 0.41s, 3 seconds -> <DURATION>",
+    ),
+)
+"""The sanitiser rules, applied in this order to both the stored and the executed text."""
+
+
+def describe_rules() -> str:
+    """The sanitiser rules as text, for ``run --help`` and the docs."""
+    lines = [
+        "ANSI colour codes are removed; a carriage return keeps only what was written after it;",
+        "trailing spaces and trailing blank lines are dropped. Then, in this order:",
+    ]
+    lines += [f"  - {rule.name}: {rule.example}" for rule in RULES]
+    return "\n".join(lines)
+
+
+def sanitize(text: str) -> str:
+    """``text`` with its volatile parts normalised (see :data:`RULES`)."""
+    text = _ANSI.sub("", text).replace("\r\n", "\n")
+    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    text = "\n".join(line.rstrip() for line in lines).rstrip("\n")
+    for rule in RULES:
+        text = rule.apply(text)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs as text
+# ---------------------------------------------------------------------------------------------
+
+_BLOCK_TAGS = frozenset(
+    {"p", "div", "br", "tr", "li", "ul", "ol", "table", "thead", "tbody", "h1", "h2", "h3", "h4", "h5", "h6"}
+    | {"pre", "section", "caption", "hr", "dt", "dd", "blockquote"}
+)
+_CELL_TAGS = frozenset({"td", "th"})
+_SKIP_TAGS = frozenset({"style", "script", "head", "title"})
+
+
+class _HTMLText(html.parser.HTMLParser):
+    """Collects the visible text of an HTML fragment: a line per block or table row."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[list[str]] = [[]]
+        self._skipping = 0
+        self._pre = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in _SKIP_TAGS:
+            self._skipping += 1
+        elif tag == "pre":
+            self._pre += 1
+            self._break()
+        elif tag in _BLOCK_TAGS:
+            self._break()
+        elif tag in _CELL_TAGS and self.lines[-1]:
+            self.lines[-1].append("  ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag == "pre":
+            self._pre = max(0, self._pre - 1)
+            self._break()
+        elif tag in _BLOCK_TAGS:
+            self._break()
+
+    def handle_data(self, data: str) -> None:
+        if self._skipping:
+            return
+        if self._pre:
+            first, *rest = data.split("\n")
+            self.lines[-1].append(first)
+            for line in rest:
+                self.lines.append([line])
+            return
+        text = " ".join(data.split())
+        if text:
+            self.lines[-1].append(text)
+
+    def _break(self) -> None:
+        if self.lines[-1]:
+            self.lines.append([])
+
+    def text(self) -> str:
+        return "\n".join("".join(parts).strip() for parts in self.lines if "".join(parts).strip())
+
+
+def html_to_text(markup: str) -> str:
+    """The visible text of ``markup``: tags stripped, one line per block element or table row."""
+    parser = _HTMLText()
+    parser.feed(markup)
+    parser.close()
+    return parser.text()
+
+
+def _joined(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _output_text(output: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(label, text)`` for one output, or ``None`` for outputs that are not compared."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        return str(output.get("name", "stdout")), _joined(output.get("text", ""))
+    if kind == "error":
+        return "error", f"{output.get('ename', '')}: {output.get('evalue', '')}"
+    if kind in ("execute_result", "display_data"):
+        data = output.get("data") or {}
+        label = "out" if kind == "execute_result" else "display"
+        if "text/html" in data:
+            return label, html_to_text(_joined(data["text/html"]))
+        for mime in ("text/plain", "text/markdown", "text/latex"):
+            if mime in data:
+                return label, _joined(data[mime])
+    return None
+
+
+def output_lines(outputs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """A cell's outputs as sanitised lines, each output introduced by ``[stdout]``, ``[out]``...
+
+    Consecutive pieces of the same stream are merged first: how a stream is split into messages
+    depends on timing, not on the notebook.
+    """
+    merged: list[tuple[str, str]] = []
+    for output in outputs:
+        item = _output_text(output)
+        if item is None:
+            continue
+        label, text = item
+        if merged and label in ("stdout", "stderr") and merged[-1][0] == label:
+            merged[-1] = (label, merged[-1][1] + text)
+        else:
+            merged.append(item)
+    lines: list[str] = []
+    for label, text in merged:
+        clean = sanitize(text)
+        lines.append(f"[{label}]")
+        if clean:
+            lines.extend(clean.split("\n"))
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CellRun:
+    """What happened to one code cell."""
+
+    index: int  # position in the notebook's cell list, from 0
+    number: int  # position among the code cells, from 1
+    status: str  # "ok", "error", "expected-error", "missing-recording", "timeout", "dead-kernel"
+    seconds: float
+    source: str
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in ("ok", "expected-error")
+
+    @property
+    def first_line(self) -> str:
+        """The first non-empty line of the cell's source, for progress lines."""
+        for line in self.source.splitlines():
+            if line.strip():
+                return line.strip()
+        return ""
+
+
+@dataclass
+class CellDiff:
+    """A code cell whose sanitised outputs differ from the stored ones."""
+
+    index: int
+    execution_count: int | None
+    diff: list[str]
+
+
+@dataclass
+class NotebookRun:
+    """One executed notebook: the stored and executed versions, per-cell results, files used."""
+
+    path: Path
+    stored: Any  # nbformat.NotebookNode
+    executed: Any  # nbformat.NotebookNode
+    code_cells: int
+    cells: list[CellRun]
+    usage: list[tuple[str, Path]]
+    seconds: float
+
+    @property
+    def failure(self) -> CellRun | None:
+        """The cell that stopped the run, if any."""
+        return next((cell for cell in self.cells if cell.failed), None)
+
+    def outcomes(self) -> dict[str, int]:
+        """How many calls were ``replayed``, ``recorded``..., from the usage log."""
+        counts: dict[str, int] = {}
+        for outcome, _ in self.usage:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+    def files_used(self) -> set[Path]:
+        return {path for _, path in self.usage}
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+# ---------------------------------------------------------------------------------------------
+
+
+def read_notebook(path: Path) -> Any:
+    """A notebook as an nbformat v4 node; ``ValueError`` naming the file if it is not one."""
+    import nbformat
+
+    try:
+        return nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # nbformat raises several unrelated types for broken files
+        raise ValueError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+
+
+def execute(
+    path: Path,
+    *,
+    mode: str = "replay",
+    timeout: float | None = None,
+    kernel_name: str = "python3",
+    on_cell: Callable[[CellRun, int], None] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> NotebookRun:
+    """Run every code cell of the notebook at ``path`` in a fresh kernel.
+
+    ``on_cell(cell_run, code_cell_count)`` is called after each cell, for progress lines.
+    ``env`` adds variables to the kernel's environment (after ``os.environ``).
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    path = path.resolve()
+    nb = read_notebook(path)
+    stored = copy.deepcopy(nb)
+    code_indexes = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and cell.source.strip()]
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        allow_errors=True,
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+        config=_kernel_config(),
+    )
+    if "coalesce_streams" in client.class_traits():  # nbclient >= 0.10.1: one output per stream
+        client.coalesce_streams = True
+    fd, log_name = tempfile.mkstemp(prefix="notebook-recorder-usage-", suffix=".log")
+    os.close(fd)
+    usage_log = Path(log_name)
+    kernel_env = {
+        **os.environ,
+        **(env or {}),
+        ENV_MODE: mode,
+        ENV_NOTEBOOK: str(path),
+        ENV_USAGE_LOG: str(usage_log),
+    }
+    cells: list[CellRun] = []
+    started = time.perf_counter()
+    try:
+        client.reset_execution_trackers()
+        with client.setup_kernel(env=kernel_env):
+            assert client.kc is not None
+            info = client.wait_for_reply(client.kc.kernel_info())
+            if info is not None and "language_info" in info["content"]:
+                nb.metadata["language_info"] = info["content"]["language_info"]
+            for number, index in enumerate(code_indexes, 1):
+                cell = nb.cells[index]
+                cell_started = time.perf_counter()
+                status, ename, evalue, tb = "ok", "", "", []
+                try:
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                except CellTimeoutError:
+                    status, ename, evalue = "timeout", "CellTimeoutError", f"no reply within {timeout} s"
+                except DeadKernelError as exc:
+                    status, ename, evalue = "dead-kernel", "DeadKernelError", str(exc) or "the kernel died"
+                else:
+                    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+                    if error is not None:
+                        ename, evalue = str(error.get("ename", "")), str(error.get("evalue", ""))
+                        tb = [_ANSI.sub("", line) for line in error.get("traceback", [])]
+                        if RAISES_TAG in cell.metadata.get("tags", []):
+                            status = "expected-error"
+                        elif ename == "RecordingNotFoundError":
+                            status = "missing-recording"
+                        else:
+                            status = "error"
+                run = CellRun(
+                    index=index,
+                    number=number,
+                    status=status,
+                    seconds=time.perf_counter() - cell_started,
+                    source=cell.source,
+                    ename=ename,
+                    evalue=evalue,
+                    traceback=tb,
+                )
+                cells.append(run)
+                if on_cell is not None:
+                    on_cell(run, len(code_indexes))
+                if run.failed:
+                    break
+            client.set_widgets_metadata()
+        usage = read_usage_log(usage_log)
+    finally:
+        usage_log.unlink(missing_ok=True)
+    return NotebookRun(
+        path=path,
+        stored=stored,
+        executed=nb,
+        code_cells=len(code_indexes),
+        cells=cells,
+        usage=usage,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _kernel_config() -> Any:
+    """Encrypt the kernel's local sockets when this jupyter_client and pyzmq can (CurveZMQ).
+
+    Besides being safer, it silences the "running over TCP without encryption" warning that
+    recent ipykernels print for every kernel started without it.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    config = Config()
+    if KernelManager.class_traits().get("transport_encryption") is not None and zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
+def read_usage_log(path: Path) -> list[tuple[str, Path]]:
+    """``(outcome, absolute path)`` pairs from a usage log written by the recorder."""
+    pairs: list[tuple[str, Path]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return pairs
+    for line in text.splitlines():
+        outcome, sep, file = line.partition("\t")
+        if sep:
+            pairs.append((outcome, Path(file)))
+    return pairs
+
+
+def write_notebook(nb: Any, path: Path) -> None:
+    """Write an executed notebook (nbformat v4) to ``path``, creating parent directories."""
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))  # type: ignore[no-untyped-call]
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------------------------
+
+
+def has_stored_outputs(nb: Any) -> bool:
+    """Whether any code cell of ``nb`` carries outputs or an execution count."""
+    return any(
+        cell.get("outputs") or cell.get("execution_count") is not None for cell in nb.cells if cell.cell_type == "code"
+    )
+
+
+def compare(run: NotebookRun, *, context: int = 2, max_lines: int = 60) -> list[CellDiff]:
+    """The cells whose sanitised outputs differ between the stored and the executed notebook.
+
+    Only cells that ran are compared; cells tagged ``ignore-output`` are skipped.
+    """
+    diffs: list[CellDiff] = []
+    for cell_run in run.cells:
+        if cell_run.failed:
+            continue
+        stored_cell = run.stored.cells[cell_run.index]
+        executed_cell = run.executed.cells[cell_run.index]
+        if IGNORE_OUTPUT_TAGS & set(stored_cell.metadata.get("tags", [])):
+            continue
+        before = output_lines(stored_cell.get("outputs", []))
+        after = output_lines(executed_cell.get("outputs", []))
+        if before == after:
+            continue
+        lines = list(
+            difflib.unified_diff(before, after, "stored", "executed", lineterm="", n=context),
+        )
+        if len(lines) > max_lines:
+            lines = [*lines[:max_lines], f"… {len(lines) - max_lines} more diff lines"]
+        diffs.append(CellDiff(cell_run.index, stored_cell.get("execution_count"), lines))
+    return diffs
+
+
+def summarize_traceback(lines: Sequence[str], limit: int = 12) -> list[str]:
+    """The last lines of a kernel traceback, without colour codes or empty lines."""
+    flat = [line for chunk in lines for line in _ANSI.sub("", chunk).splitlines() if line.strip()]
+    return flat[-limit:]

@@ -1,0 +1,1091 @@
+"""The ``notebook-recorder`` command.
+
+::
+
+    notebook-recorder run NB... [--mode replay] [--check] [--output PATH] [--timeout S]
+    notebook-recorder ls DIR [--sort COLUMN] [--full]
+    notebook-recorder show FILE|KEY [--dir DIR]
+    notebook-recorder verify DIR
+    notebook-recorder import SRC... DEST [--scope S]
+    notebook-recorder prune DIR --used-by NB... [--yes]
+
+- ``run`` executes notebooks in a real kernel with ``APIREC_MODE`` set (``replay`` unless
+  ``--mode`` says otherwise), printing a line per cell and a summary. It exits 1 when a cell
+  raises, when a recording is missing (the message names the request, the nearest recorded one
+  and how to record it), and with ``--check`` when the outputs differ from the stored ones (a
+  unified diff per cell, after the sanitisers documented in :mod:`notebook_recorder._notebooks`).
+- ``ls`` prints a table of the recordings in a directory tree.
+- ``show`` prints one recording as readable text: the conversation, tool calls, the answer.
+- ``verify`` checks a directory: every file parses, every name is its key, no key twice, every
+  ``__type__`` imports, no credential-looking strings. It exits 1 when it finds a problem.
+- ``import`` copies recordings from another corpus (such as llama-stack's) under their
+  canonical names, optionally re-scoped. Running it twice changes nothing.
+- ``prune`` runs notebooks in replay mode and lists the recordings none of them used; it
+  deletes them only with ``--yes``.
+
+Exit status: 0 success, 1 failure (a check failed, a problem was found), 2 usage error.
+Heavy modules (nbclient, pandas) are imported only by the subcommands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import textwrap
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import __version__
+from ._codec import TYPE, RecordingFormatError, dumps, import_type, loads
+from ._keys import ToolRequest, canonical_endpoint, is_credential_name, record_key, request_from_record
+from ._modes import ENV_DIR, valid_modes
+
+PROG = "notebook-recorder"
+KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
+REPLAY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
+
+
+class UsageError(Exception):
+    """A mistake in the command line that argparse cannot see (a missing file...): exit 2."""
+
+
+def _out(*lines: str) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a directory of recordings
+# ---------------------------------------------------------------------------------------------
+
+
+def _json_files(root: Path) -> Iterator[Path]:
+    """The ``*.json`` files under ``root`` (or ``root`` itself), sorted, hidden entries skipped."""
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(".json") and not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
+    return loads(data, path)
+
+
+def _name_key(path: Path) -> str:
+    """The key a file's name claims: its stem, or the hash part of ``models-<hash>-<digest8>``."""
+    match = MODEL_LIST_NAME.fullmatch(path.stem)
+    return match.group("key") if match else path.stem
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or path.name
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class Entry:
+    """One file of a recordings directory, as ``ls`` and ``verify`` see it."""
+
+    path: Path
+    rel: str
+    size: int
+    record: dict[str, Any] | None = None
+    problem: str = ""  # why it could not be read
+    key: str | None = None  # recomputed from content
+    kind: str = ""
+    label: str = ""  # endpoint or provider/tool
+    model: str = ""
+    streaming: bool = False
+    chunks: int | None = None
+    test_id: str | None = None
+
+    @property
+    def stale_name(self) -> bool:
+        return self.key is not None and _name_key(self.path) != self.key
+
+
+def _describe(path: Path, root: Path) -> Entry:
+    entry = Entry(path=path, rel=_rel(path, root), size=path.stat().st_size)
+    try:
+        record = _read(path)
+    except RecordingFormatError as exc:
+        entry.kind, entry.problem = "unreadable", exc.problem
+        return entry
+    entry.record = record
+    request, response = record["request"], record["response"]
+    test_id = record.get("test_id")
+    entry.test_id = test_id if isinstance(test_id, str) else None
+    entry.key = record_key(record)
+    parsed = request_from_record(record)
+    body = response.get("body")
+    entry.streaming = bool(response.get("is_streaming"))
+    entry.chunks = len(body) if entry.streaming and isinstance(body, list) else None
+    if parsed is None:
+        url = str(request.get("url") or "")
+        payload = request.get("payload")
+        if url:
+            entry.kind, entry.label = "raw-http", canonical_endpoint(urlsplit(url).path)
+        else:  # e.g. llama-stack's file_processors recordings: provider + api, no request body
+            entry.kind = "other"
+            entry.label = "/".join(str(request[k]) for k in ("provider", "api") if request.get(k)) or "?"
+        entry.model = str(payload.get("model") or "") if isinstance(payload, Mapping) else ""
+    else:
+        entry.kind = "tool" if isinstance(parsed, ToolRequest) else "inference"
+        entry.label = parsed.label
+        entry.model = parsed.model
+    if response.get("is_exception"):
+        entry.kind = "error"
+    return entry
+
+
+def _scan(root: Path) -> list[Entry]:
+    return [_describe(path, root) for path in _json_files(root)]
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UsageError(f"no such directory: {value}")
+    if not path.is_dir():
+        raise UsageError(f"not a directory: {value}")
+    return path
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size}B"
+    value = float(size)
+    for unit in ("K", "M", "G"):
+        value /= 1024
+        if value < 1024 or unit == "G":
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{size}B"  # pragma: no cover
+
+
+def _middle_truncate(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# ls
+# ---------------------------------------------------------------------------------------------
+
+_SORTS: dict[str, Callable[[Entry], Any]] = {
+    "key": lambda e: (e.key is None, e.key or "", e.rel),
+    "test_id": lambda e: (e.test_id or "", e.key or "", e.rel),
+    "endpoint": lambda e: (e.label, e.model, e.key or "", e.rel),
+    "size": lambda e: (-e.size, e.rel),
+    "path": lambda e: e.rel,
+}
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """``ls DIR``: one line per recording."""
+    root = _existing_dir(args.dir)
+    entries = sorted(_scan(root), key=_SORTS[args.sort])
+    if not entries:
+        _out(f"no recordings in {args.dir}")
+        return 0
+    header = ["KEY", "KIND", "ENDPOINT/TOOL", "MODEL", "STREAM", "CHUNKS", "SIZE", "TEST_ID"]
+    if args.full:
+        header.append("FILE")
+    rows = []
+    for e in entries:
+        key = (e.key if args.full else e.key[:12]) if e.key else "-"
+        if e.stale_name:
+            key += "*"
+        label = e.label if e.kind != "unreadable" else _middle_truncate(e.problem, 40)
+        test_id = e.test_id or "-"
+        row = [
+            key,
+            e.kind,
+            label,
+            e.model or "-",
+            "yes" if e.streaming else "no",
+            str(e.chunks) if e.chunks is not None else "-",
+            _human_size(e.size),
+            test_id if args.full else _middle_truncate(test_id, 60),
+        ]
+        if args.full:
+            row.append(e.rel)
+        rows.append(row)
+    _out(*_table(header, rows, right=frozenset({5, 6})))
+    stale = sum(e.stale_name for e in entries)
+    broken = sum(e.kind == "unreadable" for e in entries)
+    summary = f"{len(entries)} recordings, {_human_size(sum(e.size for e in entries))}"
+    if stale:
+        summary += f"; * {stale} named other than their key (see `{PROG} verify`)"
+    if broken:
+        summary += f"; {broken} unreadable"
+    _out("", summary)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# show
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve_recording(target: str, directory: str | None) -> Path:
+    """A file path, or the file of a key (or unique key prefix) in ``directory``."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        return path
+    key = target.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,64}", key):
+        raise UsageError(f"no such file, and not a key: {target}")
+    dir_name = directory or os.environ.get(ENV_DIR) or "recordings"
+    root = Path(dir_name).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"no such directory: {dir_name} (give the recordings directory with --dir)")
+    if len(key) == 64:
+        from ._store import Store
+
+        found = Store(root).find(key)
+        if found is not None:
+            return found.path
+        raise LookupError(f"no recording with key {key} in {dir_name}")
+    matches: dict[Path, str] = {}
+    for file in _json_files(root):
+        if _name_key(file).startswith(key):
+            matches[file] = _name_key(file)
+            continue
+        try:
+            content_key = record_key(_read(file))
+        except RecordingFormatError:
+            continue
+        if content_key is not None and content_key.startswith(key):
+            matches[file] = content_key
+    if not matches:
+        raise LookupError(f"no recording whose key starts with {key} in {dir_name}")
+    if len(matches) > 1:
+        listed = "\n".join(f"  {k[:16]}…  {_rel(p, root)}" for p, k in list(matches.items())[:10])
+        raise LookupError(f"{len(matches)} recordings in {dir_name} have keys starting with {key}:\n{listed}")
+    return next(iter(matches))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``show FILE|KEY``: one recording as readable text."""
+    try:
+        path = _resolve_recording(args.target, args.dir)
+    except LookupError as exc:
+        _out(f"{PROG} show: {exc.args[0]}")
+        return 1
+    try:
+        record = _read(path)
+    except RecordingFormatError as exc:
+        _out(f"{PROG} show: {exc}")
+        return 1
+    _out(*render_record(record, path))
+    return 0
+
+
+def _text(value: Any) -> str:
+    """Message content as text: strings as they are, content parts joined, others as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if isinstance(part, Mapping):
+                if isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+                elif part.get("type"):
+                    parts.append(f"[{part['type']}]")
+            else:
+                parts.append(str(part))
+        return "\n".join(parts)
+    return _json(value)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def _data(value: Any) -> Any:
+    """The raw data of an encoded value: ``__data__`` of ``{"__type__", "__data__"}``, recursively."""
+    if isinstance(value, Mapping):
+        if TYPE in value and "__data__" in value:
+            return _data(value["__data__"])
+        return {k: _data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_data(v) for v in value]
+    return value
+
+
+def _indent(text: str, prefix: str = "    ") -> list[str]:
+    return [prefix + line if line else prefix.rstrip() for line in text.splitlines()] or [prefix.rstrip()]
+
+
+def _tool_call_lines(calls: Any) -> list[str]:
+    lines = []
+    for call in calls if isinstance(calls, list) else []:
+        if not isinstance(call, Mapping):
+            continue
+        function: Mapping[str, Any] = call["function"] if isinstance(call.get("function"), Mapping) else call
+        name = function.get("name", "?")
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = _json(arguments)
+        ident = f"  [{call['id']}]" if call.get("id") else ""
+        lines.append(f"    -> {name}({arguments}){ident}")
+    return lines
+
+
+def _message_lines(messages: Any) -> list[str]:
+    lines: list[str] = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, Mapping):
+            continue
+        role = str(message.get("role") or message.get("type") or "?")
+        if message.get("tool_call_id"):
+            role += f" {message['tool_call_id']}"
+        lines.append(f"[{role}]")
+        content = _text(message.get("content"))
+        if content:
+            lines += _indent(content)
+        lines += _tool_call_lines(message.get("tool_calls"))
+    return lines
+
+
+def _merge_stream(chunks: list[Any]) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
+    """Text, tool calls and final metadata assembled from streamed chunks (chat, completions,
+    responses events, ollama)."""
+    text: list[str] = []
+    calls: dict[Any, dict[str, str]] = {}
+    meta: dict[str, Any] = {}
+    for chunk in chunks:
+        if not isinstance(chunk, Mapping):
+            text.append(str(chunk))
+            continue
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, Mapping):
+                continue
+            delta: Mapping[str, Any] = choice["delta"] if isinstance(choice.get("delta"), Mapping) else {}
+            text.append(str(delta.get("content") or choice.get("text") or ""))
+            for call in delta.get("tool_calls") or []:
+                slot = calls.setdefault(call.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
+                function = call.get("function") or {}
+                slot["id"] = slot["id"] or str(call.get("id") or "")
+                slot["name"] += str(function.get("name") or "")
+                slot["arguments"] += str(function.get("arguments") or "")
+            if choice.get("finish_reason"):
+                meta["finish_reason"] = choice["finish_reason"]
+        if chunk.get("type") == "response.output_text.delta":
+            text.append(str(chunk.get("delta") or ""))
+        if isinstance(chunk.get("response"), str):  # ollama /api/generate
+            text.append(chunk["response"])
+        if isinstance(chunk.get("message"), Mapping):  # ollama /api/chat
+            text.append(str(chunk["message"].get("content") or ""))
+        if chunk.get("usage"):
+            meta["usage"] = chunk["usage"]
+    return "".join(text), list(calls.values()), meta
+
+
+def _usage_line(usage: Any) -> str | None:
+    if not isinstance(usage, Mapping):
+        return None
+    parts = [f"{k.replace('_tokens', '')} {v}" for k, v in usage.items() if k.endswith("tokens") and v is not None]
+    return "tokens: " + ", ".join(parts) if parts else None
+
+
+def _response_lines(response: Mapping[str, Any]) -> list[str]:
+    if response.get("is_exception"):
+        data = response.get("exception_data") or {}
+        status = f" ({data['status_code']})" if data.get("status_code") else ""
+        message = data.get("message") or response.get("exception_message") or ""
+        return [f"── Error: {data.get('type', 'exception')}{status} ──", *_indent(str(message))]
+    body = _data(response.get("body"))
+    if response.get("is_streaming") and isinstance(body, list):
+        text, calls, meta = _merge_stream(body)
+        lines = [f"── Streamed answer ({len(body)} chunks) ──"]
+        if text:
+            lines += _indent(text)
+        for call in calls:
+            ident = f"  [{call['id']}]" if call["id"] else ""
+            lines.append(f"    -> {call['name']}({call['arguments']}){ident}")
+        if meta.get("finish_reason"):
+            lines.append(f"finish_reason: {meta['finish_reason']}")
+        usage = _usage_line(meta.get("usage"))
+        return [*lines, usage] if usage else lines
+    lines = ["── Answer ──"]
+    if isinstance(body, Mapping) and isinstance(body.get("choices"), list):
+        for choice in body["choices"]:
+            message = choice.get("message") if isinstance(choice, Mapping) else None
+            if isinstance(message, Mapping):
+                lines += _message_lines([message])
+            elif isinstance(choice, Mapping) and "text" in choice:
+                lines += _indent(str(choice["text"]))
+            if isinstance(choice, Mapping) and choice.get("finish_reason"):
+                lines.append(f"finish_reason: {choice['finish_reason']}")
+        usage = _usage_line(body.get("usage"))
+        return [*lines, usage] if usage else lines
+    if isinstance(body, Mapping) and isinstance(body.get("data"), list) and body.get("object") == "list":
+        items = body["data"]
+        embeddings = [i for i in items if isinstance(i, Mapping) and isinstance(i.get("embedding"), list)]
+        if embeddings:
+            return [*lines, f"    {len(embeddings)} embedding(s) of dimension {len(embeddings[0]['embedding'])}"]
+        ids = [str(i.get("id")) for i in items if isinstance(i, Mapping)]
+        return [*lines, *_indent("\n".join(ids))]
+    if isinstance(body, Mapping) and isinstance(body.get("output_text"), str):
+        return [*lines, *_indent(body["output_text"])]
+    if isinstance(body, list) and body and all(isinstance(i, Mapping) and "embedding" in i for i in body):
+        return [*lines, f"    {len(body)} embedding(s)"]
+    return [*lines, *_indent(_shorten_json(body))]
+
+
+def _shorten_json(value: Any, limit: int = 4000) -> str:
+    text = value if isinstance(value, str) else _json(value)
+    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
+
+
+def render_record(record: Mapping[str, Any], path: Path) -> list[str]:
+    """A recording as readable lines: what was asked, the conversation, the tool calls, the answer."""
+    request = record.get("request") or {}
+    response = record.get("response") or {}
+    key = record_key(record)
+    lines = [f"File:    {path}"]
+    if key is not None:
+        note = "" if _name_key(path) == key else "  (the file name is not this key)"
+        lines.append(f"Key:     {key}{note}")
+    lines.append(f"Test id: {record.get('test_id')}")
+    parsed = request_from_record(record)
+    if "tool_name" in request:
+        lines.append(f"Tool:    {request.get('provider', '')}/{request['tool_name']}")
+        kwargs = request.get("kwargs") or {}
+        lines.append("── Arguments ──")
+        lines += _indent(_shorten_json(kwargs))
+        if response.get("is_exception"):
+            return lines + _response_lines(response)
+        lines.append("── Result ──")
+        return lines + _indent(_shorten_json(_data(response.get("body"))))
+    body = request.get("body") if parsed is not None else request.get("payload")
+    method = request.get("method", "")
+    endpoint = parsed.label if parsed is not None else str(request.get("url", ""))
+    body_map = body if isinstance(body, Mapping) else {}
+    model = (parsed.model if parsed is not None else "") or str(body_map.get("model") or "")
+    lines.append(f"Request: {method} {endpoint}" + (f"  model {model}" if model else ""))
+    options = {
+        k: v
+        for k, v in body_map.items()
+        if k not in ("model", "messages", "tools", "input", "prompt", "instructions") and not isinstance(v, list | dict)
+    }
+    if options:
+        lines.append("Options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+    tools = body_map.get("tools")
+    if isinstance(tools, list) and tools:
+        names = []
+        for tool in tools:
+            if isinstance(tool, Mapping):
+                spec: Mapping[str, Any] = tool["function"] if isinstance(tool.get("function"), Mapping) else tool
+                names.append(str(spec.get("name") or tool.get("type") or "?"))
+        lines.append("Tools:   " + ", ".join(names))
+    if isinstance(body_map.get("messages"), list):
+        lines.append("── Conversation ──")
+        lines += _message_lines(body_map["messages"])
+    elif "instructions" in body_map or "input" in body_map or "prompt" in body_map:
+        lines.append("── Input ──")
+        if body_map.get("instructions"):
+            lines += ["[instructions]", *_indent(_text(body_map["instructions"]))]
+        value = body_map.get("input", body_map.get("prompt"))
+        if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+            lines += _message_lines(value)
+        elif value is not None:
+            lines += _indent(_text(value) if not isinstance(value, list) else _json(value))
+    return lines + _response_lines(response)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+_SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("OpenAI-style API key", re.compile(r"sk-[A-Za-z0-9_-]{20,}")),
+    ("Bearer token", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}")),
+    ("Tavily API key", re.compile(r"tvly-[A-Za-z0-9_-]{8,}")),
+)
+
+
+def _mask(secret: str) -> str:
+    return f"{secret[:7]}… ({len(secret)} chars)"
+
+
+def _credential_paths(value: Any, prefix: str) -> Iterator[str]:
+    """Dotted paths of non-empty values stored under credential-looking names."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            path = f"{prefix}.{k}"
+            if isinstance(k, str) and is_credential_name(k) and v not in (None, "", {}, []):
+                yield path
+            else:
+                yield from _credential_paths(v, path)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _credential_paths(v, f"{prefix}[{i}]")
+
+
+def _type_names(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        name = value.get(TYPE)
+        if isinstance(name, str):
+            yield name
+        for v in value.values():
+            yield from _type_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _type_names(v)
+
+
+def _leaks(entry: Entry) -> list[str]:
+    findings: list[str] = []
+    record = entry.record or {}
+    request = record.get("request") or {}
+    headers = request.get("headers")
+    if headers:
+        names = ", ".join(headers) if isinstance(headers, Mapping) else type(headers).__name__
+        findings.append(f"request.headers is not empty ({names})")
+    for part in ("body", "kwargs", "payload"):
+        for path in _credential_paths(request.get(part), f"request.{part}"):
+            findings.append(f"{path} holds a value under a credential name")
+    try:
+        text = entry.path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return findings
+    for number, line in enumerate(text.splitlines(), 1):
+        for what, pattern in _SECRET_PATTERNS:
+            for match in pattern.finditer(line):
+                if match.group(0).startswith(REPLAY_PLACEHOLDER):
+                    continue
+                findings.append(f"line {number}: {what} {_mask(match.group(0))}")
+    return findings
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``verify DIR``: parse every file and report problems, grouped by kind."""
+    root = _existing_dir(args.dir)
+    entries = _scan(root)
+    groups: dict[str, list[str]] = {
+        "unreadable files": [],
+        "names that are not their key": [],
+        "duplicate keys": [],
+        "unknown __type__s": [],
+        "possible leaked credentials": [],
+    }
+    notes: list[str] = []
+    by_key: dict[str, list[Entry]] = defaultdict(list)
+    unknown: dict[str, list[str]] = defaultdict(list)
+    unkeyable = []
+    for entry in entries:
+        if entry.record is None:
+            groups["unreadable files"].append(f"{entry.rel}: {entry.problem}")
+            continue
+        if entry.key is None:
+            unkeyable.append(entry.rel)
+        else:
+            by_key[entry.key].append(entry)
+            if entry.stale_name:
+                groups["names that are not their key"].append(f"{entry.rel}: its key is {entry.key}")
+        for name in sorted(set(_type_names(entry.record))):
+            if import_type(name) is None:
+                unknown[name].append(entry.rel)
+        groups["possible leaked credentials"] += [f"{entry.rel}: {finding}" for finding in _leaks(entry)]
+    for key, same in sorted(by_key.items()):
+        if len(same) < 2:
+            continue
+        listed = "".join(f"\n    {e.rel}" for e in same)
+        if all(MODEL_LIST_NAME.fullmatch(e.path.stem) for e in same):
+            notes.append(f"{len(same)} model lists share key {key[:12]}… (llama-stack merges them):{listed}")
+        else:
+            groups["duplicate keys"].append(f"{key}, in {len(same)} files:{listed}")
+    for name, files in sorted(unknown.items()):
+        shown = "".join(f"\n    {f}" for f in files[:3]) + (
+            f"\n    … and {len(files) - 3} more" if len(files) > 3 else ""
+        )
+        groups["unknown __type__s"].append(f"{name} cannot be imported here; used in {len(files)} file(s):{shown}")
+    if unkeyable:
+        notes.append(
+            f"{len(unkeyable)} file(s) have no keyable request (raw HTTP and similar recordings); "
+            "their names were not checked"
+        )
+
+    _out(f"verify {args.dir}: {len(entries)} files")
+    for title, items in groups.items():
+        if not items:
+            continue
+        _out("", f"{title} ({len(items)}):", *[f"  {item}" for item in items])
+        if title == "names that are not their key":
+            _out(f"  to rename them all: {PROG} import {args.dir} NEW_DIR")
+    if notes:
+        _out("", "notes:", *[f"  {note}" for note in notes])
+    counts = [f"{len(items)} {title}" for title, items in groups.items() if items]
+    total = sum(len(items) for items in groups.values())
+    _out("")
+    if total:
+        _out(f"FAILED: {total} problem(s) in {len(entries)} files: " + "; ".join(counts))
+        return 1
+    _out(f"OK: {len(entries)} files, no problems")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+# ---------------------------------------------------------------------------------------------
+
+
+def _scope_value(raw: str | None) -> tuple[bool, str | None]:
+    """``(given, value)`` for ``--scope``: ``''``, ``none`` and ``null`` mean ``None``."""
+    if raw is None:
+        return False, None
+    return True, None if raw.strip().lower() in ("", "none", "null") else raw
+
+
+def _rescoped(record: dict[str, Any], scope: str | None) -> dict[str, Any]:
+    record = {**record, "test_id": scope}
+    request = record["request"]
+    if "tool_name" in request:
+        record["request"] = {**request, "test_id": scope}
+    return record
+
+
+def _with_canonical_endpoint(record: dict[str, Any]) -> dict[str, Any]:
+    request = record["request"]
+    parsed = request_from_record(record)
+    if parsed is None or "tool_name" in request or request.get("endpoint") == parsed.label:
+        return record
+    return {**record, "request": {**request, "endpoint": parsed.label}}
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``import SRC... DEST``: copy recordings under their canonical names, idempotently."""
+    from ._store import Store
+
+    dest = Path(args.dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"DEST must be a directory: {args.dest}")
+    sources = []
+    for src in args.src:
+        path = Path(src).expanduser()
+        if not path.exists():
+            raise UsageError(f"no such file or directory: {src}")
+        sources.append(path)
+    scoped, scope = _scope_value(args.scope)
+    dest_resolved = dest.resolve()
+    files: list[Path] = []
+    for source in sources:
+        for file in _json_files(source):
+            if file.resolve().parent == dest_resolved and source.resolve() != file.resolve():
+                continue  # DEST inside SRC: its own files are not sources
+            files.append(file)
+
+    store = Store(dest)
+    counts = {"imported": 0, "updated": 0, "unchanged": 0, "skipped": 0}
+    written: dict[str, Path] = {}
+    for file in files:
+        try:
+            record = _read(file)
+        except RecordingFormatError as exc:
+            counts["skipped"] += 1
+            _out(f"skipped    {file}: {exc.problem}")
+            continue
+        if scoped:
+            record = _rescoped(record, scope)
+        key = record_key(record)
+        if key is None:
+            counts["skipped"] += 1
+            _out(f"skipped    {file}: no keyable request (a raw HTTP or similar recording)")
+            continue
+        if key in written:
+            counts["skipped"] += 1
+            _out(f"skipped    {file}: same key as {written[key]}")
+            continue
+        written[key] = file
+        record = _with_canonical_endpoint(record)
+        target = store.path_for(key)
+        data = dumps(record)
+        if target.is_file():
+            if target.read_bytes() == data:
+                counts["unchanged"] += 1
+                continue
+            status = "updated"
+        else:
+            status = "imported"
+        store.write(key, record)
+        counts[status] += 1
+        _out(f"{status:<10} {_rel(target, Path.cwd())}  <- {file}")
+    _out(", ".join(f"{n} {what}" for what, n in counts.items()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# run and prune
+# ---------------------------------------------------------------------------------------------
+
+
+def _notebook_paths(values: Sequence[str]) -> list[Path]:
+    paths = []
+    for value in values:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise UsageError(f"no such notebook: {value}")
+        if path.suffix != ".ipynb":
+            raise UsageError(f"not a notebook (expected .ipynb): {value}")
+        paths.append(path)
+    return paths
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value!r}")
+    return number
+
+
+def _progress(cell: Any, total: int) -> None:
+    status = {"ok": "ok", "expected-error": "ok (raised, as tagged)"}.get(cell.status, f"FAILED: {cell.status}")
+    hint = _middle_truncate(cell.first_line, 60)
+    _out(f"[{cell.number}/{total}] cell {cell.index + 1} {status} ({cell.seconds:.1f}s)  {hint}")
+
+
+def _execute(path: Path, args: argparse.Namespace, mode: str) -> Any:
+    from ._notebooks import execute
+
+    _out(f"{path} (mode {mode})")
+    return execute(path, mode=mode, timeout=args.timeout, kernel_name=args.kernel, on_cell=_progress)
+
+
+def _failure_lines(run: Any) -> list[str]:
+    from ._notebooks import summarize_traceback
+
+    cell = run.failure
+    where = f"cell {cell.index + 1}"
+    if cell.status == "missing-recording":
+        return [
+            f"FAILED {run.path.name}, {where}: a call has no recording",
+            *_indent(cell.evalue, "  "),
+            "  To record the missing call (needs an API key), run the notebook once with:",
+            f"    {PROG} run {run.path} --mode record-if-missing",
+        ]
+    if cell.status in ("timeout", "dead-kernel"):
+        return [f"FAILED {run.path.name}, {where}: {cell.ename}: {cell.evalue}"]
+    lines = [f"FAILED {run.path.name}, {where} raised {cell.ename}: {cell.evalue}"]
+    return lines + _indent("\n".join(summarize_traceback(cell.traceback)), "  | ")
+
+
+def _summary(run: Any, verdict: str) -> str:
+    outcomes = run.outcomes()
+    total = sum(outcomes.values())
+    if not total:
+        calls = "no recorded calls"
+    elif len(outcomes) == 1:
+        (outcome,) = outcomes
+        calls = f"{_plural(total, 'call')} {outcome}"
+    else:
+        calls = f"{_plural(total, 'call')} (" + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ")"
+    if total:
+        calls += f" from {_plural(len(run.files_used()), 'file')}"
+    ran = len(run.cells)
+    cells = f"{ran} code cells" if ran == run.code_cells else f"{ran} of {run.code_cells} code cells"
+    return f"{run.path.name}: {cells}, {calls}, {run.seconds:.1f}s: {verdict}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _output_targets(paths: list[Path], output: str | None) -> dict[Path, Path]:
+    if output is None:
+        return {}
+    target = Path(output).expanduser()
+    if len(paths) == 1 and not target.is_dir():
+        return {paths[0]: target}
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise UsageError("--output DIR needs notebooks with different file names")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--output must be a directory when running several notebooks: {output}")
+    return {p: target / p.name for p in paths}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run NB...``: execute notebooks, optionally checking their outputs."""
+    from ._notebooks import compare, has_stored_outputs, write_notebook
+
+    paths = _notebook_paths(args.notebooks)
+    targets = _output_targets(paths, args.output)
+    failed: list[str] = []
+    for number, path in enumerate(paths):
+        if number:
+            _out("")
+        try:
+            run = _execute(path, args, args.mode)
+        except ValueError as exc:
+            _out(f"FAILED {exc}")
+            failed.append(path.name)
+            continue
+        ok = run.failure is None
+        if not ok:
+            _out(*_failure_lines(run))
+        if ok and args.check:
+            if not has_stored_outputs(run.stored):
+                _out(
+                    f"FAILED {path.name}: the notebook has no stored outputs to check against",
+                    f"  store them with: {PROG} run {path} --output {path}",
+                )
+                ok = False
+            else:
+                diffs = compare(run)
+                for diff in diffs:
+                    count = f", execution count {diff.execution_count}" if diff.execution_count else ""
+                    _out(f"cell {diff.index + 1}{count}: outputs differ", *_indent("\n".join(diff.diff), "  "))
+                if diffs:
+                    _out(f"FAILED {path.name}: {len(diffs)} cell(s) with different outputs")
+                    ok = False
+        if path in targets:
+            write_notebook(run.executed, targets[path])
+            _out(f"wrote {targets[path]}")
+        verdict = "failed" if not ok else ("outputs match" if args.check else "ok")
+        _out(_summary(run, verdict))
+        if not ok:
+            failed.append(path.name)
+    if len(paths) > 1:
+        _out("", f"{len(paths)} notebooks: {len(paths) - len(failed)} passed, {len(failed)} failed")
+        if failed:
+            _out("failed: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``prune DIR --used-by NB...``: list (and with ``--yes`` delete) recordings no notebook uses."""
+    root = _existing_dir(args.dir)
+    paths = _notebook_paths(args.used_by)
+    used: set[Path] = set()
+    for path in paths:
+        try:
+            run = _execute(path, args, "replay")
+        except ValueError as exc:
+            _out(f"FAILED {exc}")
+            return 1
+        if run.failure is not None:
+            _out(*_failure_lines(run))
+            _out("prune: nothing deleted, because a notebook failed (its recordings in use are unknown)")
+            return 1
+        _out(_summary(run, "ok"))
+        used |= {p.resolve() for p in run.files_used()}
+    files = list(_json_files(root))
+    unused = [f for f in files if f.resolve() not in used]
+    _out("")
+    if not unused:
+        _out(f"all {len(files)} recordings in {args.dir} are used")
+        return 0
+    _out(f"{len(unused)} of {len(files)} recordings in {args.dir} are not used by these notebooks:")
+    _out(*[f"  {_rel(f, root)}" for f in unused])
+    if not args.yes:
+        _out(f"nothing deleted; run again with --yes to delete these {len(unused)} file(s)")
+        return 0
+    for file in unused:
+        file.unlink()
+    _out(f"deleted {len(unused)} file(s)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------------------------
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subparser per command."""
+    from ._notebooks import IGNORE_OUTPUT_TAGS, describe_rules
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Record and replay OpenAI SDK calls and tool calls; run notebooks against the recordings.",
+        epilog=f"Run `{PROG} COMMAND --help` for the options of a command.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub.required = True
+
+    ignore_tags = " or ".join(sorted(IGNORE_OUTPUT_TAGS))
+    run = sub.add_parser(
+        "run",
+        help="execute notebooks in a real kernel, replaying their recordings; --check compares outputs",
+        description=textwrap.dedent(
+            """\
+            Execute each notebook in a fresh kernel (cwd: the notebook's directory), with
+            APIREC_MODE=<mode> and NOTEBOOK_RECORDER_NOTEBOOK=<notebook path> so that %apirec
+            finds recordings/<notebook stem>/ beside the notebook. Prints a line per cell and a
+            summary. Exits 1 when a cell raises (unless tagged raises-exception), when a recording
+            is missing, or, with --check, when outputs differ from the stored ones.
+            """
+        ),
+        epilog=(
+            "--check compares each code cell's outputs with the stored ones: stdout and stderr, rich\n"
+            "outputs as text (HTML with its tags stripped, else text/plain), errors as 'ename: evalue';\n"
+            f"images are ignored, and so are cells tagged {ignore_tags}.\n"
+            "Sanitisers applied to both sides first:\n" + describe_rules()
+        ),
+        formatter_class=_Formatter,
+    )
+    run.add_argument("notebooks", nargs="+", metavar="NB", help="notebook files (.ipynb)")
+    run.add_argument(
+        "--mode",
+        choices=valid_modes(),
+        default="replay",
+        help="APIREC_MODE for the kernel (default: replay; record modes need an API key)",
+    )
+    run.add_argument("--check", action="store_true", help="fail when outputs differ from the stored ones")
+    run.add_argument(
+        "--output",
+        metavar="PATH",
+        help="write the executed notebook here (a directory when running several)",
+    )
+    _add_kernel_options(run)
+    run.set_defaults(parser=run, handler=cmd_run)
+
+    ls = sub.add_parser(
+        "ls",
+        help="list the recordings in a directory",
+        description="A table of the recordings under DIR: key (* = the file name is not the key), kind, "
+        "endpoint or tool, model, streaming, chunks, size, test_id.",
+    )
+    ls.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
+    ls.add_argument("--sort", choices=sorted(_SORTS), default="key", help="sort order (default: key)")
+    ls.add_argument("--full", action="store_true", help="full keys and test ids, and the file column")
+    ls.set_defaults(parser=ls, handler=cmd_ls)
+
+    show = sub.add_parser(
+        "show",
+        help="print one recording as readable text",
+        description="Print a recording: the request, the conversation, the tool calls and the (streamed) "
+        "answer. TARGET is a file, or a key or unique key prefix looked up in --dir.",
+    )
+    show.add_argument("target", metavar="FILE|KEY", help="a recording file, a key, or a unique key prefix")
+    show.add_argument("--dir", metavar="DIR", help=f"where to look keys up (default: ${ENV_DIR} or ./recordings)")
+    show.set_defaults(parser=show, handler=cmd_show)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check a directory of recordings; exit 1 on problems",
+        description="Check that every file parses, is named by its key, has a unique key and importable "
+        "__type__s, and holds nothing that looks like a credential (sk-..., Bearer ..., tvly-..., "
+        "request headers, credential-named request parameters). Exits 1 when it finds a problem.",
+    )
+    verify.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
+    verify.set_defaults(parser=verify, handler=cmd_verify)
+
+    imp = sub.add_parser(
+        "import",
+        help="copy recordings from another corpus under canonical names",
+        description="Copy recordings (llama-stack's layout: any tree of *.json) into DEST as <key>.json, "
+        "the key recomputed from the content. Files that cannot be keyed are skipped with a note. "
+        "Running it twice changes nothing.",
+    )
+    imp.add_argument("src", nargs="+", metavar="SRC", help="recording files or directories")
+    imp.add_argument("dest", metavar="DEST", help="the directory to write to")
+    imp.add_argument(
+        "--scope",
+        metavar="S",
+        help="set test_id (the scope) to S before keying; '' or 'none' means null",
+    )
+    imp.set_defaults(parser=imp, handler=cmd_import)
+
+    prune = sub.add_parser(
+        "prune",
+        help="list (and with --yes delete) recordings that no given notebook replays",
+        description="Run each notebook in replay mode, collect the recording files it used, and list the "
+        "files under DIR that none used. Deletes them only with --yes; deletes nothing if a notebook fails.",
+    )
+    prune.add_argument("dir", metavar="DIR", help="the recordings directory to prune")
+    prune.add_argument("--used-by", nargs="+", required=True, metavar="NB", help="the notebooks that use DIR")
+    prune.add_argument("--yes", action="store_true", help="really delete the unused recordings")
+    _add_kernel_options(prune)
+    prune.set_defaults(parser=prune, handler=cmd_prune)
+    return parser
+
+
+def _add_kernel_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=300.0,
+        metavar="S",
+        help="seconds each cell may take (default: 300)",
+    )
+    parser.add_argument(
+        "--kernel",
+        default="python3",
+        metavar="NAME",
+        help="kernel to run (default: python3, the Python running this command)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 failure, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, and usage errors
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    try:
+        status: int = args.handler(args)
+        return status
+    except UsageError as exc:
+        args.parser.print_usage(sys.stderr)
+        print(f"{args.parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
