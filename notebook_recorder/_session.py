@@ -339,9 +339,17 @@ _stack: list[Recorder] = []
 
 
 def active() -> Recorder | None:
-    """The recorder that handles calls now: the innermost ``recording()``, else the session's."""
-    with _state_lock:
-        return _stack[-1] if _stack else _session
+    """The recorder that handles calls now: the innermost ``recording()``, else the session's.
+
+    Every wrapped call asks this first, so it takes no lock: reading the stack's last item or the
+    session global is atomic, and only writers (which hold ``_state_lock``) change them.
+    """
+    if _stack:
+        try:
+            return _stack[-1]
+        except IndexError:  # emptied by another thread since the test above
+            pass
+    return _session
 
 
 def _install_patches(recorder: Recorder) -> None:
