@@ -273,6 +273,7 @@ def test_bound_methods_callables_and_decorated_methods(tmp_path: Path) -> None:
     assert bound.__qualname__.endswith("Client.search")
     obj = nr.tool(Callable(), provider="client", name="callable")
     part = nr.tool(functools.partial(search_docs, limit=1))
+    assert (obj.__name__, part.__name__) == ("Callable", "search_docs")
 
     with nr.recording("record", dir=tmp_path):
         assert bound("a") == "a!"
@@ -304,8 +305,8 @@ def test_rewrapping_a_tool_renames_it(tmp_path: Path) -> None:
 
 
 def test_not_callable() -> None:
-    with pytest.raises(TypeError, match="needs a callable"):
-        nr.tool(42)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"needs a callable, not str; give the names as keywords"):
+        nr.tool("tavily")  # type: ignore[call-overload]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,6 +576,18 @@ def test_unrecordable_result_is_an_error_in_record_mode(tmp_path: Path) -> None:
     assert [c.outcome for c in nr.calls()] == ["error", "error"]
     with nr.recording("live", dir=tmp_path):
         assert opaque() is not None  # live writes nothing, so it needs no encoding
+
+
+def test_awaitable_from_a_plain_function_is_explained(tmp_path: Path) -> None:
+    async def fetch(url: str) -> str:
+        return url
+
+    hidden = nr.tool(lambda url: fetch(url), provider="p", name="hidden")  # looks synchronous
+    with nr.recording("record", dir=tmp_path), warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no "coroutine was never awaited"
+        with pytest.raises(TypeError, match=r"apply nr\.tool to the async function itself"):
+            hidden("u")
+    assert recordings(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -150,7 +150,10 @@ def _wrap(fn: Callable[P, R], provider: str | None, name: str | None) -> Callabl
     if isinstance(existing, ToolInfo):
         fn = existing.fn  # re-wrapping a tool renames it instead of recording twice
     if not callable(fn):
-        raise TypeError(f"nr.tool() needs a callable, not {type(fn).__name__}")
+        raise TypeError(
+            f"nr.tool() needs a callable, not {type(fn).__name__}; "
+            "give the names as keywords: @nr.tool(provider=..., name=...)"
+        )
     default_provider, default_name = _default_names(fn)
     info = ToolInfo(
         provider=provider or default_provider,
@@ -170,6 +173,9 @@ def _wrap(fn: Callable[P, R], provider: str | None, name: str | None) -> Callabl
         functools.update_wrapper(wrapper, fn)
     except AttributeError:  # pragma: no cover - objects with read-only dunders
         pass
+    if not hasattr(fn, "__qualname__"):  # partials and callable objects
+        wrapper.__qualname__ = default_name
+        wrapper.__name__ = default_name.rpartition(".")[2]
     if info.signature is not None:
         wrapper.__signature__ = info.signature  # type: ignore[attr-defined]
     setattr(wrapper, _ATTR, info)
@@ -187,7 +193,7 @@ def _default_names(fn: Callable[..., Any]) -> tuple[str, str]:
 
 def _kind(fn: Callable[..., Any]) -> str:
     # A callable object is judged by its ``__call__``; a plain function by itself.
-    for candidate in (fn, getattr(fn, "__call__", None)):  # noqa: B004
+    for candidate in (fn, getattr(fn, "__call__", None)):  # noqa: B004 (not a callable() test)
         if inspect.isasyncgenfunction(candidate):
             return "async generator"
         if inspect.isgeneratorfunction(candidate):
@@ -353,6 +359,13 @@ class _ToolCall:
         try:
             return encode(value)
         except TypeError as exc:
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()  # never awaited: no "coroutine was never awaited" warning
+                raise TypeError(
+                    f"tool {self.info.label} {verb} an awaitable, but was wrapped as a plain function: "
+                    "apply nr.tool to the async function itself, so that its result is awaited and recorded"
+                ) from None
             raise TypeError(
                 f"tool {self.info.label} {verb} a {type(value).__qualname__}, which cannot be recorded "
                 f"({exc}). Return JSON data, pydantic models, dataclasses, or lists and dicts of them."
