@@ -22,7 +22,8 @@ Comparison (``--check``)
 ------------------------
 Each executed code cell's outputs are compared with the outputs stored in the notebook file:
 
-- stream outputs (stdout and stderr), consecutive pieces of one stream merged;
+- stream outputs, the pieces of each stream merged; stdout in its place among the other outputs,
+  stderr as one block after them (how stdout and stderr interleave depends on timing);
 - rich outputs as text: ``text/html`` converted to text (tags stripped, one line per block or
   table row, cells separated by two spaces) when present, else ``text/plain``, else
   ``text/markdown``; images and other binary data are ignored;
@@ -243,22 +244,49 @@ def _output_text(output: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def merge_streams(outputs: Iterable[Any]) -> list[Any]:
+    """``outputs`` with consecutive pieces of one stream merged into one output (order kept).
+
+    A streamed answer printed token by token arrives as many stream messages; the notebook file
+    and the comparison only care about the text.
+    """
+    merged: list[Any] = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (
+            previous is not None
+            and output.get("output_type") == "stream"
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+        ):
+            previous["text"] = _joined(previous.get("text", "")) + _joined(output.get("text", ""))
+        else:
+            merged.append(output)
+    return merged
+
+
 def output_lines(outputs: Iterable[Mapping[str, Any]]) -> list[str]:
     """A cell's outputs as sanitised lines, each output introduced by ``[stdout]``, ``[out]``...
 
-    Consecutive pieces of the same stream are merged first: how a stream is split into messages
-    depends on timing, not on the notebook.
+    Pieces of a stream are merged: how a stream is split into messages depends on timing. For
+    the same reason stderr is compared as one block after the other outputs: its interleaving
+    with stdout depends on when each stream was flushed.
     """
     merged: list[tuple[str, str]] = []
+    stderr = ""
     for output in outputs:
         item = _output_text(output)
         if item is None:
             continue
         label, text = item
-        if merged and label in ("stdout", "stderr") and merged[-1][0] == label:
+        if label == "stderr":
+            stderr += text
+        elif merged and label == "stdout" and merged[-1][0] == label:
             merged[-1] = (label, merged[-1][1] + text)
         else:
             merged.append(item)
+    if stderr:
+        merged.append(("stderr", stderr))
     lines: list[str] = []
     for label, text in merged:
         clean = sanitize(text)
@@ -381,8 +409,6 @@ def execute(
         resources={"metadata": {"path": str(path.parent)}},
         config=_kernel_config(),
     )
-    if "coalesce_streams" in client.class_traits():  # nbclient >= 0.10.1: one output per stream
-        client.coalesce_streams = True
     fd, log_name = tempfile.mkstemp(prefix="notebook-recorder-usage-", suffix=".log")
     os.close(fd)
     usage_log = Path(log_name)
@@ -413,6 +439,7 @@ def execute(
                 except DeadKernelError as exc:
                     status, ename, evalue = "dead-kernel", "DeadKernelError", str(exc) or "the kernel died"
                 else:
+                    cell.outputs = merge_streams(cell.get("outputs", []))
                     error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
                     if error is not None:
                         ename, evalue = str(error.get("ename", "")), str(error.get("evalue", ""))

@@ -186,6 +186,11 @@ def _middle_truncate(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
+def _indent(text: str, prefix: str = "    ") -> list[str]:
+    """``text`` as lines, each behind ``prefix`` (empty lines without trailing spaces)."""
+    return [prefix + line if line else prefix.rstrip() for line in text.splitlines()] or [prefix.rstrip()]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = []
@@ -265,7 +270,7 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
         return path
     key = target.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{4,64}", key):
-        raise UsageError(f"no such file, and not a key: {target}")
+        raise UsageError(f"no such file, and not a key (a key or key prefix is 4 to 64 hex digits): {target}")
     dir_name = directory or os.environ.get(ENV_DIR) or "recordings"
     root = Path(dir_name).expanduser()
     if not root.is_dir():
@@ -297,238 +302,21 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """``show FILE|KEY``: one recording as readable text."""
+    """``show FILE|KEY``: one recording as readable text (``analysis.Recording.to_text``)."""
+    from .analysis import Recording, RecordingLoadError
+
     try:
         path = _resolve_recording(args.target, args.dir)
     except LookupError as exc:
         _out(f"{PROG} show: {exc.args[0]}")
         return 1
     try:
-        record = _read(path)
-    except RecordingFormatError as exc:
+        recording = Recording.load(path)
+    except RecordingLoadError as exc:
         _out(f"{PROG} show: {exc}")
         return 1
-    _out(*render_record(record, path))
+    _out(recording.to_text(max_chars=args.max_chars or None).rstrip("\n"))
     return 0
-
-
-def _text(value: Any) -> str:
-    """Message content as text: strings as they are, content parts joined, others as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = []
-        for part in value:
-            if isinstance(part, Mapping):
-                if isinstance(part.get("text"), str):
-                    parts.append(part["text"])
-                elif part.get("type"):
-                    parts.append(f"[{part['type']}]")
-            else:
-                parts.append(str(part))
-        return "\n".join(parts)
-    return _json(value)
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
-
-
-def _data(value: Any) -> Any:
-    """The raw data of an encoded value: ``__data__`` of ``{"__type__", "__data__"}``, recursively."""
-    if isinstance(value, Mapping):
-        if TYPE in value and "__data__" in value:
-            return _data(value["__data__"])
-        return {k: _data(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_data(v) for v in value]
-    return value
-
-
-def _indent(text: str, prefix: str = "    ") -> list[str]:
-    return [prefix + line if line else prefix.rstrip() for line in text.splitlines()] or [prefix.rstrip()]
-
-
-def _tool_call_lines(calls: Any) -> list[str]:
-    lines = []
-    for call in calls if isinstance(calls, list) else []:
-        if not isinstance(call, Mapping):
-            continue
-        function: Mapping[str, Any] = call["function"] if isinstance(call.get("function"), Mapping) else call
-        name = function.get("name", "?")
-        arguments = function.get("arguments", "")
-        if not isinstance(arguments, str):
-            arguments = _json(arguments)
-        ident = f"  [{call['id']}]" if call.get("id") else ""
-        lines.append(f"    -> {name}({arguments}){ident}")
-    return lines
-
-
-def _message_lines(messages: Any) -> list[str]:
-    lines: list[str] = []
-    for message in messages if isinstance(messages, list) else []:
-        if not isinstance(message, Mapping):
-            continue
-        role = str(message.get("role") or message.get("type") or "?")
-        if message.get("tool_call_id"):
-            role += f" {message['tool_call_id']}"
-        lines.append(f"[{role}]")
-        content = _text(message.get("content"))
-        if content:
-            lines += _indent(content)
-        lines += _tool_call_lines(message.get("tool_calls"))
-    return lines
-
-
-def _merge_stream(chunks: list[Any]) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
-    """Text, tool calls and final metadata assembled from streamed chunks (chat, completions,
-    responses events, ollama)."""
-    text: list[str] = []
-    calls: dict[Any, dict[str, str]] = {}
-    meta: dict[str, Any] = {}
-    for chunk in chunks:
-        if not isinstance(chunk, Mapping):
-            text.append(str(chunk))
-            continue
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, Mapping):
-                continue
-            delta: Mapping[str, Any] = choice["delta"] if isinstance(choice.get("delta"), Mapping) else {}
-            text.append(str(delta.get("content") or choice.get("text") or ""))
-            for call in delta.get("tool_calls") or []:
-                slot = calls.setdefault(call.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
-                function = call.get("function") or {}
-                slot["id"] = slot["id"] or str(call.get("id") or "")
-                slot["name"] += str(function.get("name") or "")
-                slot["arguments"] += str(function.get("arguments") or "")
-            if choice.get("finish_reason"):
-                meta["finish_reason"] = choice["finish_reason"]
-        if chunk.get("type") == "response.output_text.delta":
-            text.append(str(chunk.get("delta") or ""))
-        if isinstance(chunk.get("response"), str):  # ollama /api/generate
-            text.append(chunk["response"])
-        if isinstance(chunk.get("message"), Mapping):  # ollama /api/chat
-            text.append(str(chunk["message"].get("content") or ""))
-        if chunk.get("usage"):
-            meta["usage"] = chunk["usage"]
-    return "".join(text), list(calls.values()), meta
-
-
-def _usage_line(usage: Any) -> str | None:
-    if not isinstance(usage, Mapping):
-        return None
-    parts = [f"{k.replace('_tokens', '')} {v}" for k, v in usage.items() if k.endswith("tokens") and v is not None]
-    return "tokens: " + ", ".join(parts) if parts else None
-
-
-def _response_lines(response: Mapping[str, Any]) -> list[str]:
-    if response.get("is_exception"):
-        data = response.get("exception_data") or {}
-        status = f" ({data['status_code']})" if data.get("status_code") else ""
-        message = data.get("message") or response.get("exception_message") or ""
-        return [f"── Error: {data.get('type', 'exception')}{status} ──", *_indent(str(message))]
-    body = _data(response.get("body"))
-    if response.get("is_streaming") and isinstance(body, list):
-        text, calls, meta = _merge_stream(body)
-        lines = [f"── Streamed answer ({len(body)} chunks) ──"]
-        if text:
-            lines += _indent(text)
-        for call in calls:
-            ident = f"  [{call['id']}]" if call["id"] else ""
-            lines.append(f"    -> {call['name']}({call['arguments']}){ident}")
-        if meta.get("finish_reason"):
-            lines.append(f"finish_reason: {meta['finish_reason']}")
-        usage = _usage_line(meta.get("usage"))
-        return [*lines, usage] if usage else lines
-    lines = ["── Answer ──"]
-    if isinstance(body, Mapping) and isinstance(body.get("choices"), list):
-        for choice in body["choices"]:
-            message = choice.get("message") if isinstance(choice, Mapping) else None
-            if isinstance(message, Mapping):
-                lines += _message_lines([message])
-            elif isinstance(choice, Mapping) and "text" in choice:
-                lines += _indent(str(choice["text"]))
-            if isinstance(choice, Mapping) and choice.get("finish_reason"):
-                lines.append(f"finish_reason: {choice['finish_reason']}")
-        usage = _usage_line(body.get("usage"))
-        return [*lines, usage] if usage else lines
-    if isinstance(body, Mapping) and isinstance(body.get("data"), list) and body.get("object") == "list":
-        items = body["data"]
-        embeddings = [i for i in items if isinstance(i, Mapping) and isinstance(i.get("embedding"), list)]
-        if embeddings:
-            return [*lines, f"    {len(embeddings)} embedding(s) of dimension {len(embeddings[0]['embedding'])}"]
-        ids = [str(i.get("id")) for i in items if isinstance(i, Mapping)]
-        return [*lines, *_indent("\n".join(ids))]
-    if isinstance(body, Mapping) and isinstance(body.get("output_text"), str):
-        return [*lines, *_indent(body["output_text"])]
-    if isinstance(body, list) and body and all(isinstance(i, Mapping) and "embedding" in i for i in body):
-        return [*lines, f"    {len(body)} embedding(s)"]
-    return [*lines, *_indent(_shorten_json(body))]
-
-
-def _shorten_json(value: Any, limit: int = 4000) -> str:
-    text = value if isinstance(value, str) else _json(value)
-    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
-
-
-def render_record(record: Mapping[str, Any], path: Path) -> list[str]:
-    """A recording as readable lines: what was asked, the conversation, the tool calls, the answer."""
-    request = record.get("request") or {}
-    response = record.get("response") or {}
-    key = record_key(record)
-    lines = [f"File:    {path}"]
-    if key is not None:
-        note = "" if _name_key(path) == key else "  (the file name is not this key)"
-        lines.append(f"Key:     {key}{note}")
-    lines.append(f"Test id: {record.get('test_id')}")
-    parsed = request_from_record(record)
-    if "tool_name" in request:
-        lines.append(f"Tool:    {request.get('provider', '')}/{request['tool_name']}")
-        kwargs = request.get("kwargs") or {}
-        lines.append("── Arguments ──")
-        lines += _indent(_shorten_json(kwargs))
-        if response.get("is_exception"):
-            return lines + _response_lines(response)
-        lines.append("── Result ──")
-        return lines + _indent(_shorten_json(_data(response.get("body"))))
-    body = request.get("body") if parsed is not None else request.get("payload")
-    method = request.get("method", "")
-    endpoint = parsed.label if parsed is not None else str(request.get("url", ""))
-    body_map = body if isinstance(body, Mapping) else {}
-    model = (parsed.model if parsed is not None else "") or str(body_map.get("model") or "")
-    lines.append(f"Request: {method} {endpoint}" + (f"  model {model}" if model else ""))
-    options = {
-        k: v
-        for k, v in body_map.items()
-        if k not in ("model", "messages", "tools", "input", "prompt", "instructions") and not isinstance(v, list | dict)
-    }
-    if options:
-        lines.append("Options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
-    tools = body_map.get("tools")
-    if isinstance(tools, list) and tools:
-        names = []
-        for tool in tools:
-            if isinstance(tool, Mapping):
-                spec: Mapping[str, Any] = tool["function"] if isinstance(tool.get("function"), Mapping) else tool
-                names.append(str(spec.get("name") or tool.get("type") or "?"))
-        lines.append("Tools:   " + ", ".join(names))
-    if isinstance(body_map.get("messages"), list):
-        lines.append("── Conversation ──")
-        lines += _message_lines(body_map["messages"])
-    elif "instructions" in body_map or "input" in body_map or "prompt" in body_map:
-        lines.append("── Input ──")
-        if body_map.get("instructions"):
-            lines += ["[instructions]", *_indent(_text(body_map["instructions"]))]
-        value = body_map.get("input", body_map.get("prompt"))
-        if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
-            lines += _message_lines(value)
-        elif value is not None:
-            lines += _indent(_text(value) if not isinstance(value, list) else _json(value))
-    return lines + _response_lines(response)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -964,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
         epilog=(
-            "--check compares each code cell's outputs with the stored ones: stdout and stderr, rich\n"
+            "--check compares each code cell's outputs with the stored ones: stdout, stderr (as one block), rich\n"
             "outputs as text (HTML with its tags stripped, else text/plain), errors as 'ename: evalue';\n"
             f"images are ignored, and so are cells tagged {ignore_tags}.\n"
             "Sanitisers applied to both sides first:\n" + describe_rules()
@@ -1006,6 +794,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("target", metavar="FILE|KEY", help="a recording file, a key, or a unique key prefix")
     show.add_argument("--dir", metavar="DIR", help=f"where to look keys up (default: ${ENV_DIR} or ./recordings)")
+    show.add_argument(
+        "--max-chars",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="cut each message or answer after N characters (default: 1000; 0: no limit)",
+    )
     show.set_defaults(parser=show, handler=cmd_show)
 
     verify = sub.add_parser(

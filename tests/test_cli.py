@@ -1,0 +1,538 @@
+"""The ``notebook-recorder`` command, through its real entry points.
+
+Quick subcommands run in-process through ``main([...])`` with captured output; ``--help``, a usage
+error and everything that starts a kernel (``run``, ``prune``) run as real subprocesses
+(``python -m notebook_recorder.cli``), with ``PYTHONPATH`` set so that kernels import the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pprint
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from notebook_recorder._codec import dumps, loads
+from notebook_recorder._keys import record_key
+from notebook_recorder._notebooks import sanitize
+from notebook_recorder.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "llama-stack"
+RESPONSES_HEAD = FIXTURES / "head" / "tests" / "integration" / "responses" / "recordings"
+RESPONSES_OCT = FIXTURES / "oct2025" / "tests" / "integration" / "responses" / "recordings"
+# A streamed gpt-4o chat completion: "The latest stable version of Python is Python 3.14.2."
+CHAT = RESPONSES_HEAD / "a0f44dc55467d39c2ec99aac1fae3ba013304ede01a28ab1fa685d11d580f0ef.json"
+CHAT_ANSWER = "The latest stable version of Python is Python 3.14.2."
+# Another streamed gpt-4o chat completion (the knowledge_search conversation).
+CHAT_2 = RESPONSES_OCT / "1b0c005eb4b93c22ec7211904cab5145194ec832d8e436fee11599c1c2d80fd8.json"
+# A tavily web_search tool recording (its result type is llama-stack's, unknown here).
+TOOL = RESPONSES_OCT / "42c357284497af596ae6c9341b0c189daa31e88b25d0381a985f24203b7a5a38.json"
+# An API error recording (400 BadRequestError).
+ERROR = RESPONSES_HEAD / "b1cfdb1438921e88911a03e8cbc0f919b669f6d0c816fc246f00b437d151ef53.json"
+# A raw HTTP recording (no request body to key).
+RAW = (
+    FIXTURES
+    / "head/tests/integration/messages/recordings/2a5f7014ddf9a3d359fbf59a195e4762d47ef1768f98b2f1c7af55788e7fe6d8.json"
+)
+VOLATILE = REPO / "tests" / "notebooks_cli" / "volatile.ipynb"
+
+SUBCOMMANDS = ("run", "ls", "show", "verify", "import", "prune")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def cli(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The command as a subprocess; kernels it starts import this checkout too."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(
+        [sys.executable, "-m", "notebook_recorder.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """``main([...])`` in this process: (exit status, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def import_files(capsys: pytest.CaptureFixture[str], dest: Path, *files: Path, scope: str | None = None) -> None:
+    extra = ["--scope", scope] if scope is not None else []
+    code, out, _ = run_main(capsys, "import", *files, dest, *extra)
+    assert code == 0, out
+
+
+def chat_notebook(path: Path, request_file: Path = CHAT) -> Path:
+    """A notebook that re-issues exactly the request of ``request_file`` and prints the stream."""
+    body = loads(request_file.read_bytes())["request"]["body"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("A streamed chat completion, replayed."),
+        nbformat.v4.new_code_cell(
+            "import openai\nimport notebook_recorder as nr\n\n"
+            'nr.start("record-if-missing", dir="recordings/demo", scope="demo")'
+        ),
+        nbformat.v4.new_code_cell("body = " + pprint.pformat(body, width=100)),
+        nbformat.v4.new_code_cell(
+            "client = openai.OpenAI()\n"
+            "for chunk in client.chat.completions.create(**body):\n"
+            "    if chunk.choices and chunk.choices[0].delta.content:\n"
+            '        print(chunk.choices[0].delta.content, end="", flush=True)'
+        ),
+        nbformat.v4.new_code_cell("[call.outcome for call in nr.calls()]"),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def assert_usage_error(code: int, err: str) -> None:
+    assert code == 2
+    assert "usage: notebook-recorder" in err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# help and usage errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert f"\n    {name} " in result.stdout
+
+
+def test_run_help_documents_the_sanitisers(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "run", "--help")
+    assert code == 0
+    for rule in ("memory addresses", "durations", "absolute paths", "uuids", "timestamps", "ignore-output"):
+        assert rule in out
+
+
+def test_no_subcommand_is_a_usage_error_without_traceback() -> None:
+    result = cli()
+    assert_usage_error(result.returncode, result.stderr)
+    result = cli("ls", "/no/such/directory")
+    assert_usage_error(result.returncode, result.stderr)
+    assert "no such directory" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["frobnicate"],
+        ["ls"],
+        ["ls", "{missing}"],
+        ["ls", "{file}"],
+        ["ls", "{dir}", "--sort", "colour"],
+        ["show"],
+        ["show", "not-a-key!"],
+        ["show", "abcd", "--dir", "{missing}"],
+        ["verify"],
+        ["verify", "{missing}"],
+        ["import", "{dir}"],
+        ["import", "{missing}", "{dir}"],
+        ["import", "{dir}", "{file}"],
+        ["prune", "{dir}"],
+        ["prune", "{dir}", "--used-by", "{missing}.ipynb"],
+        ["run"],
+        ["run", "{missing}.ipynb"],
+        ["run", "{file}"],
+        ["run", "{nb}", "--mode", "sometimes"],
+        ["run", "{nb}", "--timeout", "-1"],
+        ["run", "{nb}", "--timeout", "soon"],
+    ],
+)
+def test_bad_arguments_are_usage_errors(args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file.json").write_text("{}")
+    (tmp_path / "nb.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    values = {
+        "missing": str(tmp_path / "missing"),
+        "file": str(tmp_path / "file.json"),
+        "dir": str(tmp_path),
+        "nb": str(tmp_path / "nb.ipynb"),
+    }
+    code, _, err = run_main(capsys, *[a.format(**values) for a in args])
+    assert_usage_error(code, err)
+
+
+# ---------------------------------------------------------------------------------------------
+# ls and show
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A copy of the llama-stack sample."""
+    return Path(shutil.copytree(FIXTURES, tmp_path / "llama-stack"))
+
+
+def test_ls_lists_the_llama_stack_sample(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "ls", corpus)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["KEY", "KIND", "ENDPOINT/TOOL", "MODEL", "STREAM", "CHUNKS", "SIZE", "TEST_ID"]
+    total = len(list(corpus.rglob("*.json")))
+    rows = lines[1 : 1 + total]
+    assert all(len(row.split()) >= 8 for row in rows)
+    assert lines[1 + total] == ""
+    assert lines[-1].startswith(f"{total} recordings")
+    assert "named other than their key" in lines[-1]
+    keys = [row.split()[0].rstrip("*") for row in rows if not row.startswith("-")]
+    assert keys == sorted(keys)
+    text = "\n".join(rows)
+    for expected in ("/v1/chat/completions", "gpt-4o", "tavily/web_search", "raw-http", "error", "/v1/models"):
+        assert expected in text
+    chat_row = next(row for row in rows if row.startswith(record_key(loads(CHAT.read_bytes()))[:12]))
+    assert chat_row.split()[1:6] == ["inference", "/v1/chat/completions", "gpt-4o", "yes", "18"]
+
+
+def test_ls_sort_and_full(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "ls", corpus / "head", "--sort", "size", "--full")
+    assert code == 0
+    rows = [line for line in out.splitlines()[1:] if line and not line[0].isdigit()]
+    assert rows[0].split()[-1].endswith(".json")  # the FILE column
+    key = record_key(loads(CHAT.read_bytes()))
+    assert key in out  # full keys
+
+
+def test_ls_of_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "ls", tmp_path)
+    assert code == 0
+    assert "no recordings" in out
+
+
+def test_show_a_file_prints_the_conversation_and_the_streamed_answer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_main(capsys, "show", CHAT_2)
+    assert code == 0
+    assert "How many experts does the Llama 4 Maverick model have?" in out
+    assert "knowledge_search" in out  # the tool call
+    assert "The Llama 4 Maverick model has 128 experts" in out  # the streamed answer
+
+
+def test_show_by_key_and_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "recordings"
+    import_files(capsys, dest, CHAT, CHAT_2, TOOL, ERROR)
+    key = record_key(loads(CHAT.read_bytes()))
+    code, out, _ = run_main(capsys, "show", key, "--dir", dest)
+    assert code == 0 and CHAT_ANSWER in out
+    code, out, _ = run_main(capsys, "show", key[:8], "--dir", dest)
+    assert code == 0 and CHAT_ANSWER in out
+    tool_key = record_key(loads(TOOL.read_bytes()))
+    code, out, _ = run_main(capsys, "show", tool_key[:10], "--dir", dest)
+    assert code == 0 and "web_search" in out and "Llama 4 Maverick model experts" in out
+    error_key = record_key(loads(ERROR.read_bytes()))
+    code, out, _ = run_main(capsys, "show", error_key[:10], "--dir", dest)
+    assert code == 0 and "BadRequestError" in out
+    code, out, _ = run_main(capsys, "show", "ffffffffffff", "--dir", dest)
+    assert code == 1 and "no recording" in out
+
+
+def test_show_ambiguous_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = CHAT.read_bytes()
+    (tmp_path / f"abcd1{'0' * 59}.json").write_bytes(data)
+    (tmp_path / f"abcd2{'0' * 59}.json").write_bytes(data)
+    code, out, _ = run_main(capsys, "show", "abcd", "--dir", tmp_path)
+    assert code == 1
+    assert "2 recordings" in out and "abcd1" in out and "abcd2" in out
+    code, out, _ = run_main(capsys, "show", "abcd2", "--dir", tmp_path)
+    assert code == 0 and CHAT_ANSWER in out
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verify_reports_the_llama_stack_samples_stale_names(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "verify", corpus)
+    assert code == 1
+    assert "names that are not their key" in out
+    stale = CHAT.relative_to(FIXTURES)
+    assert f"{stale}: its key is {record_key(loads(CHAT.read_bytes()))}" in out
+    assert "duplicate keys" in out  # the same request recorded in both generations
+    assert "unknown __type__s" in out and "ollama._types.GenerateResponse" in out
+    assert "model lists share key" in out  # a note, not a problem
+    assert out.rstrip().splitlines()[-1].startswith("FAILED:")
+
+
+def test_verify_passes_on_an_imported_directory_and_reports_planted_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = tmp_path / "clean"
+    import_files(capsys, clean, CHAT, CHAT_2, ERROR)
+    code, out, _ = run_main(capsys, "verify", clean)
+    assert code == 0, out
+    assert out.rstrip().splitlines()[-1] == "OK: 3 files, no problems"
+
+    base = loads(CHAT.read_bytes())
+
+    def plant(record: dict, name: str | None = None) -> None:
+        key = record_key(record)
+        (clean / f"{name or key}.json").write_bytes(dumps(record))
+
+    secret = "sk-" + "A1b2C3d4E5" * 3
+    leaked = json.loads(json.dumps(base))
+    leaked["request"]["body"]["messages"][0]["content"] = f"my key is {secret}"
+    plant(leaked)
+    headers = json.loads(json.dumps(base))
+    headers["request"]["body"]["messages"][0]["content"] = "with headers"
+    headers["request"]["headers"] = {"Authorization": "Bearer abcdefgh12345678"}
+    plant(headers)
+    credential = json.loads(json.dumps(base))
+    credential["request"]["body"]["api_key"] = "hunter2-hunter2"
+    plant(credential)
+    unknown = json.loads(json.dumps(base))
+    unknown["test_id"] = "unknown-type"
+    unknown["response"]["body"][0]["__type__"] = "nowhere.to_be.Found"
+    plant(unknown)
+    plant(base, name="0" * 64)  # a name that is not its key, and a second file with that key
+    (clean / "broken.json").write_text("{not json")
+
+    code, out, _ = run_main(capsys, "verify", clean)
+    assert code == 1
+    sections = out.split("\n\n")
+    titles = [section.splitlines()[0] for section in sections[1:-1]]
+    assert titles == [
+        "unreadable files (1):",
+        "names that are not their key (1):",
+        "duplicate keys (1):",
+        "unknown __type__s (1):",
+        "possible leaked credentials (4):",
+    ]
+    assert "nowhere.to_be.Found" in out
+    assert "OpenAI-style API key sk-A1b2" in out and secret not in out  # masked
+    assert "request.headers is not empty (Authorization)" in out
+    assert "Bearer token" in out
+    assert "request.body.api_key holds a value under a credential name" in out
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: 8 problem(s) in 9 files")
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+# ---------------------------------------------------------------------------------------------
+
+
+def test_import_twice_is_idempotent(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "imported"
+    code, out, _ = run_main(capsys, "import", corpus, dest)
+    assert code == 0
+    summary = out.splitlines()[-1]
+    imported = int(summary.split()[0])
+    assert imported > 80
+    assert "skipped" in summary and "no keyable request" in out and "same key as" in out
+    files = sorted(dest.iterdir())
+    snapshot = {f.name: f.read_bytes() for f in files}
+    assert len(files) == imported
+    for file in files:
+        assert file.name == f"{record_key(loads(file.read_bytes()))}.json"
+        assert file.read_bytes().startswith(b'{\n  "')  # 2-space indented JSON
+
+    code, out, _ = run_main(capsys, "import", corpus, dest)
+    assert code == 0
+    assert out.splitlines()[-1].startswith(f"0 imported, 0 updated, {imported} unchanged,")
+    assert {f.name: f.read_bytes() for f in sorted(dest.iterdir())} == snapshot
+
+    code, out, _ = run_main(capsys, "verify", dest)
+    assert "names that are not their key" not in out
+    assert "duplicate keys" not in out
+
+
+def test_import_with_scope(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "scoped"
+    import_files(capsys, dest, CHAT, TOOL, scope="notebooks/demo.ipynb")
+    records = [loads(f.read_bytes()) for f in sorted(dest.iterdir())]
+    assert len(records) == 2
+    assert {r["test_id"] for r in records} == {"notebooks/demo.ipynb"}
+    tool = next(r for r in records if "tool_name" in r["request"])
+    assert tool["request"]["test_id"] == "notebooks/demo.ipynb"
+    chat = next(r for r in records if "body" in r["request"])
+    assert chat["request"]["endpoint"] == "/v1/chat/completions"
+    assert record_key(chat) != record_key(loads(CHAT.read_bytes()))  # the scope is in the key
+
+    unscoped = tmp_path / "unscoped"
+    import_files(capsys, unscoped, CHAT, scope="none")
+    (only,) = unscoped.iterdir()
+    assert loads(only.read_bytes())["test_id"] is None
+
+
+def test_import_notes_what_it_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2")
+    code, out, _ = run_main(capsys, "import", RAW, broken, CHAT, tmp_path / "dest")
+    assert code == 0
+    assert f"skipped    {RAW}: no keyable request" in out
+    assert f"skipped    {broken}: not valid JSON" in out
+    assert out.splitlines()[-1] == "1 imported, 0 updated, 0 unchanged, 2 skipped"
+
+
+# ---------------------------------------------------------------------------------------------
+# run and prune: real kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replay_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A notebook beside recordings/demo/, which holds the one recording it replays."""
+    import_files(capsys, tmp_path / "recordings" / "demo", CHAT, scope="demo")
+    return chat_notebook(tmp_path / "demo.ipynb")
+
+
+def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording(replay_notebook: Path) -> None:
+    nb_path = replay_notebook
+    result = cli("run", nb_path, "--output", nb_path)  # store the outputs
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[1/4] cell 2 ok" in result.stdout
+    assert "[3/4] cell 4 ok" in result.stdout
+    assert "demo.ipynb: 4 code cells, 1 call replayed from 1 file" in result.stdout
+    stored = nbformat.read(nb_path, as_version=4)
+    assert stored.cells[3].outputs == [
+        {"name": "stdout", "output_type": "stream", "text": CHAT_ANSWER}  # one merged stream output
+    ]
+    assert stored.cells[4].outputs[0]["data"]["text/plain"] == "['replayed']"
+
+    result = cli("run", nb_path, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("outputs match")
+
+    stored.cells[3].outputs[0]["text"] = "The latest stable version of Python is Python 2.7."
+    nbformat.write(stored, nb_path)
+    result = cli("run", nb_path, "--check")
+    assert result.returncode == 1
+    assert "cell 4, execution count 3: outputs differ" in result.stdout
+    assert "  -The latest stable version of Python is Python 2.7." in result.stdout
+    assert f"  +{CHAT_ANSWER}" in result.stdout
+    assert "FAILED demo.ipynb: 1 cell(s) with different outputs" in result.stdout
+
+    for recording in (nb_path.parent / "recordings" / "demo").iterdir():
+        recording.unlink()
+    result = cli("run", nb_path, "--check")
+    assert result.returncode == 1
+    out = result.stdout
+    assert "[3/4] cell 4 FAILED: missing-recording" in out
+    assert "FAILED demo.ipynb, cell 4: a call has no recording" in out
+    assert "No recording of POST /v1/chat/completions (model gpt-4o)" in out
+    assert "record-if-missing" in out
+    assert f"notebook-recorder run {nb_path} --mode record-if-missing" in out
+    assert "[4/4]" not in out  # the run stops at the failing cell
+    assert "Traceback" not in result.stderr
+
+
+def test_run_check_sanitises_volatile_outputs_and_reports_real_differences(tmp_path: Path) -> None:
+    same = shutil.copy(VOLATILE, tmp_path / "volatile.ipynb")
+    changed_nb = nbformat.read(VOLATILE, as_version=4)
+    html_cell = next(c for c in changed_nb.cells if "HTML(" in c.source)
+    html_cell.outputs[0]["data"]["text/html"] = html_cell.outputs[0]["data"]["text/html"].replace("gpt-4o", "gpt-5")
+    changed = tmp_path / "changed.ipynb"
+    nbformat.write(changed_nb, changed)
+
+    result = cli("run", same, changed, "--check", "--output", tmp_path / "out")
+    out = result.stdout
+    assert result.returncode == 1
+    assert "volatile.ipynb: 9 code cells, no recorded calls" in out
+    assert "changed.ipynb: 9 code cells, no recorded calls" in out
+    assert "[9/9] cell 10 ok (raised, as tagged)" in out
+    first, second = out.split("\n\n")[:2]
+    assert first.rstrip().endswith("outputs match")
+    assert "cell 7, execution count 6: outputs differ" in second
+    assert "  -gpt-5  2" in second and "  +gpt-4o  2" in second
+    assert out.rstrip().splitlines()[-2:] == ["2 notebooks: 1 passed, 1 failed", "failed: changed.ipynb"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["changed.ipynb", "volatile.ipynb"]
+
+
+def test_run_fails_on_a_cell_error_without_check(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("print('before')"),
+        nbformat.v4.new_code_cell("def divide():\n    return 1 / 0\n\ndivide()"),
+        nbformat.v4.new_code_cell("print('never')"),
+    ]
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    out_dir = tmp_path / "executed"
+    result = cli("run", path, "--output", out_dir / "broken.ipynb")
+    assert result.returncode == 1
+    assert "[2/3] cell 2 FAILED: error" in result.stdout
+    assert "FAILED broken.ipynb, cell 2 raised ZeroDivisionError: division by zero" in result.stdout
+    assert "  | ZeroDivisionError: division by zero" in result.stdout  # the traceback summary
+    assert "never" not in result.stdout
+    executed = nbformat.read(out_dir / "broken.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "before\n"
+
+
+def test_prune_lists_then_deletes_unused_recordings(replay_notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = replay_notebook.parent / "recordings"
+    import_files(capsys, directory / "demo", CHAT_2, scope="demo")  # never replayed by the notebook
+    used = directory / "demo" / f"{record_key({**loads(CHAT.read_bytes()), 'test_id': 'demo'})}.json"
+    unused = directory / "demo" / f"{record_key({**loads(CHAT_2.read_bytes()), 'test_id': 'demo'})}.json"
+    assert used.is_file() and unused.is_file()
+
+    result = cli("prune", directory, "--used-by", replay_notebook)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 2 recordings" in result.stdout
+    assert f"  demo/{unused.name}" in result.stdout
+    assert "nothing deleted; run again with --yes" in result.stdout
+    assert unused.is_file()
+
+    result = cli("prune", directory, "--used-by", replay_notebook, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deleted 1 file(s)" in result.stdout
+    assert not unused.exists() and used.is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# the sanitiser rules
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("<Foo object at 0x7f3a9c2b1d90>", "<Foo object at 0x10a3b2c40>"),
+        ("took 12.3 ms", "took 0.4 ms"),
+        ("done in 0.41s", "done in 12s"),
+        ("Wall time: 3 seconds", "Wall time: 14 seconds"),
+        ("/home/me/x/recordings/ab.json", "/work/ci/recordings/ab.json"),
+        ("C:\\Users\\me\\proj\\ab.json", "D:\\ci\\ab.json"),
+        ("id 0b7f3c2e-9d41-4a57-8e2a-3c1f5d6e7a8b", "id 665148c8-a062-460a-94a8-95d460ca1ddc"),
+        ("at 2025-03-01T09:15:02.123Z", "at 2026-11-25 19:07:47"),
+        ("at 09:15:02", "at 19:07:47"),
+        ("\x1b[31mred\x1b[0m  ", "red"),
+        ("50%\r100%", "100%"),
+        ("12.5it/s", "3.1it/s"),
+    ],
+)
+def test_sanitised_alike(a: str, b: str) -> None:
+    assert sanitize(a) == sanitize(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Python 3.14.2", "Python 3.12.0"),
+        ("released on 2025-10-07", "released on 2024-10-07"),
+        ("https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/completions"),
+        ("/x/recordings/ab.json", "/x/recordings/cd.json"),
+        ("128 experts", "16 experts"),
+    ],
+)
+def test_sanitisers_keep_real_differences(a: str, b: str) -> None:
+    assert sanitize(a) != sanitize(b)
