@@ -35,6 +35,7 @@ comparing, both sides go through the sanitiser rules in :data:`RULES`, in that o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import html.parser
@@ -369,14 +370,18 @@ class NotebookRun:
 # ---------------------------------------------------------------------------------------------
 
 
+class NotebookError(Exception):
+    """A notebook that cannot be run at all: unreadable, or its kernel does not start."""
+
+
 def read_notebook(path: Path) -> Any:
-    """A notebook as an nbformat v4 node; ``ValueError`` naming the file if it is not one."""
+    """A notebook as an nbformat v4 node; :class:`NotebookError` naming the file if it is not one."""
     import nbformat
 
     try:
         return nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:  # nbformat raises several unrelated types for broken files
-        raise ValueError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+        raise NotebookError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
 
 
 def execute(
@@ -423,7 +428,11 @@ def execute(
     started = time.perf_counter()
     try:
         client.reset_execution_trackers()
-        with client.setup_kernel(env=kernel_env):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(client.setup_kernel(env=kernel_env))
+            except Exception as exc:  # NoSuchKernel, a kernel that dies at start, a timeout...
+                raise NotebookError(f"{path}: cannot start kernel {kernel_name!r}: {exc}") from None
             assert client.kc is not None
             info = client.wait_for_reply(client.kc.kernel_info())
             if info is not None and "language_info" in info["content"]:

@@ -635,7 +635,7 @@ def _output_targets(paths: list[Path], output: str | None) -> dict[Path, Path]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run NB...``: execute notebooks, optionally checking their outputs."""
-    from ._notebooks import compare, has_stored_outputs, write_notebook
+    from ._notebooks import NotebookError, compare, has_stored_outputs, write_notebook
 
     paths = _notebook_paths(args.notebooks)
     targets = _output_targets(paths, args.output)
@@ -645,7 +645,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _out("")
         try:
             run = _execute(path, args, args.mode)
-        except ValueError as exc:
+        except NotebookError as exc:
             _out(f"FAILED {exc}")
             failed.append(path.name)
             continue
@@ -683,13 +683,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune DIR --used-by NB...``: list (and with ``--yes`` delete) recordings no notebook uses."""
+    from ._notebooks import NotebookError
+
     root = _existing_dir(args.dir)
     paths = _notebook_paths(args.used_by)
     used: set[Path] = set()
     for path in paths:
         try:
             run = _execute(path, args, "replay")
-        except ValueError as exc:
+        except NotebookError as exc:
             _out(f"FAILED {exc}")
             return 1
         if run.failure is not None:

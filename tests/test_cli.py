@@ -478,6 +478,28 @@ def test_run_fails_on_a_cell_error_without_check(tmp_path: Path) -> None:
     assert executed.cells[0].outputs[0]["text"] == "before\n"
 
 
+def test_run_check_without_stored_outputs_and_a_cell_timeout(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), fresh)
+    slow = tmp_path / "slow.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(30)")]), slow)
+    result = cli("run", fresh, slow, "--check", "--timeout", "1")
+    assert result.returncode == 1
+    assert "FAILED fresh.ipynb: the notebook has no stored outputs to check against" in result.stdout
+    assert f"store them with: notebook-recorder run {fresh} --output {fresh}" in result.stdout
+    assert "FAILED slow.ipynb, cell 1: CellTimeoutError: no reply within 1.0 s" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-2] == "2 notebooks: 0 passed, 2 failed"
+
+
+def test_run_reports_a_kernel_that_cannot_start(tmp_path: Path) -> None:
+    path = tmp_path / "any.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), path)
+    result = cli("run", path, "--kernel", "no-such-kernel")
+    assert result.returncode == 1
+    assert "cannot start kernel 'no-such-kernel'" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_prune_lists_then_deletes_unused_recordings(replay_notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = replay_notebook.parent / "recordings"
     import_files(capsys, directory / "demo", CHAT_2, scope="demo")  # never replayed by the notebook
