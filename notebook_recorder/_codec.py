@@ -22,7 +22,7 @@ import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import PurePath
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pydantic
@@ -153,14 +153,19 @@ def build(cls: type, data: Any) -> Any:
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError:
-            # Non-compliant providers (``object: ""``, ``finish_reason: null``...). SDK models
-            # override ``construct`` to build nested fields leniently, as they do for live data.
-            if isinstance(data, Mapping):
-                return cls.construct(**data)
-            raise
+            if not isinstance(data, Mapping):
+                raise
+        # Nested ``__type__`` wrappers (other writers) are decoded first; then non-compliant
+        # providers (``object: ""``, ``finish_reason: null``...) are built leniently: SDK models
+        # override ``construct`` to build nested fields the way they do for live data.
+        data = {k: decode(v) for k, v in data.items()}
+        try:
+            return cls.model_validate(data)
+        except pydantic.ValidationError:
+            return cls.construct(**data)
     if dataclasses.is_dataclass(cls) and isinstance(data, Mapping):
         return cls(**{k: decode(v) for k, v in data.items()})
-    return cls(data)
+    return cast(Any, cls)(data)
 
 
 def decode(value: Any) -> Any:
@@ -203,7 +208,7 @@ def loads(data: bytes, path: object = "<recording>") -> dict[str, Any]:
     mapping = record.get("id_normalization_mapping")
     if isinstance(mapping, dict) and mapping:
         record = _apply_id_mapping(record, {orig: norm for norm, orig in mapping.items()})
-    return record
+    return cast(dict[str, Any], record)
 
 
 def _apply_id_mapping(value: Any, originals: Mapping[Any, str]) -> Any:

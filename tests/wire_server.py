@@ -752,6 +752,7 @@ class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that tracks open connections so ``stop()`` can cut them all."""
 
     daemon_threads = True
+    request_queue_size = 128  # many clients at once (threads, asyncio tasks) must not be refused
     block_on_close = False
 
     def __init__(self, wire: WireServer) -> None:

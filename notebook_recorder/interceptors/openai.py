@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import openai
 import orjson
@@ -237,7 +237,7 @@ class _Call:
         self.cast_to = cast_to
         self.options = options
         self.stream = stream
-        self.stream_cls = stream_cls or client._default_stream_cls
+        self.stream_cls: Any = stream_cls or client._default_stream_cls
         self.decision = decision
         self.raw = _raw_mode(options)
 
@@ -262,7 +262,7 @@ class _Call:
         """The SDK raised. API errors are recorded in record mode; everything is logged."""
         decision = self.decision
         if decision.action is Action.RECORD and isinstance(exc, APIStatusError):
-            self.recorder.save(decision, _exception_response(exc))
+            self.recorder.save(decision, _redacted(_exception_response(exc), _secrets(self.client)))
         else:
             outcome = "live" if decision.action is Action.LIVE else "error"
             self.recorder.finish(decision, outcome, error=type(exc).__name__)
@@ -373,7 +373,7 @@ class _Call:
             raise self._recorded_exception(response)
         if self.raw:
             self._replayed()
-            return self.client._process_response(**self._raw_replay_args(response))
+            return cast(SyncAPIClient, self.client)._process_response(**self._raw_replay_args(response))
         return self._replay_objects(response)
 
     async def replay_async(self) -> Any:
@@ -383,7 +383,7 @@ class _Call:
             raise self._recorded_exception(response)
         if self.raw:
             self._replayed()
-            return await self.client._process_response(**self._raw_replay_args(response))
+            return await cast(AsyncAPIClient, self.client)._process_response(**self._raw_replay_args(response))
         return self._replay_objects(response)
 
     def _replayed(self) -> None:
@@ -509,14 +509,23 @@ def _decode_result(body: Any, cast_to: Any) -> Any:
 
 
 def _decode_as(chunk: Any, chunk_type: Any) -> Any:
-    """One recorded stream chunk as an SDK object. Raw-dict chunks are built as ``chunk_type``."""
-    if isinstance(chunk, dict) and TYPE not in chunk and isinstance(chunk_type, type):
-        if issubclass(chunk_type, pydantic.BaseModel):
-            return build(chunk_type, chunk)
-    if chunk_type is not None and not isinstance(chunk_type, type):
-        # A union of event types (the Responses API): let pydantic pick the member.
-        if isinstance(chunk, dict) and TYPE not in chunk:
-            return _adapter(chunk_type).validate_python(chunk)
+    """One recorded stream chunk as an SDK object.
+
+    Raw-dict chunks, and chunks whose ``__type__`` cannot be imported here (another provider's
+    SDK), are built as the chunk type the SDK expects, as live parsing would.
+    """
+    if isinstance(chunk, dict):
+        data = chunk
+        name = chunk.get(TYPE)
+        if name is not None and DATA in chunk:
+            if import_type(str(name)) is not None:
+                return decode(chunk)
+            data = chunk[DATA]
+        if isinstance(chunk_type, type) and issubclass(chunk_type, pydantic.BaseModel):
+            return build(chunk_type, data)
+        if chunk_type is not None and not isinstance(chunk_type, type):
+            # A union of event types (the Responses API): let pydantic pick the member.
+            return _adapter(chunk_type).validate_python(data)
     return decode(chunk)
 
 
@@ -587,6 +596,30 @@ def _sse_event(data: Any) -> bytes:
     event = data.get("type") if isinstance(data, dict) else None
     prefix = f"event: {event}\n".encode() if isinstance(event, str) and "." in event else b""
     return prefix + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+REDACTED = "***"
+
+
+def _secrets(client: BaseClient[Any, Any]) -> list[str]:
+    """The client's credentials, which some error messages echo back."""
+    key = getattr(client, "api_key", None)
+    return [key] if isinstance(key, str) and len(key) >= 6 else []
+
+
+def _redacted(value: Any, secrets: list[str]) -> Any:
+    """``value`` with every occurrence of a secret replaced by ``***``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: _redacted(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, secrets) for v in value]
+    return value
 
 
 def _exception_response(exc: APIStatusError) -> dict[str, Any]:
