@@ -278,7 +278,10 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
     if len(key) == 64:
         from ._store import Store
 
-        found = Store(root).find(key)
+        try:
+            found = Store(root).find(key)
+        except RecordingFormatError as exc:
+            raise LookupError(str(exc)) from None
         if found is not None:
             return found.path
         raise LookupError(f"no recording with key {key} in {dir_name}")
@@ -623,7 +626,7 @@ def _output_targets(paths: list[Path], output: str | None) -> dict[Path, Path]:
     if output is None:
         return {}
     target = Path(output).expanduser()
-    if len(paths) == 1 and not target.is_dir():
+    if len(paths) == 1 and not target.is_dir() and not output.endswith(("/", os.sep)):
         return {paths[0]: target}
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
