@@ -47,7 +47,6 @@ from ._keys import ToolRequest, canonical_endpoint, is_credential_name, record_k
 from ._modes import ENV_DIR, valid_modes
 
 PROG = "notebook-recorder"
-KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
 REPLAY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
 
@@ -106,8 +105,7 @@ class Entry:
     path: Path
     rel: str
     size: int
-    record: dict[str, Any] | None = None
-    problem: str = ""  # why it could not be read
+    problem: str = ""  # why it could not be read; empty when it could
     key: str | None = None  # recomputed from content
     kind: str = ""
     label: str = ""  # endpoint or provider/tool
@@ -115,20 +113,28 @@ class Entry:
     streaming: bool = False
     chunks: int | None = None
     test_id: str | None = None
+    types: frozenset[str] = frozenset()  # __type__ names used (only for verify)
+    leaks: tuple[str, ...] = ()  # credential-looking findings (only for verify)
 
     @property
     def stale_name(self) -> bool:
         return self.key is not None and _name_key(self.path) != self.key
 
 
-def _describe(path: Path, root: Path) -> Entry:
+def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
+    """What ``ls`` shows about one file; with ``deep``, also what ``verify`` checks.
+
+    The parsed recording itself is not kept, so that a directory of thousands of files is fine.
+    """
     entry = Entry(path=path, rel=_rel(path, root), size=path.stat().st_size)
     try:
         record = _read(path)
     except RecordingFormatError as exc:
         entry.kind, entry.problem = "unreadable", exc.problem
         return entry
-    entry.record = record
+    if deep:
+        entry.types = frozenset(_type_names(record))
+        entry.leaks = tuple(_leaks(path, record))
     request, response = record["request"], record["response"]
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
@@ -155,8 +161,8 @@ def _describe(path: Path, root: Path) -> Entry:
     return entry
 
 
-def _scan(root: Path) -> list[Entry]:
-    return [_describe(path, root) for path in _json_files(root)]
+def _scan(root: Path, *, deep: bool = False) -> list[Entry]:
+    return [_describe(path, root, deep=deep) for path in _json_files(root)]
 
 
 def _existing_dir(value: str) -> Path:
@@ -363,19 +369,20 @@ def _type_names(value: Any) -> Iterator[str]:
             yield from _type_names(v)
 
 
-def _leaks(entry: Entry) -> list[str]:
+def _leaks(path: Path, record: Mapping[str, Any]) -> list[str]:
+    """Credential-looking things in a recording: headers, credential-named parameters, and
+    strings shaped like API keys or bearer tokens anywhere in the file (with line numbers)."""
     findings: list[str] = []
-    record = entry.record or {}
     request = record.get("request") or {}
     headers = request.get("headers")
     if headers:
         names = ", ".join(headers) if isinstance(headers, Mapping) else type(headers).__name__
         findings.append(f"request.headers is not empty ({names})")
     for part in ("body", "kwargs", "payload"):
-        for path in _credential_paths(request.get(part), f"request.{part}"):
-            findings.append(f"{path} holds a value under a credential name")
+        for where in _credential_paths(request.get(part), f"request.{part}"):
+            findings.append(f"{where} holds a value under a credential name")
     try:
-        text = entry.path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return findings
     for number, line in enumerate(text.splitlines(), 1):
@@ -390,7 +397,7 @@ def _leaks(entry: Entry) -> list[str]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """``verify DIR``: parse every file and report problems, grouped by kind."""
     root = _existing_dir(args.dir)
-    entries = _scan(root)
+    entries = _scan(root, deep=True)
     groups: dict[str, list[str]] = {
         "unreadable files": [],
         "names that are not their key": [],
@@ -403,7 +410,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     unknown: dict[str, list[str]] = defaultdict(list)
     unkeyable = []
     for entry in entries:
-        if entry.record is None:
+        if entry.problem:
             groups["unreadable files"].append(f"{entry.rel}: {entry.problem}")
             continue
         if entry.key is None:
@@ -412,10 +419,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             by_key[entry.key].append(entry)
             if entry.stale_name:
                 groups["names that are not their key"].append(f"{entry.rel}: its key is {entry.key}")
-        for name in sorted(set(_type_names(entry.record))):
+        for name in sorted(entry.types):
             if import_type(name) is None:
                 unknown[name].append(entry.rel)
-        groups["possible leaked credentials"] += [f"{entry.rel}: {finding}" for finding in _leaks(entry)]
+        groups["possible leaked credentials"] += [f"{entry.rel}: {finding}" for finding in entry.leaks]
     for key, same in sorted(by_key.items()):
         if len(same) < 2:
             continue
