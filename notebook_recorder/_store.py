@@ -31,6 +31,7 @@ class _Index:
 
     names: dict[str, list[Path]] = field(default_factory=dict)  # file stem -> paths
     by_key: dict[str, Path] = field(default_factory=dict)  # content key -> path
+    more: dict[str, set[Path]] = field(default_factory=dict)  # content key -> other files with it
     seen: dict[Path, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
     errors: dict[Path, str] = field(default_factory=dict)  # unreadable files
     listed: bool = False
@@ -119,6 +120,30 @@ class Store:
                 found = self._indexed(key)
         return found
 
+    def find_all(self, key: str) -> list[Found]:
+        """Every readable recording with ``key``, the one :meth:`find` returns first.
+
+        llama-stack writes one model list per server it listed, all with the same request:
+        replaying ``models.list()`` merges them. This builds the content index.
+        """
+        first = self.find(key)
+        if first is None:
+            return []
+        with self._index.lock:
+            if not self._index.indexed:
+                self._index_contents()
+            others = sorted(self._index.more.get(key, set()) | {self._index.by_key.get(key, first.path)})
+        found = [first]
+        for path in others:
+            if path != first.path:
+                try:
+                    hit = self._verified(path, key)
+                except RecordingFormatError:
+                    continue
+                if hit is not None:
+                    found.append(hit)
+        return found
+
     def _indexed(self, key: str) -> Found | None:
         path = self._index.by_key.get(key)
         if path is None:
@@ -162,8 +187,8 @@ class Store:
                 index.errors[path] = exc.problem
                 continue
             index.errors.pop(path, None)
-            if key is not None:
-                index.by_key.setdefault(key, path)
+            if key is not None and index.by_key.setdefault(key, path) != path:
+                index.more.setdefault(key, set()).add(path)
 
     def _json_files(self) -> Iterator[Path]:
         for dirpath, dirnames, filenames in os.walk(self.root):

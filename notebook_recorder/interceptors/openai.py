@@ -386,11 +386,26 @@ class _Call:
             return await cast(AsyncAPIClient, self.client)._process_response(**self._raw_replay_args(response))
         return self._replay_objects(response)
 
+    def _recorded_body(self, response: dict[str, Any]) -> Any:
+        body = response.get("body")
+        found = self.decision.found
+        if isinstance(body, list) and found is not None and found.path.name.startswith("models-"):
+            # llama-stack wrote one model list per server it listed, all for the same request:
+            # like llama-stack, replay their union.
+            merged: dict[Any, Any] = {}
+            for other in self.recorder.store.find_all(self.decision.key):
+                items = other.record["response"].get("body")
+                for item in items if isinstance(items, list) else []:
+                    data = _raw_data(item)
+                    merged.setdefault(data.get("id") if isinstance(data, dict) else repr(data), item)
+            return list(merged.values()) or body
+        return body
+
     def _replayed(self) -> None:
         self.recorder.finish(self.decision, "replayed", streamed=self.stream)
 
     def _replay_objects(self, response: dict[str, Any]) -> Any:
-        body = response.get("body")
+        body = self._recorded_body(response)
         if self.stream:
             chunk_type = self.chunk_type
             stream = self.stream_cls(
@@ -411,7 +426,7 @@ class _Call:
         return _post_parse(self.options, value)
 
     def _raw_replay_args(self, response: dict[str, Any]) -> dict[str, Any]:
-        body = response.get("body")
+        body = self._recorded_body(response)
         if self.stream:
             content = b"".join(_sse_event(_raw_data(chunk)) for chunk in body or []) + b"data: [DONE]\n\n"
             http = self._synthetic_response(200, content, "text/event-stream")
