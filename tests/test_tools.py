@@ -1032,3 +1032,36 @@ def test_function_calling_loop_records_and_replays_offline(
     assert replayed == recorded
     assert hits.n == 1
     assert [c.outcome for c in nr.calls()] == ["replayed"] * 3
+
+
+# ---------------------------------------------------------------------------------------------
+# %%apirec
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tool_inside_cell_magic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.testing import globalipapp
+
+    monkeypatch.chdir(tmp_path)
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "notebook_recorder")
+    hits = Counter()
+
+    @nr.tool(provider="p", name="cell")
+    def cell_tool(q: str) -> dict[str, str]:
+        hits()
+        return {"q": q}
+
+    shell.user_ns["cell_tool"] = cell_tool
+    try:
+        shell.run_cell("%%apirec record --dir rec\nfirst = cell_tool('x')").raise_error()
+        shell.run_cell("%%apirec replay --dir rec\nagain = cell_tool('x')").raise_error()
+        assert shell.user_ns["first"] == shell.user_ns["again"] == {"q": "x"}
+        assert hits.n == 1
+        shell.run_cell("cell_tool('y')").raise_error()  # after the cell: no recorder, a plain call
+        assert hits.n == 2
+        assert [(c.endpoint, c.outcome) for c in nr.calls()] == [("p/cell", "recorded"), ("p/cell", "replayed")]
+        assert [r["request"]["kwargs"] for r in recordings(tmp_path / "rec")] == [{"q": "x"}]
+    finally:
+        shell.run_line_magic("unload_ext", "notebook_recorder")
