@@ -29,7 +29,9 @@ after an exception or an interrupt. ``%%apirec`` still works as an ordinary cell
 called directly (``get_ipython().run_cell_magic("apirec", "replay", body)``).
 
 Settings are traitlets: ``%config ApiRecMagics.quiet = True`` turns off the notes the extension
-prints by itself (the per-cell note and the directory announcement).
+prints by itself (the per-cell note and the directory announcement), and so does
+``--ApiRecMagics.quiet=True`` on a kernel's command line. The notes go to stdout, because Jupyter
+shows stderr as a warning; they carry no timings, and every line starts with :data:`NOTE_PREFIX`.
 """
 
 from __future__ import annotations

@@ -261,6 +261,24 @@ def test_cell_magic_called_directly(ip: InteractiveShell) -> None:
     assert _session.active() is session
 
 
+def test_silent_cell_restores_and_says_nothing(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    # `%run notebook.ipynb` runs each cell silently: no pre/post_run_cell, but pre/post_execute.
+    ip.run_cell(f"%%apirec record --dir recs\n{PROBE}", silent=True).raise_error()
+    assert ip.user_ns["seen"] == "record"
+    assert _session.active() is None
+    assert capsys.readouterr().out == ""
+
+
+def test_transformer_only_takes_its_own_magic(ip: InteractiveShell) -> None:
+    transform = magics(ip).transform
+    assert transform(["%%apirec replay --dir 'a b'\n", "x = 1\n"]) == [
+        "get_ipython().run_line_magic('apirec', \"--this-cell replay --dir 'a b'\")\n",
+        "x = 1\n",
+    ]
+    for lines in (["%%apirec?\n"], ["%%apirecord x\n", "y\n"], ["x = 1\n", "%%apirec replay\n"], []):
+        assert transform(list(lines)) == lines
+
+
 def test_cell_flag_outside_a_cell_is_refused(ip: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="first line of a cell"):
         ip.run_line_magic("apirec", "--this-cell record")
