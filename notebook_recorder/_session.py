@@ -249,11 +249,18 @@ class Recorder:
 
 
 def _display_path(path: Path | str) -> str:
-    """A path relative to the working directory when it is below it."""
+    """A path relative to the working directory when the two share a directory other than the
+    root: ``recordings/x.json``, or ``../recordings/x.json`` from a notebook in ``notebooks/``
+    (so notebook outputs do not show the machine's absolute paths). Else the path as it is."""
     path = Path(path)
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+        resolved, cwd = path.resolve(), Path.cwd().resolve()
+        try:
+            return str(resolved.relative_to(cwd))
+        except ValueError:
+            common = Path(os.path.commonpath([resolved, cwd]))
+            return os.path.relpath(resolved, cwd) if common.parent != common else str(path)
+    except (ValueError, OSError):  # another drive on Windows, or a vanished working directory
         return str(path)
 
 
