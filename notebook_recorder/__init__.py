@@ -47,11 +47,31 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
 
 if TYPE_CHECKING:
-    from ._errors import RecordedToolError, RecordingError, RecordingFormatError, RecordingNotFoundError
-    from ._modes import Mode
-    from ._session import Call, Recorder, calls, clear_calls, recording, start, stop
-    from .analysis import Recording, load_recordings, messages, plot_token_stream, token_stream, tool_calls
-    from .interceptors.tools import tool
+    from ._errors import (
+        RecordedToolError as RecordedToolError,
+        RecordingError as RecordingError,
+        RecordingFormatError as RecordingFormatError,
+        RecordingNotFoundError as RecordingNotFoundError,
+    )
+    from ._modes import Mode as Mode
+    from ._session import (
+        Call as Call,
+        Recorder as Recorder,
+        calls as calls,
+        clear_calls as clear_calls,
+        recording as recording,
+        start as start,
+        stop as stop,
+    )
+    from .analysis import (
+        Recording as Recording,
+        load_recordings as load_recordings,
+        messages as messages,
+        plot_token_stream as plot_token_stream,
+        token_stream as token_stream,
+        tool_calls as tool_calls,
+    )
+    from .interceptors.tools import tool as tool
 
 
 def __getattr__(name: str) -> Any:
