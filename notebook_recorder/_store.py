@@ -32,6 +32,7 @@ class _Index:
     names: dict[str, list[Path]] = field(default_factory=dict)  # file stem -> paths
     by_key: dict[str, Path] = field(default_factory=dict)  # content key -> path
     more: dict[str, set[Path]] = field(default_factory=dict)  # content key -> other files with it
+    verified: dict[Path, tuple[int, int, str]] = field(default_factory=dict)  # path -> (mtime, size, key)
     seen: dict[Path, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
     errors: dict[Path, str] = field(default_factory=dict)  # unreadable files
     listed: bool = False
@@ -99,11 +100,9 @@ class Store:
         A malformed file that *is* the one asked for raises ``RecordingFormatError``; malformed
         files elsewhere never affect other lookups.
         """
-        direct = self.path_for(key)
-        if direct.is_file():
-            found = self._verified(direct, key)
-            if found is not None:
-                return found
+        found = self._verified(self.path_for(key), key)
+        if found is not None:
+            return found
         if not self.exists:
             return None
         with self._index.lock:
@@ -157,9 +156,25 @@ class Store:
         return found
 
     def _verified(self, path: Path, key: str) -> Found | None:
-        """``path`` parsed, if its content really has ``key``; a renamed file does not count."""
+        """``path`` parsed, if its content really has ``key``; a renamed file does not count.
+
+        Recomputing the key costs more than parsing a small file, so a file already verified
+        and unchanged since (same mtime and size) is not verified again.
+        """
+        try:
+            stat = path.stat()  # before reading: a later change is seen next time
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
         record = self.read(path)
-        return Found(path, record) if record_key(record) == key else None
+        version = (stat.st_mtime_ns, stat.st_size, key)
+        verified = self._index.verified
+        if verified.get(path) != version:
+            if record_key(record) != key:
+                return None
+            verified[path] = version
+        return Found(path, record)
 
     def _list_names(self) -> None:
         index = self._index

@@ -463,9 +463,10 @@ class _Call:
         # Method, URL and the call's own headers (the SDK reads its raw-response markers there),
         # not the full request: serialising the body again costs more than decoding a long stream.
         httpx = _httpx(self.client)
-        options = self.options
+        options, request = self.options, self.decision.request
+        url = request.url if isinstance(request, InferenceRequest) else str(self.client._prepare_url(options.url))
         headers = {k: v for k, v in options.headers.items() if isinstance(v, str)} if is_given(options.headers) else {}
-        return httpx.Request(options.method.upper(), self.client._prepare_url(options.url), headers=headers)
+        return httpx.Request(options.method.upper(), url, headers=headers)
 
     def _synthetic_response(self, status: int, content: bytes, content_type: str = "application/json") -> Any:
         httpx = _httpx(self.client)
@@ -555,19 +556,18 @@ def _decoded_chunks(chunks: list[Any], chunk_type: Any) -> Iterator[Any]:
     This is replay's hot loop. Once a chunk of a ``__type__`` has been built, later chunks of the
     same type go straight to that class's validator; anything else takes the general path.
     """
-    fast_type: str | None = None
-    validate: Callable[[Any], Any] | None = None
+    fast_type: Any = _MISSING  # equal to no chunk's type until one has been built
+    validate: Any = None
     for chunk in chunks:
-        value: Any = _MISSING
-        if validate is not None and type(chunk) is dict and chunk.get(TYPE) == fast_type:
-            try:
-                value = validate(chunk[DATA])
-            except pydantic.ValidationError:
-                pass  # non-compliant data: the general path builds it leniently
-        if value is _MISSING:
-            value = _decode_as(chunk, chunk_type)
-            if isinstance(value, pydantic.BaseModel) and type(chunk) is dict and TYPE in chunk:
-                fast_type, validate = chunk[TYPE], type(value).__pydantic_validator__.validate_python
+        try:
+            if chunk.get(TYPE) == fast_type:
+                yield validate(chunk[DATA])
+                continue
+        except (AttributeError, pydantic.ValidationError):
+            pass  # not a dict, or non-compliant data: the general path builds it leniently
+        value = _decode_as(chunk, chunk_type)
+        if isinstance(value, pydantic.BaseModel) and isinstance(chunk, dict) and TYPE in chunk:
+            fast_type, validate = chunk[TYPE], type(value).__pydantic_validator__.validate_python
         yield value
 
 
