@@ -5,6 +5,7 @@ work without it.
 
 >>> df = load_recordings("recordings")        # one row per file
 >>> messages(df); tool_calls(df); token_stream(df)
+>>> recordings, msgs, calls, chunks = load_frames("recordings")   # all four at once
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
         TOKEN_COLUMNS,
         TOOL_CALL_COLUMNS,
         Column,
+        Frames,
         RecordingLoadWarning,
+        load_frames,
         load_recordings,
         messages,
         token_stream,
@@ -35,10 +38,12 @@ __all__ = [
     "TOKEN_COLUMNS",
     "TOOL_CALL_COLUMNS",
     "Column",
+    "Frames",
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
     "clear_cache",
+    "load_frames",
     "load_recordings",
     "messages",
     "plot_token_stream",
@@ -52,6 +57,8 @@ _WHERE = {
     "TOKEN_COLUMNS": "_frames",
     "TOOL_CALL_COLUMNS": "_frames",
     "Column": "_frames",
+    "Frames": "_frames",
+    "load_frames": "_frames",
     "RecordingLoadWarning": "_frames",
     "load_recordings": "_frames",
     "messages": "_frames",

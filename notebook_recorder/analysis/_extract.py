@@ -96,16 +96,52 @@ class RecordingFormatError(ValueError):
     """The JSON parsed, but it is not a recording (no ``request`` / ``response`` objects)."""
 
 
+class Stream(NamedTuple):
+    """The chunks of a streamed response, column-wise (one entry per chunk unless noted)."""
+
+    deltas: list[str]  # text each chunk added ('' when none)
+    roles: list[Any]
+    finish_reasons: list[Any]
+    tool_deltas: list[int]  # indexes of the chunks carrying (part of) a tool call
+    offsets: list[float] | None  # arrival offsets in ms, when recorded
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """One tuple per chunk, in TOKEN_FIELDS order."""
+        n = len(self.deltas)
+        tcd = [False] * n
+        for i in self.tool_deltas:
+            tcd[i] = True
+        offsets = self.offsets if self.offsets is not None else [NAN] * n
+        rows = []
+        cum = 0
+        for i, d in enumerate(self.deltas):
+            cum += len(d)
+            rows.append((i, d, self.roles[i], self.finish_reasons[i], tcd[i], offsets[i], cum))
+        return rows
+
+
 class Extracted(NamedTuple):
     """Everything the frames need from one file. Rows are tuples in the ``*_FIELDS`` order."""
 
     call: tuple[Any, ...]
     messages: list[tuple[Any, ...]]
     tool_calls: list[tuple[Any, ...]]
-    tokens: list[tuple[Any, ...]]
+    tokens: Stream | None  # None when the response was not streamed
 
     def call_dict(self) -> dict[str, Any]:
         return dict(zip(CALL_FIELDS, self.call, strict=True))
+
+
+def _offsets(offsets: list[Any] | None, n: int, where: list[int] | None = None) -> list[float] | None:
+    """Per-chunk arrival offsets from the ``chunk_offsets_ms`` extension, NaN where unusable."""
+    if not offsets:
+        return None
+    n_off = len(offsets)
+    out: list[float] = []
+    for i in range(n) if where is None else where:
+        v = offsets[i] if i < n_off else NAN
+        out.append(float(v) if type(v) is float or type(v) is int else NAN)
+    return out
 
 
 def dumps(value: Any) -> str:
@@ -203,54 +239,20 @@ def _ollama_usage(d: dict[str, Any]) -> tuple[int | None, int | None, int | None
     return p, c, (p + c if p is not None and c is not None else p if c is None else None)
 
 
-class _Call:
-    """Mutable accumulator for one call row."""
+_CALL_TEMPLATE: dict[str, Any] = dict.fromkeys(CALL_FIELDS)
+_CALL_TEMPLATE.update(is_streaming=False, n_chunks=0, n_tool_calls=0, n_messages=0, duration_ms=NAN)
+Call = dict[str, Any]  # one call row being filled in, keys in CALL_FIELDS order
 
-    __slots__ = CALL_FIELDS
 
-    key: Any
-    test_id: Any
-    kind: Any
-    endpoint: Any
-    model: Any
-    is_streaming: Any
-    n_chunks: Any
-    text: Any
-    finish_reason: Any
-    n_tool_calls: Any
-    prompt_tokens: Any
-    completion_tokens: Any
-    total_tokens: Any
-    tool_name: Any
-    provider: Any
-    method: Any
-    url: Any
-    status_code: Any
-    exception_type: Any
-    exception_message: Any
-    response_model: Any
-    response_type: Any
-    n_messages: Any
-    duration_ms: Any
-    sdk: Any
-    sdk_version: Any
+def new_call(key: str) -> Call:
+    call = _CALL_TEMPLATE.copy()
+    call["key"] = key
+    return call
 
-    def __init__(self, key: str) -> None:
-        for f in CALL_FIELDS:
-            setattr(self, f, None)
-        self.key = key
-        self.is_streaming = False
-        self.n_chunks = 0
-        self.n_tool_calls = 0
-        self.n_messages = 0
-        self.duration_ms = NAN
 
-    def usage(self, u: tuple[int | None, int | None, int | None]) -> None:
-        if u[0] is not None or u[1] is not None or u[2] is not None:
-            self.prompt_tokens, self.completion_tokens, self.total_tokens = u
-
-    def row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in CALL_FIELDS)
+def _set_usage(call: Call, u: tuple[int | None, int | None, int | None]) -> None:
+    if u[0] is not None or u[1] is not None or u[2] is not None:
+        call["prompt_tokens"], call["completion_tokens"], call["total_tokens"] = u
 
 
 class _ToolSlot:
@@ -371,7 +373,7 @@ def _responses_item_call(item: dict[str, Any]) -> tuple[Any, Any, Any, str] | No
     return None
 
 
-def _responses_output(resp: dict[str, Any], call: _Call, slots: dict[Any, _ToolSlot]) -> str | None:
+def _responses_output(resp: dict[str, Any], call: Call, slots: dict[Any, _ToolSlot]) -> str | None:
     """Text and tool calls of a final Responses API ``Response``."""
     texts: list[str] = []
     output = resp.get("output")
@@ -396,10 +398,10 @@ def _responses_output(resp: dict[str, Any], call: _Call, slots: dict[Any, _ToolS
     if type(incomplete) is dict and incomplete.get("reason"):
         status = f"{status}: {incomplete['reason']}" if status else incomplete["reason"]
     if status:
-        call.finish_reason = status
+        call["finish_reason"] = status
     if resp.get("model"):
-        call.response_model = resp["model"]
-    call.usage(_usage(resp.get("usage")))
+        call["response_model"] = resp["model"]
+    _set_usage(call, _usage(resp.get("usage")))
     return "".join(texts) if texts or output is not None else None
 
 
@@ -439,60 +441,60 @@ def _choice0(choices: list[Any]) -> Any:
 # --- non-streamed responses ------------------------------------------------------------------
 
 
-def _single(body: Any, call: _Call, slots: dict[Any, _ToolSlot]) -> None:
+def _single(body: Any, call: Call, slots: dict[Any, _ToolSlot]) -> None:
     """Fill text, finish_reason, usage and tool calls from a non-streamed response body."""
-    call.response_type = type_name(body)
+    call["response_type"] = type_name(body)
     b = unwrap(body)
     if type(b) is list:
-        call.response_type = type_name(b[0]) if b else None
+        call["response_type"] = type_name(b[0]) if b else None
         return
     if type(b) is str:
-        call.text = b
+        call["text"] = b
         return
     if type(b) is not dict:
         return
     if isinstance(b.get("model"), str):
-        call.response_model = b["model"]
+        call["response_model"] = b["model"]
     choices = b.get("choices")
     if type(choices) is list:
-        call.usage(_usage(b.get("usage")))
+        _set_usage(call, _usage(b.get("usage")))
         if not choices:
             return
         ch = _choice0(choices)
         if type(ch) is not dict:
             return
-        call.finish_reason = ch.get("finish_reason")
+        call["finish_reason"] = ch.get("finish_reason")
         msg = ch.get("message")
         if msg is None:
             msg = ch.get("delta")
         if type(msg) is dict:
-            call.text = content_text(msg.get("content"))
+            call["text"] = content_text(msg.get("content"))
             _add_tool_calls(slots, msg.get("tool_calls"))
             fc = msg.get("function_call")
             if type(fc) is dict:
                 _new_slot(slots, len(slots)).add(None, fc.get("name"), fc.get("arguments"), "function")
         elif "text" in ch:
-            call.text = ch.get("text")
+            call["text"] = ch.get("text")
         return
     if type(b.get("output")) is list and (b.get("object") == "response" or "status" in b):
-        call.text = _responses_output(b, call, slots)
+        call["text"] = _responses_output(b, call, slots)
         return
     if "candidates" in b:
         text, fr, _ = _gemini_parts(b, slots)
-        call.text, call.finish_reason = text, fr
-        call.usage(_usage(b.get("usage_metadata")))
+        call["text"], call["finish_reason"] = text, fr
+        _set_usage(call, _usage(b.get("usage_metadata")))
         return
     msg = b.get("message")
     if type(msg) is dict and ("done" in b or "created_at" in b):  # ollama /api/chat
-        call.text = content_text(msg.get("content"))
+        call["text"] = content_text(msg.get("content"))
         _add_tool_calls(slots, msg.get("tool_calls"))
-        call.finish_reason = b.get("done_reason")
-        call.usage(_ollama_usage(b))
+        call["finish_reason"] = b.get("done_reason")
+        _set_usage(call, _ollama_usage(b))
         return
     if type(b.get("response")) is str and "done" in b:  # ollama /api/generate
-        call.text = b["response"]
-        call.finish_reason = b.get("done_reason")
-        call.usage(_ollama_usage(b))
+        call["text"] = b["response"]
+        call["finish_reason"] = b.get("done_reason")
+        _set_usage(call, _ollama_usage(b))
         return
     if b.get("type") == "message" and type(b.get("content")) is list:  # anthropic messages
         texts = []
@@ -503,23 +505,23 @@ def _single(body: Any, call: _Call, slots: dict[Any, _ToolSlot]) -> None:
                 texts.append(block["text"])
             elif block.get("type") == "tool_use":
                 _new_slot(slots, i).add(block.get("id"), block.get("name"), block.get("input"), "tool_use")
-        call.text = "".join(texts)
-        call.finish_reason = b.get("stop_reason")
-        call.usage(_usage(b.get("usage")))
+        call["text"] = "".join(texts)
+        call["finish_reason"] = b.get("stop_reason")
+        _set_usage(call, _usage(b.get("usage")))
         return
     if "prompt_eval_count" in b or "eval_count" in b:  # ollama embeddings and the like
-        call.usage(_ollama_usage(b))
+        _set_usage(call, _ollama_usage(b))
         return
     if "usage" in b:  # embeddings
-        call.usage(_usage(b["usage"]))
+        _set_usage(call, _usage(b["usage"]))
         return
     err = b.get("error")
     if err is not None:  # an HTTP error body
         if type(err) is dict:
-            call.exception_type = err.get("type") or err.get("status") or err.get("code")
-            call.exception_message = err.get("message")
+            call["exception_type"] = err.get("type") or err.get("status") or err.get("code")
+            call["exception_message"] = err.get("message")
         else:
-            call.exception_message = str(err)
+            call["exception_message"] = str(err)
 
 
 # --- streams ---------------------------------------------------------------------------------
@@ -556,215 +558,278 @@ def _sse_events(lines: list[Any]) -> tuple[list[Any], list[int]]:
     return events, where
 
 
+class _StreamState:
+    """What a stream's chunks accumulate besides their text."""
+
+    __slots__ = ("call", "final_response", "seen_text_delta", "slots", "usage")
+
+    def __init__(self, call: Call, slots: dict[Any, _ToolSlot]) -> None:
+        self.call = call
+        self.slots = slots
+        self.usage: tuple[int | None, int | None, int | None] = (None, None, None)
+        self.seen_text_delta = False  # Responses API: deltas seen, the final output is not re-added
+        self.final_response: dict[str, Any] | None = None
+
+
+def _chat_chunk(d: dict[str, Any], st: _StreamState) -> tuple[str, Any, Any, bool]:
+    """(delta, role, finish_reason, tool_call_delta) of an OpenAI chat or completion chunk."""
+    delta = ""
+    role = fr = None
+    tcd = False
+    choices = d["choices"]
+    if choices:
+        ch = choices[0]
+        if ch.get("index"):  # several choices interleaved: only the first one counts
+            ch = _choice0(choices)
+        if ch is not None:
+            dl = ch.get("delta")
+            if dl is not None:
+                t = dl.get("content")
+                if t:
+                    delta = t if type(t) is str else content_text(t) or ""
+                role = dl.get("role")
+                tc = dl.get("tool_calls")
+                if tc:
+                    tcd = True
+                    _add_tool_calls(st.slots, tc)
+            else:
+                t = ch.get("text")
+                if t and type(t) is str:
+                    delta = t
+            fr = ch.get("finish_reason")
+    u = d.get("usage")
+    if u:
+        st.usage = _usage(u)
+    return delta, role, fr, tcd
+
+
+def _event(d: Any, st: _StreamState) -> tuple[str, Any, Any, bool]:
+    """(delta, role, finish_reason, tool_call_delta) of any other chunk or event."""
+    if type(d) is str:
+        return d, None, None, False
+    if type(d) is not dict:
+        return "", None, None, False
+    if d.get("choices") is not None:
+        return _chat_chunk(d, st)
+    call, slots = st.call, st.slots
+    delta = ""
+    role = fr = None
+    tcd = False
+    if "done" in d and ("message" in d or "response" in d):  # ollama
+        msg = d.get("message")
+        if type(msg) is dict:
+            t = msg.get("content")
+            if t and type(t) is str:
+                delta = t
+            role = msg.get("role")
+            tc = msg.get("tool_calls")
+            if tc:
+                tcd = True
+                for one in tc if type(tc) is list else ():
+                    if type(one) is dict:
+                        fn = one.get("function") or {}
+                        _new_slot(slots, len(slots)).add(one.get("id"), fn.get("name"), fn.get("arguments"), "function")
+        else:
+            t = d.get("response")
+            if t and type(t) is str:
+                delta = t
+        if d.get("done"):
+            fr = d.get("done_reason")
+            st.usage = _ollama_usage(d)
+        if call["response_model"] is None:
+            call["response_model"] = d.get("model")
+        return delta, role, fr, tcd
+    if "candidates" in d:  # gemini
+        delta, fr, tcd = _gemini_parts(d, slots)
+        if d.get("usage_metadata"):
+            st.usage = _usage(d["usage_metadata"])
+        if call["response_model"] is None:
+            call["response_model"] = d.get("model_version")
+        return delta, role, fr, tcd
+    et = d.get("type") or d.get("event_type")
+    if type(et) is not str:
+        return delta, role, fr, tcd
+    if et.startswith("response."):  # OpenAI Responses API events
+        if et == "response.output_text.delta":
+            t = d.get("delta")
+            if type(t) is str:
+                delta = t
+                st.seen_text_delta = True
+        elif et == "response.function_call_arguments.delta":
+            tcd = True
+            _new_slot(slots, ("o", d.get("output_index"))).add(None, None, d.get("delta"))
+        elif et == "response.function_call_arguments.done":
+            slot = _new_slot(slots, ("o", d.get("output_index")))
+            if type(d.get("arguments")) is str:
+                slot.args = [d["arguments"]]
+        elif et in ("response.output_item.added", "response.output_item.done"):
+            item = d.get("item")
+            if type(item) is dict:
+                if item.get("type") == "message" and item.get("role"):
+                    role = item["role"]
+                tc_item = _responses_item_call(item)
+                if tc_item is not None:
+                    tcd = True
+                    slot = _new_slot(slots, ("o", d.get("output_index")))
+                    cid, name, args, ctype = tc_item
+                    if et == "response.output_item.done" and type(args) is str:
+                        slot.args = []  # the done item carries the full arguments
+                    if name and slot.name:
+                        name = None  # already known from the added item
+                    slot.add(cid, name, args, ctype)
+        elif et in _RESPONSE_STATE_EVENTS:
+            r = d.get("response")
+            if type(r) is dict:
+                if r.get("model"):
+                    call["response_model"] = r["model"]
+                if et not in ("response.created", "response.in_progress"):
+                    st.final_response = r
+                    fr = r.get("status")
+    elif et == "content_block_delta":  # anthropic messages
+        dl = d.get("delta")
+        if type(dl) is dict:
+            if dl.get("type") == "text_delta" and type(dl.get("text")) is str:
+                delta = dl["text"]
+            elif dl.get("type") == "input_json_delta":
+                tcd = True
+                _new_slot(slots, d.get("index")).add(None, None, dl.get("partial_json"))
+    elif et == "content_block_start":
+        cb = d.get("content_block")
+        if type(cb) is dict and cb.get("type") == "tool_use":
+            tcd = True
+            _new_slot(slots, d.get("index")).add(cb.get("id"), cb.get("name"), None, "tool_use")
+    elif et == "message_start":
+        msg = d.get("message")
+        if type(msg) is dict:
+            role = msg.get("role")
+            if msg.get("model"):
+                call["response_model"] = msg["model"]
+            p = _usage(msg.get("usage"))[0]
+            if p is not None:
+                st.usage = (p, st.usage[1], None)
+    elif et == "message_delta":
+        dl = d.get("delta")
+        if type(dl) is dict and dl.get("stop_reason"):
+            fr = dl["stop_reason"]
+        c = _usage(d.get("usage"))[1]
+        if c is not None:
+            p = st.usage[0]
+            st.usage = (p, c, p + c if p is not None else None)
+    elif et == "content.delta":  # gemini interactions
+        dl = d.get("delta")
+        if type(dl) is dict:
+            if dl.get("type") == "text" and type(dl.get("text")) is str:
+                delta = dl["text"]
+            elif dl.get("type") == "function_call":
+                tcd = True
+                _new_slot(slots, d.get("index")).add(dl.get("id"), dl.get("name"), dl.get("arguments"), "function")
+    elif et == "interaction.complete":
+        it = d.get("interaction")
+        if type(it) is dict:
+            fr = it.get("status")
+            st.usage = _usage(it.get("usage"))
+    return delta, role, fr, tcd
+
+
+_RESPONSE_STATE_EVENTS = frozenset(
+    {"response.completed", "response.incomplete", "response.failed", "response.created", "response.in_progress"}
+)
+
+
 def _stream(
-    body: list[Any],
-    offsets: list[Any] | None,
-    call: _Call,
-    slots: dict[Any, _ToolSlot],
-    tokens: list[tuple[Any, ...]],
-) -> None:
-    """Assemble a streamed response: one token row per chunk, plus the call's totals."""
-    call.response_type = type_name(body[0]) if body else None
+    body: list[Any], offsets: list[Any] | None, call: Call, slots: dict[Any, _ToolSlot], one_choice: bool
+) -> Stream:
+    """Assemble a streamed response: its chunks column-wise, plus the call's totals.
+
+    The loop has a fast path for the common chunk, an OpenAI chat chunk with one choice, that
+    falls back to :func:`_event` for anything else. ``one_choice`` is False when the request asked
+    for several choices, whose chunks interleave.
+    """
+    call["response_type"] = type_name(body[0]) if body else None
     where: list[int] | None = None
     if body and type(body[0]) is str:
         body, where = _sse_events(body)
-    n_off = len(offsets) if offsets is not None else 0
-    texts: list[str] = []
-    cum = 0
-    finish = None
-    usage: tuple[int | None, int | None, int | None] = (None, None, None)
-    seen_text_delta = False  # Responses API: deltas seen, so the final output is not re-added
-    final_response: dict[str, Any] | None = None
-    append = tokens.append
+    st = _StreamState(call, slots)
+    deltas: list[str] = []
+    roles: list[Any] = []
+    finish: list[Any] = []
+    tool_deltas: list[int] = []
+    add_delta, add_role, add_finish = deltas.append, roles.append, finish.append
+    typed = bool(body) and type(body[0]) is dict and "__type__" in body[0]
     for i, chunk in enumerate(body):
-        d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
-        delta = ""
-        role = None
-        fr = None
-        tcd = False
-        if type(d) is dict:
-            choices = d.get("choices")
-            if choices is not None:  # OpenAI chat / completion chunk (also inside SSE)
-                if choices:
-                    ch = choices[0]
-                    if type(ch) is dict and ch.get("index", 0) not in (0, None):
-                        ch = _choice0(choices)
-                    if type(ch) is dict:
-                        dl = ch.get("delta")
-                        if dl is not None:
-                            if type(dl) is dict:
-                                t = dl.get("content")
-                                if t:
-                                    delta = t if type(t) is str else content_text(t) or ""
-                                role = dl.get("role")
-                                tc = dl.get("tool_calls")
-                                if tc:
-                                    tcd = True
-                                    _add_tool_calls(slots, tc)
-                                fc = dl.get("function_call")
-                                if fc:
-                                    tcd = True
-                                    if type(fc) is dict:
-                                        _new_slot(slots, "function_call").add(
-                                            None, fc.get("name"), fc.get("arguments"), "function"
-                                        )
-                        else:
-                            t = ch.get("text")
-                            if t and type(t) is str:
-                                delta = t
-                        fr = ch.get("finish_reason")
-                u = d.get("usage")
-                if u:
-                    usage = _usage(u)
-                m = d.get("model")
-                if m and call.response_model is None:
-                    call.response_model = m
-            elif "done" in d and ("message" in d or "response" in d):  # ollama
-                msg = d.get("message")
-                if type(msg) is dict:
-                    t = msg.get("content")
-                    if t and type(t) is str:
-                        delta = t
-                    role = msg.get("role")
-                    tc = msg.get("tool_calls")
-                    if tc:
-                        tcd = True
-                        for one in tc if type(tc) is list else ():
-                            if type(one) is dict:
-                                fn = one.get("function") or {}
-                                _new_slot(slots, len(slots)).add(
-                                    one.get("id"), fn.get("name"), fn.get("arguments"), "function"
-                                )
-                else:
-                    t = d.get("response")
-                    if t and type(t) is str:
-                        delta = t
-                if d.get("done"):
-                    fr = d.get("done_reason")
-                    usage = _ollama_usage(d)
-                m = d.get("model")
-                if m and call.response_model is None:
-                    call.response_model = m
-            elif "candidates" in d:  # gemini
-                delta, fr, tcd = _gemini_parts(d, slots)
-                if d.get("usage_metadata"):
-                    usage = _usage(d["usage_metadata"])
-                m = d.get("model_version")
-                if m and call.response_model is None:
-                    call.response_model = m
+        try:
+            if not one_choice:
+                raise LookupError
+            # the common case, inlined: an OpenAI chat chunk with one choice
+            d = chunk["__data__"] if typed else chunk
+            ch = d["choices"][0]
+            dl = ch["delta"]
+            t = dl.get("content")
+            if t is None:
+                delta = ""
+            elif type(t) is str:
+                delta = t
             else:
-                et = d.get("type") or d.get("event_type")
-                if type(et) is str:
-                    if et.startswith("response."):
-                        if et == "response.output_text.delta":
-                            t = d.get("delta")
-                            if type(t) is str:
-                                delta = t
-                                seen_text_delta = True
-                        elif et == "response.function_call_arguments.delta":
-                            tcd = True
-                            _new_slot(slots, ("o", d.get("output_index"))).add(None, None, d.get("delta"))
-                        elif et == "response.function_call_arguments.done":
-                            slot = _new_slot(slots, ("o", d.get("output_index")))
-                            if type(d.get("arguments")) is str:
-                                slot.args = [d["arguments"]]
-                        elif et in ("response.output_item.added", "response.output_item.done"):
-                            item = d.get("item")
-                            if type(item) is dict:
-                                if item.get("type") == "message" and item.get("role"):
-                                    role = item["role"]
-                                tc_item = _responses_item_call(item)
-                                if tc_item is not None:
-                                    tcd = True
-                                    slot = _new_slot(slots, ("o", d.get("output_index")))
-                                    cid, name, args, ctype = tc_item
-                                    if et == "response.output_item.done" and type(args) is str:
-                                        slot.args = []  # the done item carries the full arguments
-                                    if name and slot.name:
-                                        name = None  # already known from the added item
-                                    slot.add(cid, name, args, ctype)
-                        elif et in (
-                            "response.completed",
-                            "response.incomplete",
-                            "response.failed",
-                            "response.created",
-                            "response.in_progress",
-                        ):
-                            r = d.get("response")
-                            if type(r) is dict:
-                                if r.get("model"):
-                                    call.response_model = r["model"]
-                                if et not in ("response.created", "response.in_progress"):
-                                    final_response = r
-                                    fr = r.get("status")
-                    elif et == "content_block_delta":  # anthropic
-                        dl = d.get("delta")
-                        if type(dl) is dict:
-                            if dl.get("type") == "text_delta" and type(dl.get("text")) is str:
-                                delta = dl["text"]
-                            elif dl.get("type") == "input_json_delta":
-                                tcd = True
-                                _new_slot(slots, d.get("index")).add(None, None, dl.get("partial_json"))
-                    elif et == "content_block_start":
-                        cb = d.get("content_block")
-                        if type(cb) is dict and cb.get("type") == "tool_use":
-                            tcd = True
-                            _new_slot(slots, d.get("index")).add(cb.get("id"), cb.get("name"), None, "tool_use")
-                    elif et == "message_start":
-                        msg = d.get("message")
-                        if type(msg) is dict:
-                            role = msg.get("role")
-                            if msg.get("model"):
-                                call.response_model = msg["model"]
-                            p = _usage(msg.get("usage"))[0]
-                            if p is not None:
-                                usage = (p, usage[1], None)
-                    elif et == "message_delta":
-                        dl = d.get("delta")
-                        if type(dl) is dict and dl.get("stop_reason"):
-                            fr = dl["stop_reason"]
-                        c = _usage(d.get("usage"))[1]
-                        if c is not None:
-                            p = usage[0]
-                            usage = (p, c, p + c if p is not None else None)
-                    elif et == "content.delta":  # gemini interactions
-                        dl = d.get("delta")
-                        if type(dl) is dict:
-                            if dl.get("type") == "text" and type(dl.get("text")) is str:
-                                delta = dl["text"]
-                            elif dl.get("type") == "function_call":
-                                tcd = True
-                                _new_slot(slots, d.get("index")).add(
-                                    dl.get("id"), dl.get("name"), dl.get("arguments"), "function"
-                                )
-                    elif et == "interaction.complete":
-                        it = d.get("interaction")
-                        if type(it) is dict:
-                            fr = it.get("status")
-                            usage = _usage(it.get("usage"))
-        elif type(d) is str:
-            delta = d
-        if delta:
-            texts.append(delta)
-            cum += len(delta)
+                raise TypeError  # content parts: the careful path
+            role = dl.get("role")
+            fr = ch.get("finish_reason")
+            tc = dl.get("tool_calls")
+            if tc:
+                tool_deltas.append(i)
+                _add_tool_calls(slots, tc)
+            u = d.get("usage")
+            if u:
+                st.usage = _usage(u)
+        except (LookupError, TypeError, AttributeError):
+            d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
+            delta, role, fr, tcd = _event(d, st)
+            if tcd:
+                tool_deltas.append(i)
+        add_delta(delta)
+        add_role(role)
+        add_finish(fr)
+    last_finish = None
+    for fr in reversed(finish):
         if fr is not None:
-            finish = fr
-        j = i if where is None else where[i]
-        off = offsets[j] if j < n_off else NAN  # type: ignore[index]
-        if type(off) is not float:
-            off = float(off) if type(off) is int else NAN
-        append((i, delta, role, fr, tcd, off, cum))
-    call.n_chunks = len(body)
-    call.usage(usage)
-    call.finish_reason = finish
-    if final_response is not None:
+            last_finish = fr
+            break
+    if not call["response_model"]:
+        for chunk in body:
+            d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
+            if type(d) is dict and d.get("model") and type(d["model"]) is str:
+                call["response_model"] = d["model"]
+                break
+    if last_finish == "function_call":
+        _function_call_deltas(body, slots, tool_deltas)
+    call["n_chunks"] = len(body)
+    _set_usage(call, st.usage)
+    call["finish_reason"] = last_finish
+    text = "".join(deltas)
+    if st.final_response is not None:
         fallback_slots: dict[Any, _ToolSlot] = {}
-        text = _responses_output(final_response, call, fallback_slots)
-        if not seen_text_delta and text:
-            texts = [text]
+        final_text = _responses_output(st.final_response, call, fallback_slots)
+        if not st.seen_text_delta and final_text:
+            text = final_text
         if not slots:
             slots.update(fallback_slots)
-    call.text = "".join(texts)
+    call["text"] = text
+    return Stream(deltas, roles, finish, tool_deltas, _offsets(offsets, len(body), where))
+
+
+def _function_call_deltas(body: list[Any], slots: dict[Any, _ToolSlot], tool_deltas: list[int]) -> None:
+    """Legacy ``function_call`` deltas (looked for only when the answer ended with one)."""
+    seen = set(tool_deltas)
+    for i, chunk in enumerate(body):
+        d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
+        choices = d.get("choices") if type(d) is dict else None
+        if type(choices) is list and choices and type(choices[0]) is dict:
+            dl = choices[0].get("delta")
+            fc = dl.get("function_call") if type(dl) is dict else None
+            if type(fc) is dict:
+                _new_slot(slots, "function_call").add(None, fc.get("name"), fc.get("arguments"), "function")
+                if i not in seen:
+                    tool_deltas.append(i)
+    tool_deltas.sort()
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -955,125 +1020,117 @@ def extract(data: Any, key: str) -> Extracted:
     if type(resp) is not dict:
         raise RecordingFormatError("not a recording: no 'response' object")
 
-    call = _Call(key)
+    call = new_call(key)
     msgs: list[tuple[Any, ...]] = []
     tools: list[list[Any]] = []
-    tokens: list[tuple[Any, ...]] = []
+    tokens: Stream | None = None
     slots: dict[Any, _ToolSlot] = {}
 
     tid = data.get("test_id")
-    call.test_id = tid if tid is not None else req.get("test_id")
+    call["test_id"] = tid if tid is not None else req.get("test_id")
     rec = data.get("recorder")
     if type(rec) is dict:
-        call.sdk, call.sdk_version = rec.get("sdk"), rec.get("sdk_version")
+        call["sdk"], call["sdk_version"] = rec.get("sdk"), rec.get("sdk_version")
     dur = resp.get("duration_ms")
     if isinstance(dur, (int, float)) and not isinstance(dur, bool):
-        call.duration_ms = float(dur)
+        call["duration_ms"] = float(dur)
     offsets = resp.get("chunk_offsets_ms")
     if type(offsets) is not list:
         offsets = None
     body = resp.get("body")
     streaming = bool(resp.get("is_streaming"))
-    call.is_streaming = streaming
+    call["is_streaming"] = streaming
     is_exc = bool(resp.get("is_exception"))
 
     if is_exc:
         ed = resp.get("exception_data")
         ed = ed if type(ed) is dict else {}
-        call.exception_type = ed.get("type")
+        call["exception_type"] = ed.get("type")
         msg = resp.get("exception_message") or ed.get("message")
-        call.exception_message = msg if msg is None or type(msg) is str else str(msg)
-        call.status_code = _int(ed.get("status_code"))
-        call.provider = ed.get("provider")
+        call["exception_message"] = msg if msg is None or type(msg) is str else str(msg)
+        call["status_code"] = _int(ed.get("status_code"))
+        call["provider"] = ed.get("provider")
 
     if "tool_name" in req:
-        call.kind = "tool"
-        call.tool_name = req.get("tool_name")
-        call.provider = req.get("provider")
+        call["kind"] = "tool"
+        call["tool_name"] = req.get("tool_name")
+        call["provider"] = req.get("provider")
         kwargs = req.get("kwargs")
         output: str | None
         error: str | None = None
         if is_exc:
             output = None
             error = (
-                f"{call.exception_type}: {call.exception_message}"
-                if call.exception_type
-                else (call.exception_message or "exception")
+                f"{call['exception_type']}: {call['exception_message']}"
+                if call["exception_type"]
+                else (call["exception_message"] or "exception")
             )
         elif streaming and type(body) is list:
-            parts = []
-            cum = 0
-            n_off = len(offsets) if offsets is not None else 0
-            for i, item in enumerate(body):
-                text, _ = tool_output(item)
-                text = text or ""
-                parts.append(text)
-                cum += len(text)
-                off = offsets[i] if offsets is not None and i < n_off else NAN
-                if type(off) is not float:
-                    off = float(off) if type(off) is int else NAN
-                tokens.append((i, text, None, None, False, off, cum))
-            call.n_chunks = len(body)
+            parts = [tool_output(item)[0] or "" for item in body]
+            nothing = [None] * len(parts)
+            tokens = Stream(parts, nothing, nothing, [], _offsets(offsets, len(parts)))
+            call["n_chunks"] = len(body)
             output = "".join(parts)
         else:
             output, error = tool_output(body)
-            call.response_type = type_name(body)
-        call.text = output
-        tools.append(_tool_row("invocation", 0, None, call.tool_name, kwargs, "tool", None, output, error))
-        call.n_tool_calls = 0
+            call["response_type"] = type_name(body)
+        call["text"] = output
+        tools.append(_tool_row("invocation", 0, None, call["tool_name"], kwargs, "tool", None, output, error))
+        call["n_tool_calls"] = 0
         if is_exc:
-            call.kind = "exception"
+            call["kind"] = "exception"
     else:
         rbody = req.get("body")
         http = "payload" in req or ("url" in req and "body" not in req and "endpoint" not in req and "api" not in req)
         if http:
-            call.kind = "http"
+            call["kind"] = "http"
             rbody = req.get("payload")
             url = req.get("url")
-            call.url = url
-            call.method = req.get("method")
-            call.endpoint = urlsplit(url).path if type(url) is str else None
+            call["url"] = url
+            call["method"] = req.get("method")
+            call["endpoint"] = urlsplit(url).path if type(url) is str else None
             st = resp.get("status")
-            call.status_code = _int(st)
+            call["status_code"] = _int(st)
         elif "body" in req or "endpoint" in req:
-            call.kind = "inference"
-            call.url = req.get("url")
-            call.method = req.get("method")
+            call["kind"] = "inference"
+            call["url"] = req.get("url")
+            call["method"] = req.get("method")
             ep = req.get("endpoint")
-            if not ep and type(call.url) is str:
-                ep = urlsplit(call.url).path
-            call.endpoint = ep
+            if not ep and type(call["url"]) is str:
+                ep = urlsplit(call["url"]).path
+            call["endpoint"] = ep
             pm = req.get("provider_metadata")
             if type(pm) is dict:
-                call.provider = call.provider or pm.get("provider")
-                if pm.get("ollama_sdk_version") and call.sdk is None:
-                    call.sdk, call.sdk_version = "ollama", pm.get("ollama_sdk_version")
+                call["provider"] = call["provider"] or pm.get("provider")
+                if pm.get("ollama_sdk_version") and call["sdk"] is None:
+                    call["sdk"], call["sdk_version"] = "ollama", pm.get("ollama_sdk_version")
         else:
-            call.kind = "other"
-            call.provider = req.get("provider")
-            call.endpoint = req.get("api")
-        ep = call.endpoint if type(call.endpoint) is str else ""
+            call["kind"] = "other"
+            call["provider"] = req.get("provider")
+            call["endpoint"] = req.get("api")
+        ep = call["endpoint"] if type(call["endpoint"]) is str else ""
         is_embedding = "embed" in ep
-        if call.kind == "inference":
+        if call["kind"] == "inference":
             if is_embedding:
-                call.kind = "embedding"
+                call["kind"] = "embedding"
             elif ep.rstrip("/").endswith("/models") or ep in MODEL_LIST_ENDPOINTS:
-                call.kind = "model_list"
+                call["kind"] = "model_list"
         model = req.get("model")
         if not model and type(rbody) is dict:
             model = rbody.get("model")
-        call.model = model if model else None
+        call["model"] = model if model else None
         _request(rbody, not is_embedding, msgs, tools)
-        call.n_messages = len(msgs)
+        call["n_messages"] = len(msgs)
         if not is_exc:
             if streaming and type(body) is list:
-                _stream(body, offsets, call, slots, tokens)
+                n = rbody.get("n") if type(rbody) is dict else None
+                tokens = _stream(body, offsets, call, slots, n is None or n == 1)
             else:
                 _single(body, call, slots)
         if slots:
             tools.extend(_slot_rows(slots))
-        call.n_tool_calls = len(slots)
+        call["n_tool_calls"] = len(slots)
         if is_exc:
-            call.kind = "exception"
+            call["kind"] = "exception"
 
-    return Extracted(call.row(), msgs, [tuple(r) for r in tools], tokens)
+    return Extracted(tuple(call.values()), msgs, [tuple(r) for r in tools], tokens)

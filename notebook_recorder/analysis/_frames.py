@@ -15,19 +15,20 @@ Every dtype is a scalar type that survives Parquet: ``str`` (NaN when missing), 
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ._extract import CALL_FIELDS, MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
+from ._extract import CALL_FIELDS, MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted, Stream, new_call
 from ._jsonarray import JSONArray
-from ._loader import _CLEAR_HOOKS, Entry, Source, _key_of, load_entries
+from ._loader import _CLEAR_HOOKS, Loaded, Source, _key_of, gc_paused, load_entries
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -155,15 +156,18 @@ def _str_array(values: Sequence[Any]) -> Any:
     return _STR_DTYPE.__from_arrow__(arr)
 
 
-def _array(values: Sequence[Any], dtype: str) -> Any:
+def _array(values: Any, dtype: str) -> Any:
+    """``values`` (a list, tuple or numpy array) as a column of ``dtype``."""
+    if isinstance(values, pd.api.extensions.ExtensionArray):
+        return values
     if dtype == "str":
         return _str_array(values)
     if dtype == "Int64":
         return pd.array(values, dtype="Int64")
     if dtype == "float64":
-        return np.array(values, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64)
     if dtype == "bool":
-        return np.array(values, dtype=bool)
+        return np.asarray(values, dtype=bool)
     if dtype == "json":
         return JSONArray(values)
     if dtype == "object":
@@ -189,8 +193,7 @@ def _frame(columns: Sequence[Column], data: dict[str, Any], n: int, frame: str) 
             raise TypeError(f"column {col.name!r}: only load_recordings() takes function extractors")
         if col.extract not in data:
             raise KeyError(f"column {col.name!r}: unknown field {col.extract!r}; fields are {', '.join(fields)}")
-        values = data[col.extract]
-        out[col.name] = values if not isinstance(values, (list, tuple)) else _array(values, col.dtype)
+        out[col.name] = _array(data[col.extract], col.dtype)
     return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
 
 
@@ -202,7 +205,7 @@ def _transpose(rows: list[tuple[Any, ...]], fields: Sequence[str]) -> dict[str, 
 
 # --- the frame cache --------------------------------------------------------------------------
 
-_FRAME_CACHE: OrderedDict[tuple[Any, ...], tuple[list[tuple[str, Any]], pd.DataFrame]] = OrderedDict()
+_FRAME_CACHE: OrderedDict[tuple[Any, ...], tuple[list[str], list[Any], pd.DataFrame]] = OrderedDict()
 _FRAME_CACHE_SIZE = 8
 _CLEAR_HOOKS.append(_FRAME_CACHE.clear)
 
@@ -210,57 +213,87 @@ _CLEAR_HOOKS.append(_FRAME_CACHE.clear)
 def _cached_frame(
     frame: str,
     columns: Sequence[Column],
-    entries: list[Entry],
+    loaded: Loaded,
     build: Callable[[], pd.DataFrame],
 ) -> pd.DataFrame:
-    """A copy of the frame built from exactly these entries, building it only when needed.
+    """A copy of the frame built from exactly these files' rows, building it only when needed.
 
-    Entries are compared by identity of their extracted rows, which change whenever a file is
-    read again, so a cached frame is served only when every file is unchanged.
+    Files are compared by identity of their extracted rows, which are new objects whenever a file
+    is read again, so a cached frame is served only when every file is unchanged.
     """
     key = (frame, tuple(columns))
-    sig = [(e.path, e.result) for e in entries]
     hit = _FRAME_CACHE.get(key)
     if hit is not None:
-        old, df = hit
-        if len(old) == len(sig) and all(a[1] is b[1] and a[0] == b[0] for a, b in zip(old, sig, strict=True)):
+        paths, results, df = hit
+        if paths == loaded.paths and all(map(operator.is_, results, loaded.results)):
             _FRAME_CACHE.move_to_end(key)
             return df.copy()
-    df = build()
-    _FRAME_CACHE[key] = (sig, df)
+    with gc_paused():
+        df = build()
+    _FRAME_CACHE[key] = (loaded.paths, loaded.results, df)
     while len(_FRAME_CACHE) > _FRAME_CACHE_SIZE:
         _FRAME_CACHE.popitem(last=False)
     return df.copy()
 
 
-def _child_warning(entries: list[Entry], what: str) -> None:
-    bad = sum(1 for e in entries if isinstance(e.result, str))
+def _warn_unreadable(loaded: Loaded, what: str) -> None:
+    bad = sum(1 for r in loaded.results if isinstance(r, str))
     if bad:
         warnings.warn(
-            f"{bad} of {len(entries)} recording file(s) could not be read and are left out of {what}; "
+            f"{bad} of {len(loaded.results)} recording file(s) could not be read and are left out of {what}; "
             "load_recordings() shows why in its 'error' column (or pass strict=True to raise)",
             RecordingLoadWarning,
             stacklevel=3,
         )
 
 
-def _child_frame(
-    frame: str, attr: str, src: Source, columns: Sequence[Column], strict: bool, progress: bool | None
-) -> pd.DataFrame:
-    entries, _ = load_entries(src, strict=strict, progress=progress)
-    _child_warning(entries, f"{frame}()")
-
+def _child_frame(frame: str, loaded: Loaded, columns: Sequence[Column]) -> pd.DataFrame:
     def build() -> pd.DataFrame:
-        ok = [e for e in entries if not isinstance(e.result, str)]
-        per_file: list[list[tuple[Any, ...]]] = [getattr(e.result, attr) for e in ok]
+        ok = [(p, r) for p, r in zip(loaded.paths, loaded.results, strict=True) if type(r) is Extracted]
+        if frame == "token_stream":
+            data, n = _token_data([p for p, r in ok if r.tokens], [r.tokens for _, r in ok if r.tokens])
+            return _frame(columns, data, n, frame)
+        per_file: list[list[tuple[Any, ...]]] = [getattr(r, frame) for _, r in ok]
         rows = list(chain.from_iterable(per_file))
         if frame == "tool_calls":
-            rows = _match_outputs(rows, per_file, [e.result.call[_I_TEST_ID] for e in ok])  # type: ignore[union-attr]
+            rows = _match_outputs(rows, per_file, [r.call[_I_TEST_ID] for _, r in ok])
         data = _transpose(rows, _FRAME_FIELDS[frame][:-1])
-        data["path"] = _repeat_paths([e.path for e in ok], [len(r) for r in per_file])
+        data["path"] = _repeat_paths([p for p, _ in ok], [len(r) for r in per_file])
         return _frame(columns, data, len(rows), frame)
 
-    return _cached_frame(frame, columns, entries, build)
+    return _cached_frame(frame, columns, loaded, build)
+
+
+def _token_data(paths: list[str], streams: list[Stream]) -> tuple[dict[str, Any], int]:
+    """The token_stream columns, computed with numpy from each stream's column-wise chunks."""
+    counts = [len(s.deltas) for s in streams]
+    n = sum(counts)
+    starts = np.zeros(len(streams), dtype=np.int64)
+    if len(streams) > 1:
+        np.cumsum(counts[:-1], out=starts[1:])
+    file_of = np.repeat(np.arange(len(streams), dtype=np.int64), counts)
+    deltas = list(chain.from_iterable(s.deltas for s in streams))
+    lengths = np.fromiter(map(len, deltas), dtype=np.int64, count=n)
+    cum = np.cumsum(lengths)
+    before = (cum - lengths)[starts] if n else starts  # characters before each stream starts
+    tool_delta = np.zeros(n, dtype=bool)
+    offsets = np.full(n, np.nan)
+    for start, s in zip(starts.tolist(), streams, strict=True):
+        if s.tool_deltas:
+            tool_delta[np.asarray(s.tool_deltas) + start] = True
+        if s.offsets is not None:
+            offsets[start : start + len(s.offsets)] = s.offsets
+    data = {
+        "chunk_index": np.arange(n, dtype=np.int64) - starts[file_of],
+        "delta": deltas,
+        "role": list(chain.from_iterable(s.roles for s in streams)),
+        "finish_reason": list(chain.from_iterable(s.finish_reasons for s in streams)),
+        "tool_call_delta": tool_delta,
+        "offset_ms": offsets,
+        "cum_chars": cum - before[file_of],
+        "path": _repeat_paths(paths, counts),
+    }
+    return data, n
 
 
 _I_TEST_ID = CALL_FIELDS.index("test_id")
@@ -293,6 +326,41 @@ def _match_outputs(
     return out
 
 
+def _recordings_frame(loaded: Loaded, cols: tuple[Column, ...]) -> pd.DataFrame:
+    def build() -> pd.DataFrame:
+        rows: list[tuple[Any, ...]] = []
+        errors: list[str | None] = []
+        empty: tuple[Any, ...] | None = None
+        for path, r in zip(loaded.paths, loaded.results, strict=True):
+            if type(r) is Extracted:
+                rows.append(r.call)
+                errors.append(None)
+            else:
+                if empty is None:
+                    empty = tuple(new_call("").values())
+                rows.append((_key_of(path), *empty[1:]))
+                errors.append(r)  # type: ignore[arg-type]
+        data = _transpose(rows, CALL_FIELDS)
+        data["path"] = loaded.paths
+        data["size_bytes"] = loaded.sizes
+        data["error"] = errors
+        funcs = [c for c in cols if not isinstance(c.extract, str)]
+        for c in funcs:
+            values = []
+            for i, ev in enumerate(loaded.extras):
+                v = ev.get(c.extract)  # type: ignore[arg-type]
+                if isinstance(v, Exception):
+                    msg = f"column {c.name!r}: {type(v).__name__}: {v}"
+                    errors[i] = msg if errors[i] is None else f"{errors[i]}; {msg}"
+                    v = None
+                values.append(v)
+            data[f"\x00{c.name}"] = values
+        spec = [c if isinstance(c.extract, str) else Column(c.name, c.dtype, f"\x00{c.name}", c.doc) for c in cols]
+        return _frame(spec, data, len(rows), "recordings")
+
+    return _cached_frame("recordings", cols, loaded, build)
+
+
 # --- the public functions ---------------------------------------------------------------------
 
 
@@ -313,55 +381,16 @@ def load_recordings(
     (``None``: only when loading takes over a second, in a terminal or notebook, and not in CI).
     """
     cols = tuple(RECORDING_COLUMNS if columns is None else columns)
-    funcs = [c.extract for c in cols if callable(c.extract)]
-    entries, extra_values = load_entries(src, strict=strict, progress=progress, extras=funcs)
-
-    def build() -> pd.DataFrame:
-        rows: list[tuple[Any, ...]] = []
-        errors: list[str | None] = []
-        empty: tuple[Any, ...] | None = None
-        for e in entries:
-            if isinstance(e.result, Extracted):
-                rows.append(e.result.call)
-                errors.append(None)
-            else:
-                if empty is None:
-                    empty = _empty_call()
-                rows.append((_key_of(e.path), *empty[1:]))
-                errors.append(e.result)
-        data = _transpose(rows, CALL_FIELDS)
-        data["path"] = [e.path for e in entries]
-        data["size_bytes"] = [e.size for e in entries]
-        data["error"] = errors
-        plain = [c for c in cols if isinstance(c.extract, str)]
-        df = _frame(plain, data, len(entries), "recordings")
-        for c in cols:
-            if callable(c.extract):
-                values = []
-                for i, ev in enumerate(extra_values):
-                    v = ev.get(c.extract)
-                    if isinstance(v, Exception):
-                        msg = f"column {c.name!r}: {type(v).__name__}: {v}"
-                        errors[i] = msg if errors[i] is None else f"{errors[i]}; {msg}"
-                        v = None
-                    values.append(v)
-                df[c.name] = _array(values, c.dtype)
-        if funcs and any(c.name == "error" for c in plain):
-            df["error"] = _array(errors, "str")
-        return df[[c.name for c in cols]]
-
-    return _cached_frame("recordings", cols, entries, build)
-
-
-def _empty_call() -> tuple[Any, ...]:
-    from ._extract import _Call
-
-    return _Call("").row()
+    funcs = [c.extract for c in cols if not isinstance(c.extract, str)]
+    loaded = load_entries(src, strict=strict, progress=progress, extras=funcs)
+    return _recordings_frame(loaded, cols)
 
 
 def messages(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
     """One row per message (or Responses API input item) in each recording's request."""
-    return _child_frame("messages", "messages", src, MESSAGE_COLUMNS, strict, progress)
+    loaded = load_entries(src, strict=strict, progress=progress)
+    _warn_unreadable(loaded, "messages()")
+    return _child_frame("messages", loaded, MESSAGE_COLUMNS)
 
 
 def tool_calls(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
@@ -369,11 +398,39 @@ def tool_calls(src: Source, *, strict: bool = False, progress: bool | None = Non
 
     Streamed tool-call deltas are assembled into the full name and arguments. ``output`` is the
     tool message answering the call in the same request, or, for a call the model asked for, in
-    any later request of ``src``; for an invocation it is the tool's result.
+    a later request of the same test; for an invocation it is the tool's result.
     """
-    return _child_frame("tool_calls", "tool_calls", src, TOOL_CALL_COLUMNS, strict, progress)
+    loaded = load_entries(src, strict=strict, progress=progress)
+    _warn_unreadable(loaded, "tool_calls()")
+    return _child_frame("tool_calls", loaded, TOOL_CALL_COLUMNS)
 
 
 def token_stream(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
     """One row per streamed chunk, with its text delta, arrival offset and running length."""
-    return _child_frame("token_stream", "tokens", src, TOKEN_COLUMNS, strict, progress)
+    loaded = load_entries(src, strict=strict, progress=progress)
+    _warn_unreadable(loaded, "token_stream()")
+    return _child_frame("token_stream", loaded, TOKEN_COLUMNS)
+
+
+class Frames(NamedTuple):
+    """The four frames of one load: ``recordings, messages, tool_calls, token_stream = ...``."""
+
+    recordings: pd.DataFrame
+    messages: pd.DataFrame
+    tool_calls: pd.DataFrame
+    token_stream: pd.DataFrame
+
+
+def load_frames(src: Source, *, strict: bool = False, progress: bool | None = None) -> Frames:
+    """All four frames from one look at the files: a consistent snapshot, and the fastest way.
+
+    Same arguments as :func:`load_recordings`; unreadable files are rows of ``recordings`` with
+    ``error`` set, and are absent from the other three.
+    """
+    loaded = load_entries(src, strict=strict, progress=progress)
+    return Frames(
+        _recordings_frame(loaded, RECORDING_COLUMNS),
+        _child_frame("messages", loaded, MESSAGE_COLUMNS),
+        _child_frame("tool_calls", loaded, TOOL_CALL_COLUMNS),
+        _child_frame("token_stream", loaded, TOKEN_COLUMNS),
+    )

@@ -48,6 +48,7 @@ class Recording:
         self.path = path
         self._x = extracted
         self.call: dict[str, Any] = extracted.call_dict()
+        self._rows = extracted.tokens.rows() if extracted.tokens is not None else []
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recording:
@@ -88,7 +89,7 @@ class Recording:
 
     @property
     def chunks(self) -> list[dict[str, Any]]:
-        return [dict(zip(TOKEN_FIELDS, t, strict=True)) for t in self._x.tokens]
+        return [dict(zip(TOKEN_FIELDS, t, strict=True)) for t in self._rows]
 
     def _prompt(self) -> str | None:
         req = self.data.get("request") or {}
@@ -137,9 +138,9 @@ class Recording:
 
     def _timing(self) -> str:
         parts = []
-        offsets = [t[5] for t in self._x.tokens if t[5] == t[5]]  # not NaN
+        offsets = [t[5] for t in self._rows if t[5] == t[5]]  # not NaN
         if offsets:
-            first = next((t[5] for t in self._x.tokens if t[1] and t[5] == t[5]), offsets[0])
+            first = next((t[5] for t in self._rows if t[1] and t[5] == t[5]), offsets[0])
             parts.append(f"first text after {first:.0f} ms, last chunk at {offsets[-1]:.0f} ms")
         d = self.call["duration_ms"]
         if d == d:  # not NaN
@@ -309,7 +310,7 @@ class Recording:
             h.append(
                 f'<div style="margin-top:8px">{role_badge("answer")}<span style="color:#6b7280">{e(fr)}</span></div>'
             )
-            if c["is_streaming"] and self._x.tokens:
+            if c["is_streaming"] and self._rows:
                 h.append(self._stream_html())
             elif c["text"]:
                 h.append(pre(str(c["text"])))
@@ -325,7 +326,7 @@ class Recording:
     def _stream_html(self, limit: int = 3000) -> str:
         """The streamed answer with chunk boundaries shaded; hover shows each chunk's timing."""
         spans = []
-        for i, t in enumerate(self._x.tokens[:limit]):
+        for i, t in enumerate(self._rows[:limit]):
             delta = t[1]
             if not delta:
                 continue
@@ -333,8 +334,8 @@ class Recording:
             off = f", {t[5]:.0f} ms" if t[5] == t[5] else ""
             spans.append(f'<span title="chunk {t[0]}{off}" style="background:{bg}">{html.escape(delta)}</span>')
         more = ""
-        if len(self._x.tokens) > limit:
-            more = f'<div style="color:#6b7280">… {len(self._x.tokens) - limit} more chunks</div>'
+        if len(self._rows) > limit:
+            more = f'<div style="color:#6b7280">… {len(self._rows) - limit} more chunks</div>'
         return (
             '<div style="white-space:pre-wrap;font-family:ui-monospace,monospace;margin:2px 0;padding:4px 6px;'
             f'border-radius:4px">{"".join(spans)}</div>{more}'
