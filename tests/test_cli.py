@@ -83,16 +83,16 @@ def chat_notebook(path: Path, request_file: Path = CHAT) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("A streamed chat completion, replayed."),
-        nbformat.v4.new_code_cell(
-            "import openai\nimport notebook_recorder as nr\n\n"
-            'nr.start("record-if-missing", dir="recordings/demo", scope="demo")'
-        ),
+        # no --dir: `run` tells the magic which notebook this is, so it uses recordings/demo/
+        nbformat.v4.new_code_cell("%load_ext notebook_recorder\n%apirec record-if-missing --scope demo"),
+        nbformat.v4.new_code_cell("import openai\n\nimport notebook_recorder as nr"),
         nbformat.v4.new_code_cell("body = " + pprint.pformat(body, width=100)),
         nbformat.v4.new_code_cell(
             "client = openai.OpenAI()\n"
             "for chunk in client.chat.completions.create(**body):\n"
             "    if chunk.choices and chunk.choices[0].delta.content:\n"
-            '        print(chunk.choices[0].delta.content, end="", flush=True)'
+            '        print(chunk.choices[0].delta.content, end="", flush=True)\n'
+            "print()"
         ),
         nbformat.v4.new_code_cell("[call.outcome for call in nr.calls()]"),
     ]
@@ -400,24 +400,29 @@ def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording
     nb_path = replay_notebook
     result = cli("run", nb_path, "--output", nb_path)  # store the outputs
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[1/4] cell 2 ok" in result.stdout
-    assert "[3/4] cell 4 ok" in result.stdout
-    assert "demo.ipynb: 4 code cells, 1 call replayed from 1 file" in result.stdout
+    assert "[1/5] cell 2 ok" in result.stdout
+    assert "[4/5] cell 5 ok" in result.stdout
+    assert "demo.ipynb: 5 code cells, 1 call replayed from 1 file" in result.stdout
     stored = nbformat.read(nb_path, as_version=4)
-    assert stored.cells[3].outputs == [
-        {"name": "stdout", "output_type": "stream", "text": CHAT_ANSWER}  # one merged stream output
+    # one merged stream output; the magic's note shows it found recordings/<notebook stem>/
+    assert stored.cells[4].outputs == [
+        {
+            "name": "stdout",
+            "output_type": "stream",
+            "text": f"{CHAT_ANSWER}\napirec: replayed 1 call from recordings/demo\n",
+        }
     ]
-    assert stored.cells[4].outputs[0]["data"]["text/plain"] == "['replayed']"
+    assert stored.cells[5].outputs[0]["data"]["text/plain"] == "['replayed']"
 
     result = cli("run", nb_path, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("outputs match")
 
-    stored.cells[3].outputs[0]["text"] = "The latest stable version of Python is Python 2.7."
+    stored.cells[4].outputs[0]["text"] = "The latest stable version of Python is Python 2.7."
     nbformat.write(stored, nb_path)
     result = cli("run", nb_path, "--check")
     assert result.returncode == 1
-    assert "cell 4, execution count 3: outputs differ" in result.stdout
+    assert "cell 5, execution count 4: outputs differ" in result.stdout
     assert "  -The latest stable version of Python is Python 2.7." in result.stdout
     assert f"  +{CHAT_ANSWER}" in result.stdout
     assert "FAILED demo.ipynb: 1 cell(s) with different outputs" in result.stdout
@@ -427,12 +432,12 @@ def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording
     result = cli("run", nb_path, "--check")
     assert result.returncode == 1
     out = result.stdout
-    assert "[3/4] cell 4 FAILED: missing-recording" in out
-    assert "FAILED demo.ipynb, cell 4: a call has no recording" in out
+    assert "[4/5] cell 5 FAILED: missing-recording" in out
+    assert "FAILED demo.ipynb, cell 5: a call has no recording" in out
     assert "No recording of POST /v1/chat/completions (model gpt-4o)" in out
     assert "record-if-missing" in out
     assert f"notebook-recorder run {nb_path} --mode record-if-missing" in out
-    assert "[4/4]" not in out  # the run stops at the failing cell
+    assert "[5/5]" not in out  # the run stops at the failing cell
     assert "Traceback" not in result.stderr
 
 
