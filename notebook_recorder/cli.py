@@ -4,10 +4,10 @@
 
     notebook-recorder run NB... [--mode replay] [--check] [--output PATH] [--timeout S]
     notebook-recorder ls DIR [--sort COLUMN] [--full]
-    notebook-recorder show FILE|KEY [--dir DIR]
-    notebook-recorder verify DIR
+    notebook-recorder show FILE|KEY [--dir DIR] [--max-chars N]
+    notebook-recorder verify DIR [--allow-unknown-types]
     notebook-recorder import SRC... DEST [--scope S]
-    notebook-recorder prune DIR --used-by NB... [--yes]
+    notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
 
 - ``run`` executes notebooks in a real kernel with ``APIREC_MODE`` set (``replay`` unless
   ``--mode`` says otherwise), printing a line per cell and a summary. It exits 1 when a cell
@@ -435,7 +435,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         shown = "".join(f"\n    {f}" for f in files[:3]) + (
             f"\n    … and {len(files) - 3} more" if len(files) > 3 else ""
         )
-        groups["unknown __type__s"].append(f"{name} cannot be imported here; used in {len(files)} file(s):{shown}")
+        line = f"{name} cannot be imported here; used in {len(files)} file(s):{shown}"
+        if args.allow_unknown_types:
+            notes.append(f"{line}\n    (allowed: replay returns its raw data)")
+        else:
+            groups["unknown __type__s"].append(line)
     if unkeyable:
         notes.append(
             f"{len(unkeyable)} file(s) have no keyable request (raw HTTP and similar recordings); "
@@ -457,7 +461,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if total:
         _out(f"FAILED: {total} problem(s) in {len(entries)} files: " + "; ".join(counts))
         return 1
-    _out(f"OK: {len(entries)} files, no problems")
+    _out(f"OK: {_plural(len(entries), 'file')}, no problems")
     return 0
 
 
@@ -823,6 +827,11 @@ def build_parser() -> argparse.ArgumentParser:
         "request headers, credential-named request parameters). Exits 1 when it finds a problem.",
     )
     verify.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
+    verify.add_argument(
+        "--allow-unknown-types",
+        action="store_true",
+        help="list __type__s that cannot be imported as notes, not problems (replay returns their raw data)",
+    )
     verify.set_defaults(parser=verify, handler=cmd_verify)
 
     imp = sub.add_parser(

@@ -274,6 +274,16 @@ def test_verify_reports_the_llama_stack_samples_stale_names(corpus: Path, capsys
     assert out.rstrip().splitlines()[-1].startswith("FAILED:")
 
 
+def test_verify_can_allow_unknown_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import_files(capsys, tmp_path, TOOL)  # its result is a llama_stack type
+    code, out, _ = run_main(capsys, "verify", tmp_path)
+    assert code == 1 and "unknown __type__s (1):" in out
+    code, out, _ = run_main(capsys, "verify", tmp_path, "--allow-unknown-types")
+    assert code == 0
+    assert "llama_stack.apis.tools.tools.ToolInvocationResult cannot be imported here" in out
+    assert out.rstrip().splitlines()[-1] == "OK: 1 file, no problems"
+
+
 def test_verify_passes_on_an_imported_directory_and_reports_planted_problems(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
