@@ -780,7 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=valid_modes(),
         default="replay",
-        help="APIREC_MODE for the kernel (default: replay; record modes need an API key)",
+        help="APIREC_MODE for the kernel, which overrides the modes the notebook chooses "
+        "(default: replay; the record modes need an API key)",
     )
     run.add_argument("--check", action="store_true", help="fail when outputs differ from the stored ones")
     run.add_argument(
