@@ -9,6 +9,7 @@ replays without them.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -47,6 +48,7 @@ CREDENTIAL_NAMES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_credential_name(name: str) -> bool:
     """Whether a parameter called ``name`` looks like it carries a credential."""
     return name.lower().replace("-", "_") in CREDENTIAL_NAMES
@@ -54,7 +56,9 @@ def is_credential_name(name: str) -> bool:
 
 def scrub(value: Any) -> Any:
     """A copy of ``value`` without any mapping entry whose name looks like a credential."""
-    if isinstance(value, Mapping):
+    if isinstance(value, str | int | float | None):  # most values: skip the slower ABC checks
+        return value
+    if isinstance(value, dict | Mapping):
         return {k: scrub(v) for k, v in value.items() if not (isinstance(k, str) and is_credential_name(k))}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
@@ -69,13 +73,17 @@ def scrub_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
 
 
+def _five_places(match: re.Match[str]) -> str:
+    return f"{float(match.group(0)):.5f}"
+
+
 def normalize(value: Any) -> Any:
     """FORMAT.md's ``normalize``: floats rounded to 5 places, long decimals inside strings too."""
     if isinstance(value, float):
         return round(value, 5)
     if isinstance(value, str):
-        return _LONG_DECIMAL.sub(lambda m: f"{float(m.group(0)):.5f}", value)
-    if isinstance(value, Mapping):
+        return _LONG_DECIMAL.sub(_five_places, value) if "." in value else value
+    if isinstance(value, dict | Mapping):
         return {k: normalize(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [normalize(v) for v in value]

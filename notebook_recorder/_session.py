@@ -249,6 +249,18 @@ class Recorder:
 
 
 def _display_path(path: Path | str) -> str:
+    """:func:`_shown_path`, remembered per working directory: the call log shows a path for
+    every call, and resolving paths costs file-system calls."""
+    return _shown_path(str(path), os.getcwd())
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown_path(path: str, cwd: str) -> str:
+    del cwd  # part of the cache key only
+    return _display_path_now(path)
+
+
+def _display_path_now(path: Path | str) -> str:
     """A path relative to the working directory when the two share a directory other than the
     root: ``recordings/x.json``, or ``../recordings/x.json`` from a notebook in ``notebooks/``
     (so notebook outputs do not show the machine's absolute paths). Else the path as it is."""

@@ -27,14 +27,15 @@ from ._keys import record_key
 
 @dataclass
 class _Index:
-    """What one process knows about one directory."""
+    """What one process knows about one directory. Paths are kept as ``str``: a ``Path`` object
+    weighs several times more, and this is all that replay keeps in memory per file."""
 
-    names: dict[str, list[Path]] = field(default_factory=dict)  # file stem -> paths
-    by_key: dict[str, Path] = field(default_factory=dict)  # content key -> path
-    more: dict[str, set[Path]] = field(default_factory=dict)  # content key -> other files with it
-    verified: dict[Path, tuple[int, int, str]] = field(default_factory=dict)  # path -> (mtime, size, key)
-    seen: dict[Path, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
-    errors: dict[Path, str] = field(default_factory=dict)  # unreadable files
+    names: dict[str, list[str]] = field(default_factory=dict)  # file stem -> paths
+    by_key: dict[str, str] = field(default_factory=dict)  # content key -> path
+    more: dict[str, set[str]] = field(default_factory=dict)  # content key -> other files with it
+    verified: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # path -> (mtime, size, key)
+    seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
+    errors: dict[str, str] = field(default_factory=dict)  # unreadable files
     listed: bool = False
     indexed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -100,7 +101,7 @@ class Store:
         A malformed file that *is* the one asked for raises ``RecordingFormatError``; malformed
         files elsewhere never affect other lookups.
         """
-        found = self._verified(self.path_for(key), key)
+        found = self._verified(str(self.path_for(key)), key)
         if found is not None:
             return found
         if not self.exists:
@@ -131,10 +132,10 @@ class Store:
         with self._index.lock:
             if not self._index.indexed:
                 self._index_contents()
-            others = sorted(self._index.more.get(key, set()) | {self._index.by_key.get(key, first.path)})
+            others = sorted(self._index.more.get(key, set()) | {self._index.by_key.get(key, str(first.path))})
         found = [first]
         for path in others:
-            if path != first.path:
+            if path != str(first.path):
                 try:
                     hit = self._verified(path, key)
                 except RecordingFormatError:
@@ -155,49 +156,49 @@ class Store:
             del self._index.by_key[key]  # gone or edited: stale
         return found
 
-    def _verified(self, path: Path, key: str) -> Found | None:
+    def _verified(self, path: str, key: str) -> Found | None:
         """``path`` parsed, if its content really has ``key``; a renamed file does not count.
 
         Recomputing the key costs more than parsing a small file, so a file already verified
         and unchanged since (same mtime and size) is not verified again.
         """
         try:
-            stat = path.stat()  # before reading: a later change is seen next time
+            stat = os.stat(path)  # before reading: a later change is seen next time
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
-        record = self.read(path)
+            raise RecordingFormatError(Path(path), f"cannot read ({exc.strerror or exc})") from None
+        record = self.read(Path(path))
         version = (stat.st_mtime_ns, stat.st_size, key)
         verified = self._index.verified
         if verified.get(path) != version:
             if record_key(record) != key:
                 return None
             verified[path] = version
-        return Found(path, record)
+        return Found(Path(path), record)
 
     def _list_names(self) -> None:
         index = self._index
         if index.listed:
             return
-        for path in self._json_files():
-            index.names.setdefault(path.stem, []).append(path)
+        for path in self._walk():
+            index.names.setdefault(os.path.basename(path)[:-5], []).append(path)
         index.listed = True
 
     def _index_contents(self) -> None:
         """Parse every file not indexed yet (or changed since) and record its content key."""
         index = self._index
         index.indexed = True
-        for path in self._json_files():
+        for path in self._walk():
             try:
-                mtime = path.stat().st_mtime_ns
+                mtime = os.stat(path).st_mtime_ns
             except OSError:
                 continue
             if index.seen.get(path) == mtime:
                 continue
             index.seen[path] = mtime
             try:
-                key = record_key(self.read(path))
+                key = record_key(self.read(Path(path)))
             except RecordingFormatError as exc:
                 index.errors[path] = exc.problem
                 continue
@@ -205,12 +206,16 @@ class Store:
             if key is not None and index.by_key.setdefault(key, path) != path:
                 index.more.setdefault(key, set()).add(path)
 
-    def _json_files(self) -> Iterator[Path]:
+    def _walk(self) -> Iterator[str]:
+        """Every recording file in the tree, hidden files and directories (``.``) left out."""
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.endswith(".json") and not name.startswith("."):
-                    yield Path(dirpath) / name
+                    yield os.path.join(dirpath, name)
+
+    def _json_files(self) -> Iterator[Path]:
+        return map(Path, self._walk())
 
     def records(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         """Every readable recording in the tree (for error messages and tools, not for replay)."""
@@ -223,7 +228,7 @@ class Store:
     def errors(self) -> dict[Path, str]:
         """Files that could not be read the last time the content index looked at them."""
         with self._index.lock:
-            return dict(self._index.errors)
+            return {Path(path): problem for path, problem in self._index.errors.items()}
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -245,11 +250,12 @@ class Store:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        name = str(path)
         with self._index.lock:
             if self._index.listed:
                 paths = self._index.names.setdefault(key, [])
-                if path not in paths:
-                    paths.append(path)
-            self._index.by_key[key] = path
-            self._index.seen.pop(path, None)
+                if name not in paths:
+                    paths.append(name)
+            self._index.by_key[key] = name
+            self._index.seen.pop(name, None)
         return path

@@ -103,7 +103,7 @@ def _original(cls: type) -> Callable[..., Any]:
 
 def describe(client: BaseClient[Any, Any], options: FinalRequestOptions) -> InferenceRequest:
     """The canonical request for an SDK call: method, endpoint, JSON body (or query), model."""
-    url = str(client._prepare_url(options.url))
+    url = _url(client, options.url)
     body: Any = options.json_data
     if isinstance(body, dict) and options.extra_json:
         body = {**body, **options.extra_json}
@@ -121,7 +121,27 @@ def describe(client: BaseClient[Any, Any], options: FinalRequestOptions) -> Infe
     )
 
 
+_urls: dict[tuple[int, str], tuple[Any, str]] = {}
+
+
+def _url(client: BaseClient[Any, Any], path: str) -> str:
+    """``client._prepare_url(path)`` as text, cached per base URL (parsing URLs is not free)."""
+    base = getattr(client, "_base_url", None)
+    cached = _urls.get((id(base), path))
+    if cached is not None and cached[0] is base:
+        return cached[1]
+    url = str(client._prepare_url(path))
+    if len(_urls) > 512:
+        _urls.clear()
+    _urls[(id(base), path)] = (base, url)
+    return url
+
+
 def _jsonable(value: Any) -> Any:
+    try:
+        return orjson.loads(orjson.dumps(value))  # plain JSON already: the usual case, at C speed
+    except TypeError:
+        pass
     try:
         return to_jsonable(value)
     except TypeError:
