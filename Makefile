@@ -53,7 +53,8 @@ unit-openai2: $(BIN2)/.installed-dev
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
 
-bench: $(BIN)/.installed-dev
+# The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
+bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
