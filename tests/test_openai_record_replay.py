@@ -962,3 +962,22 @@ def test_stream_chunks_of_a_type_unknown_here_are_built_as_the_sdk_expects(
         replayed = list(client.chat.completions.create(model="gpt-4o", messages=HI, stream=True))
     assert all(type(c) is ChatCompletionChunk for c in replayed)
     assert snap(replayed) == snap(recorded)
+
+
+def test_to_dict_and_to_json_print_the_same_in_replay(
+    wire_server: WireServer, client: openai.OpenAI, tmp_path: Path
+) -> None:
+    """The SDK's ``to_dict``/``to_json`` leave unset fields out: replay sets exactly what the API
+    sent, so a notebook printing them shows the same text in record and replay."""
+
+    def call() -> list[str]:
+        r = client.chat.completions.create(model="gpt-4o", messages=HI)
+        chunks = list(client.chat.completions.create(model="gpt-4o", messages=HI, stream=True))
+        e = client.embeddings.create(model="text-embedding-3-small", input="x")
+        return [r.to_json(), *(c.to_json() for c in chunks), json.dumps(e.to_dict())]
+
+    with nr.recording("record", dir=tmp_path):
+        recorded = call()
+    wire_server.stop()
+    with nr.recording("replay", dir=tmp_path):
+        assert call() == recorded
