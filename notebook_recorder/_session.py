@@ -147,12 +147,20 @@ class Recorder:
                 decision.action, decision.found = Action.REPLAY, found
                 return decision
             if mode is Mode.REPLAY:
-                self.finish(decision, "missing", error="RecordingNotFoundError")
-                raise RecordingNotFoundError(
-                    self._missing_message(request, key), key=key, request=request, directory=self.dir
-                )
+                raise self.missing(decision)
         decision.action = Action.RECORD
         return decision
+
+    def missing(self, decision: Decision, reason: str | None = None) -> RecordingNotFoundError:
+        """Log a call that has no recording and cannot be made now, and build its error.
+
+        ``reason`` says why it cannot be recorded, when that is not replay mode itself.
+        """
+        self.finish(decision, "missing", error="RecordingNotFoundError")
+        message = self._missing_message(decision.request, decision.key)
+        if reason:
+            message = f"{message}\n{reason}"
+        return RecordingNotFoundError(message, key=decision.key, request=decision.request, directory=self.dir)
 
     def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path:
         """Write the recording for a recorded call, and log it.

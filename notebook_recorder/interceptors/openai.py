@@ -59,8 +59,10 @@ _placeholder_key_set = False
 def install(mode: Mode | None = None) -> None:
     """Patch the SDK's base clients (idempotent).
 
-    In replay mode with no ``OPENAI_API_KEY`` set, a placeholder key is put in the environment so
-    that ``OpenAI()`` can be constructed: replay never sends it anywhere.
+    In a mode that replays (``replay``, ``record-if-missing``) with no ``OPENAI_API_KEY`` set, a
+    placeholder key is put in the environment so that ``OpenAI()`` can be constructed. It is never
+    sent anywhere: a call that would have to go to the network with it fails with
+    ``RecordingNotFoundError`` instead (see :func:`_check_key`).
     """
     global _placeholder_key_set
     with _lock:
@@ -69,7 +71,7 @@ def install(mode: Mode | None = None) -> None:
             _originals[AsyncAPIClient] = AsyncAPIClient.request
             SyncAPIClient.request = _sync_request  # type: ignore[method-assign,assignment]
             AsyncAPIClient.request = _async_request  # type: ignore[method-assign,assignment]
-        if mode is Mode.REPLAY and not os.environ.get("OPENAI_API_KEY"):
+        if mode is not None and mode.reads and not os.environ.get("OPENAI_API_KEY"):
             os.environ["OPENAI_API_KEY"] = REPLAY_KEY_PLACEHOLDER
             _placeholder_key_set = True
 
@@ -198,6 +200,7 @@ def _sync_request(
     call = _Call(self, cast_to, options, stream, stream_cls, decision)
     if decision.action is Action.REPLAY:
         return call.replay_sync()
+    _check_key(self, decision)
     try:
         result = original(options if decision.action is Action.LIVE or call.raw else call.live_options)
     except BaseException as exc:
@@ -225,6 +228,7 @@ async def _async_request(
     call = _Call(self, cast_to, options, stream, stream_cls, decision)
     if decision.action is Action.REPLAY:
         return await call.replay_async()
+    _check_key(self, decision)
     try:
         result = await original(options if decision.action is Action.LIVE or call.raw else call.live_options)
     except BaseException as exc:
@@ -234,6 +238,14 @@ async def _async_request(
         await result.http_response.aread()
         return call.save_raw(result, await call.raw_chunks_async(result))
     return call.finish(result)
+
+
+def _check_key(client: BaseClient[Any, Any], decision: Decision) -> None:
+    """Never send the placeholder key: a call that must go live without a real key is missing."""
+    if getattr(client, "api_key", None) == REPLAY_KEY_PLACEHOLDER:
+        raise decision.recorder.missing(
+            decision, "OPENAI_API_KEY is not set, so the call cannot be made or recorded now: set it and run again."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
