@@ -420,6 +420,25 @@ def test_token_stream_rows() -> None:
     assert nra.token_stream(HELLO_NOT_STREAMED).empty
 
 
+def test_token_stream_of_non_ascii_text(tmp_path: Path) -> None:
+    """The delta column is cut out of the joined text by byte offsets: check multi-byte text."""
+    data = json.loads(HELLO_STREAM.read_text())
+    pieces = ["Grüß ", "dich", " 👋🏽", "", " — ça va?", None]
+    for chunk, piece in zip(data["response"]["body"], pieces, strict=False):
+        chunk["__data__"]["choices"][0]["delta"]["content"] = piece
+    data["response"]["body"] = data["response"]["body"][: len(pieces)]
+    write(tmp_path / "unicode.json", data)
+    shutil.copy(HELLO_STREAM, tmp_path / "ascii.json")
+    ts = nra.token_stream(tmp_path)
+    uni = ts[ts["path"] == str(tmp_path / "unicode.json")]
+    assert list(uni["delta"]) == ["Grüß ", "dich", " 👋🏽", "", " — ça va?", ""]
+    assert list(uni["cum_chars"]) == [5, 9, 12, 12, 21, 21]
+    assert nra.load_recordings(tmp_path / "unicode.json")["text"].iloc[0] == "Grüß dich 👋🏽 — ça va?"
+    asc = ts[ts["path"] == str(tmp_path / "ascii.json")]
+    assert "".join(asc["delta"]).startswith("Hello! It's nice")
+    assert [r["delta"] for r in nra.Recording.load(tmp_path / "unicode.json").chunks][:3] == ["Grüß ", "dich", " 👋🏽"]
+
+
 # --- our own files -------------------------------------------------------------------------------
 
 
@@ -659,9 +678,9 @@ def _count_reads() -> Any:
     calls = []
     original = _loader.parse_file
 
-    def counting(path: str, size: int) -> Any:
+    def counting(path: str) -> Any:
         calls.append(path)
-        return original(path, size)
+        return original(path)
 
     _loader.parse_file = counting  # type: ignore[assignment]
 

@@ -22,6 +22,7 @@ Anything unknown degrades to empty values; only a file that is not a recording a
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -97,17 +98,32 @@ class RecordingFormatError(ValueError):
 
 
 class Stream(NamedTuple):
-    """The chunks of a streamed response, column-wise (one entry per chunk unless noted)."""
+    """The chunks of a streamed response, column-wise (one entry per chunk unless noted).
 
-    deltas: list[str]  # text each chunk added ('' when none)
+    The chunks' text is kept once, joined, with each chunk's length in characters: a corpus has
+    tens of thousands of chunks, and small strings kept from every parsed file cost memory and
+    time; most lengths are small ints, which Python does not allocate.
+    """
+
+    text: str  # the chunks' text, joined
+    lengths: list[int]  # characters each chunk added
     roles: list[Any]
     finish_reasons: list[Any]
     tool_deltas: list[int]  # indexes of the chunks carrying (part of) a tool call
     offsets: list[float] | None  # arrival offsets in ms, when recorded
 
+    @property
+    def deltas(self) -> list[str]:
+        out = []
+        text, start = self.text, 0
+        for n in self.lengths:
+            out.append(text[start : start + n])
+            start += n
+        return out
+
     def rows(self) -> list[tuple[Any, ...]]:
         """One tuple per chunk, in TOKEN_FIELDS order."""
-        n = len(self.deltas)
+        n = len(self.lengths)
         tcd = [False] * n
         for i in self.tool_deltas:
             tcd[i] = True
@@ -118,6 +134,10 @@ class Stream(NamedTuple):
             cum += len(d)
             rows.append((i, d, self.roles[i], self.finish_reasons[i], tcd[i], offsets[i], cum))
         return rows
+
+
+def _stream_of(deltas: list[str], roles: list[Any], finish: list[Any], tool_deltas: list[int], offsets: Any) -> Stream:
+    return Stream("".join(deltas), list(map(len, deltas)), roles, finish, tool_deltas, offsets)
 
 
 class Extracted(NamedTuple):
@@ -736,6 +756,9 @@ _RESPONSE_STATE_EVENTS = frozenset(
 )
 
 
+_get_data = operator.itemgetter("__data__")
+
+
 def _stream(
     body: list[Any], offsets: list[Any] | None, call: Call, slots: dict[Any, _ToolSlot], one_choice: bool
 ) -> Stream:
@@ -755,47 +778,64 @@ def _stream(
     finish: list[Any] = []
     tool_deltas: list[int] = []
     add_delta, add_role, add_finish = deltas.append, roles.append, finish.append
-    typed = bool(body) and type(body[0]) is dict and "__type__" in body[0]
-    for i, chunk in enumerate(body):
+    first = body[0] if body else None
+    typed = type(first) is dict and "__type__" in first
+    if typed:
         try:
-            if not one_choice:
-                raise LookupError
-            # the common case, inlined: an OpenAI chat chunk with one choice
-            d = chunk["__data__"] if typed else chunk
-            ch = d["choices"][0]
-            dl = ch["delta"]
-            t = dl.get("content")
-            if t is None:
-                delta = ""
-            elif type(t) is str:
-                delta = t
-            else:
-                raise TypeError  # content parts: the careful path
-            role = dl.get("role")
-            fr = ch.get("finish_reason")
-            tc = dl.get("tool_calls")
-            if tc:
-                tool_deltas.append(i)
-                _add_tool_calls(slots, tc)
-            u = d.get("usage")
-            if u:
-                st.usage = _usage(u)
-        except (LookupError, TypeError, AttributeError):
-            d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
+            datas = list(map(_get_data, body))
+        except (KeyError, TypeError):
+            datas = [c["__data__"] if type(c) is dict and "__type__" in c else c for c in body]
+    else:
+        datas = body
+    if one_choice and datas and type(datas[0]) is dict and "choices" in datas[0]:
+        for i, d in enumerate(datas):
+            try:
+                # the common case, inlined: an OpenAI chat (or completion) chunk with one choice
+                ch = d["choices"][0]
+                dl = ch.get("delta")
+                if dl is None:  # a completion chunk
+                    t = ch["text"]
+                    delta = t if type(t) is str else ""
+                    role = None
+                else:
+                    t = dl.get("content")
+                    if t is None:
+                        delta = ""
+                    elif type(t) is str:
+                        delta = t
+                    else:
+                        raise TypeError  # content parts: the careful path
+                    role = dl.get("role")
+                    tc = dl.get("tool_calls")
+                    if tc:
+                        tool_deltas.append(i)
+                        _add_tool_calls(slots, tc)
+                fr = ch.get("finish_reason")
+                u = d.get("usage")
+                if u:
+                    st.usage = _usage(u)
+            except (LookupError, TypeError, AttributeError):
+                delta, role, fr, tcd = _event(d, st)
+                if tcd:
+                    tool_deltas.append(i)
+            add_delta(delta)
+            add_role(role)
+            add_finish(fr)
+    else:
+        for i, d in enumerate(datas):
             delta, role, fr, tcd = _event(d, st)
             if tcd:
                 tool_deltas.append(i)
-        add_delta(delta)
-        add_role(role)
-        add_finish(fr)
+            add_delta(delta)
+            add_role(role)
+            add_finish(fr)
     last_finish = None
     for fr in reversed(finish):
         if fr is not None:
             last_finish = fr
             break
     if not call["response_model"]:
-        for chunk in body:
-            d = chunk["__data__"] if type(chunk) is dict and "__type__" in chunk else chunk
+        for d in datas:
             if type(d) is dict and d.get("model") and type(d["model"]) is str:
                 call["response_model"] = d["model"]
                 break
@@ -804,7 +844,8 @@ def _stream(
     call["n_chunks"] = len(body)
     _set_usage(call, st.usage)
     call["finish_reason"] = last_finish
-    text = "".join(deltas)
+    tokens = _stream_of(deltas, roles, finish, tool_deltas, _offsets(offsets, len(body), where))
+    text = tokens.text
     if st.final_response is not None:
         fallback_slots: dict[Any, _ToolSlot] = {}
         final_text = _responses_output(st.final_response, call, fallback_slots)
@@ -813,7 +854,7 @@ def _stream(
         if not slots:
             slots.update(fallback_slots)
     call["text"] = text
-    return Stream(deltas, roles, finish, tool_deltas, _offsets(offsets, len(body), where))
+    return tokens
 
 
 def _function_call_deltas(body: list[Any], slots: dict[Any, _ToolSlot], tool_deltas: list[int]) -> None:
@@ -1068,9 +1109,9 @@ def extract(data: Any, key: str) -> Extracted:
         elif streaming and type(body) is list:
             parts = [tool_output(item)[0] or "" for item in body]
             nothing = [None] * len(parts)
-            tokens = Stream(parts, nothing, nothing, [], _offsets(offsets, len(parts)))
+            tokens = _stream_of(parts, nothing, nothing, [], _offsets(offsets, len(parts)))
             call["n_chunks"] = len(body)
-            output = "".join(parts)
+            output = tokens.text
         else:
             output, error = tool_output(body)
             call["response_type"] = type_name(body)

@@ -32,8 +32,9 @@ from ._loader import _CLEAR_HOOKS, Loaded, Source, _key_of, gc_paused, load_entr
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - pyarrow is optional; pandas builds the columns then
-    pa = None
+    pa = pc = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,9 @@ class RecordingLoadWarning(UserWarning):
 _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan) if pa is not None else pd.StringDtype("python", np.nan)
 
 
+_INT64 = pd.Int64Dtype()
+
+
 def _str_values(values: Sequence[Any]) -> list[Any]:
     return [v if v is None or type(v) is str else str(v) for v in values]
 
@@ -163,6 +167,13 @@ def _array(values: Any, dtype: str) -> Any:
     if dtype == "str":
         return _str_array(values)
     if dtype == "Int64":
+        if isinstance(values, np.ndarray) and values.dtype.kind == "i":
+            return pd.arrays.IntegerArray(values.astype(np.int64, copy=False), np.zeros(len(values), dtype=bool))
+        if pa is not None:
+            try:
+                return _INT64.__from_arrow__(pa.array(values, type=pa.int64(), from_pandas=True))
+            except (pa.ArrowTypeError, pa.ArrowInvalid, TypeError):
+                pass
         return pd.array(values, dtype="Int64")
     if dtype == "float64":
         return np.asarray(values, dtype=np.float64)
@@ -265,22 +276,28 @@ def _child_frame(frame: str, loaded: Loaded, columns: Sequence[Column]) -> pd.Da
 
 
 def _token_data(paths: list[str], streams: list[Stream]) -> tuple[dict[str, Any], int]:
-    """The token_stream columns, computed with numpy from each stream's column-wise chunks."""
-    counts = [len(s.deltas) for s in streams]
+    """The token_stream columns, computed with numpy / pyarrow from each stream's columns."""
+    counts = [len(s.lengths) for s in streams]
     n = sum(counts)
     starts = np.zeros(len(streams), dtype=np.int64)
     if len(streams) > 1:
         np.cumsum(counts[:-1], out=starts[1:])
     file_of = np.repeat(np.arange(len(streams), dtype=np.int64), counts)
-    deltas = list(chain.from_iterable(s.deltas for s in streams))
-    lengths = np.fromiter(map(len, deltas), dtype=np.int64, count=n)
+    lengths = np.fromiter(chain.from_iterable(s.lengths for s in streams), dtype=np.int64, count=n)
+    deltas: Any = None
+    if pa is not None:
+        try:
+            deltas = _STR_DTYPE.__from_arrow__(_delta_array(streams, n))
+        except UnicodeEncodeError:
+            pass
+    if deltas is None:
+        deltas = _str_array(list(chain.from_iterable(s.deltas for s in streams)))
     cum = np.cumsum(lengths)
     before = (cum - lengths)[starts] if n else starts  # characters before each stream starts
     tool_delta = np.zeros(n, dtype=bool)
+    tool_delta[[start + i for start, s in zip(starts.tolist(), streams, strict=True) for i in s.tool_deltas]] = True
     offsets = np.full(n, np.nan)
     for start, s in zip(starts.tolist(), streams, strict=True):
-        if s.tool_deltas:
-            tool_delta[np.asarray(s.tool_deltas) + start] = True
         if s.offsets is not None:
             offsets[start : start + len(s.offsets)] = s.offsets
     data = {
@@ -294,6 +311,23 @@ def _token_data(paths: list[str], streams: list[Stream]) -> tuple[dict[str, Any]
         "path": _repeat_paths(paths, counts),
     }
     return data, n
+
+
+def _delta_array(streams: list[Stream], n: int) -> Any:
+    """The delta column as an Arrow string array, cut out of each stream's joined text.
+
+    No string per chunk is made: the UTF-8 bytes of the texts become the array's data buffer,
+    and the chunks' byte lengths its offsets (the character lengths, when a text is ASCII).
+    """
+    blobs: list[bytes] = []
+    byte_lengths: list[list[int]] = []
+    for s in streams:
+        b = s.text.encode()
+        blobs.append(b)
+        byte_lengths.append(s.lengths if len(b) == len(s.text) else [len(d.encode()) for d in s.deltas])
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(chain.from_iterable(byte_lengths), dtype=np.int64, count=n), out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(blobs)))
 
 
 _I_TEST_ID = CALL_FIELDS.index("test_id")

@@ -57,6 +57,7 @@ class _Cached(NamedTuple):
     trusted: bool  # False when the file changed so recently that its stat may not show the next change
     result: Extracted | str
     extras: dict[Callable[[Any], Any], Any]  # values of callable columns, by column function
+    size: int | None  # None when the file could not be opened
 
 
 _CACHE: dict[str, _Cached] = {}
@@ -75,10 +76,15 @@ _CLEAR_HOOKS: list[Callable[[], None]] = []
 # --- discovering files ------------------------------------------------------------------------
 
 _name = operator.attrgetter("name")
+Stat = os.stat_result | None  # None: not taken, because the file is not in the cache (fstat tells)
 
 
-def _walk(root: str, paths: list[str], stats: list[os.stat_result]) -> None:
-    """Append every ``*.json`` under ``root`` (sorted, hidden entries skipped) with its stat."""
+def _walk(root: str, paths: list[str], stats: list[Stat], cached: dict[str, _Cached]) -> None:
+    """Append every ``*.json`` under ``root`` (sorted, hidden entries skipped).
+
+    A file is stat'ed only when the cache has it, to check the entry; a new file is stat'ed when
+    it is opened (``fstat``), so a first load costs no extra system call per file.
+    """
     with os.scandir(root) as it:
         entries = sorted(it, key=_name)
     for e in entries:
@@ -86,44 +92,53 @@ def _walk(root: str, paths: list[str], stats: list[os.stat_result]) -> None:
         if name[0] == ".":
             continue
         if name.endswith(".json") and e.is_file():
-            try:
-                stats.append(e.stat())
-            except FileNotFoundError:  # removed while we looked
-                continue
-            paths.append(e.path)
+            path = e.path
+            if path in cached:
+                try:
+                    stats.append(e.stat())
+                except FileNotFoundError:  # removed while we looked
+                    continue
+            else:
+                stats.append(None)
+            paths.append(path)
         elif e.is_dir():
-            _walk(e.path, paths, stats)
+            _walk(e.path, paths, stats, cached)
 
 
 def _is_frame(src: Any) -> bool:
     return hasattr(src, "columns") and hasattr(src, "__getitem__") and not isinstance(src, (str, bytes))
 
 
-def find_files(src: Source) -> tuple[list[str], list[os.stat_result]]:
-    """Paths and stats of every recording named by ``src``, in a stable order, without duplicates.
+def find_files(src: Source) -> tuple[list[str], list[Stat]]:
+    """Paths (and stats, see :func:`_walk`) of every recording named by ``src``, in a stable order.
 
     ``src`` is a file or directory (searched recursively for ``*.json``), an iterable of them, or a
-    frame with a ``path`` column, such as one returned by :func:`load_recordings`.
+    frame with a ``path`` column, such as one returned by :func:`load_recordings`. Duplicates are
+    dropped.
     """
+    cached = _CACHE
     paths: list[str] = []
-    stats: list[os.stat_result] = []
+    stats: list[Stat] = []
     if _is_frame(src):
         if "path" not in src.columns:
             raise ValueError("a frame given as source needs a 'path' column (use load_recordings)")
         paths = list(dict.fromkeys(p for p in src["path"].tolist() if isinstance(p, str)))
         stat = os.stat
         for p in paths:
-            try:
-                stats.append(stat(p))
-            except FileNotFoundError:
-                stats.append(_MISSING)
+            if p in cached:
+                try:
+                    stats.append(stat(p))
+                except FileNotFoundError:
+                    stats.append(_MISSING)
+            else:
+                stats.append(None)
         return paths, stats
     items: Iterable[Any] = [src] if isinstance(src, (str, os.PathLike)) else src
     for item in items:
         p = os.fspath(item)
         st = os.stat(p)  # FileNotFoundError for a path that does not exist is the user's to see
         if stat_module.S_ISDIR(st.st_mode):
-            _walk(p, paths, stats)
+            _walk(p, paths, stats, cached)
         else:
             paths.append(p)
             stats.append(st)
@@ -140,42 +155,49 @@ _MISSING = os.stat_result((0,) * 16)  # stands for a file that vanished
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _read(path: str, size: int) -> bytes:
+def read_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The file's bytes, and its stat as of the read (``fstat`` of the open file)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
+        st = os.fstat(fd)
+        size = st.st_size
         data = os.read(fd, size + 1)
-        if len(data) > size:  # grew since the stat: read the rest
+        if len(data) > size:  # grew since the fstat: read the rest
             parts = [data]
             while chunk := os.read(fd, 1 << 20):
                 parts.append(chunk)
             data = b"".join(parts)
-        return data
+        return data, st
     finally:
         os.close(fd)
 
 
 def _key_of(path: str) -> str:
-    name = os.path.basename(path)
+    name = path.rpartition(os.sep)[2]
+    if os.altsep:
+        name = name.rpartition(os.altsep)[2]
     return name[:-5] if name.endswith(".json") else os.path.splitext(name)[0]
 
 
-def parse_file(path: str, size: int) -> tuple[Extracted | str, Any]:
-    """(extracted rows or an error message, the parsed JSON or None)."""
+def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
+    """(extracted rows or an error message, the parsed JSON or None, the file's stat or None)."""
     try:
-        raw = _read(path, size)
+        raw, st = read_file(path)
+    except FileNotFoundError:
+        return "cannot read the file: no such file", None, None
     except OSError as e:
-        return f"cannot read the file: {e.strerror or e}", None
+        return f"cannot read the file: {e.strerror or e}", None, None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        return f"invalid JSON: {e}", None
+        return f"invalid JSON: {e}", None, st
     del raw
     try:
-        return extract(data, _key_of(path)), data
+        return extract(data, _key_of(path)), data, st
     except RecordingFormatError as e:
-        return str(e), data
+        return str(e), data, st
     except Exception as e:  # a shape no one foresaw must not stop a load
-        return f"unreadable recording: {type(e).__name__}: {e}", data
+        return f"unreadable recording: {type(e).__name__}: {e}", data, st
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -270,8 +292,8 @@ def load_entries(
 ) -> Loaded:
     """Every file of ``src`` with its extracted rows, from the cache when still valid.
 
-    Two passes: a quick one that checks every file's stat against the cache, then one that reads
-    only the files that are new or changed (with a progress bar when that takes a while).
+    Two passes: a quick one that checks the stat of every cached file, then one that reads only
+    the files that are new or changed (with a progress bar when that takes a while).
     ``extras`` are functions of a recording's parsed JSON (callable column extractors); their
     values per file come back in ``Loaded.extras``.
     """
@@ -281,11 +303,11 @@ def load_entries(
     results: list[Any] = []
     todo: list[int] = []
     for i, (path, st) in enumerate(zip(paths, stats, strict=True)):
-        c = get(path)
+        c = get(path) if st is not None else None
         if (
             c is None
             or not c.trusted
-            or c.stat != (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            or c.stat != (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # type: ignore[union-attr]
             or (extras and any(f not in c.extras for f in extras))
         ):
             todo.append(i)
@@ -293,17 +315,19 @@ def load_entries(
         else:
             results.append(c.result)
     if todo:
+        started_ns = time.time_ns()  # before any read: files modified after it are not trusted
         bar = Progress(len(todo), progress, "Loading recordings")
         try:
             with gc_paused():
                 for i in todo:
-                    c = _read_one(paths[i], stats[i], extras)
+                    c = _read_one(paths[i], extras, started_ns)
                     cache[paths[i]] = c
                     results[i] = c.result
                     bar.advance()
         finally:
             bar.close()
-    extra_values = [cache[p].extras for p in paths] if extras else []
+    entries = [cache[p] for p in paths]
+    extra_values = [c.extras for c in entries] if extras else []
     if strict:
         for path, r in zip(paths, results, strict=True):
             if isinstance(r, str):
@@ -314,16 +338,13 @@ def load_entries(
                 if isinstance(e, Exception):
                     name = getattr(f, "__name__", repr(f))
                     raise RecordingLoadError(path, f"column function {name}: {type(e).__name__}: {e}") from e
-    sizes: list[int | None] = [None if st is _MISSING else st.st_size for st in stats]
-    return Loaded(paths, sizes, results, extra_values)
+    return Loaded(paths, [c.size for c in entries], results, extra_values)
 
 
-def _read_one(path: str, st: os.stat_result, extras: Sequence[Callable[[Any], Any]]) -> _Cached:
-    key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    if st is _MISSING:
-        return _Cached(key, False, "cannot read the file: no such file", {})
-    read_ns = time.time_ns()
-    result, data = parse_file(path, st.st_size)
+def _read_one(path: str, extras: Sequence[Callable[[Any], Any]], started_ns: int) -> _Cached:
+    result, data, st = parse_file(path)
+    if st is None:
+        return _Cached((-1, -1, -1, -1), False, result, {}, None)
     values: dict[Callable[[Any], Any], Any] = {}
     if extras and data is not None and not isinstance(result, str):
         for f in extras:
@@ -331,5 +352,5 @@ def _read_one(path: str, st: os.stat_result, extras: Sequence[Callable[[Any], An
                 values[f] = f(data)
             except Exception as e:  # kept, to become an error (or be raised when strict)
                 values[f] = e
-    trusted = st.st_mtime_ns < read_ns - RACY_WINDOW_NS
-    return _Cached(key, trusted, result, values)
+    key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return _Cached(key, st.st_mtime_ns < started_ns - RACY_WINDOW_NS, result, values, st.st_size)

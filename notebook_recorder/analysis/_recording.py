@@ -54,11 +54,7 @@ class Recording:
     def load(cls, path: str | os.PathLike[str]) -> Recording:
         """Read one recording file. Raises :class:`RecordingLoadError` naming it when it cannot."""
         p = os.fspath(path)
-        try:
-            size = os.stat(p).st_size
-        except OSError as e:
-            raise RecordingLoadError(p, f"cannot read the file: {e.strerror or e}") from e
-        result, data = parse_file(p, size)
+        result, data, _ = parse_file(p)
         if isinstance(result, str):
             raise RecordingLoadError(p, result)
         return cls(data, result, p)
