@@ -545,6 +545,21 @@ def test_sources_path_list_frame_and_recursion(tmp_path: Path) -> None:
         nra.messages(pd.DataFrame({"x": [1]}))
 
 
+def test_an_unreadable_subdirectory_does_not_stop_a_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(HELLO_STREAM, tmp_path / "a.json")
+    (tmp_path / "locked").mkdir()
+    shutil.copy(OLLAMA_CHAT, tmp_path / "locked" / "b.json")
+    scandir = os.scandir
+
+    def refusing(path: Any) -> Any:
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    assert list(nra.load_recordings(tmp_path)["key"]) == ["a"]
+
+
 def test_load_frames_gives_all_four_from_one_snapshot(own_dir: Path) -> None:
     frames = nra.load_frames(own_dir)
     assert isinstance(frames, nra.Frames)

@@ -102,7 +102,10 @@ def _walk(root: str, paths: list[str], stats: list[Stat], cached: dict[str, _Cac
                 stats.append(None)
             paths.append(path)
         elif e.is_dir():
-            _walk(e.path, paths, stats, cached)
+            try:
+                _walk(e.path, paths, stats, cached)
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue  # removed while we looked, or not ours to read: not a reason to stop
 
 
 def _is_frame(src: Any) -> bool:
