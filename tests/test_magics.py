@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import openai
 import pytest
 from IPython.core.completer import provisionalcompleter
-from IPython.core.error import UsageError
+from IPython.core.error import TryNext, UsageError
 from IPython.core.formatters import DisplayFormatter
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.testing import globalipapp
 from wire_server import WireServer
 
 from notebook_recorder import _session
+from notebook_recorder import ipython as ipython_ext
 from notebook_recorder._errors import RecordingNotFoundError
 from notebook_recorder._modes import Mode
 from notebook_recorder.interceptors import openai as openai_hook
@@ -538,15 +540,26 @@ def complete(ip: InteractiveShell, line: str) -> list[str]:
         return [c.text for c in ip.Completer.completions(line, len(line)) if c.type in ("<unknown>", "path")]
 
 
-def test_completion(ip: InteractiveShell, tmp_path: Path) -> None:
-    assert complete(ip, "%apirec ") == ["live", "record", "replay", "record-if-missing", "status", "off"]
+def hook(ip: InteractiveShell, line: str) -> list[str]:
+    """Our ``complete_command`` hook alone; IPython then keeps the ones matching the current word."""
+    word = line.split(" ")[-1]
+    return [c for c in ipython_ext.complete(ip, SimpleNamespace(text_until_cursor=line)) if c.startswith(word)]
+
+
+def test_completion_candidates(ip: InteractiveShell) -> None:
+    assert hook(ip, "%apirec ") == ["live", "record", "replay", "record-if-missing", "status", "off"]
+    assert hook(ip, "%apirec record-") == ["record-if-missing"]
+    assert hook(ip, "%%apirec ") == ["live", "record", "replay", "record-if-missing"]
+    assert hook(ip, "%apirec status --") == ["--clear"]
+    assert hook(ip, "%apirec replay --") == ["--dir", "--scope"]
+    assert hook(ip, "%apirec replay --dir x --") == ["--scope"]
+    with pytest.raises(TryNext):  # after --dir, IPython's own file-name completion takes over
+        hook(ip, "%apirec replay --dir re")
+
+
+def test_completion_through_the_shell(ip: InteractiveShell, tmp_path: Path) -> None:
     assert complete(ip, "%apirec rep") == ["replay"]
-    assert complete(ip, "%apirec record-") == ["record-if-missing"]
     assert complete(ip, "%apirec st") == ["status"]
-    assert complete(ip, "%%apirec ") == ["live", "record", "replay", "record-if-missing"]
-    assert complete(ip, "%apirec status --") == ["--clear"]
-    assert complete(ip, "%apirec replay --") == ["--dir", "--scope"]
-    assert complete(ip, "%apirec replay --dir x --") == ["--scope"]
     (tmp_path / "recs").mkdir()
     assert "recs/" in complete(ip, "%apirec replay --dir re")  # file names after --dir
 
