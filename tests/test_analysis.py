@@ -439,6 +439,40 @@ def test_token_stream_of_non_ascii_text(tmp_path: Path) -> None:
     assert [r["delta"] for r in nra.Recording.load(tmp_path / "unicode.json").chunks][:3] == ["Grüß ", "dich", " 👋🏽"]
 
 
+def test_raw_dict_chunks_content_parts_usage_chunk_and_several_choices(tmp_path: Path) -> None:
+    def chunk(content: Any, finish: Any = None, index: int = 0, usage: Any = None) -> dict[str, Any]:
+        choices = [] if content is ... else [{"index": index, "delta": {"content": content}, "finish_reason": finish}]
+        return {"id": "x", "object": "chat.completion.chunk", "model": "m-1", "choices": choices, "usage": usage}
+
+    request = {
+        "method": "POST",
+        "url": "http://h/v1/chat/completions",
+        "headers": {},
+        "endpoint": "/v1/chat/completions",
+        "model": "m",
+        "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    }
+
+    def recording(req: dict[str, Any], body: list[Any]) -> dict[str, Any]:
+        return {"test_id": None, "request": req, "response": {"body": body, "is_streaming": True}}
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    body = [chunk("Hel"), chunk([{"type": "text", "text": "lo"}]), chunk(None, "stop"), chunk(..., usage=usage)]
+    write(tmp_path / "parts.json", recording(request, body))
+    several = json.loads(json.dumps(request))
+    several["body"]["n"] = 2
+    body2 = [chunk("A"), chunk("B", index=1), chunk("a", "stop"), chunk("b", "stop", index=1)]
+    write(tmp_path / "n2.json", recording(several, body2))
+
+    df = nra.load_recordings(tmp_path).set_index("key")
+    assert (df.loc["parts", "text"], df.loc["parts", "finish_reason"]) == ("Hello", "stop")
+    assert (df.loc["parts", "prompt_tokens"], df.loc["parts", "total_tokens"]) == (3, 5)
+    assert df.loc["parts", "response_model"] == "m-1"
+    assert df.loc["n2", "text"] == "Aa"  # the first choice only
+    ts = nra.token_stream(tmp_path / "parts.json")
+    assert list(ts["delta"]) == ["Hel", "lo", "", ""]
+
+
 # --- our own files -------------------------------------------------------------------------------
 
 

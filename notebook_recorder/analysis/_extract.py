@@ -136,8 +136,13 @@ class Stream(NamedTuple):
         return rows
 
 
-def _stream_of(deltas: list[str], roles: list[Any], finish: list[Any], tool_deltas: list[int], offsets: Any) -> Stream:
-    return Stream("".join(deltas), list(map(len, deltas)), roles, finish, tool_deltas, offsets)
+def _stream_of(deltas: list[Any], roles: list[Any], finish: list[Any], tool_deltas: list[int], offsets: Any) -> Stream:
+    try:
+        text = "".join(deltas)
+    except TypeError:  # a content given as a list of parts
+        deltas = [x if type(x) is str else content_text(x) or "" for x in deltas]
+        text = "".join(deltas)
+    return Stream(text, list(map(len, deltas)), roles, finish, tool_deltas, offsets)
 
 
 class Extracted(NamedTuple):
@@ -793,34 +798,31 @@ def _stream(
                 # the common case, inlined: an OpenAI chat (or completion) chunk with one choice
                 ch = d["choices"][0]
                 dl = ch.get("delta")
-                if dl is None:  # a completion chunk
-                    t = ch["text"]
-                    delta = t if type(t) is str else ""
-                    role = None
-                else:
-                    t = dl.get("content")
-                    if t is None:
-                        delta = ""
-                    elif type(t) is str:
-                        delta = t
-                    else:
-                        raise TypeError  # content parts: the careful path
+                if dl is not None:
+                    delta = dl.get("content")
                     role = dl.get("role")
                     tc = dl.get("tool_calls")
-                    if tc:
-                        tool_deltas.append(i)
-                        _add_tool_calls(slots, tc)
+                else:  # a completion chunk
+                    delta = ch["text"]
+                    role = tc = None
                 fr = ch.get("finish_reason")
-                u = d.get("usage")
-                if u:
-                    st.usage = _usage(u)
             except (LookupError, TypeError, AttributeError):
                 delta, role, fr, tcd = _event(d, st)
+                tc = None
                 if tcd:
                     tool_deltas.append(i)
-            add_delta(delta)
+            if tc:
+                tool_deltas.append(i)
+                _add_tool_calls(slots, tc)
+            add_delta(delta or "")  # content given as parts is joined after the loop
             add_role(role)
             add_finish(fr)
+        if st.usage == (None, None, None):  # the final usage is in one of the last chunks
+            for d in reversed(datas[-3:]):
+                u = d.get("usage") if type(d) is dict else None
+                if u:
+                    st.usage = _usage(u)
+                    break
     else:
         for i, d in enumerate(datas):
             delta, role, fr, tcd = _event(d, st)
