@@ -210,10 +210,14 @@ def request_from_record(record: Mapping[str, Any]) -> Request | None:
         )
     if "body" in request and isinstance(request.get("method"), str):
         url = str(request.get("url") or "")
-        endpoint = request.get("endpoint") or (urlsplit(url).path if url else "")
+        endpoint = canonical_endpoint(str(request.get("endpoint") or (urlsplit(url).path if url else "")), url)
+        if endpoint == "/v1/completions" and isinstance(request["body"], Mapping) and "messages" in request["body"]:
+            # Older llama-stack files filed some chat requests under /v1/completions; the SDK call
+            # that made them, and that replays them, is chat.completions.create.
+            endpoint = "/v1/chat/completions"
         return InferenceRequest(
             method=request["method"],
-            endpoint=canonical_endpoint(str(endpoint), url),
+            endpoint=endpoint,
             body=request["body"],
             model=str(request.get("model") or ""),
             url=url,

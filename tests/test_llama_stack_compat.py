@@ -18,7 +18,6 @@ import openai
 import pytest
 
 import notebook_recorder as nr
-from notebook_recorder._codec import import_type
 from notebook_recorder._keys import canonical_endpoint, record_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
@@ -60,14 +59,10 @@ def _split(method: Any, body: dict[str, Any]) -> dict[str, Any]:
 def _call(client: openai.OpenAI, endpoint: str, body: dict[str, Any], recorded: Any) -> Any:
     if endpoint == "/v1/models":
         return list(client.models.list())
-    if endpoint == "/v1/completions" and "prompt" not in body:
-        # llama-stack filed some chat requests (``messages``) under /v1/completions: no resource
-        # method takes them, so send them through the SDK's generic ``post``, as the recorded type.
-        first = recorded[0] if isinstance(recorded, list) else recorded
-        cls = import_type(first["__type__"])
-        if body.get("stream"):
-            return list(client.post("/completions", body=body, cast_to=cls, stream=True, stream_cls=openai.Stream[cls]))
-        return client.post("/completions", body=body, cast_to=cls)
+    if endpoint == "/v1/completions" and "messages" in body:
+        # llama-stack filed some chat requests under /v1/completions; they replay through the SDK
+        # call that made them.
+        endpoint = "/v1/chat/completions"
     method = {
         "/v1/chat/completions": client.chat.completions.create,
         "/v1/completions": client.completions.create,
