@@ -311,6 +311,17 @@ def _sdk_versions() -> dict[str, str]:
         return {}
 
 
+def exception_response(exception_data: dict[str, Any], message: str) -> dict[str, Any]:
+    """FORMAT.md's ``response`` for a call that raised: no body, the error described instead."""
+    return {
+        "body": None,
+        "is_streaming": False,
+        "is_exception": True,
+        "exception_data": exception_data,
+        "exception_message": message,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # The call log
 # ---------------------------------------------------------------------------------------------

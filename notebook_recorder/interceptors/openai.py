@@ -42,7 +42,7 @@ from openai._utils import extract_type_arg, is_given
 from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, import_type, to_jsonable, type_name
 from .._keys import InferenceRequest, canonical_endpoint, scrub, scrub_url
 from .._modes import Mode
-from .._session import Action, Decision, Recorder, active
+from .._session import Action, Decision, Recorder, active, exception_response
 
 REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
 
@@ -685,10 +685,4 @@ def _exception_response(exc: APIStatusError) -> dict[str, Any]:
     }
     if text is not None:
         exception_data["response_text"] = text
-    return {
-        "body": None,
-        "is_streaming": False,
-        "is_exception": True,
-        "exception_data": exception_data,
-        "exception_message": str(exc),
-    }
+    return exception_response(exception_data, str(exc))

@@ -61,7 +61,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from .._codec import decode, encode, import_type, to_jsonable
 from .._errors import RecordedToolError
 from .._keys import ToolRequest, is_credential_name, scrub
-from .._session import Action, Decision, Recorder, active
+from .._session import Action, Decision, Recorder, active, exception_response
 
 __all__ = ["ToolInfo", "tool"]
 
@@ -570,13 +570,7 @@ def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
         exception_data["args"] = to_jsonable(list(exc.args))
     except TypeError:
         pass  # rebuilt from the message alone
-    return {
-        "body": None,
-        "is_streaming": False,
-        "is_exception": True,
-        "exception_data": exception_data,
-        "exception_message": str(exc),
-    }
+    return exception_response(exception_data, str(exc))
 
 
 def recorded_exception(response: dict[str, Any]) -> BaseException:
