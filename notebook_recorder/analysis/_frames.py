@@ -6,7 +6,7 @@ Each frame is a list of :class:`Column` specs. A column has a name, a pandas dty
 extractor: the name of a field of the rows that ``_extract`` produces in one pass per file
 (fast, cached), or, for :func:`load_recordings`, a function of the recording's parsed JSON::
 
-    temperature = Column("temperature", "float64", lambda rec: rec["request"]["body"].get("temperature"))
+    temperature = Column("temperature", "float64", lambda rec: rec["request"].get("body", {}).get("temperature"))
     df = nr.load_recordings("recordings", columns=[*RECORDING_COLUMNS, temperature])
 
 Every dtype is a scalar type that survives Parquet: ``str`` (NaN when missing), ``Int64``,

@@ -1,9 +1,14 @@
 """A pandas extension dtype, ``"json"``, for columns of parsed JSON values (dicts, lists, scalars).
 
 In memory each element is the parsed Python value (``None`` when missing). In Arrow, and so in
-Parquet, the column is stored as JSON text, which DuckDB and polars query with their JSON
-functions. ``pd.read_parquet`` gives the parsed values back when this module has been imported
-(``import notebook_recorder.analysis`` does it), and the JSON text otherwise.
+Parquet, the column is JSON text: an Arrow extension type ``notebook_recorder.json`` over plain
+strings, which DuckDB and polars query with their JSON functions.
+
+``pd.read_parquet`` gives the parsed values back when this module has been imported (any of the
+frame functions imports it). Anywhere else the file still reads, as a column of JSON text: the
+pandas metadata names the column's dtype ``object``, which every reader understands, rather than
+``json``, which pandas could not resolve without this module. That is also why the dtype prints
+as ``object``; its ``name`` is ``"json"``, and ``isinstance(dtype, JSONDtype)`` tells it apart.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ class JSONDtype(ExtensionDtype):  # type: ignore[misc]
     kind = "O"
     na_value = None
 
+    def __str__(self) -> str:
+        # What pyarrow writes as the column's dtype in Parquet's pandas metadata: it must be
+        # something a reader without notebook-recorder can resolve (see the module docstring).
+        return "object"
+
+    def __repr__(self) -> str:
+        return "JSONDtype()"
+
     @classmethod
     def construct_array_type(cls) -> builtins.type[JSONArray]:
         return JSONArray
@@ -57,7 +70,8 @@ class JSONDtype(ExtensionDtype):  # type: ignore[misc]
         chunks = array.chunks if hasattr(array, "chunks") else [array]
         values: list[Any] = []
         for chunk in chunks:
-            values.extend(_loads(v) for v in chunk.to_pylist())
+            storage = getattr(chunk, "storage", chunk)
+            values.extend(_loads(v) for v in storage.to_pylist())
         return JSONArray(values)
 
 
@@ -168,4 +182,46 @@ class JSONArray(ExtensionArray):  # type: ignore[misc]
     def __arrow_array__(self, type: Any = None) -> Any:
         import pyarrow as pa  # type: ignore[import-untyped]
 
-        return pa.array([None if v is None else _dumps(v) for v in self._data], type=pa.string())
+        storage = pa.array([None if v is None else _dumps(v) for v in self._data], type=pa.string())
+        arrow_type = _arrow_json_type()
+        return storage if arrow_type is None else pa.ExtensionArray.from_storage(arrow_type, storage)
+
+
+_ARROW_TYPE: list[Any] = []
+
+
+def _arrow_json_type() -> Any:
+    """The Arrow extension type of JSON columns, registered with pyarrow once; None without it."""
+    if _ARROW_TYPE:
+        return _ARROW_TYPE[0]
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is optional
+        return None
+
+    class ArrowJSONType(pa.ExtensionType):  # type: ignore[misc]
+        """JSON text that pandas reads back as parsed values (a ``JSONDtype`` column)."""
+
+        def __init__(self) -> None:
+            super().__init__(pa.string(), "notebook_recorder.json")
+
+        def __arrow_ext_serialize__(self) -> bytes:
+            return b""
+
+        @classmethod
+        def __arrow_ext_deserialize__(cls, storage_type: Any, serialized: bytes) -> ArrowJSONType:
+            return cls()
+
+        def to_pandas_dtype(self) -> JSONDtype:
+            return JSONDtype()
+
+    arrow_type = ArrowJSONType()
+    try:
+        pa.register_extension_type(arrow_type)
+    except pa.ArrowKeyError:  # registered by an earlier copy of this module (a reload)
+        pass
+    _ARROW_TYPE.append(arrow_type)
+    return arrow_type
+
+
+_arrow_json_type()
