@@ -27,17 +27,10 @@ from typing import Any, cast
 import orjson
 import pydantic
 
+from ._errors import RecordingFormatError
+
 TYPE = "__type__"
 DATA = "__data__"
-
-
-class RecordingFormatError(ValueError):
-    """A recording file that cannot be read: broken JSON or the wrong shape. Names the file."""
-
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 class UnknownTypeWarning(UserWarning):

@@ -1,14 +1,21 @@
-"""Errors that users see."""
+"""Errors that users see. This module imports nothing, so every part of the package can use it."""
 
 from __future__ import annotations
-
-from ._codec import RecordingFormatError
 
 __all__ = ["RecordedToolError", "RecordingError", "RecordingFormatError", "RecordingNotFoundError"]
 
 
 class RecordingError(Exception):
     """Base class for notebook-recorder's own errors."""
+
+
+class RecordingFormatError(RecordingError, ValueError):
+    """A recording file that cannot be read: broken JSON or the wrong shape. Names the file."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
 
 
 class RecordingNotFoundError(RecordingError, LookupError):

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._codec import RecordingFormatError, dumps, loads
+from ._codec import dumps, loads
+from ._errors import RecordingFormatError
 from ._keys import record_key
 
 

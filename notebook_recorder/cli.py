@@ -42,7 +42,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from ._codec import TYPE, RecordingFormatError, dumps, import_type, loads
+from ._codec import TYPE, dumps, import_type, loads
+from ._errors import RecordingFormatError
 from ._keys import ToolRequest, canonical_endpoint, is_credential_name, record_key, request_from_record
 from ._modes import ENV_DIR, valid_modes
 
