@@ -32,7 +32,7 @@ $(BIN2)/.installed-dev: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-test: lint typecheck unit unit-openai2 notebooks
+test: lint typecheck notebooks unit unit-openai2
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
