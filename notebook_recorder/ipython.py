@@ -200,8 +200,8 @@ def _display(path: Path | str) -> str:
 # Rendering
 # ---------------------------------------------------------------------------------------------
 
-_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "ms")
-_NUMERIC = frozenset({"#", "cell", "ms"})
+_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time")
+_NUMERIC = frozenset({"#", "cell", "time"})
 _OUTCOMES = ("replayed", "recorded", "live", "missing", "error")
 
 
@@ -222,7 +222,7 @@ class CallTable:
                 call.model or "",
                 _outcome(call),
                 call.path or "",
-                f"{call.ms:.1f}",
+                f"{call.ms:.1f} ms",  # with its unit, so `run --check` reads it as a duration
             )
             for call in self.calls
         ]

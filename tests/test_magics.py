@@ -471,7 +471,7 @@ def test_status_table(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFix
 
     run(ip, "%apirec status").raise_error()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["#", "cell", "kind", "endpoint", "/", "tool", "model", "outcome", "file", "ms"]
+    assert lines[0].split() == ["#", "cell", "kind", "endpoint", "/", "tool", "model", "outcome", "file", "time"]
     rows = [line.split() for line in lines[2:5]]
     assert [row[:6] for row in rows] == [
         ["1", str(record_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "recorded"],
@@ -492,7 +492,7 @@ def test_status_html(ip: InteractiveShell, chat: str) -> None:
     run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
     page = CallTable(_session.calls())._repr_html_()
     assert page.startswith('<table class="apirec-status">')
-    for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "ms"):
+    for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time"):
         assert f">{column}</th>" in page
     assert '<td style="text-align: left">recorded</td>' in page
     assert "<caption>apirec: 1 call: 1 recorded</caption>" in page
