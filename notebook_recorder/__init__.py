@@ -37,6 +37,10 @@ _EXPORTS: dict[str, str] = {
     "RecordedToolError": "._errors",
     # analysis (pandas)
     "load_recordings": ".analysis",
+    "load_frames": ".analysis",
+    "Frames": ".analysis",
+    "Column": ".analysis",
+    "RecordingLoadError": ".analysis",
     "messages": ".analysis",
     "tool_calls": ".analysis",
     "token_stream": ".analysis",
@@ -82,7 +86,19 @@ if TYPE_CHECKING:
         stop as stop,
     )
     from .analysis import (
+        Column as Column,
+    )
+    from .analysis import (
+        Frames as Frames,
+    )
+    from .analysis import (
         Recording as Recording,
+    )
+    from .analysis import (
+        RecordingLoadError as RecordingLoadError,
+    )
+    from .analysis import (
+        load_frames as load_frames,
     )
     from .analysis import (
         load_recordings as load_recordings,

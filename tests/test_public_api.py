@@ -8,6 +8,10 @@ import notebook_recorder as nr
 
 EXPECTED = {
     "Call",
+    "Column",
+    "Frames",
+    "RecordingLoadError",
+    "load_frames",
     "Mode",
     "RecordedToolError",
     "Recorder",
