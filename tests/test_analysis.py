@@ -723,6 +723,40 @@ def test_files_written_just_now_are_read_again(tmp_path: Path) -> None:
     assert reads() == 2
 
 
+def test_directory_listings_are_cached_and_see_new_removed_and_renamed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for p in (HELLO_STREAM, OLLAMA_CHAT):
+        shutil.copy(p, sub / p.name)
+    shutil.copy(OLLAMA_GENERATE, tmp_path / OLLAMA_GENERATE.name)
+    age(*sub.iterdir(), sub, *tmp_path.iterdir(), tmp_path)
+    first = nra.load_recordings(tmp_path)
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting(path: Any) -> Any:
+        listed.append(os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    pd.testing.assert_frame_equal(nra.load_recordings(tmp_path), first)
+    assert listed == []  # nothing changed: no directory is listed again
+
+    shutil.copy(EMBEDDINGS, sub / EMBEDDINGS.name)  # a new file changes its directory's stat
+    assert set(nra.load_recordings(tmp_path)["key"]) == {
+        HELLO_STREAM.stem,
+        OLLAMA_CHAT.stem,
+        OLLAMA_GENERATE.stem,
+        EMBEDDINGS.stem,
+    }
+    assert listed == [str(sub)]
+    (sub / HELLO_STREAM.name).rename(sub / "renamed.json")
+    (tmp_path / OLLAMA_GENERATE.name).unlink()
+    assert set(nra.load_recordings(tmp_path)["key"]) == {"renamed", OLLAMA_CHAT.stem, EMBEDDINGS.stem}
+
+
 def _count_reads() -> Any:
     calls = []
     original = _loader.parse_file

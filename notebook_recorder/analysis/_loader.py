@@ -6,7 +6,8 @@ that restores the old mtime, changes one of them. A file modified within :data:`
 of the moment it was read is "racy" (git's term): a second write in the same timestamp tick
 would leave its stat unchanged, so such an entry is read again next time rather than trusted.
 Nothing stale is ever served, and a corpus that is not being written to is parsed once per
-process.
+process. Directory listings are cached the same way, by the directory's stat: adding, removing or
+renaming a file changes it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ _CACHE: dict[str, _Cached] = {}
 def clear_cache() -> None:
     """Forget every cached file (and frame)."""
     _CACHE.clear()
+    _DIRS.clear()
     for hook in _CLEAR_HOOKS:
         hook()
 
@@ -79,33 +81,64 @@ _name = operator.attrgetter("name")
 Stat = os.stat_result | None  # None: not taken, because the file is not in the cache (fstat tells)
 
 
-def _walk(root: str, paths: list[str], stats: list[Stat], cached: dict[str, _Cached]) -> None:
-    """Append every ``*.json`` under ``root`` (sorted, hidden entries skipped).
+class _Listing(NamedTuple):
+    stat: StatKey  # of the directory when it was listed
+    trusted: bool  # False when it changed so recently that its stat may not show the next change
+    entries: list[tuple[str, bool]]  # (path, is a directory) of its *.json files and subdirectories
 
-    A file is stat'ed only when the cache has it, to check the entry; a new file is stat'ed when
-    it is opened (``fstat``), so a first load costs no extra system call per file.
-    """
+
+#: Directory listings, trusted like files: while the directory's stat is unchanged. Adding,
+#: removing or renaming an entry changes the directory's mtime and ctime.
+_DIRS: dict[str, _Listing] = {}
+
+
+def _listing(root: str, st: os.stat_result) -> list[tuple[str, bool]]:
+    """The ``*.json`` files and subdirectories of ``root`` (sorted, hidden entries skipped)."""
+    key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    c = _DIRS.get(root)
+    if c is not None and c.trusted and c.stat == key:
+        return c.entries
+    now_ns = time.time_ns()
     with os.scandir(root) as it:
-        entries = sorted(it, key=_name)
-    for e in entries:
+        found = sorted(it, key=_name)
+    entries = []
+    for e in found:
         name = e.name
         if name[0] == ".":
             continue
         if name.endswith(".json") and e.is_file():
-            path = e.path
-            if path in cached:
-                try:
-                    stats.append(e.stat())
-                except FileNotFoundError:  # removed while we looked
-                    continue
-            else:
-                stats.append(None)
-            paths.append(path)
+            entries.append((e.path, False))
         elif e.is_dir():
+            entries.append((e.path, True))
+    _DIRS[root] = _Listing(key, st.st_mtime_ns < now_ns - RACY_WINDOW_NS, entries)
+    return entries
+
+
+def _walk(root: str, st: os.stat_result, paths: list[str], stats: list[Stat], cached: dict[str, _Cached]) -> None:
+    """Append every ``*.json`` under the directory ``root`` (of stat ``st``), in name order.
+
+    A file is stat'ed only when the cache has it, to check the entry; a new file is stat'ed when
+    it is opened (``fstat``), so a first load costs no extra system call per file. A directory
+    is listed again only when its stat changed (see :data:`_DIRS`).
+    """
+    stat = os.stat
+    for path, is_dir in _listing(root, st):
+        if is_dir:
             try:
-                _walk(e.path, paths, stats, cached)
+                sub = stat(path)
+                if stat_module.S_ISDIR(sub.st_mode):
+                    _walk(path, sub, paths, stats, cached)
             except (FileNotFoundError, NotADirectoryError, PermissionError):
                 continue  # removed while we looked, or not ours to read: not a reason to stop
+        elif path in cached:
+            try:
+                stats.append(stat(path))
+            except FileNotFoundError:  # removed while we looked
+                continue
+            paths.append(path)
+        else:
+            stats.append(None)
+            paths.append(path)
 
 
 def _is_frame(src: Any) -> bool:
@@ -141,7 +174,7 @@ def find_files(src: Source) -> tuple[list[str], list[Stat]]:
         p = os.fspath(item)
         st = os.stat(p)  # FileNotFoundError for a path that does not exist is the user's to see
         if stat_module.S_ISDIR(st.st_mode):
-            _walk(p, paths, stats, cached)
+            _walk(p, st, paths, stats, cached)
         else:
             paths.append(p)
             stats.append(st)
