@@ -757,6 +757,54 @@ def test_directory_listings_are_cached_and_see_new_removed_and_renamed_files(
     assert set(nra.load_recordings(tmp_path)["key"]) == {"renamed", OLLAMA_CHAT.stem, EMBEDDINGS.stem}
 
 
+def _many_files(root: Path, n: int) -> None:
+    sources = sorted(FIXTURES.rglob("*.json"))
+    for i in range(n):
+        src = sources[i % len(sources)]
+        target = root / f"d{i % 3}" / f"{i:03d}-{src.name}"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(src, target)
+    (root / "d1" / "broken.json").write_text("{not json")
+
+
+def test_a_helper_process_reads_large_loads_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _loader._Helper.possible():
+        pytest.skip("no helper process on this machine (one CPU, or not POSIX)")
+    _many_files(tmp_path, 60)
+    monkeypatch.setattr(_loader, "PARALLEL_MIN_FILES", 10**9)
+    alone = nra.load_frames(tmp_path)
+    nra.clear_cache()
+
+    monkeypatch.setattr(_loader, "PARALLEL_MIN_FILES", 1)
+    here: list[str] = []
+    read_one = _loader._read_one
+
+    def slow(path: str, *args: Any) -> Any:  # this process only: the helper has its own
+        here.append(path)
+        time.sleep(0.02)
+        return read_one(path, *args)
+
+    monkeypatch.setattr(_loader, "_read_one", slow)
+    helped = nra.load_frames(tmp_path)
+    assert 0 < len(here) < 61  # both processes read files
+    assert len(set(here)) == len(here)
+    for a, b in zip(alone, helped, strict=True):
+        pd.testing.assert_frame_equal(a, b)  # same rows, same order
+    assert nra.load_recordings(tmp_path)["error"].notna().sum() == 1
+
+
+def test_a_failing_helper_process_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _many_files(tmp_path, 12)
+    alone = nra.load_frames(tmp_path)
+    nra.clear_cache()
+    monkeypatch.setattr(_loader, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(sys, "executable", shutil.which("false") or "/bin/false")  # exits at once
+    for a, b in zip(alone, nra.load_frames(tmp_path), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
 def _count_reads() -> Any:
     calls = []
     original = _loader.parse_file

@@ -16,20 +16,26 @@ import contextlib
 import gc
 import operator
 import os
+import pickle
 import stat as stat_module
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from ._extract import Extracted, RecordingFormatError, extract
 
+if TYPE_CHECKING:
+    import subprocess
+
 #: Files modified this close (in ns) to the moment they were read are read again next time.
 RACY_WINDOW_NS = 2_000_000_000
 #: Show a progress bar once loading has taken this long (seconds).
 PROGRESS_DELAY_S = 1.0
+#: Loads of at least this many new or changed files get a helper process (see :class:`_Helper`).
+PARALLEL_MIN_FILES = 1000
 
 StatKey = tuple[int, int, int, int]
 Source = Any  # a path, a list of paths, or a DataFrame with a ``path`` column
@@ -353,14 +359,31 @@ def load_entries(
     if todo:
         started_ns = time.time_ns()  # before any read: files modified after it are not trusted
         bar = Progress(len(todo), progress, "Loading recordings")
+        helper = None
         try:
             with gc_paused():
-                for i in todo:
+                if len(todo) >= PARALLEL_MIN_FILES and not extras:
+                    helper = _Helper.start([paths[i] for i in todo], started_ns)
+                # This process reads from the start of the list; the helper, if any, from the end.
+                k, end = 0, len(todo)
+                while k < end:
+                    i = todo[k]
                     c = _read_one(paths[i], extras, started_ns)
                     cache[paths[i]] = c
                     results[i] = c.result
                     bar.advance()
+                    k += 1
+                    if helper is not None:
+                        for j, c in helper.poll():
+                            if j >= k:  # not read here already
+                                i = todo[j]
+                                cache[paths[i]] = c
+                                results[i] = c.result
+                                bar.advance()
+                        end = max(k, helper.end)
         finally:
+            if helper is not None:
+                helper.stop()
             bar.close()
     entries = [cache[p] for p in paths]
     extra_values = [c.extras for c in entries] if extras else []
@@ -390,3 +413,141 @@ def _read_one(path: str, extras: Sequence[Callable[[Any], Any]], started_ns: int
                 values[f] = e
     key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     return _Cached(key, st.st_mtime_ns < started_ns - RACY_WINDOW_NS, result, values, st.st_size)
+
+
+# --- a helper process for large loads ---------------------------------------------------------
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Helper:
+    """A second Python process that reads, parses and extracts files from the end of a list.
+
+    Reading a large corpus is CPU-bound (orjson holds the GIL, and so does the extraction), so on
+    a machine with a second core a helper process halves it: the loading process reads files
+    from the start of the list, the helper from the end, and they meet in the middle. The helper
+    sends the extracted rows of every batch of files it finishes (pickled ``_Cached`` entries,
+    the very values this process would have made), and is killed when the two meet, so that
+    which process read a file changes nothing in the result, only the time it took.
+
+    The helper is a fresh interpreter (not a fork: forking a process with threads, as pandas
+    sessions and notebooks have, is unsafe), started with this process's ``sys.path``. It takes
+    about as long to start as this process takes to read a few hundred files, which is why it is
+    used for large loads only. If it cannot be started, fails, or is slow, this process simply
+    reads the remaining files itself: the helper can only save time.
+    """
+
+    BATCH = 32  # files per message: small enough to meet closely, large enough to pickle well
+
+    def __init__(self, proc: subprocess.Popen[bytes], fd: int, n: int) -> None:
+        self.proc = proc
+        self.fd = fd
+        self.buf = bytearray()
+        self.end = n  # the files from this index on have been received
+        self.failed = False
+
+    @staticmethod
+    def possible() -> bool:
+        """Whether a helper can help: a second CPU, and a Python interpreter to run it with."""
+        return os.name == "posix" and _usable_cpus() >= 2 and bool(sys.executable) and not getattr(sys, "frozen", False)
+
+    @classmethod
+    def start(cls, paths: list[str], started_ns: int) -> _Helper | None:
+        """A helper for ``paths``, or None when there is no second CPU or no interpreter to run."""
+        if not cls.possible():
+            return None
+        import subprocess  # here: the helper process itself needs neither
+        import threading
+
+        request = pickle.dumps((sys.path, paths, started_ns, cls.BATCH), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _HELPER_CODE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                bufsize=0,
+            )
+        except OSError:
+            return None
+        assert proc.stdin is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        # The request is larger than a pipe holds and the helper needs a moment to start: write it
+        # from a thread (blocked in the system call, without the GIL) rather than wait for it here.
+        threading.Thread(target=_send, args=(proc.stdin, request), daemon=True).start()
+        return cls(proc, fd, len(paths))
+
+    def poll(self) -> list[tuple[int, _Cached]]:
+        """The entries received since the last call, with their index; they lower :attr:`end`."""
+        if self.failed:
+            return []
+        try:
+            chunk = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return []
+        except OSError:
+            chunk = b""
+        if not chunk:  # the helper is gone (finished, or failed): nothing more will come
+            return []
+        buf = self.buf
+        buf += chunk
+        out: list[tuple[int, _Cached]] = []
+        while len(buf) >= 8:
+            n = int.from_bytes(buf[:8], "little")
+            if len(buf) < 8 + n:
+                break
+            try:
+                lo, entries = pickle.loads(buf[8 : 8 + n])
+                ok = lo + len(entries) == self.end  # batches come from the end, in order
+            except Exception:
+                ok = False
+            if not ok:  # something is wrong with the helper: this process reads the rest itself
+                self.failed = True
+                break
+            out.extend(enumerate(entries, lo))
+            self.end = lo
+            del buf[: 8 + n]
+        return out
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def _send(pipe: Any, data: bytes) -> None:
+    try:
+        with pipe:
+            pipe.write(data)
+    except OSError:  # the helper is gone; this process reads the files itself
+        pass
+
+
+_HELPER_CODE = """\
+import pickle, sys
+request = pickle.load(sys.stdin.buffer)
+sys.path[:] = request[0]
+from notebook_recorder.analysis._loader import _helper_main
+_helper_main(*request[1:])
+"""
+
+
+def _helper_main(paths: list[str], started_ns: int, batch: int) -> None:
+    """The helper process: read ``paths`` from the end, sending each batch's entries on stdout."""
+    gc.disable()  # see gc_paused; this process ends when the loading one has what it needs
+    out = sys.stdout.buffer
+    hi = len(paths)
+    while hi > 0:
+        lo = max(0, hi - batch)
+        entries = [_read_one(p, (), started_ns) for p in paths[lo:hi]]
+        data = pickle.dumps((lo, entries), protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(len(data).to_bytes(8, "little") + data)
+        out.flush()
+        hi = lo
