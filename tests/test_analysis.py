@@ -783,7 +783,7 @@ def test_a_helper_process_reads_large_loads_with_the_same_result(
 
     def slow(path: str, *args: Any) -> Any:  # this process only: the helper has its own
         here.append(path)
-        time.sleep(0.02)
+        time.sleep(0.05)  # so that the helper, however slow to start, gets to read some files
         return read_one(path, *args)
 
     monkeypatch.setattr(_loader, "_read_one", slow)
