@@ -8,6 +8,10 @@ would leave its stat unchanged, so such an entry is read again next time rather 
 Nothing stale is ever served, and a corpus that is not being written to is parsed once per
 process. Directory listings are cached the same way, by the directory's stat: adding, removing or
 renaming a file changes it.
+
+A load of many new files (:data:`PARALLEL_MIN_FILES`) reads them from both ends of the list at
+once, the second half in a helper process on another CPU (:class:`_Helper`); the result is the
+same as when one process reads them all.
 """
 
 from __future__ import annotations
@@ -335,7 +339,8 @@ def load_entries(
     """Every file of ``src`` with its extracted rows, from the cache when still valid.
 
     Two passes: a quick one that checks the stat of every cached file, then one that reads only
-    the files that are new or changed (with a progress bar when that takes a while).
+    the files that are new or changed (with a progress bar when that takes a while, and with a
+    helper process when they are many, see :class:`_Helper`).
     ``extras`` are functions of a recording's parsed JSON (callable column extractors); their
     values per file come back in ``Loaded.extras``.
     """
