@@ -805,6 +805,11 @@ def test_a_failing_helper_process_changes_nothing(tmp_path: Path, monkeypatch: p
         pd.testing.assert_frame_equal(a, b)
 
 
+def test_the_helper_process_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_loader.ENV_LOAD_HELPER, "0")
+    assert not _loader._Helper.possible()
+
+
 def _count_reads() -> Any:
     calls = []
     original = _loader.parse_file

@@ -16,7 +16,7 @@ The shapes handled are the ones found in llama-stack's corpus and in our own fil
 The response is parsed by its shape, not by its endpoint or its ``__type__``: llama-stack files
 sometimes store chat chunks under ``/v1/completions``, and a ``__type__`` may not be importable.
 Anything unknown degrades to empty values; only a file that is not a recording at all raises
-:class:`RecordingFormatError`.
+:class:`NotARecording`.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ TOKEN_FIELDS: tuple[str, ...] = (
 MODEL_LIST_ENDPOINTS = frozenset({"/api/tags", "/api/ps"})
 
 
-class RecordingFormatError(ValueError):
+class NotARecording(ValueError):
     """The JSON parsed, but it is not a recording (no ``request`` / ``response`` objects)."""
 
 
@@ -1053,15 +1053,15 @@ def tool_output(value: Any) -> tuple[str | None, str | None]:
 
 
 def extract(data: Any, key: str) -> Extracted:
-    """All rows of one parsed recording file. Raises RecordingFormatError if it is not one."""
+    """All rows of one parsed recording file. Raises NotARecording if it is not one."""
     if type(data) is not dict:
-        raise RecordingFormatError(f"not a recording: the top level is {type(data).__name__}, not an object")
+        raise NotARecording(f"not a recording: the top level is {type(data).__name__}, not an object")
     req = data.get("request")
     resp = data.get("response")
     if type(req) is not dict:
-        raise RecordingFormatError("not a recording: no 'request' object")
+        raise NotARecording("not a recording: no 'request' object")
     if type(resp) is not dict:
-        raise RecordingFormatError("not a recording: no 'response' object")
+        raise NotARecording("not a recording: no 'response' object")
 
     call = new_call(key)
     msgs: list[tuple[Any, ...]] = []

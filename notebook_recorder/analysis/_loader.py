@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from ._extract import Extracted, RecordingFormatError, extract
+from .._errors import RecordingError
+from ._extract import Extracted, NotARecording, extract
 
 if TYPE_CHECKING:
     import subprocess
@@ -40,12 +41,14 @@ RACY_WINDOW_NS = 2_000_000_000
 PROGRESS_DELAY_S = 1.0
 #: Loads of at least this many new or changed files get a helper process (see :class:`_Helper`).
 PARALLEL_MIN_FILES = 1000
+#: Set to ``0`` to never start a helper process: every file is then read in this process.
+ENV_LOAD_HELPER = "NOTEBOOK_RECORDER_LOAD_HELPER"
 
 StatKey = tuple[int, int, int, int]
 Source = Any  # a path, a list of paths, or a DataFrame with a ``path`` column
 
 
-class RecordingLoadError(ValueError):
+class RecordingLoadError(RecordingError, ValueError):
     """A recording file could not be read (raised when ``strict=True``); names the file."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -240,7 +243,7 @@ def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
     del raw
     try:
         return extract(data, _key_of(path)), data, st
-    except RecordingFormatError as e:
+    except NotARecording as e:
         return str(e), data, st
     except Exception as e:  # a shape no one foresaw must not stop a load
         return f"unreadable recording: {type(e).__name__}: {e}", data, st
@@ -458,7 +461,9 @@ class _Helper:
 
     @staticmethod
     def possible() -> bool:
-        """Whether a helper can help: a second CPU, and a Python interpreter to run it with."""
+        """Whether a helper can help: allowed, a second CPU, and a Python interpreter to run it with."""
+        if os.environ.get(ENV_LOAD_HELPER, "").strip() == "0":
+            return False
         return os.name == "posix" and _usable_cpus() >= 2 and bool(sys.executable) and not getattr(sys, "frozen", False)
 
     @classmethod
