@@ -53,66 +53,30 @@ __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__v
 if TYPE_CHECKING:
     from ._errors import (
         RecordedToolError as RecordedToolError,
-    )
-    from ._errors import (
         RecordingError as RecordingError,
-    )
-    from ._errors import (
         RecordingFormatError as RecordingFormatError,
-    )
-    from ._errors import (
         RecordingNotFoundError as RecordingNotFoundError,
     )
     from ._modes import Mode as Mode
     from ._session import (
         Call as Call,
-    )
-    from ._session import (
         Recorder as Recorder,
-    )
-    from ._session import (
         calls as calls,
-    )
-    from ._session import (
         clear_calls as clear_calls,
-    )
-    from ._session import (
         recording as recording,
-    )
-    from ._session import (
         start as start,
-    )
-    from ._session import (
         stop as stop,
     )
     from .analysis import (
         Column as Column,
-    )
-    from .analysis import (
         Frames as Frames,
-    )
-    from .analysis import (
         Recording as Recording,
-    )
-    from .analysis import (
         RecordingLoadError as RecordingLoadError,
-    )
-    from .analysis import (
         load_frames as load_frames,
-    )
-    from .analysis import (
         load_recordings as load_recordings,
-    )
-    from .analysis import (
         messages as messages,
-    )
-    from .analysis import (
         plot_token_stream as plot_token_stream,
-    )
-    from .analysis import (
         token_stream as token_stream,
-    )
-    from .analysis import (
         tool_calls as tool_calls,
     )
     from .interceptors.tools import tool as tool

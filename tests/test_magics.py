@@ -20,8 +20,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.testing import globalipapp
 from wire_server import WireServer
 
-from notebook_recorder import _session
-from notebook_recorder import ipython as ipython_ext
+from notebook_recorder import _session, ipython as ipython_ext
 from notebook_recorder._errors import RecordingNotFoundError
 from notebook_recorder._modes import Mode
 from notebook_recorder.interceptors import openai as openai_hook
