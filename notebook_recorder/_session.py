@@ -7,6 +7,7 @@ command line and tests all go through here.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import functools
 import inspect
@@ -373,21 +374,33 @@ def set_cell(execution_count: int | None) -> None:
 
 _state_lock = threading.RLock()
 _session: Recorder | None = None
-_stack: list[Recorder] = []
+# Open `recording()` blocks. Each thread and asyncio task sees its own (a context variable), so
+# concurrent tasks can record under different scopes; code running where no block was opened (a
+# worker thread, say) falls back to the most recent block opened anywhere, then to the session.
+_blocks: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar("notebook_recorder_blocks", default=())
+_stack: list[Recorder] = []  # every open block, in the order they were opened
 
 
 def active() -> Recorder | None:
-    """The recorder that handles calls now: the innermost ``recording()``, else the session's.
+    """The recorder that handles calls now: the innermost open ``recording()`` block of this
+    thread or task, else the most recent block opened anywhere, else the session's.
 
-    Every wrapped call asks this first, so it takes no lock: reading the stack's last item or the
-    session global is atomic, and only writers (which hold ``_state_lock``) change them.
+    Every wrapped call asks this first, so it takes no lock: reading a context variable, the
+    stack's last item or the session global is atomic, and only writers (which hold
+    ``_state_lock``) change them.
     """
+    for recorder in reversed(_blocks.get()):
+        if recorder in _open:
+            return recorder
     if _stack:
         try:
             return _stack[-1]
         except IndexError:  # emptied by another thread since the test above
             pass
     return _session
+
+
+_open: set[Recorder] = set()  # the recorders of blocks not yet closed
 
 
 def _install_patches(recorder: Recorder) -> None:
@@ -436,16 +449,26 @@ def session() -> Recorder | None:
 
 @contextmanager
 def _pushed(recorder: Recorder) -> Iterator[Recorder]:
+    token = _blocks.set((*_blocks.get(), recorder))
     with _state_lock:
         _stack.append(recorder)
+        _open.add(recorder)
         _install_patches(recorder)
     try:
         yield recorder
     finally:
+        blocks = _blocks.get()
+        # Blocks opened inside this one and never closed are closed with it: state always unwinds.
+        closing = blocks[blocks.index(recorder) :] if recorder in blocks else (recorder,)
+        try:
+            _blocks.reset(token)
+        except ValueError:  # closed in another context than it was opened in (an IPython hook)
+            _blocks.set(tuple(r for r in blocks if r not in closing))
         with _state_lock:
-            # Remove this recorder even if an inner block leaked: state always unwinds.
-            if recorder in _stack:
-                del _stack[_stack.index(recorder) :]
+            for done in closing:
+                _open.discard(done)
+                if done in _stack:
+                    _stack.remove(done)
             if not _stack and _session is None:
                 _remove_patches()
 
