@@ -55,11 +55,19 @@ def is_credential_name(name: str) -> bool:
 
 
 def scrub(value: Any) -> Any:
-    """A copy of ``value`` without any mapping entry whose name looks like a credential."""
+    """A copy of ``value`` without any mapping entry whose name looks like a credential.
+
+    An entry whose value is itself a mapping is kept and scrubbed inside: a credential is never
+    a mapping, while a JSON schema property called ``key`` or ``password`` is one.
+    """
     if isinstance(value, str | int | float | None):  # most values: skip the slower ABC checks
         return value
     if isinstance(value, dict | Mapping):
-        return {k: scrub(v) for k, v in value.items() if not (isinstance(k, str) and is_credential_name(k))}
+        return {
+            k: scrub(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and is_credential_name(k) and not isinstance(v, Mapping))
+        }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     return value

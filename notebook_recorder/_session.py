@@ -99,8 +99,11 @@ class Recorder:
         self.requested_mode = Mode.parse(mode)
         self.requested_dir = Path(dir)
         self.scope = scope
+        # A relative directory means relative to where recording started: a notebook that
+        # changes directory (``%cd``) keeps recording to, and replaying from, the same place.
+        self._cwd = os.getcwd()
         self._store: Store | None = None
-        self._store_dir: tuple[Path, str | None] | None = None
+        self._store_dir: Path | None = None
         self.check()
 
     def __repr__(self) -> str:
@@ -119,9 +122,8 @@ class Recorder:
     @property
     def store(self) -> Store:
         directory = self.dir
-        where = (directory, None if directory.is_absolute() else os.getcwd())
-        if self._store is None or self._store_dir != where:
-            self._store, self._store_dir = Store(directory), where
+        if self._store is None or self._store_dir != directory:
+            self._store, self._store_dir = Store(Path(self._cwd, directory.expanduser())), directory
         return self._store
 
     def check(self) -> None:
@@ -219,7 +221,7 @@ class Recorder:
     # -- messages -----------------------------------------------------------------------------
 
     def _missing_message(self, request: Request, key: str) -> str:
-        directory = _display_path(self.dir)
+        directory = _display_path(self.store.root)
         lines = [f"No recording of {request.describe()} in {directory}/ (key {key[:12]}…, scope {self.scope!r})."]
         nearest = self._nearest(request)
         if nearest is None:

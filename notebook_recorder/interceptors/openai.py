@@ -21,11 +21,12 @@ No file I/O happens here: the Recorder decides and writes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, cast
 
@@ -112,6 +113,10 @@ def describe(client: BaseClient[Any, Any], options: FinalRequestOptions) -> Infe
     if body is None and options.method.lower() == "get":
         body = dict(options.params) if options.params else {}
     body = scrub(_jsonable(body if body is not None else {}))
+    if options.files and isinstance(body, dict):
+        # Multipart uploads send files outside the JSON body: each enters the body (and so the
+        # key) as its name and content digest, never its content.
+        body = {**body, **_file_digests(options.files)}
     endpoint = canonical_endpoint("/v1/" + options.url.lstrip("/") if "://" not in options.url else options.url)
     model = body.get("model") if isinstance(body, dict) else None
     return InferenceRequest(
@@ -137,6 +142,39 @@ def _url(client: BaseClient[Any, Any], path: str) -> str:
         _urls.clear()
     _urls[(id(base), path)] = (base, url)
     return url
+
+
+def _file_digests(files: Any) -> dict[str, Any]:
+    """``{field: {"filename", "sha256", "size"}}`` for the SDK's multipart ``files``."""
+    items = files.items() if isinstance(files, Mapping) else files
+    digests: dict[str, Any] = {}
+    for field, file in items:
+        name, content = (file[0], file[1]) if isinstance(file, tuple) else (getattr(file, "name", None), file)
+        if isinstance(content, bytes | bytearray | memoryview):
+            data = bytes(content)
+        elif isinstance(content, os.PathLike):
+            with open(content, "rb") as fh:
+                data = fh.read()
+        elif not getattr(content, "seekable", lambda: False)():
+            data = b""  # a pipe or socket: reading it here would take the content from the SDK
+        else:  # a file object: read it, then put it back where the SDK will read it from
+            position = content.tell()
+            data = content.read()
+            content.seek(position)
+            if isinstance(data, str):
+                data = data.encode()
+        described = {
+            "filename": os.path.basename(name) if isinstance(name, str) else None,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
+        previous = digests.get(field)
+        digests[field] = described if previous is None else [*_as_list(previous), described]
+    return digests
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _jsonable(value: Any) -> Any:

@@ -54,7 +54,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -318,11 +318,12 @@ class _ToolCall:
     raises ``RecordingNotFoundError``.
     """
 
-    __slots__ = ("decision", "info", "recorder")
+    __slots__ = ("args", "decision", "info", "recorder")
 
     def __init__(self, info: ToolInfo, recorder: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.info = info
         self.recorder = recorder
+        self.args = (args, kwargs)
         self.decision: Decision = recorder.decide(tool_request(info, args, kwargs))
 
     @property
@@ -350,7 +351,8 @@ class _ToolCall:
     def raised(self, exc: BaseException) -> None:
         """The tool raised ``exc``: in record mode an ``Exception`` is written; all are logged."""
         if self.action is Action.RECORD and isinstance(exc, Exception):
-            self.recorder.save(self.decision, _exception_response(self.info, exc))
+            secrets = _credential_values(self.info, *self.args)
+            self.recorder.save(self.decision, _redacted(_exception_response(self.info, exc), secrets))
         else:
             outcome = "live" if self.action is Action.LIVE else "error"
             self.recorder.finish(self.decision, outcome, error=type(exc).__name__)
@@ -554,6 +556,54 @@ def tool_request(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) 
                 "JSON data, pydantic models, dataclasses, paths, dates, enums or sets."
             ) from None
     return ToolRequest(provider=info.provider, tool_name=info.name, kwargs=encoded)
+
+
+def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+    """The strings passed under credential-like names, at any depth: an exception message that
+    echoes one must not write it to a recording."""
+    named: dict[str, Any] = dict(kwargs)
+    if info.signature is not None:
+        try:
+            bound = info.signature.bind(*args, **kwargs)
+        except TypeError:
+            pass
+        else:
+            for param_name, value in bound.arguments.items():
+                if info.signature.parameters[param_name].kind is inspect.Parameter.VAR_KEYWORD:
+                    named.update(value)
+                else:
+                    named[param_name] = value
+    found: list[str] = []
+
+    def walk(name: object, value: Any) -> None:
+        secret = isinstance(name, str) and is_credential_name(name)
+        if isinstance(value, str):
+            if secret and len(value) >= 4:
+                found.append(value)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(k, v)
+        elif isinstance(value, list | tuple | set | frozenset):
+            for v in value:
+                walk(name, v)
+
+    walk(None, named)
+    return sorted(set(found), key=len, reverse=True)  # longest first: no partial replacements
+
+
+def _redacted(value: Any, secrets: list[str]) -> Any:
+    """``value`` (recorded JSON) with every occurrence of a secret replaced by ``***``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: _redacted(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, secrets) for v in value]
+    return value
 
 
 def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
