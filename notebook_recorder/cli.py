@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from ._codec import TYPE, dumps, import_type, loads
 from ._errors import RecordingFormatError
-from ._keys import ToolRequest, canonical_endpoint, is_credential_name, record_key, request_from_record
+from ._keys import ToolRequest, canonical_endpoint, is_credential, record_key, request_from_record
 from ._modes import ENV_DIR, valid_modes
 
 PROG = "notebook-recorder"
@@ -349,7 +349,7 @@ def _credential_paths(value: Any, prefix: str) -> Iterator[str]:
     if isinstance(value, Mapping):
         for k, v in value.items():
             path = f"{prefix}.{k}"
-            if isinstance(k, str) and is_credential_name(k) and v not in (None, "", {}, []):
+            if isinstance(k, str) and is_credential(k, v) and v not in (None, "", {}, []):
                 yield path
             else:
                 yield from _credential_paths(v, path)

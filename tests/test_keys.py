@@ -134,10 +134,16 @@ def test_scrub_removes_credential_names_at_any_depth() -> None:
         "model": "m",
         "api_key": "sk-1",
         "Access-Token": "t",
-        "nested": [{"token": "x", "keep": 1}, {"client_secret": "y"}],
+        "nested": [{"token": "tok_0123456789abcdef", "keep": 1}, {"client_secret": "y"}],
         "keys": "not a credential name",
+        "filter": {"key": "region"},  # `key` and `token` holding ordinary data are kept
     }
-    assert scrub(body) == {"model": "m", "nested": [{"keep": 1}, {}], "keys": "not a credential name"}
+    assert scrub(body) == {
+        "model": "m",
+        "nested": [{"keep": 1}, {}],
+        "keys": "not a credential name",
+        "filter": {"key": "region"},
+    }
 
 
 def test_scrub_url() -> None:

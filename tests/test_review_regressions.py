@@ -41,10 +41,17 @@ def test_function_schemas_with_credential_like_property_names_are_recorded(
 
 
 def test_scrub_still_drops_credential_strings_next_to_kept_mappings() -> None:
-    from notebook_recorder._keys import scrub
+    from notebook_recorder._keys import TOOL_CREDENTIAL_NAMES, scrub
 
-    value = {"key": {"type": "string"}, "auth": {"token": "t", "api_key": ["sk-1"]}, "password": "pw"}
-    assert scrub(value) == {"key": {"type": "string"}, "auth": {}}
+    value = {
+        "key": {"type": "string"},
+        "auth": {"token": "tok_0123456789abcdef", "api_key": ["sk-1"]},
+        "password": "pw",
+        "filter": {"key": "region", "token": "t"},  # ambiguous names holding ordinary data
+    }
+    assert scrub(value) == {"key": {"type": "string"}, "auth": {}, "filter": {"key": "region", "token": "t"}}
+    # Tool arguments: `token` always counts as a credential.
+    assert scrub({"token": "t", "key": "region"}, TOOL_CREDENTIAL_NAMES) == {"key": "region"}
 
 
 def test_tool_exception_messages_do_not_leak_credential_arguments(tmp_path: Path) -> None:
@@ -110,3 +117,38 @@ def test_relative_directory_is_fixed_when_recording_starts(tmp_path: Path, monke
         assert echo(2) == 2
     finally:
         nr.stop()
+
+
+def test_a_tool_argument_called_key_is_data_unless_it_looks_like_a_secret(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    @nr.tool(provider="kv", name="get")
+    def get(key: str) -> int:
+        calls.append(key)
+        return {"a": 1, "b": 2}.get(key, 0)
+
+    with nr.recording("record", dir=tmp_path):
+        get("a")
+        get(key="b")
+        get("AIzaSyD-0123456789-abcdefghij")  # looks like an API key: never written
+    with nr.recording("replay", dir=tmp_path):
+        assert get("a") == 1
+        assert get("b") == 2
+    assert calls == ["a", "b", "AIzaSyD-0123456789-abcdefghij"]
+    written = b"".join(path.read_bytes() for path in tmp_path.glob("*.json"))
+    assert b"AIzaSyD" not in written
+
+
+def test_a_body_field_called_key_is_kept_but_a_query_key_is_dropped(client: openai.OpenAI, tmp_path: Path) -> None:
+    secret = "AIzaSyD-0123456789-abcdefghij"
+    region = {"type": "eq", "key": "region", "value": "us"}
+    with nr.recording("record", dir=tmp_path):
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"filters": region},
+            extra_query={"key": secret},
+        )
+    record = _recorded_file(tmp_path, nr.calls()[-1].key)
+    assert record["request"]["body"]["filters"] == region
+    assert secret not in json.dumps(record)

@@ -60,7 +60,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._codec import decode, encode, import_type, to_jsonable
 from .._errors import RecordedToolError
-from .._keys import ToolRequest, is_credential_name, scrub
+from .._keys import TOOL_CREDENTIAL_NAMES, ToolRequest, is_credential, scrub
 from .._session import Action, Decision, Recorder, active, exception_response
 
 __all__ = ["ToolInfo", "tool"]
@@ -546,16 +546,22 @@ def tool_request(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) 
                 named.append((param_name, value))
     encoded: dict[str, Any] = {}
     for arg_name, value in named:
-        if is_credential_name(arg_name):
+        if _is_credential_argument(arg_name, value):
             continue
         try:
-            encoded[arg_name] = scrub(to_jsonable(value))
+            encoded[arg_name] = scrub(to_jsonable(value), TOOL_CREDENTIAL_NAMES)
         except TypeError as exc:
             raise TypeError(
                 f"tool {info.label}: argument {arg_name!r} cannot be recorded ({exc}). Arguments must be "
                 "JSON data, pydantic models, dataclasses, paths, dates, enums or sets."
             ) from None
     return ToolRequest(provider=info.provider, tool_name=info.name, kwargs=encoded)
+
+
+def _is_credential_argument(name: str, value: Any) -> bool:
+    """A tool argument that is never written nor keyed: a credential name (``token`` included), or
+    ``key`` holding a secret-looking string (``get(key="a")`` is data)."""
+    return is_credential(name, value, TOOL_CREDENTIAL_NAMES)
 
 
 def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
@@ -576,7 +582,7 @@ def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, 
     found: list[str] = []
 
     def walk(name: object, value: Any) -> None:
-        secret = isinstance(name, str) and is_credential_name(name)
+        secret = isinstance(name, str) and _is_credential_argument(name, value)
         if isinstance(value, str):
             if secret and len(value) >= 4:
                 found.append(value)
