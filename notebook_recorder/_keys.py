@@ -97,6 +97,27 @@ def scrub(value: Any, names: frozenset[str] = CREDENTIAL_NAMES) -> Any:
     return value
 
 
+# Never sent as a credential: set as OPENAI_API_KEY in modes that replay, so `OpenAI()` can be built.
+REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
+
+REDACTED = "***"
+
+
+def redact(value: Any, secrets: list[str]) -> Any:
+    """``value`` (recorded JSON) with every occurrence of a secret replaced by ``***``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value
+
+
 def scrub_url(url: str) -> str:
     """``url`` without user info and without credential-looking query parameters."""
     parts = urlsplit(url)

@@ -44,12 +44,18 @@ from urllib.parse import urlsplit
 from . import __version__
 from ._codec import TYPE, dumps, import_type, loads
 from ._errors import RecordingFormatError
-from ._keys import ToolRequest, canonical_endpoint, is_credential, record_key, request_from_record
+from ._keys import (
+    REPLAY_KEY_PLACEHOLDER,
+    ToolRequest,
+    canonical_endpoint,
+    is_credential,
+    record_key,
+    request_from_record,
+)
 from ._modes import ENV_DIR, valid_modes
 
 PROG = "notebook-recorder"
 MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
-REPLAY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
 
 
 class UsageError(Exception):
@@ -389,7 +395,7 @@ def _leaks(path: Path, record: Mapping[str, Any]) -> list[str]:
     for number, line in enumerate(text.splitlines(), 1):
         for what, pattern in _SECRET_PATTERNS:
             for match in pattern.finditer(line):
-                if match.group(0).startswith(REPLAY_PLACEHOLDER):
+                if match.group(0).startswith(REPLAY_KEY_PLACEHOLDER):
                     continue
                 findings.append(f"line {number}: {what} {_mask(match.group(0))}")
     return findings

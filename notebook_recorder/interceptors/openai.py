@@ -41,11 +41,9 @@ from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
 from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, import_type, to_jsonable, type_name
-from .._keys import InferenceRequest, canonical_endpoint, scrub, scrub_url
+from .._keys import REPLAY_KEY_PLACEHOLDER, InferenceRequest, canonical_endpoint, redact, scrub, scrub_url
 from .._modes import Mode
 from .._session import Action, Decision, Recorder, active, exception_response
-
-REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
 
 _lock = threading.Lock()
 _originals: dict[type, Callable[..., Any]] = {}
@@ -332,7 +330,7 @@ class _Call:
         """The SDK raised. API errors are recorded in record mode; everything is logged."""
         decision = self.decision
         if decision.action is Action.RECORD and isinstance(exc, APIStatusError):
-            self.recorder.save(decision, _redacted(_exception_response(exc), _secrets(self.client)))
+            self.recorder.save(decision, redact(_exception_response(exc), _secrets(self.client)))
         else:
             outcome = "live" if decision.action is Action.LIVE else "error"
             self.recorder.finish(decision, outcome, error=type(exc).__name__)
@@ -683,28 +681,10 @@ def _sse_event(data: Any) -> bytes:
     return prefix + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-REDACTED = "***"
-
-
 def _secrets(client: BaseClient[Any, Any]) -> list[str]:
     """The client's credentials, which some error messages echo back."""
     key = getattr(client, "api_key", None)
     return [key] if isinstance(key, str) and len(key) >= 6 else []
-
-
-def _redacted(value: Any, secrets: list[str]) -> Any:
-    """``value`` with every occurrence of a secret replaced by ``***``."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: _redacted(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v, secrets) for v in value]
-    return value
 
 
 def _exception_response(exc: APIStatusError) -> dict[str, Any]:

@@ -60,7 +60,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._codec import decode, encode, import_type, to_jsonable
 from .._errors import RecordedToolError
-from .._keys import TOOL_CREDENTIAL_NAMES, ToolRequest, is_credential, scrub
+from .._keys import TOOL_CREDENTIAL_NAMES, ToolRequest, is_credential, redact, scrub
 from .._session import Action, Decision, Recorder, active, exception_response
 
 __all__ = ["ToolInfo", "tool"]
@@ -352,7 +352,7 @@ class _ToolCall:
         """The tool raised ``exc``: in record mode an ``Exception`` is written; all are logged."""
         if self.action is Action.RECORD and isinstance(exc, Exception):
             secrets = _credential_values(self.info, *self.args)
-            self.recorder.save(self.decision, _redacted(_exception_response(self.info, exc), secrets))
+            self.recorder.save(self.decision, redact(_exception_response(self.info, exc), secrets))
         else:
             outcome = "live" if self.action is Action.LIVE else "error"
             self.recorder.finish(self.decision, outcome, error=type(exc).__name__)
@@ -595,21 +595,6 @@ def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, 
 
     walk(None, named)
     return sorted(set(found), key=len, reverse=True)  # longest first: no partial replacements
-
-
-def _redacted(value: Any, secrets: list[str]) -> Any:
-    """``value`` (recorded JSON) with every occurrence of a secret replaced by ``***``."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _redacted(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v, secrets) for v in value]
-    return value
 
 
 def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
