@@ -403,11 +403,6 @@ def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """:func:`mask` under its former name."""
-    return mask(value, secrets)
-
-
 # ---------------------------------------------------------------------------------------------
 # The leak scan (``notebook-recorder verify``)
 # ---------------------------------------------------------------------------------------------

@@ -781,8 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="check a directory of recordings; exit 1 on problems",
         description="Check that every file parses, is named by its key, has a unique key and importable "
-        "__type__s, and holds nothing that looks like a credential (sk-..., Bearer ..., tvly-..., "
-        "request headers, credential-named request parameters). Exits 1 when it finds a problem.",
+        "__type__s, and holds nothing that looks like a credential (sk-..., Bearer ..., AKIA..., ghp_..., "
+        "xoxb-..., JWTs, request headers, values under credential names). Exits 1 when it finds a problem.",
     )
     verify.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
     verify.add_argument(

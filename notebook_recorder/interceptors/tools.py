@@ -23,8 +23,9 @@ Design
   ``self`` or ``cls`` (a decorated method) is not an argument of the tool and is left out.
 - **Credentials never leave the process.** Arguments whose names look like credentials
   (``is_credential_name``: ``api_key``, ``token``, ``password``...) are dropped, also inside
-  nested mappings, before anything is keyed or written. The original still receives them when it
-  runs; replay works without them.
+  nested mappings and header lists, before anything is keyed or written; their values are
+  masked (``***``) in the recorded result or exception message that echoes them
+  (``_secrets``). The original still receives them when it runs; replay works without them.
 - **Arguments are made JSON by** ``to_jsonable``: pydantic models and dataclasses become their
   fields, paths and dates become strings, enums their values, sets sorted lists. An argument that
   cannot be encoded raises ``TypeError`` naming it.
