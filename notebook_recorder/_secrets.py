@@ -159,15 +159,23 @@ def _is_schema(value: Mapping[Any, Any]) -> bool:
     return not value or any(k in _SCHEMA_WORDS for k in value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _kind(name: str, names: frozenset[str]) -> int:
+    """0: not a credential name; 1: always one (``names``); 2: ambiguous (``key``, ``token``)."""
+    normal = _normal(name)
+    return 1 if normal in names else 2 if normal in AMBIGUOUS_NAMES else 0
+
+
 def _drops(name: object, value: Any, names: frozenset[str]) -> bool:
     """Whether the mapping entry ``name: value`` is a credential. A mapping under a credential
     name is one too, unless it is a JSON schema (``"password": {"type": "string"}``): an
     ambiguous name (``key``) holding a mapping is always data."""
-    if not isinstance(name, str):
+    kind = _kind(name, names) if isinstance(name, str) else 0
+    if not kind:
         return False
     if isinstance(value, Mapping):
-        return is_credential_name(name, names) and not _is_schema(value)
-    return is_credential(name, value, names)
+        return kind == 1 and not _is_schema(value)
+    return kind == 1 or looks_secret(value)
 
 
 _PAIR_NAME_FIELDS = ("name", "key", "header")
@@ -178,14 +186,21 @@ def _credential_pair(item: Any, names: frozenset[str]) -> Any:
 
     Two shapes: ``["Authorization", "Bearer x"]`` and ``{"name": "X-Api-Key", "value": "x"}``.
     """
-    if isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], str):
-        return item[1] if is_credential(item[0], item[1], names) else None
+    if type(item) is dict:  # the usual case (messages): no ABC check
+        if "value" not in item:
+            return None
+    elif isinstance(item, str | int | float | None):
+        return None
+    if isinstance(item, list | tuple):
+        if len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], str):
+            return item[1] if _drops(item[0], item[1], names) else None
+        return None
     if isinstance(item, Mapping) and "value" in item:
         for field in _PAIR_NAME_FIELDS:
             label = item.get(field)
             if isinstance(label, str):
                 value = item["value"]
-                return value if is_credential(label, value, names) and value is not None else None
+                return value if value is not None and _drops(label, value, names) else None
     return None
 
 

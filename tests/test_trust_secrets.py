@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import openai
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import notebook_recorder as nr
 from notebook_recorder._secrets import leaks, mask, request_secrets, scrub
@@ -458,3 +459,25 @@ def test_leak_scan_ignores_schemas_masks_and_the_placeholder(tmp_path: Path) -> 
     path = tmp_path / "x.json"
     path.write_text(json.dumps(record))
     assert leaks(path, record) == []
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=_json, secret=st.text(min_size=6, max_size=24), where=st.integers(0, 3))
+def test_mask_leaves_no_occurrence_of_a_secret(value: Any, secret: str, where: int) -> None:
+    planted = [value, f"x{secret}y", {secret: value}, {"k": [secret, value]}][where]
+    masked = mask(planted, request_secrets(values=[secret]))
+    assert secret not in json.dumps(masked, ensure_ascii=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=_json)
+def test_scrub_is_idempotent(value: Any) -> None:
+    once = scrub(value)
+    assert scrub(once) == once
