@@ -246,6 +246,7 @@ def test_an_error_that_echoes_every_credential_writes_none(
         data = json.loads(path.read_text())["response"]["exception_data"]
         assert "***" in data["message"] and "***" in data["response_text"]
         assert data["body"]["echo"]["body"]["model"] == "echo-401"  # the rest of the body is intact
+    assert main(["verify", str(tmp_path)]) == 0  # what was masked is not reported
 
     # Replay re-raises the masked error, with nothing to send.
     echo_server.seen.clear()
@@ -270,6 +271,7 @@ def test_a_result_that_echoes_every_credential_writes_none(
     assert [x for x in c.all if x not in "".join(texts)] == []  # the caller sees the echo as sent
     _assert_none_written(tmp_path, c)
     assert len(list(tmp_path.glob("*.json"))) == 3
+    assert main(["verify", str(tmp_path)]) == 0
 
     for scope, client in enumerate(_clients(echo_server, Canaries(), asynchronous=False)):
         with nr.recording("replay", dir=tmp_path, scope=str(scope)):
@@ -355,6 +357,7 @@ def test_tools_write_no_credential_from_arguments_results_or_exceptions(tmp_path
         assert list(pages("q", api_key=key)) == [f"page 1 for {key}", "page 2 for q"]
     _assert_none_written(tmp_path, c)
     assert len(list(tmp_path.glob("*.json"))) == 3
+    assert main(["verify", str(tmp_path)]) == 0
 
     with nr.recording("replay", dir=tmp_path):
         options = {"secret_key": "x", "headers": [["X-Api-Key", "other-key"]]}
