@@ -584,7 +584,7 @@ def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, 
     for name, value in named.items():
         try:
             named[name] = to_jsonable(value)  # a model or dataclass holding a credential field
-        except TypeError:
+        except Exception:  # kept as it is: its strings are still found in mappings and lists
             pass
     return request_secrets(body=named, names=TOOL_CREDENTIAL_NAMES)
 
