@@ -9,122 +9,21 @@ replays without them.
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+# Credential rules live in _secrets; these names are re-exported for code that imported them here.
+from ._secrets import REPLAY_KEY_PLACEHOLDER as REPLAY_KEY_PLACEHOLDER, scrub as scrub, scrub_url as scrub_url
 
 # Endpoints shared by every test: their key ignores test_id (llama-stack does the same).
 SHARED_ENDPOINTS = frozenset({"/v1/models", "/api/tags"})
 
 _LONG_DECIMAL = re.compile(r"-?\d+\.\d{4,}")
-
-# Names (compared lower-case, with '-' read as '_') that always carry secrets. Values under these
-# names are dropped from request bodies, query strings and tool kwargs before anything is keyed
-# or written.
-CREDENTIAL_NAMES = frozenset(
-    {
-        "api_key",
-        "apikey",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "auth_token",
-        "password",
-        "passwd",
-        "secret",
-        "client_secret",
-        "authorization",
-        "bearer",
-        "x_api_key",
-        "subscription_key",
-        "ocp_apim_subscription_key",
-    }
-)
-
-# Names that carry a secret in some APIs (Google's `?key=...`) and ordinary data in others (a
-# file-search filter's `{"key": "region"}`, a lookup tool's `get(key="a")`). Their values are
-# dropped only when they look like a secret: see :func:`looks_secret`.
-AMBIGUOUS_NAMES = frozenset({"key", "token"})
-
-# Tool arguments: `token` always counts as a credential there (a tool's `token` argument is an
-# auth token far more often than data); `key` stays ambiguous.
-TOOL_CREDENTIAL_NAMES = CREDENTIAL_NAMES | {"token"}
-_URL_NAMES = CREDENTIAL_NAMES | AMBIGUOUS_NAMES
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace("-", "_")
-
-
-@functools.lru_cache(maxsize=4096)
-def is_credential_name(name: str, names: frozenset[str] = CREDENTIAL_NAMES) -> bool:
-    """Whether a parameter called ``name`` always carries a credential (``api_key``, ``password``...)."""
-    return _normal(name) in names
-
-
-def looks_secret(value: object) -> bool:
-    """A string that could be a key or token: 16 characters or more, no whitespace."""
-    return isinstance(value, str) and len(value) >= 16 and not any(ch.isspace() for ch in value)
-
-
-def is_credential(name: str, value: object, names: frozenset[str] = CREDENTIAL_NAMES) -> bool:
-    """Whether ``name=value`` carries a credential: a name in ``names``, or an ambiguous name
-    (``key``, ``token``) holding a secret-looking string."""
-    return is_credential_name(name, names) or (_normal(name) in AMBIGUOUS_NAMES and looks_secret(value))
-
-
-def scrub(value: Any, names: frozenset[str] = CREDENTIAL_NAMES) -> Any:
-    """A copy of ``value`` without any mapping entry that carries a credential (:func:`is_credential`).
-
-    An entry whose value is itself a mapping is kept and scrubbed inside: a credential is never
-    a mapping, while a JSON schema property called ``key`` or ``password`` is one.
-    """
-    if isinstance(value, str | int | float | None):  # most values: skip the slower ABC checks
-        return value
-    if isinstance(value, dict | Mapping):
-        return {
-            k: scrub(v, names)
-            for k, v in value.items()
-            if not (isinstance(k, str) and not isinstance(v, Mapping) and is_credential(k, v, names))
-        }
-    if isinstance(value, list | tuple):
-        return [scrub(v, names) for v in value]
-    return value
-
-
-# Never sent as a credential: set as OPENAI_API_KEY in modes that replay, so `OpenAI()` can be built.
-REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
-
-REDACTED = "***"
-
-
-def redact(value: Any, secrets: list[str]) -> Any:
-    """``value`` (recorded JSON) with every occurrence of a secret replaced by ``***``."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
-    return value
-
-
-def scrub_url(url: str) -> str:
-    """``url`` without user info and without credential-looking query parameters."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    # In a query string `key` and `token` are credentials whatever they hold (Google's `?key=`).
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_credential_name(k, _URL_NAMES)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def _five_places(match: re.Match[str]) -> str:

@@ -25,6 +25,7 @@ from ._codec import normalize_ids
 from ._errors import RecordingNotFoundError
 from ._keys import Request, ToolRequest, comparable, diff, request_from_record
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode
+from ._secrets import mask
 from ._store import Found, Store
 
 DEFAULT_DIR = "recordings"
@@ -76,6 +77,9 @@ class Decision:
     recorder: Recorder
     found: Found | None = None
     started: float = 0.0
+    # The credential values the request carried (``_secrets.request_secrets``): the interceptor
+    # sets them when it records, and :meth:`Recorder.save` masks them in what it writes.
+    secrets: tuple[str, ...] = ()
 
     @property
     def record(self) -> dict[str, Any]:
@@ -169,8 +173,11 @@ class Recorder:
         """Write the recording for a recorded call, and log it.
 
         Inference responses get deterministic ``id``/``created`` (FORMAT.md, "Deterministic
-        output"); a tool's result is the tool's own data and is written as it is.
+        output"); a tool's result is the tool's own data and is written as it is. Every
+        credential value of ``decision.secrets`` is masked first, wherever it is echoed: error
+        messages and bodies, ``response_text``, results, stream chunks.
         """
+        response = mask(response, decision.secrets)
         body = response.get("body")
         if not isinstance(decision.request, ToolRequest):
             body = normalize_ids(body, decision.key)

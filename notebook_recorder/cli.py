@@ -45,14 +45,13 @@ from . import __version__
 from ._codec import TYPE, dumps, import_type, loads
 from ._errors import RecordingFormatError
 from ._keys import (
-    REPLAY_KEY_PLACEHOLDER,
     ToolRequest,
     canonical_endpoint,
-    is_credential,
     record_key,
     request_from_record,
 )
 from ._modes import ENV_DIR, valid_modes
+from ._secrets import leaks
 
 PROG = "notebook-recorder"
 MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
@@ -141,7 +140,7 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
         return entry
     if deep:
         entry.types = frozenset(_type_names(record))
-        entry.leaks = tuple(_leaks(path, record))
+        entry.leaks = tuple(leaks(path, record))
     request, response = record["request"], record["response"]
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
@@ -339,30 +338,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 # verify
 # ---------------------------------------------------------------------------------------------
 
-_SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("OpenAI-style API key", re.compile(r"sk-[A-Za-z0-9_-]{20,}")),
-    ("Bearer token", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}")),
-    ("Tavily API key", re.compile(r"tvly-[A-Za-z0-9_-]{8,}")),
-)
-
-
-def _mask(secret: str) -> str:
-    return f"{secret[:7]}… ({len(secret)} chars)"
-
-
-def _credential_paths(value: Any, prefix: str) -> Iterator[str]:
-    """Dotted paths of non-empty values stored under credential-looking names."""
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            path = f"{prefix}.{k}"
-            if isinstance(k, str) and is_credential(k, v) and v not in (None, "", {}, []):
-                yield path
-            else:
-                yield from _credential_paths(v, path)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _credential_paths(v, f"{prefix}[{i}]")
-
 
 def _type_names(value: Any) -> Iterator[str]:
     if isinstance(value, Mapping):
@@ -374,31 +349,6 @@ def _type_names(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for v in value:
             yield from _type_names(v)
-
-
-def _leaks(path: Path, record: Mapping[str, Any]) -> list[str]:
-    """Credential-looking things in a recording: headers, credential-named parameters, and
-    strings shaped like API keys or bearer tokens anywhere in the file (with line numbers)."""
-    findings: list[str] = []
-    request = record.get("request") or {}
-    headers = request.get("headers")
-    if headers:
-        names = ", ".join(headers) if isinstance(headers, Mapping) else type(headers).__name__
-        findings.append(f"request.headers is not empty ({names})")
-    for part in ("body", "kwargs", "payload"):
-        for where in _credential_paths(request.get(part), f"request.{part}"):
-            findings.append(f"{where} holds a value under a credential name")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return findings
-    for number, line in enumerate(text.splitlines(), 1):
-        for what, pattern in _SECRET_PATTERNS:
-            for match in pattern.finditer(line):
-                if match.group(0).startswith(REPLAY_KEY_PLACEHOLDER):
-                    continue
-                findings.append(f"line {number}: {what} {_mask(match.group(0))}")
-    return findings
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -831,8 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="check a directory of recordings; exit 1 on problems",
         description="Check that every file parses, is named by its key, has a unique key and importable "
-        "__type__s, and holds nothing that looks like a credential (sk-..., Bearer ..., tvly-..., "
-        "request headers, credential-named request parameters). Exits 1 when it finds a problem.",
+        "__type__s, and holds nothing that looks like a credential (sk-..., Bearer ..., AKIA..., ghp_..., "
+        "xoxb-..., JWTs, request headers, values under credential names). Exits 1 when it finds a problem.",
     )
     verify.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
     verify.add_argument(

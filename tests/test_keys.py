@@ -19,9 +19,8 @@ from notebook_recorder._keys import (
     normalize,
     record_key,
     request_from_record,
-    scrub,
-    scrub_url,
 )
+from notebook_recorder._secrets import scrub, scrub_url
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
 

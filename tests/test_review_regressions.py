@@ -41,7 +41,7 @@ def test_function_schemas_with_credential_like_property_names_are_recorded(
 
 
 def test_scrub_still_drops_credential_strings_next_to_kept_mappings() -> None:
-    from notebook_recorder._keys import TOOL_CREDENTIAL_NAMES, scrub
+    from notebook_recorder._secrets import TOOL_CREDENTIAL_NAMES, scrub
 
     value = {
         "key": {"type": "string"},

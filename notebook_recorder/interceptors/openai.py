@@ -41,8 +41,16 @@ from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
 from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, import_type, to_jsonable, type_name
-from .._keys import REPLAY_KEY_PLACEHOLDER, InferenceRequest, canonical_endpoint, redact, scrub, scrub_url
+from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
+from .._secrets import (
+    REPLAY_KEY_PLACEHOLDER,
+    client_credentials,
+    request_secrets,
+    scrub,
+    scrub_url,
+    sent_request_secrets,
+)
 from .._session import Action, Decision, Recorder, active, exception_response
 
 _lock = threading.Lock()
@@ -233,6 +241,8 @@ def _sync_request(
     if recorder is None:
         return original(options)
     decision = recorder.decide(describe(self, options))
+    if decision.action is Action.RECORD:
+        decision.secrets = _request_secrets(self, options)
     call = _Call(self, cast_to, options, stream, stream_cls, decision)
     if decision.action is Action.REPLAY:
         return call.replay_sync()
@@ -261,6 +271,8 @@ async def _async_request(
     if recorder is None:
         return await original(options)
     decision = recorder.decide(describe(self, options))
+    if decision.action is Action.RECORD:
+        decision.secrets = _request_secrets(self, options)
     call = _Call(self, cast_to, options, stream, stream_cls, decision)
     if decision.action is Action.REPLAY:
         return await call.replay_async()
@@ -274,6 +286,20 @@ async def _async_request(
         await result.http_response.aread()
         return call.save_raw(result, await call.raw_chunks_async(result))
     return call.finish(result)
+
+
+def _request_secrets(client: BaseClient[Any, Any], options: FinalRequestOptions) -> tuple[str, ...]:
+    """The credential values this call sends (client settings, default and extra headers and
+    query, body fields under credential names), which its recording must not hold."""
+    settings = client_credentials(client)
+    headers = options.headers if is_given(options.headers) and options.headers else {}
+    params = options.params if isinstance(options.params, Mapping) else {}
+    return request_secrets(
+        values=settings["values"],
+        headers=[*settings["headers"].items(), *headers.items()],
+        query=[*settings["query"].items(), *params.items()],
+        body=[options.json_data, options.extra_json],
+    )
 
 
 def _check_key(client: BaseClient[Any, Any], decision: Decision) -> None:
@@ -330,7 +356,9 @@ class _Call:
         """The SDK raised. API errors are recorded in record mode; everything is logged."""
         decision = self.decision
         if decision.action is Action.RECORD and isinstance(exc, APIStatusError):
-            self.recorder.save(decision, redact(_exception_response(exc), _secrets(self.client)))
+            # The request as sent also holds what a token provider gave (Azure AD).
+            decision.secrets += sent_request_secrets(getattr(exc, "request", None))
+            self.recorder.save(decision, _exception_response(exc))
         else:
             outcome = "live" if decision.action is Action.LIVE else "error"
             self.recorder.finish(decision, outcome, error=type(exc).__name__)
@@ -341,6 +369,8 @@ class _Call:
         if decision.action is Action.LIVE or self.raw:
             self.recorder.finish(decision, "live", streamed=self.stream)
             return result
+        if isinstance(result, Stream | AsyncStream):
+            decision.secrets += sent_request_secrets(result.response)
         if isinstance(result, Stream):
             result._iterator = self._tap_sync(result._iterator)
             return result
@@ -679,12 +709,6 @@ def _sse_event(data: Any) -> bytes:
     event = data.get("type") if isinstance(data, dict) else None
     prefix = f"event: {event}\n".encode() if isinstance(event, str) and "." in event else b""
     return prefix + b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-def _secrets(client: BaseClient[Any, Any]) -> list[str]:
-    """The client's credentials, which some error messages echo back."""
-    key = getattr(client, "api_key", None)
-    return [key] if isinstance(key, str) and len(key) >= 6 else []
 
 
 def _exception_response(exc: APIStatusError) -> dict[str, Any]:

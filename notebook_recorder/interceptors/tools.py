@@ -23,8 +23,9 @@ Design
   ``self`` or ``cls`` (a decorated method) is not an argument of the tool and is left out.
 - **Credentials never leave the process.** Arguments whose names look like credentials
   (``is_credential_name``: ``api_key``, ``token``, ``password``...) are dropped, also inside
-  nested mappings, before anything is keyed or written. The original still receives them when it
-  runs; replay works without them.
+  nested mappings and header lists, before anything is keyed or written; their values are
+  masked (``***``) in the recorded result or exception message that echoes them
+  (``_secrets``). The original still receives them when it runs; replay works without them.
 - **Arguments are made JSON by** ``to_jsonable``: pydantic models and dataclasses become their
   fields, paths and dates become strings, enums their values, sets sorted lists. An argument that
   cannot be encoded raises ``TypeError`` naming it.
@@ -54,13 +55,14 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._codec import decode, encode, import_type, to_jsonable
 from .._errors import RecordedToolError
-from .._keys import TOOL_CREDENTIAL_NAMES, ToolRequest, is_credential, redact, scrub
+from .._keys import ToolRequest
+from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
 from .._session import Action, Decision, Recorder, active, exception_response
 
 __all__ = ["ToolInfo", "tool"]
@@ -318,13 +320,14 @@ class _ToolCall:
     raises ``RecordingNotFoundError``.
     """
 
-    __slots__ = ("args", "decision", "info", "recorder")
+    __slots__ = ("decision", "info", "recorder")
 
     def __init__(self, info: ToolInfo, recorder: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.info = info
         self.recorder = recorder
-        self.args = (args, kwargs)
         self.decision: Decision = recorder.decide(tool_request(info, args, kwargs))
+        if self.decision.action is Action.RECORD:
+            self.decision.secrets = _credential_values(info, args, kwargs)
 
     @property
     def action(self) -> Action:
@@ -351,8 +354,7 @@ class _ToolCall:
     def raised(self, exc: BaseException) -> None:
         """The tool raised ``exc``: in record mode an ``Exception`` is written; all are logged."""
         if self.action is Action.RECORD and isinstance(exc, Exception):
-            secrets = _credential_values(self.info, *self.args)
-            self.recorder.save(self.decision, redact(_exception_response(self.info, exc), secrets))
+            self.recorder.save(self.decision, _exception_response(self.info, exc))
         else:
             outcome = "live" if self.action is Action.LIVE else "error"
             self.recorder.finish(self.decision, outcome, error=type(exc).__name__)
@@ -564,9 +566,9 @@ def _is_credential_argument(name: str, value: Any) -> bool:
     return is_credential(name, value, TOOL_CREDENTIAL_NAMES)
 
 
-def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
-    """The strings passed under credential-like names, at any depth: an exception message that
-    echoes one must not write it to a recording."""
+def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """The strings passed under credential-like names, at any depth: the Recorder masks them in
+    what it writes (an exception message or a result that echoes one)."""
     named: dict[str, Any] = dict(kwargs)
     if info.signature is not None:
         try:
@@ -579,22 +581,12 @@ def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, 
                     named.update(value)
                 else:
                     named[param_name] = value
-    found: list[str] = []
-
-    def walk(name: object, value: Any) -> None:
-        secret = isinstance(name, str) and _is_credential_argument(name, value)
-        if isinstance(value, str):
-            if secret and len(value) >= 4:
-                found.append(value)
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(k, v)
-        elif isinstance(value, list | tuple | set | frozenset):
-            for v in value:
-                walk(name, v)
-
-    walk(None, named)
-    return sorted(set(found), key=len, reverse=True)  # longest first: no partial replacements
+    for name, value in named.items():
+        try:
+            named[name] = to_jsonable(value)  # a model or dataclass holding a credential field
+        except Exception:  # kept as it is: its strings are still found in mappings and lists
+            pass
+    return request_secrets(body=named, names=TOOL_CREDENTIAL_NAMES)
 
 
 def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
