@@ -777,7 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "--check compares each code cell's outputs with the stored ones: stdout, stderr (as one block), rich\n"
             "outputs as text (HTML with its tags stripped, else text/plain), errors as 'ename: evalue';\n"
-            f"images are ignored, and so are cells tagged {ignore_tags}.\n"
+            f"images are ignored, and so are cells tagged {ignore_tags}, and the outputs notebook-recorder\n"
+            "showed by itself (its notes and status tables, marked in their output metadata).\n"
             "Sanitisers applied to both sides first:\n" + describe_rules()
         ),
         formatter_class=_Formatter,

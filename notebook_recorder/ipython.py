@@ -28,18 +28,31 @@ which IPython and ipykernel trigger in a ``finally`` block, restores the previou
 after an exception or an interrupt. ``%%apirec`` still works as an ordinary cell magic when it is
 called directly (``get_ipython().run_cell_magic("apirec", "replay", body)``).
 
+Because the first line stays one line, the body keeps its line numbers; and when the rewritten
+line runs, it puts the user's ``%%apirec`` line back into the cached source of the cell, so that a
+traceback shows the cell as it was written, not the rewritten call.
+
+A trailing ``# comment`` on a ``%apirec`` or ``%%apirec`` line is ignored, as in Python: a ``#``
+that starts a word outside quotes starts the comment (``--dir "a#b"`` and ``--dir a#b`` keep it).
+
 Settings are traitlets: ``%config ApiRecMagics.quiet = True`` turns off the notes the extension
 prints by itself (the per-cell note and the directory announcement), and so does
-``--ApiRecMagics.quiet=True`` on a kernel's command line. The notes go to stdout, because Jupyter
-shows stderr as a warning; they carry no timings, and every line starts with :data:`NOTE_PREFIX`.
+``--ApiRecMagics.quiet=True`` on a kernel's command line. Everything the extension shows by itself
+(the notes, the ``%apirec`` state, the status table) is display data whose output metadata is
+``{"notebook_recorder": {"role": ...}}`` (:data:`OWN_OUTPUT_KEY`): Jupyter shows it as plain text
+(not as a stderr warning), a terminal prints it, and ``notebook-recorder run --check`` leaves it
+out of the comparison, so a notebook saved from a record run passes a replay check. The notes
+carry no timings, and every line starts with :data:`NOTE_PREFIX`.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import linecache
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,17 +71,21 @@ from traitlets import Bool
 from . import _session
 from ._errors import RecordingNotFoundError
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode, valid_modes
+from ._notebooks import OWN_OUTPUT_KEY
 from ._session import Call, Recorder
 
 __all__ = [
     "NOTEBOOK_ENV",
     "NOTE_PREFIX",
+    "OWN_OUTPUT_KEY",
     "ApiRecMagics",
     "CallTable",
     "DefaultDir",
     "default_dir",
     "load_ipython_extension",
     "notebook_path",
+    "own_output_metadata",
+    "strip_comment",
     "unload_ipython_extension",
 ]
 
@@ -82,7 +99,8 @@ JUPYTER_SESSION_ENV = "JPY_SESSION_NAME"
 """Set by Jupyter Server in the kernel's environment to the notebook's path."""
 
 NOTE_PREFIX = "apirec: "
-"""Every line the extension prints by itself starts with this (handy for filtering outputs)."""
+"""Every line the extension prints by itself starts with this (for reading; ``run --check`` goes by
+the outputs' :data:`OWN_OUTPUT_KEY` metadata, not by this text)."""
 
 SUBCOMMANDS = ("status", "off")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
@@ -285,6 +303,13 @@ def _counts(calls: Sequence[Call]) -> str:
     return ", ".join(f"{counted[outcome]} {outcome}" for outcome in ordered if counted[outcome])
 
 
+def own_output_metadata(role: str) -> dict[str, Any]:
+    """The output metadata of an output the extension shows by itself: ``{"notebook_recorder":
+    {"role": role}}``, with ``role`` one of ``note``, ``state``, ``status``. ``notebook-recorder run
+    --check`` leaves outputs carrying it out of the comparison."""
+    return {OWN_OUTPUT_KEY: {"role": role}}
+
+
 def cell_note(calls: Sequence[Call]) -> str | None:
     """The note printed after a cell, e.g. ``apirec: replayed 2 calls from recordings/quickstart``.
 
@@ -342,6 +367,7 @@ class ApiRecMagics(Magics):
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
         self._announced: Path | None = None
         self._owns_custom_exc = False
+        self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
 
     @property
     def _shell(self) -> InteractiveShell:
@@ -401,7 +427,7 @@ class ApiRecMagics(Magics):
                 self._enter_cell(args)
         elif args.mode is None:
             self._reject(args, "--dir", "--scope", "--clear", command="%apirec without a mode")
-            print(self.state())
+            self._show(self.state(), "state")
         elif args.mode == "status":
             self._reject(args, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
@@ -416,6 +442,7 @@ class ApiRecMagics(Magics):
 
     def _parse(self, line: str, *, cell_magic: bool) -> argparse.Namespace:
         name = "%%apirec" if cell_magic else "%apirec"
+        line = strip_comment(line)
         try:
             args = _parse_argstring(self.apirec, line)
         except UsageError as exc:
@@ -475,22 +502,42 @@ class ApiRecMagics(Magics):
             return
         self._announced = path
         if forced is not None:
-            print(f"{NOTE_PREFIX}recordings go to {_display(forced).rstrip('/')}/ (${ENV_DIR})")
+            self._show(f"{NOTE_PREFIX}recordings go to {_display(forced).rstrip('/')}/ (${ENV_DIR})")
         else:
-            print(NOTE_PREFIX + default.describe())
+            self._show(NOTE_PREFIX + default.describe())
 
     def _warn_override(self, recorder: Recorder) -> None:
         if not self.quiet and recorder.mode is not recorder.requested_mode:
-            print(f"{NOTE_PREFIX}${ENV_MODE}={recorder.mode} overrides {recorder.requested_mode}")
+            self._show(f"{NOTE_PREFIX}${ENV_MODE}={recorder.mode} overrides {recorder.requested_mode}")
 
     # -- this cell only -----------------------------------------------------------------------
 
     def _enter_cell(self, args: argparse.Namespace) -> None:
         """The first line of a ``%%apirec`` cell, rewritten by the input transformer."""
+        self._restore_first_line()
         if not self._frames:
             raise UsageError("%%apirec must be the first line of a cell")
         context = self._cell_recording(args)
         self._frames[-1].contexts.append((context, context.__enter__()))
+
+    def _restore_first_line(self) -> None:
+        """Put the user's ``%%apirec`` line back in the cached source of the running cell.
+
+        IPython caches a cell's transformed source for its tracebacks; without this, they would
+        show the rewritten call as the cell's first line. The cell is the nearest calling frame
+        whose cached first line is one :meth:`transform` wrote.
+        """
+        frame = sys._getframe(1)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            entry = linecache.cache.get(filename)
+            if entry is not None and len(entry) == 4 and entry[2]:
+                size, mtime, lines, name = entry
+                original = self._rewritten.get(lines[0])
+                if original is not None:
+                    linecache.cache[filename] = (size, mtime, [original, *lines[1:]], name)
+                    return
+            frame = frame.f_back  # type: ignore[assignment]
 
     def _run_cell_body(self, args: argparse.Namespace, cell: str) -> None:
         """``%%apirec`` called as a plain cell magic: run the body as a nested cell."""
@@ -506,7 +553,7 @@ class ApiRecMagics(Magics):
         with _usage_errors():
             context = _session.recording(mode, directory, scope)
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:
-            print(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
+            self._show(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
         return context
 
     # -- state and status ---------------------------------------------------------------------
@@ -556,9 +603,15 @@ class ApiRecMagics(Magics):
         calls = _session.calls()
         if clear:
             _session.clear_calls()
-            print(f"{NOTE_PREFIX}call log cleared ({_plural(len(calls), 'call')})")
+            self._show(f"{NOTE_PREFIX}call log cleared ({_plural(len(calls), 'call')})", "status")
             return
-        cast(Callable[[object], None], display)(CallTable(calls))
+        cast(Callable[..., None], display)(CallTable(calls), metadata=own_output_metadata("status"))
+
+    def _show(self, text: str, role: str = "note") -> None:
+        """Show one of the extension's own outputs: display data with only a ``text/plain``
+        version, tagged :func:`own_output_metadata` (a terminal prints the text)."""
+        publisher: Any = cast(Any, self._shell).display_pub
+        publisher.publish(data={"text/plain": text}, metadata=own_output_metadata(role))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -585,7 +638,7 @@ class ApiRecMagics(Magics):
         if not self._frames and frame.cell is not None and not self.quiet:
             note = cell_note(_calls_since(frame))
             if note:
-                print(note)
+                self._show(note)
 
     @staticmethod
     def _unwind(frame: _Frame) -> None:
@@ -610,7 +663,13 @@ class ApiRecMagics(Magics):
         body = lines[1:]
         if body and body[0].startswith("%%"):
             body = _transform_cell_magic(body)  # another cell magic right after ours
-        return [f"get_ipython().run_line_magic('apirec', {argstring!r})\n", *body]
+        rewritten = f"get_ipython().run_line_magic('apirec', {argstring!r})\n"
+        # What the user wrote, for _restore_first_line (a few recent lines are enough).
+        self._rewritten.pop(rewritten, None)
+        self._rewritten[rewritten] = lines[0].rstrip("\r\n") + "\n"
+        while len(self._rewritten) > 32:
+            del self._rewritten[next(iter(self._rewritten))]
+        return [rewritten, *body]
 
     # Let `check_complete` treat `%%apirec` like any cell magic (a blank line ends it in a terminal).
     transform.has_side_effects = True  # type: ignore[attr-defined]
@@ -668,6 +727,27 @@ def _calls_since(frame: _Frame) -> list[Call]:
     if len(calls) >= frame.calls_before and calls[frame.calls_before - 1] is frame.last_call:
         return calls[frame.calls_before :]
     return calls  # the log was cleared during the cell
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its trailing ``# comment``, as in Python and the shell.
+
+    A ``#`` starts the comment when it starts a word outside quotes: ``replay  # the session``
+    becomes ``replay``, while ``--dir "a#b"``, ``--dir 'a #b'`` and ``--dir a#b`` keep their ``#``.
+    A quote that is never closed is left for the argument parser to report.
+    """
+    quote: str | None = None
+    previous = " "
+    for index, char in enumerate(line):
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous.isspace():
+            return line[:index].rstrip()
+        previous = char
+    return line
 
 
 def _unquote(value: str) -> str:
