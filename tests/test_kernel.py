@@ -57,14 +57,25 @@ def text(cell: NotebookNode) -> str:
     return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
 
 
+def own(output: NotebookNode) -> str | None:
+    """The role of an output the extension showed by itself (its metadata says so), else None."""
+    tag = output.get("metadata", {}).get("notebook_recorder")
+    return None if tag is None else str(tag["role"])
+
+
+def notes(cell: NotebookNode) -> str:
+    """What the extension showed by itself in a cell (notes, state), one output per line."""
+    return "".join(output.data["text/plain"] + "\n" for output in cell.outputs if own(output) in ("note", "state"))
+
+
 def comparable(cell: NotebookNode) -> list[Any]:
     """A cell's outputs without the extension's own notes (which say recorded vs replayed)."""
     result: list[Any] = []
     for output in cell.outputs:
+        if own(output) is not None:
+            continue
         if output.output_type == "stream":
-            kept = [line for line in output.text.splitlines() if not line.startswith("apirec: ")]
-            if kept:
-                result.append((output.name, kept))
+            result.append((output.name, output.text.splitlines()))
         elif output.output_type in ("execute_result", "display_data"):
             result.append((output.output_type, dict(output.data)))
         else:
@@ -123,18 +134,21 @@ def test_record_then_replay_with_the_server_stopped(notebook: Path, wire_server:
     assert "Python" in result(cell_await[1])  # top-level await in a %%apirec cell
     assert result(session_await[1]).startswith("(1536,")  # and after %apirec
 
-    # What the extension said about it.
-    assert text(start[0]) == "apirec: recordings go to recordings/roundtrip/ (notebook roundtrip.ipynb)\n"
-    assert "apirec: $APIREC_MODE=replay overrides record-if-missing" in text(start[1])
-    assert text(sync[0]).endswith("apirec: recorded 1 call to recordings/roundtrip\n")
-    assert text(sync[1]).endswith("apirec: replayed 1 call from recordings/roundtrip\n")
-    assert text(cell_await[1]) == (
+    # What the extension said about it: display data tagged as its own, never stdout.
+    assert notes(start[0]) == "apirec: recordings go to recordings/roundtrip/ (notebook roundtrip.ipynb)\n"
+    assert "apirec: $APIREC_MODE=replay overrides record-if-missing" in notes(start[1])
+    assert notes(sync[0]).endswith("apirec: recorded 1 call to recordings/roundtrip\n")
+    assert notes(sync[1]).endswith("apirec: replayed 1 call from recordings/roundtrip\n")
+    assert notes(cell_await[1]) == (
         "apirec: $APIREC_MODE=replay overrides record-if-missing\napirec: replayed 1 call from recordings/roundtrip\n"
     )
+    assert not any("apirec:" in text(cell) for pair in code for cell in pair)
+    assert [o.output_type for o in sync[1].outputs if own(o) is not None] == ["display_data"]
 
     # %apirec status: an HTML table in the notebook, with a text version beside it.
     table = status[1].outputs[0]
     assert table.output_type == "display_data"
+    assert own(table) == "status"
     assert table.data["text/html"].startswith('<table class="apirec-status">')
     assert "4 calls: 4 replayed" in table.data["text/plain"]
 
@@ -206,7 +220,7 @@ def test_interrupted_cell_restores_the_previous_mode(kernel: NotebookClient, tmp
     assert [o.output_type for o in cell.outputs] == ["error"]
 
     state = run(kernel, "%apirec")
-    assert text(state).splitlines()[:4] == [
+    assert notes(state).splitlines()[:4] == [
         "mode:        live",
         "dir:         recs",
         "scope:       none",
