@@ -7,6 +7,7 @@ server stopped, and ``%%apirec`` cells interrupted with a real SIGINT.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -228,3 +229,26 @@ def test_interrupted_cell_restores_the_previous_mode(kernel: NotebookClient, tmp
     ]
     probe = run(kernel, "from notebook_recorder import _session\nprint(len(_session._stack))")
     assert text(probe) == "0\n"
+
+
+def test_comments_and_tracebacks_read_like_ipython(kernel: NotebookClient, tmp_path: Path) -> None:
+    """A trailing comment on a magic line is ignored, and a ``%%apirec`` cell's traceback shows
+    the cell as it was written, with its own line numbers."""
+    (tmp_path / "recs").mkdir()
+    run(kernel, "%load_ext notebook_recorder")
+    start = run(kernel, "%apirec replay --dir recs   # the whole session: replay only")
+    assert [o.output_type for o in start.outputs] == []
+    state = run(kernel, "%apirec  # where are we?")
+    assert notes(state).splitlines()[:2] == ["mode:        replay", "dir:         recs"]
+
+    cell = run(kernel, "%%apirec live  # this cell only\nanswer = 41\nraise ValueError(f'not {answer}')")
+    (error,) = cell.outputs
+    assert (error.output_type, error.ename, error.evalue) == ("error", "ValueError", "not 41")
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
+    assert re.search(r"line 3\b", shown)
+    assert "----> 3 raise ValueError(f'not {answer}')" in shown
+    assert "      1 %%apirec live  # this cell only" in shown
+    assert "run_line_magic" not in shown and "--this-cell" not in shown
+
+    after = run(kernel, "%apirec")
+    assert notes(after).splitlines()[0] == "mode:        replay"  # the cell's mode ended with it
