@@ -665,3 +665,29 @@ def test_sanitised_alike(a: str, b: str) -> None:
 )
 def test_sanitisers_keep_real_differences(a: str, b: str) -> None:
     assert sanitize(a) != sanitize(b)
+
+
+def test_the_packages_own_outputs_are_left_out_of_the_comparison() -> None:
+    """Tagged outputs go, whatever they say; untagged ones stay, even when they look like notes."""
+    from notebook_recorder._notebooks import is_own_output, output_lines
+
+    def note(text: str, role: str = "note", kind: str = "display_data") -> dict[str, object]:
+        return {"output_type": kind, "data": {"text/plain": text}, "metadata": {"notebook_recorder": {"role": role}}}
+
+    def stdout(text: str) -> dict[str, object]:
+        return {"output_type": "stream", "name": "stdout", "text": text}
+
+    recorded = [stdout("Hello\n"), note("apirec: recorded 1 call to recs"), stdout("bye\n")]
+    replayed = [stdout("Hello\nbye\n"), note("apirec: replayed 1 call from recs")]
+    assert output_lines(recorded) == output_lines(replayed) == ["[stdout]", "Hello", "bye"]
+    table = note("#  outcome\n1  recorded", "status")
+    table["data"] = {"text/html": "<table><tr><td>recorded</td></tr></table>", "text/plain": "1  recorded"}
+    assert output_lines([table, note("mode: record", "state", "execute_result")]) == []
+    assert is_own_output(table) and not is_own_output(stdout("apirec: recorded 1 call"))
+    # Matching is by metadata only: a user's print or a display without the tag is compared.
+    assert output_lines([stdout("apirec: recorded 1 call to recs\n")]) == [
+        "[stdout]",
+        "apirec: recorded 1 call to recs",
+    ]
+    other = {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {"text/plain": {"isolated": True}}}
+    assert output_lines([other]) == ["[display]", "x"]
