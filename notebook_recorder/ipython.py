@@ -28,9 +28,11 @@ which IPython and ipykernel trigger in a ``finally`` block, restores the previou
 after an exception or an interrupt. ``%%apirec`` still works as an ordinary cell magic when it is
 called directly (``get_ipython().run_cell_magic("apirec", "replay", body)``).
 
-Because the first line stays one line, the body keeps its line numbers; and when the rewritten
-line runs, it puts the user's ``%%apirec`` line back into the cached source of the cell, so that a
-traceback shows the cell as it was written, not the rewritten call.
+Because the first line stays one line, the body keeps its line numbers. IPython caches the
+rewritten source of each cell for its tracebacks; when the rewritten line runs it notes which
+cached cell it is in, and while IPython formats a traceback (``InteractiveTB.structured_traceback``,
+wrapped while the extension is loaded) those cells show the user's ``%%apirec`` line instead of
+the call. Only then: the rest of the time the cache holds valid Python, which ``inspect`` parses.
 
 A trailing ``# comment`` on a ``%apirec`` or ``%%apirec`` line is ignored, as in Python: a ``#``
 that starts a word outside quotes starts the comment (``--dir "a#b"`` and ``--dir a#b`` keep it).
@@ -368,6 +370,8 @@ class ApiRecMagics(Magics):
         self._announced: Path | None = None
         self._owns_custom_exc = False
         self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
+        self._cell_files: dict[str, tuple[str, str]] = {}  # cached cell -> (rewritten, user's line)
+        self._structured_traceback: Callable[..., Any] | None = None  # IPython's, while wrapped
 
     @property
     def _shell(self) -> InteractiveShell:
@@ -416,7 +420,9 @@ class ApiRecMagics(Magics):
         Without --dir the directory in use is kept; the first one is recordings/<notebook
         stem>/ beside the notebook when the kernel can tell which notebook it runs, else
         ./recordings/. A note after each cell says what was replayed or recorded; turn it off
-        with %config ApiRecMagics.quiet = True.
+        with %config ApiRecMagics.quiet = True. The notes, the state and the status table are
+        tagged in their output metadata, so `notebook-recorder run --check` does not compare
+        them. A trailing # comment is ignored (a # inside quotes is kept).
         """
         args = self._parse(line, cell_magic=cell is not None)
         if cell is not None or args.this_cell:
@@ -514,30 +520,52 @@ class ApiRecMagics(Magics):
 
     def _enter_cell(self, args: argparse.Namespace) -> None:
         """The first line of a ``%%apirec`` cell, rewritten by the input transformer."""
-        self._restore_first_line()
+        self._remember_cell_file()
         if not self._frames:
             raise UsageError("%%apirec must be the first line of a cell")
         context = self._cell_recording(args)
         self._frames[-1].contexts.append((context, context.__enter__()))
 
-    def _restore_first_line(self) -> None:
-        """Put the user's ``%%apirec`` line back in the cached source of the running cell.
+    def _remember_cell_file(self) -> None:
+        """Note which cached cell source runs this ``%%apirec`` line, and what the user wrote.
 
-        IPython caches a cell's transformed source for its tracebacks; without this, they would
-        show the rewritten call as the cell's first line. The cell is the nearest calling frame
-        whose cached first line is one :meth:`transform` wrote.
+        The cell is the nearest calling frame whose cached first line is one :meth:`transform`
+        wrote; :meth:`_traceback_as_written` shows the user's line there.
         """
         frame = sys._getframe(1)
         while frame is not None:
             filename = frame.f_code.co_filename
             entry = linecache.cache.get(filename)
             if entry is not None and len(entry) == 4 and entry[2]:
-                size, mtime, lines, name = entry
-                original = self._rewritten.get(lines[0])
+                original = self._rewritten.get(entry[2][0])
                 if original is not None:
-                    linecache.cache[filename] = (size, mtime, [original, *lines[1:]], name)
+                    self._cell_files[filename] = (entry[2][0], original)
                     return
             frame = frame.f_back  # type: ignore[assignment]
+
+    @contextmanager
+    def _cells_as_written(self) -> Iterator[None]:
+        """The cached source of the ``%%apirec`` cells shows the user's first line, for a while."""
+        swapped: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = []
+        for filename, (rewritten, original) in self._cell_files.items():
+            entry = linecache.cache.get(filename)
+            if entry is not None and len(entry) == 4 and entry[2] and entry[2][0] == rewritten:
+                size, mtime, lines, name = entry
+                shown = (size, mtime, [original, *lines[1:]], name)
+                linecache.cache[filename] = shown
+                swapped.append((filename, tuple(entry), shown))
+        try:
+            yield
+        finally:
+            for filename, entry, shown in swapped:
+                if linecache.cache.get(filename) is shown:
+                    linecache.cache[filename] = entry  # type: ignore[assignment]
+
+    def _traceback_as_written(self, *args: Any, **kwargs: Any) -> Any:
+        """``InteractiveTB.structured_traceback``, with the ``%%apirec`` cells as written."""
+        assert self._structured_traceback is not None
+        with self._cells_as_written():
+            return self._structured_traceback(*args, **kwargs)
 
     def _run_cell_body(self, args: argparse.Namespace, cell: str) -> None:
         """``%%apirec`` called as a plain cell magic: run the body as a nested cell."""
@@ -664,7 +692,7 @@ class ApiRecMagics(Magics):
         if body and body[0].startswith("%%"):
             body = _transform_cell_magic(body)  # another cell magic right after ours
         rewritten = f"get_ipython().run_line_magic('apirec', {argstring!r})\n"
-        # What the user wrote, for _restore_first_line (a few recent lines are enough).
+        # What the user wrote, for _remember_cell_file (a few recent lines are enough).
         self._rewritten.pop(rewritten, None)
         self._rewritten[rewritten] = lines[0].rstrip("\r\n") + "\n"
         while len(self._rewritten) > 32:
@@ -688,6 +716,9 @@ class ApiRecMagics(Magics):
         if not shell.custom_exceptions:  # a single slot: never take it from another extension
             cast(Any, shell).set_custom_exc((RecordingNotFoundError,), show_missing_recording)
             self._owns_custom_exc = True
+        formatter = cast(Any, shell).InteractiveTB
+        self._structured_traceback = formatter.structured_traceback
+        formatter.structured_traceback = self._traceback_as_written
 
     def detach(self) -> None:
         """Undo :meth:`attach`, and leave any ``%%apirec`` cell that is still open."""
@@ -715,6 +746,10 @@ class ApiRecMagics(Magics):
         if self._owns_custom_exc and shell.custom_exceptions == (RecordingNotFoundError,):
             cast(Any, shell).set_custom_exc((), None)
         self._owns_custom_exc = False
+        formatter = cast(Any, shell).InteractiveTB
+        if vars(formatter).get("structured_traceback") == self._traceback_as_written:
+            del formatter.structured_traceback  # IPython's own method again
+        self._cell_files.clear()
         configurables: list[object] = cast(Any, shell).configurables
         if self in configurables:
             configurables.remove(self)

@@ -137,6 +137,8 @@ def test_help_comes_from_magic_arguments(ip: InteractiveShell) -> None:
     for flag in ("--dir DIR", "--scope S", "--clear"):
         assert flag in doc
     assert "--this-cell" not in doc  # the transformer's private flag stays hidden
+    assert "# comment is ignored" in doc
+    assert "Examples" in doc and "%apirec status --clear" in doc and "record-if-missing" in doc
 
 
 def test_session_mode_dir_and_scope(ip: InteractiveShell) -> None:
@@ -320,6 +322,28 @@ def test_cell_tracebacks_show_the_cells_own_lines(
     run(ip, "fail()")
     shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
     assert "raise KeyError('late')" in shown and "run_line_magic" not in shown
+
+
+def test_cell_source_stays_python_outside_tracebacks(ip: InteractiveShell) -> None:
+    """Only tracebacks show the magic line: tools that parse the running cell's source (executing,
+    icecream, stack_data) still find valid Python."""
+    code = (
+        "%%apirec live\n"
+        "import ast, inspect, linecache\n"
+        "frame = inspect.currentframe()\n"
+        "tree = ast.parse(''.join(linecache.getlines(frame.f_code.co_filename)))\n"
+    )
+    run(ip, code).raise_error()
+    run(ip, "raise ValueError('shown as written')")  # a traceback in between changes nothing
+    run(ip, code.replace("tree =", "again =")).raise_error()
+
+
+def test_unload_gives_ipython_its_traceback_formatter_back(ip: InteractiveShell) -> None:
+    formatter: Any = ip.InteractiveTB
+    assert "structured_traceback" in vars(formatter)
+    ip.run_line_magic("unload_ext", "notebook_recorder")
+    assert "structured_traceback" not in vars(formatter)
+    ip.run_line_magic("load_ext", "notebook_recorder")
 
 
 def test_cell_body_with_top_level_await(ip: InteractiveShell) -> None:
