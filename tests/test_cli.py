@@ -529,6 +529,22 @@ def test_a_notebook_saved_from_any_mode_passes_a_replay_check(tmp_path: Path) ->
     assert out.count("outputs match") == 4
     assert "4 notebooks: 4 passed, 0 failed" in out
 
+    # Outputs stored by an older version, with the notes as stdout: the check says what to do.
+    legacy = nbformat.read(notebooks["replay"], as_version=4)
+    for cell in legacy.cells:
+        cell.outputs = [
+            nbformat.v4.new_output("stream", name="stdout", text=o.data["text/plain"] + "\n")
+            if o.get("metadata", {}).get("notebook_recorder", {}).get("role") == "note"
+            else o
+            for o in cell.outputs
+        ]
+    nbformat.write(legacy, notebooks["replay"])
+    result = cli("run", notebooks["replay"], "--check", env=offline)
+    assert result.returncode == 1
+    assert "  -apirec: replayed 1 call from recordings/nb" in result.stdout
+    assert "the stored outputs hold notebook-recorder's notes as plain output" in result.stdout
+    assert f"notebook-recorder run {notebooks['replay']} --output {notebooks['replay']}" in result.stdout
+
     # A real difference in the user's own output still fails, with a diff of that cell alone.
     cell = stored.cells[3]
     (stdout,) = [o for o in cell.outputs if o.output_type == "stream"]
@@ -541,6 +557,7 @@ def test_a_notebook_saved_from_any_mode_passes_a_replay_check(tmp_path: Path) ->
     assert "  -Python 2.7 is the latest." in out
     assert "FAILED nb.ipynb: 1 cell(s) with different outputs" in out
     assert "apirec" not in out.split("outputs differ", 1)[1].split("FAILED", 1)[0]  # no note in the diff
+    assert "older version" not in out
 
 
 def test_run_check_sanitises_volatile_outputs_and_reports_real_differences(tmp_path: Path) -> None:
