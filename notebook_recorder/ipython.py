@@ -40,7 +40,8 @@ that starts a word outside quotes starts the comment (``--dir "a#b"`` and ``--di
 Settings are traitlets: ``%config ApiRecMagics.quiet = True`` turns off the notes the extension
 prints by itself (the per-cell note and the directory announcement), and so does
 ``--ApiRecMagics.quiet=True`` on a kernel's command line. Everything the extension shows by itself
-(the notes, the ``%apirec`` state, the status table) is display data whose output metadata is
+(the notes, the ``%apirec`` state, the status table, and the package's own warnings, such as
+``UnknownTypeWarning``) is display data whose output metadata is
 ``{"notebook_recorder": {"role": ...}}`` (:data:`OWN_OUTPUT_KEY`): Jupyter shows it as plain text
 (not as a stderr warning), a terminal prints it, and ``notebook-recorder run --check`` leaves it
 out of the comparison, so a notebook saved from a record run passes a replay check. The notes
@@ -55,6 +56,7 @@ import linecache
 import os
 import re
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -307,7 +309,7 @@ def _counts(calls: Sequence[Call]) -> str:
 
 def own_output_metadata(role: str) -> dict[str, Any]:
     """The output metadata of an output the extension shows by itself: ``{"notebook_recorder":
-    {"role": role}}``, with ``role`` one of ``note``, ``state``, ``status``. ``notebook-recorder run
+    {"role": role}}``, with ``role`` one of ``note``, ``state``, ``status``, ``warning``. ``notebook-recorder run
     --check`` leaves outputs carrying it out of the comparison."""
     return {OWN_OUTPUT_KEY: {"role": role}}
 
@@ -372,6 +374,7 @@ class ApiRecMagics(Magics):
         self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
         self._cell_files: dict[str, tuple[str, str]] = {}  # cached cell -> (rewritten, user's line)
         self._structured_traceback: Callable[..., Any] | None = None  # IPython's, while wrapped
+        self._showwarning: Callable[..., None] | None = None  # the one before ours, while loaded
 
     @property
     def _shell(self) -> InteractiveShell:
@@ -641,6 +644,22 @@ class ApiRecMagics(Magics):
         publisher: Any = cast(Any, self._shell).display_pub
         publisher.publish(data={"text/plain": text}, metadata=own_output_metadata(role))
 
+    def _show_warning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        """``warnings.showwarning`` while loaded: the package's own warnings (``UnknownTypeWarning``,
+        ...) are shown like its notes, tagged; any other warning goes where it went before."""
+        if file is None and category.__module__.partition(".")[0] == "notebook_recorder":
+            self._show(f"{NOTE_PREFIX}{category.__name__}: {message}", "warning")
+        elif self._showwarning is not None:
+            self._showwarning(message, category, filename, lineno, file, line)
+
     # -- events -------------------------------------------------------------------------------
 
     def _pre_execute(self) -> None:
@@ -719,6 +738,8 @@ class ApiRecMagics(Magics):
         formatter = cast(Any, shell).InteractiveTB
         self._structured_traceback = formatter.structured_traceback
         formatter.structured_traceback = self._traceback_as_written
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._show_warning
 
     def detach(self) -> None:
         """Undo :meth:`attach`, and leave any ``%%apirec`` cell that is still open."""
@@ -750,6 +771,8 @@ class ApiRecMagics(Magics):
         if vars(formatter).get("structured_traceback") == self._traceback_as_written:
             del formatter.structured_traceback  # IPython's own method again
         self._cell_files.clear()
+        if warnings.showwarning == self._show_warning and self._showwarning is not None:
+            warnings.showwarning = self._showwarning
         configurables: list[object] = cast(Any, shell).configurables
         if self in configurables:
             configurables.remove(self)

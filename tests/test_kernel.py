@@ -252,3 +252,15 @@ def test_comments_and_tracebacks_read_like_ipython(kernel: NotebookClient, tmp_p
 
     after = run(kernel, "%apirec")
     assert notes(after).splitlines()[0] == "mode:        replay"  # the cell's mode ended with it
+
+    # The package's own warnings are tagged like its notes; other warnings stay on stderr.
+    warned = run(
+        kernel,
+        "import warnings\nfrom notebook_recorder._codec import UnknownTypeWarning\n"
+        "warnings.warn('cannot import recorded type x.Y', UnknownTypeWarning)\n"
+        "warnings.warn('not ours', UserWarning)",
+    )
+    roles = [(o.output_type, own(o)) for o in warned.outputs]
+    assert roles == [("display_data", "warning"), ("stream", None)], warned.outputs
+    assert warned.outputs[0].data["text/plain"] == "apirec: UnknownTypeWarning: cannot import recorded type x.Y"
+    assert warned.outputs[1].name == "stderr" and "UserWarning: not ours" in warned.outputs[1].text

@@ -571,6 +571,36 @@ def test_everything_the_extension_shows_is_tagged_display_data(
     assert "mine\n" in capsys.readouterr().out  # a print stays a print
 
 
+@pytest.mark.filterwarnings("ignore:not ours:UserWarning")
+def test_the_packages_warnings_are_tagged_and_others_are_not(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    publish = ip.display_pub.publish
+
+    def spy(data: dict[str, Any], metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        shown.append((data, metadata or {}))
+        publish(data, metadata, **kwargs)
+
+    monkeypatch.setattr(ip.display_pub, "publish", spy)
+    code = (
+        "import warnings\n"
+        "from notebook_recorder._codec import UnknownTypeWarning\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('always', UnknownTypeWarning)\n"
+        "    warnings.warn(\"cannot import recorded type 'x.Y'\", UnknownTypeWarning)\n"
+        "    warnings.warn('not ours', UserWarning)\n"
+    )
+    run(ip, code).raise_error()
+    assert shown == [
+        (
+            {"text/plain": "apirec: UnknownTypeWarning: cannot import recorded type 'x.Y'"},
+            {"notebook_recorder": {"role": "warning"}},
+        )
+    ]
+    # (other warnings go to the showwarning in place before: stderr in a kernel, see test_kernel.py)
+
+
 def test_no_note_for_live_calls(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFixture[str]) -> None:
     run(ip, "%apirec live").raise_error()
     capsys.readouterr()
