@@ -769,7 +769,9 @@ class ApiRecMagics(Magics):
         self._owns_custom_exc = False
         formatter = cast(Any, shell).InteractiveTB
         if vars(formatter).get("structured_traceback") == self._traceback_as_written:
-            del formatter.structured_traceback  # IPython's own method again
+            del formatter.structured_traceback  # IPython's own method again...
+            if self._structured_traceback != formatter.structured_traceback:
+                formatter.structured_traceback = self._structured_traceback  # ...or what was there
         self._cell_files.clear()
         if warnings.showwarning == self._show_warning and self._showwarning is not None:
             warnings.showwarning = self._showwarning
