@@ -29,8 +29,13 @@ Each executed code cell's outputs are compared with the outputs stored in the no
   ``text/markdown``; images and other binary data are ignored;
 - errors as ``ename: evalue`` (tracebacks are not compared).
 
-A cell tagged ``ignore-output`` (or nbval's ``nbval-ignore-output``) is not compared. Before
-comparing, both sides go through the sanitiser rules in :data:`RULES`, in that order.
+A cell tagged ``ignore-output`` (or nbval's ``nbval-ignore-output``) is not compared. Outputs
+that the package showed by itself (the magics' notes, the ``%apirec`` state, the status table)
+are left out on both sides: they say ``recorded`` in a record run and ``replayed`` in a replay,
+and they are not what the notebook's code produced. They are recognised by their output metadata,
+``{"notebook_recorder": {...}}`` (:data:`OWN_OUTPUT_KEY`), which Jupyter, JupyterLab and VS Code
+keep when they save a notebook; their text does not matter. Before comparing, both sides go
+through the sanitiser rules in :data:`RULES`, in that order.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ ENV_NOTEBOOK = "NOTEBOOK_RECORDER_NOTEBOOK"
 """The absolute path of the notebook being run; the magics derive their default directory from it."""
 
 IGNORE_OUTPUT_TAGS = frozenset({"ignore-output", "nbval-ignore-output"})
+OWN_OUTPUT_KEY = "notebook_recorder"
+"""The output metadata key that marks an output the package showed by itself (the magics put
+``{"notebook_recorder": {"role": "note"}}`` on their notes); ``--check`` leaves such outputs out."""
 RAISES_TAG = "raises-exception"
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +253,12 @@ def _output_text(output: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def is_own_output(output: Mapping[str, Any]) -> bool:
+    """Whether ``output`` is one the package showed by itself (its metadata has :data:`OWN_OUTPUT_KEY`)."""
+    metadata = output.get("metadata")
+    return isinstance(metadata, Mapping) and OWN_OUTPUT_KEY in metadata
+
+
 def merge_streams(outputs: Iterable[Any]) -> list[Any]:
     """``outputs`` with consecutive pieces of one stream merged into one output (order kept).
 
@@ -269,13 +283,16 @@ def merge_streams(outputs: Iterable[Any]) -> list[Any]:
 def output_lines(outputs: Iterable[Mapping[str, Any]]) -> list[str]:
     """A cell's outputs as sanitised lines, each output introduced by ``[stdout]``, ``[out]``...
 
-    Pieces of a stream are merged: how a stream is split into messages depends on timing. For
-    the same reason stderr is compared as one block after the other outputs: its interleaving
-    with stdout depends on when each stream was flushed.
+    The package's own outputs (:func:`is_own_output`) are left out. Pieces of a stream are merged:
+    how a stream is split into messages depends on timing (and stdout printed before and after a
+    note left out is one piece). For the same reason stderr is compared as one block after the
+    other outputs: its interleaving with stdout depends on when each stream was flushed.
     """
     merged: list[tuple[str, str]] = []
     stderr = ""
     for output in outputs:
+        if is_own_output(output):
+            continue
         item = _output_text(output)
         if item is None:
             continue

@@ -636,6 +636,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                     count = f", execution count {diff.execution_count}" if diff.execution_count else ""
                     _out(f"cell {diff.index + 1}{count}: outputs differ", *_indent("\n".join(diff.diff), "  "))
                 if diffs:
+                    if any(_only_untagged_notes(diff.diff) for diff in diffs):
+                        _out(
+                            "  the stored outputs hold notebook-recorder's notes as plain output (saved by an older",
+                            "  version), and notes are no longer compared; store the outputs again with:",
+                            f"  {PROG} run {path} --output {path}",
+                        )
                     _out(f"FAILED {path.name}: {len(diffs)} cell(s) with different outputs")
                     ok = False
         if path in targets:
@@ -650,6 +656,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if failed:
             _out("failed: " + ", ".join(failed))
     return 1 if failed else 0
+
+
+def _only_untagged_notes(diff: list[str]) -> bool:
+    """Whether a cell's diff only removes stored lines that look like the magics' notes: outputs
+    stored before the notes were tagged in their metadata."""
+    removed = [line[1:] for line in diff if line.startswith("-") and not line.startswith("---")]
+    added = [line for line in diff if line.startswith("+") and not line.startswith("+++")]
+    notes = [line for line in removed if line.startswith("apirec: ")]
+    return bool(notes) and not added and all(line in notes or line == "[stdout]" for line in removed)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -727,7 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "--check compares each code cell's outputs with the stored ones: stdout, stderr (as one block), rich\n"
             "outputs as text (HTML with its tags stripped, else text/plain), errors as 'ename: evalue';\n"
-            f"images are ignored, and so are cells tagged {ignore_tags}.\n"
+            f"images are ignored, and so are cells tagged {ignore_tags}, and the outputs notebook-recorder\n"
+            "showed by itself (its notes and status tables, marked in their output metadata).\n"
             "Sanitisers applied to both sides first:\n" + describe_rules()
         ),
         formatter_class=_Formatter,

@@ -28,18 +28,35 @@ which IPython and ipykernel trigger in a ``finally`` block, restores the previou
 after an exception or an interrupt. ``%%apirec`` still works as an ordinary cell magic when it is
 called directly (``get_ipython().run_cell_magic("apirec", "replay", body)``).
 
+Because the first line stays one line, the body keeps its line numbers. IPython caches the
+rewritten source of each cell for its tracebacks; when the rewritten line runs it notes which
+cached cell it is in, and while IPython formats a traceback (``InteractiveTB.structured_traceback``,
+wrapped while the extension is loaded) those cells show the user's ``%%apirec`` line instead of
+the call. Only then: the rest of the time the cache holds valid Python, which ``inspect`` parses.
+
+A trailing ``# comment`` on a ``%apirec`` or ``%%apirec`` line is ignored, as in Python: a ``#``
+that starts a word outside quotes starts the comment (``--dir "a#b"`` and ``--dir a#b`` keep it).
+
 Settings are traitlets: ``%config ApiRecMagics.quiet = True`` turns off the notes the extension
 prints by itself (the per-cell note and the directory announcement), and so does
-``--ApiRecMagics.quiet=True`` on a kernel's command line. The notes go to stdout, because Jupyter
-shows stderr as a warning; they carry no timings, and every line starts with :data:`NOTE_PREFIX`.
+``--ApiRecMagics.quiet=True`` on a kernel's command line. Everything the extension shows by itself
+(the notes, the ``%apirec`` state, the status table, and the package's own warnings, such as
+``UnknownTypeWarning``) is display data whose output metadata is
+``{"notebook_recorder": {"role": ...}}`` (:data:`OWN_OUTPUT_KEY`): Jupyter shows it as plain text
+(not as a stderr warning), a terminal prints it, and ``notebook-recorder run --check`` leaves it
+out of the comparison, so a notebook saved from a record run passes a replay check. The notes
+carry no timings, and every line starts with :data:`NOTE_PREFIX`.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import linecache
 import os
 import re
+import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,17 +75,21 @@ from traitlets import Bool
 from . import _session
 from ._errors import RecordingNotFoundError
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode, valid_modes
+from ._notebooks import OWN_OUTPUT_KEY
 from ._session import Call, Recorder
 
 __all__ = [
     "NOTEBOOK_ENV",
     "NOTE_PREFIX",
+    "OWN_OUTPUT_KEY",
     "ApiRecMagics",
     "CallTable",
     "DefaultDir",
     "default_dir",
     "load_ipython_extension",
     "notebook_path",
+    "own_output_metadata",
+    "strip_comment",
     "unload_ipython_extension",
 ]
 
@@ -82,7 +103,8 @@ JUPYTER_SESSION_ENV = "JPY_SESSION_NAME"
 """Set by Jupyter Server in the kernel's environment to the notebook's path."""
 
 NOTE_PREFIX = "apirec: "
-"""Every line the extension prints by itself starts with this (handy for filtering outputs)."""
+"""Every line the extension prints by itself starts with this (for reading; ``run --check`` goes by
+the outputs' :data:`OWN_OUTPUT_KEY` metadata, not by this text)."""
 
 SUBCOMMANDS = ("status", "off")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
@@ -285,6 +307,13 @@ def _counts(calls: Sequence[Call]) -> str:
     return ", ".join(f"{counted[outcome]} {outcome}" for outcome in ordered if counted[outcome])
 
 
+def own_output_metadata(role: str) -> dict[str, Any]:
+    """The output metadata of an output the extension shows by itself: ``{"notebook_recorder":
+    {"role": role}}``, with ``role`` one of ``note``, ``state``, ``status``, ``warning``. ``notebook-recorder run
+    --check`` leaves outputs carrying it out of the comparison."""
+    return {OWN_OUTPUT_KEY: {"role": role}}
+
+
 def cell_note(calls: Sequence[Call]) -> str | None:
     """The note printed after a cell, e.g. ``apirec: replayed 2 calls from recordings/quickstart``.
 
@@ -342,6 +371,10 @@ class ApiRecMagics(Magics):
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
         self._announced: Path | None = None
         self._owns_custom_exc = False
+        self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
+        self._cell_files: dict[str, tuple[str, str]] = {}  # cached cell -> (rewritten, user's line)
+        self._structured_traceback: Callable[..., Any] | None = None  # IPython's, while wrapped
+        self._showwarning: Callable[..., None] | None = None  # the one before ours, while loaded
 
     @property
     def _shell(self) -> InteractiveShell:
@@ -390,7 +423,9 @@ class ApiRecMagics(Magics):
         Without --dir the directory in use is kept; the first one is recordings/<notebook
         stem>/ beside the notebook when the kernel can tell which notebook it runs, else
         ./recordings/. A note after each cell says what was replayed or recorded; turn it off
-        with %config ApiRecMagics.quiet = True.
+        with %config ApiRecMagics.quiet = True. The notes, the state and the status table are
+        tagged in their output metadata, so `notebook-recorder run --check` does not compare
+        them. A trailing # comment is ignored (a # inside quotes is kept).
         """
         args = self._parse(line, cell_magic=cell is not None)
         if cell is not None or args.this_cell:
@@ -401,7 +436,7 @@ class ApiRecMagics(Magics):
                 self._enter_cell(args)
         elif args.mode is None:
             self._reject(args, "--dir", "--scope", "--clear", command="%apirec without a mode")
-            print(self.state())
+            self._show(self.state(), "state")
         elif args.mode == "status":
             self._reject(args, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
@@ -416,6 +451,7 @@ class ApiRecMagics(Magics):
 
     def _parse(self, line: str, *, cell_magic: bool) -> argparse.Namespace:
         name = "%%apirec" if cell_magic else "%apirec"
+        line = strip_comment(line)
         try:
             args = _parse_argstring(self.apirec, line)
         except UsageError as exc:
@@ -475,22 +511,64 @@ class ApiRecMagics(Magics):
             return
         self._announced = path
         if forced is not None:
-            print(f"{NOTE_PREFIX}recordings go to {_display(forced).rstrip('/')}/ (${ENV_DIR})")
+            self._show(f"{NOTE_PREFIX}recordings go to {_display(forced).rstrip('/')}/ (${ENV_DIR})")
         else:
-            print(NOTE_PREFIX + default.describe())
+            self._show(NOTE_PREFIX + default.describe())
 
     def _warn_override(self, recorder: Recorder) -> None:
         if not self.quiet and recorder.mode is not recorder.requested_mode:
-            print(f"{NOTE_PREFIX}${ENV_MODE}={recorder.mode} overrides {recorder.requested_mode}")
+            self._show(f"{NOTE_PREFIX}${ENV_MODE}={recorder.mode} overrides {recorder.requested_mode}")
 
     # -- this cell only -----------------------------------------------------------------------
 
     def _enter_cell(self, args: argparse.Namespace) -> None:
         """The first line of a ``%%apirec`` cell, rewritten by the input transformer."""
+        self._remember_cell_file()
         if not self._frames:
             raise UsageError("%%apirec must be the first line of a cell")
         context = self._cell_recording(args)
         self._frames[-1].contexts.append((context, context.__enter__()))
+
+    def _remember_cell_file(self) -> None:
+        """Note which cached cell source runs this ``%%apirec`` line, and what the user wrote.
+
+        The cell is the nearest calling frame whose cached first line is one :meth:`transform`
+        wrote; :meth:`_traceback_as_written` shows the user's line there.
+        """
+        frame = sys._getframe(1)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            entry = linecache.cache.get(filename)
+            if entry is not None and len(entry) == 4 and entry[2]:
+                original = self._rewritten.get(entry[2][0])
+                if original is not None:
+                    self._cell_files[filename] = (entry[2][0], original)
+                    return
+            frame = frame.f_back  # type: ignore[assignment]
+
+    @contextmanager
+    def _cells_as_written(self) -> Iterator[None]:
+        """The cached source of the ``%%apirec`` cells shows the user's first line, for a while."""
+        swapped: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = []
+        for filename, (rewritten, original) in self._cell_files.items():
+            entry = linecache.cache.get(filename)
+            if entry is not None and len(entry) == 4 and entry[2] and entry[2][0] == rewritten:
+                size, mtime, lines, name = entry
+                shown = (size, mtime, [original, *lines[1:]], name)
+                linecache.cache[filename] = shown
+                swapped.append((filename, tuple(entry), shown))
+        try:
+            yield
+        finally:
+            for filename, entry, shown in swapped:
+                if linecache.cache.get(filename) is shown:
+                    linecache.cache[filename] = entry  # type: ignore[assignment]
+
+    def _traceback_as_written(self, *args: Any, **kwargs: Any) -> Any:
+        """``InteractiveTB.structured_traceback``, with the ``%%apirec`` cells as written."""
+        assert self._structured_traceback is not None
+        with self._cells_as_written():
+            return self._structured_traceback(*args, **kwargs)
 
     def _run_cell_body(self, args: argparse.Namespace, cell: str) -> None:
         """``%%apirec`` called as a plain cell magic: run the body as a nested cell."""
@@ -506,7 +584,7 @@ class ApiRecMagics(Magics):
         with _usage_errors():
             context = _session.recording(mode, directory, scope)
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:
-            print(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
+            self._show(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
         return context
 
     # -- state and status ---------------------------------------------------------------------
@@ -556,9 +634,31 @@ class ApiRecMagics(Magics):
         calls = _session.calls()
         if clear:
             _session.clear_calls()
-            print(f"{NOTE_PREFIX}call log cleared ({_plural(len(calls), 'call')})")
+            self._show(f"{NOTE_PREFIX}call log cleared ({_plural(len(calls), 'call')})", "status")
             return
-        cast(Callable[[object], None], display)(CallTable(calls))
+        cast(Callable[..., None], display)(CallTable(calls), metadata=own_output_metadata("status"))
+
+    def _show(self, text: str, role: str = "note") -> None:
+        """Show one of the extension's own outputs: display data with only a ``text/plain``
+        version, tagged :func:`own_output_metadata` (a terminal prints the text)."""
+        publisher: Any = cast(Any, self._shell).display_pub
+        publisher.publish(data={"text/plain": text}, metadata=own_output_metadata(role))
+
+    def _show_warning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        """``warnings.showwarning`` while loaded: the package's own warnings (``UnknownTypeWarning``,
+        ...) are shown like its notes, tagged; any other warning goes where it went before."""
+        if file is None and category.__module__.partition(".")[0] == "notebook_recorder":
+            self._show(f"{NOTE_PREFIX}{category.__name__}: {message}", "warning")
+        elif self._showwarning is not None:
+            self._showwarning(message, category, filename, lineno, file, line)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -585,7 +685,7 @@ class ApiRecMagics(Magics):
         if not self._frames and frame.cell is not None and not self.quiet:
             note = cell_note(_calls_since(frame))
             if note:
-                print(note)
+                self._show(note)
 
     @staticmethod
     def _unwind(frame: _Frame) -> None:
@@ -610,7 +710,13 @@ class ApiRecMagics(Magics):
         body = lines[1:]
         if body and body[0].startswith("%%"):
             body = _transform_cell_magic(body)  # another cell magic right after ours
-        return [f"get_ipython().run_line_magic('apirec', {argstring!r})\n", *body]
+        rewritten = f"get_ipython().run_line_magic('apirec', {argstring!r})\n"
+        # What the user wrote, for _remember_cell_file (a few recent lines are enough).
+        self._rewritten.pop(rewritten, None)
+        self._rewritten[rewritten] = lines[0].rstrip("\r\n") + "\n"
+        while len(self._rewritten) > 32:
+            del self._rewritten[next(iter(self._rewritten))]
+        return [rewritten, *body]
 
     # Let `check_complete` treat `%%apirec` like any cell magic (a blank line ends it in a terminal).
     transform.has_side_effects = True  # type: ignore[attr-defined]
@@ -629,6 +735,11 @@ class ApiRecMagics(Magics):
         if not shell.custom_exceptions:  # a single slot: never take it from another extension
             cast(Any, shell).set_custom_exc((RecordingNotFoundError,), show_missing_recording)
             self._owns_custom_exc = True
+        formatter = cast(Any, shell).InteractiveTB
+        self._structured_traceback = formatter.structured_traceback
+        formatter.structured_traceback = self._traceback_as_written
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._show_warning
 
     def detach(self) -> None:
         """Undo :meth:`attach`, and leave any ``%%apirec`` cell that is still open."""
@@ -656,6 +767,14 @@ class ApiRecMagics(Magics):
         if self._owns_custom_exc and shell.custom_exceptions == (RecordingNotFoundError,):
             cast(Any, shell).set_custom_exc((), None)
         self._owns_custom_exc = False
+        formatter = cast(Any, shell).InteractiveTB
+        if vars(formatter).get("structured_traceback") == self._traceback_as_written:
+            del formatter.structured_traceback  # IPython's own method again...
+            if self._structured_traceback != formatter.structured_traceback:
+                formatter.structured_traceback = self._structured_traceback  # ...or what was there
+        self._cell_files.clear()
+        if warnings.showwarning == self._show_warning and self._showwarning is not None:
+            warnings.showwarning = self._showwarning
         configurables: list[object] = cast(Any, shell).configurables
         if self in configurables:
             configurables.remove(self)
@@ -668,6 +787,27 @@ def _calls_since(frame: _Frame) -> list[Call]:
     if len(calls) >= frame.calls_before and calls[frame.calls_before - 1] is frame.last_call:
         return calls[frame.calls_before :]
     return calls  # the log was cleared during the cell
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its trailing ``# comment``, as in Python and the shell.
+
+    A ``#`` starts the comment when it starts a word outside quotes: ``replay  # the session``
+    becomes ``replay``, while ``--dir "a#b"``, ``--dir 'a #b'`` and ``--dir a#b`` keep their ``#``.
+    A quote that is never closed is left for the argument parser to report.
+    """
+    quote: str | None = None
+    previous = " "
+    for index, char in enumerate(line):
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous.isspace():
+            return line[:index].rstrip()
+        previous = char
+    return line
 
 
 def _unquote(value: str) -> str:

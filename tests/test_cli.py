@@ -51,9 +51,15 @@ SUBCOMMANDS = ("run", "ls", "show", "verify", "import", "prune")
 # ---------------------------------------------------------------------------------------------
 
 
-def cli(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The command as a subprocess; kernels it starts import this checkout too."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+def cli(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command as a subprocess; kernels it starts import this checkout too. ``env`` adds variables."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "notebook_recorder.cli", *map(str, args)],
         cwd=cwd,
@@ -414,13 +420,15 @@ def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording
     assert "[4/5] cell 5 ok" in result.stdout
     assert "demo.ipynb: 5 code cells, 1 call replayed from 1 file" in result.stdout
     stored = nbformat.read(nb_path, as_version=4)
-    # one merged stream output; the magic's note shows it found recordings/<notebook stem>/
+    # one merged stream output; the magic's note, tagged as its own, shows it found
+    # recordings/<notebook stem>/
     assert stored.cells[4].outputs == [
+        {"name": "stdout", "output_type": "stream", "text": f"{CHAT_ANSWER}\n"},
         {
-            "name": "stdout",
-            "output_type": "stream",
-            "text": f"{CHAT_ANSWER}\napirec: replayed 1 call from recordings/demo\n",
-        }
+            "output_type": "display_data",
+            "data": {"text/plain": "apirec: replayed 1 call from recordings/demo"},
+            "metadata": {"notebook_recorder": {"role": "note"}},
+        },
     ]
     assert stored.cells[5].outputs[0]["data"]["text/plain"] == "['replayed']"
 
@@ -428,7 +436,7 @@ def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("outputs match")
 
-    stored.cells[4].outputs[0]["text"] = "The latest stable version of Python is Python 2.7."
+    stored.cells[4].outputs[0]["text"] = "The latest stable version of Python is Python 2.7.\n"
     nbformat.write(stored, nb_path)
     result = cli("run", nb_path, "--check")
     assert result.returncode == 1
@@ -449,6 +457,107 @@ def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording
     assert f"notebook-recorder run {nb_path} --mode record-if-missing" in out
     assert "[5/5]" not in out  # the run stops at the failing cell
     assert "Traceback" not in result.stderr
+
+
+# A notebook as the README has it: the session in record-if-missing (with a trailing comment), a
+# plain call, a %%apirec cell that streams, the status table and the state.
+RECORDED_NOTEBOOK = [
+    "%load_ext notebook_recorder",
+    "%apirec record-if-missing   # the whole session: record what is missing, replay the rest",
+    "import openai\n\nclient = openai.OpenAI(max_retries=0)",
+    "reply = client.chat.completions.create(\n"
+    '    model="gpt-4o", messages=[{"role": "user", "content": "What is the latest Python?"}]\n)\n'
+    "print(reply.choices[0].message.content)",
+    "%%apirec record-if-missing  # this cell only\n"
+    "stream = client.chat.completions.create(\n"
+    '    model="gpt-4o", messages=[{"role": "user", "content": "Say it token by token"}], stream=True\n)\n'
+    "for chunk in stream:\n"
+    "    if chunk.choices:\n"
+    '        print(chunk.choices[0].delta.content or "", end="")\n'
+    "print()",
+    "%apirec status",
+    "%apirec",
+]
+
+
+def test_a_notebook_saved_from_any_mode_passes_a_replay_check(tmp_path: Path) -> None:
+    """`run --mode record --output`, then `run --mode replay --check` with no server and no key;
+    likewise for record-if-missing and replay. The notes and tables that say recorded in one run
+    and replayed in the other are no difference; a changed output of the user's code is."""
+    from wire_server import TEST_API_KEY, WireServer
+
+    notebooks = {name: tmp_path / name / "nb.ipynb" for name in ("record", "rim", "replay")}
+    for path in notebooks.values():
+        path.parent.mkdir()
+        nbformat.write(nbformat.v4.new_notebook(cells=list(map(nbformat.v4.new_code_cell, RECORDED_NOTEBOOK))), path)
+
+    with WireServer() as server:
+        online = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": TEST_API_KEY}
+        result = cli("run", notebooks["record"], "--mode", "record", "--output", notebooks["record"], env=online)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "nb.ipynb: 7 code cells, 2 calls recorded from 2 files" in result.stdout
+        recordings = sorted((tmp_path / "record" / "recordings" / "nb").iterdir())
+        assert len(recordings) == 2
+        # record-if-missing with one of the two already recorded: it replays one, records one.
+        (tmp_path / "rim" / "recordings" / "nb").mkdir(parents=True)
+        shutil.copy(recordings[0], tmp_path / "rim" / "recordings" / "nb")
+        result = cli("run", notebooks["rim"], "--mode", "record-if-missing", "--output", notebooks["rim"], env=online)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 calls (1 recorded, 1 replayed)" in result.stdout
+        served = len(server.requests)
+        assert served == 3
+        shutil.copytree(tmp_path / "record" / "recordings", tmp_path / "replay" / "recordings")
+    assert not server.running
+    offline = {"OPENAI_BASE_URL": server.base_url}  # stopped: a call that is not replayed fails
+    result = cli("run", notebooks["replay"], "--output", notebooks["replay"], env=offline)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    stored = nbformat.read(notebooks["record"], as_version=4)
+    notes = [o for cell in stored.cells for o in cell.outputs if "notebook_recorder" in o.get("metadata", {})]
+    assert any("recorded 1 call" in o.data["text/plain"] for o in notes)
+    assert any("apirec-status" in o.data.get("text/html", "") for o in notes)
+    assert not any("apirec:" in o.get("text", "") for cell in stored.cells for o in cell.outputs)
+
+    # JupyterLab and VS Code keep output metadata but may rewrite the rest: a saved round trip.
+    saved = tmp_path / "replay" / "saved.ipynb"
+    nbformat.write(nbformat.reads(json.dumps(json.loads(notebooks["replay"].read_text())), as_version=4), saved)
+    (tmp_path / "replay" / "recordings" / "saved").symlink_to("nb")
+
+    result = cli("run", *notebooks.values(), saved, "--check", env=offline)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert out.count("outputs match") == 4
+    assert "4 notebooks: 4 passed, 0 failed" in out
+
+    # Outputs stored by an older version, with the notes as stdout: the check says what to do.
+    legacy = nbformat.read(notebooks["replay"], as_version=4)
+    for cell in legacy.cells:
+        cell.outputs = [
+            nbformat.v4.new_output("stream", name="stdout", text=o.data["text/plain"] + "\n")
+            if o.get("metadata", {}).get("notebook_recorder", {}).get("role") == "note"
+            else o
+            for o in cell.outputs
+        ]
+    nbformat.write(legacy, notebooks["replay"])
+    result = cli("run", notebooks["replay"], "--check", env=offline)
+    assert result.returncode == 1
+    assert "  -apirec: replayed 1 call from recordings/nb" in result.stdout
+    assert "the stored outputs hold notebook-recorder's notes as plain output" in result.stdout
+    assert f"notebook-recorder run {notebooks['replay']} --output {notebooks['replay']}" in result.stdout
+
+    # A real difference in the user's own output still fails, with a diff of that cell alone.
+    cell = stored.cells[3]
+    (stdout,) = [o for o in cell.outputs if o.output_type == "stream"]
+    stdout["text"] = "Python 2.7 is the latest.\n"
+    nbformat.write(stored, notebooks["record"])
+    result = cli("run", notebooks["record"], "--check", env=offline)
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "cell 4, execution count 4: outputs differ" in out
+    assert "  -Python 2.7 is the latest." in out
+    assert "FAILED nb.ipynb: 1 cell(s) with different outputs" in out
+    assert "apirec" not in out.split("outputs differ", 1)[1].split("FAILED", 1)[0]  # no note in the diff
+    assert "older version" not in out
 
 
 def test_run_check_sanitises_volatile_outputs_and_reports_real_differences(tmp_path: Path) -> None:
@@ -573,3 +682,29 @@ def test_sanitised_alike(a: str, b: str) -> None:
 )
 def test_sanitisers_keep_real_differences(a: str, b: str) -> None:
     assert sanitize(a) != sanitize(b)
+
+
+def test_the_packages_own_outputs_are_left_out_of_the_comparison() -> None:
+    """Tagged outputs go, whatever they say; untagged ones stay, even when they look like notes."""
+    from notebook_recorder._notebooks import is_own_output, output_lines
+
+    def note(text: str, role: str = "note", kind: str = "display_data") -> dict[str, object]:
+        return {"output_type": kind, "data": {"text/plain": text}, "metadata": {"notebook_recorder": {"role": role}}}
+
+    def stdout(text: str) -> dict[str, object]:
+        return {"output_type": "stream", "name": "stdout", "text": text}
+
+    recorded = [stdout("Hello\n"), note("apirec: recorded 1 call to recs"), stdout("bye\n")]
+    replayed = [stdout("Hello\nbye\n"), note("apirec: replayed 1 call from recs")]
+    assert output_lines(recorded) == output_lines(replayed) == ["[stdout]", "Hello", "bye"]
+    table = note("#  outcome\n1  recorded", "status")
+    table["data"] = {"text/html": "<table><tr><td>recorded</td></tr></table>", "text/plain": "1  recorded"}
+    assert output_lines([table, note("mode: record", "state", "execute_result")]) == []
+    assert is_own_output(table) and not is_own_output(stdout("apirec: recorded 1 call"))
+    # Matching is by metadata only: a user's print or a display without the tag is compared.
+    assert output_lines([stdout("apirec: recorded 1 call to recs\n")]) == [
+        "[stdout]",
+        "apirec: recorded 1 call to recs",
+    ]
+    other = {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {"text/plain": {"isolated": True}}}
+    assert output_lines([other]) == ["[display]", "x"]

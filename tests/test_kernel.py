@@ -7,6 +7,7 @@ server stopped, and ``%%apirec`` cells interrupted with a real SIGINT.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -57,14 +58,25 @@ def text(cell: NotebookNode) -> str:
     return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
 
 
+def own(output: NotebookNode) -> str | None:
+    """The role of an output the extension showed by itself (its metadata says so), else None."""
+    tag = output.get("metadata", {}).get("notebook_recorder")
+    return None if tag is None else str(tag["role"])
+
+
+def notes(cell: NotebookNode) -> str:
+    """What the extension showed by itself in a cell (notes, state), one output per line."""
+    return "".join(output.data["text/plain"] + "\n" for output in cell.outputs if own(output) in ("note", "state"))
+
+
 def comparable(cell: NotebookNode) -> list[Any]:
     """A cell's outputs without the extension's own notes (which say recorded vs replayed)."""
     result: list[Any] = []
     for output in cell.outputs:
+        if own(output) is not None:
+            continue
         if output.output_type == "stream":
-            kept = [line for line in output.text.splitlines() if not line.startswith("apirec: ")]
-            if kept:
-                result.append((output.name, kept))
+            result.append((output.name, output.text.splitlines()))
         elif output.output_type in ("execute_result", "display_data"):
             result.append((output.output_type, dict(output.data)))
         else:
@@ -123,18 +135,21 @@ def test_record_then_replay_with_the_server_stopped(notebook: Path, wire_server:
     assert "Python" in result(cell_await[1])  # top-level await in a %%apirec cell
     assert result(session_await[1]).startswith("(1536,")  # and after %apirec
 
-    # What the extension said about it.
-    assert text(start[0]) == "apirec: recordings go to recordings/roundtrip/ (notebook roundtrip.ipynb)\n"
-    assert "apirec: $APIREC_MODE=replay overrides record-if-missing" in text(start[1])
-    assert text(sync[0]).endswith("apirec: recorded 1 call to recordings/roundtrip\n")
-    assert text(sync[1]).endswith("apirec: replayed 1 call from recordings/roundtrip\n")
-    assert text(cell_await[1]) == (
+    # What the extension said about it: display data tagged as its own, never stdout.
+    assert notes(start[0]) == "apirec: recordings go to recordings/roundtrip/ (notebook roundtrip.ipynb)\n"
+    assert "apirec: $APIREC_MODE=replay overrides record-if-missing" in notes(start[1])
+    assert notes(sync[0]).endswith("apirec: recorded 1 call to recordings/roundtrip\n")
+    assert notes(sync[1]).endswith("apirec: replayed 1 call from recordings/roundtrip\n")
+    assert notes(cell_await[1]) == (
         "apirec: $APIREC_MODE=replay overrides record-if-missing\napirec: replayed 1 call from recordings/roundtrip\n"
     )
+    assert not any("apirec:" in text(cell) for pair in code for cell in pair)
+    assert [o.output_type for o in sync[1].outputs if own(o) is not None] == ["display_data"]
 
     # %apirec status: an HTML table in the notebook, with a text version beside it.
     table = status[1].outputs[0]
     assert table.output_type == "display_data"
+    assert own(table) == "status"
     assert table.data["text/html"].startswith('<table class="apirec-status">')
     assert "4 calls: 4 replayed" in table.data["text/plain"]
 
@@ -206,7 +221,7 @@ def test_interrupted_cell_restores_the_previous_mode(kernel: NotebookClient, tmp
     assert [o.output_type for o in cell.outputs] == ["error"]
 
     state = run(kernel, "%apirec")
-    assert text(state).splitlines()[:4] == [
+    assert notes(state).splitlines()[:4] == [
         "mode:        live",
         "dir:         recs",
         "scope:       none",
@@ -214,3 +229,38 @@ def test_interrupted_cell_restores_the_previous_mode(kernel: NotebookClient, tmp
     ]
     probe = run(kernel, "from notebook_recorder import _session\nprint(len(_session._stack))")
     assert text(probe) == "0\n"
+
+
+def test_comments_and_tracebacks_read_like_ipython(kernel: NotebookClient, tmp_path: Path) -> None:
+    """A trailing comment on a magic line is ignored, and a ``%%apirec`` cell's traceback shows
+    the cell as it was written, with its own line numbers."""
+    (tmp_path / "recs").mkdir()
+    run(kernel, "%load_ext notebook_recorder")
+    start = run(kernel, "%apirec replay --dir recs   # the whole session: replay only")
+    assert [o.output_type for o in start.outputs] == []
+    state = run(kernel, "%apirec  # where are we?")
+    assert notes(state).splitlines()[:2] == ["mode:        replay", "dir:         recs"]
+
+    cell = run(kernel, "%%apirec live  # this cell only\nanswer = 41\nraise ValueError(f'not {answer}')")
+    (error,) = cell.outputs
+    assert (error.output_type, error.ename, error.evalue) == ("error", "ValueError", "not 41")
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
+    assert re.search(r"line 3\b", shown)
+    assert "----> 3 raise ValueError(f'not {answer}')" in shown
+    assert "      1 %%apirec live  # this cell only" in shown
+    assert "run_line_magic" not in shown and "--this-cell" not in shown
+
+    after = run(kernel, "%apirec")
+    assert notes(after).splitlines()[0] == "mode:        replay"  # the cell's mode ended with it
+
+    # The package's own warnings are tagged like its notes; other warnings stay on stderr.
+    warned = run(
+        kernel,
+        "import warnings\nfrom notebook_recorder._codec import UnknownTypeWarning\n"
+        "warnings.warn('cannot import recorded type x.Y', UnknownTypeWarning)\n"
+        "warnings.warn('not ours', UserWarning)",
+    )
+    roles = [(o.output_type, own(o)) for o in warned.outputs]
+    assert roles == [("display_data", "warning"), ("stream", None)], warned.outputs
+    assert warned.outputs[0].data["text/plain"] == "apirec: UnknownTypeWarning: cannot import recorded type x.Y"
+    assert warned.outputs[1].name == "stderr" and "UserWarning: not ours" in warned.outputs[1].text

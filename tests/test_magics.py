@@ -6,6 +6,7 @@ restoration, status, completion, the default directory and the notes, quickly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +32,7 @@ from notebook_recorder.ipython import (
     cell_note,
     default_dir,
     notebook_path,
+    strip_comment,
 )
 
 CHAT = "c.chat.completions.create(model='gpt-4o', messages=[{'role': 'user', 'content': %r}])"
@@ -135,6 +137,8 @@ def test_help_comes_from_magic_arguments(ip: InteractiveShell) -> None:
     for flag in ("--dir DIR", "--scope S", "--clear"):
         assert flag in doc
     assert "--this-cell" not in doc  # the transformer's private flag stays hidden
+    assert "# comment is ignored" in doc
+    assert "Examples" in doc and "%apirec status --clear" in doc and "record-if-missing" in doc
 
 
 def test_session_mode_dir_and_scope(ip: InteractiveShell) -> None:
@@ -170,6 +174,58 @@ def test_quoted_directory_with_spaces(ip: InteractiveShell) -> None:
     run(ip, '%apirec record --dir "my recs"').raise_error()
     recorder = _session.session()
     assert recorder is not None and recorder.requested_dir == Path("my recs")
+
+
+@pytest.mark.parametrize(
+    ("line", "mode", "directory"),
+    [
+        ("%apirec record-if-missing   # the whole session: record what is missing", "record-if-missing", "recordings"),
+        ("%apirec record --dir recs#  #no space after the hash", "record", "recs#"),
+        ('%apirec record --dir "a#b"  # a quoted hash is no comment', "record", "a#b"),
+        ("%apirec record --dir 'a #b'", "record", "a #b"),
+        ("%apirec record --dir a#b", "record", "a#b"),
+        ("%apirec live --dir recs #", "live", "recs"),
+        ("%apirec live\t# a tab before it", "live", "recordings"),
+    ],
+)
+def test_trailing_comments_are_ignored(ip: InteractiveShell, line: str, mode: str, directory: str) -> None:
+    run(ip, line).raise_error()
+    recorder = _session.session()
+    assert recorder is not None
+    assert (recorder.requested_mode.value, recorder.requested_dir) == (mode, Path(directory))
+
+
+def test_comments_after_subcommands_and_the_cell_magic(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(ip, "%apirec live --dir recs  # start").raise_error()
+    capsys.readouterr()
+    run(ip, "%apirec   # where are we?").raise_error()
+    assert capsys.readouterr().out.splitlines()[0] == "mode:        live"
+    run(ip, "%apirec status  # the table").raise_error()
+    assert capsys.readouterr().out == "apirec: no calls in this session yet\n"
+    run(ip, f"%%apirec record  # this cell only: --dir ignored\n{PROBE}").raise_error()
+    assert ip.user_ns["seen"] == "record"
+    run(ip, "%apirec off # done").raise_error()
+    assert _session.session() is None
+    # A comment is not an argument: the mistake before it is still reported.
+    assert "unrecognized arguments: --bogus" in usage_error(ip, "%apirec record --bogus  # typo", capsys)
+
+
+@pytest.mark.parametrize(
+    ("line", "stripped"),
+    [
+        ("replay", "replay"),
+        ("replay # c", "replay"),
+        ("# only a comment", ""),
+        ("--dir 'a # b' # c", "--dir 'a # b'"),
+        ('--dir "a#b"', '--dir "a#b"'),
+        ("--dir a#b#c", "--dir a#b#c"),
+        ("--dir 'unclosed # c", "--dir 'unclosed # c"),  # left for the parser to report
+    ],
+)
+def test_strip_comment(line: str, stripped: str) -> None:
+    assert strip_comment(line) == stripped
 
 
 def test_off_goes_live_and_removes_patches(ip: InteractiveShell) -> None:
@@ -240,6 +296,54 @@ def test_cell_body_is_plain_top_level_code(ip: InteractiveShell) -> None:
     while tb.tb_next is not None:
         tb = tb.tb_next
     assert tb.tb_lineno == 3  # line numbers are the cell's own
+
+
+@pytest.mark.parametrize("xmode", ["Context", "Plain", "Verbose"])
+def test_cell_tracebacks_show_the_cells_own_lines(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], xmode: str
+) -> None:
+    ip.run_line_magic("xmode", xmode)
+    capsys.readouterr()
+    try:
+        run(ip, "%%apirec live --dir recs  # one cell\nanswer = 41\nraise ValueError(f'not {answer}')\n")
+    finally:
+        ip.run_line_magic("xmode", "Context")
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    assert "ValueError: not 41" in shown
+    assert "raise ValueError(f'not {answer}')" in shown
+    assert re.search(r"line 3\b", shown)
+    assert "run_line_magic" not in shown and "--this-cell" not in shown
+    if xmode != "Plain":  # the context lines above the failing one: the cell as written
+        assert "%%apirec live --dir recs  # one cell" in shown
+        assert "answer = 41" in shown
+    # A function defined in such a cell fails later with the cell's lines too.
+    run(ip, "%%apirec live\ndef fail():\n    raise KeyError('late')\n").raise_error()
+    capsys.readouterr()
+    run(ip, "fail()")
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    assert "raise KeyError('late')" in shown and "run_line_magic" not in shown
+
+
+def test_cell_source_stays_python_outside_tracebacks(ip: InteractiveShell) -> None:
+    """Only tracebacks show the magic line: tools that parse the running cell's source (executing,
+    icecream, stack_data) still find valid Python."""
+    code = (
+        "%%apirec live\n"
+        "import ast, inspect, linecache\n"
+        "frame = inspect.currentframe()\n"
+        "tree = ast.parse(''.join(linecache.getlines(frame.f_code.co_filename)))\n"
+    )
+    run(ip, code).raise_error()
+    run(ip, "raise ValueError('shown as written')")  # a traceback in between changes nothing
+    run(ip, code.replace("tree =", "again =")).raise_error()
+
+
+def test_unload_gives_ipython_its_traceback_formatter_back(ip: InteractiveShell) -> None:
+    formatter: Any = ip.InteractiveTB
+    assert "structured_traceback" in vars(formatter)
+    ip.run_line_magic("unload_ext", "notebook_recorder")
+    assert "structured_traceback" not in vars(formatter)
+    ip.run_line_magic("load_ext", "notebook_recorder")
 
 
 def test_cell_body_with_top_level_await(ip: InteractiveShell) -> None:
@@ -432,6 +536,69 @@ def test_note_after_cells_that_record_or_replay(
     run(ip, "%apirec record-if-missing").raise_error()
     run(ip, f"{chat % 'a'}\n{chat % 'c'}\npass").raise_error()
     assert capsys.readouterr().out == "apirec: replayed 1 call, recorded 1 call in recs\n"
+
+
+def test_everything_the_extension_shows_is_tagged_display_data(
+    ip: InteractiveShell, chat: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Notes, the state and the status table go through the display publisher with the metadata
+    that `run --check` goes by; the user's own output is untouched."""
+    shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    publish = ip.display_pub.publish
+
+    def spy(data: dict[str, Any], metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        shown.append((data, metadata or {}))
+        publish(data, metadata, **kwargs)
+
+    monkeypatch.setattr(ip.display_pub, "publish", spy)
+    monkeypatch.setenv("APIREC_MODE", "record")
+    run(ip, "%apirec replay").raise_error()  # announces the directory, and the override
+    run(ip, f"print('mine')\n{chat % 'a'}\npass").raise_error()
+    run(ip, "%apirec").raise_error()
+    run(ip, "%apirec status").raise_error()
+    run(ip, "%apirec status --clear").raise_error()
+    roles = [metadata.get("notebook_recorder", {}).get("role") for _, metadata in shown]
+    assert roles == ["note", "note", "note", "state", "status", "status"]
+    texts = [data["text/plain"] for data, _ in shown]
+    assert texts[:3] == [
+        "apirec: recordings go to recordings/ (the kernel does not know which notebook it runs)",
+        "apirec: $APIREC_MODE=record overrides replay",
+        "apirec: recorded 1 call to recordings",
+    ]
+    assert texts[3].startswith("mode:        record\n")
+    assert texts[4].endswith("1 call: 1 recorded")
+    assert texts[5] == "apirec: call log cleared (1 call)"
+    assert "mine\n" in capsys.readouterr().out  # a print stays a print
+
+
+@pytest.mark.filterwarnings("ignore:not ours:UserWarning")
+def test_the_packages_warnings_are_tagged_and_others_are_not(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    publish = ip.display_pub.publish
+
+    def spy(data: dict[str, Any], metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        shown.append((data, metadata or {}))
+        publish(data, metadata, **kwargs)
+
+    monkeypatch.setattr(ip.display_pub, "publish", spy)
+    code = (
+        "import warnings\n"
+        "from notebook_recorder._codec import UnknownTypeWarning\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('always', UnknownTypeWarning)\n"
+        "    warnings.warn(\"cannot import recorded type 'x.Y'\", UnknownTypeWarning)\n"
+        "    warnings.warn('not ours', UserWarning)\n"
+    )
+    run(ip, code).raise_error()
+    assert shown == [
+        (
+            {"text/plain": "apirec: UnknownTypeWarning: cannot import recorded type 'x.Y'"},
+            {"notebook_recorder": {"role": "warning"}},
+        )
+    ]
+    # (other warnings go to the showwarning in place before: stderr in a kernel, see test_kernel.py)
 
 
 def test_no_note_for_live_calls(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFixture[str]) -> None:
