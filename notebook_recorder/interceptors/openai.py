@@ -302,48 +302,57 @@ def _check_key(client: BaseClient[Any, Any], decision: Decision) -> None:
 # Websocket connections (the realtime API): not recorded, so never made while replaying
 # ---------------------------------------------------------------------------------------------
 #
-# The SDK's websocket paths (``client.realtime.connect()``, ``client.beta.realtime.connect()``, the
-# Responses websocket, and in openai 3.x ``live``, ``sideband``, ``forks`` and realtime
-# ``translations``) bypass ``request``. Each is a ``...ConnectionManager`` whose ``__enter__`` /
-# ``__aenter__`` (aliased as ``enter``), and whose reconnects in 3.x, call
-# ``websockets.sync.client.connect`` or ``websockets.asyncio.client.connect``, imported at call
-# time. Those two functions are the one place all of them pass through, in both SDK majors, so
-# they are the patch point (patching the sixteen manager classes instead would mean importing
-# their modules, 0.5-0.9 s, every time recording starts). Only calls made directly from the
-# ``openai`` package are intercepted; anyone else's websocket goes to the original untouched (the
-# network guard in ``_network`` sees it). Without ``websockets`` installed the SDK cannot open
-# these connections at all, and nothing is patched.
+# The second patch point. The SDK's websocket paths (``client.realtime.connect()``,
+# ``client.beta.realtime.connect()``, the Responses websocket, and in openai 3.x ``live``,
+# ``sideband``, ``forks`` and realtime ``translations``) bypass ``request``. Each is a
+# ``...ConnectionManager`` whose ``__enter__`` / ``__aenter__`` (aliased as ``enter``), and whose
+# reconnects in 3.x, open the socket through the ``websockets`` package: sync paths call
+# ``websockets.sync.client.connect()``, imported at call time; async paths build a
+# ``websockets.asyncio.client.connect`` (in 3.x through a subclass of it) and await it. That is
+# the one place all of them pass through in both SDK majors, so it is patched there: the sync
+# function is replaced, and the async class's ``__init__`` and connecting coroutine are wrapped
+# (subclasses inherit them). Patching the sixteen manager classes instead would mean importing
+# their modules, 0.5-0.9 s, every time recording starts. Only connections that the ``openai``
+# package itself opens are intercepted (the caller's module is checked); anyone else's websocket
+# goes through untouched, and the network guard in ``_network`` sees it. Without ``websockets``
+# installed the SDK cannot open these connections at all, and nothing is patched.
 #
 # ``replay`` / ``record-if-missing``: NotRecordableError, before any connection is opened.
 # ``record``: a warning, once per recorder, and the connection goes through. ``live``: nothing.
 
-_WEBSOCKET_CONNECTS = ("websockets.sync.client", "websockets.asyncio.client")
 _ws_originals: dict[str, Callable[..., Any]] = {}
 _ws_warned: weakref.WeakSet[Recorder] = weakref.WeakSet()
 _ws_missing: list[bool] = []  # websockets was looked for and is not installed
+_ws_connecting_name: list[str] = []  # the async class's connecting coroutine method
+_WS_SDK = "_notebook_recorder_sdk"  # set on an async connect object that the SDK built
 
 
 def _install_websockets() -> None:
-    for name in _WEBSOCKET_CONNECTS:
-        if name in _ws_originals or _ws_missing:
-            continue
-        try:
-            module: Any = importlib.import_module(name)
-        except ImportError:
-            _ws_missing.append(True)
-            return
-        original = module.connect
-        _ws_originals[name] = original
-        wrap = _ws_connect_sync if name.startswith("websockets.sync") else _ws_connect_async
-        module.connect = wrap(original)
+    if _ws_originals or _ws_missing:
+        return
+    try:
+        sync: Any = importlib.import_module("websockets.sync.client")
+        aio: Any = importlib.import_module("websockets.asyncio.client")
+    except ImportError:
+        _ws_missing.append(True)
+        return
+    connecting = "connect" if "connect" in vars(aio.connect) else "__await_impl__"  # websockets < 14
+    _ws_originals.update(sync=sync.connect, init=aio.connect.__init__, connecting=getattr(aio.connect, connecting))
+    _ws_connecting_name[:] = [connecting]
+    sync.connect = _ws_connect_sync(sync.connect)
+    aio.connect.__init__ = _ws_init(aio.connect.__init__)
+    setattr(aio.connect, connecting, _ws_connecting(getattr(aio.connect, connecting)))
 
 
 def _uninstall_websockets() -> None:
-    for name, original in list(_ws_originals.items()):
-        module: Any = sys.modules.get(name)
-        if module is not None and getattr(module.connect, "__wrapped__", None) is original:
-            module.connect = original
-        del _ws_originals[name]
+    if not _ws_originals:
+        return
+    sync: Any = sys.modules["websockets.sync.client"]
+    aio: Any = sys.modules["websockets.asyncio.client"]
+    sync.connect = _ws_originals["sync"]
+    aio.connect.__init__ = _ws_originals["init"]
+    setattr(aio.connect, _ws_connecting_name[0], _ws_originals["connecting"])
+    _ws_originals.clear()
 
 
 def _ws_recorder(caller: Any) -> Recorder | None:
@@ -353,12 +362,12 @@ def _ws_recorder(caller: Any) -> Recorder | None:
     return active()
 
 
-def _ws_check(recorder: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _ws_check(recorder: Recorder, url: Any) -> None:
     """Refuse the connection while replaying; warn once while recording."""
     mode = recorder.mode
     if mode is Mode.LIVE:
         return
-    url = str(args[0] if args else kwargs.get("uri", "")).split("?", 1)[0]
+    url = str(url or "").split("?", 1)[0]
     what = f"a realtime (websocket) connection to {url}" if url else "a realtime (websocket) connection"
     if mode.reads:
         recorder.log_event("realtime", url, "error", error="NotRecordableError")
@@ -386,30 +395,36 @@ def _ws_connect_sync(original: Callable[..., Any]) -> Callable[..., Any]:
         recorder = _ws_recorder(sys._getframe(1))
         if recorder is None:
             return original(*args, **kwargs)
-        _ws_check(recorder, args, kwargs)
+        _ws_check(recorder, args[0] if args else kwargs.get("uri"))
         with sdk_network():
             return original(*args, **kwargs)
 
     return connect
 
 
-def _ws_connect_async(original: Callable[..., Any]) -> Callable[..., Any]:
-    # The SDK awaits the result (``await connect(...)``): a refusal is raised at the call, before
-    # anything is awaited; an allowed connection is awaited inside ``sdk_network``.
+def _ws_init(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The SDK awaits the object it builds (``await connect(...)``): a refusal is raised when it is
+    # built, before anything is awaited.
     @functools.wraps(original)
-    def connect(*args: Any, **kwargs: Any) -> Any:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         recorder = _ws_recorder(sys._getframe(1))
-        if recorder is None:
-            return original(*args, **kwargs)
-        _ws_check(recorder, args, kwargs)
-        return _connected(original(*args, **kwargs))
+        if recorder is not None:
+            _ws_check(recorder, args[0] if args else kwargs.get("uri"))
+        original(self, *args, **kwargs)
+        setattr(self, _WS_SDK, recorder is not None)
 
-    return connect
+    return __init__
 
 
-async def _connected(connecting: Any) -> Any:
-    with sdk_network():
-        return await connecting
+def _ws_connecting(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def connecting(self: Any) -> Any:
+        if not getattr(self, _WS_SDK, False):
+            return await original(self)
+        with sdk_network():
+            return await original(self)
+
+    return connecting
 
 
 # ---------------------------------------------------------------------------------------------
