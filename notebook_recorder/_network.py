@@ -42,10 +42,9 @@ network. Three small guards make that visible and stoppable:
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import os
+import re
 import socket
-import ssl
 import sys
 import sysconfig
 import threading
@@ -86,8 +85,7 @@ def install() -> None:
         if not _hook_added:
             sys.addaudithook(_audit)
             _hook_added = True
-        if socket.getaddrinfo is not _getaddrinfo:
-            _originals["getaddrinfo"] = socket.getaddrinfo
+        if socket.getaddrinfo is _real_getaddrinfo:  # not replaced by someone else since
             socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
         if os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
             _guard_sends()
@@ -100,9 +98,8 @@ def uninstall() -> None:
     global _armed
     with _lock:
         _armed = False
-        original = _originals.pop("getaddrinfo", None)
-        if original is not None and socket.getaddrinfo is _getaddrinfo:
-            socket.getaddrinfo = original  # type: ignore[assignment]
+        if socket.getaddrinfo is _getaddrinfo:
+            socket.getaddrinfo = _real_getaddrinfo
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +154,8 @@ def _allowed(allowed: frozenset[str], address: str, name: str | None) -> bool:
 
 
 def _is_loopback(address: str) -> bool:
+    import ipaddress
+
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     except ValueError:
@@ -216,15 +215,12 @@ def _in_stdlib(filename: str) -> bool:
 # 4: host names
 # ---------------------------------------------------------------------------------------------
 
-_originals: dict[str, Callable[..., Any]] = {}
+_real_getaddrinfo = socket.getaddrinfo
 _names: dict[str, str] = {}  # address -> the name it was looked up for
 
 
 def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _originals.get("getaddrinfo")
-    if original is None:  # uninstalled while a lookup was on its way
-        original = socket.getaddrinfo if socket.getaddrinfo is not _getaddrinfo else _socket_getaddrinfo
-    results = original(host, port, *args, **kwargs)
+    results = _real_getaddrinfo(host, port, *args, **kwargs)
     if isinstance(host, bytes):
         host = host.decode("idna", "replace")
     if isinstance(host, str) and results:
@@ -240,14 +236,12 @@ def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
     return results
 
 
-_socket_getaddrinfo = socket.getaddrinfo
-
-
 # ---------------------------------------------------------------------------------------------
 # 3: the placeholder key never leaves
 # ---------------------------------------------------------------------------------------------
 
 _PLACEHOLDER = REPLAY_KEY_PLACEHOLDER.encode()
+_PLACEHOLDER_PATTERN = re.compile(re.escape(_PLACEHOLDER))  # searches a memoryview without copying it
 _guarded = False
 
 
@@ -256,6 +250,8 @@ def _guard_sends() -> None:
     global _guarded
     if _guarded:
         return
+    import ssl
+
     _guarded = True
     for cls, names in (
         (socket.socket, ("send", "sendall", "sendto")),
@@ -272,8 +268,13 @@ def _holds_placeholder(data: Any) -> bool:
         if isinstance(data, bytes | bytearray):
             return _PLACEHOLDER in data
         if isinstance(data, memoryview):
-            return _PLACEHOLDER in data.tobytes()
-    except (TypeError, ValueError):  # a non-contiguous or released buffer: the send itself will say
+            return _PLACEHOLDER_PATTERN.search(data) is not None
+    except (TypeError, ValueError, BufferError):  # a non-contiguous or released buffer
+        if isinstance(data, memoryview):
+            try:
+                return _PLACEHOLDER in data.tobytes()
+            except (TypeError, ValueError, BufferError):
+                return False
         return False
     return False
 

@@ -463,3 +463,17 @@ def test_the_sdk_hook_still_records_through_a_wire_server_after_blocking(tmp_pat
         with nr.recording("replay", dir=tmp_path, block_network=True):
             assert client.models.list().data
     assert [call.outcome for call in nr.calls()] == ["recorded", "replayed"]
+
+
+def test_a_wrapped_tools_own_traffic_is_recorded_not_reported(listener: Listener, tmp_path: Path) -> None:
+    @nr.tool
+    def fetch(path: str) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{listener.port}{path}", timeout=5).read().decode()
+
+    with nr.recording("record", dir=tmp_path, block_network=True):
+        assert fetch("/a") == "ok"
+    with nr.recording("replay", dir=tmp_path, block_network=True):
+        assert fetch("/a") == "ok"  # replayed: the tool does not run
+    assert listener.connections == 1
+    assert network_calls() == []
+    assert [call.outcome for call in nr.calls()] == ["recorded", "replayed"]
