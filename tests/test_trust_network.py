@@ -477,3 +477,33 @@ def test_a_wrapped_tools_own_traffic_is_recorded_not_reported(listener: Listener
     assert listener.connections == 1
     assert network_calls() == []
     assert [call.outcome for call in nr.calls()] == ["recorded", "replayed"]
+
+
+@pytest.mark.timeout(90)
+def test_in_a_real_kernel_only_the_notebooks_own_traffic_is_reported(listener: Listener, tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    from test_kernel import execute, text
+
+    (tmp_path / "recs").mkdir()
+    fetch = f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{listener.port}/', timeout=5).read()"
+    cells = [
+        "%load_ext notebook_recorder",
+        "%apirec replay --dir recs --block-network",
+        fetch,
+        "x = 1\nprint(x)",
+        "%apirec replay --dir recs",
+        fetch,
+        "import time\ntime.sleep(0.2)\nprint('idle')",
+    ]
+    notebook = tmp_path / "net.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(source) for source in cells]), notebook)
+    executed = execute(notebook).cells
+    [error] = [output for output in executed[2].outputs if output.output_type == "error"]
+    assert error.ename == "NetworkBlockedError" and listener.address in error.evalue
+    assert text(executed[3]) == "1\n"  # the kernel's own machinery is never reported
+    note = text(executed[5])
+    assert note.startswith(f"apirec: 1 network connection outside the openai SDK, not recorded: {listener.address}")
+    assert text(executed[6]) == "idle\n"
+    listener.settle()
+    assert listener.connections == 1
