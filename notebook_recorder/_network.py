@@ -93,8 +93,9 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    """Called when the last recording context ends: stop looking at connections. The audit hook
-    and the placeholder guard stay (see the module docstring); they do nothing when disarmed."""
+    """Called when the last recording context ends: stop looking at connections and restore
+    ``socket.getaddrinfo``. The audit hook stays but returns at once; the placeholder guard stays
+    and keeps refusing the placeholder (see the module docstring)."""
     global _armed
     with _lock:
         _armed = False
