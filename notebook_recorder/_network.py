@@ -14,8 +14,11 @@ network. Three small guards make that visible and stoppable:
    recorders report nothing (everything is live there), and hosts in ``allow_hosts`` are neither
    reported nor blocked. Loopback connections opened by Jupyter's own machinery (ipykernel,
    debugpy, zmq, tornado) are ignored. An audit hook cannot be removed, so it is added once, the
-   first time a recording context starts, and costs one string comparison per audit event (and
-   a flag test per connection) when no recording context is open.
+   first time a recording context starts; after that, with or without a recording context, it
+   returns after one string comparison for every audit event but ``socket.connect``. What that
+   costs is mostly CPython's own price for calling any Python audit hook, well under a
+   microsecond per event; audit events are rare (a replayed chat call raises about twenty, most
+   of them ``builtins.id``). ``benchmarks/bench_network.py`` measures it.
 2. **Blocked on request.** With ``block_network=True`` (``%apirec MODE --block-network``), such a
    connection raises :class:`~notebook_recorder.NetworkBlockedError` from the hook, before the
    connection is made, so not a byte is sent. As in pytest-recording's ``--block-network``,
