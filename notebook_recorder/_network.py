@@ -16,8 +16,8 @@ network. Three small guards make that visible and stoppable:
    debugpy, zmq, tornado) are ignored. An audit hook cannot be removed, so it is added once, the
    first time a recording context starts; after that, with or without a recording context, it
    returns after one string comparison for every audit event but ``socket.connect``. What that
-   costs is mostly CPython's own price for calling any Python audit hook, well under a
-   microsecond per event; audit events are rare (a replayed chat call raises about twenty, most
+   costs is mostly CPython's own price for calling any Python audit hook, about a microsecond
+   per event on a busy machine; audit events are rare (a replayed chat call raises about twenty, most
    of them ``builtins.id``). ``benchmarks/bench_network.py`` measures it.
 2. **Blocked on request.** With ``block_network=True`` (``%apirec MODE --block-network``), such a
    connection raises :class:`~notebook_recorder.NetworkBlockedError` from the hook, before the
