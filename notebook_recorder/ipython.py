@@ -395,7 +395,8 @@ class ApiRecMagics(Magics):
         action="store_true",
         help="a network connection that bypasses the openai SDK and @nr.tool (a framework's own HTTP "
         "client) raises NetworkBlockedError before any byte is sent; without this flag it is only "
-        "reported (cell note, status). A %%%%apirec cell inside a blocking session blocks too",
+        "reported (cell note, status). A %%%%apirec cell inside a blocking session blocks too; "
+        "%%apirec MODE without the flag stops blocking",
     )
     @_argument(
         "--allow-host",
@@ -507,11 +508,11 @@ class ApiRecMagics(Magics):
     @staticmethod
     def _network_args(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
         """``block_network`` and ``allow_hosts`` from the flags; a cell (``base`` given) also keeps
-        what the recorder it runs under blocks."""
+        what the recorder it runs under blocks and allows, and may allow more hosts."""
         if args.allow_host and not args.block_network and not (base is not None and base.block_network):
             raise UsageError("--allow-host only means something with --block-network")
         block = bool(args.block_network or (base is not None and base.block_network))
-        hosts = [*(base.allow_hosts if base is not None and not args.allow_host else ()), *(args.allow_host or ())]
+        hosts = [*(base.allow_hosts if base is not None else ()), *(args.allow_host or ())]
         return {"block_network": block, "allow_hosts": [_unquote(host) for host in hosts]}
 
     def _start(self, args: argparse.Namespace) -> None:
