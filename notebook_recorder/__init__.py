@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "RecordingNotFoundError": "._errors",
     "RecordingFormatError": "._errors",
     "RecordedToolError": "._errors",
+    "NotRecordableError": "._errors",
+    "NetworkBlockedError": "._errors",
     # analysis (pandas)
     "load_recordings": ".analysis",
     "load_frames": ".analysis",
@@ -52,6 +54,8 @@ __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__v
 
 if TYPE_CHECKING:
     from ._errors import (
+        NetworkBlockedError as NetworkBlockedError,
+        NotRecordableError as NotRecordableError,
         RecordedToolError as RecordedToolError,
         RecordingError as RecordingError,
         RecordingFormatError as RecordingFormatError,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["RecordedToolError", "RecordingError", "RecordingFormatError", "RecordingNotFoundError"]
+__all__ = [
+    "NetworkBlockedError",
+    "NotRecordableError",
+    "RecordedToolError",
+    "RecordingError",
+    "RecordingFormatError",
+    "RecordingNotFoundError",
+]
 
 
 class RecordingError(Exception):
@@ -42,3 +49,32 @@ class RecordedToolError(RecordingError):
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
         self.message = message
+
+
+class NotRecordableError(RecordingError):
+    """A call that cannot be recorded, so it cannot be replayed either: the realtime API.
+
+    The SDK's websocket connections (``client.realtime.connect()``, ``client.beta.realtime``, the
+    Responses websocket) are not recorded. In ``replay`` and ``record-if-missing`` they raise this
+    before any connection is opened; in ``record`` they go through with a warning; in ``live``
+    nothing changes. ``what`` names the call.
+    """
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+class NetworkBlockedError(RecordingError):
+    """A network connection that bypasses the recorded SDK was stopped before any byte was sent.
+
+    Raised inside a recording context opened with ``block_network=True`` (``--block-network``)
+    for a connection to a host that ``allow_hosts`` (``--allow-host``) does not list, and, in any
+    mode, for a send that would carry the replay placeholder key. ``destination`` is
+    ``host:port`` and ``origin`` the ``file:line`` of the code that opened the connection.
+    """
+
+    def __init__(self, message: str, *, destination: str, origin: str | None) -> None:
+        super().__init__(message)
+        self.destination = destination
+        self.origin = origin

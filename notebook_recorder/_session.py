@@ -14,7 +14,7 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +62,8 @@ class Call:
     ms: float
     streamed: bool
     error: str | None
+    origin: str | None = None
+    """For ``kind="network"``: the ``file:line`` of the code that opened the connection."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +94,11 @@ class Recorder:
 
     ``APIREC_MODE`` and ``APIREC_DIR`` override ``mode`` and ``dir`` whenever they are set, so
     CI can force replay on code that says otherwise.
+
+    A network connection that does not go through a hooked call (a framework's own HTTP client,
+    say) is logged as a ``kind="network"`` call; with ``block_network=True`` it raises
+    ``NetworkBlockedError`` before any byte is sent, unless its host is in ``allow_hosts``
+    (names or addresses; ``"localhost"`` means every loopback address). See ``_network``.
     """
 
     def __init__(
@@ -99,10 +106,15 @@ class Recorder:
         mode: Mode | str = Mode.RECORD_IF_MISSING,
         dir: str | os.PathLike[str] = DEFAULT_DIR,
         scope: str | None = None,
+        *,
+        block_network: bool = False,
+        allow_hosts: Iterable[str] = (),
     ) -> None:
         self.requested_mode = Mode.parse(mode)
         self.requested_dir = Path(dir)
         self.scope = scope
+        self.block_network = bool(block_network)
+        self.allow_hosts = _hosts(allow_hosts)
         # A relative directory means relative to where recording started: a notebook that
         # changes directory (``%cd``) keeps recording to, and replaying from, the same place.
         self._cwd = os.getcwd()
@@ -225,6 +237,26 @@ class Recorder:
         if path is not None:
             _log_usage(outcome, path)
 
+    def log_event(
+        self, kind: str, endpoint: str, outcome: str, *, error: str | None = None, origin: str | None = None
+    ) -> None:
+        """Log something that is not a recordable request: a network connection that bypassed the
+        hooks (``kind="network"``) or a realtime connection (``kind="realtime"``)."""
+        _log.append(
+            kind=kind,
+            endpoint=endpoint,
+            model="",
+            mode=self.mode.value,
+            outcome=outcome,
+            path=None,
+            key="",
+            test_id=self.scope,
+            ms=0.0,
+            streamed=False,
+            error=error,
+            origin=origin,
+        )
+
     # -- messages -----------------------------------------------------------------------------
 
     def _missing_message(self, request: Request, key: str) -> str:
@@ -264,6 +296,14 @@ class Recorder:
             if best is None or rank < best[0]:
                 best = (rank, path, changes)
         return (best[1], best[2]) if best else None
+
+
+def _hosts(hosts: Iterable[str] | str) -> frozenset[str]:
+    """``allow_hosts`` as lower-case names; a string may list several, separated by commas."""
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    names = {part.strip().lower().strip("[]") for host in hosts for part in str(host).split(",")}
+    return frozenset(name for name in names if name)
 
 
 def _display_path(path: Path | str) -> str:
@@ -362,7 +402,10 @@ _log = _CallLog()
 def calls() -> list[Call]:
     """This process's intercepted calls, oldest first: endpoint or tool, model, outcome, file, timing.
 
-    ``pandas.DataFrame(nr.calls())`` turns them into a frame.
+    ``kind`` is ``"inference"`` or ``"tool"``; also ``"realtime"`` for an SDK websocket connection
+    (not recorded), and ``"network"`` for a connection that bypassed the hooks inside a recording
+    context (``endpoint`` is ``host:port``, ``origin`` the code that opened it, ``outcome``
+    ``"unrecorded"`` or ``"blocked"``). ``pandas.DataFrame(nr.calls())`` turns them into a frame.
     """
     return _log.snapshot()
 
@@ -413,28 +456,37 @@ _open: set[Recorder] = set()  # the recorders of blocks not yet closed
 
 
 def _install_patches(recorder: Recorder) -> None:
+    from . import _network
     from .interceptors import openai as openai_hook
 
     openai_hook.install(recorder.mode)
+    _network.install()
 
 
 def _remove_patches() -> None:
+    from . import _network
     from .interceptors import openai as openai_hook
 
     openai_hook.uninstall()
+    _network.uninstall()
 
 
 def start(
     mode: Mode | str = Mode.RECORD_IF_MISSING,
     dir: str | os.PathLike[str] = DEFAULT_DIR,
     scope: str | None = None,
+    *,
+    block_network: bool = False,
+    allow_hosts: Iterable[str] = (),
 ) -> Recorder:
     """Record or replay every call in this process from now on, until :func:`stop`.
 
     This is what ``%apirec MODE`` uses. Clients created earlier are covered too.
+    ``block_network=True`` stops network connections that bypass the hooks, except to
+    ``allow_hosts`` (see :class:`Recorder`).
     """
     global _session
-    recorder = Recorder(mode, dir, scope)
+    recorder = Recorder(mode, dir, scope, block_network=block_network, allow_hosts=allow_hosts)
     with _state_lock:
         _session = recorder
         _install_patches(recorder)
@@ -490,7 +542,10 @@ class recording:
 
     As a decorator it works on plain and ``async`` functions. Nested blocks restore the previous
     recorder on exit, also when an exception is raised. ``scope`` is written as ``test_id`` and
-    enters the key.
+    enters the key. ``block_network=True`` makes a network connection that bypasses the hooks
+    raise ``NetworkBlockedError`` before any byte is sent, except to ``allow_hosts`` (names or
+    addresses, ``"localhost"`` for every loopback address); without it such connections are only
+    logged (``kind="network"`` in :func:`calls`).
     """
 
     def __init__(
@@ -498,13 +553,20 @@ class recording:
         mode: Mode | str = Mode.RECORD_IF_MISSING,
         dir: str | os.PathLike[str] = DEFAULT_DIR,
         scope: str | None = None,
+        *,
+        block_network: bool = False,
+        allow_hosts: Iterable[str] = (),
     ) -> None:
         self._args = (Mode.parse(mode), dir, scope)
+        self._network: dict[str, Any] = {"block_network": block_network, "allow_hosts": tuple(_hosts(allow_hosts))}
         self._contexts: list[Any] = []
-        Recorder(*self._args)  # validate now, not at first use
+        self._new()  # validate now, not at first use
+
+    def _new(self) -> Recorder:
+        return Recorder(*self._args, **self._network)
 
     def __enter__(self) -> Recorder:
-        context = _pushed(Recorder(*self._args))
+        context = _pushed(self._new())
         self._contexts.append(context)
         return context.__enter__()
 
@@ -516,14 +578,14 @@ class recording:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with _pushed(Recorder(*self._args)):
+                with _pushed(self._new()):
                     return await fn(*args, **kwargs)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _pushed(Recorder(*self._args)):
+            with _pushed(self._new()):
                 return fn(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -6,6 +6,7 @@ their event callbacks and every patch they installed.
 ::
 
     %apirec replay [--dir DIR] [--scope S]     session mode
+            [--block-network [--allow-host HOST]]   stop traffic that bypasses the SDK
     %%apirec record-if-missing [--dir DIR]     this cell only; the previous mode comes back after it
     %apirec                                    the mode, directory and scope in force
     %apirec status [--clear]                   this session's calls as a table
@@ -107,6 +108,7 @@ NOTE_PREFIX = "apirec: "
 the outputs' :data:`OWN_OUTPUT_KEY` metadata, not by this text)."""
 
 SUBCOMMANDS = ("status", "off")
+_NETWORK_FLAGS = ("--block-network", "--allow-host")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -141,7 +143,7 @@ def _transform_cell_magic(lines: list[str]) -> list[str]:
 
 # argparse %-formats usage and help strings: "%%" prints "%".
 _HELP_USAGE = (
-    "apirec [MODE] [--dir DIR] [--scope S]\n"
+    "apirec [MODE] [--dir DIR] [--scope S] [--block-network [--allow-host HOST]]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
     "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
@@ -224,7 +226,7 @@ def _display(path: Path | str) -> str:
 
 _COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time")
 _NUMERIC = frozenset({"#", "cell", "time"})
-_OUTCOMES = ("replayed", "recorded", "live", "missing", "error")
+_OUTCOMES = ("replayed", "recorded", "live", "missing", "error", "unrecorded", "blocked")
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class CallTable:
                 call.endpoint,
                 call.model or "",
                 _outcome(call),
-                call.path or "",
+                call.path or call.origin or "",
                 f"{call.ms:.1f} ms",  # with its unit, so `run --check` reads it as a duration
             )
             for call in self.calls
@@ -317,12 +319,14 @@ def own_output_metadata(role: str) -> dict[str, Any]:
 def cell_note(calls: Sequence[Call]) -> str | None:
     """The note printed after a cell, e.g. ``apirec: replayed 2 calls from recordings/quickstart``.
 
-    ``None`` when the cell neither replayed nor recorded anything. Deterministic: no timings.
+    ``None`` when the cell neither replayed nor recorded anything and opened no network
+    connection outside the hooks. Deterministic: no timings.
     """
-    counted = Counter(call.outcome for call in calls)
+    network = _network_note(calls)
+    counted = Counter(call.outcome for call in calls if call.kind != "network")
     replayed, recorded = counted["replayed"], counted["recorded"]
     if not replayed and not recorded:
-        return None
+        return network
     parts = []
     if replayed:
         parts.append(f"replayed {_plural(replayed, 'call')}")
@@ -337,7 +341,27 @@ def cell_note(calls: Sequence[Call]) -> str | None:
     )
     preposition = "in" if replayed and recorded else ("from" if replayed else "to")
     where = f" {preposition} {', '.join(directories)}" if directories else ""
-    return f"{NOTE_PREFIX}{', '.join(parts)}{where}"
+    note = f"{NOTE_PREFIX}{', '.join(parts)}{where}"
+    return f"{note}\n{network}" if network else note
+
+
+def _network_note(calls: Sequence[Call]) -> str | None:
+    """``apirec: 2 network connections outside the openai SDK, not recorded: host:443 (from x.py:3)``."""
+    network = [call for call in calls if call.kind == "network"]
+    if not network:
+        return None
+    lines = []
+    for outcome, verb in (("unrecorded", "not recorded"), ("blocked", "blocked")):
+        chosen = [call for call in network if call.outcome == outcome]
+        if not chosen:
+            continue
+        places = dict.fromkeys(
+            f"{call.endpoint} (from {call.origin})" if call.origin else call.endpoint for call in chosen
+        )
+        shown = ", ".join(list(places)[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
+        noun = _plural(len(chosen), "network connection")
+        lines.append(f"{NOTE_PREFIX}{noun} outside the openai SDK, {verb}: {shown}")
+    return "\n".join(lines) or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +423,22 @@ class ApiRecMagics(Magics):
         "notebook, else ./recordings/ ($APIREC_DIR overrides it)",
     )
     @_argument("--scope", metavar="S", help="a name that enters every key (written as test_id); default: none")
+    @_argument(
+        "--block-network",
+        action="store_true",
+        help="a network connection that bypasses the openai SDK and @nr.tool (a framework's own HTTP "
+        "client) raises NetworkBlockedError before any byte is sent; without this flag it is only "
+        "reported (cell note, status). A %%%%apirec cell inside a blocking session blocks too; "
+        "%%apirec MODE without the flag stops blocking",
+    )
+    @_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST",
+        help="with --block-network: a host name or address that may still be reached, and is not "
+        "reported; repeat it or separate hosts with commas; 'localhost' allows every loopback "
+        "address (blocked otherwise, as in pytest-recording)",
+    )
     @_argument("--clear", action="store_true", help="with status: empty the call log")
     @_argument(CELL_FLAG, action="store_true", dest="this_cell", help=argparse.SUPPRESS)
     @_line_cell_magic
@@ -414,6 +454,8 @@ class ApiRecMagics(Magics):
 
           %apirec replay                         every call of the session, from now on
           %apirec record-if-missing --dir recs   record what is not recorded yet, in ./recs
+          %apirec replay --block-network         also stop traffic that bypasses the SDK
+          %apirec replay --block-network --allow-host localhost   ... except to loopback
           %%apirec record                        first line of a cell: this cell only
           %apirec                                the mode, directory and scope in force
           %apirec status                         this session's calls, as a table
@@ -422,10 +464,11 @@ class ApiRecMagics(Magics):
 
         Without --dir the directory in use is kept; the first one is recordings/<notebook
         stem>/ beside the notebook when the kernel can tell which notebook it runs, else
-        ./recordings/. A note after each cell says what was replayed or recorded; turn it off
-        with %config ApiRecMagics.quiet = True. The notes, the state and the status table are
-        tagged in their output metadata, so `notebook-recorder run --check` does not compare
-        them. A trailing # comment is ignored (a # inside quotes is kept).
+        ./recordings/. A note after each cell says what was replayed or recorded, and which
+        network connections bypassed the openai SDK (not recorded, so they would not replay);
+        turn it off with %config ApiRecMagics.quiet = True. The notes, the state and the status
+        table are tagged in their output metadata, so `notebook-recorder run --check` does not
+        compare them. A trailing # comment is ignored (a # inside quotes is kept).
         """
         args = self._parse(line, cell_magic=cell is not None)
         if cell is not None or args.this_cell:
@@ -435,13 +478,13 @@ class ApiRecMagics(Magics):
             else:
                 self._enter_cell(args)
         elif args.mode is None:
-            self._reject(args, "--dir", "--scope", "--clear", command="%apirec without a mode")
+            self._reject(args, *_NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec without a mode")
             self._show(self.state(), "state")
         elif args.mode == "status":
-            self._reject(args, "--dir", "--scope", command="%apirec status")
+            self._reject(args, *_NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
         elif args.mode == "off":
-            self._reject(args, "--dir", "--scope", "--clear", command="%apirec off")
+            self._reject(args, *_NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
             _session.stop()
         else:
             self._reject(args, "--clear", command=f"%apirec {args.mode}")
@@ -475,7 +518,7 @@ class ApiRecMagics(Magics):
     @staticmethod
     def _reject(args: argparse.Namespace, *flags: str, command: str) -> None:
         for flag in flags:
-            value = getattr(args, flag.lstrip("-"))
+            value = getattr(args, flag.lstrip("-").replace("-", "_"))
             if value not in (None, False):
                 usage = _usage(cell_magic=command.startswith("%%"))
                 raise UsageError(f"{command} does not take {flag}. Usage: {usage}")
@@ -498,10 +541,21 @@ class ApiRecMagics(Magics):
             scope = _unquote(args.scope) or None  # --scope "" clears it
         return args.mode, directory, scope
 
+    @staticmethod
+    def _network_args(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
+        """``block_network`` and ``allow_hosts`` from the flags; a cell (``base`` given) also keeps
+        what the recorder it runs under blocks and allows, and may allow more hosts."""
+        if args.allow_host and not args.block_network and not (base is not None and base.block_network):
+            raise UsageError("--allow-host only means something with --block-network")
+        block = bool(args.block_network or (base is not None and base.block_network))
+        hosts = [*(base.allow_hosts if base is not None else ()), *(args.allow_host or ())]
+        return {"block_network": block, "allow_hosts": [_unquote(host) for host in hosts]}
+
     def _start(self, args: argparse.Namespace) -> None:
         mode, directory, scope = self._recorder_args(args, _session.session())
+        network = self._network_args(args, None)
         with _usage_errors():
-            recorder = _session.start(mode, directory, scope)
+            recorder = _session.start(mode, directory, scope, **network)
         self._warn_override(recorder)
 
     def _announce(self, default: DefaultDir) -> None:
@@ -580,9 +634,11 @@ class ApiRecMagics(Magics):
                 self._nested.remove(recorder)
 
     def _cell_recording(self, args: argparse.Namespace) -> _session.recording:
-        mode, directory, scope = self._recorder_args(args, _session.active())
+        base = _session.active()
+        mode, directory, scope = self._recorder_args(args, base)
+        network = self._network_args(args, base)
         with _usage_errors():
-            context = _session.recording(mode, directory, scope)
+            context = _session.recording(mode, directory, scope, **network)
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:
             self._show(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
         return context
@@ -608,6 +664,9 @@ class ApiRecMagics(Magics):
                 ("scope", recorder.scope if recorder.scope is not None else "none"),
                 ("set by", self._set_by(recorder)),
             ]
+            if recorder.block_network:
+                allowed = ", ".join(sorted(recorder.allow_hosts)) or "nothing"
+                rows.append(("network", f"blocked outside the openai SDK (allowed: {allowed})"))
         if forced_mode is None:
             rows.append((ENV_MODE, "not set"))
         elif recorder is not None and recorder.mode is not recorder.requested_mode:
@@ -819,8 +878,9 @@ def _unquote(value: str) -> str:
 
 def _usage(cell_magic: bool) -> str:
     if cell_magic:
-        return f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S]"
-    return f"%apirec [{{{','.join([*valid_modes(), *SUBCOMMANDS])}}}] [--dir DIR] [--scope S] [--clear]"
+        return f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S] [--block-network] [--allow-host HOST]"
+    modes = ",".join([*valid_modes(), *SUBCOMMANDS])
+    return f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] [--clear]"
 
 
 @contextmanager
@@ -877,7 +937,7 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     words = text.split()
     previous = words if text[-1:].isspace() else words[:-1]
     cell_magic = bool(words) and words[0].startswith("%%")
-    if previous and previous[-1] in ("--dir", "--scope"):
+    if previous and previous[-1] in ("--dir", "--scope", "--allow-host"):
         raise TryNext()
     if len(previous) <= 1:
         return valid_modes() if cell_magic else [*valid_modes(), *SUBCOMMANDS]
@@ -887,8 +947,8 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     elif command == "off":
         flags = []
     else:
-        flags = ["--dir", "--scope"]
-    return [flag for flag in flags if flag not in previous]
+        flags = ["--dir", "--scope", *_NETWORK_FLAGS]
+    return [flag for flag in flags if flag not in previous or flag == "--allow-host"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ EXPECTED = {
     "RecordingLoadError",
     "load_frames",
     "Mode",
+    "NetworkBlockedError",
+    "NotRecordableError",
     "RecordedToolError",
     "Recorder",
     "Recording",

@@ -16,16 +16,24 @@ recording started.
   so that the SDK parses them itself.
 
 No file I/O happens here: the Recorder decides and writes.
+
+A second, separate patch point covers the SDK's websocket connections (the realtime API), which
+do not go through ``request``: see "Websocket connections" below. While the SDK makes its own
+network call (``live`` and ``record``), :func:`notebook_recorder._network.sdk_network` marks the
+connection as the SDK's, so the network guard does not report it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import os
 import sys
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, cast
@@ -41,8 +49,10 @@ from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
 from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, import_type, to_jsonable, type_name
+from .._errors import NotRecordableError
 from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
+from .._network import sdk_network
 from .._secrets import (
     REPLAY_KEY_PLACEHOLDER,
     client_credentials,
@@ -78,6 +88,7 @@ def install(mode: Mode | None = None) -> None:
             _originals[AsyncAPIClient] = AsyncAPIClient.request
             SyncAPIClient.request = _sync_request  # type: ignore[method-assign,assignment]
             AsyncAPIClient.request = _async_request  # type: ignore[method-assign,assignment]
+        _install_websockets()
         if mode is not None and mode.reads and not os.environ.get("OPENAI_API_KEY"):
             os.environ["OPENAI_API_KEY"] = REPLAY_KEY_PLACEHOLDER
             _placeholder_key_set = True
@@ -90,6 +101,7 @@ def uninstall() -> None:
         if SyncAPIClient in _originals:
             SyncAPIClient.request = _originals.pop(SyncAPIClient)  # type: ignore[method-assign]
             AsyncAPIClient.request = _originals.pop(AsyncAPIClient)  # type: ignore[method-assign]
+        _uninstall_websockets()
         if _placeholder_key_set and os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
             del os.environ["OPENAI_API_KEY"]
         _placeholder_key_set = False
@@ -248,7 +260,8 @@ def _sync_request(
         return call.replay_sync()
     _check_key(self, decision)
     try:
-        result = original(options if decision.action is Action.LIVE or call.raw else call.live_options)
+        with sdk_network():
+            result = original(options if decision.action is Action.LIVE or call.raw else call.live_options)
     except BaseException as exc:
         call.failed(exc)
         raise
@@ -278,7 +291,8 @@ async def _async_request(
         return await call.replay_async()
     _check_key(self, decision)
     try:
-        result = await original(options if decision.action is Action.LIVE or call.raw else call.live_options)
+        with sdk_network():
+            result = await original(options if decision.action is Action.LIVE or call.raw else call.live_options)
     except BaseException as exc:
         call.failed(exc)
         raise
@@ -308,6 +322,135 @@ def _check_key(client: BaseClient[Any, Any], decision: Decision) -> None:
         raise decision.recorder.missing(
             decision, "OPENAI_API_KEY is not set, so the call cannot be made or recorded now: set it and run again."
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Websocket connections (the realtime API): not recorded, so never made while replaying
+# ---------------------------------------------------------------------------------------------
+#
+# The second patch point. The SDK's websocket paths (``client.realtime.connect()``,
+# ``client.beta.realtime.connect()``, the Responses websocket, and in openai 3.x ``live``,
+# ``sideband``, ``forks`` and realtime ``translations``) bypass ``request``. Each is a
+# ``...ConnectionManager`` whose ``__enter__`` / ``__aenter__`` (aliased as ``enter``), and whose
+# reconnects in 3.x, open the socket through the ``websockets`` package: sync paths call
+# ``websockets.sync.client.connect()``, imported at call time; async paths build a
+# ``websockets.asyncio.client.connect`` (in 3.x through a subclass of it) and await it. That is
+# the one place all of them pass through in both SDK majors, so it is patched there: the sync
+# function is replaced, and the async class's ``__init__`` and connecting coroutine are wrapped
+# (subclasses inherit them). Patching the sixteen manager classes instead would mean importing
+# their modules, 0.5-0.9 s, every time recording starts. Only connections that the ``openai``
+# package itself opens are intercepted (the caller's module is checked); anyone else's websocket
+# goes through untouched, and the network guard in ``_network`` sees it. Without ``websockets``
+# installed the SDK cannot open these connections at all, and nothing is patched.
+#
+# ``replay`` / ``record-if-missing``: NotRecordableError, before any connection is opened.
+# ``record``: a warning, once per recorder, and the connection goes through. ``live``: nothing.
+
+_ws_originals: dict[str, Callable[..., Any]] = {}
+_ws_warned: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_ws_missing: list[bool] = []  # websockets was looked for and is not installed
+_ws_connecting_name: list[str] = []  # the async class's connecting coroutine method
+_WS_SDK = "_notebook_recorder_sdk"  # set on an async connect object that the SDK built
+
+
+def _install_websockets() -> None:
+    if _ws_originals or _ws_missing:
+        return
+    try:
+        sync: Any = importlib.import_module("websockets.sync.client")
+        aio: Any = importlib.import_module("websockets.asyncio.client")
+    except ImportError:
+        _ws_missing.append(True)
+        return
+    connecting = "connect" if "connect" in vars(aio.connect) else "__await_impl__"  # websockets < 14
+    _ws_originals.update(sync=sync.connect, init=aio.connect.__init__, connecting=getattr(aio.connect, connecting))
+    _ws_connecting_name[:] = [connecting]
+    sync.connect = _ws_connect_sync(sync.connect)
+    aio.connect.__init__ = _ws_init(aio.connect.__init__)
+    setattr(aio.connect, connecting, _ws_connecting(getattr(aio.connect, connecting)))
+
+
+def _uninstall_websockets() -> None:
+    if not _ws_originals:
+        return
+    sync: Any = sys.modules["websockets.sync.client"]
+    aio: Any = sys.modules["websockets.asyncio.client"]
+    sync.connect = _ws_originals["sync"]
+    aio.connect.__init__ = _ws_originals["init"]
+    setattr(aio.connect, _ws_connecting_name[0], _ws_originals["connecting"])
+    _ws_originals.clear()
+
+
+def _ws_recorder(caller: Any) -> Recorder | None:
+    """The recorder in force when the SDK (not anyone else) opens a websocket."""
+    if not str(caller.f_globals.get("__name__", "")).startswith("openai."):
+        return None
+    return active()
+
+
+def _ws_check(recorder: Recorder, url: Any) -> None:
+    """Refuse the connection while replaying; warn once while recording."""
+    mode = recorder.mode
+    if mode is Mode.LIVE:
+        return
+    url = str(url or "").split("?", 1)[0]
+    what = f"a realtime (websocket) connection to {url}" if url else "a realtime (websocket) connection"
+    if mode.reads:
+        recorder.log_event("realtime", url, "error", error="NotRecordableError")
+        raise NotRecordableError(
+            f"{what} cannot be replayed: notebook-recorder does not record the realtime API "
+            f"(client.realtime.connect() and the SDK's other websocket connections), and {mode.value} mode "
+            "never reaches the network, so no connection was opened. Run this part live, outside the "
+            'recording (nr.recording("live") or a %%apirec live cell), or leave it out of replayed runs.',
+            what=what,
+        )
+    recorder.log_event("realtime", url, "live", error="realtime calls are not recorded")
+    if recorder not in _ws_warned:
+        _ws_warned.add(recorder)
+        warnings.warn(
+            f"notebook-recorder: {what} goes through but is not recorded: the realtime API is not "
+            "recorded, so a replay of this code will raise NotRecordableError.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _ws_connect_sync(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        recorder = _ws_recorder(sys._getframe(1))
+        if recorder is None:
+            return original(*args, **kwargs)
+        _ws_check(recorder, args[0] if args else kwargs.get("uri"))
+        with sdk_network():
+            return original(*args, **kwargs)
+
+    return connect
+
+
+def _ws_init(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The SDK awaits the object it builds (``await connect(...)``): a refusal is raised when it is
+    # built, before anything is awaited.
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        recorder = _ws_recorder(sys._getframe(1))
+        if recorder is not None:
+            _ws_check(recorder, args[0] if args else kwargs.get("uri"))
+        original(self, *args, **kwargs)
+        setattr(self, _WS_SDK, recorder is not None)
+
+    return __init__
+
+
+def _ws_connecting(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def connecting(self: Any) -> Any:
+        if not getattr(self, _WS_SDK, False):
+            return await original(self)
+        with sdk_network():
+            return await original(self)
+
+    return connecting
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from .._codec import decode, encode, import_type, to_jsonable
 from .._errors import RecordedToolError
 from .._keys import ToolRequest
+from .._network import sdk_network
 from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
 from .._session import Action, Decision, Recorder, active, exception_response
 
@@ -228,7 +229,8 @@ def _function_wrapper(info: ToolInfo) -> Callable[..., Any]:
         if call.action is Action.REPLAY:
             return call.replay_value()
         try:
-            result = fn(*args, **kwargs)
+            with sdk_network():  # the tool's own traffic is recorded through its result
+                result = fn(*args, **kwargs)
         except BaseException as exc:
             call.raised(exc)
             raise
@@ -248,7 +250,8 @@ def _coroutine_wrapper(info: ToolInfo) -> Callable[..., Any]:
         if call.action is Action.REPLAY:
             return call.replay_value()
         try:
-            result = await fn(*args, **kwargs)
+            with sdk_network():
+                result = await fn(*args, **kwargs)
         except BaseException as exc:
             call.raised(exc)
             raise
