@@ -3,6 +3,12 @@
 Interceptors describe a call as a request (``_keys``), ask :meth:`Recorder.decide` what to do,
 carry it out, and report back with :meth:`Recorder.save` or :meth:`Recorder.finish`. Magics, the
 command line and tests all go through here.
+
+Occurrences (DESIGN.md, "Modes"): each Recorder is one recording context (a session started by
+``start``, one entry of a ``recording()`` block) and counts the requests it sees by key. The k-th
+identical request is recorded as, and replayed from, occurrence k; past the last recorded one,
+replay serves the last. ``record`` writes occurrences 1, 2, ... afresh; occurrences beyond this
+run's count, left by an earlier and longer run, stay on disk (unused, so ``prune`` lists them).
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class Call:
     ms: float
     streamed: bool
     error: str | None
+    occurrence: int = 1
+    """Which occurrence of its request the recording used is (the k-th identical request of a
+    recording context is occurrence k; past the last recorded one, replay uses the last). For a
+    call with no recording (live, missing), the call's own count."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +86,7 @@ class Decision:
     recorder: Recorder
     found: Found | None = None
     started: float = 0.0
+    occurrence: int = 1  # the k-th identical request of this recorder; what a recording is saved as
 
     @property
     def record(self) -> dict[str, Any]:
@@ -104,6 +115,9 @@ class Recorder:
         self._cwd = os.getcwd()
         self._store: Store | None = None
         self._store_dir: Path | None = None
+        # How many times each key was asked for in this recording context (see the module doc).
+        self._occurrences: dict[str, int] = {}
+        self._occurrences_lock = threading.Lock()
         self.check()
 
     def __repr__(self) -> str:
@@ -136,16 +150,27 @@ class Recorder:
 
     # -- the decision -------------------------------------------------------------------------
 
+    def _next_occurrence(self, key: str) -> int:
+        with self._occurrences_lock:
+            occurrence = self._occurrences[key] = self._occurrences.get(key, 0) + 1
+        return occurrence
+
     def decide(self, request: Request) -> Decision:
         """Replay, record or go live for ``request``; raise ``RecordingNotFoundError`` in replay
-        mode when nothing was recorded."""
+        mode when nothing was recorded.
+
+        The k-th identical request replays occurrence k, or the latest one recorded before it
+        (``record-if-missing`` too: it records only a request that has no recording at all), and
+        is recorded as occurrence k.
+        """
         mode = self.mode
         key = request.key(self.scope)
-        decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter())
+        occurrence = self._next_occurrence(key)
+        decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter(), occurrence=occurrence)
         if mode is Mode.LIVE:
             return decision
         if mode.reads:
-            found = self.store.find(key)
+            found = self.store.find_latest(key, occurrence)
             if found is not None:
                 decision.action, decision.found = Action.REPLAY, found
                 return decision
@@ -184,6 +209,8 @@ class Recorder:
             "id_normalization_mapping": {},
             "recorder": {"name": "notebook-recorder", "version": __version__, **_sdk_versions()},
         }
+        if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
+            record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
         path = self.store.write(decision.key, record)
         error = (response.get("exception_data") or {}).get("type") if response.get("is_exception") else None
         self.finish(decision, "recorded", path=path, streamed=streamed, error=error)
@@ -201,6 +228,7 @@ class Recorder:
         """Log a call's outcome: replayed, recorded, live, missing or error."""
         if path is None and decision.found is not None:
             path = decision.found.path
+        occurrence = decision.found.occurrence if decision.found is not None else decision.occurrence
         request = decision.request
         _log.append(
             kind="tool" if isinstance(request, ToolRequest) else "inference",
@@ -214,6 +242,7 @@ class Recorder:
             ms=(time.perf_counter() - decision.started) * 1000,
             streamed=streamed,
             error=error,
+            occurrence=occurrence,
         )
         if path is not None:
             _log_usage(outcome, path)

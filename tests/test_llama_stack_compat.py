@@ -49,10 +49,15 @@ def client() -> openai.OpenAI:
 
 
 def _split(method: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """The recorded body as keyword arguments of an SDK method; what it does not take goes in extra_body."""
+    """The recorded body as keyword arguments of an SDK method; what it does not take goes in
+    extra_body, and a literal ``extra_body`` (llama-stack stored the SDK's keyword arguments) is
+    passed as the ``extra_body`` it was."""
     params = inspect.signature(method).parameters
+    literal = body["extra_body"] if isinstance(body.get("extra_body"), dict) else None
     known = {k: v for k, v in body.items() if k in params and k not in ("extra_body", "extra_headers")}
-    extra = {k: v for k, v in body.items() if k not in known}
+    extra = {k: v for k, v in body.items() if k not in known and not (k == "extra_body" and literal is not None)}
+    if literal is not None:
+        return {**known, "extra_body": {**extra, **literal}}
     return {**known, "extra_body": extra} if extra else known
 
 
