@@ -200,8 +200,8 @@ def _display(path: Path | str) -> str:
 # Rendering
 # ---------------------------------------------------------------------------------------------
 
-_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time")
-_NUMERIC = frozenset({"#", "cell", "time"})
+_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time")
+_NUMERIC = frozenset({"#", "cell", "occurrence", "time"})
 _OUTCOMES = ("replayed", "recorded", "live", "missing", "error")
 
 
@@ -221,6 +221,7 @@ class CallTable:
                 call.endpoint,
                 call.model or "",
                 _outcome(call),
+                str(call.occurrence),  # the k-th identical request of its recording context
                 call.path or "",
                 f"{call.ms:.1f} ms",  # with its unit, so `run --check` reads it as a duration
             )

@@ -470,14 +470,27 @@ def test_status_table(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFix
 
     run(ip, "%apirec status").raise_error()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["#", "cell", "kind", "endpoint", "/", "tool", "model", "outcome", "file", "time"]
+    assert lines[0].split() == [
+        "#",
+        "cell",
+        "kind",
+        "endpoint",
+        "/",
+        "tool",
+        "model",
+        "outcome",
+        "occurrence",
+        "file",
+        "time",
+    ]
     rows = [line.split() for line in lines[2:5]]
     assert [row[:6] for row in rows] == [
         ["1", str(record_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "recorded"],
         ["2", str(replay_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "replayed"],
         ["3", str(missing_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "missing"],
     ]
-    assert rows[0][6] == rows[1][6] and rows[0][6].startswith("recs/") and rows[0][6].endswith(".json")
+    assert [row[6] for row in rows] == ["1", "1", "1"]  # each %%apirec cell is a new recording context
+    assert rows[0][7] == rows[1][7] and rows[0][7].startswith("recs/") and rows[0][7].endswith(".json")
     assert lines[-1] == "3 calls: 1 replayed, 1 recorded, 1 missing"
     # Aligned: every column starts at the same offset on every line.
     assert len({line.index("inference") for line in lines[2:5]}) == 1
@@ -491,7 +504,7 @@ def test_status_html(ip: InteractiveShell, chat: str) -> None:
     run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
     page = CallTable(_session.calls())._repr_html_()
     assert page.startswith('<table class="apirec-status">')
-    for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time"):
+    for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time"):
         assert f">{column}</th>" in page
     assert '<td style="text-align: left">recorded</td>' in page
     assert "<caption>apirec: 1 call: 1 recorded</caption>" in page
