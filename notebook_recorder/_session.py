@@ -202,7 +202,7 @@ class Recorder:
         response = {**response, "body": body}
         if response.get("is_exception"):
             response["body"] = None
-        record = {
+        record: dict[str, Any] = {
             "test_id": self.scope,
             "request": decision.request.to_json(self.scope),
             "response": response,

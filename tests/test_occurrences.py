@@ -107,9 +107,7 @@ def test_three_identical_requests_replay_in_order_and_a_fourth_gets_the_last(
     assert replayed[3].path == replayed[2].path and replayed[3].path.endswith("-3.json")
 
 
-def test_interleaved_requests_keep_their_own_counts(
-    server: WireServer, client: openai.OpenAI, tmp_path: Path
-) -> None:
+def test_interleaved_requests_keep_their_own_counts(server: WireServer, client: openai.OpenAI, tmp_path: Path) -> None:
     with nr.recording("record", dir=tmp_path):
         assert [ask(client, m) for m in (SAME, OTHER, SAME, OTHER)] == ["1", "2", "3", "4"]
     assert len(names(tmp_path)) == 4
