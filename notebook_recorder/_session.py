@@ -5,10 +5,12 @@ carry it out, and report back with :meth:`Recorder.save` or :meth:`Recorder.fini
 command line and tests all go through here.
 
 Occurrences (DESIGN.md, "Modes"): each Recorder is one recording context (a session started by
-``start``, one entry of a ``recording()`` block) and counts the requests it sees by key. The k-th
-identical request is recorded as, and replayed from, occurrence k; past the last recorded one,
-replay serves the last. ``record`` writes occurrences 1, 2, ... afresh; occurrences beyond this
-run's count, left by an earlier and longer run, stay on disk (unused, so ``prune`` lists them).
+``start``, one entry of a ``recording()`` block) and counts the requests it sees, by directory and
+key, in its :class:`Occurrences`. The k-th identical request is recorded as, and replayed from,
+occurrence k; past the last recorded one, replay serves the last. ``record`` writes occurrences
+1, 2, ... afresh; occurrences beyond this run's count, left by an earlier and longer run, stay on
+disk (unused, so ``prune`` lists them): deleting them could lose answers that a partial re-run
+simply did not reach. The ``%%apirec`` cells of a notebook count with the session.
 """
 
 from __future__ import annotations
@@ -76,6 +78,21 @@ class Call:
         return asdict(self)
 
 
+class Occurrences:
+    """How many times each request was made in one recording context: thread-safe counts by
+    recordings directory and key. Recorders that share one count together."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def next(self, directory: Path, key: str) -> int:
+        """Count one more request of ``key`` in ``directory``: 1 for the first, then 2, 3, ..."""
+        with self._lock:
+            count = self._counts[str(directory), key] = self._counts.get((str(directory), key), 0) + 1
+        return count
+
+
 @dataclass
 class Decision:
     """What :meth:`Recorder.decide` chose for one request. Interceptors hand it back when done."""
@@ -115,9 +132,8 @@ class Recorder:
         self._cwd = os.getcwd()
         self._store: Store | None = None
         self._store_dir: Path | None = None
-        # How many times each key was asked for in this recording context (see the module doc).
-        self._occurrences: dict[str, int] = {}
-        self._occurrences_lock = threading.Lock()
+        self.occurrences = Occurrences()
+        """How many times each request was made in this recording context (see the module doc)."""
         self.check()
 
     def __repr__(self) -> str:
@@ -150,11 +166,6 @@ class Recorder:
 
     # -- the decision -------------------------------------------------------------------------
 
-    def _next_occurrence(self, key: str) -> int:
-        with self._occurrences_lock:
-            occurrence = self._occurrences[key] = self._occurrences.get(key, 0) + 1
-        return occurrence
-
     def decide(self, request: Request) -> Decision:
         """Replay, record or go live for ``request``; raise ``RecordingNotFoundError`` in replay
         mode when nothing was recorded.
@@ -165,7 +176,7 @@ class Recorder:
         """
         mode = self.mode
         key = request.key(self.scope)
-        occurrence = self._next_occurrence(key)
+        occurrence = self.occurrences.next(self.store.root, key)
         decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter(), occurrence=occurrence)
         if mode is Mode.LIVE:
             return decision

@@ -341,6 +341,7 @@ class ApiRecMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._frames: list[_Frame] = []
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
+        self._occurrences = _session.Occurrences()  # what %%apirec cells count with, without a session
         self._announced: Path | None = None
         self._owns_custom_exc = False
 
@@ -491,16 +492,26 @@ class ApiRecMagics(Magics):
         if not self._frames:
             raise UsageError("%%apirec must be the first line of a cell")
         context = self._cell_recording(args)
-        self._frames[-1].contexts.append((context, context.__enter__()))
+        recorder = context.__enter__()
+        self._frames[-1].contexts.append((context, recorder))
+        self._count_with_session(recorder)
 
     def _run_cell_body(self, args: argparse.Namespace, cell: str) -> None:
         """``%%apirec`` called as a plain cell magic: run the body as a nested cell."""
         with self._cell_recording(args) as recorder:
+            self._count_with_session(recorder)
             self._nested.append(recorder)
             try:
                 cast(Any, self._shell).run_cell(cell)
             finally:
                 self._nested.remove(recorder)
+
+    def _count_with_session(self, recorder: Recorder) -> None:
+        """A ``%%apirec`` cell counts repeated requests with the session (or, without one, with
+        the other ``%%apirec`` cells): a question asked again in a later cell is its next
+        occurrence, never an overwrite of the first answer."""
+        session = _session.session()
+        recorder.occurrences = session.occurrences if session is not None else self._occurrences
 
     def _cell_recording(self, args: argparse.Namespace) -> _session.recording:
         mode, directory, scope = self._recorder_args(args, _session.active())

@@ -500,6 +500,21 @@ def test_status_table(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFix
     assert _session.calls() == []
 
 
+def test_apirec_cells_count_repeated_requests_with_the_session(ip: InteractiveShell, chat: str) -> None:
+    # Without a session, the %%apirec cells count together: the second answer is not overwritten.
+    run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
+    run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
+    assert len(list(Path("recs").glob("*.json"))) == 2
+    run(ip, "%apirec replay --dir recs").raise_error()  # a new session counts from 1
+    run(ip, f"{chat % 'a'}\n{chat % 'a'}\n{chat % 'a'}\npass").raise_error()
+    assert [c.occurrence for c in _session.calls()[-3:]] == [1, 2, 2]
+    run(ip, "%apirec replay --dir recs").raise_error()
+    run(ip, f"{chat % 'a'}\npass").raise_error()
+    run(ip, f"%%apirec replay\n{chat % 'a'}\npass").raise_error()  # the session's second
+    last = _session.calls()[-1]
+    assert (last.outcome, last.occurrence) == ("replayed", 2) and str(last.path).endswith("-2.json")
+
+
 def test_status_html(ip: InteractiveShell, chat: str) -> None:
     run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
     page = CallTable(_session.calls())._repr_html_()

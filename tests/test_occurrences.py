@@ -375,6 +375,7 @@ def twice_notebook(path: Path) -> Path:
             " api_key=os.environ.get('WIRE_API_KEY', 'sk-unused'), max_retries=0)"
         ),
         new_code_cell(ASK_CELL),
+        new_code_cell("%%apirec record-if-missing\n" + ASK_CELL),  # a cell of its own counts with the session
         new_code_cell(ASK_CELL),
         new_code_cell("import notebook_recorder as nr\nprint([(c.outcome, c.occurrence) for c in nr.calls()])"),
     ]
@@ -396,35 +397,35 @@ def cli(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def printed(nb_path: Path, cell: int) -> str:
+    """What a cell printed, without the extension's own notes."""
     nb = nbformat.read(nb_path, as_version=4)
-    return "".join(
-        o.get("text", "") for o in nb.cells[cell].outputs if o.output_type == "stream" and o.name == "stdout"
-    )
+    text = "".join(o.get("text", "") for o in nb.cells[cell].outputs if o.output_type == "stream")
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("apirec: "))
 
 
 @pytest.mark.timeout(240)
-def test_a_notebook_asking_twice_replays_both_answers_in_order(server: WireServer, tmp_path: Path) -> None:
+def test_a_notebook_asking_three_times_replays_the_answers_in_order(server: WireServer, tmp_path: Path) -> None:
     notebook = twice_notebook(tmp_path / "twice.ipynb")
     recorded = tmp_path / "recorded.ipynb"
     wire = {"WIRE_BASE_URL": server.base_url, "WIRE_API_KEY": TEST_API_KEY}
     result = cli("run", notebook, "--mode", "record", "--output", recorded, **wire)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert printed(recorded, 2).startswith("[1]") and printed(recorded, 3).startswith("[2]")
+    assert [printed(recorded, cell)[:3] for cell in (2, 3, 4)] == ["[1]", "[2]", "[3]"]
     recordings = tmp_path / "recordings" / "twice"
-    assert len(names(recordings)) == 2
+    assert len(names(recordings)) == 3
 
     server.stop()
     replayed = tmp_path / "replayed.ipynb"
     result = cli("run", notebook, "--mode", "replay", "--output", replayed, **wire)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert printed(replayed, 2).startswith("[1]") and printed(replayed, 3).startswith("[2]")
-    assert "[('replayed', 1), ('replayed', 2)]" in printed(replayed, 4)
+    assert [printed(replayed, cell)[:3] for cell in (2, 3, 4)] == ["[1]", "[2]", "[3]"]
+    assert "[('replayed', 1), ('replayed', 2), ('replayed', 3)]" in printed(replayed, 5)
 
     # An occurrence no run uses any more (left by an earlier, longer record run) is what prune lists.
     (second,) = recordings.glob("*-2.json")
-    stale = recordings / f"{second.stem[:64]}-3.json"
-    stale.write_text(json.dumps(content(second) | {"occurrence": 3}))
+    stale = recordings / f"{second.stem[:64]}-4.json"
+    stale.write_text(json.dumps(content(second) | {"occurrence": 4}))
     result = cli("prune", tmp_path / "recordings", "--used-by", notebook, "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 of 3 recordings" in result.stdout and f"twice/{stale.name}" in result.stdout
-    assert not stale.exists() and len(names(recordings)) == 2
+    assert "1 of 4 recordings" in result.stdout and f"twice/{stale.name}" in result.stdout
+    assert not stale.exists() and len(names(recordings)) == 3
