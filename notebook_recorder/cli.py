@@ -309,7 +309,7 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
         from ._store import Store
 
         try:
-            found = Store(root).find(key)
+            found = Store(root).find_latest(key, 1)  # its first occurrence recorded
         except RecordingFormatError as exc:
             raise LookupError(str(exc)) from None
         if found is not None:

@@ -429,3 +429,56 @@ def test_a_notebook_asking_three_times_replays_the_answers_in_order(server: Wire
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 of 4 recordings" in result.stdout and f"twice/{stale.name}" in result.stdout
     assert not stale.exists() and len(names(recordings)) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# The store's lookup
+# ---------------------------------------------------------------------------------------------
+
+
+def _tool_record(occurrence: int | None, answer: str) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "test_id": None,
+        "request": {"test_id": None, "provider": "p", "tool_name": "t", "kwargs": {"q": 1}},
+        "response": {"body": answer, "is_streaming": False},
+        "id_normalization_mapping": {},
+    }
+    if occurrence is not None:
+        record["occurrence"] = occurrence
+    return record
+
+
+def test_store_find_is_exact_and_find_latest_serves_the_nearest(tmp_path: Path) -> None:
+    from notebook_recorder._keys import record_key
+    from notebook_recorder._store import Store
+
+    store = Store(tmp_path)
+    key = record_key(_tool_record(None, ""))
+    assert key is not None
+    assert store.write(key, _tool_record(None, "one")).name == f"{key}.json"
+    assert store.write(key, _tool_record(3, "three")).name == f"{key}-3.json"
+    with pytest.raises(ValueError, match="occurrence must be a whole number >= 1, not 0"):
+        store.write(key, _tool_record(0, "zero"))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    def answer(found: Any) -> tuple[int, str] | None:
+        return None if found is None else (found.occurrence, found.record["response"]["body"])
+
+    assert answer(store.find(key)) == (1, "one")
+    assert answer(store.find(key, 2)) is None
+    assert [answer(store.find_latest(key, k)) for k in (1, 2, 3, 4)] == [
+        (1, "one"),
+        (1, "one"),
+        (3, "three"),
+        (3, "three"),
+    ]
+    (tmp_path / f"{key}.json").unlink()
+    assert answer(store.find_latest(key, 1)) == (3, "three")  # a gap at the start
+    assert store.find_latest("0" * 64, 1) is None
+
+    # A file whose name says one occurrence and whose content another is found by its content.
+    (tmp_path / f"{key}-3.json").rename(tmp_path / f"{key}-2.json")
+    forget_indexes()
+    store = Store(tmp_path)
+    assert answer(store.find(key, 3)) == (3, "three")
+    assert store.find(key, 2) is None
