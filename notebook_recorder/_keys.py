@@ -162,16 +162,21 @@ def request_from_record(record: Mapping[str, Any]) -> Request | None:
             kwargs=kwargs if isinstance(kwargs, Mapping) else {},
         )
     if "body" in request and isinstance(request.get("method"), str):
+        body = request["body"]
+        if isinstance(body, Mapping) and isinstance(body.get("extra_body"), Mapping):
+            # llama-stack stored the SDK's keyword arguments: a literal `extra_body` is what the
+            # SDK merges into the JSON it sends (FORMAT.md, "llama-stack's literal extra_body").
+            body = {**{k: v for k, v in body.items() if k != "extra_body"}, **body["extra_body"]}
         url = str(request.get("url") or "")
         endpoint = canonical_endpoint(str(request.get("endpoint") or (urlsplit(url).path if url else "")), url)
-        if endpoint == "/v1/completions" and isinstance(request["body"], Mapping) and "messages" in request["body"]:
+        if endpoint == "/v1/completions" and isinstance(body, Mapping) and "messages" in body:
             # Older llama-stack files filed some chat requests under /v1/completions; the SDK call
             # that made them, and that replays them, is chat.completions.create.
             endpoint = "/v1/chat/completions"
         return InferenceRequest(
             method=request["method"],
             endpoint=endpoint,
-            body=request["body"],
+            body=body,
             model=str(request.get("model") or ""),
             url=url,
         )
@@ -185,6 +190,34 @@ def record_key(record: Mapping[str, Any]) -> str | None:
         return None
     test_id = record.get("test_id")
     return request.key(test_id if isinstance(test_id, str) else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Occurrences (FORMAT.md, "Repeated identical requests")
+# ---------------------------------------------------------------------------------------------
+
+_OCCURRENCE_STEM = re.compile(r"(?P<key>[0-9a-f]{64})-(?P<occurrence>[1-9][0-9]*)")
+
+
+def recording_name(key: str, occurrence: int = 1) -> str:
+    """The file name of occurrence ``occurrence`` of ``key``: ``<key>.json``, else ``<key>-<k>.json``."""
+    return f"{key}.json" if occurrence == 1 else f"{key}-{occurrence}.json"
+
+
+def name_occurrence(stem: str) -> tuple[str, int]:
+    """The key and occurrence a file name (without ``.json``) claims: ``<key>-3`` is ``(key, 3)``;
+    any other stem is itself with occurrence 1."""
+    match = _OCCURRENCE_STEM.fullmatch(stem)
+    return (match.group("key"), int(match.group("occurrence"))) if match else (stem, 1)
+
+
+def record_occurrence(record: Mapping[str, Any]) -> int | None:
+    """The occurrence a recording file says it is: its ``occurrence`` field, 1 when absent, or
+    ``None`` when the field is not a whole number >= 1."""
+    value = record.get("occurrence", 1)
+    if value is None:
+        return 1
+    return value if type(value) is int and value >= 1 else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,14 @@
 Interceptors describe a call as a request (``_keys``), ask :meth:`Recorder.decide` what to do,
 carry it out, and report back with :meth:`Recorder.save` or :meth:`Recorder.finish`. Magics, the
 command line and tests all go through here.
+
+Occurrences (DESIGN.md, "Modes"): each Recorder is one recording context (a session started by
+``start``, one entry of a ``recording()`` block) and counts the requests it sees, by directory and
+key, in its :class:`Occurrences`. The k-th identical request is recorded as, and replayed from,
+occurrence k; past the last recorded one, replay serves the last. ``record`` writes occurrences
+1, 2, ... afresh; occurrences beyond this run's count, left by an earlier and longer run, stay on
+disk (unused, so ``prune`` lists them): deleting them could lose answers that a partial re-run
+simply did not reach. The ``%%apirec`` cells of a notebook count with the session.
 """
 
 from __future__ import annotations
@@ -62,11 +70,30 @@ class Call:
     ms: float
     streamed: bool
     error: str | None
+    occurrence: int = 1
+    """Which occurrence of its request the recording used is (the k-th identical request of a
+    recording context is occurrence k; past the last recorded one, replay uses the last). For a
+    call with no recording (live, missing), the call's own count."""
     origin: str | None = None
     """For ``kind="network"``: the ``file:line`` of the code that opened the connection."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Occurrences:
+    """How many times each request was made in one recording context: thread-safe counts by
+    recordings directory and key. Recorders that share one count together."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def next(self, directory: Path, key: str) -> int:
+        """Count one more request of ``key`` in ``directory``: 1 for the first, then 2, 3, ..."""
+        with self._lock:
+            count = self._counts[str(directory), key] = self._counts.get((str(directory), key), 0) + 1
+        return count
 
 
 @dataclass
@@ -79,6 +106,7 @@ class Decision:
     recorder: Recorder
     found: Found | None = None
     started: float = 0.0
+    occurrence: int = 1  # the k-th identical request of this recorder; what a recording is saved as
     # The credential values the request carried (``_secrets.request_secrets``): the interceptor
     # sets them when it records, and :meth:`Recorder.save` masks them in what it writes.
     secrets: tuple[str, ...] = ()
@@ -120,6 +148,8 @@ class Recorder:
         self._cwd = os.getcwd()
         self._store: Store | None = None
         self._store_dir: Path | None = None
+        self.occurrences = Occurrences()
+        """How many times each request was made in this recording context (see the module doc)."""
         self.check()
 
     def __repr__(self) -> str:
@@ -154,14 +184,20 @@ class Recorder:
 
     def decide(self, request: Request) -> Decision:
         """Replay, record or go live for ``request``; raise ``RecordingNotFoundError`` in replay
-        mode when nothing was recorded."""
+        mode when nothing was recorded.
+
+        The k-th identical request replays occurrence k, or the latest one recorded before it
+        (``record-if-missing`` too: it records only a request that has no recording at all), and
+        is recorded as occurrence k.
+        """
         mode = self.mode
         key = request.key(self.scope)
-        decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter())
+        occurrence = self.occurrences.next(self.store.root, key)
+        decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter(), occurrence=occurrence)
         if mode is Mode.LIVE:
             return decision
         if mode.reads:
-            found = self.store.find(key)
+            found = self.store.find_latest(key, occurrence)
             if found is not None:
                 decision.action, decision.found = Action.REPLAY, found
                 return decision
@@ -196,13 +232,15 @@ class Recorder:
         response = {**response, "body": body}
         if response.get("is_exception"):
             response["body"] = None
-        record = {
+        record: dict[str, Any] = {
             "test_id": self.scope,
             "request": decision.request.to_json(self.scope),
             "response": response,
             "id_normalization_mapping": {},
             "recorder": {"name": "notebook-recorder", "version": __version__, **_sdk_versions()},
         }
+        if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
+            record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
         path = self.store.write(decision.key, record)
         error = (response.get("exception_data") or {}).get("type") if response.get("is_exception") else None
         self.finish(decision, "recorded", path=path, streamed=streamed, error=error)
@@ -220,6 +258,7 @@ class Recorder:
         """Log a call's outcome: replayed, recorded, live, missing or error."""
         if path is None and decision.found is not None:
             path = decision.found.path
+        occurrence = decision.found.occurrence if decision.found is not None else decision.occurrence
         request = decision.request
         _log.append(
             kind="tool" if isinstance(request, ToolRequest) else "inference",
@@ -233,6 +272,7 @@ class Recorder:
             ms=(time.perf_counter() - decision.started) * 1000,
             streamed=streamed,
             error=error,
+            occurrence=occurrence,
         )
         if path is not None:
             _log_usage(outcome, path)

@@ -8,7 +8,12 @@ Lookup has three tiers, cheapest first:
    name is not their key, such as every llama-stack file and renamed files. It is built once per
    directory per process, the first time tiers 1 and 2 miss, and kept current as files are written.
 
-Only the index (key -> path) stays in memory, never the recordings themselves.
+Only the index ((key, occurrence) -> path) stays in memory, never the recordings themselves.
+
+Occurrences (FORMAT.md, "Repeated identical requests"): the k-th identical request of a recording
+context is ``<key>-<k>.json`` with ``"occurrence": k`` (``<key>.json`` for the first). The name is
+the fast path; the content index files every recording under the key and occurrence its content
+says, so a renamed or misnamed occurrence file is still found.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from ._codec import dumps, loads
 from ._errors import RecordingFormatError
-from ._keys import record_key
+from ._keys import record_key, record_occurrence, recording_name
 
 
 @dataclass
@@ -32,9 +37,10 @@ class _Index:
     weighs several times more, and this is all that replay keeps in memory per file."""
 
     names: dict[str, list[str]] = field(default_factory=dict)  # file stem -> paths
-    by_key: dict[str, str] = field(default_factory=dict)  # content key -> path
-    more: dict[str, set[str]] = field(default_factory=dict)  # content key -> other files with it
-    verified: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # path -> (mtime, size, key)
+    by_key: dict[tuple[str, int], str] = field(default_factory=dict)  # content (key, occurrence) -> path
+    more: dict[tuple[str, int], set[str]] = field(default_factory=dict)  # (key, occurrence) -> other files
+    occurrences: dict[str, set[int]] = field(default_factory=dict)  # content key -> occurrences indexed
+    verified: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)  # path -> (mtime, size, key, occ)
     seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
     errors: dict[str, str] = field(default_factory=dict)  # unreadable files
     listed: bool = False
@@ -62,10 +68,11 @@ def forget_indexes() -> None:
 
 @dataclass(frozen=True)
 class Found:
-    """A recording found for a key."""
+    """A recording found for a key: the file, its parsed content, and which occurrence it is."""
 
     path: Path
     record: dict[str, Any]
+    occurrence: int = 1
 
 
 class Store:
@@ -82,9 +89,9 @@ class Store:
     def exists(self) -> bool:
         return self.root.is_dir()
 
-    def path_for(self, key: str) -> Path:
-        """Where a recording with this key is written."""
-        return self.root / f"{key}.json"
+    def path_for(self, key: str, occurrence: int = 1) -> Path:
+        """Where occurrence ``occurrence`` of the recording of ``key`` is written."""
+        return self.root / recording_name(key, occurrence)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -96,69 +103,101 @@ class Store:
             raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
         return loads(data, path)
 
-    def find(self, key: str) -> Found | None:
-        """The recording for ``key``, or ``None``.
+    def find(self, key: str, occurrence: int = 1) -> Found | None:
+        """Occurrence ``occurrence`` of the recording for ``key``, or ``None``.
 
         A malformed file that *is* the one asked for raises ``RecordingFormatError``; malformed
         files elsewhere never affect other lookups.
         """
-        found = self._verified(str(self.path_for(key)), key)
+        return self._find(key, occurrence, latest=False)
+
+    def find_latest(self, key: str, occurrence: int) -> Found | None:
+        """What replay serves to the ``occurrence``-th call of ``key``: that occurrence when it is
+        recorded, else the latest one recorded before it, else (a gap at the start, left by a call
+        that failed while recording) the first one after it. ``None`` when ``key`` has none.
+        """
+        return self._find(key, occurrence, latest=True)
+
+    def _find(self, key: str, occurrence: int, *, latest: bool) -> Found | None:
+        found = self._verified(str(self.path_for(key, occurrence)), key, occurrence)
         if found is not None:
             return found
         if not self.exists:
             return None
         with self._index.lock:
             self._list_names()
-            for path in self._index.names.get(key, []):
-                found = self._verified(path, key)
+            for path in self._index.names.get(recording_name(key, occurrence)[:-5], []):
+                found = self._verified(path, key, occurrence)
                 if found is not None:
                     return found
-            found = self._indexed(key) if self._index.indexed else None
+            found = self._indexed(key, occurrence, latest=latest) if self._index.indexed else None
             if found is None:
                 # Build the content index, or refresh it: files written by another process, moved
                 # or edited since it was built are picked up here, on a miss, never on a hit.
                 self._index_contents()
-                found = self._indexed(key)
+                found = self._indexed(key, occurrence, latest=latest)
         return found
 
-    def find_all(self, key: str) -> list[Found]:
-        """Every readable recording with ``key``, the one :meth:`find` returns first.
+    def find_all(self, key: str, occurrence: int = 1) -> list[Found]:
+        """Every readable recording with ``key`` and ``occurrence``, the one :meth:`find` returns first.
 
         llama-stack writes one model list per server it listed, all with the same request:
         replaying ``models.list()`` merges them. This builds the content index.
         """
-        first = self.find(key)
+        first = self.find(key, occurrence)
         if first is None:
             return []
+        wanted = (key, occurrence)
         with self._index.lock:
             if not self._index.indexed:
                 self._index_contents()
-            others = sorted(self._index.more.get(key, set()) | {self._index.by_key.get(key, str(first.path))})
+            others = sorted(self._index.more.get(wanted, set()) | {self._index.by_key.get(wanted, str(first.path))})
         found = [first]
         for path in others:
             if path != str(first.path):
                 try:
-                    hit = self._verified(path, key)
+                    hit = self._verified(path, key, occurrence)
                 except RecordingFormatError:
                     continue
                 if hit is not None:
                     found.append(hit)
         return found
 
-    def _indexed(self, key: str) -> Found | None:
-        path = self._index.by_key.get(key)
-        if path is None:
+    def _indexed(self, key: str, occurrence: int, *, latest: bool) -> Found | None:
+        """From the content index: occurrence ``occurrence`` of ``key``; with ``latest``, failing
+        that, the latest one before it, else the first one after it."""
+        if not latest:
+            return self._indexed_one(key, occurrence)
+        known = self._index.occurrences.get(key)
+        if not known:
             return None
-        try:
-            found = self._verified(path, key)
-        except RecordingFormatError:
-            found = None
-        if found is None:
-            del self._index.by_key[key]  # gone or edited: stale
-        return found
+        before = sorted((k for k in known if k <= occurrence), reverse=True)
+        after = sorted(k for k in known if k > occurrence)
+        for candidate in [*before, *after]:
+            found = self._indexed_one(key, candidate)
+            if found is not None:
+                return found
+        return None
 
-    def _verified(self, path: str, key: str) -> Found | None:
-        """``path`` parsed, if its content really has ``key``; a renamed file does not count.
+    def _indexed_one(self, key: str, occurrence: int) -> Found | None:
+        index, wanted = self._index, (key, occurrence)
+        while (path := index.by_key.get(wanted)) is not None:
+            try:
+                found = self._verified(path, key, occurrence)
+            except RecordingFormatError:
+                found = None
+            if found is not None:
+                return found
+            del index.by_key[wanted]  # gone or edited: stale; another file with the same content may do
+            others = index.more.get(wanted)
+            if others:
+                index.by_key[wanted] = others.pop()
+        index.occurrences.get(key, set()).discard(occurrence)
+        return None
+
+    def _verified(self, path: str, key: str, occurrence: int = 1) -> Found | None:
+        """``path`` parsed, if its content really has ``key`` and ``occurrence``; a renamed file
+        does not count.
 
         Recomputing the key costs more than parsing a small file, so a file already verified
         and unchanged since (same mtime and size) is not verified again.
@@ -170,13 +209,13 @@ class Store:
         except OSError as exc:
             raise RecordingFormatError(Path(path), f"cannot read ({exc.strerror or exc})") from None
         record = self.read(Path(path))
-        version = (stat.st_mtime_ns, stat.st_size, key)
+        version = (stat.st_mtime_ns, stat.st_size, key, occurrence)
         verified = self._index.verified
         if verified.get(path) != version:
-            if record_key(record) != key:
+            if record_occurrence(record) != occurrence or record_key(record) != key:
                 return None
             verified[path] = version
-        return Found(Path(path), record)
+        return Found(Path(path), record, occurrence)
 
     def _list_names(self) -> None:
         index = self._index
@@ -199,13 +238,20 @@ class Store:
                 continue
             index.seen[path] = mtime
             try:
-                key = record_key(self.read(Path(path)))
+                record = self.read(Path(path))
+                key, occurrence = record_key(record), record_occurrence(record)
             except RecordingFormatError as exc:
                 index.errors[path] = exc.problem
                 continue
+            if occurrence is None:
+                index.errors[path] = f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}"
+                continue
             index.errors.pop(path, None)
-            if key is not None and index.by_key.setdefault(key, path) != path:
-                index.more.setdefault(key, set()).add(path)
+            if key is None:
+                continue
+            index.occurrences.setdefault(key, set()).add(occurrence)
+            if index.by_key.setdefault((key, occurrence), path) != path:
+                index.more.setdefault((key, occurrence), set()).add(path)
 
     def _walk(self) -> Iterator[str]:
         """Every recording file in the tree, hidden files and directories (``.``) left out."""
@@ -236,9 +282,14 @@ class Store:
     def write(self, key: str, record: Mapping[str, Any]) -> Path:
         """Write a recording atomically: a temporary file in the same directory, then a rename.
 
-        A reader, or a process killed mid-write, never sees a truncated file.
+        The file is named by ``key`` and the record's own ``occurrence`` (1 when absent), so a
+        name always agrees with its content. A reader, or a process killed mid-write, never sees a
+        truncated file.
         """
-        path = self.path_for(key)
+        occurrence = record_occurrence(record)
+        if occurrence is None:
+            raise ValueError(f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}")
+        path = self.path_for(key, occurrence)
         self.root.mkdir(parents=True, exist_ok=True)
         data = dumps(record)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.root)
@@ -254,9 +305,10 @@ class Store:
         name = str(path)
         with self._index.lock:
             if self._index.listed:
-                paths = self._index.names.setdefault(key, [])
+                paths = self._index.names.setdefault(path.name[:-5], [])
                 if name not in paths:
                     paths.append(name)
-            self._index.by_key[key] = name
+            self._index.by_key[(key, occurrence)] = name
+            self._index.occurrences.setdefault(key, set()).add(occurrence)
             self._index.seen.pop(name, None)
         return path

@@ -16,8 +16,9 @@
   unified diff per cell, after the sanitisers documented in :mod:`notebook_recorder._notebooks`).
 - ``ls`` prints a table of the recordings in a directory tree.
 - ``show`` prints one recording as readable text: the conversation, tool calls, the answer.
-- ``verify`` checks a directory: every file parses, every name is its key, no key twice, every
-  ``__type__`` imports, no credential-looking strings. It exits 1 when it finds a problem.
+- ``verify`` checks a directory: every file parses, every name is its key (and occurrence), no
+  key and occurrence twice, every ``__type__`` imports, no credential-looking strings. It exits 1
+  when it finds a problem.
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
 - ``prune`` runs notebooks in replay mode and lists the recordings none of them used; it
@@ -47,7 +48,9 @@ from ._errors import RecordingFormatError
 from ._keys import (
     ToolRequest,
     canonical_endpoint,
+    name_occurrence,
     record_key,
+    record_occurrence,
     request_from_record,
 )
 from ._modes import ENV_DIR, valid_modes
@@ -92,9 +95,15 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _name_key(path: Path) -> str:
-    """The key a file's name claims: its stem, or the hash part of ``models-<hash>-<digest8>``."""
+    """The key a file's name claims: its stem, or the hash part of ``models-<hash>-<digest8>``
+    or of an occurrence's ``<key>-<k>``."""
+    return _name_key_occurrence(path)[0]
+
+
+def _name_key_occurrence(path: Path) -> tuple[str, int]:
+    """The key and occurrence a file's name claims (FORMAT.md, "Repeated identical requests")."""
     match = MODEL_LIST_NAME.fullmatch(path.stem)
-    return match.group("key") if match else path.stem
+    return (match.group("key"), 1) if match else name_occurrence(path.stem)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -113,6 +122,8 @@ class Entry:
     size: int
     problem: str = ""  # why it could not be read; empty when it could
     key: str | None = None  # recomputed from content
+    occurrence: int | None = 1  # from content; None when its `occurrence` field is not valid
+    bad_occurrence: str = ""  # the invalid `occurrence` value, as repr
     kind: str = ""
     label: str = ""  # endpoint or provider/tool
     model: str = ""
@@ -124,7 +135,9 @@ class Entry:
 
     @property
     def stale_name(self) -> bool:
-        return self.key is not None and _name_key(self.path) != self.key
+        if self.key is None or self.occurrence is None:
+            return False
+        return _name_key_occurrence(self.path) != (self.key, self.occurrence)
 
 
 def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
@@ -145,6 +158,9 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
     entry.key = record_key(record)
+    entry.occurrence = record_occurrence(record)
+    if entry.occurrence is None:
+        entry.bad_occurrence = repr(record.get("occurrence"))[:40]
     parsed = request_from_record(record)
     body = response.get("body")
     entry.streaming = bool(response.get("is_streaming"))
@@ -220,9 +236,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozense
 # ---------------------------------------------------------------------------------------------
 
 _SORTS: dict[str, Callable[[Entry], Any]] = {
-    "key": lambda e: (e.key is None, e.key or "", e.rel),
-    "test_id": lambda e: (e.test_id or "", e.key or "", e.rel),
-    "endpoint": lambda e: (e.label, e.model, e.key or "", e.rel),
+    "key": lambda e: (e.key is None, e.key or "", e.occurrence or 0, e.rel),
+    "test_id": lambda e: (e.test_id or "", e.key or "", e.occurrence or 0, e.rel),
+    "endpoint": lambda e: (e.label, e.model, e.key or "", e.occurrence or 0, e.rel),
     "size": lambda e: (-e.size, e.rel),
     "path": lambda e: e.rel,
 }
@@ -235,7 +251,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not entries:
         _out(f"no recordings in {args.dir}")
         return 0
-    header = ["KEY", "KIND", "ENDPOINT/TOOL", "MODEL", "STREAM", "CHUNKS", "SIZE", "TEST_ID"]
+    header = ["KEY", "OCC", "KIND", "ENDPOINT/TOOL", "MODEL", "STREAM", "CHUNKS", "SIZE", "TEST_ID"]
     if args.full:
         header.append("FILE")
     rows = []
@@ -247,6 +263,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         test_id = e.test_id or "-"
         row = [
             key,
+            str(e.occurrence) if e.occurrence is not None and e.kind != "unreadable" else "-",
             e.kind,
             label,
             e.model or "-",
@@ -258,7 +275,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if args.full:
             row.append(e.rel)
         rows.append(row)
-    _out(*_table(header, rows, right=frozenset({5, 6})))
+    _out(*_table(header, rows, right=frozenset({1, 6, 7})))
     stale = sum(e.stale_name for e in entries)
     broken = sum(e.kind == "unreadable" for e in entries)
     summary = f"{len(entries)} recordings, {_human_size(sum(e.size for e in entries))}"
@@ -291,7 +308,7 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
         from ._store import Store
 
         try:
-            found = Store(root).find(key)
+            found = Store(root).find_latest(key, 1)  # its first occurrence recorded
         except RecordingFormatError as exc:
             raise LookupError(str(exc)) from None
         if found is not None:
@@ -310,6 +327,11 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
             matches[file] = content_key
     if not matches:
         raise LookupError(f"no recording whose key starts with {key} in {dir_name}")
+    if len(matches) > 1 and len(set(matches.values())) == 1:
+        # One request recorded several times (occurrences): show the first.
+        first = [p for p in matches if _name_key_occurrence(p)[1] == 1]
+        if len(first) == 1:
+            return first[0]
     if len(matches) > 1:
         listed = "\n".join(f"  {k[:16]}…  {_rel(p, root)}" for p, k in list(matches.items())[:10])
         raise LookupError(f"{len(matches)} recordings in {dir_name} have keys starting with {key}:\n{listed}")
@@ -351,6 +373,15 @@ def _type_names(value: Any) -> Iterator[str]:
             yield from _type_names(v)
 
 
+def _stale_name_problem(entry: Entry) -> str:
+    """Why a file's name is not its key: ``its key is K`` (plus the occurrence when that is what differs)."""
+    assert entry.key is not None and entry.occurrence is not None
+    name_key, named = _name_key_occurrence(entry.path)
+    if name_key == entry.key:
+        return f"its occurrence field is {entry.occurrence}, its name says {named}"
+    return f"its key is {entry.key}" + (f", occurrence {entry.occurrence}" if entry.occurrence != 1 else "")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """``verify DIR``: parse every file and report problems, grouped by kind."""
     root = _existing_dir(args.dir)
@@ -358,36 +389,42 @@ def cmd_verify(args: argparse.Namespace) -> int:
     groups: dict[str, list[str]] = {
         "unreadable files": [],
         "names that are not their key": [],
+        "invalid occurrence fields": [],
         "duplicate keys": [],
         "unknown __type__s": [],
         "possible leaked credentials": [],
     }
     notes: list[str] = []
-    by_key: dict[str, list[Entry]] = defaultdict(list)
+    by_key: dict[tuple[str, int], list[Entry]] = defaultdict(list)
     unknown: dict[str, list[str]] = defaultdict(list)
     unkeyable = []
     for entry in entries:
         if entry.problem:
             groups["unreadable files"].append(f"{entry.rel}: {entry.problem}")
             continue
-        if entry.key is None:
+        if entry.occurrence is None:
+            groups["invalid occurrence fields"].append(
+                f"{entry.rel}: occurrence must be a whole number >= 1, not {entry.bad_occurrence}"
+            )
+        elif entry.key is None:
             unkeyable.append(entry.rel)
         else:
-            by_key[entry.key].append(entry)
+            by_key[(entry.key, entry.occurrence)].append(entry)
             if entry.stale_name:
-                groups["names that are not their key"].append(f"{entry.rel}: its key is {entry.key}")
+                groups["names that are not their key"].append(f"{entry.rel}: {_stale_name_problem(entry)}")
         for name in sorted(entry.types):
             if import_type(name) is None:
                 unknown[name].append(entry.rel)
         groups["possible leaked credentials"] += [f"{entry.rel}: {finding}" for finding in entry.leaks]
-    for key, same in sorted(by_key.items()):
+    for (key, occurrence), same in sorted(by_key.items()):
         if len(same) < 2:
             continue
         listed = "".join(f"\n    {e.rel}" for e in same)
         if all(MODEL_LIST_NAME.fullmatch(e.path.stem) for e in same):
             notes.append(f"{len(same)} model lists share key {key[:12]}… (llama-stack merges them):{listed}")
         else:
-            groups["duplicate keys"].append(f"{key}, in {len(same)} files:{listed}")
+            which = f" occurrence {occurrence}" if occurrence != 1 else ""
+            groups["duplicate keys"].append(f"{key}{which}, in {len(same)} files:{listed}")
     for name, files in sorted(unknown.items()):
         shown = "".join(f"\n    {f}" for f in files[:3]) + (
             f"\n    … and {len(files) - 3} more" if len(files) > 3 else ""
@@ -474,7 +511,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     store = Store(dest)
     counts = {"imported": 0, "updated": 0, "unchanged": 0, "skipped": 0}
-    written: dict[str, Path] = {}
+    written: dict[tuple[str, int], Path] = {}
     for file in files:
         try:
             record = _read(file)
@@ -484,18 +521,23 @@ def cmd_import(args: argparse.Namespace) -> int:
             continue
         if scoped:
             record = _rescoped(record, scope)
-        key = record_key(record)
+        key, occurrence = record_key(record), record_occurrence(record)
         if key is None:
             counts["skipped"] += 1
             _out(f"skipped    {file}: no keyable request (a raw HTTP or similar recording)")
             continue
-        if key in written:
+        if occurrence is None:
             counts["skipped"] += 1
-            _out(f"skipped    {file}: same key as {written[key]}")
+            _out(f"skipped    {file}: occurrence must be a whole number >= 1, not {record.get('occurrence')!r}")
             continue
-        written[key] = file
+        if (key, occurrence) in written:
+            counts["skipped"] += 1
+            same = "same key" if occurrence == 1 else f"same key and occurrence ({occurrence})"
+            _out(f"skipped    {file}: {same} as {written[key, occurrence]}")
+            continue
+        written[key, occurrence] = file
         record = _with_canonical_endpoint(record)
-        target = store.path_for(key)
+        target = store.path_for(key, occurrence)
         data = dumps(record)
         if target.is_file():
             if target.read_bytes() == data:

@@ -224,8 +224,8 @@ def _display(path: Path | str) -> str:
 # Rendering
 # ---------------------------------------------------------------------------------------------
 
-_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time")
-_NUMERIC = frozenset({"#", "cell", "time"})
+_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time")
+_NUMERIC = frozenset({"#", "cell", "occurrence", "time"})
 _OUTCOMES = ("replayed", "recorded", "live", "missing", "error", "unrecorded", "blocked")
 
 
@@ -245,6 +245,7 @@ class CallTable:
                 call.endpoint,
                 call.model or "",
                 _outcome(call),
+                str(call.occurrence),  # the k-th identical request of its recording context
                 call.path or call.origin or "",
                 f"{call.ms:.1f} ms",  # with its unit, so `run --check` reads it as a duration
             )
@@ -393,6 +394,7 @@ class ApiRecMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._frames: list[_Frame] = []
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
+        self._occurrences = _session.Occurrences()  # what %%apirec cells count with, without a session
         self._announced: Path | None = None
         self._owns_custom_exc = False
         self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
@@ -581,7 +583,9 @@ class ApiRecMagics(Magics):
         if not self._frames:
             raise UsageError("%%apirec must be the first line of a cell")
         context = self._cell_recording(args)
-        self._frames[-1].contexts.append((context, context.__enter__()))
+        recorder = context.__enter__()
+        self._frames[-1].contexts.append((context, recorder))
+        self._count_with_session(recorder)
 
     def _remember_cell_file(self) -> None:
         """Note which cached cell source runs this ``%%apirec`` line, and what the user wrote.
@@ -627,11 +631,19 @@ class ApiRecMagics(Magics):
     def _run_cell_body(self, args: argparse.Namespace, cell: str) -> None:
         """``%%apirec`` called as a plain cell magic: run the body as a nested cell."""
         with self._cell_recording(args) as recorder:
+            self._count_with_session(recorder)
             self._nested.append(recorder)
             try:
                 cast(Any, self._shell).run_cell(cell)
             finally:
                 self._nested.remove(recorder)
+
+    def _count_with_session(self, recorder: Recorder) -> None:
+        """A ``%%apirec`` cell counts repeated requests with the session (or, without one, with
+        the other ``%%apirec`` cells): a question asked again in a later cell is its next
+        occurrence, never an overwrite of the first answer."""
+        session = _session.session()
+        recorder.occurrences = session.occurrences if session is not None else self._occurrences
 
     def _cell_recording(self, args: argparse.Namespace) -> _session.recording:
         base = _session.active()

@@ -193,10 +193,10 @@ def test_ls_lists_the_llama_stack_sample(corpus: Path, capsys: pytest.CaptureFix
     code, out, _ = run_main(capsys, "ls", corpus)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["KEY", "KIND", "ENDPOINT/TOOL", "MODEL", "STREAM", "CHUNKS", "SIZE", "TEST_ID"]
+    assert lines[0].split() == ["KEY", "OCC", "KIND", "ENDPOINT/TOOL", "MODEL", "STREAM", "CHUNKS", "SIZE", "TEST_ID"]
     total = len(list(corpus.rglob("*.json")))
     rows = lines[1 : 1 + total]
-    assert all(len(row.split()) >= 8 for row in rows)
+    assert all(len(row.split()) >= 9 for row in rows)
     assert lines[1 + total] == ""
     assert lines[-1].startswith(f"{total} recordings")
     assert "named other than their key" in lines[-1]
@@ -206,7 +206,7 @@ def test_ls_lists_the_llama_stack_sample(corpus: Path, capsys: pytest.CaptureFix
     for expected in ("/v1/chat/completions", "gpt-4o", "tavily/web_search", "raw-http", "error", "/v1/models"):
         assert expected in text
     chat_row = next(row for row in rows if row.startswith(record_key(loads(CHAT.read_bytes()))[:12]))
-    assert chat_row.split()[1:6] == ["inference", "/v1/chat/completions", "gpt-4o", "yes", "18"]
+    assert chat_row.split()[1:7] == ["1", "inference", "/v1/chat/completions", "gpt-4o", "yes", "18"]
 
 
 def test_ls_sort_and_full(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,10 +49,15 @@ def client() -> openai.OpenAI:
 
 
 def _split(method: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """The recorded body as keyword arguments of an SDK method; what it does not take goes in extra_body."""
+    """The recorded body as keyword arguments of an SDK method; what it does not take goes in
+    extra_body, and a literal ``extra_body`` (llama-stack stored the SDK's keyword arguments) is
+    passed as the ``extra_body`` it was."""
     params = inspect.signature(method).parameters
+    literal = body["extra_body"] if isinstance(body.get("extra_body"), dict) else None
     known = {k: v for k, v in body.items() if k in params and k not in ("extra_body", "extra_headers")}
-    extra = {k: v for k, v in body.items() if k not in known}
+    extra = {k: v for k, v in body.items() if k not in known and not (k == "extra_body" and literal is not None)}
+    if literal is not None:
+        return {**known, "extra_body": {**extra, **literal}}
     return {**known, "extra_body": extra} if extra else known
 
 
@@ -148,3 +153,49 @@ def test_the_sample_covers_every_kind() -> None:
         "error",
     }, kinds
     assert len(RECORDINGS) >= 90
+
+
+# llama-stack's literal extra_body (FORMAT.md): some stored bodies hold the SDK's `extra_body`
+# keyword argument as it was passed, where the SDK merges it into the JSON it sends.
+LITERAL_EXTRA_BODY = FIXTURES / "oct2025/tests/integration/recordings/responses/ecae140151d1.json"
+
+
+def test_the_sample_has_literal_extra_bodies() -> None:
+    literal = [p for p in FIXTURES.rglob("*.json") if '"extra_body"' in p.read_text()]
+    assert LITERAL_EXTRA_BODY in literal and len(literal) >= 5
+
+
+@pytest.mark.parametrize("extra_body", [{}, None], ids=["extra_body={}", "no extra_body"])
+def test_a_literal_empty_extra_body_replays_the_sdk_call(
+    client: openai.OpenAI, extra_body: dict[str, Any] | None, tmp_path: Path
+) -> None:
+    record = json.loads(LITERAL_EXTRA_BODY.read_text())
+    assert record["request"]["body"]["extra_body"] == {}
+    # Alone: its folder holds other answers to the same request, without the literal extra_body.
+    copy = tmp_path / LITERAL_EXTRA_BODY.name
+    copy.write_bytes(LITERAL_EXTRA_BODY.read_bytes())
+    nr.clear_calls()
+    with nr.recording("replay", dir=tmp_path):
+        completion = client.completions.create(
+            model="llama3.2:3b-instruct-fp16", prompt="Say completions", max_tokens=20, extra_body=extra_body
+        )
+    assert completion.choices[0].text.startswith("Sure, I'd be happy to provide some definitions")
+    (call,) = nr.calls()
+    assert Path(str(call.path)).resolve() == copy.resolve()
+
+
+def test_a_literal_extra_body_with_fields_is_merged_into_the_key(client: openai.OpenAI, tmp_path: Path) -> None:
+    # As WatsonX's project_id and vLLM's guided_choice were stored: the call sends them top-level.
+    record = json.loads(LITERAL_EXTRA_BODY.read_text())
+    extra = {"guided_choice": ["yes", "no"], "project_id": "p-123"}
+    record["request"]["body"]["extra_body"] = extra
+    (tmp_path / "0123456789ab.json").write_text(json.dumps(record))
+    with nr.recording("replay", dir=tmp_path):
+        completion = client.completions.create(
+            model="llama3.2:3b-instruct-fp16", prompt="Say completions", max_tokens=20, extra_body=extra
+        )
+        assert completion.choices[0].finish_reason == "length"
+        with pytest.raises(nr.RecordingNotFoundError):  # the fields are part of the request
+            client.completions.create(model="llama3.2:3b-instruct-fp16", prompt="Say completions", max_tokens=20)
+    stored = nr.load_recordings(tmp_path)
+    assert stored["error"].isna().all()

@@ -637,14 +637,27 @@ def test_status_table(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFix
 
     run(ip, "%apirec status").raise_error()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["#", "cell", "kind", "endpoint", "/", "tool", "model", "outcome", "file", "time"]
+    assert lines[0].split() == [
+        "#",
+        "cell",
+        "kind",
+        "endpoint",
+        "/",
+        "tool",
+        "model",
+        "outcome",
+        "occurrence",
+        "file",
+        "time",
+    ]
     rows = [line.split() for line in lines[2:5]]
     assert [row[:6] for row in rows] == [
         ["1", str(record_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "recorded"],
         ["2", str(replay_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "replayed"],
         ["3", str(missing_cell.execution_count), "inference", "/v1/chat/completions", "gpt-4o", "missing"],
     ]
-    assert rows[0][6] == rows[1][6] and rows[0][6].startswith("recs/") and rows[0][6].endswith(".json")
+    assert [row[6] for row in rows] == ["1", "1", "1"]  # each %%apirec cell is a new recording context
+    assert rows[0][7] == rows[1][7] and rows[0][7].startswith("recs/") and rows[0][7].endswith(".json")
     assert lines[-1] == "3 calls: 1 replayed, 1 recorded, 1 missing"
     # Aligned: every column starts at the same offset on every line.
     assert len({line.index("inference") for line in lines[2:5]}) == 1
@@ -654,11 +667,26 @@ def test_status_table(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFix
     assert _session.calls() == []
 
 
+def test_apirec_cells_count_repeated_requests_with_the_session(ip: InteractiveShell, chat: str) -> None:
+    # Without a session, the %%apirec cells count together: the second answer is not overwritten.
+    run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
+    run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
+    assert len(list(Path("recs").glob("*.json"))) == 2
+    run(ip, "%apirec replay --dir recs").raise_error()  # a new session counts from 1
+    run(ip, f"{chat % 'a'}\n{chat % 'a'}\n{chat % 'a'}\npass").raise_error()
+    assert [c.occurrence for c in _session.calls()[-3:]] == [1, 2, 2]
+    run(ip, "%apirec replay --dir recs").raise_error()
+    run(ip, f"{chat % 'a'}\npass").raise_error()
+    run(ip, f"%%apirec replay\n{chat % 'a'}\npass").raise_error()  # the session's second
+    last = _session.calls()[-1]
+    assert (last.outcome, last.occurrence) == ("replayed", 2) and str(last.path).endswith("-2.json")
+
+
 def test_status_html(ip: InteractiveShell, chat: str) -> None:
     run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
     page = CallTable(_session.calls())._repr_html_()
     assert page.startswith('<table class="apirec-status">')
-    for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time"):
+    for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time"):
         assert f">{column}</th>" in page
     assert '<td style="text-align: left">recorded</td>' in page
     assert "<caption>apirec: 1 call: 1 recorded</caption>" in page

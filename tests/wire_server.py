@@ -735,6 +735,21 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def stamp_answer(payload: Payload, prefix: str) -> None:
+    """Put ``prefix`` in front of a chat or text completion answer: of every choice's text in a
+    JSON answer, of the first chunk that carries text in a stream."""
+    for item in payload if isinstance(payload, list) else [payload]:
+        stamped = False
+        for choice in item.get("choices") or []:
+            holder = choice.get("message") or choice.get("delta") or choice
+            field_name = "content" if holder is not choice else "text"
+            if isinstance(holder.get(field_name), str) and (holder[field_name] or not isinstance(payload, list)):
+                holder[field_name] = prefix + holder[field_name]
+                stamped = True
+        if stamped and isinstance(payload, list):
+            return
+
+
 def responses_route(body: JSON) -> Payload:
     """``POST /v1/responses``: the event list when streaming, else the Response object."""
     return response_events(body) if body.get("stream") else response_payload(body)
@@ -917,6 +932,9 @@ class WireServer:
       chunk_delay: seconds slept between SSE events (time-to-first-chunk stays ~0).
       error_after_chunks: cut every stream after this many events, without [DONE].
       retryable_errors: when False (default) error replies say ``x-should-retry: false``.
+      count_answers: when True, the text of every chat or text completion answer (JSON, or the
+        first text chunk of a stream) starts with ``[n] ``, n counting this server's answers
+        from 1 (``answers`` is the count so far): a replay of the wrong occurrence shows.
     """
 
     def __init__(
@@ -925,10 +943,13 @@ class WireServer:
         chunk_delay: float = 0.0,
         error_after_chunks: int | None = None,
         retryable_errors: bool = False,
+        count_answers: bool = False,
     ) -> None:
         self.chunk_delay = chunk_delay
         self.error_after_chunks = error_after_chunks
         self.retryable_errors = retryable_errors
+        self.count_answers = count_answers
+        self.answers = 0
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -1057,6 +1078,11 @@ class WireServer:
         if body.get("service_tier") == "flex":
             return Reply(400, _recorded_400())
         payload = POST_ROUTES[path](body)
+        if self.count_answers and path in ("/v1/chat/completions", "/v1/completions"):
+            with self._lock:
+                self.answers += 1
+                number = self.answers
+            stamp_answer(payload, f"[{number}] ")
         if isinstance(payload, list):
             return Reply(events=payload, named_events=path == "/v1/responses")
         return Reply(body=payload)

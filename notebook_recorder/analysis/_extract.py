@@ -58,6 +58,7 @@ CALL_FIELDS: tuple[str, ...] = (
     "duration_ms",
     "sdk",
     "sdk_version",
+    "occurrence",
 )
 MESSAGE_FIELDS: tuple[str, ...] = (
     "index",
@@ -1071,6 +1072,8 @@ def extract(data: Any, key: str) -> Extracted:
 
     tid = data.get("test_id")
     call["test_id"] = tid if tid is not None else req.get("test_id")
+    occ = data.get("occurrence")  # FORMAT.md, "Repeated identical requests": absent means 1
+    call["occurrence"] = 1 if occ is None else occ if type(occ) is int and occ >= 1 else None
     rec = data.get("recorder")
     if type(rec) is dict:
         call["sdk"], call["sdk_version"] = rec.get("sdk"), rec.get("sdk_version")

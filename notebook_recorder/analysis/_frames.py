@@ -58,7 +58,7 @@ def _c(name: str, dtype: str, doc: str) -> Column:
 
 RECORDING_COLUMNS: tuple[Column, ...] = (
     _c("path", "str", "the file"),
-    _c("key", "str", "the file name without .json: normally the request hash"),
+    _c("key", "str", "the file name without .json (and without an occurrence's -<k>): normally the request hash"),
     _c("test_id", "str", "the scope of the call: a pytest node id, a notebook, or NaN"),
     _c("kind", "str", "inference, embedding, model_list, tool, http, exception or other"),
     _c("endpoint", "str", "API path, such as /v1/chat/completions (the URL path for http)"),
@@ -84,6 +84,7 @@ RECORDING_COLUMNS: tuple[Column, ...] = (
     _c("duration_ms", "float64", "call duration, when recorded (notebook-recorder extension)"),
     _c("sdk", "str", "the SDK that made the call, when recorded"),
     _c("sdk_version", "str", "its version"),
+    _c("occurrence", "Int64", "k for the k-th identical request of a recording context; 1 when absent"),
     _c("size_bytes", "Int64", "file size"),
     _c("error", "str", "why the file could not be read; NaN when it was read"),
 )

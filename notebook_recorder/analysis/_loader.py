@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from .._errors import RecordingError
+from .._keys import name_occurrence
 from ._extract import Extracted, NotARecording, extract
 
 if TYPE_CHECKING:
@@ -222,10 +223,13 @@ def read_file(path: str) -> tuple[bytes, os.stat_result]:
 
 
 def _key_of(path: str) -> str:
+    """The key a file's name gives: the name without ``.json``, and without the ``-<k>`` of an
+    occurrence file (``<key>-<k>.json``), so that every occurrence of a request shares its key."""
     name = path.rpartition(os.sep)[2]
     if os.altsep:
         name = name.rpartition(os.altsep)[2]
-    return name[:-5] if name.endswith(".json") else os.path.splitext(name)[0]
+    stem = name[:-5] if name.endswith(".json") else os.path.splitext(name)[0]
+    return name_occurrence(stem)[0] if len(stem) > 65 else stem
 
 
 def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
