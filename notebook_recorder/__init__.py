@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "clear_calls": "._session",
     "Call": "._session",
     "tool": ".interceptors.tools",
+    "register_types": "._types",
     # errors
     "RecordingError": "._errors",
     "RecordingNotFoundError": "._errors",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
         token_stream as token_stream,
         tool_calls as tool_calls,
     )
+    from ._types import register_types as register_types
     from .interceptors.tools import tool as tool
 
 

@@ -27,6 +27,7 @@ EXPECTED = {
     "messages",
     "plot_token_stream",
     "recording",
+    "register_types",
     "start",
     "stop",
     "token_stream",
