@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         start as start,
         stop as stop,
     )
+    from ._types import register_types as register_types
     from .analysis import (
         Column as Column,
         Frames as Frames,
@@ -80,7 +81,6 @@ if TYPE_CHECKING:
         token_stream as token_stream,
         tool_calls as tool_calls,
     )
-    from ._types import register_types as register_types
     from .interceptors.tools import tool as tool
 
 

@@ -28,8 +28,7 @@ import orjson
 import pydantic
 
 from ._errors import RecordingFormatError
-from ._types import allowed_type
-from ._types import type_name as type_name
+from ._types import allowed_type, type_name as type_name
 
 TYPE = "__type__"
 DATA = "__data__"

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SDKS", "KNOWN_FOREIGN_TYPES", "SdkTypes", "allowed_type", "is_known_foreign", "register_types"]
+__all__ = ["KNOWN_FOREIGN_TYPES", "SDKS", "SdkTypes", "allowed_type", "is_known_foreign", "register_types"]
 
 
 @dataclass(frozen=True)

@@ -458,7 +458,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         shown = "".join(f"\n    {f}" for f in files[:3]) + (
             f"\n    … and {len(files) - 3} more" if len(files) > 3 else ""
         )
-        line = f"{name} is not on the allowlist (never imported; replay returns its raw data); used in {len(files)} file(s):{shown}"
+        line = (
+            f"{name} is not on the allowlist (never imported; replay returns its raw data); "
+            f"used in {len(files)} file(s):{shown}"
+        )
         if args.allow_unknown_types:
             notes.append(f"{line}\n    (allowed by --allow-unknown-types)")
         elif is_known_foreign(name) and not args.strict:

@@ -274,7 +274,9 @@ def test_verify_reports_the_llama_stack_samples_stale_names(corpus: Path, capsys
     assert out.rstrip().splitlines()[-1].startswith("FAILED:")
 
 
-def test_verify_notes_known_foreign_types_and_strict_fails_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_notes_known_foreign_types_and_strict_fails_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import_files(capsys, tmp_path, TOOL)  # its result is a llama_stack type, known and never imported
     code, out, _ = run_main(capsys, "verify", tmp_path)
     assert code == 0, out

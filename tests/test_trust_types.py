@@ -23,8 +23,7 @@ from typing import Any
 import openai
 import pydantic
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from wire_server import WireServer
 
@@ -436,7 +435,7 @@ def test_a_registered_type_round_trips_and_an_unregistered_one_is_raw(tmp_path: 
         assert untyped("registered") == Registered(value=1)
         with pytest.warns(_codec.UnknownTypeWarning, match="NotRegistered"):
             assert untyped("not registered") == {"value": 2}
-        with pytest.raises(RegisteredError, match="^registered$"):
+        with pytest.raises(RegisteredError, match=r"^registered$"):
             untyped("error")
         with pytest.raises(nr.RecordedToolError, match="UnregisteredError: not registered"):
             untyped("other error")
@@ -453,9 +452,7 @@ def test_register_types_takes_classes_only() -> None:
 
 
 @pytest.mark.parametrize("body", [5, "hello", [1, 2, 3], None, True], ids=["int", "str", "list", "null", "bool"])
-def test_a_body_that_cannot_be_the_response_type_is_a_format_error(
-    recorded_chat: tuple[Path, Path], body: Any
-) -> None:
+def test_a_body_that_cannot_be_the_response_type_is_a_format_error(recorded_chat: tuple[Path, Path], body: Any) -> None:
     directory, path = recorded_chat
     _rewrite(path, lambda r: r["response"].update(body=body))
     with pytest.raises(nr.RecordingFormatError) as info:
@@ -465,9 +462,7 @@ def test_a_body_that_cannot_be_the_response_type_is_a_format_error(
 
 
 @pytest.mark.parametrize("body", [5, "hello", None], ids=["int", "str", "null"])
-def test_a_stream_that_is_not_a_list_of_chunks_is_a_format_error(
-    recorded_stream: tuple[Path, Path], body: Any
-) -> None:
+def test_a_stream_that_is_not_a_list_of_chunks_is_a_format_error(recorded_stream: tuple[Path, Path], body: Any) -> None:
     directory, path = recorded_stream
     _rewrite(path, lambda r: r["response"].update(body=body))
     with pytest.raises(nr.RecordingFormatError) as info:
@@ -524,7 +519,16 @@ _NAMES = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=_NAMES, data=st.one_of(st.none(), st.integers(), st.text(max_size=5), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.lists(st.integers(), max_size=2)))
+@given(
+    name=_NAMES,
+    data=st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=5),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
 def test_decode_never_imports_a_module_outside_the_sdk(name: str, data: Any) -> None:
     finder = _ImportRecorder()
     sys.meta_path.insert(0, finder)

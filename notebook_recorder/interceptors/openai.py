@@ -508,7 +508,9 @@ class _Call:
         return found.path if found is not None else "<recording>"
 
     def _format_error(self, problem: str) -> RecordingFormatError:
-        return RecordingFormatError(self._path, f"{problem} (request: {self.options.method.upper()} {self.options.url})")
+        return RecordingFormatError(
+            self._path, f"{problem} (request: {self.options.method.upper()} {self.options.url})"
+        )
 
     def _raw_replay_args(self, response: dict[str, Any]) -> dict[str, Any]:
         body = self._recorded_body(response)

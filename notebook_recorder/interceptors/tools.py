@@ -250,7 +250,7 @@ def _return_annotation(fn: Callable[..., Any]) -> Any:
         raw = annotations.get("return") if isinstance(annotations, dict) else None
         if isinstance(raw, str):
             try:
-                return eval(raw, getattr(target, "__globals__", {}))  # noqa: S307 (the user's own source)
+                return eval(raw, getattr(target, "__globals__", {}))  # the user's own source code, not a file's
             except Exception:
                 return None
         return raw
