@@ -352,6 +352,18 @@ def test_verify_reports_crafted_types_and_imports_nothing(
     assert not marker.exists()
 
 
+def test_verify_passes_on_the_repositorys_own_recordings(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: their one foreign type (llama-stack's tool result) is a note, not a failure."""
+    from notebook_recorder.cli import main
+
+    assert main(["verify", str(REPO / "recordings")]) == 0
+    out = capsys.readouterr().out
+    assert "ogx_api.tools.ToolInvocationResult is not on the allowlist" in out
+    assert "a known foreign type" in out
+    assert main(["verify", str(REPO / "recordings"), "--strict"]) == 1
+    assert "unknown __type__s (1):" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------
 # What may be built: declared and registered types
 # ---------------------------------------------------------------------------------------------
