@@ -31,7 +31,7 @@ import re
 import sys
 import threading
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,14 +248,3 @@ def is_known_foreign(name: str) -> bool:
         elif name == known:
             return True
     return False
-
-
-def allowed_by_name(name: str) -> bool:
-    """Whether ``verify`` accepts ``name`` without importing anything but the SDK's own modules:
-    a registered name, a builtin exception, or an SDK model or error that resolves."""
-    return allowed_type(name) is not None
-
-
-def registered_names() -> Iterator[str]:
-    """The names registered so far (for tests and diagnostics)."""
-    return iter(list(_registered))
