@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "clear_calls": "._session",
     "Call": "._session",
     "tool": ".interceptors.tools",
+    "register_types": "._types",
     # errors
     "RecordingError": "._errors",
     "RecordingNotFoundError": "._errors",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         start as start,
         stop as stop,
     )
+    from ._types import register_types as register_types
     from .analysis import (
         Column as Column,
         Frames as Frames,

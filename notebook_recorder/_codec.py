@@ -3,9 +3,11 @@
 - An SDK object (a pydantic model) or a dataclass is written as
   ``{"__type__": "<module>.<qualname>", "__data__": ...}``; anything else as plain JSON. A model's
   ``__data__`` holds the fields that were set, as the API sent them.
-- Reading builds the ``__type__`` class: strict ``model_validate`` first, because it is fast,
-  and the class's own lenient ``construct`` only for data that does not validate. A type that
-  cannot be imported comes back as its raw data, with one warning per type name.
+- Reading builds the ``__type__`` class only when it is on the allowlist of
+  :mod:`notebook_recorder._types` (the SDK's models and errors, builtin exceptions, a tool's
+  declared types, registered types): strict ``model_validate`` first, because it is fast, and the
+  class's own lenient ``construct`` only for data that does not validate. Any other type, which
+  is never imported, comes back as its raw data, with one warning per type name.
 - Files are UTF-8 JSON with 2-space indentation and a final newline.
 
 Nothing here knows about OpenAI.
@@ -16,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
-import functools
-import importlib
 import threading
 import warnings
 from collections.abc import Mapping
@@ -28,18 +28,14 @@ import orjson
 import pydantic
 
 from ._errors import RecordingFormatError
+from ._types import allowed_type, type_name as type_name
 
 TYPE = "__type__"
 DATA = "__data__"
 
 
 class UnknownTypeWarning(UserWarning):
-    """A recording names a ``__type__`` that cannot be imported here; its raw data is used."""
-
-
-def type_name(cls: type) -> str:
-    """``<module>.<qualname>`` of a class, without generic parameters such as ``[Model]``."""
-    return f"{cls.__module__}.{cls.__qualname__.split('[', 1)[0]}"
+    """A recording names a ``__type__`` that is not on the allowlist; its raw data is used."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,47 +103,41 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=1024)
-def import_type(name: str) -> type | None:
-    """The class named ``<module>.<qualname>``, or ``None`` when it cannot be imported."""
-    module_name, _, qualname = name.rpartition(".")
-    parts = [qualname]
-    while module_name:
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            module_name, _, outer = module_name.rpartition(".")
-            parts.insert(0, outer)
-            continue
-        try:
-            for part in parts:
-                obj = getattr(obj, part)
-        except AttributeError:
-            return None
-        return obj if isinstance(obj, type) else None
-    return None
+def import_type(name: object) -> type | None:
+    """The allowlisted class named ``<module>.<qualname>``, or ``None``.
+
+    Kept under its old name: it no longer imports what it is given. See
+    :func:`notebook_recorder._types.allowed_type` for what is allowed.
+    """
+    return allowed_type(name)
 
 
-def _warn_unknown(name: str) -> None:
+def _warn_unknown(name: object) -> None:
+    shown = name if isinstance(name, str) else repr(name)
     with _warned_lock:
-        if name in _warned:
+        if shown in _warned:
             return
-        _warned.add(name)
+        _warned.add(shown)
     warnings.warn(
-        f"cannot import recorded type {name!r}; returning its raw data instead",
+        f"recorded type {shown!r} is not built here: it is not an SDK model or error, a builtin "
+        "exception, a type a wrapped tool declares, or a type registered with nr.register_types(); "
+        "returning its raw data instead",
         UnknownTypeWarning,
         stacklevel=4,
     )
 
 
 def build(cls: type, data: Any) -> Any:
-    """An instance of ``cls`` from its recorded data: validated if possible, leniently otherwise."""
+    """An instance of an allowlisted ``cls`` from its recorded data: validated if possible,
+    leniently otherwise. Data of the wrong shape raises ``RecordingFormatError``."""
     if isinstance(cls, type) and issubclass(cls, pydantic.BaseModel):
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError:
             if not isinstance(data, Mapping):
-                raise
+                raise RecordingFormatError(
+                    "<recording>", f"{type_name(cls)} needs an object, found {_kind(data)}"
+                ) from None
         # Nested ``__type__`` wrappers (other writers) are decoded first; then non-compliant
         # providers (``object: ""``, ``finish_reason: null``...) are built leniently: SDK models
         # override ``construct`` to build nested fields the way they do for live data.
@@ -156,17 +146,37 @@ def build(cls: type, data: Any) -> Any:
             return cls.model_validate(data)
         except pydantic.ValidationError:
             return cls.construct(**data)
-    if dataclasses.is_dataclass(cls) and isinstance(data, Mapping):
-        return cls(**{k: decode(v) for k, v in data.items()})
-    return cast(Any, cls)(data)
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(data, Mapping):
+            raise RecordingFormatError("<recording>", f"{type_name(cls)} needs an object, found {_kind(data)}")
+        try:
+            return cls(**{str(k): decode(v) for k, v in data.items()})
+        except TypeError as exc:
+            raise RecordingFormatError("<recording>", f"{type_name(cls)} cannot be built: {exc}") from None
+    if issubclass(cls, BaseException):
+        # Builtin and SDK exceptions: the class with the recorded arguments, nothing else.
+        try:
+            return cls(*data) if isinstance(data, list) else cls(data)
+        except Exception:
+            _warn_unknown(type_name(cls))
+            return decode(data)
+    return cast(Any, cls)(data)  # a class the user registered
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def decode(value: Any) -> Any:
-    """Inverse of :func:`encode`. Raw-dict values without ``__type__`` are returned as they are."""
+    """Inverse of :func:`encode`. Raw-dict values without ``__type__`` are returned as they are.
+
+    A ``__type__`` is built only when it is on the allowlist (:mod:`notebook_recorder._types`);
+    any other name, malformed ones included, gives its raw ``__data__`` and one warning per name.
+    """
     if isinstance(value, dict):
-        name = value.get(TYPE)
-        if isinstance(name, str) and DATA in value:
-            cls = import_type(name)
+        if TYPE in value and DATA in value:
+            name = value[TYPE]
+            cls = allowed_type(name)
             if cls is None:
                 _warn_unknown(name)
                 return decode(value[DATA])

@@ -5,7 +5,7 @@
     notebook-recorder run NB... [--mode replay] [--check] [--output PATH] [--timeout S]
     notebook-recorder ls DIR [--sort COLUMN] [--full]
     notebook-recorder show FILE|KEY [--dir DIR] [--max-chars N]
-    notebook-recorder verify DIR [--allow-unknown-types]
+    notebook-recorder verify DIR [--strict] [--allow-type NAME] [--allow-unknown-types]
     notebook-recorder import SRC... DEST [--scope S]
     notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
 
@@ -17,8 +17,10 @@
 - ``ls`` prints a table of the recordings in a directory tree.
 - ``show`` prints one recording as readable text: the conversation, tool calls, the answer.
 - ``verify`` checks a directory: every file parses, every name is its key (and occurrence), no
-  key and occurrence twice, every ``__type__`` imports, no credential-looking strings. It exits 1
-  when it finds a problem.
+  key and occurrence twice, every ``__type__`` is on the allowlist that replay builds from
+  (checked by name: nothing a file names is imported), no credential-looking strings. It exits 1
+  when it finds a problem. Foreign types seen in real corpora (``_types.KNOWN_FOREIGN_TYPES``:
+  llama-stack's tool results, ollama's responses) are notes, not problems, unless ``--strict``.
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
 - ``prune`` runs notebooks in replay mode and lists the recordings none of them used; it
@@ -43,7 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from ._codec import TYPE, dumps, import_type, loads
+from ._codec import DATA, TYPE, dumps, loads
 from ._errors import RecordingFormatError
 from ._keys import (
     ToolRequest,
@@ -55,6 +57,7 @@ from ._keys import (
 )
 from ._modes import ENV_DIR, valid_modes
 from ._secrets import leaks
+from ._types import allowed_type, is_known_foreign
 
 PROG = "notebook-recorder"
 MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
@@ -366,6 +369,8 @@ def _type_names(value: Any) -> Iterator[str]:
         name = value.get(TYPE)
         if isinstance(name, str):
             yield name
+        elif name is not None and DATA in value:
+            yield f"<not a name: {name!r:.40}>"
         for v in value.values():
             yield from _type_names(v)
     elif isinstance(value, list):
@@ -380,6 +385,16 @@ def _stale_name_problem(entry: Entry) -> str:
     if name_key == entry.key:
         return f"its occurrence field is {entry.occurrence}, its name says {named}"
     return f"its key is {entry.key}" + (f", occurrence {entry.occurrence}" if entry.occurrence != 1 else "")
+
+
+def _type_allowed(name: str, allowed: Sequence[str] | None) -> bool:
+    """Whether ``verify`` accepts a ``__type__``: named by ``--allow-type`` (``module.*`` for a
+    module), a builtin exception, or a model or error class of the SDK. A string check: only the
+    SDK's own modules are ever imported, never one that a file names."""
+    for pattern in allowed or ():
+        if name == pattern or (pattern.endswith(".*") and name.startswith(pattern[:-1])):
+            return True
+    return allowed_type(name) is not None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -413,7 +428,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if entry.stale_name:
                 groups["names that are not their key"].append(f"{entry.rel}: {_stale_name_problem(entry)}")
         for name in sorted(entry.types):
-            if import_type(name) is None:
+            if not _type_allowed(name, args.allow_type):
                 unknown[name].append(entry.rel)
         groups["possible leaked credentials"] += [f"{entry.rel}: {finding}" for finding in entry.leaks]
     for (key, occurrence), same in sorted(by_key.items()):
@@ -429,9 +444,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         shown = "".join(f"\n    {f}" for f in files[:3]) + (
             f"\n    … and {len(files) - 3} more" if len(files) > 3 else ""
         )
-        line = f"{name} cannot be imported here; used in {len(files)} file(s):{shown}"
+        line = (
+            f"{name} is not on the allowlist (never imported; replay returns its raw data); "
+            f"used in {len(files)} file(s):{shown}"
+        )
         if args.allow_unknown_types:
-            notes.append(f"{line}\n    (allowed: replay returns its raw data)")
+            notes.append(f"{line}\n    (allowed by --allow-unknown-types)")
+        elif is_known_foreign(name) and not args.strict:
+            notes.append(f"{line}\n    (a known foreign type: a problem only with --strict)")
         else:
             groups["unknown __type__s"].append(line)
     if unkeyable:
@@ -838,15 +858,30 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify",
         help="check a directory of recordings; exit 1 on problems",
-        description="Check that every file parses, is named by its key, has a unique key and importable "
-        "__type__s, and holds nothing that looks like a credential (sk-..., Bearer ..., AKIA..., ghp_..., "
-        "xoxb-..., JWTs, request headers, values under credential names). Exits 1 when it finds a problem.",
+        description="Check that every file parses, is named by its key, has a unique key and only "
+        "__type__s that replay may build (the SDK's models and errors, builtin exceptions; checked by "
+        "name, nothing a file names is imported), and holds nothing that looks like a credential "
+        "(sk-..., Bearer ..., AKIA..., ghp_..., xoxb-..., JWTs, request headers, values under credential "
+        "names). Foreign types known from real corpora (llama-stack tool results, ollama responses) are "
+        "notes. Exits 1 when it finds a problem.",
     )
     verify.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
     verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="report known foreign __type__s (llama-stack's, ollama's) as problems too",
+    )
+    verify.add_argument(
+        "--allow-type",
+        action="append",
+        metavar="NAME",
+        help="accept this __type__ (your tools' result types, registered types); 'module.*' accepts a "
+        "module's; repeatable",
+    )
+    verify.add_argument(
         "--allow-unknown-types",
         action="store_true",
-        help="list __type__s that cannot be imported as notes, not problems (replay returns their raw data)",
+        help="list every __type__ not on the allowlist as a note, not a problem (replay returns their raw data)",
     )
     verify.set_defaults(parser=verify, handler=cmd_verify)
 

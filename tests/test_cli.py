@@ -275,19 +275,27 @@ def test_verify_reports_the_llama_stack_samples_stale_names(corpus: Path, capsys
     stale = CHAT.relative_to(FIXTURES)
     assert f"{stale}: its key is {record_key(loads(CHAT.read_bytes()))}" in out
     assert "duplicate keys" in out  # the same request recorded in both generations
-    assert "unknown __type__s" in out and "ollama._types.GenerateResponse" in out
+    assert "ollama._types.GenerateResponse is not on the allowlist" in out  # a known foreign type: a note
     assert "model lists share key" in out  # a note, not a problem
     assert out.rstrip().splitlines()[-1].startswith("FAILED:")
 
 
-def test_verify_can_allow_unknown_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import_files(capsys, tmp_path, TOOL)  # its result is a llama_stack type
+def test_verify_notes_known_foreign_types_and_strict_fails_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import_files(capsys, tmp_path, TOOL)  # its result is a llama_stack type, known and never imported
     code, out, _ = run_main(capsys, "verify", tmp_path)
-    assert code == 1 and "unknown __type__s (1):" in out
-    code, out, _ = run_main(capsys, "verify", tmp_path, "--allow-unknown-types")
-    assert code == 0
-    assert "llama_stack.apis.tools.tools.ToolInvocationResult cannot be imported here" in out
+    assert code == 0, out
+    assert "llama_stack.apis.tools.tools.ToolInvocationResult is not on the allowlist" in out
+    assert "a known foreign type" in out
     assert out.rstrip().splitlines()[-1] == "OK: 1 file, no problems"
+    code, out, _ = run_main(capsys, "verify", tmp_path, "--strict")
+    assert code == 1 and "unknown __type__s (1):" in out
+    code, out, _ = run_main(capsys, "verify", tmp_path, "--strict", "--allow-unknown-types")
+    assert code == 0
+    assert out.rstrip().splitlines()[-1] == "OK: 1 file, no problems"
+    code, out, _ = run_main(capsys, "verify", tmp_path, "--strict", "--allow-type", "llama_stack.apis.*")
+    assert code == 0 and "ToolInvocationResult" not in out
 
 
 def test_verify_passes_on_an_imported_directory_and_reports_planted_problems(

@@ -14,7 +14,7 @@ import pytest
 from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from notebook_recorder import _codec
+from notebook_recorder import _codec, register_types
 from notebook_recorder._codec import (
     RecordingFormatError,
     UnknownTypeWarning,
@@ -71,6 +71,7 @@ def test_untyped_values_are_plain_json() -> None:
 
 
 def test_dataclasses_round_trip() -> None:
+    register_types(Point)  # a class of the user's own is built only once registered
     encoded = encode(Point(1, [2]))
     assert encoded == {"__type__": f"{__name__}.Point", "__data__": {"x": 1, "y": [2]}}
     assert decode(encoded) == Point(1, [2])
@@ -85,6 +86,7 @@ def test_type_name_drops_generic_parameters() -> None:
 
 
 def test_import_type() -> None:
+    register_types(Point)
     assert import_type(CHUNK) is ChatCompletionChunk
     assert import_type("openai.types.chat.ChatCompletionChunk") is ChatCompletionChunk
     assert import_type(f"{__name__}.Point") is Point

@@ -29,6 +29,7 @@ EXPECTED = {
     "messages",
     "plot_token_stream",
     "recording",
+    "register_types",
     "start",
     "stop",
     "token_stream",

@@ -32,6 +32,8 @@ import os
 import sys
 import threading
 import time
+import types
+import typing
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -48,8 +50,8 @@ from openai._models import FinalRequestOptions
 from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
-from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, import_type, to_jsonable, type_name
-from .._errors import NotRecordableError
+from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, to_jsonable, type_name
+from .._errors import NotRecordableError, RecordingFormatError
 from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
 from .._network import sdk_network
@@ -62,6 +64,7 @@ from .._secrets import (
     sent_request_secrets,
 )
 from .._session import Action, Decision, Recorder, active, exception_response
+from .._types import allowed_type
 
 _lock = threading.Lock()
 _originals: dict[type, Callable[..., Any]] = {}
@@ -655,16 +658,31 @@ class _Call:
                 client=self.client,
                 options=self.options,
             )
+            if not isinstance(body, list | dict):
+                raise self._format_error(f"the recorded stream is {_kind(body)}, not a list of chunks")
             chunks = body if isinstance(body, list) else [body]
             if isinstance(stream, AsyncStream):
-                stream._iterator = _async_chunks(chunks, chunk_type)
+                stream._iterator = _async_chunks(chunks, chunk_type, self._path)
             else:
-                stream._iterator = _decoded_chunks(chunks, chunk_type)
+                stream._iterator = _decoded_chunks(chunks, chunk_type, self._path)
             self._replayed()
             return stream
-        value = _decode_result(body, self.cast_to)
+        try:
+            value = _decode_result(body, self.cast_to)
+        except RecordingFormatError as exc:
+            raise self._format_error(exc.problem) from None
         self._replayed()
         return _post_parse(self.options, value)
+
+    @property
+    def _path(self) -> Any:
+        found = self.decision.found
+        return found.path if found is not None else "<recording>"
+
+    def _format_error(self, problem: str) -> RecordingFormatError:
+        return RecordingFormatError(
+            self._path, f"{problem} (request: {self.options.method.upper()} {self.options.url})"
+        )
 
     def _raw_replay_args(self, response: dict[str, Any]) -> dict[str, Any]:
         body = self._recorded_body(response)
@@ -694,7 +712,7 @@ class _Call:
                 text = orjson.dumps({"error": body} if isinstance(body, dict) else body).decode()
             http = self._synthetic_response(status, text.encode())
             return self.client._make_status_error_from_response(http)
-        cls = getattr(openai, str(data.get("type")), None)
+        cls = allowed_type(f"openai.{data.get('type')}")  # an SDK error class, or nothing
         request = self._synthetic_request()
         if isinstance(cls, type) and issubclass(cls, openai.APIConnectionError):
             return cls(request=request)
@@ -749,41 +767,109 @@ def _target(cast_to: Any) -> Any:
     return origin
 
 
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _members(target: Any) -> tuple[Any, ...]:
+    """The classes a response type stands for: itself, or each member of a union."""
+    args = typing.get_args(target)
+    if typing.get_origin(target) is typing.Annotated:
+        return _members(args[0])
+    if args and typing.get_origin(target) in (typing.Union, types.UnionType):
+        return tuple(m for arg in args for m in _members(arg))
+    return (target,)
+
+
+def _fits(cls: type, target: Any) -> bool:
+    """Whether an instance of ``cls`` is what a call returning ``target`` may return."""
+    members = _members(target)
+    if not all(isinstance(m, type) for m in members):
+        return True  # a type we cannot compare against: trust the SDK's own class
+    return any(issubclass(cls, _target(m)) for m in members)
+
+
+def _expects_object(target: Any) -> bool:
+    """Whether the SDK builds ``target`` from a JSON object only (models and unions of them)."""
+    members = _members(target)
+    return all(isinstance(m, type) and issubclass(m, pydantic.BaseModel) for m in members)
+
+
 def _decode_result(body: Any, cast_to: Any) -> Any:
-    """A recorded non-streamed body as the object the SDK would have returned."""
+    """A recorded non-streamed body as the object the SDK would have returned.
+
+    A body that cannot be that object (a number, a string, a list where an object belongs,
+    ``null``) raises ``RecordingFormatError``; the caller adds the file's name.
+    """
     is_model = isinstance(cast_to, type) and issubclass(cast_to, pydantic.BaseModel)
     if is_model and isinstance(body, list) and "data" in cast_to.model_fields:
         # A page stored as its items (our files and llama-stack's model lists).
         return build(cast_to, {"data": decode(body), "object": "list"})
-    if is_model and isinstance(body, dict):
+    if _expects_object(cast_to) and not isinstance(body, dict):
+        raise RecordingFormatError(
+            "<recording>", f"the recorded body is {_kind(body)}, but the call returns {_type_label(cast_to)}"
+        )
+    if isinstance(body, dict):
         name = body.get(TYPE)
-        if name is not None and name == type_name(_target(cast_to)):
+        typed = name is not None and DATA in body
+        if is_model and typed and name == type_name(_target(cast_to)):
             return build(cast_to, body[DATA])  # keeps generic parameters such as SyncCursorPage[T]
-        if name is None or import_type(str(name)) is None:
-            data = body.get(DATA, body) if name is not None else body
+        cls = allowed_type(name) if typed else None
+        if cls is not None and _fits(cls, cast_to):
+            return decode(body)
+        # Raw data, a foreign type (another provider's SDK) or a type that is not the call's:
+        # built as the type the call returns, as the SDK builds the JSON it receives.
+        data = body[DATA] if typed else body
+        if is_model:
             return build(cast_to, data)
+        if _expects_object(cast_to):
+            if not isinstance(data, dict):
+                raise RecordingFormatError("<recording>", f"the recorded __data__ is {_kind(data)}, not an object")
+            return _adapter(cast_to).validate_python(decode(data))
+    if isinstance(cast_to, type) and cast_to is not object and not isinstance(body, dict | list):
+        if not isinstance(body, cast_to):
+            raise RecordingFormatError(
+                "<recording>", f"the recorded body is {_kind(body)}, but the call returns {_type_label(cast_to)}"
+            )
     return decode(body)
 
 
-def _decode_as(chunk: Any, chunk_type: Any) -> Any:
+def _type_label(target: Any) -> str:
+    return " | ".join(m.__name__ if isinstance(m, type) else str(m) for m in _members(target))
+
+
+def _decode_as(chunk: Any, chunk_type: Any, path: Any = "<recording>") -> Any:
     """One recorded stream chunk as an SDK object.
 
-    Raw-dict chunks, and chunks whose ``__type__`` cannot be imported here (another provider's
-    SDK), are built as the chunk type the SDK expects, as live parsing would.
+    Raw-dict chunks, and chunks whose ``__type__`` is not on the allowlist (another provider's
+    SDK) or is not the stream's chunk type, are built as the chunk type the SDK expects, as live
+    parsing would. A chunk that is not an object raises ``RecordingFormatError`` naming the file.
     """
     if isinstance(chunk, dict):
         data = chunk
         name = chunk.get(TYPE)
         if name is not None and DATA in chunk:
-            if import_type(str(name)) is not None:
-                return decode(chunk)
+            cls = allowed_type(name)
+            if cls is not None and (chunk_type is None or _fits(cls, chunk_type)):
+                return _decoded(chunk, path)
             data = chunk[DATA]
+            if not isinstance(data, dict):
+                raise RecordingFormatError(path, f"a recorded stream chunk's __data__ is {_kind(data)}, not an object")
         if isinstance(chunk_type, type) and issubclass(chunk_type, pydantic.BaseModel):
             return build(chunk_type, data)
         if chunk_type is not None and not isinstance(chunk_type, type):
             # A union of event types (the Responses API): let pydantic pick the member.
             return _adapter(chunk_type).validate_python(data)
-    return decode(chunk)
+    elif chunk_type is not None and _expects_object(chunk_type):
+        raise RecordingFormatError(path, f"a recorded stream chunk is {_kind(chunk)}, not an object")
+    return _decoded(chunk, path)
+
+
+def _decoded(value: Any, path: Any) -> Any:
+    try:
+        return decode(value)
+    except RecordingFormatError as exc:
+        raise RecordingFormatError(path, exc.problem) from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -791,7 +877,7 @@ def _adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
     return pydantic.TypeAdapter(tp)
 
 
-def _decoded_chunks(chunks: list[Any], chunk_type: Any) -> Iterator[Any]:
+def _decoded_chunks(chunks: list[Any], chunk_type: Any, path: Any = "<recording>") -> Iterator[Any]:
     """Recorded stream chunks as SDK objects, decoded one at a time as the caller iterates.
 
     This is replay's hot loop. Once a chunk of a ``__type__`` has been built, later chunks of the
@@ -804,9 +890,9 @@ def _decoded_chunks(chunks: list[Any], chunk_type: Any) -> Iterator[Any]:
             if chunk.get(TYPE) == fast_type:
                 yield validate(chunk[DATA])
                 continue
-        except (AttributeError, pydantic.ValidationError):
+        except (AttributeError, KeyError, pydantic.ValidationError):
             pass  # not a dict, or non-compliant data: the general path builds it leniently
-        value = _decode_as(chunk, chunk_type)
+        value = _decode_as(chunk, chunk_type, path)
         if isinstance(value, pydantic.BaseModel) and isinstance(chunk, dict) and TYPE in chunk:
             fast_type, validate = chunk[TYPE], type(value).__pydantic_validator__.validate_python
         yield value
@@ -815,8 +901,8 @@ def _decoded_chunks(chunks: list[Any], chunk_type: Any) -> Iterator[Any]:
 _MISSING = object()
 
 
-async def _async_chunks(chunks: list[Any], chunk_type: Any) -> AsyncIterator[Any]:
-    for chunk in _decoded_chunks(chunks, chunk_type):
+async def _async_chunks(chunks: list[Any], chunk_type: Any, path: Any = "<recording>") -> AsyncIterator[Any]:
+    for chunk in _decoded_chunks(chunks, chunk_type, path):
         yield chunk
 
 

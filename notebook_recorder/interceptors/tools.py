@@ -30,13 +30,16 @@ Design
   fields, paths and dates become strings, enums their values, sets sorted lists. An argument that
   cannot be encoded raises ``TypeError`` naming it.
 - **Results are encoded by** ``encode``: pydantic models and dataclasses keep their type as
-  ``__type__``/``__data__`` and replay builds the same type again; a type that cannot be imported
-  (llama-stack's ``ToolInvocationResult``) comes back as its raw data, with a warning. A result
+  ``__type__``/``__data__``. Replay builds the same type again when the tool declares it (its
+  return annotation, such as ``-> list[Hit]``, or ``result_type=``) or it was registered with
+  ``nr.register_types``; any other type (llama-stack's ``ToolInvocationResult``) comes back as its
+  raw data, with a warning, and is never imported. A result
   that cannot be encoded raises ``TypeError`` in record mode rather than leaving a hole that
   replay would trip over later.
 - **Exceptions** (``Exception`` subclasses) raised by the tool are recorded and re-raised. Replay
-  raises the same class when it can be imported and built from the recorded ``args`` or message,
-  and :class:`~notebook_recorder.RecordedToolError` otherwise. ``KeyboardInterrupt``, task
+  raises the same class when it is a builtin exception or a registered one (``nr.register_types``)
+  and can be built from the recorded ``args`` or message, and
+  :class:`~notebook_recorder.RecordedToolError` otherwise. ``KeyboardInterrupt``, task
   cancellation and other ``BaseException`` are never recorded.
 - **Generators** are recorded as the list of their items (``is_streaming: true``), each item
   encoded as it arrives; replay yields them again from a generator of the same kind. The wrapper
@@ -55,16 +58,18 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._codec import decode, encode, import_type, to_jsonable
-from .._errors import RecordedToolError
+from .._codec import decode, encode, to_jsonable
+from .._errors import RecordedToolError, RecordingFormatError
 from .._keys import ToolRequest
 from .._network import sdk_network
 from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
 from .._session import Action, Decision, Recorder, active, exception_response
+from .._types import allowed_type, register_declared
 
 __all__ = ["ToolInfo", "tool"]
 
@@ -90,11 +95,24 @@ class ToolInfo:
     fn: Callable[..., Any]
     kind: str
     signature: inspect.Signature | None
+    result_type: Any = None
 
     @property
     def label(self) -> str:
         """``provider/name``, as the call log shows it."""
         return f"{self.provider}/{self.name}"
+
+    @functools.cached_property
+    def declared_types(self) -> tuple[type, ...]:
+        """The models and dataclasses of the declared result (``result_type=`` or the return
+        annotation), now on the allowlist that replay builds ``__type__`` values from.
+
+        Read when the tool is first called rather than when it is wrapped, so that an annotation
+        may name a class defined further down the module.
+        """
+        annotations: list[Any] = [] if self.result_type is None else [self.result_type]
+        annotations.append(_return_annotation(self.fn))
+        return tuple(t for annotation in annotations for t in register_declared(annotation))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,17 +121,23 @@ class ToolInfo:
 
 
 @overload
-def tool(fn: Callable[P, R], *, provider: str | None = None, name: str | None = None) -> Callable[P, R]: ...
+def tool(
+    fn: Callable[P, R], *, provider: str | None = None, name: str | None = None, result_type: Any = None
+) -> Callable[P, R]: ...
 
 
 @overload
 def tool(
-    fn: None = None, *, provider: str | None = None, name: str | None = None
+    fn: None = None, *, provider: str | None = None, name: str | None = None, result_type: Any = None
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
 def tool(
-    fn: Callable[P, R] | None = None, *, provider: str | None = None, name: str | None = None
+    fn: Callable[P, R] | None = None,
+    *,
+    provider: str | None = None,
+    name: str | None = None,
+    result_type: Any = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Record and replay calls of ``fn``, keyed by ``(provider, name, arguments)``.
 
@@ -138,17 +162,23 @@ def tool(
     Positional arguments are keyed by their parameter names and defaults are not filled in, so
     ``search("x")`` and ``search(query="x")`` share a recording. Credential-like arguments
     (``api_key``, ``token``, ``password``...) are never keyed or written.
+
+    Replay gives back the pydantic models and dataclasses that the function declares as its
+    return type (``-> list[Hit]``, ``-> Page | None``, ``-> Iterator[Hit]``, with the types nested
+    in them); ``result_type=`` declares them for a function without an annotation, such as
+    another library's. A recording never makes replay import or build any other class: other
+    typed results come back as their raw data unless registered with ``nr.register_types``.
     """
     if fn is None:
 
         def decorate(f: Callable[P, R]) -> Callable[P, R]:
-            return _wrap(f, provider, name)
+            return _wrap(f, provider, name, result_type)
 
         return decorate
-    return _wrap(fn, provider, name)
+    return _wrap(fn, provider, name, result_type)
 
 
-def _wrap(fn: Callable[P, R], provider: str | None, name: str | None) -> Callable[P, R]:
+def _wrap(fn: Callable[P, R], provider: str | None, name: str | None, result_type: Any = None) -> Callable[P, R]:
     existing = getattr(fn, _ATTR, None)
     if isinstance(existing, ToolInfo):
         fn = existing.fn  # re-wrapping a tool renames it instead of recording twice
@@ -164,6 +194,7 @@ def _wrap(fn: Callable[P, R], provider: str | None, name: str | None) -> Callabl
         fn=fn,
         kind=_kind(fn),
         signature=_signature(fn),
+        result_type=result_type,
     )
     factory = {
         "function": _function_wrapper,
@@ -204,6 +235,28 @@ def _kind(fn: Callable[..., Any]) -> str:
         if inspect.iscoroutinefunction(candidate):
             return "coroutine"
     return "function"
+
+
+def _return_annotation(fn: Callable[..., Any]) -> Any:
+    """``fn``'s return annotation, evaluated where it can be (``None`` when there is none)."""
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    target = getattr(target, "__func__", target)  # bound methods
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(target, "__call__", None)  # noqa: B004 (callable objects)
+        target = getattr(target, "__func__", target)
+    try:
+        return typing.get_type_hints(target).get("return")
+    except Exception:  # a name that does not resolve (yet): what can be read without it
+        annotations = getattr(target, "__annotations__", None)
+        raw = annotations.get("return") if isinstance(annotations, dict) else None
+        if isinstance(raw, str):
+            try:
+                return eval(raw, getattr(target, "__globals__", {}))  # the user's own source code, not a file's
+            except Exception:
+                return None
+        return raw
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
@@ -331,6 +384,8 @@ class _ToolCall:
         self.decision: Decision = recorder.decide(tool_request(info, args, kwargs))
         if self.decision.action is Action.RECORD:
             self.decision.secrets = _credential_values(info, args, kwargs)
+        if self.decision.action is Action.REPLAY:
+            info.declared_types  # noqa: B018 (put them on the allowlist before decoding)
 
     @property
     def action(self) -> Action:
@@ -488,23 +543,30 @@ class _ToolCall:
         self.recorder.finish(self.decision, "replayed", streamed=streamed)
         return response
 
+    def _decode(self, value: Any) -> Any:
+        try:
+            return decode(value)
+        except RecordingFormatError as exc:  # data of the wrong shape for its declared type
+            found = self.decision.found
+            raise RecordingFormatError(found.path if found else exc.path, exc.problem) from None
+
     def replay_value(self) -> Any:
         """The recorded result (a recorded stream comes back as the list of its items)."""
         response = self._replayed_response(streamed=False)
-        return decode(response.get("body"))
+        return self._decode(response.get("body"))
 
     def replay_items(self) -> Generator[Any, Any, Any]:
         """A generator yielding the recorded items (a non-streamed recording yields its body once)."""
         response = self._replayed_response(streamed=True)
         for item in _recorded_items(response):
-            yield decode(item)
-        return decode(response.get("return_value"))
+            yield self._decode(item)
+        return self._decode(response.get("return_value"))
 
     async def areplay_items(self) -> AsyncGenerator[Any, Any]:
         """The async form of :meth:`replay_items`."""
         response = self._replayed_response(streamed=True)
         for item in _recorded_items(response):
-            yield decode(item)
+            yield self._decode(item)
 
 
 def _recorded_items(response: dict[str, Any]) -> list[Any]:
@@ -612,16 +674,18 @@ def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
 def recorded_exception(response: dict[str, Any]) -> BaseException:
     """The exception a recorded tool call raised, rebuilt.
 
-    The original class is used when it can be imported and built from the recorded ``args`` or
-    message; a rebuild whose ``str()`` matches the recorded message is preferred. Otherwise it is
-    a :class:`~notebook_recorder.RecordedToolError` carrying the type name and message.
+    The original class is used when it is on the allowlist (a builtin exception, an SDK error,
+    or a class registered with ``nr.register_types``; nothing is imported) and can be built from
+    the recorded ``args`` or message; a rebuild whose ``str()`` matches the recorded message is
+    preferred. Otherwise it is a :class:`~notebook_recorder.RecordedToolError` carrying the type
+    name and message.
     """
     data = response.get("exception_data") or {}
     qualname = str(data.get("type") or "Exception")
     module = data.get("module")
     full_name = f"{module}.{qualname}" if module else qualname
     message = str(data.get("message") if data.get("message") is not None else response.get("exception_message", ""))
-    cls = import_type(full_name) if module else None
+    cls = allowed_type(full_name) if module else None
     if cls is None or not issubclass(cls, Exception):
         return RecordedToolError(full_name, message)
     attempts: list[tuple[Any, ...]] = []
