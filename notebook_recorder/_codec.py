@@ -213,4 +213,3 @@ def _apply_id_mapping(value: Any, originals: Mapping[Any, str]) -> Any:
     if isinstance(value, list):
         return [_apply_id_mapping(v, originals) for v in value]
     return value
-

@@ -21,6 +21,9 @@ Which payload is served
     reused cyclically.
 ``GET /v1/models`` and ``GET /v1/models/{id}``: the union of the ``models-*.json`` recordings.
 ``POST /v1/responses``: JSON ``Response`` or the Responses SSE event sequence.
+``POST /v1/audio/speech``: binary "audio" bytes derived from ``input`` (``audio/mpeg``, or the
+    requested ``response_format``'s type); every byte value occurs, so it is not valid UTF-8.
+``GET /v1/files/{id}/content``: binary file content derived from the id (``application/octet-stream``).
 
 Error triggers
 --------------
@@ -733,6 +736,28 @@ class Reply:
     events: list[JSON] | None = None
     named_events: bool = False  # Responses API: "event: <type>" lines, no [DONE]
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None  # a binary body, sent as it is with ``content_type``
+    content_type: str = "application/octet-stream"
+
+
+AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg", "flac": "audio/flac", "pcm": "audio/pcm"}
+
+
+def binary_content(seed: str, size: int = 4096) -> bytes:
+    """Deterministic bytes for ``seed`` that hold every byte value (so they are not UTF-8 text)."""
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, seed).bytes
+    return bytes((i + digest[(i // 256) % len(digest)]) % 256 for i in range(size))
+
+
+def speech_reply(body: JSON) -> Reply:
+    """``POST /v1/audio/speech``: bytes derived from the input text and voice."""
+    content = b"ID3" + binary_content(f"{body.get('voice')}:{body.get('input')}")
+    return Reply(content=content, content_type=AUDIO_TYPES.get(str(body.get("response_format", "mp3")), "audio/mpeg"))
+
+
+def file_content_reply(file_id: str) -> Reply:
+    """``GET /v1/files/{id}/content``: the file's bytes, derived from its id."""
+    return Reply(content=binary_content(f"file:{file_id}", 10_000))
 
 
 def responses_route(body: JSON) -> Payload:
@@ -859,6 +884,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("openai-version", "2020-10-01")
         for name, value in reply.headers.items():
             self.send_header(name, value)
+        if reply.content is not None:
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+            return
         if reply.events is None:
             data = json.dumps(reply.body).encode()
             self.send_header("Content-Type", "application/json")
@@ -886,6 +917,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._abort()
             if number and delay:
                 time.sleep(delay)
+            if number == 1 and wire.hold is not None:
+                wire.hold.wait(timeout=30)
             head = f"event: {event['type']}\n" if reply.named_events else ""
             self._write_chunk(f"{head}data: {json.dumps(event)}\n\n".encode())
         if cut is not None and cut >= len(events):
@@ -917,6 +950,8 @@ class WireServer:
       chunk_delay: seconds slept between SSE events (time-to-first-chunk stays ~0).
       error_after_chunks: cut every stream after this many events, without [DONE].
       retryable_errors: when False (default) error replies say ``x-should-retry: false``.
+      hold: when set to a ``threading.Event``, every stream sends its first event, then waits for
+        the event to be set (at most 30 s) before it sends the rest.
     """
 
     def __init__(
@@ -929,6 +964,7 @@ class WireServer:
         self.chunk_delay = chunk_delay
         self.error_after_chunks = error_after_chunks
         self.retryable_errors = retryable_errors
+        self.hold: threading.Event | None = None
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -1044,6 +1080,10 @@ class WireServer:
             return Reply(body=models_page(request.query))
         if request.method == "GET" and path.startswith("/v1/models/"):
             return self._one_model(unquote(path.removeprefix("/v1/models/")))
+        if request.method == "GET" and path.startswith("/v1/files/") and path.endswith("/content"):
+            return file_content_reply(unquote(path.removeprefix("/v1/files/").removesuffix("/content")))
+        if request.method == "POST" and path == "/v1/audio/speech" and isinstance(request.json, dict):
+            return speech_reply(request.json)
         if request.method != "POST" or path not in POST_ROUTES:
             message = f"Invalid URL ({request.method} {request.path})"
             return Reply(404, error_body(message, "invalid_request_error"))

@@ -404,7 +404,7 @@ class _Call:
         if isinstance(result, pydantic.BaseModel | list):
             self.recorder.save(decision, self._with_headers({"body": _encode_body(result), "is_streaming": False}))
             value = _post_parse(self.options, result)
-            if value is not result and isinstance(value, pydantic.BaseModel):
+            if value is not result and isinstance(value, openai.BaseModel):
                 # The SDK sets the request id after its post-parser; ours ran after the SDK.
                 add_request_id(value, getattr(result, "_request_id", None))
             return value
@@ -605,9 +605,9 @@ class _Call:
             self._replayed()
             return stream
         value = _post_parse(self.options, _decode_result(body, self.cast_to))
-        headers = response.get("headers")
-        if isinstance(headers, dict) and isinstance(value, pydantic.BaseModel):
-            request_id = headers.get("x-request-id")
+        if isinstance(value, openai.BaseModel):  # as the SDK does: None when the file has no headers
+            headers = response.get("headers")
+            request_id = headers.get("x-request-id") if isinstance(headers, dict) else None
             add_request_id(value, request_id if isinstance(request_id, str) else None)
         self._replayed()
         return value
