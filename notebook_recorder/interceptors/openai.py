@@ -392,7 +392,9 @@ class _Call:
             return result
         if self.raw:
             http = self.http
-            if http is not None and http.is_stream_consumed and not isinstance(http.stream, _Tap):
+            if http is None:
+                self.recorder.finish(decision, "live", error="raw response not recorded: no HTTP response")
+            elif http.is_stream_consumed and not isinstance(http.stream, _Tap):
                 self.save_raw_body(http.content)  # read by the SDK already (with_raw_response)
             return result
         if isinstance(result, Stream):
@@ -401,7 +403,7 @@ class _Call:
         if isinstance(result, AsyncStream):
             result._iterator = self._tap_async(result._iterator)
             return result
-        if isinstance(result, pydantic.BaseModel | list):
+        if isinstance(result, pydantic.BaseModel | list | dict):
             self.recorder.save(decision, self._with_headers({"body": _encode_body(result), "is_streaming": False}))
             value = _post_parse(self.options, result)
             if value is not result and isinstance(value, openai.BaseModel):
