@@ -700,8 +700,12 @@ class _Tap:
 
     def _end(self, complete: bool) -> None:
         call, self._call = self._call, None
-        if call is not None:
+        if call is None:
+            return
+        try:
             call.tap_ended(self, complete)
+        except Exception as exc:  # recording must never break what the caller is reading
+            call.recorder.finish(call.decision, "error", streamed=call.stream, error=f"not saved: {exc!r}")
 
     def __getattr__(self, name: str) -> Any:  # ``elapsed`` and the like, from the real stream
         return getattr(self._inner, name)
