@@ -381,3 +381,44 @@ async def test_an_async_raw_stream_cut_short_is_not_saved(
                     break
     assert files(tmp_path) == []
     assert nr.calls()[0].outcome == "error"
+
+
+# ---------------------------------------------------------------------------------------------
+# A post-parser on a stream (the agents helpers wrap their event stream this way)
+# ---------------------------------------------------------------------------------------------
+
+
+class Wrapped:
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+
+def _post_parsed_stream(c: openai.OpenAI) -> Any:
+    from openai import Stream
+    from openai._base_client import make_request_options
+    from openai.types.chat import ChatCompletionChunk
+
+    return c.post(
+        "/chat/completions",
+        body={**CHAT, "stream": True},
+        cast_to=ChatCompletion,
+        options=make_request_options(post_parser=Wrapped),
+        stream=True,
+        stream_cls=Stream[ChatCompletionChunk],
+    )
+
+
+@pytest.mark.parametrize("mode", ["live", "record"])
+def test_a_streams_post_parser_runs_while_recording_and_in_replay(
+    mode: str, wire_server: WireServer, client: openai.OpenAI, tmp_path: Path
+) -> None:
+    with nr.recording(mode, dir=tmp_path):
+        result = _post_parsed_stream(client)
+        assert isinstance(result, Wrapped)
+        recorded = [chunk.model_dump() for chunk in result.stream]
+    if mode == "live":
+        return
+    with nr.recording("replay", dir=tmp_path), offline(wire_server) as c:
+        replayed = _post_parsed_stream(c)
+        assert isinstance(replayed, Wrapped)
+        assert [chunk.model_dump() for chunk in replayed.stream] == recorded

@@ -399,10 +399,10 @@ class _Call:
             return result
         if isinstance(result, Stream):
             result._iterator = self._tap_sync(result._iterator)
-            return result
+            return _post_parse(self.options, result)  # the SDK post-parses streams too (agents)
         if isinstance(result, AsyncStream):
             result._iterator = self._tap_async(result._iterator)
-            return result
+            return _post_parse(self.options, result)
         if isinstance(result, pydantic.BaseModel | list | dict):
             self.recorder.save(decision, self._with_headers({"body": _encode_body(result), "is_streaming": False}))
             value = _post_parse(self.options, result)
@@ -605,7 +605,7 @@ class _Call:
             else:
                 stream._iterator = _decoded_chunks(chunks, chunk_type)
             self._replayed()
-            return stream
+            return _post_parse(self.options, stream)
         value = _post_parse(self.options, _decode_result(body, self.cast_to))
         if isinstance(value, openai.BaseModel):  # as the SDK does: None when the file has no headers
             headers = response.get("headers")
