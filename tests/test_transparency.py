@@ -422,3 +422,28 @@ def test_a_streams_post_parser_runs_while_recording_and_in_replay(
         replayed = _post_parsed_stream(c)
         assert isinstance(replayed, Wrapped)
         assert [chunk.model_dump() for chunk in replayed.stream] == recorded
+
+
+# ---------------------------------------------------------------------------------------------
+# A compressed stream is stored as the caller read it, decompressed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_gzip_stream_is_recorded_decoded(wire_server: WireServer, client: openai.OpenAI, tmp_path: Path) -> None:
+    wire_server.gzip_streams = True
+    with nr.recording("record", dir=tmp_path):
+        with client.chat.completions.with_streaming_response.create(**CHAT, stream=True) as response:
+            assert response.headers["content-encoding"] == "gzip"
+            lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+        sent = [json.loads(line[6:]) for line in lines]
+        assert sent == WireServer.answer_for({**CHAT, "stream": True})
+        (raw_record,) = stored(tmp_path)
+        assert [c["__data__"] for c in raw_record["body"]] == sent
+        assert "content-encoding" not in raw_record["headers"]
+        plain = list(client.chat.completions.create(**{**CHAT, "messages": [*HI, *HI]}, stream=True))
+    assert len(files(tmp_path)) == 2
+    with nr.recording("replay", dir=tmp_path), offline(wire_server) as c:
+        with c.chat.completions.with_streaming_response.create(**CHAT, stream=True) as replayed:
+            assert [chunk.model_dump(exclude_unset=True) for chunk in replayed.parse()] == sent
+        again = list(c.chat.completions.create(**{**CHAT, "messages": [*HI, *HI]}, stream=True))
+    assert [chunk.model_dump() for chunk in again] == [chunk.model_dump() for chunk in plain]

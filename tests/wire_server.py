@@ -50,6 +50,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -898,12 +899,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        if self.server.wire.gzip_streams:
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._stream(reply)
 
+    _gzip: Any = None  # a zlib compressor while a gzip stream is being written
+
     def _write_chunk(self, data: bytes) -> None:
+        if self._gzip is not None:  # each event flushed on its own, so it arrives as it is sent
+            if data:
+                data = self._gzip.compress(data) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
+            else:  # the end: the gzip trailer, then the terminating empty chunk
+                tail, self._gzip = self._gzip.flush(zlib.Z_FINISH), None
+                self._write_chunk(tail)
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
@@ -911,6 +922,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Write SSE events one HTTP chunk each, honoring chunk_delay and error_after_chunks."""
         wire = self.server.wire
         delay, cut = wire.chunk_delay, wire.error_after_chunks
+        self._gzip = zlib.compressobj(wbits=31) if wire.gzip_streams else None
+        try:
+            self._stream_events(reply, wire, delay, cut)
+        finally:
+            self._gzip = None
+
+    def _stream_events(self, reply: Reply, wire: WireServer, delay: float, cut: int | None) -> None:
         events = reply.events or []
         for number, event in enumerate(events):
             if cut is not None and number >= cut:
@@ -950,6 +968,7 @@ class WireServer:
       chunk_delay: seconds slept between SSE events (time-to-first-chunk stays ~0).
       error_after_chunks: cut every stream after this many events, without [DONE].
       retryable_errors: when False (default) error replies say ``x-should-retry: false``.
+      gzip_streams: SSE streams are sent with ``Content-Encoding: gzip``, flushed per event.
       hold: when set to a ``threading.Event``, every stream sends its first event, then waits for
         the event to be set (at most 30 s) before it sends the rest.
     """
@@ -965,6 +984,7 @@ class WireServer:
         self.error_after_chunks = error_after_chunks
         self.retryable_errors = retryable_errors
         self.hold: threading.Event | None = None
+        self.gzip_streams = False
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
