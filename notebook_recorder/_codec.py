@@ -215,7 +215,7 @@ def loads(data: bytes, path: object = "<recording>") -> dict[str, Any]:
 
 
 def _apply_id_mapping(value: Any, originals: Mapping[Any, str]) -> Any:
-    """Replace every original id by its normalised form (FORMAT.md, "Deterministic output")."""
+    """Replace every original id by its normalised form (FORMAT.md, "What is stored is what the caller saw")."""
     if isinstance(value, str):
         return originals.get(value, value)
     if isinstance(value, dict):
@@ -223,40 +223,3 @@ def _apply_id_mapping(value: Any, originals: Mapping[Any, str]) -> Any:
     if isinstance(value, list):
         return [_apply_id_mapping(v, originals) for v in value]
     return value
-
-
-# Response objects whose ``id`` and ``created`` are made deterministic. Their ids are never sent
-# back to the API. Other objects keep theirs: a Responses API ``id`` is reused as
-# ``previous_response_id``, a file's id names the file, a model's id is the model.
-NORMALIZED_OBJECTS = frozenset({"chat.completion", "chat.completion.chunk", "text_completion"})
-
-
-def deterministic_ids(data: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """The deterministic ``id``/``created`` values for one response object (``{}`` if it keeps its own)."""
-    if data.get("object") not in NORMALIZED_OBJECTS:
-        return {}
-    fields: dict[str, Any] = {}
-    if isinstance(data.get("id"), str):
-        fields["id"] = f"rec-{key[:12]}"
-    created = data.get("created")
-    if isinstance(created, int | float) and not isinstance(created, bool):
-        fields["created"] = 0
-    return fields
-
-
-def normalize_ids(body: Any, key: str) -> Any:
-    """Deterministic ``id`` and ``created`` in an encoded response body, so re-recording diffs small.
-
-    The top-level ``id`` of each chat or text completion (each chunk, for streams) becomes
-    ``rec-<key[:12]>`` and ``created`` becomes ``0``; see :data:`NORMALIZED_OBJECTS`.
-    """
-    if isinstance(body, list):
-        return [normalize_ids(item, key) for item in body]
-    if not isinstance(body, dict):
-        return body
-    data = body.get(DATA, body) if TYPE in body else body
-    fields = deterministic_ids(data, key) if isinstance(data, dict) else {}
-    if not fields:
-        return body
-    data = {**data, **fields}
-    return {**body, DATA: data} if TYPE in body else data

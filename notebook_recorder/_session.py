@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from . import __version__
-from ._codec import normalize_ids
 from ._errors import RecordingNotFoundError
 from ._keys import Request, ToolRequest, comparable, diff, request_from_record
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode
@@ -220,16 +219,12 @@ class Recorder:
     def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path:
         """Write the recording for a recorded call, and log it.
 
-        Inference responses get deterministic ``id``/``created`` (FORMAT.md, "Deterministic
-        output"); a tool's result is the tool's own data and is written as it is. Every
-        credential value of ``decision.secrets`` is masked first, wherever it is echoed: error
-        messages and bodies, ``response_text``, results, stream chunks.
+        The response is written as the caller saw it, ids and timestamps included (FORMAT.md,
+        "What is stored is what the caller saw"), with every credential value of
+        ``decision.secrets`` masked first, wherever it is echoed: error messages and bodies,
+        ``response_text``, results, stream chunks.
         """
-        response = mask(response, decision.secrets)
-        body = response.get("body")
-        if not isinstance(decision.request, ToolRequest):
-            body = normalize_ids(body, decision.key)
-        response = {**response, "body": body}
+        response = dict(mask(response, decision.secrets))
         if response.get("is_exception"):
             response["body"] = None
         record: dict[str, Any] = {

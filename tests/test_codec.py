@@ -23,7 +23,6 @@ from notebook_recorder._codec import (
     encode,
     import_type,
     loads,
-    normalize_ids,
     to_jsonable,
     type_name,
 )
@@ -192,24 +191,3 @@ def test_id_normalization_mapping_is_applied_on_load() -> None:
     loaded = loads(orjson.dumps(record))
     assert loaded["response"]["body"] == {"id": "rec-abc", "other": "x"}
     assert loaded["request"]["body"] == {"previous": "rec-abc"}
-
-
-def test_normalize_ids() -> None:
-    key = "0123456789abcdef" * 4
-    data = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 17, "choices": []}
-    chunk = {"__type__": CHUNK, "__data__": data}
-    normalized = {"__type__": CHUNK, "__data__": {**data, "id": "rec-0123456789ab", "created": 0}}
-    assert normalize_ids([chunk, chunk], key) == [normalized, normalized]
-    assert chunk["__data__"]["id"] == "chatcmpl-1"  # not changed in place
-    assert normalize_ids({"id": "x", "object": "text_completion", "created": 1.5}, key) == {
-        "id": "rec-0123456789ab",
-        "object": "text_completion",
-        "created": 0,
-    }
-    # Ids that later requests refer to, and model ids, are kept.
-    model = {"__type__": "openai.types.model.Model", "__data__": {"id": "gpt-4o", "created": 5, "object": "model"}}
-    assert normalize_ids([model], key) == [model]
-    response = {"id": "resp_1", "object": "response", "created_at": 3}
-    assert normalize_ids(response, key) == response
-    assert normalize_ids(None, key) is None
-    assert normalize_ids({"id": 3, "object": "chat.completion"}, key) == {"id": 3, "object": "chat.completion"}

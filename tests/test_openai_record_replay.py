@@ -379,7 +379,7 @@ async def test_async_call_styles(
 # ---------------------------------------------------------------------------------------------
 
 
-def test_one_file_per_call_named_by_key_with_deterministic_ids(
+def test_one_file_per_call_named_by_key_with_the_servers_ids(
     wire_server: WireServer, client: openai.OpenAI, tmp_path: Path
 ) -> None:
     with nr.recording("record", dir=tmp_path, scope="notebooks/demo.ipynb"):
@@ -401,7 +401,9 @@ def test_one_file_per_call_named_by_key_with_deterministic_ids(
         assert record["id_normalization_mapping"] == {}
         assert nr.Recorder("replay", dir=tmp_path).store.find(path.stem) is not None
     chat_key = log[0].key
-    assert r.id == f"rec-{chat_key[:12]}" and r.created == 0  # what the caller saw is what is stored
+    sent = WireServer.answer_for({"model": "gpt-4o", "messages": HI, "temperature": 0.7})
+    assert isinstance(sent, dict)
+    assert (r.id, r.created) == (sent["id"], sent["created"])  # what the server sent, unchanged
     chat = json.loads((tmp_path / f"{chat_key}.json").read_text())
     assert chat["request"]["endpoint"] == "/v1/chat/completions"
     assert chat["request"]["model"] == "gpt-4o"
@@ -410,20 +412,20 @@ def test_one_file_per_call_named_by_key_with_deterministic_ids(
     assert chat["request"]["body"] == {"model": "gpt-4o", "messages": HI, "temperature": 0.7}
     assert chat["response"]["is_streaming"] is False
     assert chat["response"]["body"]["__type__"] == "openai.types.chat.chat_completion.ChatCompletion"
-    assert chat["response"]["body"]["__data__"]["id"] == f"rec-{chat_key[:12]}"
-    assert chat["response"]["body"]["__data__"]["created"] == 0
+    assert chat["response"]["body"]["__data__"]["id"] == r.id  # what the caller saw is what is stored
+    assert chat["response"]["body"]["__data__"]["created"] == r.created
 
     stream = json.loads((tmp_path / f"{log[1].key}.json").read_text())["response"]
     assert stream["is_streaming"] is True
     assert len(stream["body"]) == len(chunks)
-    assert {c["__data__"]["id"] for c in stream["body"]} == {f"rec-{log[1].key[:12]}"} == {c.id for c in chunks}
+    assert [c["__data__"]["id"] for c in stream["body"]] == [c.id for c in chunks]
+    assert [c["__data__"]["created"] for c in stream["body"]] == [c.created for c in chunks]
     offsets = stream["chunk_offsets_ms"]
     assert len(offsets) == len(chunks) and offsets == sorted(offsets) and offsets[0] >= 0
     assert stream["duration_ms"] >= offsets[-1]
 
-    # A Responses API id is reused by later requests (previous_response_id): it is kept.
     stored = json.loads((tmp_path / f"{log[3].key}.json").read_text())["response"]["body"]["__data__"]
-    assert stored["id"] == response.id != f"rec-{log[3].key[:12]}"
+    assert stored["id"] == response.id
 
 
 def test_responses_can_be_chained_in_record_and_replay(

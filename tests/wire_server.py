@@ -21,6 +21,9 @@ Which payload is served
     reused cyclically.
 ``GET /v1/models`` and ``GET /v1/models/{id}``: the union of the ``models-*.json`` recordings.
 ``POST /v1/responses``: JSON ``Response`` or the Responses SSE event sequence.
+``POST /v1/audio/speech``: binary "audio" bytes derived from ``input`` (``audio/mpeg``, or the
+    requested ``response_format``'s type); every byte value occurs, so it is not valid UTF-8.
+``GET /v1/files/{id}/content``: binary file content derived from the id (``application/octet-stream``).
 
 Error triggers
 --------------
@@ -47,6 +50,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -733,6 +737,28 @@ class Reply:
     events: list[JSON] | None = None
     named_events: bool = False  # Responses API: "event: <type>" lines, no [DONE]
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None  # a binary body, sent as it is with ``content_type``
+    content_type: str = "application/octet-stream"
+
+
+AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg", "flac": "audio/flac", "pcm": "audio/pcm"}
+
+
+def binary_content(seed: str, size: int = 4096) -> bytes:
+    """Deterministic bytes for ``seed`` that hold every byte value (so they are not UTF-8 text)."""
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, seed).bytes
+    return bytes((i + digest[(i // 256) % len(digest)]) % 256 for i in range(size))
+
+
+def speech_reply(body: JSON) -> Reply:
+    """``POST /v1/audio/speech``: bytes derived from the input text and voice."""
+    content = b"ID3" + binary_content(f"{body.get('voice')}:{body.get('input')}")
+    return Reply(content=content, content_type=AUDIO_TYPES.get(str(body.get("response_format", "mp3")), "audio/mpeg"))
+
+
+def file_content_reply(file_id: str) -> Reply:
+    """``GET /v1/files/{id}/content``: the file's bytes, derived from its id."""
+    return Reply(content=binary_content(f"file:{file_id}", 10_000))
 
 
 def stamp_answer(payload: Payload, prefix: str) -> None:
@@ -874,6 +900,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("openai-version", "2020-10-01")
         for name, value in reply.headers.items():
             self.send_header(name, value)
+        if reply.content is not None:
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+            return
         if reply.events is None:
             data = json.dumps(reply.body).encode()
             self.send_header("Content-Type", "application/json")
@@ -882,12 +914,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        if self.server.wire.gzip_streams:
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._stream(reply)
 
+    _gzip: Any = None  # a zlib compressor while a gzip stream is being written
+
     def _write_chunk(self, data: bytes) -> None:
+        if self._gzip is not None:  # each event flushed on its own, so it arrives as it is sent
+            if data:
+                data = self._gzip.compress(data) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
+            else:  # the end: the gzip trailer, then the terminating empty chunk
+                tail, self._gzip = self._gzip.flush(zlib.Z_FINISH), None
+                self._write_chunk(tail)
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
@@ -895,12 +937,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Write SSE events one HTTP chunk each, honoring chunk_delay and error_after_chunks."""
         wire = self.server.wire
         delay, cut = wire.chunk_delay, wire.error_after_chunks
+        self._gzip = zlib.compressobj(wbits=31) if wire.gzip_streams else None
+        try:
+            self._stream_events(reply, wire, delay, cut)
+        finally:
+            self._gzip = None
+
+    def _stream_events(self, reply: Reply, wire: WireServer, delay: float, cut: int | None) -> None:
         events = reply.events or []
         for number, event in enumerate(events):
             if cut is not None and number >= cut:
                 return self._abort()
             if number and delay:
                 time.sleep(delay)
+            if number == 1 and wire.hold is not None:
+                wire.hold.wait(timeout=30)
             head = f"event: {event['type']}\n" if reply.named_events else ""
             self._write_chunk(f"{head}data: {json.dumps(event)}\n\n".encode())
         if cut is not None and cut >= len(events):
@@ -935,6 +986,9 @@ class WireServer:
       count_answers: when True, the text of every chat or text completion answer (JSON, or the
         first text chunk of a stream) starts with ``[n] ``, n counting this server's answers
         from 1 (``answers`` is the count so far): a replay of the wrong occurrence shows.
+      gzip_streams: SSE streams are sent with ``Content-Encoding: gzip``, flushed per event.
+      hold: when set to a ``threading.Event``, every stream sends its first event, then waits for
+        the event to be set (at most 30 s) before it sends the rest.
     """
 
     def __init__(
@@ -950,6 +1004,8 @@ class WireServer:
         self.retryable_errors = retryable_errors
         self.count_answers = count_answers
         self.answers = 0
+        self.hold: threading.Event | None = None
+        self.gzip_streams = False
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -1065,6 +1121,10 @@ class WireServer:
             return Reply(body=models_page(request.query))
         if request.method == "GET" and path.startswith("/v1/models/"):
             return self._one_model(unquote(path.removeprefix("/v1/models/")))
+        if request.method == "GET" and path.startswith("/v1/files/") and path.endswith("/content"):
+            return file_content_reply(unquote(path.removeprefix("/v1/files/").removesuffix("/content")))
+        if request.method == "POST" and path == "/v1/audio/speech" and isinstance(request.json, dict):
+            return speech_reply(request.json)
         if request.method != "POST" or path not in POST_ROUTES:
             message = f"Invalid URL ({request.method} {request.path})"
             return Reply(404, error_body(message, "invalid_request_error"))

@@ -6,14 +6,20 @@ Every resource method of the SDK (chat, completions, embeddings, responses, mode
 classes covers every endpoint, including ones added later, and clients created before
 recording started.
 
-- **Live and record** call the SDK as usual. A stream is handed to the caller as it arrives;
-  its chunks are collected on the side and written only when the stream ends. A stream that is
-  cut short (``break``, ``close()``, an error) is never saved.
+- **Live and record** call the SDK as usual and hand back exactly what it returns, ids and
+  timestamps included: record mode is transparent. A stream is handed to the caller as it
+  arrives; its chunks are collected on the side and written only when the stream ends. A stream
+  that is cut short (``break``, ``close()``, an error) is never saved. Raw responses
+  (``with_raw_response``, ``with_streaming_response``) are the SDK's own objects, unread and open:
+  their body is tapped where the HTTP library reads it (the response's byte ``stream``, reached
+  through a second patch on ``_process_response``) and saved once the caller has read it to the
+  end. Response headers that carry no secret (``x-request-id``...) are stored; binary bodies
+  (speech audio, file contents) are stored as base64 with their content type.
 - **Replay** builds the SDK's own objects from ``__type__``/``__data__`` (strict validation
   first, lenient construction only for data that does not validate), returned through the SDK's
   own stream class. API errors are re-raised by the SDK's own error factory. Raw responses
-  (``with_raw_response``, ``with_streaming_response``) are served from a synthetic HTTP response
-  so that the SDK parses them itself.
+  (``with_raw_response``, ``with_streaming_response``) and binary bodies are served from a
+  synthetic HTTP response, with the recorded headers, so that the SDK parses them itself.
 
 No file I/O happens here: the Recorder decides and writes.
 
@@ -25,6 +31,8 @@ connection as the SDK's, so the network guard does not report it.
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import functools
 import hashlib
 import importlib
@@ -46,11 +54,11 @@ import pydantic
 from openai import APIStatusError
 from openai._base_client import AsyncAPIClient, BaseClient, SyncAPIClient
 from openai._constants import RAW_RESPONSE_HEADER
-from openai._models import FinalRequestOptions
+from openai._models import FinalRequestOptions, add_request_id
 from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
-from .._codec import DATA, TYPE, build, decode, deterministic_ids, encode, to_jsonable, type_name
+from .._codec import DATA, TYPE, build, decode, encode, to_jsonable, type_name
 from .._errors import NotRecordableError, RecordingFormatError
 from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
@@ -68,6 +76,10 @@ from .._types import allowed_type
 
 _lock = threading.Lock()
 _originals: dict[type, Callable[..., Any]] = {}
+_process_originals: dict[type, Callable[..., Any]] = {}
+# The call being recorded in this thread or task, while the SDK makes it: the SDK's
+# ``_process_response`` hands it the HTTP response before anything reads the body.
+_recording: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("notebook_recorder_openai_call", default=None)
 _placeholder_key_set = False
 
 
@@ -91,6 +103,10 @@ def install(mode: Mode | None = None) -> None:
             _originals[AsyncAPIClient] = AsyncAPIClient.request
             SyncAPIClient.request = _sync_request  # type: ignore[method-assign,assignment]
             AsyncAPIClient.request = _async_request  # type: ignore[method-assign,assignment]
+            _process_originals[SyncAPIClient] = SyncAPIClient._process_response
+            _process_originals[AsyncAPIClient] = AsyncAPIClient._process_response
+            SyncAPIClient._process_response = _sync_process_response  # type: ignore[method-assign,assignment]
+            AsyncAPIClient._process_response = _async_process_response  # type: ignore[method-assign,assignment]
         _install_websockets()
         if mode is not None and mode.reads and not os.environ.get("OPENAI_API_KEY"):
             os.environ["OPENAI_API_KEY"] = REPLAY_KEY_PLACEHOLDER
@@ -104,6 +120,8 @@ def uninstall() -> None:
         if SyncAPIClient in _originals:
             SyncAPIClient.request = _originals.pop(SyncAPIClient)  # type: ignore[method-assign]
             AsyncAPIClient.request = _originals.pop(AsyncAPIClient)  # type: ignore[method-assign]
+            SyncAPIClient._process_response = _process_originals.pop(SyncAPIClient)  # type: ignore[method-assign]
+            AsyncAPIClient._process_response = _process_originals.pop(AsyncAPIClient)  # type: ignore[method-assign]
         _uninstall_websockets()
         if _placeholder_key_set and os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
             del os.environ["OPENAI_API_KEY"]
@@ -262,15 +280,16 @@ def _sync_request(
     if decision.action is Action.REPLAY:
         return call.replay_sync()
     _check_key(self, decision)
+    token = _recording.set(call) if decision.action is Action.RECORD else None
     try:
         with sdk_network():
             result = original(options if decision.action is Action.LIVE or call.raw else call.live_options)
     except BaseException as exc:
         call.failed(exc)
         raise
-    if call.raw and decision.action is Action.RECORD:
-        result.http_response.read()
-        return call.save_raw(result, call.raw_chunks_sync(result))
+    finally:
+        if token is not None:
+            _recording.reset(token)
     return call.finish(result)
 
 
@@ -293,15 +312,16 @@ async def _async_request(
     if decision.action is Action.REPLAY:
         return await call.replay_async()
     _check_key(self, decision)
+    token = _recording.set(call) if decision.action is Action.RECORD else None
     try:
         with sdk_network():
             result = await original(options if decision.action is Action.LIVE or call.raw else call.live_options)
     except BaseException as exc:
         call.failed(exc)
         raise
-    if call.raw and decision.action is Action.RECORD:
-        await result.http_response.aread()
-        return call.save_raw(result, await call.raw_chunks_async(result))
+    finally:
+        if token is not None:
+            _recording.reset(token)
     return call.finish(result)
 
 
@@ -317,6 +337,20 @@ def _request_secrets(client: BaseClient[Any, Any], options: FinalRequestOptions)
         query=[*settings["query"].items(), *params.items()],
         body=[options.json_data, options.extra_json],
     )
+
+
+def _sync_process_response(self: SyncAPIClient, **kwargs: Any) -> Any:
+    call = _recording.get()
+    if call is not None:
+        call.attach(kwargs["response"])
+    return (_process_originals.get(SyncAPIClient) or SyncAPIClient._process_response)(self, **kwargs)
+
+
+async def _async_process_response(self: AsyncAPIClient, **kwargs: Any) -> Any:
+    call = _recording.get()
+    if call is not None:
+        call.attach(kwargs["response"])
+    return await (_process_originals.get(AsyncAPIClient) or AsyncAPIClient._process_response)(self, **kwargs)
 
 
 def _check_key(client: BaseClient[Any, Any], decision: Decision) -> None:
@@ -480,6 +514,7 @@ class _Call:
         self.stream_cls: Any = stream_cls or client._default_stream_cls
         self.decision = decision
         self.raw = _raw_mode(options)
+        self.http: Any = None  # the SDK's HTTP response, once it has one (record mode)
 
     @property
     def recorder(self) -> Recorder:
@@ -509,37 +544,66 @@ class _Call:
             outcome = "live" if decision.action is Action.LIVE else "error"
             self.recorder.finish(decision, outcome, error=type(exc).__name__)
 
+    def attach(self, http: Any) -> None:
+        """The SDK's HTTP response for a call being recorded, before the SDK reads its body.
+
+        Its headers are kept. A raw call's body that is still unread (``with_streaming_response``,
+        raw ``stream=True``) is tapped where the HTTP library reads it, so the caller reads it live
+        and the recording is saved once it has been read to the end.
+        """
+        self.http = http
+        self.decision.secrets += sent_request_secrets(http)  # the request as sent: a token provider's too
+        if self.raw and not http.is_stream_consumed:
+            http.stream = _tap_class(_httpx(self.client), asynchronous=not isinstance(self.client, SyncAPIClient))(
+                http.stream, self
+            )
+
     def finish(self, result: Any) -> Any:
-        """Hand a live result to the caller; in record mode, save it (streams: once they end)."""
+        """Hand a live result to the caller, as the SDK returned it; in record mode, save it
+        (streams and unread raw bodies: once they have been read to the end)."""
         decision = self.decision
-        if decision.action is Action.LIVE or self.raw:
+        if decision.action is Action.LIVE:
             self.recorder.finish(decision, "live", streamed=self.stream)
             return result
-        if isinstance(result, Stream | AsyncStream):
-            decision.secrets += sent_request_secrets(result.response)
+        if self.raw:
+            http = self.http
+            if http is None:
+                self.recorder.finish(decision, "live", error="raw response not recorded: no HTTP response")
+            elif http.is_stream_consumed and not isinstance(http.stream, _Tap):
+                self.save_raw_body(http.content)  # read by the SDK already (with_raw_response)
+            return result
         if isinstance(result, Stream):
             result._iterator = self._tap_sync(result._iterator)
-            return result
+            return _post_parse(self.options, result)  # the SDK post-parses streams too (agents)
         if isinstance(result, AsyncStream):
             result._iterator = self._tap_async(result._iterator)
-            return result
-        if not isinstance(result, pydantic.BaseModel | list):
-            # Binary and text bodies (audio, file contents) are passed through, not recorded.
-            self.recorder.finish(decision, "live", error=f"{type(result).__name__} responses are not recorded")
-            return result
-        _deterministic_ids(result, decision.key)
-        self.recorder.save(decision, {"body": _encode_body(result), "is_streaming": False})
-        return _post_parse(self.options, result)
+            return _post_parse(self.options, result)
+        if isinstance(result, pydantic.BaseModel | list | dict):
+            self.recorder.save(decision, self._with_headers({"body": _encode_body(result), "is_streaming": False}))
+            value = _post_parse(self.options, result)
+            if value is not result and isinstance(value, openai.BaseModel):
+                # The SDK sets the request id after its post-parser; ours ran after the SDK.
+                add_request_id(value, getattr(result, "_request_id", None))
+            return value
+        if self.http is not None and self.http.is_stream_consumed:
+            self.save_raw_body(self.http.content, binary=True)  # audio, file contents, text
+        else:
+            self.recorder.finish(decision, "live", error=f"{type(result).__name__} response not recorded: body unread")
+        return result
+
+    def _with_headers(self, response: dict[str, Any]) -> dict[str, Any]:
+        headers = _kept_headers(self.http)
+        return {**response, "headers": headers} if headers else response
 
     def _tap_sync(self, chunks: Iterator[Any]) -> Iterator[Any]:
         collected: list[Any] = []
         offsets: list[float] = []
-        started, key = self.decision.started, self.decision.key
+        started = self.decision.started
         complete = False
         try:
             for chunk in chunks:
                 offsets.append(round((time.perf_counter() - started) * 1000, 3))
-                collected.append(_deterministic_ids(chunk, key))
+                collected.append(chunk)
                 yield chunk
             complete = True
         finally:
@@ -548,12 +612,12 @@ class _Call:
     async def _tap_async(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
         collected: list[Any] = []
         offsets: list[float] = []
-        started, key = self.decision.started, self.decision.key
+        started = self.decision.started
         complete = False
         try:
             async for chunk in chunks:
                 offsets.append(round((time.perf_counter() - started) * 1000, 3))
-                collected.append(_deterministic_ids(chunk, key))
+                collected.append(chunk)
                 yield chunk
             complete = True
         finally:
@@ -574,39 +638,91 @@ class _Call:
             "chunk_offsets_ms": offsets,
             "duration_ms": round((time.perf_counter() - self.decision.started) * 1000, 3),
         }
-        self.recorder.save(self.decision, response, streamed=True)
+        self.recorder.save(self.decision, self._with_headers(response), streamed=True)
 
-    # Raw responses (`with_raw_response`, `with_streaming_response`) are recorded from their body,
-    # read in full first: the SDK parses it again, from memory, when the caller asks.
+    # Raw responses (`with_raw_response`, `with_streaming_response`) are recorded from the bytes
+    # the caller read: the body the SDK read already, or the tapped body once it has been read to
+    # the end. The SDK's own stream class parses those bytes again, from memory, for the file.
 
-    def _raw_stream(self, result: Any) -> Any:
-        http = result.http_response
-        return self.stream_cls(cast_to=self.chunk_type, response=http, client=self.client, options=self.options)
+    def tap_ended(self, tap: _Tap, complete: bool) -> None:
+        """A tapped raw body was read to the end (``complete``) or closed before that."""
+        content = _tapped_body(self.client, self.http, tap.pieces)
+        if not complete and self.stream and content is not None:
+            # The SDK stops reading an SSE stream at ``data: [DONE]`` and closes it.
+            complete = b"data: [DONE]" in content[-64:]
+        if not complete or content is None:
+            what = f"stream cut short after {len(tap.pieces)} reads" if self.stream else "response body never read"
+            outcome = "error" if self.stream else "live"
+            self.recorder.finish(self.decision, outcome, streamed=self.stream, error=f"{what}; not saved")
+            return
+        if self.stream and _is_event_stream(self.http):
+            chunks, offsets = self._parse_events(tap)
+            response = {
+                "body": chunks,
+                "is_streaming": True,
+                "chunk_offsets_ms": offsets,
+                "duration_ms": round((time.perf_counter() - self.decision.started) * 1000, 3),
+            }
+            self.recorder.save(self.decision, self._with_headers(response), streamed=True)
+            return
+        self.save_raw_body(content)
 
-    def raw_chunks_sync(self, result: Any) -> list[Any] | None:
-        return [encode(chunk) for chunk in self._raw_stream(result)] if self.stream else None
+    def _parse_events(self, tap: _Tap) -> tuple[list[Any], list[float]]:
+        """The tapped SSE bytes parsed by the SDK's own stream class, each chunk with the arrival
+        offset of the bytes that completed it."""
+        httpx = _httpx(self.client)
+        started = self.decision.started
+        arrived = [0.0]
+        pieces = list(zip(tap.arrivals, tap.pieces, strict=True))
 
-    async def raw_chunks_async(self, result: Any) -> list[Any] | None:
-        return [encode(chunk) async for chunk in self._raw_stream(result)] if self.stream else None
+        class _Replayed(httpx.SyncByteStream):  # type: ignore[misc,name-defined]
+            def __iter__(self) -> Iterator[bytes]:
+                for when, data in pieces:
+                    arrived[0] = when
+                    yield data
 
-    def save_raw(self, result: Any, chunks: list[Any] | None) -> Any:
-        """Save a raw call: the stream's chunks, or the parsed JSON body."""
-        body = chunks if self.stream else self._parse_json(result.http_response)
-        if body is None:
-            self.recorder.finish(self.decision, "live", error="raw response not recorded: not JSON")
-            return result
-        self.recorder.save(self.decision, {"body": body, "is_streaming": self.stream}, streamed=self.stream)
-        return result
+        encoding = {k: v for k, v in self.http.headers.items() if k.lower() == "content-encoding"}
+        http = httpx.Response(200, headers=encoding, stream=_Replayed(), request=self.http.request)
+        parsed = Stream(cast_to=self.chunk_type, response=http, client=self.client, options=self.options)  # type: ignore[arg-type]
+        chunks: list[Any] = []
+        offsets: list[float] = []
+        for chunk in parsed:
+            chunks.append(encode(chunk))
+            offsets.append(round((arrived[0] - started) * 1000, 3))
+        return chunks, offsets
 
-    def _parse_json(self, http: Any) -> Any:
-        try:
-            data = orjson.loads(http.content)
-        except orjson.JSONDecodeError:
-            return None
+    def save_raw_body(self, content: bytes, *, binary: bool | None = None) -> None:
+        """Save a call's body: its JSON as the SDK parses it, or the bytes and their content type
+        (FORMAT.md, "Extensions of our own"), replayed byte for byte."""
+        response: dict[str, Any]
+        if binary is None:
+            binary = _is_binary(self.cast_to) or not _is_json(self.http)
+        if not binary:
+            try:
+                data = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                data = _MISSING
+            if data is not _MISSING:
+                response = {"body": self._parsed_json(data), "is_streaming": False}
+                self.recorder.save(self.decision, self._with_headers(response))
+                return
+        content_type = self.http.headers.get("content-type", "application/octet-stream")
+        response = {
+            "body": None,
+            "is_streaming": False,
+            "body_base64": base64.b64encode(content).decode("ascii"),
+            "content_type": content_type,
+        }
+        self.recorder.save(self.decision, self._with_headers(response))
+
+    def _parsed_json(self, data: Any) -> Any:
         target = _raw_cast_to(self.cast_to)
         if target is None:
             return data
-        return _encode_body(self.client._process_response_data(data=data, cast_to=target, response=http))
+        try:
+            return _encode_body(self.client._process_response_data(data=data, cast_to=target, response=self.http))
+        except (TypeError, pydantic.ValidationError):
+            return data
 
     # -- replay -------------------------------------------------------------------------------
 
@@ -615,7 +731,7 @@ class _Call:
         if response.get("is_exception"):
             self._replayed()
             raise self._recorded_exception(response)
-        if self.raw:
+        if self.raw or "body_base64" in response:
             self._replayed()
             return cast(SyncAPIClient, self.client)._process_response(**self._raw_replay_args(response))
         return self._replay_objects(response)
@@ -625,7 +741,7 @@ class _Call:
         if response.get("is_exception"):
             self._replayed()
             raise self._recorded_exception(response)
-        if self.raw:
+        if self.raw or "body_base64" in response:
             self._replayed()
             return await cast(AsyncAPIClient, self.client)._process_response(**self._raw_replay_args(response))
         return self._replay_objects(response)
@@ -654,7 +770,7 @@ class _Call:
             chunk_type = self.chunk_type
             stream = self.stream_cls(
                 cast_to=chunk_type,
-                response=self._synthetic_response(200, b""),
+                response=self._synthetic_response(200, b"", "text/event-stream", response.get("headers")),
                 client=self.client,
                 options=self.options,
             )
@@ -666,13 +782,17 @@ class _Call:
             else:
                 stream._iterator = _decoded_chunks(chunks, chunk_type, self._path)
             self._replayed()
-            return stream
+            return _post_parse(self.options, stream)
         try:
-            value = _decode_result(body, self.cast_to)
+            value = _post_parse(self.options, _decode_result(body, self.cast_to))
         except RecordingFormatError as exc:
             raise self._format_error(exc.problem) from None
+        if isinstance(value, openai.BaseModel):  # as the SDK does: None when the file has no headers
+            headers = response.get("headers")
+            request_id = headers.get("x-request-id") if isinstance(headers, dict) else None
+            add_request_id(value, request_id if isinstance(request_id, str) else None)
         self._replayed()
-        return _post_parse(self.options, value)
+        return value
 
     @property
     def _path(self) -> Any:
@@ -686,11 +806,16 @@ class _Call:
 
     def _raw_replay_args(self, response: dict[str, Any]) -> dict[str, Any]:
         body = self._recorded_body(response)
-        if self.stream:
+        headers = response.get("headers")
+        binary = response.get("body_base64")
+        if isinstance(binary, str):
+            content_type = str(response.get("content_type") or "application/octet-stream")
+            http = self._synthetic_response(200, base64.b64decode(binary), content_type, headers)
+        elif self.stream:
             content = b"".join(_sse_event(_raw_data(chunk)) for chunk in body or []) + b"data: [DONE]\n\n"
-            http = self._synthetic_response(200, content, "text/event-stream")
+            http = self._synthetic_response(200, content, "text/event-stream", headers)
         else:
-            http = self._synthetic_response(200, orjson.dumps(_raw_body(body, self.cast_to)))
+            http = self._synthetic_response(200, orjson.dumps(_raw_body(body, self.cast_to)), recorded=headers)
         options = self.options.model_copy()
         cast_to = self.client._maybe_override_cast_to(self.cast_to, options)
         return {
@@ -727,25 +852,143 @@ class _Call:
         headers = {k: v for k, v in options.headers.items() if isinstance(v, str)} if is_given(options.headers) else {}
         return httpx.Request(options.method.upper(), url, headers=headers)
 
-    def _synthetic_response(self, status: int, content: bytes, content_type: str = "application/json") -> Any:
+    def _synthetic_response(
+        self, status: int, content: bytes, content_type: str = "application/json", recorded: Any = None
+    ) -> Any:
+        """An HTTP response holding a recorded body, with the recorded headers (when the file has
+        them, FORMAT.md's extension) so that ``_request_id`` and ``response.headers`` match."""
         httpx = _httpx(self.client)
-        headers = {"content-type": content_type, "x-notebook-recorder": "replay"}
+        headers = {"content-type": content_type}
+        if isinstance(recorded, dict):
+            headers.update({str(k): v for k, v in recorded.items() if isinstance(v, str) and str(k) != "content-type"})
+        headers["x-notebook-recorder"] = "replay"
         return httpx.Response(status, headers=headers, content=content, request=self._synthetic_request())
+
+
+# ---------------------------------------------------------------------------------------------
+# Tapping a raw response's body as the caller reads it
+# ---------------------------------------------------------------------------------------------
+
+
+class _Tap:
+    """A response body stream that passes every read through and keeps a copy, with its time.
+
+    It replaces the HTTP response's ``stream`` (the lowest level the SDK and the caller read
+    from: ``iter_bytes``, ``iter_lines``, ``parse()``, ``read()`` all go through it). Reading it to
+    the end, or closing it, tells the call.
+    """
+
+    def __init__(self, inner: Any, call: _Call) -> None:
+        self._inner = inner
+        self._call: _Call | None = call
+        self.pieces: list[bytes] = []
+        self.arrivals: list[float] = []
+
+    def _keep(self, data: bytes) -> None:
+        self.pieces.append(data)
+        self.arrivals.append(time.perf_counter())
+
+    def _end(self, complete: bool) -> None:
+        call, self._call = self._call, None
+        if call is None:
+            return
+        try:
+            call.tap_ended(self, complete)
+        except Exception as exc:  # recording must never break what the caller is reading
+            call.recorder.finish(call.decision, "error", streamed=call.stream, error=f"not saved: {exc!r}")
+
+    def __getattr__(self, name: str) -> Any:  # ``elapsed`` and the like, from the real stream
+        return getattr(self._inner, name)
+
+
+class _SyncTapMixin(_Tap):
+    def __iter__(self) -> Iterator[bytes]:
+        for data in self._inner:
+            self._keep(data)
+            yield data
+        self._end(True)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._end(False)
+
+
+class _AsyncTapMixin(_Tap):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for data in self._inner:
+            self._keep(data)
+            yield data
+        self._end(True)
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._end(False)
+
+
+@functools.lru_cache(maxsize=8)
+def _tap_class(httpx: ModuleType, *, asynchronous: bool) -> type[_Tap]:
+    """The tap as a stream class of the client's HTTP library (which checks ``isinstance``)."""
+    if asynchronous:
+        return type("_AsyncTap", (_AsyncTapMixin, httpx.AsyncByteStream), {})
+    return type("_SyncTap", (_SyncTapMixin, httpx.SyncByteStream), {})
+
+
+def _tapped_body(client: BaseClient[Any, Any], http: Any, pieces: list[bytes]) -> bytes | None:
+    """The tapped body as the caller read it: raw bytes with any ``content-encoding`` undone."""
+    encoding = http.headers.get("content-encoding")
+    content = b"".join(pieces)
+    if not encoding or encoding == "identity":
+        return content
+    try:
+        return bytes(_httpx(client).Response(200, headers={"content-encoding": encoding}, content=content).content)
+    except Exception:  # a body cut short in the middle of a compressed block
+        return None
+
+
+# Response headers stored with a recording and replayed: the ones the SDK exposes that carry no
+# secret. Never cookies, authorization or anything else credential-like.
+KEPT_HEADERS = frozenset({"x-request-id", "openai-processing-ms", "openai-version", "openai-model", "content-type"})
+KEPT_HEADER_PREFIXES = ("x-ratelimit-",)
+
+
+def _kept_headers(http: Any) -> dict[str, str]:
+    if http is None:
+        return {}
+    return {
+        name.lower(): value
+        for name, value in http.headers.items()
+        if name.lower() in KEPT_HEADERS or name.lower().startswith(KEPT_HEADER_PREFIXES)
+    }
+
+
+def _content_type(http: Any) -> str:
+    return str(http.headers.get("content-type", "")).lower() if http is not None else ""
+
+
+def _is_json(http: Any) -> bool:
+    content_type = _content_type(http)
+    return not content_type or "json" in content_type
+
+
+def _is_event_stream(http: Any) -> bool:
+    return "text/event-stream" in _content_type(http) or not _content_type(http)
+
+
+def _is_binary(cast_to: Any) -> bool:
+    """Whether the SDK hands this call's body over as bytes or text rather than parsing JSON."""
+    from openai._legacy_response import HttpxBinaryResponseContent
+
+    target = _raw_cast_to(cast_to)
+    return isinstance(target, type) and issubclass(target, HttpxBinaryResponseContent | str | bytes)
 
 
 # ---------------------------------------------------------------------------------------------
 # Encoding results and decoding them back
 # ---------------------------------------------------------------------------------------------
-
-
-def _deterministic_ids(value: Any, key: str) -> Any:
-    """Give a live result the ``id``/``created`` its recording will have, so that what the caller
-    sees while recording is what replay returns later (a notebook's outputs do not change)."""
-    if isinstance(value, pydantic.BaseModel):
-        fields = {name: getattr(value, name, None) for name in ("object", "id", "created")}
-        for name, deterministic in deterministic_ids(fields, key).items():
-            setattr(value, name, deterministic)
-    return value
 
 
 def _is_page(value: Any) -> bool:
