@@ -9,6 +9,10 @@ Lookup has three tiers, cheapest first:
    directory per process, the first time tiers 1 and 2 miss, and kept current as files are written.
 
 Only the index (key -> path) stays in memory, never the recordings themselves.
+
+Files are listed and read through :mod:`._files`: an odd entry (a FIFO, a link loop, a file that
+cannot be parsed or has the wrong shape) is remembered as an error for that file, shown when a
+lookup misses (:meth:`Store.errors`), and never stops or hangs a lookup of another file.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _files
 from ._codec import dumps, loads
 from ._errors import RecordingFormatError
 from ._keys import record_key
@@ -36,7 +41,7 @@ class _Index:
     more: dict[str, set[str]] = field(default_factory=dict)  # content key -> other files with it
     verified: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # path -> (mtime, size, key)
     seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
-    errors: dict[str, str] = field(default_factory=dict)  # unreadable files
+    errors: dict[str, str] = field(default_factory=dict)  # unreadable files and odd entries
     listed: bool = False
     indexed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -74,6 +79,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self._index = _index_for(self.root)
+        self._cleaned = False  # stale temporary files removed (on the first write)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -91,9 +97,9 @@ class Store:
     def read(self, path: Path) -> dict[str, Any]:
         """One recording file, parsed and shape-checked. Errors name the file."""
         try:
-            data = path.read_bytes()
+            data, _ = _files.read_file(str(path))
         except OSError as exc:
-            raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
+            raise RecordingFormatError(path, _files.describe_error(exc)) from None
         return loads(data, path)
 
     def find(self, key: str) -> Found | None:
@@ -168,12 +174,12 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise RecordingFormatError(Path(path), f"cannot read ({exc.strerror or exc})") from None
+            raise RecordingFormatError(Path(path), _files.describe_error(exc)) from None
         record = self.read(Path(path))
         version = (stat.st_mtime_ns, stat.st_size, key)
         verified = self._index.verified
         if verified.get(path) != version:
-            if record_key(record) != key:
+            if _content_key(record, path) != key:
                 return None
             verified[path] = version
         return Found(Path(path), record)
@@ -190,7 +196,13 @@ class Store:
         """Parse every file not indexed yet (or changed since) and record its content key."""
         index = self._index
         index.indexed = True
-        for path in self._walk():
+        walk = self._walk_tree()
+        present = set(walk.files)
+        for gone in [path for path in index.errors if path not in present]:
+            del index.errors[gone]  # removed or fixed since; odd entries are listed again below
+        for odd in walk.problems:
+            index.errors[odd.path] = odd.problem
+        for path in walk.files:
             try:
                 mtime = os.stat(path).st_mtime_ns
             except OSError:
@@ -199,7 +211,7 @@ class Store:
                 continue
             index.seen[path] = mtime
             try:
-                key = record_key(self.read(Path(path)))
+                key = _content_key(self.read(Path(path)), path)
             except RecordingFormatError as exc:
                 index.errors[path] = exc.problem
                 continue
@@ -207,13 +219,16 @@ class Store:
             if key is not None and index.by_key.setdefault(key, path) != path:
                 index.more.setdefault(key, set()).add(path)
 
+    def _walk_tree(self) -> _files.Walk:
+        """The tree's recording files and odd entries (see :mod:`._files`); empty if it is gone."""
+        try:
+            return _files.walk(str(self.root))
+        except OSError:
+            return _files.Walk([], [], [])
+
     def _walk(self) -> Iterator[str]:
         """Every recording file in the tree, hidden files and directories (``.``) left out."""
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.endswith(".json") and not name.startswith("."):
-                    yield os.path.join(dirpath, name)
+        return iter(self._walk_tree().files)
 
     def _json_files(self) -> Iterator[Path]:
         return map(Path, self._walk())
@@ -236,12 +251,16 @@ class Store:
     def write(self, key: str, record: Mapping[str, Any]) -> Path:
         """Write a recording atomically: a temporary file in the same directory, then a rename.
 
-        A reader, or a process killed mid-write, never sees a truncated file.
+        A reader, or a process killed mid-write, never sees a truncated file. The first write of
+        a ``Store`` removes temporary files that killed writes left behind (:mod:`._files`).
         """
         path = self.path_for(key)
         self.root.mkdir(parents=True, exist_ok=True)
+        if not self._cleaned:
+            self._cleaned = True
+            _files.remove_stale_temp_files(str(self.root))
         data = dumps(record)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.root)
+        fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -260,3 +279,11 @@ class Store:
             self._index.by_key[key] = name
             self._index.seen.pop(name, None)
         return path
+
+
+def _content_key(record: Mapping[str, Any], path: str | Path) -> str | None:
+    """:func:`record_key`, with a shape no one foresaw reported as that file's format error."""
+    try:
+        return record_key(record)
+    except Exception as exc:  # a file's odd content must not stop lookups of other files
+        raise RecordingFormatError(path, f"cannot compute its key ({type(exc).__name__}: {exc})") from None
