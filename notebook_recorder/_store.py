@@ -242,7 +242,8 @@ class Store:
                 continue
 
     def errors(self) -> dict[Path, str]:
-        """Files that could not be read the last time the content index looked at them."""
+        """Files that could not be read, and odd entries (FIFOs, link loops...), as of the last
+        time the content index looked: path -> why."""
         with self._index.lock:
             return {Path(path): problem for path, problem in self._index.errors.items()}
 

@@ -17,11 +17,16 @@
 - ``ls`` prints a table of the recordings in a directory tree.
 - ``show`` prints one recording as readable text: the conversation, tool calls, the answer.
 - ``verify`` checks a directory: every file parses, every name is its key, no key twice, every
-  ``__type__`` imports, no credential-looking strings. It exits 1 when it finds a problem.
+  ``__type__`` imports, no credential-looking strings. It exits 1 when it finds a problem. It
+  notes temporary files that interrupted writes left behind (harmless; not a failure).
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
-- ``prune`` runs notebooks in replay mode and lists the recordings none of them used; it
-  deletes them only with ``--yes``.
+- ``prune`` runs notebooks in replay mode and lists the recordings none of them used, and stale
+  temporary files; it deletes them only with ``--yes``. Entries that are not readable recordings
+  are listed and never deleted.
+
+Every command lists and reads files through :mod:`notebook_recorder._files`: a FIFO, a link loop
+or a malformed file is named in the output and never stops or hangs the command.
 
 Exit status: 0 success, 1 failure (a check failed, a problem was found), 2 usage error.
 Heavy modules (nbclient, pandas) are imported only by the subcommands that need them.
@@ -932,7 +937,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prune",
         help="list (and with --yes delete) recordings that no given notebook replays",
         description="Run each notebook in replay mode, collect the recording files it used, and list the "
-        "files under DIR that none used. Deletes them only with --yes; deletes nothing if a notebook fails.",
+        "files under DIR that none used, and temporary files left by interrupted writes. Deletes them only "
+        "with --yes; deletes nothing if a notebook fails. Entries that are not readable recordings are listed, "
+        "never deleted.",
     )
     prune.add_argument("dir", metavar="DIR", help="the recordings directory to prune")
     prune.add_argument("--used-by", nargs="+", required=True, metavar="NB", help="the notebooks that use DIR")
