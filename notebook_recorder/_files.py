@@ -44,7 +44,9 @@ STALE_TEMP_SECONDS = 3600.0
 #: Temporary files whose writer (the pid in their name) is gone are stale after this (seconds).
 DEAD_WRITER_SECONDS = 60.0
 
-_TEMP_NAME = re.compile(r"\.[^.]+\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp")
+# ``.<key[:16]>.<pid>.<8 random characters>.tmp`` (older versions wrote no pid): our names only,
+# so that no other program's temporary file is ever taken for ours.
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{1,16}\.(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}\.tmp")
 
 
 class NotRegularFileError(OSError):

@@ -342,7 +342,8 @@ def test_prune_finishes_leaves_bad_entries_alone_and_removes_stale_temp_files(
 
 
 def _temp_file(directory: Path, age: float, pid: int | None = None) -> Path:
-    name = f".0123456789abcdef.{pid}.x1y2z3.tmp" if pid is not None else f".0123456789abcdef.q{int(age)}w.tmp"
+    suffix = f"q{int(age) % 1_000_000:06d}w"  # 8 characters, as tempfile makes them
+    name = f".0123456789abcdef.{pid}.{suffix}.tmp" if pid is not None else f".0123456789abcdef.{suffix}.tmp"
     path = directory / name
     path.write_bytes(b'{"partial')
     then = time.time() - age
@@ -361,13 +362,12 @@ def test_a_write_removes_stale_temp_files_and_leaves_live_ones(tmp_path: Path) -
     dead_writer = _temp_file(tmp_path, age=120, pid=_dead_pid())
     live_writer = _temp_file(tmp_path, age=2 * 60, pid=os.getpid())
     just_started = _temp_file(tmp_path, age=1, pid=_dead_pid())
-    unrelated = _temp_file(tmp_path, age=2 * 3600)
-    unrelated = unrelated.rename(tmp_path / ".notes.tmp")  # not a name our writes use
+    unrelated = [_temp_file(tmp_path, age=2 * 3600).rename(tmp_path / name) for name in (".notes.tmp", ".a.b.tmp")]
     request = InferenceRequest("POST", "/v1/chat/completions", {"model": "m", "messages": []})
     record = {"test_id": None, "request": request.to_json(None), "response": {"body": {}}}
     Store(tmp_path).write(request.key(None), record)
     assert not old.exists() and not dead_writer.exists()
-    assert live_writer.exists() and just_started.exists() and unrelated.exists()
+    assert live_writer.exists() and just_started.exists() and all(p.exists() for p in unrelated)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [f"{request.key(None)}.json"]
 
 
