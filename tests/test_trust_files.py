@@ -39,6 +39,7 @@ from notebook_recorder._keys import InferenceRequest, record_key
 from notebook_recorder._store import Store, forget_indexes
 from notebook_recorder.analysis import RecordingLoadError
 from notebook_recorder.analysis._loader import clear_cache, parse_file
+from notebook_recorder.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 HI = [{"role": "user", "content": "Hi"}]
@@ -467,7 +468,9 @@ def fuzz_dir() -> Iterator[tuple[Path, str]]:
 @pytest.mark.timeout(120)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=_file_bytes)
-def test_fuzz_files_raise_only_recording_errors_and_never_break_lookup(data: bytes, fuzz_dir: tuple[Path, str]) -> None:
+def test_fuzz_files_raise_only_recording_errors_and_never_break_lookup(
+    data: bytes, fuzz_dir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, good_key = fuzz_dir
     fuzzed = root / "fuzzed.json"
     fuzzed.write_bytes(data)
@@ -492,5 +495,9 @@ def test_fuzz_files_raise_only_recording_errors_and_never_break_lookup(data: byt
         clear_cache()
         frame = nra.load_recordings(root).set_index("path")
         assert pd.isna(frame.loc[str(root / "good.json"), "error"])
+        assert main(["ls", str(root)]) == 0  # the command line's readers too
+        assert main(["verify", str(root)]) in (0, 1)
+        out = capsys.readouterr().out  # good.json is read (its name is not its key), never unreadable
+        assert out.count("good.json:") == 1 and "good.json: its key is" in out
     finally:
         fuzzed.unlink()
