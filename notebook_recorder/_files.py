@@ -15,8 +15,9 @@ analysis loader) goes through here.
   already listed elsewhere is skipped silently, since its files are listed there.
 - Hidden entries (names starting with ``.``) are skipped: our temporary files among them.
 - A parsed recording passes :func:`check_record` before anything walks it: nesting is bounded
-  (:data:`MAX_DEPTH`), so no reader meets Python's recursion limit, and the few fields whose
-  wrong type would break a reader are checked.
+  (:data:`MAX_DEPTH`), so no recursive reader (keys, decoding, ``verify``) meets Python's
+  recursion limit, and the few fields whose wrong type would break a reader are checked. (The
+  analysis loader skips the depth bound: it walks nothing recursively.)
 
 Temporary files: :meth:`notebook_recorder._store.Store.write` writes ``.<key>.<pid>.<rand>.tmp``
 beside the recording and renames it. A process killed mid-write leaves one behind;
