@@ -28,6 +28,7 @@ import orjson
 import pydantic
 
 from ._errors import RecordingFormatError
+from ._files import check_record
 from ._types import allowed_type, type_name as type_name
 
 TYPE = "__type__"
@@ -101,15 +102,6 @@ def to_jsonable(value: Any) -> Any:
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
-
-
-def import_type(name: object) -> type | None:
-    """The allowlisted class named ``<module>.<qualname>``, or ``None``.
-
-    Kept under its old name: it no longer imports what it is given. See
-    :func:`notebook_recorder._types.allowed_type` for what is allowed.
-    """
-    return allowed_type(name)
 
 
 def _warn_unknown(name: object) -> None:
@@ -198,7 +190,12 @@ def dumps(record: Mapping[str, Any]) -> bytes:
 
 
 def loads(data: bytes, path: object = "<recording>") -> dict[str, Any]:
-    """Parse and shape-check a recording file; problems raise ``RecordingFormatError`` naming it."""
+    """Parse and shape-check a recording file; problems raise ``RecordingFormatError`` naming it.
+
+    Beyond valid JSON, a recording must be an object with ``request`` and ``response`` objects
+    and pass :func:`notebook_recorder._files.check_record` (bounded nesting, a well-formed
+    ``id_normalization_mapping`` and ``__type__`` names, no bare scalar as an API call's body).
+    """
     try:
         record = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -208,8 +205,9 @@ def loads(data: bytes, path: object = "<recording>") -> dict[str, Any]:
     for part in ("request", "response"):
         if not isinstance(record.get(part), dict):
             raise RecordingFormatError(path, f"missing or malformed {part!r} object")
+    check_record(record, path)
     mapping = record.get("id_normalization_mapping")
-    if isinstance(mapping, dict) and mapping:
+    if mapping:
         record = _apply_id_mapping(record, {orig: norm for norm, orig in mapping.items()})
     return cast(dict[str, Any], record)
 

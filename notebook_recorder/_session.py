@@ -365,7 +365,7 @@ def _display_path_now(path: Path | str) -> str:
         except ValueError:
             common = Path(os.path.commonpath([resolved, cwd]))
             return os.path.relpath(resolved, cwd) if common.parent != common else str(path)
-    except (ValueError, OSError):  # another drive on Windows, or a vanished working directory
+    except (ValueError, OSError, RuntimeError):  # another drive on Windows, a vanished cwd, a link loop
         return str(path)
 
 

@@ -14,6 +14,10 @@ Occurrences (FORMAT.md, "Repeated identical requests"): the k-th identical reque
 context is ``<key>-<k>.json`` with ``"occurrence": k`` (``<key>.json`` for the first). The name is
 the fast path; the content index files every recording under the key and occurrence its content
 says, so a renamed or misnamed occurrence file is still found.
+
+Files are listed and read through :mod:`._files`: an odd entry (a FIFO, a link loop, a file that
+cannot be parsed or has the wrong shape) is remembered as an error for that file, shown when a
+lookup misses (:meth:`Store.errors`), and never stops or hangs a lookup of another file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _files
 from ._codec import dumps, loads
 from ._errors import RecordingFormatError
 from ._keys import record_key, record_occurrence, recording_name
@@ -42,7 +47,7 @@ class _Index:
     occurrences: dict[str, set[int]] = field(default_factory=dict)  # content key -> occurrences indexed
     verified: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)  # path -> (mtime, size, key, occ)
     seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
-    errors: dict[str, str] = field(default_factory=dict)  # unreadable files
+    errors: dict[str, str] = field(default_factory=dict)  # unreadable files and odd entries
     listed: bool = False
     indexed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -81,6 +86,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self._index = _index_for(self.root)
+        self._cleaned = False  # stale temporary files removed (on the first write)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -98,9 +104,9 @@ class Store:
     def read(self, path: Path) -> dict[str, Any]:
         """One recording file, parsed and shape-checked. Errors name the file."""
         try:
-            data = path.read_bytes()
+            data, _ = _files.read_file(str(path))
         except OSError as exc:
-            raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
+            raise RecordingFormatError(path, _files.describe_error(exc)) from None
         return loads(data, path)
 
     def find(self, key: str, occurrence: int = 1) -> Found | None:
@@ -207,12 +213,12 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise RecordingFormatError(Path(path), f"cannot read ({exc.strerror or exc})") from None
+            raise RecordingFormatError(Path(path), _files.describe_error(exc)) from None
         record = self.read(Path(path))
         version = (stat.st_mtime_ns, stat.st_size, key, occurrence)
         verified = self._index.verified
         if verified.get(path) != version:
-            if record_occurrence(record) != occurrence or record_key(record) != key:
+            if record_occurrence(record) != occurrence or _content_key(record, path) != key:
                 return None
             verified[path] = version
         return Found(Path(path), record, occurrence)
@@ -229,7 +235,13 @@ class Store:
         """Parse every file not indexed yet (or changed since) and record its content key."""
         index = self._index
         index.indexed = True
-        for path in self._walk():
+        walk = self._walk_tree()
+        present = set(walk.files)
+        for gone in [path for path in index.errors if path not in present]:
+            del index.errors[gone]  # removed or fixed since; odd entries are listed again below
+        for odd in walk.problems:
+            index.errors[odd.path] = odd.problem
+        for path in walk.files:
             try:
                 mtime = os.stat(path).st_mtime_ns
             except OSError:
@@ -239,7 +251,7 @@ class Store:
             index.seen[path] = mtime
             try:
                 record = self.read(Path(path))
-                key, occurrence = record_key(record), record_occurrence(record)
+                key, occurrence = _content_key(record, path), record_occurrence(record)
             except RecordingFormatError as exc:
                 index.errors[path] = exc.problem
                 continue
@@ -253,13 +265,16 @@ class Store:
             if index.by_key.setdefault((key, occurrence), path) != path:
                 index.more.setdefault((key, occurrence), set()).add(path)
 
+    def _walk_tree(self) -> _files.Walk:
+        """The tree's recording files and odd entries (see :mod:`._files`); empty if it is gone."""
+        try:
+            return _files.walk(str(self.root))
+        except OSError:
+            return _files.Walk([], [], [])
+
     def _walk(self) -> Iterator[str]:
         """Every recording file in the tree, hidden files and directories (``.``) left out."""
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.endswith(".json") and not name.startswith("."):
-                    yield os.path.join(dirpath, name)
+        return iter(self._walk_tree().files)
 
     def _json_files(self) -> Iterator[Path]:
         return map(Path, self._walk())
@@ -273,7 +288,8 @@ class Store:
                 continue
 
     def errors(self) -> dict[Path, str]:
-        """Files that could not be read the last time the content index looked at them."""
+        """Files that could not be read, and odd entries (FIFOs, link loops...), as of the last
+        time the content index looked: path -> why."""
         with self._index.lock:
             return {Path(path): problem for path, problem in self._index.errors.items()}
 
@@ -284,15 +300,19 @@ class Store:
 
         The file is named by ``key`` and the record's own ``occurrence`` (1 when absent), so a
         name always agrees with its content. A reader, or a process killed mid-write, never sees a
-        truncated file.
+        truncated file. The first write of a ``Store`` removes temporary files that killed writes
+        left behind (:mod:`._files`).
         """
         occurrence = record_occurrence(record)
         if occurrence is None:
             raise ValueError(f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}")
         path = self.path_for(key, occurrence)
         self.root.mkdir(parents=True, exist_ok=True)
+        if not self._cleaned:
+            self._cleaned = True
+            _files.remove_stale_temp_files(str(self.root))
         data = dumps(record)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.root)
+        fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -312,3 +332,11 @@ class Store:
             self._index.occurrences.setdefault(key, set()).add(occurrence)
             self._index.seen.pop(name, None)
         return path
+
+
+def _content_key(record: Mapping[str, Any], path: str | Path) -> str | None:
+    """:func:`record_key`, with a shape no one foresaw reported as that file's format error."""
+    try:
+        return record_key(record)
+    except Exception as exc:  # a file's odd content must not stop lookups of other files
+        raise RecordingFormatError(path, f"cannot compute its key ({type(exc).__name__}: {exc})") from None

@@ -21,10 +21,15 @@
   (checked by name: nothing a file names is imported), no credential-looking strings. It exits 1
   when it finds a problem. Foreign types seen in real corpora (``_types.KNOWN_FOREIGN_TYPES``:
   llama-stack's tool results, ollama's responses) are notes, not problems, unless ``--strict``.
+  It notes temporary files that interrupted writes left behind (harmless; not a failure).
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
-- ``prune`` runs notebooks in replay mode and lists the recordings none of them used; it
-  deletes them only with ``--yes``.
+- ``prune`` runs notebooks in replay mode and lists the recordings none of them used, and stale
+  temporary files; it deletes them only with ``--yes``. Entries that are not readable recordings
+  are listed and never deleted.
+
+Every command lists and reads files through :mod:`notebook_recorder._files`: a FIFO, a link loop
+or a malformed file is named in the output and never stops or hangs the command.
 
 Exit status: 0 success, 1 failure (a check failed, a problem was found), 2 usage error.
 Heavy modules (nbclient, pandas) are imported only by the subcommands that need them.
@@ -44,9 +49,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, _files
 from ._codec import DATA, TYPE, dumps, loads
 from ._errors import RecordingFormatError
+from ._files import valid_type_name
 from ._keys import (
     ToolRequest,
     canonical_endpoint,
@@ -77,23 +83,22 @@ def _out(*lines: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _json_files(root: Path) -> Iterator[Path]:
-    """The ``*.json`` files under ``root`` (or ``root`` itself), sorted, hidden entries skipped."""
+def _walk(root: Path) -> _files.Walk:
+    """The ``*.json`` files under ``root`` (or ``root`` itself), sorted, hidden entries skipped,
+    and the entries that cannot be read (FIFOs, link loops...: see :mod:`._files`)."""
     if root.is_file():
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.endswith(".json") and not name.startswith("."):
-                yield Path(dirpath) / name
+        return _files.Walk([str(root)], [], [])
+    try:
+        return _files.walk(str(root))
+    except OSError as exc:
+        return _files.Walk([], [_files.Problem(str(root), _files.describe_error(exc))], [])
 
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = path.read_bytes()
+        data, _ = _files.read_file(str(path))
     except OSError as exc:
-        raise RecordingFormatError(path, f"cannot read ({exc.strerror or exc})") from None
+        raise RecordingFormatError(path, _files.describe_error(exc)) from None
     return loads(data, path)
 
 
@@ -148,15 +153,29 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
 
     The parsed recording itself is not kept, so that a directory of thousands of files is fine.
     """
-    entry = Entry(path=path, rel=_rel(path, root), size=path.stat().st_size)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    entry = Entry(path=path, rel=_rel(path, root), size=size)
     try:
         record = _read(path)
+        if deep:
+            entry.types = frozenset(_type_names(record))
+            malformed = sorted(name for name in entry.types if not valid_type_name(name))
+            if malformed:
+                raise RecordingFormatError(path, f"malformed __type__ {malformed[0]!r:.80}")
+            entry.leaks = tuple(leaks(path, record))
+        return _describe_record(entry, record)
     except RecordingFormatError as exc:
-        entry.kind, entry.problem = "unreadable", exc.problem
-        return entry
-    if deep:
-        entry.types = frozenset(_type_names(record))
-        entry.leaks = tuple(leaks(path, record))
+        problem = exc.problem
+    except Exception as exc:  # a shape no one foresaw must not stop ls or verify
+        problem = f"unexpected content ({type(exc).__name__}: {exc})"
+    return Entry(path=path, rel=entry.rel, size=size, problem=problem, kind="unreadable")
+
+
+def _describe_record(entry: Entry, record: dict[str, Any]) -> Entry:
+    """``entry`` completed from its parsed recording."""
     request, response = record["request"], record["response"]
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
@@ -187,7 +206,13 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
 
 
 def _scan(root: Path, *, deep: bool = False) -> list[Entry]:
-    return [_describe(path, root, deep=deep) for path in _json_files(root)]
+    """Every recording under ``root``, and an ``unreadable`` entry for every odd one."""
+    walk = _walk(root)
+    entries = [_describe(Path(path), root, deep=deep) for path in walk.files]
+    for odd in walk.problems:
+        path = Path(odd.path)
+        entries.append(Entry(path=path, rel=_rel(path, root), size=0, problem=odd.problem, kind="unreadable"))
+    return entries
 
 
 def _existing_dir(value: str) -> Path:
@@ -298,8 +323,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _resolve_recording(target: str, directory: str | None) -> Path:
     """A file path, or the file of a key (or unique key prefix) in ``directory``."""
     path = Path(target).expanduser()
-    if path.is_file():
-        return path
+    if path.is_file() or (os.path.lexists(path) and not path.is_dir()):
+        return path  # a FIFO or a link loop too: reading it reports what it is
     key = target.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{4,64}", key):
         raise UsageError(f"no such file, and not a key (a key or key prefix is 4 to 64 hex digits): {target}")
@@ -318,18 +343,27 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
             return found.path
         raise LookupError(f"no recording with key {key} in {dir_name}")
     matches: dict[Path, str] = {}
-    for file in _json_files(root):
+    walk = _walk(root)
+    unreadable = [f"  {_rel(Path(odd.path), root)}: {odd.problem}" for odd in walk.problems]
+    for file in map(Path, walk.files):
         if _name_key(file).startswith(key):
             matches[file] = _name_key(file)
             continue
         try:
             content_key = record_key(_read(file))
-        except RecordingFormatError:
+        except RecordingFormatError as exc:
+            unreadable.append(f"  {_rel(file, root)}: {exc.problem}")
+            continue
+        except Exception as exc:  # an odd shape: that file cannot match, the others still can
+            unreadable.append(f"  {_rel(file, root)}: unexpected content ({type(exc).__name__})")
             continue
         if content_key is not None and content_key.startswith(key):
             matches[file] = content_key
     if not matches:
-        raise LookupError(f"no recording whose key starts with {key} in {dir_name}")
+        message = f"no recording whose key starts with {key} in {dir_name}"
+        if unreadable:
+            message += f"\n{len(unreadable)} file(s) there could not be read:\n" + "\n".join(unreadable[:10])
+        raise LookupError(message)
     if len(matches) > 1 and len(set(matches.values())) == 1:
         # One request recorded several times (occurrences): show the first.
         first = [p for p in matches if _name_key_occurrence(p)[1] == 1]
@@ -351,8 +385,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         _out(f"{PROG} show: {exc.args[0]}")
         return 1
     try:
+        _read(path)  # the rules replay and verify apply (nesting depth...), before rendering it
         recording = Recording.load(path)
-    except RecordingLoadError as exc:
+    except (RecordingFormatError, RecordingLoadError) as exc:
         _out(f"{PROG} show: {exc}")
         return 1
     _out(recording.to_text(max_chars=args.max_chars or None).rstrip("\n"))
@@ -459,6 +494,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{len(unkeyable)} file(s) have no keyable request (raw HTTP and similar recordings); "
             "their names were not checked"
         )
+    stale = _stale_temp_files(root)
+    if stale:
+        notes.append(
+            f"{len(stale)} temporary file(s) left by interrupted writes (harmless; the next recording written "
+            f"there, or `{PROG} prune ... --yes`, removes them):" + "".join(f"\n    {_rel(p, root)}" for p in stale)
+        )
 
     _out(f"verify {args.dir}: {len(entries)} files")
     for title, items in groups.items():
@@ -477,6 +518,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 1
     _out(f"OK: {_plural(len(entries), 'file')}, no problems")
     return 0
+
+
+def _stale_temp_files(root: Path) -> list[Path]:
+    """Temporary files that killed writes left anywhere under ``root`` (see :mod:`._files`)."""
+    return [Path(p) for directory in _walk(root).dirs for p in _files.stale_temp_files(directory)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,14 +569,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     scoped, scope = _scope_value(args.scope)
     dest_resolved = dest.resolve()
     files: list[Path] = []
+    odd: list[_files.Problem] = []
     for source in sources:
-        for file in _json_files(source):
+        walk = _walk(source)
+        odd += walk.problems
+        for file in map(Path, walk.files):
             if file.resolve().parent == dest_resolved and source.resolve() != file.resolve():
                 continue  # DEST inside SRC: its own files are not sources
             files.append(file)
 
     store = Store(dest)
     counts = {"imported": 0, "updated": 0, "unchanged": 0, "skipped": 0}
+    for problem in odd:
+        counts["skipped"] += 1
+        _out(f"skipped    {problem.path}: {problem.problem}")
     written: dict[tuple[str, int], Path] = {}
     for file in files:
         try:
@@ -541,7 +593,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             continue
         if scoped:
             record = _rescoped(record, scope)
-        key, occurrence = record_key(record), record_occurrence(record)
+        try:
+            key, occurrence = record_key(record), record_occurrence(record)
+        except Exception as exc:  # an odd shape: skip this file, import the others
+            counts["skipped"] += 1
+            _out(f"skipped    {file}: cannot compute its key ({type(exc).__name__})")
+            continue
         if key is None:
             counts["skipped"] += 1
             _out(f"skipped    {file}: no keyable request (a raw HTTP or similar recording)")
@@ -748,20 +805,38 @@ def cmd_prune(args: argparse.Namespace) -> int:
             return 1
         _out(_summary(run, "ok"))
         used |= {p.resolve() for p in run.files_used()}
-    files = list(_json_files(root))
+    walk = _walk(root)
+    files = [Path(f) for f in walk.files]
     unused = [f for f in files if f.resolve() not in used]
+    bad = [(Path(odd.path), odd.problem) for odd in walk.problems]
+    for file in list(unused):
+        try:
+            _read(file)
+        except RecordingFormatError as exc:  # not ours to judge: listed, never deleted
+            bad.append((file, exc.problem))
+            unused.remove(file)
+            files.remove(file)
+    stale = [Path(p) for directory in walk.dirs for p in _files.stale_temp_files(directory)]
     _out("")
+    if bad:
+        _out(f"{len(bad)} entries in {args.dir} are not readable recordings (left alone):")
+        _out(*[f"  {_rel(path, root)}: {problem}" for path, problem in sorted(bad)])
+    if stale:
+        _out(f"{len(stale)} temporary file(s) left by interrupted writes:", *[f"  {_rel(p, root)}" for p in stale])
     if not unused:
         _out(f"all {len(files)} recordings in {args.dir} are used")
+    else:
+        _out(f"{len(unused)} of {len(files)} recordings in {args.dir} are not used by these notebooks:")
+        _out(*[f"  {_rel(f, root)}" for f in unused])
+    doomed = unused + stale
+    if not doomed:
         return 0
-    _out(f"{len(unused)} of {len(files)} recordings in {args.dir} are not used by these notebooks:")
-    _out(*[f"  {_rel(f, root)}" for f in unused])
     if not args.yes:
-        _out(f"nothing deleted; run again with --yes to delete these {len(unused)} file(s)")
+        _out(f"nothing deleted; run again with --yes to delete these {len(doomed)} file(s)")
         return 0
-    for file in unused:
-        file.unlink()
-    _out(f"deleted {len(unused)} file(s)")
+    for file in doomed:
+        file.unlink(missing_ok=True)
+    _out(f"deleted {len(doomed)} file(s)")
     return 0
 
 
@@ -905,7 +980,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prune",
         help="list (and with --yes delete) recordings that no given notebook replays",
         description="Run each notebook in replay mode, collect the recording files it used, and list the "
-        "files under DIR that none used. Deletes them only with --yes; deletes nothing if a notebook fails.",
+        "files under DIR that none used, and temporary files left by interrupted writes. Deletes them only "
+        "with --yes; deletes nothing if a notebook fails. Entries that are not readable recordings are listed, "
+        "never deleted.",
     )
     prune.add_argument("dir", metavar="DIR", help="the recordings directory to prune")
     prune.add_argument("--used-by", nargs="+", required=True, metavar="NB", help="the notebooks that use DIR")

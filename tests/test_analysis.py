@@ -591,7 +591,10 @@ def test_an_unreadable_subdirectory_does_not_stop_a_load(tmp_path: Path, monkeyp
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refusing)
-    assert list(nra.load_recordings(tmp_path)["key"]) == ["a"]
+    frame = nra.load_recordings(tmp_path).set_index("key")
+    assert list(frame.index) == ["a", "locked"]  # the directory is reported, not silently skipped
+    assert pd.isna(frame.loc["a", "error"])
+    assert frame.loc["locked", "error"] == "cannot list this directory: permission denied; skipped"
 
 
 def test_load_frames_gives_all_four_from_one_snapshot(own_dir: Path) -> None:

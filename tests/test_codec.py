@@ -21,11 +21,11 @@ from notebook_recorder._codec import (
     decode,
     dumps,
     encode,
-    import_type,
     loads,
     to_jsonable,
     type_name,
 )
+from notebook_recorder._types import allowed_type
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
 CHUNK = "openai.types.chat.chat_completion_chunk.ChatCompletionChunk"
@@ -84,14 +84,14 @@ def test_type_name_drops_generic_parameters() -> None:
     assert type_name(ChatCompletion) == "openai.types.chat.chat_completion.ChatCompletion"
 
 
-def test_import_type() -> None:
+def test_allowed_type() -> None:
     register_types(Point)
-    assert import_type(CHUNK) is ChatCompletionChunk
-    assert import_type("openai.types.chat.ChatCompletionChunk") is ChatCompletionChunk
-    assert import_type(f"{__name__}.Point") is Point
-    assert import_type("llama_stack.apis.tools.tools.ToolInvocationResult") is None
-    assert import_type("openai.types.NoSuchThing") is None
-    assert import_type("json.dumps") is None  # not a class
+    assert allowed_type(CHUNK) is ChatCompletionChunk
+    assert allowed_type("openai.types.chat.ChatCompletionChunk") is ChatCompletionChunk
+    assert allowed_type(f"{__name__}.Point") is Point
+    assert allowed_type("llama_stack.apis.tools.tools.ToolInvocationResult") is None
+    assert allowed_type("openai.types.NoSuchThing") is None
+    assert allowed_type("json.dumps") is None  # not a class
 
 
 def test_unknown_type_gives_raw_data_and_one_warning() -> None:

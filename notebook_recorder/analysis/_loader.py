@@ -12,13 +12,16 @@ renaming a file changes it.
 A load of many new files (:data:`PARALLEL_MIN_FILES`) reads them from both ends of the list at
 once, the second half in a helper process on another CPU (:class:`_Helper`); the result is the
 same as when one process reads them all.
+
+Files are listed and read through :mod:`notebook_recorder._files`, as the store and the command
+line do: a FIFO, socket or device named ``*.json``, a link loop, a broken link or an entry that
+cannot be examined becomes a row with ``error`` set, and never stops or hangs a load.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import operator
 import os
 import pickle
 import stat as stat_module
@@ -29,7 +32,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from .._errors import RecordingError
+from .. import _files
+from .._errors import RecordingError, RecordingFormatError
 from .._keys import name_occurrence
 from ._extract import Extracted, NotARecording, extract
 
@@ -91,14 +95,13 @@ _CLEAR_HOOKS: list[Callable[[], None]] = []
 
 # --- discovering files ------------------------------------------------------------------------
 
-_name = operator.attrgetter("name")
 Stat = os.stat_result | None  # None: not taken, because the file is not in the cache (fstat tells)
 
 
 class _Listing(NamedTuple):
     stat: StatKey  # of the directory when it was listed
     trusted: bool  # False when it changed so recently that its stat may not show the next change
-    entries: list[tuple[str, bool]]  # (path, is a directory) of its *.json files and subdirectories
+    listing: _files.Listing  # its *.json files, subdirectories and odd entries
 
 
 #: Directory listings, trusted like files: while the directory's stat is unchanged. Adding,
@@ -106,49 +109,46 @@ class _Listing(NamedTuple):
 _DIRS: dict[str, _Listing] = {}
 
 
-def _listing(root: str, st: os.stat_result) -> list[tuple[str, bool]]:
-    """The ``*.json`` files and subdirectories of ``root`` (sorted, hidden entries skipped)."""
+def _listing(root: str, st: os.stat_result) -> _files.Listing:
+    """:func:`notebook_recorder._files.list_dir`, cached by the directory's stat. A listing with
+    odd entries is never trusted: a link's target can change without its directory changing."""
     key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     c = _DIRS.get(root)
     if c is not None and c.trusted and c.stat == key:
-        return c.entries
+        return c.listing
     now_ns = time.time_ns()
-    with os.scandir(root) as it:
-        found = sorted(it, key=_name)
-    entries = []
-    for e in found:
-        name = e.name
-        if name[0] == ".":
-            continue
-        if name.endswith(".json") and e.is_file():
-            entries.append((e.path, False))
-        elif e.is_dir():
-            entries.append((e.path, True))
-    _DIRS[root] = _Listing(key, st.st_mtime_ns < now_ns - RACY_WINDOW_NS, entries)
-    return entries
+    listing = _files.list_dir(root)
+    trusted = st.st_mtime_ns < now_ns - RACY_WINDOW_NS and not listing.problems
+    _DIRS[root] = _Listing(key, trusted, listing)
+    return listing
 
 
-def _walk(root: str, st: os.stat_result, paths: list[str], stats: list[Stat], cached: dict[str, _Cached]) -> None:
-    """Append every ``*.json`` under the directory ``root`` (of stat ``st``), in name order.
+def _walk(
+    root: str,
+    st: os.stat_result,
+    paths: list[str],
+    stats: list[Stat],
+    cached: dict[str, _Cached],
+    problems: list[_files.Problem],
+) -> None:
+    """Append every ``*.json`` under the directory ``root`` (of stat ``st``), in name order, and
+    the entries that cannot be read to ``problems``.
 
     A file is stat'ed only when the cache has it, to check the entry; a new file is stat'ed when
     it is opened (``fstat``), so a first load costs no extra system call per file. A directory
     is listed again only when its stat changed (see :data:`_DIRS`).
     """
+    walk = _files.walk(root, st, _listing)
+    problems += walk.problems
     stat = os.stat
-    for path, is_dir in _listing(root, st):
-        if is_dir:
-            try:
-                sub = stat(path)
-                if stat_module.S_ISDIR(sub.st_mode):
-                    _walk(path, sub, paths, stats, cached)
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                continue  # removed while we looked, or not ours to read: not a reason to stop
-        elif path in cached:
+    for path in walk.files:
+        if path in cached:
             try:
                 stats.append(stat(path))
             except FileNotFoundError:  # removed while we looked
                 continue
+            except OSError:  # a link that became a loop...: read again, which reports it
+                stats.append(None)
             paths.append(path)
         else:
             stats.append(None)
@@ -159,8 +159,9 @@ def _is_frame(src: Any) -> bool:
     return hasattr(src, "columns") and hasattr(src, "__getitem__") and not isinstance(src, (str, bytes))
 
 
-def find_files(src: Source) -> tuple[list[str], list[Stat]]:
-    """Paths (and stats, see :func:`_walk`) of every recording named by ``src``, in a stable order.
+def find_files(src: Source) -> tuple[list[str], list[Stat], list[_files.Problem]]:
+    """Paths (and stats, see :func:`_walk`) of every recording named by ``src``, in a stable order,
+    and the entries found that cannot be read (FIFOs, link loops...).
 
     ``src`` is a file or directory (searched recursively for ``*.json``), an iterable of them, or a
     frame with a ``path`` column, such as one returned by :func:`load_recordings`. Duplicates are
@@ -169,6 +170,7 @@ def find_files(src: Source) -> tuple[list[str], list[Stat]]:
     cached = _CACHE
     paths: list[str] = []
     stats: list[Stat] = []
+    problems: list[_files.Problem] = []
     if _is_frame(src):
         if "path" not in src.columns:
             raise ValueError("a frame given as source needs a 'path' column (use load_recordings)")
@@ -182,13 +184,19 @@ def find_files(src: Source) -> tuple[list[str], list[Stat]]:
                     stats.append(_MISSING)
             else:
                 stats.append(None)
-        return paths, stats
+        return paths, stats, problems
     items: Iterable[Any] = [src] if isinstance(src, (str, os.PathLike)) else src
     for item in items:
         p = os.fspath(item)
-        st = os.stat(p)  # FileNotFoundError for a path that does not exist is the user's to see
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise  # a path that does not exist is the user's to see
+        except OSError as e:  # a link loop...: a row that says so
+            problems.append(_files.Problem(p, _files.describe_error(e)))
+            continue
         if stat_module.S_ISDIR(st.st_mode):
-            _walk(p, st, paths, stats, cached)
+            _walk(p, st, paths, stats, cached, problems)
         else:
             paths.append(p)
             stats.append(st)
@@ -196,7 +204,7 @@ def find_files(src: Source) -> tuple[list[str], list[Stat]]:
         seen: set[str] = set()
         keep = [i for i, p in enumerate(paths) if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
         paths, stats = [paths[i] for i in keep], [stats[i] for i in keep]
-    return paths, stats
+    return paths, stats, problems
 
 
 _MISSING = os.stat_result((0,) * 16)  # stands for a file that vanished
@@ -205,21 +213,7 @@ _MISSING = os.stat_result((0,) * 16)  # stands for a file that vanished
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_file(path: str) -> tuple[bytes, os.stat_result]:
-    """The file's bytes, and its stat as of the read (``fstat`` of the open file)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        size = st.st_size
-        data = os.read(fd, size + 1)
-        if len(data) > size:  # grew since the fstat: read the rest
-            parts = [data]
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data, st
-    finally:
-        os.close(fd)
+read_file = _files.read_file  # the file's bytes and its fstat; only regular files, never blocks
 
 
 def _key_of(path: str) -> str:
@@ -239,16 +233,22 @@ def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
     except FileNotFoundError:
         return "cannot read the file: no such file", None, None
     except OSError as e:
-        return f"cannot read the file: {e.strerror or e}", None, None
+        return f"cannot read the file: {_files.describe_error(e)}", None, None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         return f"invalid JSON: {e}", None, st
     del raw
     try:
-        return extract(data, _key_of(path)), data, st
+        result = extract(data, _key_of(path))
+        _files.check_record(data, path, depth=False)  # nothing here recurses: any depth is harmless
+        return result, data, st
+    except RecordingFormatError as e:
+        return e.problem, data, st
     except NotARecording as e:
         return str(e), data, st
+    except RecursionError:
+        return "unreadable recording: nested too deeply", data, st
     except Exception as e:  # a shape no one foresaw must not stop a load
         return f"unreadable recording: {type(e).__name__}: {e}", data, st
 
@@ -351,7 +351,7 @@ def load_entries(
     ``extras`` are functions of a recording's parsed JSON (callable column extractors); their
     values per file come back in ``Loaded.extras``.
     """
-    paths, stats = find_files(src)
+    paths, stats, problems = find_files(src)
     cache = _CACHE
     get = cache.get
     results: list[Any] = []
@@ -399,6 +399,14 @@ def load_entries(
             bar.close()
     entries = [cache[p] for p in paths]
     extra_values = [c.extras for c in entries] if extras else []
+    if problems:  # entries that are not readable files: rows with only an error
+        known = set(paths)
+        problems = [odd for odd in problems if odd.path not in known]
+        paths = paths + [odd.path for odd in problems]
+        results = results + [odd.problem for odd in problems]
+        entries = entries + [_Cached((-1, -1, -1, -1), False, odd.problem, {}, None) for odd in problems]
+        if extras:
+            extra_values = extra_values + [{} for _ in problems]
     if strict:
         for path, r in zip(paths, results, strict=True):
             if isinstance(r, str):
