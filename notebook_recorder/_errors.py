@@ -25,6 +25,23 @@ class RecordingFormatError(RecordingError, ValueError):
         self.problem = problem
 
 
+def json_kind(value: object) -> str:
+    """What a JSON value is, in JSON's words, for format errors: ``a number``, ``null``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 class RecordingNotFoundError(RecordingError, LookupError):
     """Replay found no recording for a request.
 

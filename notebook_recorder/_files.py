@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ._errors import RecordingFormatError
+from ._errors import RecordingFormatError, json_kind
 
 #: Temporary files older than this (seconds) are stale whoever wrote them.
 STALE_TEMP_SECONDS = 3600.0
@@ -326,7 +326,7 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
     api_call = "body" in request and isinstance(request.get("method"), str) and "tool_name" not in request
     if api_call and not response.get("is_exception") and isinstance(body, str | int | float | bool):
         raise RecordingFormatError(
-            path, f"response.body is a {type(body).__name__}; an API call's result is an object or a list"
+            path, f"response.body is {json_kind(body)}; an API call's result is an object or a list"
         )
 
 

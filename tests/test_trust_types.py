@@ -30,6 +30,8 @@ from wire_server import WireServer
 import notebook_recorder as nr
 from notebook_recorder import _codec
 from notebook_recorder._codec import decode
+from notebook_recorder._errors import json_kind
+from notebook_recorder._files import valid_type_name
 from notebook_recorder._store import forget_indexes
 from notebook_recorder._types import allowed_type
 
@@ -232,6 +234,12 @@ def test_a_crafted_top_level_chat_body_with_valid_data_is_a_chat_completion(
     directory, path = recorded_chat
     name = attacks(marker)[index]["__type__"]
     _rewrite(path, lambda r: r["response"]["body"].update({"__type__": name}))
+    if not isinstance(name, str) or not valid_type_name(name):
+        # Not even a name: the file is malformed (issue 10), and says so.
+        with pytest.raises(nr.RecordingFormatError, match="malformed __type__") as info:
+            _replay_chat(directory)
+        assert str(path) in str(info.value)
+        return
     result = _replay_chat(directory)
     assert type(result) is ChatCompletion
     assert result.choices[0].message.content
@@ -329,8 +337,12 @@ def test_verify_reports_crafted_types_and_imports_nothing(
     nested = dict(record["response"]["body"]["__data__"])
     nested["choices"] = [{**nested["choices"][0], "message": attacks(marker)[5]}]
     record["response"]["body"] = {"__type__": "subprocess.Popen", "__data__": nested}
-    record["response"]["extra"] = attacks(marker)
+    named = [attack for attack in attacks(marker) if isinstance(attack["__type__"], str)]
+    record["response"]["extra"] = [a for a in named if valid_type_name(a["__type__"])]
     path.write_text(json.dumps(record))
+    # Names that are not names at all make their file malformed: verify says so, for that file.
+    malformed = directory / "malformed.json"
+    malformed.write_text(json.dumps({**record, "response": {**record["response"], "extra": attacks(marker)[-3:]}}))
 
     env = {
         **os.environ,
@@ -348,7 +360,7 @@ def test_verify_reports_crafted_types_and_imports_nothing(
     assert "unknown __type__s" in out
     for name in ("subprocess.Popen", f"{EVIL_MODULE}.Thing", "os.system", "builtins.eval", "openai.types.os.system"):
         assert f"{name} is not on the allowlist" in out, out
-    assert "<not a name: 5>" in out
+    assert "malformed.json: malformed __type__" in out
     assert not marker.exists()
 
 
@@ -470,7 +482,7 @@ def test_a_body_that_cannot_be_the_response_type_is_a_format_error(recorded_chat
     with pytest.raises(nr.RecordingFormatError) as info:
         _replay_chat(directory)
     assert str(path) in str(info.value)
-    assert "ChatCompletion" in str(info.value)
+    assert json_kind(body) in str(info.value)
 
 
 @pytest.mark.parametrize("body", [5, "hello", None], ids=["int", "str", "null"])

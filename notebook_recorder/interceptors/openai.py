@@ -59,7 +59,7 @@ from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
 from .._codec import DATA, TYPE, build, decode, encode, to_jsonable, type_name
-from .._errors import NotRecordableError, RecordingFormatError
+from .._errors import NotRecordableError, RecordingFormatError, json_kind
 from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
 from .._network import sdk_network
@@ -775,7 +775,7 @@ class _Call:
                 options=self.options,
             )
             if not isinstance(body, list | dict):
-                raise self._format_error(f"the recorded stream is {_kind(body)}, not a list of chunks")
+                raise self._format_error(f"the recorded stream is {json_kind(body)}, not a list of chunks")
             chunks = body if isinstance(body, list) else [body]
             if isinstance(stream, AsyncStream):
                 stream._iterator = _async_chunks(chunks, chunk_type, self._path)
@@ -1010,10 +1010,6 @@ def _target(cast_to: Any) -> Any:
     return origin
 
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else f"a {type(value).__name__}"
-
-
 def _members(target: Any) -> tuple[Any, ...]:
     """The classes a response type stands for: itself, or each member of a union."""
     args = typing.get_args(target)
@@ -1050,7 +1046,7 @@ def _decode_result(body: Any, cast_to: Any) -> Any:
         return build(cast_to, {"data": decode(body), "object": "list"})
     if _expects_object(cast_to) and not isinstance(body, dict):
         raise RecordingFormatError(
-            "<recording>", f"the recorded body is {_kind(body)}, but the call returns {_type_label(cast_to)}"
+            "<recording>", f"the recorded body is {json_kind(body)}, but the call returns {_type_label(cast_to)}"
         )
     if isinstance(body, dict):
         name = body.get(TYPE)
@@ -1067,12 +1063,12 @@ def _decode_result(body: Any, cast_to: Any) -> Any:
             return build(cast_to, data)
         if _expects_object(cast_to):
             if not isinstance(data, dict):
-                raise RecordingFormatError("<recording>", f"the recorded __data__ is {_kind(data)}, not an object")
+                raise RecordingFormatError("<recording>", f"the recorded __data__ is {json_kind(data)}, not an object")
             return _adapter(cast_to).validate_python(decode(data))
     if isinstance(cast_to, type) and cast_to is not object and not isinstance(body, dict | list):
         if not isinstance(body, cast_to):
             raise RecordingFormatError(
-                "<recording>", f"the recorded body is {_kind(body)}, but the call returns {_type_label(cast_to)}"
+                "<recording>", f"the recorded body is {json_kind(body)}, but the call returns {_type_label(cast_to)}"
             )
     return decode(body)
 
@@ -1097,14 +1093,16 @@ def _decode_as(chunk: Any, chunk_type: Any, path: Any = "<recording>") -> Any:
                 return _decoded(chunk, path)
             data = chunk[DATA]
             if not isinstance(data, dict):
-                raise RecordingFormatError(path, f"a recorded stream chunk's __data__ is {_kind(data)}, not an object")
+                raise RecordingFormatError(
+                    path, f"a recorded stream chunk's __data__ is {json_kind(data)}, not an object"
+                )
         if isinstance(chunk_type, type) and issubclass(chunk_type, pydantic.BaseModel):
             return build(chunk_type, data)
         if chunk_type is not None and not isinstance(chunk_type, type):
             # A union of event types (the Responses API): let pydantic pick the member.
             return _adapter(chunk_type).validate_python(data)
     elif chunk_type is not None and _expects_object(chunk_type):
-        raise RecordingFormatError(path, f"a recorded stream chunk is {_kind(chunk)}, not an object")
+        raise RecordingFormatError(path, f"a recorded stream chunk is {json_kind(chunk)}, not an object")
     return _decoded(chunk, path)
 
 
