@@ -4,11 +4,13 @@
 PYTHON ?= python3
 VENV := .venv
 VENV2 := .venv-openai2
+VENVLOW := .venv-lowest
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
+BINLOW := $(VENVLOW)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint typecheck unit unit-openai2 notebooks bench clean
+.PHONY: demo test lint typecheck unit unit-openai2 test-lowest notebooks bench clean
 
 # Set-up: the project with its runtime dependencies (newest openai 3.x).
 $(BIN)/.installed: pyproject.toml
@@ -29,10 +31,19 @@ $(BIN2)/.installed-dev: pyproject.toml
 	$(BIN2)/python -m pip install $(PIP_FLAGS) -e '.[dev]' 'openai>=2,<3'
 	touch $@
 
+# A third venv with the lowest versions pyproject.toml allows for every runtime dependency
+# (uv's --resolution lowest-direct), so the declared floors are tested, not hoped for.
+$(BINLOW)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENVLOW)
+	$(BINLOW)/python -m pip install $(PIP_FLAGS) uv
+	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python --resolution lowest-direct -e .
+	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python pytest pytest-asyncio pytest-timeout hypothesis
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-test: lint typecheck notebooks unit unit-openai2
+test: lint typecheck notebooks unit unit-openai2 test-lowest
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -49,6 +60,11 @@ unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
 	$(BIN2)/python -m pytest
 
+# The suite on the declared minimum versions (optional extras absent: their tests skip).
+test-lowest: $(BINLOW)/.installed-dev
+	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
+	$(BINLOW)/python -m pytest -q -p no:cacheprovider
+
 # Every tutorial notebook replays offline, with its stored outputs checked.
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
@@ -58,4 +74,4 @@ bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENVLOW) .mypy_cache .pytest_cache .ruff_cache

@@ -952,22 +952,35 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyP
 # --- progress ------------------------------------------------------------------------------------
 
 
-def test_progress_bar_appears_only_after_a_delay(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_progress_true_shows_the_bar_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for i in range(40):
         shutil.copy(HELLO_STREAM, tmp_path / f"{i:02d}.json")
-    nra.load_recordings(tmp_path, progress=True)
-    assert "Loading recordings" not in capsys.readouterr().err  # fast: silent
-
-    nra.clear_cache()
-    monkeypatch.setattr(_loader, "PROGRESS_DELAY_S", 0.0)
-    nra.load_recordings(tmp_path, progress=True)
-    assert "Loading recordings" in capsys.readouterr().err
+    nra.load_recordings(tmp_path, progress=True)  # fast, but asked for: shown
+    err = capsys.readouterr().err
+    assert "Loading recordings" in err and "40/40" in err
 
     nra.clear_cache()
     nra.load_recordings(tmp_path, progress=False)
     assert "Loading recordings" not in capsys.readouterr().err
+
+    nra.clear_cache()
+    nra.load_recordings(tmp_path)  # auto, not a terminal: silent
+    assert "Loading recordings" not in capsys.readouterr().err
+
+
+def test_automatic_progress_waits_for_a_slow_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "0")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = _loader.Progress(10, None, "x")
+    try:
+        assert bar.bar is not None and bar.bar.delay == _loader.PROGRESS_DELAY_S > 0
+    finally:
+        bar.close()
+    bar = _loader.Progress(10, True, "x")
+    try:
+        assert bar.bar is not None and bar.bar.delay == 0
+    finally:
+        bar.close()
 
 
 def test_progress_is_silent_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import operator
 import os
 import pickle
@@ -276,40 +277,40 @@ def _auto_progress() -> bool:
 
 
 class Progress:
-    """A tqdm bar that appears only once a load has run for :data:`PROGRESS_DELAY_S`."""
+    """A tqdm bar over the files being read: at once for ``progress=True``, else after a delay.
+
+    ``enabled=None`` (the default of the load functions) shows the bar only in a terminal or a
+    notebook, not in CI, and only once the load has run for :data:`PROGRESS_DELAY_S` (tqdm's
+    ``delay``). The bar is ``tqdm.auto``'s: a widget in a notebook with ipywidgets, else text on
+    stderr (also in a notebook without ipywidgets, where Jupyter redraws it in place).
+    """
 
     def __init__(self, total: int, enabled: bool | None, desc: str) -> None:
         self.enabled = _auto_progress() if enabled is None else bool(enabled)
-        self.total = total
-        self.desc = desc
-        self.done = 0
         self.bar: Any = None
-        self.t0 = time.perf_counter()
+        if self.enabled and total:
+            self.bar = _make_bar(total, desc, 0.0 if enabled else PROGRESS_DELAY_S)
 
     def advance(self) -> None:
-        self.done += 1
         if self.bar is not None:
             self.bar.update(1)
-        elif self.enabled and not self.done & 15 and time.perf_counter() - self.t0 > PROGRESS_DELAY_S:
-            self.bar = self._make_bar()
-
-    def _make_bar(self) -> Any:
-        kwargs = {"total": self.total, "initial": self.done, "desc": self.desc, "unit": "file"}
-        if _in_notebook():
-            try:
-                from tqdm.notebook import tqdm as notebook_tqdm
-
-                return notebook_tqdm(**kwargs)
-            except Exception:  # no ipywidgets: fall back to text on stderr
-                pass
-        from tqdm import tqdm
-
-        return tqdm(file=sys.stderr, **kwargs)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _make_bar(total: int, desc: str, delay: float) -> Any:
+    kwargs: dict[str, Any] = {"total": total, "desc": desc, "unit": "file", "delay": delay}
+    if _in_notebook() and importlib.util.find_spec("ipywidgets") is None:
+        # tqdm.auto would warn and fall back to this same text bar; say nothing, draw it on stderr.
+        from tqdm.std import tqdm as text_tqdm
+
+        return text_tqdm(file=sys.stderr, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
 
 
 # --- loading ----------------------------------------------------------------------------------
