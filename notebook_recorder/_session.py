@@ -8,6 +8,7 @@ command line and tests all go through here.
 from __future__ import annotations
 
 import contextvars
+import datetime
 import enum
 import functools
 import inspect
@@ -23,7 +24,7 @@ from typing import Any, TypeVar, cast
 from . import __version__
 from ._codec import normalize_ids
 from ._errors import RecordingNotFoundError
-from ._keys import Request, ToolRequest, comparable, diff, request_from_record
+from ._keys import Request, ToolRequest, call_kind, comparable, diff, request_from_record
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode
 from ._secrets import mask
 from ._store import Found, Store
@@ -178,6 +179,8 @@ class Recorder:
         messages and bodies, ``response_text``, results, stream chunks.
         """
         response = mask(response, decision.secrets)
+        if "duration_ms" not in response:  # streams time themselves; a plain call ends here
+            response = {**response, "duration_ms": round((time.perf_counter() - decision.started) * 1000, 3)}
         body = response.get("body")
         if not isinstance(decision.request, ToolRequest):
             body = normalize_ids(body, decision.key)
@@ -189,7 +192,12 @@ class Recorder:
             "request": decision.request.to_json(self.scope),
             "response": response,
             "id_normalization_mapping": {},
-            "recorder": {"name": "notebook-recorder", "version": __version__, **_sdk_versions()},
+            "recorder": {
+                "name": "notebook-recorder",
+                "version": __version__,
+                "recorded_at": _now_iso(),
+                **({} if isinstance(decision.request, ToolRequest) else _sdk_versions()),
+            },
         }
         path = self.store.write(decision.key, record)
         error = (response.get("exception_data") or {}).get("type") if response.get("is_exception") else None
@@ -210,7 +218,7 @@ class Recorder:
             path = decision.found.path
         request = decision.request
         _log.append(
-            kind="tool" if isinstance(request, ToolRequest) else "inference",
+            kind="tool" if isinstance(request, ToolRequest) else call_kind(request.label),
             endpoint=request.label,
             model=request.model,
             mode=self.mode.value,
@@ -309,6 +317,11 @@ def _log_usage(outcome: str, path: Path) -> None:
     line = f"{outcome}\t{Path(path).resolve()}\n"
     with _usage_lock, open(target, "a", encoding="utf-8") as fh:
         fh.write(line)
+
+
+def _now_iso() -> str:
+    """This moment in UTC, ISO 8601 to the second: the ``recorder.recorded_at`` of a new file."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @functools.cache

@@ -56,12 +56,11 @@ MODEL_LIST = (
 EMBEDDINGS = OCT / "recordings/responses/a410d4840402.json"
 
 REQUIRED_RECORDING_COLUMNS = [
-    "path",
-    "key",
-    "test_id",
     "kind",
     "endpoint",
     "model",
+    "recorded_at",
+    "test_id",
     "is_streaming",
     "n_chunks",
     "text",
@@ -278,6 +277,14 @@ def test_dtypes_are_scalar_and_explicit() -> None:
     assert df["duration_ms"].dtype == "float64"
     tc = nra.tool_calls(df)
     assert tc["arguments_json"].dtype.name == "json"
+    low = ("kind", "endpoint", "model")
+    assert {c: str(df[c].dtype) for c in low} == dict.fromkeys(low, "category")
+    assert str(df["recorded_at"].dtype) == "datetime64[ns, UTC]" and df["recorded_at"].notna().all()
+    assert list(df.columns[-2:]) == ["key", "path"]  # the 64-hex columns come last
+    assert str(tc["source"].dtype) == "category" and tc.columns[-1] == "path"
+    assert str(nra.messages(df)["role"].dtype) == "category"
+    ts = nra.token_stream(df)
+    assert str(ts["offset"].dtype) == "timedelta64[ns]" and str(ts["role"].dtype) == "category"
 
 
 @pytest.mark.parametrize(
@@ -400,15 +407,16 @@ def test_gemini_and_invocation_tool_calls() -> None:
 def test_token_stream_rows() -> None:
     ts = nra.token_stream(HELLO_STREAM)
     df = nra.load_recordings(HELLO_STREAM)
-    assert list(ts.columns[:8]) == [
-        "path",
+    assert list(ts.columns) == [
         "chunk_index",
         "delta",
         "role",
         "finish_reason",
         "tool_call_delta",
+        "offset",
         "offset_ms",
         "cum_chars",
+        "path",
     ]
     assert list(ts["chunk_index"]) == list(range(25))
     assert "".join(ts["delta"]) == df["text"].iloc[0]
@@ -659,7 +667,7 @@ def test_custom_columns_from_the_raw_json() -> None:
     broken = nra.Column("broken", "str", lambda rec: rec["nope"])
     cols = [c for c in nra.RECORDING_COLUMNS if c.name in ("path", "kind", "error")]
     df = nra.load_recordings([HELLO_STREAM, OLLAMA_GENERATE], columns=[*cols, temperature, broken])
-    assert list(df.columns) == ["path", "kind", "error", "stream_flag", "broken"]
+    assert list(df.columns) == ["kind", "error", "path", "stream_flag", "broken"]
     assert str(df["stream_flag"].dtype) == "boolean"
     assert df["stream_flag"].iloc[0]
     assert df["error"].str.contains("column 'broken': KeyError").all()

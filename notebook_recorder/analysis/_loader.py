@@ -65,6 +65,7 @@ class Loaded(NamedTuple):
     sizes: list[int | None]  # None when the file is gone
     results: list[Extracted | str]  # a str is why the file could not be read
     extras: list[dict[Callable[[Any], Any], Any]]  # values of callable columns; empty without them
+    mtimes_ns: list[int]  # each file's modification time (-1 when the file is gone)
 
 
 class _Cached(NamedTuple):
@@ -301,9 +302,16 @@ class Progress:
             self.bar = None
 
 
+def _has_widgets() -> bool:
+    try:
+        return importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _make_bar(total: int, desc: str, delay: float) -> Any:
     kwargs: dict[str, Any] = {"total": total, "desc": desc, "unit": "file", "delay": delay}
-    if _in_notebook() and importlib.util.find_spec("ipywidgets") is None:
+    if _in_notebook() and not _has_widgets():
         # tqdm.auto would warn and fall back to this same text bar; say nothing, draw it on stderr.
         from tqdm.std import tqdm as text_tqdm
 
@@ -406,7 +414,7 @@ def load_entries(
                 if isinstance(e, Exception):
                     name = getattr(f, "__name__", repr(f))
                     raise RecordingLoadError(path, f"column function {name}: {type(e).__name__}: {e}") from e
-    return Loaded(paths, [c.size for c in entries], results, extra_values)
+    return Loaded(paths, [c.size for c in entries], results, extra_values, [c.stat[1] for c in entries])
 
 
 def _read_one(path: str, extras: Sequence[Callable[[Any], Any]], started_ns: int) -> _Cached:
