@@ -376,8 +376,9 @@ def _match_outputs(
 
 def _recorded_at(stated: Sequence[str | None], mtimes_ns: Sequence[int]) -> Any:
     """``recorded_at`` as UTC datetimes: what the file says, else the file's modification time."""
-    mtimes = pd.to_datetime(np.asarray(mtimes_ns, dtype=np.int64), unit="ns", utc=True)
-    mtimes = mtimes.where(np.asarray(mtimes_ns, dtype=np.int64) >= 0)
+    ns = np.asarray(mtimes_ns, dtype=np.int64)
+    mtimes = pd.to_datetime(ns - ns % 1_000_000_000, unit="ns", utc=True)  # to the second, as files say
+    mtimes = mtimes.where(ns >= 0)
     if not any(stated):
         return mtimes.array.astype(_UTC_NS)
     said = pd.to_datetime(pd.Series(stated, dtype=object), utc=True, format="ISO8601", errors="coerce")
