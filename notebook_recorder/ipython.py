@@ -65,6 +65,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+import IPython
 from IPython.core import inputtransformer2, magic_arguments
 from IPython.core.error import TryNext, UsageError
 from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
@@ -221,6 +222,8 @@ def _display(path: Path | str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------
+
+_COUNTED_BEFORE_HOOKS = tuple(IPython.version_info[:2]) >= (9, 8)
 
 _COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "file", "time")
 _NUMERIC = frozenset({"#", "cell", "time"})
@@ -692,7 +695,9 @@ class ApiRecMagics(Magics):
         if not self._frames:
             return
         shell = self._shell
-        count = shell.execution_count - 1 if info.store_history else shell.execution_count
+        # IPython 9.8+ counts the cell before these hooks run, older versions after them.
+        counted = info.store_history and _COUNTED_BEFORE_HOOKS
+        count = shell.execution_count - 1 if counted else shell.execution_count
         self._frames[-1].cell = count
         if len(self._frames) == 1:
             _session.set_cell(count)
