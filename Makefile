@@ -4,11 +4,13 @@
 PYTHON ?= python3
 VENV := .venv
 VENV2 := .venv-openai2
+VENVLOW := .venv-lowest
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
+BINLOW := $(VENVLOW)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint typecheck unit unit-openai2 notebooks bench clean
+.PHONY: demo test lint typecheck unit unit-openai2 test-lowest notebooks bench clean
 
 # Set-up: the project with its runtime dependencies (newest openai 3.x).
 $(BIN)/.installed: pyproject.toml
@@ -29,10 +31,19 @@ $(BIN2)/.installed-dev: pyproject.toml
 	$(BIN2)/python -m pip install $(PIP_FLAGS) -e '.[dev]' 'openai>=2,<3'
 	touch $@
 
+# A third venv with the lowest versions pyproject.toml allows for every runtime dependency
+# (uv's --resolution lowest-direct), so the declared floors are tested, not hoped for.
+$(BINLOW)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENVLOW)
+	$(BINLOW)/python -m pip install $(PIP_FLAGS) uv
+	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python --resolution lowest-direct -e .
+	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python pytest pytest-asyncio pytest-timeout hypothesis
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-test: lint typecheck notebooks unit unit-openai2
+test: lint typecheck notebooks unit unit-openai2 test-lowest
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -49,6 +60,15 @@ unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
 	$(BIN2)/python -m pytest
 
+# The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
+# orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
+# tests skip. The rest of the suite does not depend on those versions and runs in `unit`.
+LOWEST_TESTS := tests/test_analysis.py tests/test_openai_record_replay.py tests/test_magics.py \
+	tests/test_kernel.py tests/test_codec.py tests/test_first_hour.py
+test-lowest: $(BINLOW)/.installed-dev
+	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
+	$(BINLOW)/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
+
 # Every tutorial notebook replays offline, with its stored outputs checked.
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
@@ -58,4 +78,4 @@ bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENVLOW) .mypy_cache .pytest_cache .ruff_cache

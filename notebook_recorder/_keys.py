@@ -287,3 +287,20 @@ def comparable(request: Request, test_id: str | None) -> dict[str, Any]:
         "test_id": None if request.endpoint in SHARED_ENDPOINTS else test_id,
         "body": normalize(request.body),
     }
+
+
+#: Endpoints that list models without ``/models`` in their path (ollama's).
+MODEL_LIST_ENDPOINTS = frozenset({"/api/tags", "/api/ps"})
+
+
+def call_kind(endpoint: str) -> str:
+    """The kind of an API call by its endpoint: ``embedding``, ``model_list`` or ``inference``.
+
+    One vocabulary for ``ls``, ``%apirec status``, :func:`calls` and the frames' ``kind``
+    column, which adds ``tool``, ``http``, ``other`` and ``exception`` (see the README's table).
+    """
+    if "embed" in endpoint:
+        return "embedding"
+    if endpoint.rstrip("/").endswith("/models") or endpoint in MODEL_LIST_ENDPOINTS:
+        return "model_list"
+    return "inference"

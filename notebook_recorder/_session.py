@@ -16,6 +16,7 @@ simply did not reach. The ``%%apirec`` cells of a notebook count with the sessio
 from __future__ import annotations
 
 import contextvars
+import datetime
 import enum
 import functools
 import inspect
@@ -30,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 from . import __version__
 from ._errors import RecordingNotFoundError
-from ._keys import Request, ToolRequest, comparable, diff, request_from_record
+from ._keys import Request, ToolRequest, call_kind, comparable, diff, request_from_record
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode
 from ._secrets import mask
 from ._store import Found, Store
@@ -225,6 +226,8 @@ class Recorder:
         ``response_text``, results, stream chunks.
         """
         response = dict(mask(response, decision.secrets))
+        if "duration_ms" not in response:  # streams time themselves; a plain call ends here
+            response["duration_ms"] = round((time.perf_counter() - decision.started) * 1000, 3)
         if response.get("is_exception"):
             response["body"] = None
         record: dict[str, Any] = {
@@ -232,7 +235,12 @@ class Recorder:
             "request": decision.request.to_json(self.scope),
             "response": response,
             "id_normalization_mapping": {},
-            "recorder": {"name": "notebook-recorder", "version": __version__, **_sdk_versions()},
+            "recorder": {
+                "name": "notebook-recorder",
+                "version": __version__,
+                "recorded_at": _now_iso(),
+                **({} if isinstance(decision.request, ToolRequest) else _sdk_versions()),
+            },
         }
         if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
             record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
@@ -256,7 +264,7 @@ class Recorder:
         occurrence = decision.found.occurrence if decision.found is not None else decision.occurrence
         request = decision.request
         _log.append(
-            kind="tool" if isinstance(request, ToolRequest) else "inference",
+            kind="tool" if isinstance(request, ToolRequest) else call_kind(request.label),
             endpoint=request.label,
             model=request.model,
             mode=self.mode.value,
@@ -384,6 +392,11 @@ def _log_usage(outcome: str, path: Path) -> None:
     line = f"{outcome}\t{Path(path).resolve()}\n"
     with _usage_lock, open(target, "a", encoding="utf-8") as fh:
         fh.write(line)
+
+
+def _now_iso() -> str:
+    """This moment in UTC, ISO 8601 to the second: the ``recorder.recorded_at`` of a new file."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @functools.cache

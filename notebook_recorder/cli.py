@@ -38,6 +38,8 @@ Heavy modules (nbclient, pandas) are imported only by the subcommands that need 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import sys
@@ -55,6 +57,7 @@ from ._errors import RecordingFormatError
 from ._files import valid_type_name
 from ._keys import (
     ToolRequest,
+    call_kind,
     canonical_endpoint,
     name_occurrence,
     record_key,
@@ -76,6 +79,16 @@ class UsageError(Exception):
 def _out(*lines: str) -> None:
     for line in lines:
         print(line, flush=True)
+
+
+def _err(*lines: str) -> None:
+    """Failures and errors: to stderr, so a script reading stdout (or ``--json``) sees only results."""
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,17 +204,17 @@ def _describe_record(entry: Entry, record: dict[str, Any]) -> Entry:
         url = str(request.get("url") or "")
         payload = request.get("payload")
         if url:
-            entry.kind, entry.label = "raw-http", canonical_endpoint(urlsplit(url).path)
+            entry.kind, entry.label = "http", canonical_endpoint(urlsplit(url).path)
         else:  # e.g. llama-stack's file_processors recordings: provider + api, no request body
             entry.kind = "other"
             entry.label = "/".join(str(request[k]) for k in ("provider", "api") if request.get(k)) or "?"
         entry.model = str(payload.get("model") or "") if isinstance(payload, Mapping) else ""
     else:
-        entry.kind = "tool" if isinstance(parsed, ToolRequest) else "inference"
+        entry.kind = "tool" if isinstance(parsed, ToolRequest) else call_kind(parsed.label)
         entry.label = parsed.label
         entry.model = parsed.model
     if response.get("is_exception"):
-        entry.kind = "error"
+        entry.kind = "exception"
     return entry
 
 
@@ -276,6 +289,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     """``ls DIR``: one line per recording."""
     root = _existing_dir(args.dir)
     entries = sorted(_scan(root), key=_SORTS[args.sort])
+    if args.json:
+        _print_json({"dir": args.dir, "recordings": [_ls_json(e) for e in entries]})
+        return 0
     if not entries:
         _out(f"no recordings in {args.dir}")
         return 0
@@ -315,6 +331,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ls_json(e: Entry) -> dict[str, Any]:
+    """One recording in ``ls --json``: the README's "Command line" section documents the shape."""
+    return {
+        "key": e.key,
+        "kind": e.kind,
+        "endpoint": e.label or None,
+        "model": e.model or None,
+        "streaming": e.streaming,
+        "chunks": e.chunks,
+        "size_bytes": e.size,
+        "test_id": e.test_id,
+        "file": e.rel,
+        "named_by_key": not e.stale_name,
+        "problem": e.problem or None,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # show
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +358,7 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
     path = Path(target).expanduser()
     if path.is_file() or (os.path.lexists(path) and not path.is_dir()):
         return path  # a FIFO or a link loop too: reading it reports what it is
-    key = target.strip().lower()
+    key = target.strip().lower().removesuffix(".json")
     if not re.fullmatch(r"[0-9a-f]{4,64}", key):
         raise UsageError(f"no such file, and not a key (a key or key prefix is 4 to 64 hex digits): {target}")
     dir_name = directory or os.environ.get(ENV_DIR) or "recordings"
@@ -382,13 +415,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         path = _resolve_recording(args.target, args.dir)
     except LookupError as exc:
-        _out(f"{PROG} show: {exc.args[0]}")
+        _err(f"{PROG} show: {exc.args[0]}")
         return 1
     try:
         _read(path)  # the rules replay and verify apply (nesting depth...), before rendering it
         recording = Recording.load(path)
     except (RecordingFormatError, RecordingLoadError) as exc:
-        _out(f"{PROG} show: {exc}")
+        _err(f"{PROG} show: {exc}")
         return 1
     _out(recording.to_text(max_chars=args.max_chars or None).rstrip("\n"))
     return 0
@@ -501,6 +534,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"there, or `{PROG} prune ... --yes`, removes them):" + "".join(f"\n    {_rel(p, root)}" for p in stale)
         )
 
+    total = sum(len(items) for items in groups.values())
+    if args.json:
+        _print_json({"dir": args.dir, "files": len(entries), "ok": not total, "problems": groups, "notes": notes})
+        return 1 if total else 0
     _out(f"verify {args.dir}: {len(entries)} files")
     for title, items in groups.items():
         if not items:
@@ -511,10 +548,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if notes:
         _out("", "notes:", *[f"  {note}" for note in notes])
     counts = [f"{len(items)} {title}" for title, items in groups.items() if items]
-    total = sum(len(items) for items in groups.values())
     _out("")
     if total:
-        _out(f"FAILED: {total} problem(s) in {len(entries)} files: " + "; ".join(counts))
+        _err(f"FAILED: {total} problem(s) in {len(entries)} files: " + "; ".join(counts))
         return 1
     _out(f"OK: {_plural(len(entries), 'file')}, no problems")
     return 0
@@ -725,10 +761,22 @@ def _output_targets(paths: list[Path], output: str | None) -> dict[Path, Path]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run NB...``: execute notebooks, optionally checking their outputs."""
-    from ._notebooks import NotebookError, compare, has_stored_outputs, write_notebook
-
     paths = _notebook_paths(args.notebooks)
     targets = _output_targets(paths, args.output)
+    if args.json:  # the progress and the report go to stderr, the JSON alone to stdout
+        results: list[dict[str, Any]] = []
+        with contextlib.redirect_stdout(sys.stderr):
+            status = _run_all(args, paths, targets, results)
+        _print_json({"ok": status == 0, "notebooks": results})
+        return status
+    return _run_all(args, paths, targets, [])
+
+
+def _run_all(
+    args: argparse.Namespace, paths: list[Path], targets: dict[Path, Path], results: list[dict[str, Any]]
+) -> int:
+    from ._notebooks import NotebookError, compare, has_stored_outputs, write_notebook
+
     failed: list[str] = []
     for number, path in enumerate(paths):
         if number:
@@ -736,15 +784,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             run = _execute(path, args, args.mode)
         except NotebookError as exc:
-            _out(f"FAILED {exc}")
+            _err(f"FAILED {exc}")
             failed.append(path.name)
+            results.append({"notebook": str(path), "ok": False, "error": str(exc)})
             continue
         ok = run.failure is None
+        diffs: list[Any] = []
         if not ok:
-            _out(*_failure_lines(run))
+            _err(*_failure_lines(run))
         if ok and args.check:
             if not has_stored_outputs(run.stored):
-                _out(
+                _err(
                     f"FAILED {path.name}: the notebook has no stored outputs to check against",
                     f"  store them with: {PROG} run {path} --output {path}",
                 )
@@ -761,7 +811,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             "  version), and notes are no longer compared; store the outputs again with:",
                             f"  {PROG} run {path} --output {path}",
                         )
-                    _out(f"FAILED {path.name}: {len(diffs)} cell(s) with different outputs")
+                    _err(f"FAILED {path.name}: {len(diffs)} cell(s) with different outputs")
                     ok = False
         if path in targets:
             write_notebook(run.executed, targets[path])
@@ -770,10 +820,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(_summary(run, verdict))
         if not ok:
             failed.append(path.name)
+        results.append(
+            {
+                "notebook": str(path),
+                "ok": ok,
+                "verdict": verdict,
+                "cells_run": len(run.cells),
+                "calls": run.outcomes(),
+                "seconds": round(run.seconds, 3),
+                "failed_cell": None if run.failure is None else run.failure.index + 1,
+                "differing_cells": [diff.index + 1 for diff in diffs],
+                "output": str(targets[path]) if path in targets else None,
+            }
+        )
     if len(paths) > 1:
         _out("", f"{len(paths)} notebooks: {len(paths) - len(failed)} passed, {len(failed)} failed")
         if failed:
-            _out("failed: " + ", ".join(failed))
+            _err("failed: " + ", ".join(failed))
     return 1 if failed else 0
 
 
@@ -895,6 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--check", action="store_true", help="fail when outputs differ from the stored ones")
     run.add_argument(
+        "--json", action="store_true", help="print JSON to stdout: {ok, notebooks: [...]}; progress goes to stderr"
+    )
+    run.add_argument(
         "--output",
         metavar="PATH",
         help="write the executed notebook here (a directory when running several)",
@@ -911,6 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
     ls.add_argument("--sort", choices=sorted(_SORTS), default="key", help="sort order (default: key)")
     ls.add_argument("--full", action="store_true", help="full keys and test ids, and the file column")
+    ls.add_argument("--json", action="store_true", help="print JSON: {dir, recordings: [...]} (see the README)")
     ls.set_defaults(parser=ls, handler=cmd_ls)
 
     show = sub.add_parser(
@@ -941,6 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
         "notes. Exits 1 when it finds a problem.",
     )
     verify.add_argument("dir", metavar="DIR", help="a directory of recordings (searched recursively)")
+    verify.add_argument("--json", action="store_true", help="print JSON: {dir, files, ok, problems, notes}")
     verify.add_argument(
         "--strict",
         action="store_true",

@@ -66,6 +66,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+import IPython
 from IPython.core import inputtransformer2, magic_arguments
 from IPython.core.error import TryNext, UsageError
 from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
@@ -224,6 +225,8 @@ def _display(path: Path | str) -> str:
 # Rendering
 # ---------------------------------------------------------------------------------------------
 
+_COUNTED_BEFORE_HOOKS = tuple(IPython.version_info[:2]) >= (9, 8)
+
 _COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time")
 _NUMERIC = frozenset({"#", "cell", "occurrence", "time"})
 _OUTCOMES = ("replayed", "recorded", "live", "missing", "error", "unrecorded", "blocked")
@@ -278,20 +281,42 @@ class CallTable:
         if not self.calls:
             return f"<p>{html.escape(NOTE_PREFIX + self.summary())}</p>"
 
-        def cell(tag: str, column: str, text: str) -> str:
-            style = ' style="text-align: right"' if column in _NUMERIC else ' style="text-align: left"'
-            return f"<{tag}{style}>{html.escape(text)}</{tag}>"
+        def cell(tag: str, column: str, text: str, title: str = "") -> str:
+            align = "right" if column in _NUMERIC else "left"
+            tip = f' title="{html.escape(title)}"' if title else ""
+            return f'<{tag} style="text-align: {align}; white-space: nowrap"{tip}>{html.escape(text)}</{tag}>'
 
         head = "".join(cell("th", column, column) for column in _COLUMNS)
-        body = "\n".join(
-            "<tr>" + "".join(cell("td", column, text) for column, text in zip(_COLUMNS, row, strict=True)) + "</tr>"
-            for row in self.rows()
-        )
+        file_at = _COLUMNS.index("file")
+
+        def row_html(row: tuple[str, ...]) -> str:
+            cells = [
+                cell("td", column, _short_path(text), text) if i == file_at else cell("td", column, text)
+                for i, (column, text) in enumerate(zip(_COLUMNS, row, strict=True))
+            ]
+            return "<tr>" + "".join(cells) + "</tr>"
+
+        body = "\n".join(row_html(row) for row in self.rows())
         return (
             '<table class="apirec-status">\n'
             f"<caption>apirec: {html.escape(self.summary())}</caption>\n"
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
         )
+
+
+def _short_path(path: str) -> str:
+    """``recordings/x/3c8462613af4…json`` as ``x/3c8462613af4…``: the directory and the key's start.
+
+    The status table shows this; the full path is the cell's tooltip.
+    """
+    if not path:
+        return ""
+    parent, _, name = path.replace("\\", "/").rpartition("/")
+    stem = name.removesuffix(".json")
+    if len(stem) > 16:
+        stem = stem[:12] + "…"
+    folder = parent.rpartition("/")[2]
+    return f"{folder}/{stem}" if folder else stem
 
 
 def _outcome(call: Call) -> str:
@@ -741,7 +766,9 @@ class ApiRecMagics(Magics):
         if not self._frames:
             return
         shell = self._shell
-        count = shell.execution_count - 1 if info.store_history else shell.execution_count
+        # IPython 9.8+ counts the cell before these hooks run, older versions after them.
+        counted = info.store_history and _COUNTED_BEFORE_HOOKS
+        count = shell.execution_count - 1 if counted else shell.execution_count
         self._frames[-1].cell = count
         if len(self._frames) == 1:
             _session.set_cell(count)

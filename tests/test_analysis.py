@@ -56,12 +56,11 @@ MODEL_LIST = (
 EMBEDDINGS = OCT / "recordings/responses/a410d4840402.json"
 
 REQUIRED_RECORDING_COLUMNS = [
-    "path",
-    "key",
-    "test_id",
     "kind",
     "endpoint",
     "model",
+    "recorded_at",
+    "test_id",
     "is_streaming",
     "n_chunks",
     "text",
@@ -278,6 +277,14 @@ def test_dtypes_are_scalar_and_explicit() -> None:
     assert df["duration_ms"].dtype == "float64"
     tc = nra.tool_calls(df)
     assert tc["arguments_json"].dtype.name == "json"
+    low = ("kind", "endpoint", "model")
+    assert {c: str(df[c].dtype) for c in low} == dict.fromkeys(low, "category")
+    assert str(df["recorded_at"].dtype) == "datetime64[ns, UTC]" and df["recorded_at"].notna().all()
+    assert list(df.columns[-2:]) == ["key", "path"]  # the 64-hex columns come last
+    assert str(tc["source"].dtype) == "category" and tc.columns[-1] == "path"
+    assert str(nra.messages(df)["role"].dtype) == "category"
+    ts = nra.token_stream(df)
+    assert str(ts["offset"].dtype) == "timedelta64[ns]" and str(ts["role"].dtype) == "category"
 
 
 @pytest.mark.parametrize(
@@ -400,15 +407,16 @@ def test_gemini_and_invocation_tool_calls() -> None:
 def test_token_stream_rows() -> None:
     ts = nra.token_stream(HELLO_STREAM)
     df = nra.load_recordings(HELLO_STREAM)
-    assert list(ts.columns[:8]) == [
-        "path",
+    assert list(ts.columns) == [
         "chunk_index",
         "delta",
         "role",
         "finish_reason",
         "tool_call_delta",
+        "offset",
         "offset_ms",
         "cum_chars",
+        "path",
     ]
     assert list(ts["chunk_index"]) == list(range(25))
     assert "".join(ts["delta"]) == df["text"].iloc[0]
@@ -662,7 +670,7 @@ def test_custom_columns_from_the_raw_json() -> None:
     broken = nra.Column("broken", "str", lambda rec: rec["nope"])
     cols = [c for c in nra.RECORDING_COLUMNS if c.name in ("path", "kind", "error")]
     df = nra.load_recordings([HELLO_STREAM, OLLAMA_GENERATE], columns=[*cols, temperature, broken])
-    assert list(df.columns) == ["path", "kind", "error", "stream_flag", "broken"]
+    assert list(df.columns) == ["kind", "error", "path", "stream_flag", "broken"]
     assert str(df["stream_flag"].dtype) == "boolean"
     assert df["stream_flag"].iloc[0]
     assert df["error"].str.contains("column 'broken': KeyError").all()
@@ -955,22 +963,35 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyP
 # --- progress ------------------------------------------------------------------------------------
 
 
-def test_progress_bar_appears_only_after_a_delay(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_progress_true_shows_the_bar_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for i in range(40):
         shutil.copy(HELLO_STREAM, tmp_path / f"{i:02d}.json")
-    nra.load_recordings(tmp_path, progress=True)
-    assert "Loading recordings" not in capsys.readouterr().err  # fast: silent
-
-    nra.clear_cache()
-    monkeypatch.setattr(_loader, "PROGRESS_DELAY_S", 0.0)
-    nra.load_recordings(tmp_path, progress=True)
-    assert "Loading recordings" in capsys.readouterr().err
+    nra.load_recordings(tmp_path, progress=True)  # fast, but asked for: shown
+    err = capsys.readouterr().err
+    assert "Loading recordings" in err and "40/40" in err
 
     nra.clear_cache()
     nra.load_recordings(tmp_path, progress=False)
     assert "Loading recordings" not in capsys.readouterr().err
+
+    nra.clear_cache()
+    nra.load_recordings(tmp_path)  # auto, not a terminal: silent
+    assert "Loading recordings" not in capsys.readouterr().err
+
+
+def test_automatic_progress_waits_for_a_slow_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "0")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = _loader.Progress(10, None, "x")
+    try:
+        assert bar.bar is not None and bar.bar.delay == _loader.PROGRESS_DELAY_S > 0
+    finally:
+        bar.close()
+    bar = _loader.Progress(10, True, "x")
+    try:
+        assert bar.bar is not None and bar.bar.delay == 0
+    finally:
+        bar.close()
 
 
 def test_progress_is_silent_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -203,7 +203,15 @@ def test_ls_lists_the_llama_stack_sample(corpus: Path, capsys: pytest.CaptureFix
     keys = [row.split()[0].rstrip("*") for row in rows if not row.startswith("-")]
     assert keys == sorted(keys)
     text = "\n".join(rows)
-    for expected in ("/v1/chat/completions", "gpt-4o", "tavily/web_search", "raw-http", "error", "/v1/models"):
+    for expected in (
+        "/v1/chat/completions",
+        "gpt-4o",
+        "tavily/web_search",
+        "http",
+        "exception",
+        "model_list",
+        "/v1/models",
+    ):
         assert expected in text
     chat_row = next(row for row in rows if row.startswith(record_key(loads(CHAT.read_bytes()))[:12]))
     assert chat_row.split()[1:7] == ["1", "inference", "/v1/chat/completions", "gpt-4o", "yes", "18"]
@@ -248,17 +256,19 @@ def test_show_by_key_and_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[st
     error_key = record_key(loads(ERROR.read_bytes()))
     code, out, _ = run_main(capsys, "show", error_key[:10], "--dir", dest)
     assert code == 0 and "BadRequestError" in out
-    code, out, _ = run_main(capsys, "show", "ffffffffffff", "--dir", dest)
-    assert code == 1 and "no recording" in out
+    code, out, err = run_main(capsys, "show", "ffffffffffff", "--dir", dest)
+    assert code == 1 and "no recording" in err and not out  # errors go to stderr
+    code, out, _ = run_main(capsys, "show", f"{key}.json", "--dir", dest)  # a file name works too
+    assert code == 0 and CHAT_ANSWER in out
 
 
 def test_show_ambiguous_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = CHAT.read_bytes()
     (tmp_path / f"abcd1{'0' * 59}.json").write_bytes(data)
     (tmp_path / f"abcd2{'0' * 59}.json").write_bytes(data)
-    code, out, _ = run_main(capsys, "show", "abcd", "--dir", tmp_path)
+    code, _, err = run_main(capsys, "show", "abcd", "--dir", tmp_path)
     assert code == 1
-    assert "2 recordings" in out and "abcd1" in out and "abcd2" in out
+    assert "2 recordings" in err and "abcd1" in err and "abcd2" in err
     code, out, _ = run_main(capsys, "show", "abcd2", "--dir", tmp_path)
     assert code == 0 and CHAT_ANSWER in out
 
@@ -269,7 +279,7 @@ def test_show_ambiguous_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_verify_reports_the_llama_stack_samples_stale_names(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(capsys, "verify", corpus)
+    code, out, err = run_main(capsys, "verify", corpus)
     assert code == 1
     assert "names that are not their key" in out
     stale = CHAT.relative_to(FIXTURES)
@@ -277,7 +287,7 @@ def test_verify_reports_the_llama_stack_samples_stale_names(corpus: Path, capsys
     assert "duplicate keys" in out  # the same request recorded in both generations
     assert "ollama._types.GenerateResponse is not on the allowlist" in out  # a known foreign type: a note
     assert "model lists share key" in out  # a note, not a problem
-    assert out.rstrip().splitlines()[-1].startswith("FAILED:")
+    assert err.startswith("FAILED:")
 
 
 def test_verify_notes_known_foreign_types_and_strict_fails_them(
@@ -331,7 +341,7 @@ def test_verify_passes_on_an_imported_directory_and_reports_planted_problems(
     plant(base, name="0" * 64)  # a name that is not its key, and a second file with that key
     (clean / "broken.json").write_text("{not json")
 
-    code, out, _ = run_main(capsys, "verify", clean)
+    code, out, err = run_main(capsys, "verify", clean)
     assert code == 1
     sections = out.split("\n\n")
     titles = [section.splitlines()[0] for section in sections[1:-1]]
@@ -347,7 +357,7 @@ def test_verify_passes_on_an_imported_directory_and_reports_planted_problems(
     assert "request.headers is not empty (Authorization)" in out
     assert "Bearer token" in out
     assert "request.body.api_key holds a value under a credential name" in out
-    assert out.rstrip().splitlines()[-1].startswith("FAILED: 8 problem(s) in 9 files")
+    assert err.startswith("FAILED: 8 problem(s) in 9 files")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,14 +461,14 @@ def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording
     assert "cell 5, execution count 4: outputs differ" in result.stdout
     assert "  -The latest stable version of Python is Python 2.7." in result.stdout
     assert f"  +{CHAT_ANSWER}" in result.stdout
-    assert "FAILED demo.ipynb: 1 cell(s) with different outputs" in result.stdout
+    assert "FAILED demo.ipynb: 1 cell(s) with different outputs" in result.stderr
 
     for recording in (nb_path.parent / "recordings" / "demo").iterdir():
         recording.unlink()
     result = cli("run", nb_path, "--check")
     assert result.returncode == 1
-    out = result.stdout
-    assert "[4/5] cell 5 FAILED: missing-recording" in out
+    out = result.stdout + result.stderr
+    assert "[4/5] cell 5 FAILED: missing-recording" in result.stdout
     assert "FAILED demo.ipynb, cell 5: a call has no recording" in out
     assert "No recording of POST /v1/chat/completions (model gpt-4o)" in out
     assert "record-if-missing" in out
@@ -563,7 +573,7 @@ def test_a_notebook_saved_from_any_mode_passes_a_replay_check(tmp_path: Path) ->
     assert result.returncode == 1, out
     assert "cell 4, execution count 4: outputs differ" in out
     assert "  -Python 2.7 is the latest." in out
-    assert "FAILED nb.ipynb: 1 cell(s) with different outputs" in out
+    assert "FAILED nb.ipynb: 1 cell(s) with different outputs" in result.stderr
     assert "apirec" not in out.split("outputs differ", 1)[1].split("FAILED", 1)[0]  # no note in the diff
     assert "older version" not in out
 
@@ -586,7 +596,8 @@ def test_run_check_sanitises_volatile_outputs_and_reports_real_differences(tmp_p
     assert first.rstrip().endswith("outputs match")
     assert "cell 7, execution count 6: outputs differ" in second
     assert "  -gpt-5  2" in second and "  +gpt-4o  2" in second
-    assert out.rstrip().splitlines()[-2:] == ["2 notebooks: 1 passed, 1 failed", "failed: changed.ipynb"]
+    assert out.rstrip().splitlines()[-1] == "2 notebooks: 1 passed, 1 failed"
+    assert result.stderr.rstrip().splitlines()[-1] == "failed: changed.ipynb"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["changed.ipynb", "volatile.ipynb"]
 
 
@@ -603,8 +614,8 @@ def test_run_fails_on_a_cell_error_without_check(tmp_path: Path) -> None:
     result = cli("run", path, "--output", out_dir / "broken.ipynb")
     assert result.returncode == 1
     assert "[2/3] cell 2 FAILED: error" in result.stdout
-    assert "FAILED broken.ipynb, cell 2 raised ZeroDivisionError: division by zero" in result.stdout
-    assert "  | ZeroDivisionError: division by zero" in result.stdout  # the traceback summary
+    assert "FAILED broken.ipynb, cell 2 raised ZeroDivisionError: division by zero" in result.stderr
+    assert "  | ZeroDivisionError: division by zero" in result.stderr  # the traceback summary
     assert "never" not in result.stdout
     executed = nbformat.read(out_dir / "broken.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "before\n"
@@ -617,10 +628,11 @@ def test_run_check_without_stored_outputs_and_a_cell_timeout(tmp_path: Path) -> 
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(30)")]), slow)
     result = cli("run", fresh, slow, "--check", "--timeout", "1")
     assert result.returncode == 1
-    assert "FAILED fresh.ipynb: the notebook has no stored outputs to check against" in result.stdout
-    assert f"store them with: notebook-recorder run {fresh} --output {fresh}" in result.stdout
-    assert "FAILED slow.ipynb, cell 1: CellTimeoutError: no reply within 1.0 s" in result.stdout
-    assert result.stdout.rstrip().splitlines()[-2] == "2 notebooks: 0 passed, 2 failed"
+    assert "FAILED fresh.ipynb: the notebook has no stored outputs to check against" in result.stderr
+    assert f"store them with: notebook-recorder run {fresh} --output {fresh}" in result.stderr
+    assert "FAILED slow.ipynb, cell 1: CellTimeoutError: no reply within 1.0 s" in result.stderr
+    assert result.stdout.rstrip().splitlines()[-1] == "2 notebooks: 0 passed, 2 failed"
+    assert result.stderr.rstrip().splitlines()[-1] == "failed: fresh.ipynb, slow.ipynb"
 
 
 def test_run_reports_a_kernel_that_cannot_start(tmp_path: Path) -> None:
@@ -628,7 +640,7 @@ def test_run_reports_a_kernel_that_cannot_start(tmp_path: Path) -> None:
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), path)
     result = cli("run", path, "--kernel", "no-such-kernel")
     assert result.returncode == 1
-    assert "cannot start kernel 'no-such-kernel'" in result.stdout
+    assert "cannot start kernel 'no-such-kernel'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
 

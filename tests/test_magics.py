@@ -688,7 +688,11 @@ def test_status_html(ip: InteractiveShell, chat: str) -> None:
     assert page.startswith('<table class="apirec-status">')
     for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time"):
         assert f">{column}</th>" in page
-    assert '<td style="text-align: left">recorded</td>' in page
+    assert '<td style="text-align: left; white-space: nowrap">recorded</td>' in page
+    (path,) = [call.path for call in _session.calls()]
+    assert path and len(path) > 64
+    short = f"recs/{Path(path).name[:12]}…"
+    assert f'<td style="text-align: left; white-space: nowrap" title="{path}">{short}</td>' in page
     assert "<caption>apirec: 1 call: 1 recorded</caption>" in page
     assert "&lt;" in CallTable([_call(endpoint="<tool>")])._repr_html_()  # text is escaped
     assert "no calls" in CallTable([])._repr_html_()

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .._keys import MODEL_LIST_ENDPOINTS as MODEL_LIST_ENDPOINTS, call_kind
+
 NAN = math.nan
 
 # Field order of the rows. The frames' column specs refer to these names.
@@ -59,6 +61,7 @@ CALL_FIELDS: tuple[str, ...] = (
     "sdk",
     "sdk_version",
     "occurrence",
+    "recorded_at",
 )
 MESSAGE_FIELDS: tuple[str, ...] = (
     "index",
@@ -90,8 +93,6 @@ TOKEN_FIELDS: tuple[str, ...] = (
     "offset_ms",
     "cum_chars",
 )
-
-MODEL_LIST_ENDPOINTS = frozenset({"/api/tags", "/api/ps"})
 
 
 class NotARecording(ValueError):
@@ -1077,6 +1078,8 @@ def extract(data: Any, key: str) -> Extracted:
     rec = data.get("recorder")
     if type(rec) is dict:
         call["sdk"], call["sdk_version"] = rec.get("sdk"), rec.get("sdk_version")
+        at = rec.get("recorded_at")
+        call["recorded_at"] = at if type(at) is str else None
     dur = resp.get("duration_ms")
     if isinstance(dur, (int, float)) and not isinstance(dur, bool):
         call["duration_ms"] = float(dur)
@@ -1157,10 +1160,7 @@ def extract(data: Any, key: str) -> Extracted:
         ep = call["endpoint"] if type(call["endpoint"]) is str else ""
         is_embedding = "embed" in ep
         if call["kind"] == "inference":
-            if is_embedding:
-                call["kind"] = "embedding"
-            elif ep.rstrip("/").endswith("/models") or ep in MODEL_LIST_ENDPOINTS:
-                call["kind"] = "model_list"
+            call["kind"] = call_kind(ep)
         model = req.get("model")
         if not model and type(rbody) is dict:
             model = rbody.get("model")

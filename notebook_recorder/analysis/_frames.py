@@ -9,8 +9,10 @@ extractor: the name of a field of the rows that ``_extract`` produces in one pas
     temperature = Column("temperature", "float64", lambda rec: rec["request"].get("body", {}).get("temperature"))
     df = nr.load_recordings("recordings", columns=[*RECORDING_COLUMNS, temperature])
 
-Every dtype is a scalar type that survives Parquet: ``str`` (NaN when missing), ``Int64``,
-``float64``, ``bool``, and ``json`` (parsed values in memory, JSON text in Parquet).
+Every dtype is a scalar type that survives Parquet: ``str`` (NaN when missing), ``category``
+(strings, for low-cardinality columns), ``Int64``, ``float64``, ``bool``, ``datetime``
+(``datetime64[ns, UTC]``), ``timedelta`` (``timedelta64[ns]``, from milliseconds) and ``json``
+(parsed values in memory, JSON text in Parquet).
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ def _c(name: str, dtype: str, doc: str) -> Column:
     return Column(name, dtype, name, doc)
 
 
+# Human columns first, the 64-hex ``key`` and the ``path`` (named by it) last.
 RECORDING_COLUMNS: tuple[Column, ...] = (
-    _c("path", "str", "the file"),
-    _c("key", "str", "the file name without .json (and without an occurrence's -<k>): normally the request hash"),
+    _c("kind", "category", "inference, embedding, model_list, tool, http, other or exception (see the README)"),
+    _c("endpoint", "category", "API path, such as /v1/chat/completions (the URL path for http)"),
+    _c("model", "category", "the requested model"),
+    _c("recorded_at", "datetime", "when the call was recorded (UTC): the file says, else its modification time"),
     _c("test_id", "str", "the scope of the call: a pytest node id, a notebook, or NaN"),
-    _c("kind", "str", "inference, embedding, model_list, tool, http, exception or other"),
-    _c("endpoint", "str", "API path, such as /v1/chat/completions (the URL path for http)"),
-    _c("model", "str", "the requested model"),
     _c("is_streaming", "bool", "the response was streamed"),
     _c("n_chunks", "Int64", "number of streamed chunks (SSE events for http), 0 when not streamed"),
     _c("text", "str", "the assembled answer of the first choice (the result, for a tool)"),
@@ -87,26 +89,28 @@ RECORDING_COLUMNS: tuple[Column, ...] = (
     _c("occurrence", "Int64", "k for the k-th identical request of a recording context; 1 when absent"),
     _c("size_bytes", "Int64", "file size"),
     _c("error", "str", "why the file could not be read; NaN when it was read"),
+    _c("key", "str", "the file name without .json (and without an occurrence's -<k>): normally the request hash"),
+    _c("path", "str", "the file"),
 )
 
 MESSAGE_COLUMNS: tuple[Column, ...] = (
-    _c("path", "str", "the recording"),
     _c("index", "Int64", "position in the request"),
-    _c("role", "str", "system, user, assistant, tool, ..."),
+    _c("role", "category", "system, user, assistant, tool, ..."),
     _c("content", "str", "the text; the text parts joined when the content is a list"),
     _c("tool_call_id", "str", "for a tool result: the call it answers"),
     _c("n_tool_calls", "Int64", "tool calls carried by this (assistant) message"),
     _c("name", "str", "the message's name field, if any"),
     _c("item_type", "str", "message, or a Responses API input item type, such as function_call_output"),
+    _c("path", "str", "the recording"),
 )
 
 TOOL_CALL_COLUMNS: tuple[Column, ...] = (
-    _c("path", "str", "the recording"),
     _c(
-        "source", "str", "response (asked for in the answer), request (in the history) or invocation (a tool recording)"
+        "source",
+        "category",
+        "response (asked for in the answer), request (in the history) or invocation (a tool recording)",
     ),
     _c("index", "Int64", "position of the call in its message or answer"),
-    _c("call_id", "str", "the tool call id"),
     _c("name", "str", "the function or tool name"),
     _c("arguments", "str", "the arguments as the raw string"),
     _c("arguments_json", "json", "the arguments parsed, or None when not valid JSON"),
@@ -114,17 +118,20 @@ TOOL_CALL_COLUMNS: tuple[Column, ...] = (
     _c("message_index", "Int64", "for source=request: the message carrying the call"),
     _c("call_type", "str", "function, tool_use, web_search_call, tool, ..."),
     _c("error", "str", "for invocations: the exception the tool raised, or its error message"),
+    _c("call_id", "str", "the tool call id"),
+    _c("path", "str", "the recording"),
 )
 
 TOKEN_COLUMNS: tuple[Column, ...] = (
-    _c("path", "str", "the recording"),
     _c("chunk_index", "Int64", "position in the stream"),
     _c("delta", "str", "the text this chunk added ('' when none)"),
-    _c("role", "str", "the role, when the chunk carries one"),
+    _c("role", "category", "the role, when the chunk carries one"),
     _c("finish_reason", "str", "set on the chunk that ends the answer"),
     _c("tool_call_delta", "bool", "the chunk carries (part of) a tool call"),
-    _c("offset_ms", "float64", "arrival time since the request, when recorded; NaN otherwise"),
+    Column("offset", "timedelta", "offset_ms", "arrival time since the request, when recorded; NaT otherwise"),
+    _c("offset_ms", "float64", "the same in milliseconds; NaN when not recorded"),
     _c("cum_chars", "Int64", "characters of text so far, this chunk included"),
+    _c("path", "str", "the recording"),
 )
 
 _FRAME_FIELDS = {
@@ -145,6 +152,7 @@ _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan) if pa is not None else p
 
 
 _INT64 = pd.Int64Dtype()
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def _str_values(values: Sequence[Any]) -> list[Any]:
@@ -182,6 +190,12 @@ def _array(values: Any, dtype: str) -> Any:
         return np.asarray(values, dtype=bool)
     if dtype == "json":
         return JSONArray(values)
+    if dtype == "category":
+        return pd.Categorical(_str_array(values))
+    if dtype == "datetime":
+        return pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601").array.astype(_UTC_NS)
+    if dtype == "timedelta":
+        return pd.to_timedelta(np.asarray(values, dtype=np.float64), unit="ms").astype("timedelta64[ns]").array
     if dtype == "object":
         arr = np.empty(len(values), dtype=object)
         arr[:] = list(values)
@@ -361,6 +375,17 @@ def _match_outputs(
     return out
 
 
+def _recorded_at(stated: Sequence[str | None], mtimes_ns: Sequence[int]) -> Any:
+    """``recorded_at`` as UTC datetimes: what the file says, else the file's modification time."""
+    ns = np.asarray(mtimes_ns, dtype=np.int64)
+    mtimes = pd.to_datetime(ns - ns % 1_000_000_000, unit="ns", utc=True)  # to the second, as files say
+    mtimes = mtimes.where(ns >= 0)
+    if not any(stated):
+        return mtimes.array.astype(_UTC_NS)
+    said = pd.to_datetime(pd.Series(stated, dtype=object), utc=True, format="ISO8601", errors="coerce")
+    return said.fillna(pd.Series(mtimes)).array.astype(_UTC_NS)
+
+
 def _recordings_frame(loaded: Loaded, cols: tuple[Column, ...]) -> pd.DataFrame:
     def build() -> pd.DataFrame:
         rows: list[tuple[Any, ...]] = []
@@ -379,6 +404,7 @@ def _recordings_frame(loaded: Loaded, cols: tuple[Column, ...]) -> pd.DataFrame:
         data["path"] = loaded.paths
         data["size_bytes"] = loaded.sizes
         data["error"] = errors
+        data["recorded_at"] = _recorded_at(data["recorded_at"], loaded.mtimes_ns)
         funcs = [c for c in cols if not isinstance(c.extract, str)]
         for c in funcs:
             values = []

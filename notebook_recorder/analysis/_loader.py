@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import os
 import pickle
 import stat as stat_module
@@ -69,6 +70,7 @@ class Loaded(NamedTuple):
     sizes: list[int | None]  # None when the file is gone
     results: list[Extracted | str]  # a str is why the file could not be read
     extras: list[dict[Callable[[Any], Any], Any]]  # values of callable columns; empty without them
+    mtimes_ns: list[int]  # each file's modification time (-1 when the file is gone)
 
 
 class _Cached(NamedTuple):
@@ -280,40 +282,47 @@ def _auto_progress() -> bool:
 
 
 class Progress:
-    """A tqdm bar that appears only once a load has run for :data:`PROGRESS_DELAY_S`."""
+    """A tqdm bar over the files being read: at once for ``progress=True``, else after a delay.
+
+    ``enabled=None`` (the default of the load functions) shows the bar only in a terminal or a
+    notebook, not in CI, and only once the load has run for :data:`PROGRESS_DELAY_S` (tqdm's
+    ``delay``). The bar is ``tqdm.auto``'s: a widget in a notebook with ipywidgets, else text on
+    stderr (also in a notebook without ipywidgets, where Jupyter redraws it in place).
+    """
 
     def __init__(self, total: int, enabled: bool | None, desc: str) -> None:
         self.enabled = _auto_progress() if enabled is None else bool(enabled)
-        self.total = total
-        self.desc = desc
-        self.done = 0
         self.bar: Any = None
-        self.t0 = time.perf_counter()
+        if self.enabled and total:
+            self.bar = _make_bar(total, desc, 0.0 if enabled else PROGRESS_DELAY_S)
 
     def advance(self) -> None:
-        self.done += 1
         if self.bar is not None:
             self.bar.update(1)
-        elif self.enabled and not self.done & 15 and time.perf_counter() - self.t0 > PROGRESS_DELAY_S:
-            self.bar = self._make_bar()
-
-    def _make_bar(self) -> Any:
-        kwargs = {"total": self.total, "initial": self.done, "desc": self.desc, "unit": "file"}
-        if _in_notebook():
-            try:
-                from tqdm.notebook import tqdm as notebook_tqdm
-
-                return notebook_tqdm(**kwargs)
-            except Exception:  # no ipywidgets: fall back to text on stderr
-                pass
-        from tqdm import tqdm
-
-        return tqdm(file=sys.stderr, **kwargs)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _has_widgets() -> bool:
+    try:
+        return importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _make_bar(total: int, desc: str, delay: float) -> Any:
+    kwargs: dict[str, Any] = {"total": total, "desc": desc, "unit": "file", "delay": delay}
+    if _in_notebook() and not _has_widgets():
+        # tqdm.auto would warn and fall back to this same text bar; say nothing, draw it on stderr.
+        from tqdm.std import tqdm as text_tqdm
+
+        return text_tqdm(file=sys.stderr, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -417,7 +426,7 @@ def load_entries(
                 if isinstance(e, Exception):
                     name = getattr(f, "__name__", repr(f))
                     raise RecordingLoadError(path, f"column function {name}: {type(e).__name__}: {e}") from e
-    return Loaded(paths, [c.size for c in entries], results, extra_values)
+    return Loaded(paths, [c.size for c in entries], results, extra_values, [c.stat[1] for c in entries])
 
 
 def _read_one(path: str, extras: Sequence[Callable[[Any], Any]], started_ns: int) -> _Cached:
