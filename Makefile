@@ -4,11 +4,12 @@
 PYTHON ?= python3
 VENV := .venv
 VENV2 := .venv-openai2
+VENV_SDK := .venv-sdk-suite
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint typecheck unit unit-openai2 notebooks bench clean
+.PHONY: demo test lint typecheck unit unit-openai2 notebooks sdk-suite bench clean
 
 # Set-up: the project with its runtime dependencies (newest openai 3.x).
 $(BIN)/.installed: pyproject.toml
@@ -29,10 +30,18 @@ $(BIN2)/.installed-dev: pyproject.toml
 	$(BIN2)/python -m pip install $(PIP_FLAGS) -e '.[dev]' 'openai>=2,<3'
 	touch $@
 
+# The openai SDK's own tests need their own dev dependencies: a venv with the same openai as .venv.
+$(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
+	$(PYTHON) -m venv $(VENV_SDK)
+	$(VENV_SDK)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV_SDK)/bin/python -m pip install $(PIP_FLAGS) -e '.[sdk-suite]' \
+		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-test: lint typecheck notebooks unit unit-openai2
+test: lint typecheck notebooks unit unit-openai2 sdk-suite
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -53,9 +62,13 @@ unit-openai2: $(BIN2)/.installed-dev
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
 
+# The openai sdist's own tests pass with the hook in live and record mode as they do without it.
+sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
+	$(VENV_SDK)/bin/python tests/sdk_suite/run.py
+
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENV_SDK) .cache .mypy_cache .pytest_cache .ruff_cache
