@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint typecheck unit unit-openai2 notebooks sdk-suite bench clean
+.PHONY: demo test lint typecheck unit unit-openai2 notebooks sdk-suite frameworks bench clean
 
 # Set-up: the project with its runtime dependencies (newest openai 3.x).
 $(BIN)/.installed: pyproject.toml
@@ -65,6 +65,13 @@ notebooks: $(BIN)/.installed-dev
 # The openai sdist's own tests pass with the hook in live and record mode as they do without it.
 sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 	$(VENV_SDK)/bin/python tests/sdk_suite/run.py
+
+# Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
+# like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).
+frameworks: $(BIN)/.installed-dev
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev,frameworks]' \
+		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
+	$(BIN)/python -m pytest tests/test_frameworks.py
 
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
