@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 VENV2 := .venv-openai2
 VENVLOW := .venv-lowest
+VENV_SDK := .venv-sdk-suite
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
 BINLOW := $(VENVLOW)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint typecheck unit unit-openai2 test-lowest notebooks bench clean
+.PHONY: demo test lint typecheck unit unit-openai2 test-lowest notebooks sdk-suite frameworks bench clean
 
 # Set-up: the project with its runtime dependencies (newest openai 3.x).
 $(BIN)/.installed: pyproject.toml
@@ -40,10 +41,18 @@ $(BINLOW)/.installed-dev: pyproject.toml
 	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python pytest pytest-asyncio pytest-timeout hypothesis
 	touch $@
 
+# The openai SDK's own tests need their own dev dependencies: a venv with the same openai as .venv.
+$(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
+	$(PYTHON) -m venv $(VENV_SDK)
+	$(VENV_SDK)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV_SDK)/bin/python -m pip install $(PIP_FLAGS) -e '.[sdk-suite]' \
+		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-test: lint typecheck notebooks unit unit-openai2 test-lowest
+test: lint typecheck notebooks unit unit-openai2 test-lowest sdk-suite
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -73,9 +82,20 @@ test-lowest: $(BINLOW)/.installed-dev
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
 
+# The openai sdist's own tests pass with the hook in live and record mode as they do without it.
+sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
+	$(VENV_SDK)/bin/python tests/sdk_suite/run.py
+
+# Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
+# like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).
+frameworks: $(BIN)/.installed-dev
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev,frameworks]' \
+		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
+	$(BIN)/python -m pytest tests/test_frameworks.py
+
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENVLOW) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -313,7 +313,7 @@ def test_ls_verify_show_and_import_finish_and_name_every_bad_entry(
     shown = cli("show", key[:8], "--dir", rec)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     missing = cli("show", "abcdef12", "--dir", rec)
-    assert missing.returncode == 1 and "could not be read" in missing.stdout
+    assert missing.returncode == 1 and "could not be read" in missing.stderr  # failures go to stderr
     imported = cli("import", rec, tmp_path / "copy")
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert "1 imported" in imported.stdout and f"{len(bad)} skipped" in imported.stdout

@@ -1,0 +1,197 @@
+"""Run the openai SDK's own tests with and without our hook, and compare (``make sdk-suite``).
+
+Record mode must be transparent: whatever the SDK's tests see without notebook-recorder, they must
+see with the hook installed in ``live`` mode and in ``record`` mode. The openai sdist on PyPI ships
+its test suite, so this script:
+
+1. downloads the sdist of the installed openai version (``pip download``) into ``.cache/sdk-suite/``
+   and extracts its ``tests/`` and ``pyproject.toml`` (its pytest settings: warnings are errors);
+2. starts a loopback stand-in for the Prism mock server (``prism_standin.py``) for
+   ``tests/api_resources/chat``; the other selected tests mock the transport with the vendored respx2;
+3. runs the selection (``SELECTION``) three times, at the same time, with the ``nr_sdk_hook``
+   plugin: ``none`` (no hook), ``live`` and ``record`` (``notebook_recorder.start`` for the whole
+   session, recording into a temporary directory); ``deselect.txt`` lists the tests that cannot run
+   here, each with its reason;
+4. reruns, once and in the same mode, the tests that failed (the suite has socket tests with
+   few-second timeouts that a loaded machine can miss; a test that passes then is listed as such);
+5. prints each run's counts and every test that passes without the hook but not with it, and exits
+   1 if there is one, if a test fails without the hook, or if ``deselect.txt`` names a test that
+   no longer exists.
+
+The SDK's test dependencies (pytest-asyncio, inline-snapshot, rich, trio, websockets, aiohttp) are
+the ``sdk-suite`` extra; ``make sdk-suite`` installs them in ``.venv-sdk-suite`` and runs this
+script with that venv's python.  Options: ``--modes none,record`` to run fewer variants,
+``--jobs 1`` to run them one after the other, and ``-- ARGS`` for pytest (``-- -k stream``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CACHE = REPO / ".cache" / "sdk-suite"
+MODES = ("none", "live", "record")
+SELECTION = (
+    "tests/test_client.py",
+    "tests/lib/chat",
+    "tests/lib/streaming",
+    "tests/lib/responses",
+    "tests/api_resources/chat",
+)
+Results = dict[str, Any]  # what nr_sdk_hook writes: {"tests": {id: [outcome, message]}, "unmatched_deselects": [...]}
+
+sys.path.insert(0, str(HERE))
+from prism_standin import PrismStandIn  # noqa: E402
+
+
+def sdist_tests(version: str) -> Path:
+    """The extracted sdist of openai ``version`` (tests and pyproject only), downloaded once."""
+    root = CACHE / f"openai-{version}"
+    if (root / "tests").is_dir():
+        return root
+    CACHE.mkdir(parents=True, exist_ok=True)
+    archive = CACHE / f"openai-{version}.tar.gz"
+    if not archive.exists():
+        print(f"sdk-suite: downloading the openai {version} sdist", flush=True)
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--no-binary", ":all:", "--no-deps", f"openai=={version}", "-d", str(CACHE)], check=True)
+    prefix = f"openai-{version}/"
+    wanted = (prefix + "tests/", prefix + "pyproject.toml")
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp, tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(wanted)]
+        tar.extractall(tmp, members=members, filter="data")
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(Path(tmp) / f"openai-{version}", root)
+    return root
+
+
+def start_run(mode: str, name: str, root: Path, base_url: str, out: Path, args: list[str]) -> subprocess.Popen[bytes]:
+    """Start pytest on ``args`` in ``mode``; results go to ``out/NAME.json``, output to ``out/NAME.log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "APIREC_", "PYTEST_"))}
+    env.update(
+        NR_SDK_SUITE_MODE=mode,
+        NR_SDK_SUITE_RESULTS=str(out / f"{name}.json"),
+        TEST_API_BASE_URL=base_url,
+        PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "nr_sdk_hook"]
+    log = (out / f"{name}.log").open("wb")
+    return subprocess.Popen([*command, *args], cwd=root, env=env, stdout=log, stderr=log)
+
+
+def run_all(runs: dict[str, tuple[str, list[str]]], root: Path, out: Path, jobs: int) -> dict[str, Results]:
+    """Run ``{name: (mode, pytest args)}``, ``jobs`` at a time, against one Prism stand-in."""
+    results: dict[str, Results] = {}
+    with PrismStandIn() as standin:
+        pending = list(runs)
+        running: dict[str, subprocess.Popen[bytes]] = {}
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                name = pending.pop(0)
+                mode, args = runs[name]
+                running[name] = start_run(mode, name, root, standin.base_url, out, args)
+            for name, proc in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                path = out / f"{name}.json"
+                if proc.returncode not in (0, 1) or not path.exists():
+                    print(f"{name}: pytest exited {proc.returncode} (not a test failure); see {out / name}.log")
+                    continue
+                results[name] = json.loads(path.read_text(encoding="utf-8"))
+            time.sleep(0.2)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the variants, rerun what failed, print the comparison, return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: none, live, record")
+    parser.add_argument("--jobs", type=int, default=len(MODES), help="variants run at the same time (default 3)")
+    parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
+    args = parser.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if bad := [m for m in modes if m not in MODES]:
+        parser.error(f"--modes: unknown {', '.join(bad)}; valid: {', '.join(MODES)}")
+    if "none" not in modes:
+        modes.insert(0, "none")  # the baseline the others are compared with
+
+    version = importlib.metadata.version("openai")
+    root = sdist_tests(version)
+    out = CACHE / "runs"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"sdk-suite: openai {version} sdist tests, {', '.join(modes)}; logs in {out}", flush=True)
+    started = time.monotonic()
+    selection = [path for path in SELECTION if (root / path).exists()]
+    results = run_all({mode: (mode, [*selection, *args.pytest_args]) for mode in modes}, root, out, args.jobs)
+    if len(results) != len(modes):
+        return 1
+    # A test that failed is run once more, alone with the others that failed, in the same mode: the
+    # suite has socket tests with few-second timeouts that a loaded machine can miss.
+    failed = {mode: sorted(t for t, (o, _) in results[mode]["tests"].items() if o == "failed") for mode in modes}
+    reruns = {f"{mode}-rerun": (mode, ids) for mode, ids in failed.items() if ids}
+    rerun_results = run_all(reruns, root, out, args.jobs)
+    flaky: dict[str, list[str]] = {}
+    for mode in modes:
+        again = rerun_results.get(f"{mode}-rerun", {"tests": {}})["tests"]
+        flaky[mode] = [t for t in failed[mode] if again.get(t, ["failed"])[0] == "passed"]
+        for test in flaky[mode]:
+            results[mode]["tests"][test] = again[test]
+    print(f"sdk-suite: {time.monotonic() - started:.0f} s", flush=True)
+    return compare(modes, results, flaky, check_deselects=not args.pytest_args)
+
+
+def compare(modes: list[str], results: dict[str, Results], flaky: dict[str, list[str]], check_deselects: bool) -> int:
+    """Print counts and lost tests; 0 when every mode passes what the baseline passes."""
+    status = 0
+    tests = {mode: results[mode]["tests"] for mode in modes}
+    for mode in modes:
+        counts = Counter(outcome for outcome, _ in tests[mode].values())
+        line = ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "skipped", "xfailed"))
+        print(f"{mode:>7}: {line}" + (f" ({len(flaky[mode])} passed only when rerun)" if flaky[mode] else ""))
+        for test in flaky[mode]:
+            print(f"           rerun passed: {test}")
+        if check_deselects and results[mode]["unmatched_deselects"]:
+            print(f"deselect.txt names tests that {mode} did not collect: {results[mode]['unmatched_deselects']}")
+            status = 1
+    base = tests["none"]
+    base_failed = sorted(t for t, (outcome, _) in base.items() if outcome == "failed")
+    if base_failed:
+        status = 1
+        print(f"\n{len(base_failed)} tests fail WITHOUT the hook (fix the environment or add them to deselect.txt):")
+        for test in base_failed:
+            print(f"  {test}  -- {base[test][1]}")
+    for mode in modes[1:]:
+        passes = {t for t, (outcome, _) in tests[mode].items() if outcome == "passed"}
+        lost = sorted(t for t, (outcome, _) in base.items() if outcome == "passed" and t not in passes)
+        if not lost:
+            print(f"{mode}: every test that passes without the hook passes")
+            continue
+        status = 1
+        print(f"\n{mode}: {len(lost)} tests pass without the hook but not with it, by message:")
+        groups: dict[str, list[str]] = defaultdict(list)
+        for test in lost:
+            outcome, message = tests[mode].get(test, ["missing", "not run"])
+            groups[f"{outcome}: {message}"[:160]].append(test)
+        for message, ids in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            print(f"  [{len(ids)}] {message}")
+            for test in ids:
+                print(f"      {test}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
