@@ -453,20 +453,24 @@ class NotebookItem(pytest.Item):
         config = self.config
         config.stash[_used_key] = True
         mode = session_mode(config)
+        shown = _shown_path(self.path, config)
         try:
             run = execute(self.path, mode=mode.value)
         except NotebookError as exc:
             raise NotebookFailure(str(exc)) from None
         counts = config.stash[_counts_key]
         counts.update(run.outcomes())
-        if run.failure is not None:
-            if run.failure.status == "missing-recording":
+        failure = run.failure
+        if failure is not None:
+            lines = _failure_lines(run)
+            if failure.status == "missing-recording":
                 counts["missing"] += 1
-            raise NotebookFailure("\n".join(_failure_lines(run)))
+                lines.append(f"    or: pytest --apirec-mode=record-if-missing --apirec-notebooks {shown}")
+            raise NotebookFailure("\n".join(lines))
         if not has_stored_outputs(run.stored):
             raise NotebookFailure(
                 f"{self.path.name}: the notebook has no stored outputs to check against; store them with:\n"
-                f"    notebook-recorder run {self.path} --output {self.path}"
+                f"    notebook-recorder run {shown} --output {shown}"
             )
         diffs = compare(run)
         if diffs:
@@ -476,8 +480,8 @@ class NotebookItem(pytest.Item):
                 lines.append(f"cell {diff.index + 1}{count}:")
                 lines += [f"    {line}" for line in diff.diff]
             lines.append(
-                f"If the new outputs are right, store them with: notebook-recorder run {self.path} "
-                f"--mode {mode.value} --output {self.path}"
+                f"If the new outputs are right, store them with: "
+                f"notebook-recorder run {shown} --mode {mode.value} --output {shown}"
             )
             raise NotebookFailure("\n".join(lines))
 
@@ -491,6 +495,15 @@ class NotebookItem(pytest.Item):
 
 
 def _failure_lines(run: NotebookRun) -> list[str]:
+    """What ``notebook-recorder run`` says about the cell that stopped a notebook."""
     from .cli import _failure_lines as cli_failure_lines
 
     return list(cli_failure_lines(run))
+
+
+def _shown_path(path: Path, config: pytest.Config) -> str:
+    """``path`` relative to where pytest was started, when it is below it, for commands to copy."""
+    try:
+        return shlex.quote(str(path.resolve().relative_to(Path(config.invocation_params.dir).resolve())))
+    except ValueError:
+        return shlex.quote(str(path))
