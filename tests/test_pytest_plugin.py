@@ -392,8 +392,10 @@ def test_bad_marker_arguments_are_named(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines_random(
         [
-            "*test_bad.py::test_typo: @pytest.mark.apirec: unknown setting(s) 'mdoe'; valid ones are: dir, mode, scope*",
-            "*test_bad.py::test_bad_mode: unknown mode 'reply'; valid modes are: live, record, replay, record-if-missing*",
+            "*test_bad.py::test_typo: @pytest.mark.apirec: unknown setting(s) 'mdoe'; "
+            "valid ones are: dir, mode, scope*",
+            "*test_bad.py::test_bad_mode: unknown mode 'reply'; "
+            "valid modes are: live, record, replay, record-if-missing*",
             "*test_bad.py::test_positional: @pytest.mark.apirec takes keyword arguments only*",
         ]
     )
