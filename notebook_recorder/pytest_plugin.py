@@ -23,13 +23,15 @@ from __future__ import annotations
 import os
 import shlex
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._errors import RecordingNotFoundError
 from ._modes import ENV_MODE, Mode, env_mode, valid_modes
+from ._placeholder import drop_placeholder_key, set_placeholder_key
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, Traceback, TracebackEntry
@@ -99,20 +101,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # A module-level ``OpenAI()`` is built while the test modules are imported, before any test
     # runs: in a mode that replays, give it a placeholder key to construct with. The openai hook
     # never sends it (a call that would have to go live with it is a missing recording).
-    config.stash[_placeholder_key] = False
-    if session_mode(config).reads and not os.environ.get("OPENAI_API_KEY"):
-        from ._secrets import REPLAY_KEY_PLACEHOLDER
-
-        os.environ["OPENAI_API_KEY"] = REPLAY_KEY_PLACEHOLDER
-        config.stash[_placeholder_key] = True
+    config.stash[_placeholder_key] = session_mode(config).reads and set_placeholder_key()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_placeholder_key, False):
-        from ._secrets import REPLAY_KEY_PLACEHOLDER
-
-        if os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
-            del os.environ["OPENAI_API_KEY"]
+        drop_placeholder_key()
         config.stash[_placeholder_key] = False
 
 
@@ -171,11 +165,28 @@ def apirec(request: pytest.FixtureRequest, apirec_config: Mapping[str, Any]) -> 
         config.stash[_counts_key].update(call.outcome for call in made)
 
 
-@pytest.fixture(autouse=True)
-def _apirec_marked(request: pytest.FixtureRequest) -> None:
-    """Turn recording on for tests marked ``@pytest.mark.apirec`` (on the test, its class or module)."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("apirec")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give the ``apirec`` fixture to the tests marked ``@pytest.mark.apirec`` (on the test, its
+    class or its module), and only to them: a session that marks no test pays nothing per test.
+
+    It goes before the test's first function-scoped fixture, as an autouse fixture would: those
+    fixtures' calls are recorded with the test's, and fixtures of wider scope (set up once for
+    many tests) are left out.
+    """
+    for item in items:
+        if item.get_closest_marker(MARKER) is None:
+            continue
+        names: list[str] | None = getattr(item, "fixturenames", None)
+        if names is None or "apirec" in names:
+            continue
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        position = len(names)
+        for index, name in enumerate(names):
+            found = definitions.get(name)
+            if not found or found[-1].scope == "function":
+                position = index
+                break
+        names.insert(position, "apirec")
 
 
 def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
@@ -298,14 +309,13 @@ class _activated:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report: pytest.TestReport = yield
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
+    """The report of a test that failed on a missing recording: the explanation, how to record it
+    with pytest, and a traceback that ends at the user's line. Every other report is pytest's."""
     excinfo = call.excinfo
-    if excinfo is None or not report.failed or not _is_missing_recording(excinfo.value):
-        return report
+    if excinfo is None or not isinstance(excinfo.value, RecordingNotFoundError):
+        return None
     error = excinfo.value
     if not getattr(error, "_apirec_hint", False):
         command = f"pytest --apirec-mode=record-if-missing {shlex.quote(item.nodeid)}"
@@ -314,13 +324,13 @@ def pytest_runtest_makereport(
             hint += f"\n    ({ENV_MODE} is set to {os.environ[ENV_MODE]!r} and overrides --apirec-mode: unset it)"
         error.args = (f"{error.args[0]}\n{hint}", *error.args[1:]) if error.args else (hint,)
         error._apirec_hint = True  # type: ignore[attr-defined]
-    if not item.config.getoption("fulltrace", False):
-        item._traceback_filter = _without_sdk_frames(item._traceback_filter)  # type: ignore[method-assign,assignment]
-        try:
-            report.longrepr = item.repr_failure(excinfo)
-        finally:
-            del item._traceback_filter
-    return report
+    if item.config.getoption("fulltrace", False):
+        return None
+    item._traceback_filter = _without_sdk_frames(item._traceback_filter)  # type: ignore[method-assign,assignment]
+    try:
+        return pytest.TestReport.from_item_and_call(item, call)
+    finally:
+        del item._traceback_filter
 
 
 def _without_sdk_frames(
@@ -339,12 +349,6 @@ def _without_sdk_frames(
         return Traceback([*kept[:-1], kept[-1].with_repr_style(None)])
 
     return traceback_filter
-
-
-def _is_missing_recording(error: BaseException) -> bool:
-    from ._errors import RecordingNotFoundError
-
-    return isinstance(error, RecordingNotFoundError)
 
 
 _hidden_roots: tuple[str, ...] | None = None
