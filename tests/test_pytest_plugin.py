@@ -521,3 +521,36 @@ def test_apirec_notebooks_names_a_bad_path(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--apirec-notebooks", "nowhere")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert re.search(r"--apirec-notebooks: no such file or directory: nowhere", result.stderr.str())
+
+
+def test_function_fixtures_are_recorded_with_the_test_and_wider_ones_are_not(pytester: pytest.Pytester) -> None:
+    """The recorder starts before the test's function-scoped fixtures, after its session ones."""
+    pytester.makepyfile(
+        test_fixtures="""
+        import pytest
+        import notebook_recorder as nr
+
+        @nr.tool(provider="local", name="lookup")
+        def lookup(query):
+            return {"query": query}
+
+        @pytest.fixture(scope="session")
+        def once():
+            return lookup("session fixture")
+
+        @pytest.fixture
+        def each():
+            return lookup("function fixture")
+
+        @pytest.mark.apirec
+        def test_uses_both(each, once):
+            lookup("test body")
+        """
+    )
+    result = run(pytester, "--apirec-mode=record")
+    result.assert_outcomes(passed=1)
+    assert summary(result) == "apirec: 2 calls: 0 replayed, 2 recorded, 0 missing (mode record)"
+    records = [json.loads(p.read_text()) for p in (pytester.path / "recordings" / "test_fixtures").glob("*.json")]
+    queries = sorted(record["request"]["kwargs"]["query"] for record in records)
+    assert queries == ["function fixture", "test body"]
+    assert {record["test_id"] for record in records} == {"test_fixtures.py::test_uses_both"}
