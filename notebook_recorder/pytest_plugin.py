@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ._notebooks import NotebookRun
     from ._session import Recorder
 
-__all__ = ["CONFIG_KEYS", "MARKER"]
+__all__ = ["CONFIG_KEYS", "MARKER", "NotebookFailure", "NotebookFile", "NotebookItem", "scope_for", "session_mode"]
 
 MARKER = "apirec"
 """``@pytest.mark.apirec``: record or replay the test's calls."""
@@ -101,7 +101,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # A module-level ``OpenAI()`` is built while the test modules are imported, before any test
     # runs: in a mode that replays, give it a placeholder key to construct with. The openai hook
     # never sends it (a call that would have to go live with it is a missing recording).
-    config.stash[_placeholder_key] = session_mode(config).reads and set_placeholder_key()
+    try:
+        mode = session_mode(config)
+    except ValueError as exc:  # APIREC_MODE names no mode
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_placeholder_key] = mode.reads and set_placeholder_key()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -320,7 +324,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not getattr(error, "_apirec_hint", False):
         command = f"pytest --apirec-mode=record-if-missing {shlex.quote(item.nodeid)}"
         hint = f"In pytest, with OPENAI_API_KEY set:\n    {command}"
-        if os.environ.get(ENV_MODE):
+        if os.environ.get(ENV_MODE) and ENV_MODE not in str(error):
             hint += f"\n    ({ENV_MODE} is set to {os.environ[ENV_MODE]!r} and overrides --apirec-mode: unset it)"
         error.args = (f"{error.args[0]}\n{hint}", *error.args[1:]) if error.args else (hint,)
         error._apirec_hint = True  # type: ignore[attr-defined]

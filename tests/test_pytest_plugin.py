@@ -407,6 +407,15 @@ def test_bad_mode_option_lists_the_valid_ones(pytester: pytest.Pytester) -> None
     result.stderr.fnmatch_lines(["*--apirec-mode: invalid choice: 'recrod'*live*record*replay*record-if-missing*"])
 
 
+def test_a_bad_apirec_mode_in_the_environment_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APIREC_MODE", "replya")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*APIREC_MODE: unknown mode 'replya'; valid modes are: live, record, replay*"])
+
+
 def test_a_session_without_markers_shows_no_summary(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(pytester)
