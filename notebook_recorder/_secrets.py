@@ -27,6 +27,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
 
+# Never sent as a credential: set as OPENAI_API_KEY in modes that replay, so `OpenAI()` can be built.
+from ._placeholder import REPLAY_KEY_PLACEHOLDER as REPLAY_KEY_PLACEHOLDER
+
 
 def _normal(name: str) -> str:
     """``api_key``, ``apiKey``, ``API-KEY`` and ``api-key`` all read as ``apikey``."""
@@ -117,9 +120,6 @@ _SCHEMA_WORDS = frozenset(
 
 # A shorter value is never masked: replacing "abc" everywhere would destroy data.
 MIN_SECRET_LENGTH = 6
-
-# Never sent as a credential: set as OPENAI_API_KEY in modes that replay, so `OpenAI()` can be built.
-REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
 
 REDACTED = "***"
 

@@ -1,0 +1,30 @@
+"""The replay placeholder key, in a module that imports nothing but ``os``.
+
+In the modes that replay, ``OPENAI_API_KEY`` is set to :data:`REPLAY_KEY_PLACEHOLDER` when it is
+unset, so that ``OpenAI()`` can be constructed. It is never sent: a call that would have to go to
+the network with it is a missing recording (the openai hook checks). The credential rules in
+``_secrets`` re-export it; the pytest plugin sets it at configure time from here, without loading
+those rules.
+"""
+
+from __future__ import annotations
+
+import os
+
+REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
+
+_ENV_KEY = "OPENAI_API_KEY"
+
+
+def set_placeholder_key() -> bool:
+    """Set ``OPENAI_API_KEY`` to the placeholder when it is unset or empty; whether it was set."""
+    if os.environ.get(_ENV_KEY):
+        return False
+    os.environ[_ENV_KEY] = REPLAY_KEY_PLACEHOLDER
+    return True
+
+
+def drop_placeholder_key() -> None:
+    """Unset ``OPENAI_API_KEY`` if it still holds the placeholder."""
+    if os.environ.get(_ENV_KEY) == REPLAY_KEY_PLACEHOLDER:
+        del os.environ[_ENV_KEY]
