@@ -91,7 +91,7 @@ def install() -> None:
         if socket.getaddrinfo is _real_getaddrinfo:  # not replaced by someone else since
             socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
         if os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
-            _guard_sends()
+            guard_placeholder()
         _armed = True
 
 
@@ -249,8 +249,9 @@ _PLACEHOLDER_PATTERN = re.compile(re.escape(_PLACEHOLDER))  # searches a memoryv
 _guarded = False
 
 
-def _guard_sends() -> None:
-    """Wrap the Python-level send paths (once; they stay for the life of the process)."""
+def guard_placeholder() -> None:
+    """Refuse to send the placeholder key: wrap the Python-level send paths (once; they stay for
+    the life of the process). Called whenever the placeholder is put in the environment."""
     global _guarded
     if _guarded:
         return

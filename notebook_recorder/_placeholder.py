@@ -2,9 +2,9 @@
 
 In the modes that replay, ``OPENAI_API_KEY`` is set to :data:`REPLAY_KEY_PLACEHOLDER` when it is
 unset, so that ``OpenAI()`` can be constructed. It is never sent: a call that would have to go to
-the network with it is a missing recording (the openai hook checks). The credential rules in
-``_secrets`` re-export it; the pytest plugin sets it at configure time from here, without loading
-those rules.
+the network with it is a missing recording (the openai hook checks), and setting it arms the
+network guard that refuses to send it by any other code (``_network``). The openai hook and the
+pytest plugin set it from here; the credential rules in ``_secrets`` re-export it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ def set_placeholder_key() -> bool:
     if os.environ.get(_ENV_KEY):
         return False
     os.environ[_ENV_KEY] = REPLAY_KEY_PLACEHOLDER
+    from ._network import guard_placeholder
+
+    guard_placeholder()
     return True
 
 

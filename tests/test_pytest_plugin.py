@@ -416,6 +416,44 @@ def test_a_bad_apirec_mode_in_the_environment_is_a_usage_error(
     result.stderr.fnmatch_lines(["*APIREC_MODE: unknown mode 'replya'; valid modes are: live, record, replay*"])
 
 
+def test_the_placeholder_key_set_at_configure_is_never_sent(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unmarked test that sends ``OPENAI_API_KEY`` with its own HTTP client, in a session that
+    set the placeholder: nothing is sent, and the error says why."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pytester.makepyfile(
+        test_own_client="""
+        import os, socket, threading, urllib.request
+        import pytest
+        import notebook_recorder as nr
+
+        def test_own_client():
+            server = socket.create_server(("127.0.0.1", 0))
+            received = []
+            def serve():
+                conn, _ = server.accept()
+                conn.settimeout(2)
+                try:
+                    received.append(conn.recv(65536))
+                except OSError:
+                    pass
+                conn.close()
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            key = os.environ["OPENAI_API_KEY"]
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{server.getsockname()[1]}/v1/models", headers={"Authorization": f"Bearer {key}"}
+            )
+            with pytest.raises(nr.NetworkBlockedError, match="placeholder"):
+                urllib.request.urlopen(request, timeout=5)
+            thread.join(5)
+            assert not any(key.encode() in data for data in received)
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
 def test_a_session_without_markers_shows_no_summary(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(pytester)

@@ -63,6 +63,7 @@ from .._errors import NotRecordableError, RecordingFormatError, json_kind
 from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
 from .._network import sdk_network
+from .._placeholder import drop_placeholder_key, set_placeholder_key
 from .._secrets import (
     REPLAY_KEY_PLACEHOLDER,
     client_credentials,
@@ -108,8 +109,7 @@ def install(mode: Mode | None = None) -> None:
             SyncAPIClient._process_response = _sync_process_response  # type: ignore[method-assign,assignment]
             AsyncAPIClient._process_response = _async_process_response  # type: ignore[method-assign,assignment]
         _install_websockets()
-        if mode is not None and mode.reads and not os.environ.get("OPENAI_API_KEY"):
-            os.environ["OPENAI_API_KEY"] = REPLAY_KEY_PLACEHOLDER
+        if mode is not None and mode.reads and set_placeholder_key():
             _placeholder_key_set = True
 
 
@@ -123,8 +123,8 @@ def uninstall() -> None:
             SyncAPIClient._process_response = _process_originals.pop(SyncAPIClient)  # type: ignore[method-assign]
             AsyncAPIClient._process_response = _process_originals.pop(AsyncAPIClient)  # type: ignore[method-assign]
         _uninstall_websockets()
-        if _placeholder_key_set and os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
-            del os.environ["OPENAI_API_KEY"]
+        if _placeholder_key_set:
+            drop_placeholder_key()
         _placeholder_key_set = False
 
 
