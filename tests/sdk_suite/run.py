@@ -87,7 +87,10 @@ def start_run(mode: str, name: str, root: Path, base_url: str, out: Path, args: 
         TEST_API_BASE_URL=base_url,
         PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
     )
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "nr_sdk_hook"]
+    # Our own pytest plugin stays out (it would set a placeholder key in every run): the hook is
+    # installed by nr_sdk_hook, in the one mode of this run.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:notebook_recorder"]
+    command += ["-o", "addopts=", "-p", "nr_sdk_hook"]
     log = (out / f"{name}.log").open("wb")
     return subprocess.Popen([*command, *args], cwd=root, env=env, stdout=log, stderr=log)
 
