@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "RecordingFormatError": "._errors",
     "RecordedToolError": "._errors",
     "NotRecordableError": "._errors",
+    "NotRecordedWarning": "._errors",
     "NetworkBlockedError": "._errors",
     # analysis (pandas)
     "load_recordings": ".analysis",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from ._errors import (
         NetworkBlockedError as NetworkBlockedError,
         NotRecordableError as NotRecordableError,
+        NotRecordedWarning as NotRecordedWarning,
         RecordedToolError as RecordedToolError,
         RecordingError as RecordingError,
         RecordingFormatError as RecordingFormatError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "NetworkBlockedError",
     "NotRecordableError",
+    "NotRecordedWarning",
     "RecordedToolError",
     "RecordingError",
     "RecordingFormatError",
@@ -80,6 +81,12 @@ class NotRecordableError(RecordingError):
     def __init__(self, message: str, *, what: str) -> None:
         super().__init__(message)
         self.what = what
+
+
+class NotRecordedWarning(UserWarning):
+    """In ``record`` mode, a call went through live but was not recorded (the realtime API), so a
+    replay of the same code will raise :class:`NotRecordableError`. Said once per recorder;
+    ``warnings.filterwarnings("ignore", category=nr.NotRecordedWarning)`` silences it."""
 
 
 class NetworkBlockedError(RecordingError):

@@ -15,6 +15,7 @@ EXPECTED = {
     "Mode",
     "NetworkBlockedError",
     "NotRecordableError",
+    "NotRecordedWarning",
     "RecordedToolError",
     "Recorder",
     "Recording",

@@ -174,7 +174,7 @@ def test_realtime_in_record_mode_warns_once_and_connects(listener: Listener, tmp
                     client.realtime.connect(model="gpt-realtime").enter()
                 assert not isinstance(failed.value, nr.RecordingError)
     listener.settle()
-    messages = [str(w.message) for w in caught if "notebook-recorder" in str(w.message)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, nr.NotRecordedWarning)]
     assert len(messages) == 1 and "not recorded" in messages[0]
     assert listener.connections == 2
     assert network_calls() == []  # the SDK's own connection: neither reported nor blocked

@@ -59,7 +59,7 @@ from openai._streaming import AsyncStream, Stream
 from openai._utils import extract_type_arg, is_given
 
 from .._codec import DATA, TYPE, build, decode, encode, to_jsonable, type_name
-from .._errors import NotRecordableError, RecordingFormatError, json_kind
+from .._errors import NotRecordableError, NotRecordedWarning, RecordingFormatError, json_kind
 from .._keys import InferenceRequest, canonical_endpoint
 from .._modes import Mode
 from .._network import sdk_network
@@ -447,7 +447,7 @@ def _ws_check(recorder: Recorder, url: Any) -> None:
         warnings.warn(
             f"notebook-recorder: {what} goes through but is not recorded: the realtime API is not "
             "recorded, so a replay of this code will raise NotRecordableError.",
-            UserWarning,
+            NotRecordedWarning,
             stacklevel=4,
         )
 
