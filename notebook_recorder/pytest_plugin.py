@@ -45,11 +45,8 @@ __all__ = ["CONFIG_KEYS", "MARKER", "NotebookFailure", "NotebookFile", "Notebook
 MARKER = "apirec"
 """``@pytest.mark.apirec``: record or replay the test's calls."""
 
-CONFIG_KEYS = ("dir", "mode", "scope")
+CONFIG_KEYS = ("dir", "mode", "scope", "block_network", "allow_hosts")
 """What ``@pytest.mark.apirec(...)`` and the ``apirec_config`` fixture may set."""
-# Network blocking: another change adds ``block_network=``/``allow_hosts=`` to the Recorder. When it
-# is in, add them to CONFIG_KEYS, pass them on in ``_recorder`` and add ``--apirec-block-network``
-# in ``pytest_addoption``; nothing else here needs to change.
 
 _DEFAULT_ROOT = "recordings"
 _counts_key = pytest.StashKey[Counter[str]]()
@@ -82,6 +79,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="collect every .ipynb under these paths as a test: run in a real kernel, outputs checked",
     )
+    group.addoption(
+        "--apirec-block-network",
+        action="store_true",
+        default=False,
+        help="in marked tests, a network connection that bypasses the openai SDK and @nr.tool (a framework's "
+        "own HTTP client) raises NetworkBlockedError before anything is sent",
+    )
+    group.addoption(
+        "--apirec-allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with --apirec-block-network: a host name or address that may still be reached (repeatable; "
+        "localhost means every loopback address)",
+    )
     parser.addini(
         "apirec_dir",
         "root directory of the recordings of marked tests (default: recordings/ beside each test file)",
@@ -92,7 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(dir=None, mode=None, scope=None): record or replay this test's openai and tool calls "
+        f"{MARKER}(dir=None, mode=None, scope=None, block_network=False, allow_hosts=()): record or replay this "
+        "test's openai and tool calls "
         "(notebook-recorder)",
     )
     config.stash[_counts_key] = Counter()
@@ -196,7 +209,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
     """The Recorder for one test: its marker's arguments, then ``apirec_config``, then the session's."""
     settings = _settings(item, defaults)
-    return _test_recorder_class()(settings["mode"], settings["dir"], settings["scope"])
+    return _test_recorder_class()(
+        settings["mode"],
+        settings["dir"],
+        settings["scope"],
+        block_network=settings["block_network"],
+        allow_hosts=settings["allow_hosts"],
+    )
 
 
 _recorder_class: type[Recorder] | None = None
@@ -255,7 +274,13 @@ def _settings(item: pytest.Item, defaults: Mapping[str, Any]) -> dict[str, Any]:
     scope = given["scope"] if "scope" in given else scope_for(item)
     if scope is not None and not isinstance(scope, str):
         raise pytest.UsageError(f"{item.nodeid}: scope must be a string or None, not {type(scope).__name__}")
-    return {"mode": mode, "dir": directory, "scope": scope}
+    options = item.config.option
+    block_network = bool(given.get("block_network") or options.apirec_block_network)
+    if options.apirec_allow_host and not block_network:
+        raise pytest.UsageError("--apirec-allow-host only means something with --apirec-block-network")
+    marked_hosts = given.get("allow_hosts") or ()  # a test may name its hosts whether or not the run blocks
+    allow_hosts = [*options.apirec_allow_host, *([marked_hosts] if isinstance(marked_hosts, str) else marked_hosts)]
+    return {"mode": mode, "dir": directory, "scope": scope, "block_network": block_network, "allow_hosts": allow_hosts}
 
 
 def _check_keys(item: pytest.Item, source: str, values: Mapping[str, Any]) -> None:

@@ -454,6 +454,39 @@ def test_the_placeholder_key_set_at_configure_is_never_sent(
     run(pytester).assert_outcomes(passed=1)
 
 
+def test_block_network_option_and_marker(pytester: pytest.Pytester) -> None:
+    """``--apirec-block-network``: a marked test's own connection is refused before anything is
+    sent, unless its host is allowed (on the command line or in the marker)."""
+    pytester.makepyfile(
+        test_net="""
+        import socket
+        import pytest
+
+        def connect():
+            server = socket.create_server(("127.0.0.1", 0))
+            with server, socket.create_connection(server.getsockname(), timeout=5):
+                pass
+
+        @pytest.mark.apirec
+        def test_own_connection():
+            connect()
+
+        @pytest.mark.apirec(allow_hosts=["127.0.0.1"])
+        def test_allowed_by_the_marker():
+            connect()
+
+        def test_unmarked():
+            connect()
+        """
+    )
+    run(pytester).assert_outcomes(passed=3)
+    blocked = run(pytester, "--apirec-block-network")
+    blocked.assert_outcomes(passed=2, failed=1)
+    blocked.stdout.fnmatch_lines(["*NetworkBlockedError*127.0.0.1*"])
+    run(pytester, "--apirec-block-network", "--apirec-allow-host", "localhost").assert_outcomes(passed=3)
+    run(pytester, "--apirec-allow-host", "localhost").assert_outcomes(errors=2, passed=1)
+
+
 def test_a_session_without_markers_shows_no_summary(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(pytester)
