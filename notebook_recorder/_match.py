@@ -104,7 +104,9 @@ class Rules:
         object.__setattr__(self, "_paths", tuple(parse_path(p) for p in self.ignore))
         object.__setattr__(self, "_patterns", tuple((_compile(p), r) for p, r in self.normalize))
         if self.normalizer is not None and not callable(self.normalizer):
-            raise TypeError(f"normalize must be a mapping of pattern to replacement or a callable, not {self.normalizer!r}")
+            raise TypeError(
+                f"normalize must be a mapping of pattern to replacement or a callable, not {self.normalizer!r}"
+            )
 
     @classmethod
     def build(cls, ignore: Iterable[str] | str | None = None, normalize: NormalizeArg = None) -> Rules:
@@ -199,7 +201,9 @@ class Rules:
         if name is not None and not isinstance(name, str):
             return None
         try:
-            return cls(ignore=tuple(ignore), normalize=tuple((str(k), v) for k, v in normalize.items()), normalizer_name=name)
+            return cls(
+                ignore=tuple(ignore), normalize=tuple((str(k), v) for k, v in normalize.items()), normalizer_name=name
+            )
         except ValueError:
             return None
 
@@ -263,7 +267,11 @@ def _substitute(value: Any, patterns: tuple[tuple[re.Pattern[str], str], ...]) -
 
 # (what it is, regex, placeholder), most specific first.
 VOLATILE: tuple[tuple[str, str, str], ...] = (
-    ("an ISO timestamp", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?", "<timestamp>"),
+    (
+        "an ISO timestamp",
+        r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
+        "<timestamp>",
+    ),
     ("a UUID", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
     ("a date", r"\d{4}-\d{2}-\d{2}", "<date>"),
     ("a time", r"\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b", "<time>"),

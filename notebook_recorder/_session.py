@@ -630,7 +630,7 @@ def _pushed(recorder: Recorder) -> Iterator[Recorder]:
 
 
 class recording:
-    """Record or replay the calls made inside a ``with`` block or a decorated function.
+    r"""Record or replay the calls made inside a ``with`` block or a decorated function.
 
     >>> with nr.recording("replay", dir="recordings"):
     ...     client.chat.completions.create(model="gpt-4o", messages=[...])
