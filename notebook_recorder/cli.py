@@ -53,6 +53,7 @@ from ._keys import (
     name_occurrence,
     record_key,
     record_occurrence,
+    record_rules,
     request_from_record,
 )
 from ._modes import ENV_DIR, valid_modes
@@ -135,6 +136,9 @@ class Entry:
     test_id: str | None = None
     types: frozenset[str] = frozenset()  # __type__ names used (only for verify)
     leaks: tuple[str, ...] = ()  # credential-looking findings (only for verify)
+    match: str = "strict (no rules)"  # the match rules it was keyed under (its `match` field), described
+    opaque: bool = False  # keyed with a callable normalizer: its key cannot be recomputed here
+    bad_match: bool = False  # its `match` field is malformed
 
     @property
     def stale_name(self) -> bool:
@@ -161,6 +165,11 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
     entry.key = record_key(record)
+    rules = record_rules(record)
+    if rules is None:
+        entry.bad_match, entry.match = True, "a malformed match field"
+    else:
+        entry.match, entry.opaque = rules.describe(), rules.opaque
     entry.occurrence = record_occurrence(record)
     if entry.occurrence is None:
         entry.bad_occurrence = repr(record.get("occurrence"))[:40]
@@ -405,6 +414,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "unreadable files": [],
         "names that are not their key": [],
         "invalid occurrence fields": [],
+        "invalid match fields": [],
         "duplicate keys": [],
         "unknown __type__s": [],
         "possible leaked credentials": [],
@@ -412,12 +422,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     notes: list[str] = []
     by_key: dict[tuple[str, int], list[Entry]] = defaultdict(list)
     unknown: dict[str, list[str]] = defaultdict(list)
-    unkeyable = []
+    unkeyable, opaque = [], []
+    rule_sets: dict[str, int] = defaultdict(int)
     for entry in entries:
         if entry.problem:
             groups["unreadable files"].append(f"{entry.rel}: {entry.problem}")
             continue
-        if entry.occurrence is None:
+        rule_sets[entry.match] += 1
+        if entry.bad_match:
+            groups["invalid match fields"].append(
+                f'{entry.rel}: match must be {{"ignore": [PATH...], "normalize": {{PATTERN: REPLACEMENT}}}} '
+                "with valid paths and regular expressions"
+            )
+        elif entry.opaque:
+            opaque.append(entry.rel)
+        elif entry.occurrence is None:
             groups["invalid occurrence fields"].append(
                 f"{entry.rel}: occurrence must be a whole number >= 1, not {entry.bad_occurrence}"
             )
@@ -454,6 +473,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             notes.append(f"{line}\n    (a known foreign type: a problem only with --strict)")
         else:
             groups["unknown __type__s"].append(line)
+    if opaque:
+        notes.append(
+            f"{len(opaque)} file(s) were keyed with a callable normalizer, which verify does not run; "
+            "their names were not checked"
+        )
     if unkeyable:
         notes.append(
             f"{len(unkeyable)} file(s) have no keyable request (raw HTTP and similar recordings); "
@@ -461,6 +485,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
 
     _out(f"verify {args.dir}: {len(entries)} files")
+    if any(match != "strict (no rules)" for match in rule_sets):
+        _out(
+            "recorded under match rules: "
+            + "; ".join(f"{_plural(count, 'file')} {match}" for match, count in sorted(rule_sets.items()))
+        )
     for title, items in groups.items():
         if not items:
             continue

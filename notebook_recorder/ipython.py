@@ -69,7 +69,7 @@ from typing import Any, TypeVar, cast
 from IPython.core import inputtransformer2, magic_arguments
 from IPython.core.error import TryNext, UsageError
 from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
 from traitlets import Bool
 
@@ -128,6 +128,12 @@ def _argument(*args: Any, **kwargs: Any) -> Callable[[_F], _F]:
 
 def _line_cell_magic(method: _F) -> _F:
     return cast(_F, line_cell_magic(method))
+
+
+def _no_var_expand(method: _F) -> _F:
+    """The line is taken as written: ``{...}`` and ``$name`` are not expanded from the user's
+    namespace, so a ``--normalize`` regular expression keeps its ``\\d{4}`` and its ``$``."""
+    return cast(_F, no_var_expand(method))
 
 
 def _kwds(**kwargs: Any) -> Callable[[_F], _F]:
@@ -473,6 +479,7 @@ class ApiRecMagics(Magics):
     )
     @_argument("--clear", action="store_true", help="with status: empty the call log")
     @_argument(CELL_FLAG, action="store_true", dest="this_cell", help=argparse.SUPPRESS)
+    @_no_var_expand
     @_line_cell_magic
     def apirec(self, line: str, cell: str | None = None) -> None:
         """Record or replay the openai SDK calls (and @nr.tool calls) of this session or one cell.
@@ -502,7 +509,8 @@ class ApiRecMagics(Magics):
         network connections bypassed the openai SDK (not recorded, so they would not replay);
         turn it off with %config ApiRecMagics.quiet = True. The notes, the state and the status
         table are tagged in their output metadata, so `notebook-recorder run --check` does not
-        compare them. A trailing # comment is ignored (a # inside quotes is kept).
+        compare them. A trailing # comment is ignored (a # inside quotes is kept). The line is
+        taken as written: {...} and $name are not expanded from the namespace.
 
         Matching is strict: a request replays only the recording of the same request. For parts
         that change on every run (a date in a prompt, a run id), --ignore PATH leaves a field out
