@@ -24,10 +24,10 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 Normalizer = Callable[[Any], Any]
-NormalizeArg = Mapping[str, str] | Normalizer | None
+NormalizeArg: TypeAlias = "Mapping[str, str] | Normalizer | Rules | None"
 
 ROOTS = ("body", "kwargs")
 _SEGMENT = r"(?:\.[^.\[\]\s]+|\[(?:\d+|\*)\])"
@@ -116,6 +116,8 @@ class Rules:
         paths = tuple(dict.fromkeys(str(p).strip() if isinstance(p, str) else p for p in (ignore or ())))
         if normalize is None:
             return cls(ignore=paths)
+        if isinstance(normalize, Rules):  # another recorder's normalizers, regexes and callable both
+            return cls(paths, normalize.normalize, normalize.normalizer, normalize.normalizer_name)
         if isinstance(normalize, Mapping):
             for pattern, replacement in normalize.items():
                 if not isinstance(replacement, str):

@@ -75,7 +75,7 @@ from traitlets import Bool
 
 from . import _session
 from ._errors import RecordingNotFoundError
-from ._match import parse_normalize_flag
+from ._match import Rules, parse_normalize_flag
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode, valid_modes
 from ._notebooks import OWN_OUTPUT_KEY
 from ._session import Call, Recorder
@@ -133,7 +133,7 @@ def _line_cell_magic(method: _F) -> _F:
 def _no_var_expand(method: _F) -> _F:
     """The line is taken as written: ``{...}`` and ``$name`` are not expanded from the user's
     namespace, so a ``--normalize`` regular expression keeps its ``\\d{4}`` and its ``$``."""
-    return cast(_F, no_var_expand(method))
+    return no_var_expand(method)
 
 
 def _kwds(**kwargs: Any) -> Callable[[_F], _F]:
@@ -606,17 +606,17 @@ class ApiRecMagics(Magics):
         given) adds them to the explicit rules of the recorder it runs under."""
         ignore = [*(base.explicit_rules.ignore if base is not None else ())]
         ignore += [_unquote(path) for path in args.ignore or ()]
-        normalize = dict(base.explicit_rules.normalize) if base is not None else {}
+        patterns = {}
         for value in args.normalize or ():
             try:
                 pattern, replacement = parse_normalize_flag(_unquote(value))
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            normalize[pattern] = replacement
-        callable_normalizer = base.explicit_rules.normalizer if base is not None else None
-        if callable_normalizer is not None and not normalize:
-            return {"ignore": ignore, "normalize": callable_normalizer}
-        return {"ignore": ignore, "normalize": normalize or None}
+            patterns[pattern] = replacement
+        with _usage_errors():
+            flags = Rules.build(normalize=patterns)
+        inherited = base.explicit_rules if base is not None else Rules()
+        return {"ignore": ignore, "normalize": inherited.merged(flags)}
 
     def _start(self, args: argparse.Namespace) -> None:
         mode, directory, scope = self._recorder_args(args, _session.session())

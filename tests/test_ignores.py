@@ -395,3 +395,30 @@ def test_the_project_table_is_honoured_by_notebook_recorder_run(wire_server: Wir
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Requests are matched under these rules: ignore=['body.metadata.run_id']" in result.stdout
     assert "No recording of POST /v1/chat/completions" in result.stdout
+
+
+def test_a_cell_keeps_the_session_callable_and_adds_its_flags(
+    ip: InteractiveShell, client: openai.OpenAI, wire_server: WireServer
+) -> None:
+    def without_user(body: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k != "user"}
+
+    with nr.recording("record", dir="recs"):
+        recorded = ask(client, "It is 10:15", user="alice")
+    wire_server.stop()
+    nr.start("replay", dir="recs", normalize=without_user)
+    ip.user_ns.update(c=client, ask=ask)
+    result = ip.run_cell("%%apirec replay --normalize '\\d{2}:\\d{2}=<t>'\nask(c, 'It is 11:15', user='bob')")
+    assert result.error_in_exec is None and result.result == recorded
+
+
+def test_verify_reports_a_malformed_match_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with nr.recording("record", dir="recs"):
+        nr.tool(lambda q: q, provider="p", name="echo")(q="x")
+    (path,) = (tmp_path / "recs").glob("*.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "match": {"ignore": ["nope"]}}))
+    assert main(["verify", "recs"]) == 1
+    assert "invalid match fields (1):" in capsys.readouterr().out
+    # Replay does not read a file's rules: it keys stored requests under the rules in force.
+    with nr.recording("replay", dir="recs"):
+        assert nr.tool(lambda q: q, provider="p", name="echo")(q="x") == "x"
