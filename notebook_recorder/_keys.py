@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -200,18 +200,20 @@ def record_rules(record: Mapping[str, Any]) -> Rules | None:
     return Rules.from_json(record["match"])
 
 
-def record_key(record: Mapping[str, Any], rules: Rules | None = None) -> str | None:
+def record_key(record: Mapping[str, Any], rules: Rules | None = None, *, trusted: Collection[str] = ()) -> str | None:
     """The key of a recording file's request, recomputed from its content: under ``rules`` (the
     rules in force, when looking a request up), else under the rules the file was recorded
     under (its ``match`` field: the key its name should be). ``None`` when the request cannot be
-    keyed, or its own rules cannot be applied here (a callable normalizer, a malformed field).
+    keyed, or its own rules cannot be applied here: a callable normalizer, a malformed field, or
+    a regular expression not in ``trusted`` (a pattern that comes from a file is never run: a
+    hostile one could run for ever; pass the project's own patterns as ``trusted``).
     """
     request = request_from_record(record)
     if request is None:
         return None
     if rules is None:
         rules = record_rules(record)
-        if rules is None or rules.opaque:
+        if rules is None or rules.opaque or not set(dict(rules.normalize)) <= set(trusted):
             return None
     test_id = record.get("test_id")
     return request.key(test_id if isinstance(test_id, str) else None, rules)

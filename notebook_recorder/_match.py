@@ -192,7 +192,8 @@ class Rules:
     @classmethod
     def from_json(cls, data: Any) -> Rules | None:
         """The rules a file's ``match`` field names; ``None`` when it is absent or malformed.
-        A callable normalizer comes back by name only (:attr:`opaque`)."""
+        A callable normalizer comes back by name only (:attr:`opaque`). Patterns are compiled
+        (which is quick), never run: callers run only patterns they trust."""
         if not isinstance(data, Mapping):
             return None
         ignore, normalize, name = data.get("ignore", []), data.get("normalize", {}), data.get("normalizer")

@@ -138,6 +138,7 @@ class Entry:
     leaks: tuple[str, ...] = ()  # credential-looking findings (only for verify)
     match: str = "strict (no rules)"  # the match rules it was keyed under (its `match` field), described
     opaque: bool = False  # keyed with a callable normalizer: its key cannot be recomputed here
+    untrusted: bool = False  # keyed with normalize patterns the project does not configure: not run
     bad_match: bool = False  # its `match` field is malformed
 
     @property
@@ -164,12 +165,14 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
     request, response = record["request"], record["response"]
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
-    entry.key = record_key(record)
+    trusted = _trusted_patterns(root)
+    entry.key = record_key(record, trusted=trusted)
     rules = record_rules(record)
     if rules is None:
         entry.bad_match, entry.match = True, "a malformed match field"
     else:
         entry.match, entry.opaque = rules.describe(), rules.opaque
+        entry.untrusted = not rules.opaque and not set(dict(rules.normalize)) <= trusted
     entry.occurrence = record_occurrence(record)
     if entry.occurrence is None:
         entry.bad_occurrence = repr(record.get("occurrence"))[:40]
@@ -193,6 +196,18 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
     if response.get("is_exception"):
         entry.kind = "error"
     return entry
+
+
+def _trusted_patterns(root: Path) -> frozenset[str]:
+    """The ``normalize`` patterns of the ``pyproject.toml`` nearest ``root``: the only regular
+    expressions from a recording file's ``match`` field that are run (a hostile pattern in a file
+    could run for ever)."""
+    from ._config import project_config
+
+    try:
+        return frozenset(dict(project_config(root).rules.normalize))
+    except ValueError:
+        return frozenset()
 
 
 def _scan(root: Path, *, deep: bool = False) -> list[Entry]:
@@ -319,6 +334,8 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
     if len(key) == 64:
         from ._store import Store
 
+        if (root / f"{key}.json").is_file():  # by name: also a file keyed under match rules
+            return root / f"{key}.json"
         try:
             found = Store(root).find_latest(key, 1)  # its first occurrence recorded
         except RecordingFormatError as exc:
@@ -422,7 +439,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     notes: list[str] = []
     by_key: dict[tuple[str, int], list[Entry]] = defaultdict(list)
     unknown: dict[str, list[str]] = defaultdict(list)
-    unkeyable, opaque = [], []
+    unkeyable, opaque, untrusted = [], [], []
     rule_sets: dict[str, int] = defaultdict(int)
     for entry in entries:
         if entry.problem:
@@ -436,6 +453,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             )
         elif entry.opaque:
             opaque.append(entry.rel)
+        elif entry.untrusted:
+            untrusted.append(entry.rel)
         elif entry.occurrence is None:
             groups["invalid occurrence fields"].append(
                 f"{entry.rel}: occurrence must be a whole number >= 1, not {entry.bad_occurrence}"
@@ -477,6 +496,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         notes.append(
             f"{len(opaque)} file(s) were keyed with a callable normalizer, which verify does not run; "
             "their names were not checked"
+        )
+    if untrusted:
+        notes.append(
+            f"{len(untrusted)} file(s) were keyed with normalize patterns that the nearest pyproject.toml's "
+            "[tool.notebook-recorder.normalize] does not list; verify runs only the project's patterns (one "
+            "from a file could be made to run for ever), so their names were not checked"
         )
     if unkeyable:
         notes.append(
@@ -559,6 +584,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             files.append(file)
 
     store = Store(dest)
+    trusted = _trusted_patterns(dest)
     counts = {"imported": 0, "updated": 0, "unchanged": 0, "skipped": 0}
     written: dict[tuple[str, int], Path] = {}
     for file in files:
@@ -570,10 +596,16 @@ def cmd_import(args: argparse.Namespace) -> int:
             continue
         if scoped:
             record = _rescoped(record, scope)
-        key, occurrence = record_key(record), record_occurrence(record)
+        key, occurrence = record_key(record, trusted=trusted), record_occurrence(record)
         if key is None:
             counts["skipped"] += 1
-            _out(f"skipped    {file}: no keyable request (a raw HTTP or similar recording)")
+            why = "no keyable request (a raw HTTP or similar recording)"
+            if request_from_record(record) is not None:
+                rules = record_rules(record)
+                why = (
+                    f"keyed under match rules this project cannot re-run ({rules.describe() if rules else 'malformed'})"
+                )
+            _out(f"skipped    {file}: {why}")
             continue
         if occurrence is None:
             counts["skipped"] += 1

@@ -422,3 +422,22 @@ def test_verify_reports_a_malformed_match_field(tmp_path: Path, capsys: pytest.C
     # Replay does not read a file's rules: it keys stored requests under the rules in force.
     with nr.recording("replay", dir="recs"):
         assert nr.tool(lambda q: q, provider="p", name="echo")(q="x") == "x"
+
+
+def test_verify_never_runs_a_pattern_that_comes_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = "(a+)+$"  # catastrophic backtracking on "aaaa...!"
+    with nr.recording("record", dir="recs"):
+        nr.tool(lambda q: q, provider="p", name="echo")(q="a" * 60 + "!")
+    (path,) = (tmp_path / "recs").glob("*.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "match": {"normalize": {hostile: "x"}}}))
+    assert main(["verify", "recs"]) == 0  # returns at once: the pattern is not run
+    out = capsys.readouterr().out
+    assert "1 file(s) were keyed with normalize patterns that the nearest pyproject.toml's" in out
+    # The project's own patterns are run, and the names checked.
+    (tmp_path / "pyproject.toml").write_text("[tool.notebook-recorder.normalize]\n'\\d+' = '<n>'\n")
+    with nr.recording("record", dir="recs2"):
+        nr.tool(lambda q: q, provider="p", name="echo")(q="take 5")
+    (path,) = (tmp_path / "recs2").glob("*.json")
+    path.rename(path.with_name("0" * 64 + ".json"))
+    assert main(["verify", "recs2"]) == 1
+    assert "names that are not their key (1)" in capsys.readouterr().out
