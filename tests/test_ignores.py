@@ -252,6 +252,8 @@ def test_magic_flags(ip: InteractiveShell, client: openai.OpenAI, wire_server: W
     assert only_file(tmp_path / "recs")["match"] == {"ignore": ["body.metadata.run_id"], "normalize": {TIME: "<time>"}}
     wire_server.stop()
     ip.run_line_magic("apirec", f"replay {flags}")
+    state = ip.magics_manager.registry["ApiRecMagics"].state()
+    assert re.search(r"match:\s+ignore=\['body.metadata.run_id'\] normalize=\{", state), state
     result = ip.run_cell("ask(c, 'It is 11:45', metadata={'run_id': 'b'})")
     assert result.error_in_exec is None and result.result == recorded
     # A %%apirec cell adds to its session's rules.
