@@ -106,7 +106,7 @@ def _read(path: Path) -> ProjectConfig:
     if isinstance(ignore, str):
         ignore = [ignore]
     if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
-        raise ValueError(f"{where}: ignore must be a list of paths such as \"body.metadata.run_id\", not {ignore!r}")
+        raise ValueError(f'{where}: ignore must be a list of paths such as "body.metadata.run_id", not {ignore!r}')
     normalize: Any = table.get("normalize", {})
     if not isinstance(normalize, Mapping):
         raise ValueError(f"{where}: normalize must be a table of 'PATTERN' = \"REPLACEMENT\", not {normalize!r}")
