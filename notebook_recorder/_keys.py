@@ -12,13 +12,16 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 # Credential rules live in _secrets; these names are re-exported for code that imported them here.
 from ._secrets import REPLAY_KEY_PLACEHOLDER as REPLAY_KEY_PLACEHOLDER, scrub as scrub, scrub_url as scrub_url
+
+if TYPE_CHECKING:
+    from ._match import Rules
 
 # Endpoints shared by every test: their key ignores test_id (llama-stack does the same).
 SHARED_ENDPOINTS = frozenset({"/v1/models", "/api/tags"})
@@ -71,16 +74,18 @@ class InferenceRequest:
     model: str = ""
     url: str = ""
 
-    def key(self, test_id: str | None) -> str:
-        """The recording key for this request made in scope ``test_id``."""
+    def key(self, test_id: str | None, rules: Rules | None = None) -> str:
+        """The recording key for this request made in scope ``test_id``, under match ``rules``
+        (``_match``: fields ignored, strings normalised; none by default)."""
         shared = self.endpoint in SHARED_ENDPOINTS
+        body = rules.apply("body", self.body) if rules else self.body
         return _sha256_json(
             {
                 # llama-stack writes model lists as POST whatever the SDK sent; keying them the
                 # same way lets its model-list files replay `client.models.list()`.
                 "method": "POST" if shared else self.method,
                 "endpoint": self.endpoint,
-                "body": normalize(self.body),
+                "body": normalize(body),
                 "test_id": None if shared else test_id,
             }
         )
@@ -120,10 +125,12 @@ class ToolRequest:
     def model(self) -> str:
         return ""
 
-    def key(self, test_id: str | None) -> str:
-        """The recording key. As in llama-stack, tool keys do not depend on the scope."""
+    def key(self, test_id: str | None, rules: Rules | None = None) -> str:
+        """The recording key. As in llama-stack, tool keys do not depend on the scope. ``rules``
+        apply their ``kwargs.`` ignores and their regex normalizers to ``kwargs``."""
         del test_id
-        return _sha256_json({"provider": self.provider, "tool_name": self.tool_name, "kwargs": self.kwargs})
+        kwargs = rules.apply("kwargs", self.kwargs) if rules else self.kwargs
+        return _sha256_json({"provider": self.provider, "tool_name": self.tool_name, "kwargs": kwargs})
 
     def to_json(self, test_id: str | None) -> dict[str, Any]:
         return {
@@ -183,13 +190,33 @@ def request_from_record(record: Mapping[str, Any]) -> Request | None:
     return None
 
 
-def record_key(record: Mapping[str, Any]) -> str | None:
-    """The key a recording file should be named by, recomputed from its content."""
+def record_rules(record: Mapping[str, Any]) -> Rules | None:
+    """The match rules a recording file says it was keyed under (its ``match`` field): strict
+    when it has none, ``None`` when the field is malformed."""
+    from ._match import STRICT, Rules
+
+    if "match" not in record:
+        return STRICT
+    return Rules.from_json(record["match"])
+
+
+def record_key(record: Mapping[str, Any], rules: Rules | None = None, *, trusted: Collection[str] = ()) -> str | None:
+    """The key of a recording file's request, recomputed from its content: under ``rules`` (the
+    rules in force, when looking a request up), else under the rules the file was recorded
+    under (its ``match`` field: the key its name should be). ``None`` when the request cannot be
+    keyed, or its own rules cannot be applied here: a callable normalizer, a malformed field, or
+    a regular expression not in ``trusted`` (a pattern that comes from a file is never run: a
+    hostile one could run for ever; pass the project's own patterns as ``trusted``).
+    """
     request = request_from_record(record)
     if request is None:
         return None
+    if rules is None:
+        rules = record_rules(record)
+        if rules is None or rules.opaque or not set(dict(rules.normalize)) <= set(trusted):
+            return None
     test_id = record.get("test_id")
-    return request.key(test_id if isinstance(test_id, str) else None)
+    return request.key(test_id if isinstance(test_id, str) else None, rules)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,15 +304,17 @@ def diff(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]
     return changes
 
 
-def comparable(request: Request, test_id: str | None) -> dict[str, Any]:
-    """The parts of a request that enter its key, as one mapping to diff."""
+def comparable(request: Request, test_id: str | None, rules: Rules | None = None) -> dict[str, Any]:
+    """The parts of a request that enter its key (under ``rules``), as one mapping to diff."""
     if isinstance(request, ToolRequest):
-        return {"tool": request.label, "kwargs": dict(request.kwargs)}
+        kwargs = rules.apply("kwargs", request.kwargs) if rules else request.kwargs
+        return {"tool": request.label, "kwargs": dict(kwargs)}
+    body = rules.apply("body", request.body) if rules else request.body
     return {
         "method": request.method,
         "endpoint": request.endpoint,
         "test_id": None if request.endpoint in SHARED_ENDPOINTS else test_id,
-        "body": normalize(request.body),
+        "body": normalize(body),
     }
 
 

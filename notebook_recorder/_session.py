@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 from . import __version__
 from ._errors import RecordingNotFoundError
 from ._keys import Request, ToolRequest, call_kind, comparable, diff, request_from_record
+from ._match import NormalizeArg, Rules, volatile_only
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode
 from ._secrets import mask
 from ._store import Found, Store
@@ -127,25 +128,42 @@ class Recorder:
     say) is logged as a ``kind="network"`` call; with ``block_network=True`` it raises
     ``NetworkBlockedError`` before any byte is sent, unless its host is in ``allow_hosts``
     (names or addresses; ``"localhost"`` means every loopback address). See ``_network``.
+
+    Matching is strict unless rules say otherwise (``_match``): ``ignore`` lists request paths
+    left out of the key (``"body.metadata.run_id"``, ``"body.messages[*].name"``, ``"kwargs.x"``
+    for tools), ``normalize`` maps regular expressions to replacements applied to every string of
+    the request (or is a callable taking and returning an API request's body). The
+    ``[tool.notebook-recorder]`` table of the nearest ``pyproject.toml`` (``_config``) adds its
+    rules, and its ``dir`` is the default directory when ``dir`` is not given.
     """
 
     def __init__(
         self,
         mode: Mode | str = Mode.RECORD_IF_MISSING,
-        dir: str | os.PathLike[str] = DEFAULT_DIR,
+        dir: str | os.PathLike[str] | None = None,
         scope: str | None = None,
         *,
         block_network: bool = False,
         allow_hosts: Iterable[str] = (),
+        ignore: Iterable[str] | str | None = None,
+        normalize: NormalizeArg = None,
     ) -> None:
-        self.requested_mode = Mode.parse(mode)
-        self.requested_dir = Path(dir)
-        self.scope = scope
-        self.block_network = bool(block_network)
-        self.allow_hosts = _hosts(allow_hosts)
+        from ._config import project_config
+
         # A relative directory means relative to where recording started: a notebook that
         # changes directory (``%cd``) keeps recording to, and replaying from, the same place.
         self._cwd = os.getcwd()
+        self.project = project_config(self._cwd)
+        """The ``[tool.notebook-recorder]`` table in force (``_config.ProjectConfig``)."""
+        self.requested_mode = Mode.parse(mode)
+        self.requested_dir = Path(dir) if dir is not None else (self.project.dir or Path(DEFAULT_DIR))
+        self.scope = scope
+        self.block_network = bool(block_network)
+        self.allow_hosts = _hosts(allow_hosts)
+        self.explicit_rules = Rules.build(ignore, normalize)
+        """The rules given to this recorder, without the project's."""
+        self.rules = self.project.rules.merged(self.explicit_rules)
+        """The match rules in force: the project's and the explicit ones (``_match.Rules``)."""
         self._store: Store | None = None
         self._store_dir: Path | None = None
         self.occurrences = Occurrences()
@@ -169,7 +187,7 @@ class Recorder:
     def store(self) -> Store:
         directory = self.dir
         if self._store is None or self._store_dir != directory:
-            self._store, self._store_dir = Store(Path(self._cwd, directory.expanduser())), directory
+            self._store, self._store_dir = Store(Path(self._cwd, directory.expanduser()), self.rules), directory
         return self._store
 
     def check(self) -> None:
@@ -191,7 +209,7 @@ class Recorder:
         is recorded as occurrence k.
         """
         mode = self.mode
-        key = request.key(self.scope)
+        key = request.key(self.scope, self.rules)
         occurrence = self.occurrences.next(self.store.root, key)
         decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter(), occurrence=occurrence)
         if mode is Mode.LIVE:
@@ -242,6 +260,8 @@ class Recorder:
                 **({} if isinstance(decision.request, ToolRequest) else _sdk_versions()),
             },
         }
+        if self.rules:  # which rules the key was computed under (FORMAT.md, "Extensions of our own")
+            record["match"] = self.rules.to_json()
         if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
             record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
         path = self.store.write(decision.key, record)
@@ -305,6 +325,8 @@ class Recorder:
     def _missing_message(self, request: Request, key: str) -> str:
         directory = _display_path(self.store.root)
         lines = [f"No recording of {request.describe()} in {directory}/ (key {key[:12]}…, scope {self.scope!r})."]
+        if self.rules:
+            lines.append(f"Requests are matched under these rules: {self.rules.describe()}.")
         nearest = self._nearest(request)
         if nearest is None:
             lines.append("There is no recorded request to compare it with in that directory.")
@@ -314,6 +336,7 @@ class Recorder:
             lines += [f"    {change}" for change in changes[:8]]
             if len(changes) > 8:
                 lines.append(f"    … and {len(changes) - 8} more differences")
+            lines += _volatile_hint(changes)
         broken = self.store.errors()
         if broken:
             lines.append(f"{len(broken)} file(s) there could not be read:")
@@ -326,19 +349,45 @@ class Recorder:
         return "\n".join(lines)
 
     def _nearest(self, request: Request) -> tuple[Path, list[Any]] | None:
-        wanted = comparable(request, self.scope)
+        wanted = comparable(request, self.scope, self.rules)
         best: tuple[tuple[int, float], Path, list[Any]] | None = None
         for path, record in self.store.records():
             stored = request_from_record(record)
             if stored is None or type(stored) is not type(request):
                 continue
             test_id = record.get("test_id")
-            changes = diff(comparable(stored, test_id if isinstance(test_id, str) else None), wanted)
+            changes = diff(comparable(stored, test_id if isinstance(test_id, str) else None, self.rules), wanted)
             # Fewest changes first; among those, the most similar values ('3.12' is near '3.13').
             rank = (len(changes), sum(change.distance for change in changes))
             if best is None or rank < best[0]:
                 best = (rank, path, changes)
         return (best[1], best[2]) if best else None
+
+
+def _volatile_hint(changes: list[Any]) -> list[str]:
+    """When the nearest recording differs only in strings that look volatile (dates, times, UUIDs,
+    hex ids): say so, and show the ``normalize=`` (and, for id-like fields, ``ignore=``) to add."""
+    found = volatile_only(changes)
+    if not found:
+        return []
+    rules = {regex: placeholder for regex, placeholder in found.values()}
+    as_python = "{" + ", ".join(f'r"{regex}": "{placeholder}"' for regex, placeholder in rules.items()) + "}"
+    flags = " ".join(f"--normalize '{regex}={placeholder}'" for regex, placeholder in rules.items())
+    toml = [f"    '{regex}' = \"{placeholder}\"" for regex, placeholder in rules.items()]
+    lines = [
+        f"It differs only in strings that look volatile ({', '.join(found)}). If they change on every "
+        "run, match requests with them normalised:",
+        f"    nr.recording(..., normalize={as_python})",
+        f"    %apirec replay {flags}",
+    ]
+    # A field that is nothing but an id or a timestamp (``run-3f2a9c1d``) can be left out instead.
+    ids = [c.path for c in changes if " " not in str(c.old).strip()]
+    if ids:
+        lines.append("  or leave those fields out of the key:")
+        lines.append(f"    nr.recording(..., ignore={ids!r})")
+        lines.append(f"    %apirec replay {' '.join(f'--ignore {path}' for path in ids)}")
+    lines += ["  or for the whole project, in pyproject.toml:", "    [tool.notebook-recorder.normalize]", *toml]
+    return lines
 
 
 def _hosts(hosts: Iterable[str] | str) -> frozenset[str]:
@@ -521,20 +570,26 @@ def _remove_patches() -> None:
 
 def start(
     mode: Mode | str = Mode.RECORD_IF_MISSING,
-    dir: str | os.PathLike[str] = DEFAULT_DIR,
+    dir: str | os.PathLike[str] | None = None,
     scope: str | None = None,
     *,
     block_network: bool = False,
     allow_hosts: Iterable[str] = (),
+    ignore: Iterable[str] | str | None = None,
+    normalize: NormalizeArg = None,
 ) -> Recorder:
     """Record or replay every call in this process from now on, until :func:`stop`.
 
     This is what ``%apirec MODE`` uses. Clients created earlier are covered too.
     ``block_network=True`` stops network connections that bypass the hooks, except to
-    ``allow_hosts`` (see :class:`Recorder`).
+    ``allow_hosts`` (see :class:`Recorder`). ``ignore`` and ``normalize`` leave volatile parts
+    of requests out of their keys (see :class:`Recorder`). ``dir`` defaults to the project's
+    (``[tool.notebook-recorder] dir``), else ``recordings``.
     """
     global _session
-    recorder = Recorder(mode, dir, scope, block_network=block_network, allow_hosts=allow_hosts)
+    recorder = Recorder(
+        mode, dir, scope, block_network=block_network, allow_hosts=allow_hosts, ignore=ignore, normalize=normalize
+    )
     with _state_lock:
         _session = recorder
         _install_patches(recorder)
@@ -583,7 +638,7 @@ def _pushed(recorder: Recorder) -> Iterator[Recorder]:
 
 
 class recording:
-    """Record or replay the calls made inside a ``with`` block or a decorated function.
+    r"""Record or replay the calls made inside a ``with`` block or a decorated function.
 
     >>> with nr.recording("replay", dir="recordings"):
     ...     client.chat.completions.create(model="gpt-4o", messages=[...])
@@ -593,20 +648,29 @@ class recording:
     enters the key. ``block_network=True`` makes a network connection that bypasses the hooks
     raise ``NetworkBlockedError`` before any byte is sent, except to ``allow_hosts`` (names or
     addresses, ``"localhost"`` for every loopback address); without it such connections are only
-    logged (``kind="network"`` in :func:`calls`).
+    logged (``kind="network"`` in :func:`calls`). ``ignore`` and ``normalize`` leave volatile
+    parts of requests out of their keys: ``ignore=["body.metadata.run_id"]``,
+    ``normalize={r"\d{4}-\d{2}-\d{2}": "<date>"}`` or a callable (see :class:`Recorder`).
     """
 
     def __init__(
         self,
         mode: Mode | str = Mode.RECORD_IF_MISSING,
-        dir: str | os.PathLike[str] = DEFAULT_DIR,
+        dir: str | os.PathLike[str] | None = None,
         scope: str | None = None,
         *,
         block_network: bool = False,
         allow_hosts: Iterable[str] = (),
+        ignore: Iterable[str] | str | None = None,
+        normalize: NormalizeArg = None,
     ) -> None:
         self._args = (Mode.parse(mode), dir, scope)
-        self._network: dict[str, Any] = {"block_network": block_network, "allow_hosts": tuple(_hosts(allow_hosts))}
+        self._network: dict[str, Any] = {
+            "block_network": block_network,
+            "allow_hosts": tuple(_hosts(allow_hosts)),
+            "ignore": tuple([ignore] if isinstance(ignore, str) else ignore or ()),
+            "normalize": normalize,
+        }
         self._contexts: list[Any] = []
         self._new()  # validate now, not at first use
 

@@ -28,12 +28,15 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _files
 from ._codec import dumps, loads
 from ._errors import RecordingFormatError
 from ._keys import record_key, record_occurrence, recording_name
+
+if TYPE_CHECKING:
+    from ._match import Rules
 
 
 @dataclass
@@ -53,15 +56,17 @@ class _Index:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
-_indexes: dict[Path, _Index] = {}
+_indexes: dict[tuple[Path, str], _Index] = {}
 _indexes_lock = threading.Lock()
 
 
-def _index_for(root: Path) -> _Index:
+def _index_for(root: Path, rules: str = "") -> _Index:
+    """The index of ``root`` under the match rules with fingerprint ``rules`` (``""``: strict):
+    the content index keys every stored request under the rules in force (``_match``)."""
     with _indexes_lock:
-        index = _indexes.get(root)
+        index = _indexes.get((root, rules))
         if index is None:
-            index = _indexes[root] = _Index()
+            index = _indexes[root, rules] = _Index()
         return index
 
 
@@ -81,11 +86,16 @@ class Found:
 
 
 class Store:
-    """The recordings under one directory."""
+    """The recordings under one directory, looked up under match ``rules`` (strict by default):
+    a stored request is found when its key under these rules is the key asked for, whatever rules
+    it was recorded under."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], rules: Rules | None = None) -> None:
+        from ._match import STRICT
+
         self.root = Path(root).expanduser().resolve()
-        self._index = _index_for(self.root)
+        self.rules = rules if rules is not None else STRICT
+        self._index = _index_for(self.root, self.rules.fingerprint)
         self._cleaned = False  # stale temporary files removed (on the first write)
 
     def __repr__(self) -> str:
@@ -218,7 +228,7 @@ class Store:
         version = (stat.st_mtime_ns, stat.st_size, key, occurrence)
         verified = self._index.verified
         if verified.get(path) != version:
-            if record_occurrence(record) != occurrence or _content_key(record, path) != key:
+            if record_occurrence(record) != occurrence or _content_key(record, path, self.rules) != key:
                 return None
             verified[path] = version
         return Found(Path(path), record, occurrence)
@@ -251,7 +261,7 @@ class Store:
             index.seen[path] = mtime
             try:
                 record = self.read(Path(path))
-                key, occurrence = _content_key(record, path), record_occurrence(record)
+                key, occurrence = _content_key(record, path, self.rules), record_occurrence(record)
             except RecordingFormatError as exc:
                 index.errors[path] = exc.problem
                 continue
@@ -334,9 +344,10 @@ class Store:
         return path
 
 
-def _content_key(record: Mapping[str, Any], path: str | Path) -> str | None:
-    """:func:`record_key`, with a shape no one foresaw reported as that file's format error."""
+def _content_key(record: Mapping[str, Any], path: str | Path, rules: Rules) -> str | None:
+    """:func:`record_key` under ``rules``, with a shape no one foresaw reported as that file's
+    format error."""
     try:
-        return record_key(record)
+        return record_key(record, rules)
     except Exception as exc:  # a file's odd content must not stop lookups of other files
         raise RecordingFormatError(path, f"cannot compute its key ({type(exc).__name__}: {exc})") from None

@@ -62,6 +62,7 @@ from ._keys import (
     name_occurrence,
     record_key,
     record_occurrence,
+    record_rules,
     request_from_record,
 )
 from ._modes import ENV_DIR, valid_modes
@@ -153,6 +154,10 @@ class Entry:
     test_id: str | None = None
     types: frozenset[str] = frozenset()  # __type__ names used (only for verify)
     leaks: tuple[str, ...] = ()  # credential-looking findings (only for verify)
+    match: str = "strict (no rules)"  # the match rules it was keyed under (its `match` field), described
+    opaque: bool = False  # keyed with a callable normalizer: its key cannot be recomputed here
+    untrusted: bool = False  # keyed with normalize patterns the project does not configure: not run
+    bad_match: bool = False  # its `match` field is malformed
 
     @property
     def stale_name(self) -> bool:
@@ -179,7 +184,7 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
             if malformed:
                 raise RecordingFormatError(path, f"malformed __type__ {malformed[0]!r:.80}")
             entry.leaks = tuple(leaks(path, record))
-        return _describe_record(entry, record)
+        return _describe_record(entry, record, _trusted_patterns(root))
     except RecordingFormatError as exc:
         problem = exc.problem
     except Exception as exc:  # a shape no one foresaw must not stop ls or verify
@@ -187,12 +192,18 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
     return Entry(path=path, rel=entry.rel, size=size, problem=problem, kind="unreadable")
 
 
-def _describe_record(entry: Entry, record: dict[str, Any]) -> Entry:
-    """``entry`` completed from its parsed recording."""
+def _describe_record(entry: Entry, record: dict[str, Any], trusted: frozenset[str]) -> Entry:
+    """``entry`` completed from its parsed recording; ``trusted``: the regexes it may run."""
     request, response = record["request"], record["response"]
     test_id = record.get("test_id")
     entry.test_id = test_id if isinstance(test_id, str) else None
-    entry.key = record_key(record)
+    entry.key = record_key(record, trusted=trusted)
+    rules = record_rules(record)
+    if rules is None:
+        entry.bad_match, entry.match = True, "a malformed match field"
+    else:
+        entry.match, entry.opaque = rules.describe(), rules.opaque
+        entry.untrusted = not rules.opaque and not set(dict(rules.normalize)) <= trusted
     entry.occurrence = record_occurrence(record)
     if entry.occurrence is None:
         entry.bad_occurrence = repr(record.get("occurrence"))[:40]
@@ -216,6 +227,18 @@ def _describe_record(entry: Entry, record: dict[str, Any]) -> Entry:
     if response.get("is_exception"):
         entry.kind = "exception"
     return entry
+
+
+def _trusted_patterns(root: Path) -> frozenset[str]:
+    """The ``normalize`` patterns of the ``pyproject.toml`` nearest ``root``: the only regular
+    expressions from a recording file's ``match`` field that are run (a hostile pattern in a file
+    could run for ever)."""
+    from ._config import project_config
+
+    try:
+        return frozenset(dict(project_config(root).rules.normalize))
+    except ValueError:
+        return frozenset()
 
 
 def _scan(root: Path, *, deep: bool = False) -> list[Entry]:
@@ -368,6 +391,8 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
     if len(key) == 64:
         from ._store import Store
 
+        if (root / f"{key}.json").is_file():  # by name: also a file keyed under match rules
+            return root / f"{key}.json"
         try:
             found = Store(root).find_latest(key, 1)  # its first occurrence recorded
         except RecordingFormatError as exc:
@@ -473,6 +498,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "unreadable files": [],
         "names that are not their key": [],
         "invalid occurrence fields": [],
+        "invalid match fields": [],
         "duplicate keys": [],
         "unknown __type__s": [],
         "possible leaked credentials": [],
@@ -480,12 +506,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     notes: list[str] = []
     by_key: dict[tuple[str, int], list[Entry]] = defaultdict(list)
     unknown: dict[str, list[str]] = defaultdict(list)
-    unkeyable = []
+    unkeyable, opaque, untrusted = [], [], []
+    rule_sets: dict[str, int] = defaultdict(int)
     for entry in entries:
         if entry.problem:
             groups["unreadable files"].append(f"{entry.rel}: {entry.problem}")
             continue
-        if entry.occurrence is None:
+        rule_sets[entry.match] += 1
+        if entry.bad_match:
+            groups["invalid match fields"].append(
+                f'{entry.rel}: match must be {{"ignore": [PATH...], "normalize": {{PATTERN: REPLACEMENT}}}} '
+                "with valid paths and regular expressions"
+            )
+        elif entry.opaque:
+            opaque.append(entry.rel)
+        elif entry.untrusted:
+            untrusted.append(entry.rel)
+        elif entry.occurrence is None:
             groups["invalid occurrence fields"].append(
                 f"{entry.rel}: occurrence must be a whole number >= 1, not {entry.bad_occurrence}"
             )
@@ -522,6 +559,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
             notes.append(f"{line}\n    (a known foreign type: a problem only with --strict)")
         else:
             groups["unknown __type__s"].append(line)
+    if opaque:
+        notes.append(
+            f"{len(opaque)} file(s) were keyed with a callable normalizer, which verify does not run; "
+            "their names were not checked"
+        )
+    if untrusted:
+        notes.append(
+            f"{len(untrusted)} file(s) were keyed with normalize patterns that the nearest pyproject.toml's "
+            "[tool.notebook-recorder.normalize] does not list; verify runs only the project's patterns (one "
+            "from a file could be made to run for ever), so their names were not checked"
+        )
     if unkeyable:
         notes.append(
             f"{len(unkeyable)} file(s) have no keyable request (raw HTTP and similar recordings); "
@@ -539,6 +587,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_json({"dir": args.dir, "files": len(entries), "ok": not total, "problems": groups, "notes": notes})
         return 1 if total else 0
     _out(f"verify {args.dir}: {len(entries)} files")
+    if any(match != "strict (no rules)" for match in rule_sets):
+        _out(
+            "recorded under match rules: "
+            + "; ".join(f"{_plural(count, 'file')} {match}" for match, count in sorted(rule_sets.items()))
+        )
     for title, items in groups.items():
         if not items:
             continue
@@ -615,6 +668,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             files.append(file)
 
     store = Store(dest)
+    trusted = _trusted_patterns(dest)
     counts = {"imported": 0, "updated": 0, "unchanged": 0, "skipped": 0}
     for problem in odd:
         counts["skipped"] += 1
@@ -630,14 +684,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         if scoped:
             record = _rescoped(record, scope)
         try:
-            key, occurrence = record_key(record), record_occurrence(record)
+            key, occurrence = record_key(record, trusted=trusted), record_occurrence(record)
         except Exception as exc:  # an odd shape: skip this file, import the others
             counts["skipped"] += 1
             _out(f"skipped    {file}: cannot compute its key ({type(exc).__name__})")
             continue
         if key is None:
             counts["skipped"] += 1
-            _out(f"skipped    {file}: no keyable request (a raw HTTP or similar recording)")
+            why = "no keyable request (a raw HTTP or similar recording)"
+            if request_from_record(record) is not None:
+                rules = record_rules(record)
+                why = (
+                    f"keyed under match rules this project cannot re-run ({rules.describe() if rules else 'malformed'})"
+                )
+            _out(f"skipped    {file}: {why}")
             continue
         if occurrence is None:
             counts["skipped"] += 1

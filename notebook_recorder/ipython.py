@@ -70,12 +70,13 @@ import IPython
 from IPython.core import inputtransformer2, magic_arguments
 from IPython.core.error import TryNext, UsageError
 from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
 from traitlets import Bool
 
 from . import _session
 from ._errors import RecordingNotFoundError
+from ._match import Rules, parse_normalize_flag
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode, valid_modes
 from ._notebooks import OWN_OUTPUT_KEY
 from ._session import Call, Recorder
@@ -109,7 +110,7 @@ NOTE_PREFIX = "apirec: "
 the outputs' :data:`OWN_OUTPUT_KEY` metadata, not by this text)."""
 
 SUBCOMMANDS = ("status", "off")
-_NETWORK_FLAGS = ("--block-network", "--allow-host")
+_NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -130,6 +131,12 @@ def _line_cell_magic(method: _F) -> _F:
     return cast(_F, line_cell_magic(method))
 
 
+def _no_var_expand(method: _F) -> _F:
+    """The line is taken as written: ``{...}`` and ``$name`` are not expanded from the user's
+    namespace, so a ``--normalize`` regular expression keeps its ``\\d{4}`` and its ``$``."""
+    return no_var_expand(method)
+
+
 def _kwds(**kwargs: Any) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], _untyped.kwds(**kwargs))
 
@@ -145,6 +152,7 @@ def _transform_cell_magic(lines: list[str]) -> list[str]:
 # argparse %-formats usage and help strings: "%%" prints "%".
 _HELP_USAGE = (
     "apirec [MODE] [--dir DIR] [--scope S] [--block-network [--allow-host HOST]]\n"
+    "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
     "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
@@ -203,12 +211,23 @@ def notebook_path(user_ns: dict[str, Any] | None = None) -> tuple[Path, str] | N
 
 
 def default_dir(user_ns: dict[str, Any] | None = None) -> DefaultDir:
-    """``recordings/<notebook stem>/`` beside the notebook when it is known, else ``./recordings/``."""
+    """``recordings/<notebook stem>/`` beside the notebook when it is known, else ``./recordings/``.
+
+    When the nearest ``pyproject.toml`` has ``[tool.notebook-recorder] dir``, that directory
+    takes the place of ``recordings`` (``<dir>/<notebook stem>/``, else ``<dir>/``).
+    """
+    from ._config import project_config
+
+    try:
+        project_dir = project_config().dir
+    except ValueError:  # a malformed table: the recorder started next reports it
+        project_dir = None
     found = notebook_path(user_ns)
     if found is None:
-        return DefaultDir(Path(_session.DEFAULT_DIR))
+        return DefaultDir(project_dir or Path(_session.DEFAULT_DIR))
     notebook, source = found
-    return DefaultDir(notebook.parent / _session.DEFAULT_DIR / notebook.stem, notebook, source)
+    base = project_dir or notebook.parent / _session.DEFAULT_DIR
+    return DefaultDir(base / notebook.stem, notebook, source)
 
 
 def _display(path: Path | str) -> str:
@@ -466,8 +485,26 @@ class ApiRecMagics(Magics):
         "reported; repeat it or separate hosts with commas; 'localhost' allows every loopback "
         "address (blocked otherwise, as in pytest-recording)",
     )
+    @_argument(
+        "--ignore",
+        action="append",
+        metavar="PATH",
+        help="leave this request field out of the key, in the path syntax of the missing-recording "
+        "diff: body.metadata.run_id, body.messages[0].content, body.messages[*].name ([*]: every "
+        "item), kwargs.NAME for @nr.tool arguments; repeatable. Adds to pyproject.toml's "
+        "[tool.notebook-recorder] ignore",
+    )
+    @_argument(
+        "--normalize",
+        action="append",
+        metavar="PATTERN=REPLACEMENT",
+        help="before keying, replace every match of the regular expression PATTERN in the request's "
+        "strings with REPLACEMENT (split at the last =), e.g. --normalize '\\d{4}-\\d{2}-\\d{2}=<date>'; "
+        "repeatable. Adds to pyproject.toml's [tool.notebook-recorder.normalize]",
+    )
     @_argument("--clear", action="store_true", help="with status: empty the call log")
     @_argument(CELL_FLAG, action="store_true", dest="this_cell", help=argparse.SUPPRESS)
+    @_no_var_expand
     @_line_cell_magic
     def apirec(self, line: str, cell: str | None = None) -> None:
         """Record or replay the openai SDK calls (and @nr.tool calls) of this session or one cell.
@@ -483,6 +520,8 @@ class ApiRecMagics(Magics):
           %apirec record-if-missing --dir recs   record what is not recorded yet, in ./recs
           %apirec replay --block-network         also stop traffic that bypasses the SDK
           %apirec replay --block-network --allow-host localhost   ... except to loopback
+          %apirec replay --ignore body.metadata.run_id            leave a volatile field out of the key
+          %apirec replay --normalize '\\d{4}-\\d{2}-\\d{2}=<date>'     match any date in a prompt
           %%apirec record                        first line of a cell: this cell only
           %apirec                                the mode, directory and scope in force
           %apirec status                         this session's calls, as a table
@@ -495,7 +534,15 @@ class ApiRecMagics(Magics):
         network connections bypassed the openai SDK (not recorded, so they would not replay);
         turn it off with %config ApiRecMagics.quiet = True. The notes, the state and the status
         table are tagged in their output metadata, so `notebook-recorder run --check` does not
-        compare them. A trailing # comment is ignored (a # inside quotes is kept).
+        compare them. A trailing # comment is ignored (a # inside quotes is kept). The line is
+        taken as written: {...} and $name are not expanded from the namespace.
+
+        Matching is strict: a request replays only the recording of the same request. For parts
+        that change on every run (a date in a prompt, a run id), --ignore PATH leaves a field out
+        of the key and --normalize PATTERN=REPLACEMENT rewrites matching strings before keying;
+        files keep the request as sent. Project-wide rules (and a default dir) go in
+        pyproject.toml's [tool.notebook-recorder] table; these flags add to them, and a
+        %%apirec cell adds to its session's.
         """
         args = self._parse(line, cell_magic=cell is not None)
         if cell is not None or args.this_cell:
@@ -578,11 +625,29 @@ class ApiRecMagics(Magics):
         hosts = [*(base.allow_hosts if base is not None else ()), *(args.allow_host or ())]
         return {"block_network": block, "allow_hosts": [_unquote(host) for host in hosts]}
 
+    @staticmethod
+    def _match_args(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
+        """``ignore`` and ``normalize`` from ``--ignore`` and ``--normalize``; a cell (``base``
+        given) adds them to the explicit rules of the recorder it runs under."""
+        ignore = [*(base.explicit_rules.ignore if base is not None else ())]
+        ignore += [_unquote(path) for path in args.ignore or ()]
+        patterns = {}
+        for value in args.normalize or ():
+            try:
+                pattern, replacement = parse_normalize_flag(_unquote(value))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            patterns[pattern] = replacement
+        with _usage_errors():
+            flags = Rules.build(normalize=patterns)
+        inherited = base.explicit_rules if base is not None else Rules()
+        return {"ignore": ignore, "normalize": inherited.merged(flags)}
+
     def _start(self, args: argparse.Namespace) -> None:
         mode, directory, scope = self._recorder_args(args, _session.session())
         network = self._network_args(args, None)
         with _usage_errors():
-            recorder = _session.start(mode, directory, scope, **network)
+            recorder = _session.start(mode, directory, scope, **network, **self._match_args(args, None))
         self._warn_override(recorder)
 
     def _announce(self, default: DefaultDir) -> None:
@@ -675,7 +740,7 @@ class ApiRecMagics(Magics):
         mode, directory, scope = self._recorder_args(args, base)
         network = self._network_args(args, base)
         with _usage_errors():
-            context = _session.recording(mode, directory, scope, **network)
+            context = _session.recording(mode, directory, scope, **network, **self._match_args(args, base))
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:
             self._show(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
         return context
@@ -701,6 +766,10 @@ class ApiRecMagics(Magics):
                 ("scope", recorder.scope if recorder.scope is not None else "none"),
                 ("set by", self._set_by(recorder)),
             ]
+            if recorder.rules:
+                project = recorder.project.path
+                origin = f" (with {_display(project)})" if project is not None and recorder.project.rules else ""
+                rows.append(("match", recorder.rules.describe() + origin))
             if recorder.block_network:
                 allowed = ", ".join(sorted(recorder.allow_hosts)) or "nothing"
                 rows.append(("network", f"blocked outside the openai SDK (allowed: {allowed})"))
@@ -917,9 +986,15 @@ def _unquote(value: str) -> str:
 
 def _usage(cell_magic: bool) -> str:
     if cell_magic:
-        return f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S] [--block-network] [--allow-host HOST]"
+        return (
+            f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
+            "[--ignore PATH] [--normalize PATTERN=REPLACEMENT]"
+        )
     modes = ",".join([*valid_modes(), *SUBCOMMANDS])
-    return f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] [--clear]"
+    return (
+        f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
+        "[--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]"
+    )
 
 
 @contextmanager
@@ -976,7 +1051,7 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     words = text.split()
     previous = words if text[-1:].isspace() else words[:-1]
     cell_magic = bool(words) and words[0].startswith("%%")
-    if previous and previous[-1] in ("--dir", "--scope", "--allow-host"):
+    if previous and previous[-1] in ("--dir", "--scope", "--allow-host", "--ignore", "--normalize"):
         raise TryNext()
     if len(previous) <= 1:
         return valid_modes() if cell_magic else [*valid_modes(), *SUBCOMMANDS]
@@ -987,7 +1062,7 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
         flags = []
     else:
         flags = ["--dir", "--scope", *_NETWORK_FLAGS]
-    return [flag for flag in flags if flag not in previous or flag == "--allow-host"]
+    return [flag for flag in flags if flag not in previous or flag in ("--allow-host", "--ignore", "--normalize")]
 
 
 # ---------------------------------------------------------------------------------------------

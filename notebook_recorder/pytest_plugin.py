@@ -45,7 +45,7 @@ __all__ = ["CONFIG_KEYS", "MARKER", "NotebookFailure", "NotebookFile", "Notebook
 MARKER = "apirec"
 """``@pytest.mark.apirec``: record or replay the test's calls."""
 
-CONFIG_KEYS = ("dir", "mode", "scope", "block_network", "allow_hosts")
+CONFIG_KEYS = ("dir", "mode", "scope", "block_network", "allow_hosts", "ignore", "normalize")
 """What ``@pytest.mark.apirec(...)`` and the ``apirec_config`` fixture may set."""
 
 _DEFAULT_ROOT = "recordings"
@@ -104,8 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(dir=None, mode=None, scope=None, block_network=False, allow_hosts=()): record or replay this "
-        "test's openai and tool calls "
+        f"{MARKER}(dir=None, mode=None, scope=None, block_network=False, allow_hosts=(), ignore=(), normalize=None): "
+        "record or replay this test's openai and tool calls "
         "(notebook-recorder)",
     )
     config.stash[_counts_key] = Counter()
@@ -215,6 +215,8 @@ def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
         settings["scope"],
         block_network=settings["block_network"],
         allow_hosts=settings["allow_hosts"],
+        ignore=settings["ignore"],
+        normalize=settings["normalize"],
     )
 
 
@@ -280,7 +282,15 @@ def _settings(item: pytest.Item, defaults: Mapping[str, Any]) -> dict[str, Any]:
         raise pytest.UsageError("--apirec-allow-host only means something with --apirec-block-network")
     marked_hosts = given.get("allow_hosts") or ()  # a test may name its hosts whether or not the run blocks
     allow_hosts = [*options.apirec_allow_host, *([marked_hosts] if isinstance(marked_hosts, str) else marked_hosts)]
-    return {"mode": mode, "dir": directory, "scope": scope, "block_network": block_network, "allow_hosts": allow_hosts}
+    return {
+        "mode": mode,
+        "dir": directory,
+        "scope": scope,
+        "block_network": block_network,
+        "allow_hosts": allow_hosts,
+        "ignore": given.get("ignore") or (),
+        "normalize": given.get("normalize"),
+    }
 
 
 def _check_keys(item: pytest.Item, source: str, values: Mapping[str, Any]) -> None:

@@ -487,6 +487,29 @@ def test_block_network_option_and_marker(pytester: pytest.Pytester) -> None:
     run(pytester, "--apirec-allow-host", "localhost").assert_outcomes(errors=2, passed=1)
 
 
+def test_ignore_and_normalize_in_the_marker_and_config(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def apirec_config():
+            return {"normalize": {r"\\d{4}-\\d{2}-\\d{2}": "<date>"}}
+        """
+    )
+    pytester.makepyfile(
+        test_rules="""
+        import pytest
+
+        @pytest.mark.apirec(ignore=["body.metadata"])
+        def test_rules(apirec):
+            described = apirec.rules.describe()
+            assert "body.metadata" in described and "<date>" in described
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
 def test_a_session_without_markers_shows_no_summary(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(pytester)
