@@ -13,14 +13,29 @@ import openai
 import pytest
 from wire_server import TEST_API_KEY, WireServer
 
+import notebook_recorder as nr
+from notebook_recorder import _config
+from notebook_recorder._store import forget_indexes
+
 _ENV_TO_CLEAR = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "APIREC_MODE", "APIREC_DIR")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees a real API key, a real base URL, or a recorder mode/dir from the shell."""
+def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts alike and cleans up after itself.
+
+    No real API key, base URL or recorder mode/dir from the shell; no recorder active, an empty
+    call log, and no directory index or project configuration remembered from an earlier test.
+    Afterwards recording is stopped (the SDK hook removed) whatever the test did.
+    """
     for name in _ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
+    forget_indexes()
+    _config.clear_cache()
+    nr.clear_calls()
+    yield
+    nr.stop()
+    nr.clear_calls()
 
 
 @pytest.fixture

@@ -37,13 +37,8 @@ TIME = r"\d{2}:\d{2}"
 
 
 @pytest.fixture(autouse=True)
-def _fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no pyproject.toml above tmp_path unless a test writes one
-    forget_indexes()
-    _config.clear_cache()
-    nr.clear_calls()
-    yield
-    nr.stop()
 
 
 def ask(client: openai.OpenAI, prompt: str, **extra: Any) -> str:

@@ -32,14 +32,6 @@ SAME = [{"role": "user", "content": "Pick a number"}]
 OTHER = [{"role": "user", "content": "Pick a letter"}]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    forget_indexes()
-    nr.clear_calls()
-    yield
-    nr.stop()
-
-
 @pytest.fixture
 def server() -> Iterator[WireServer]:
     with WireServer(count_answers=True) as wire:

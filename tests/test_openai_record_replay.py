@@ -34,14 +34,6 @@ MODES = ["live", "record", "replay", "record-if-missing"]
 HI = [{"role": "user", "content": "Hi"}]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Any:
-    forget_indexes()
-    nr.clear_calls()
-    yield
-    nr.stop()
-
-
 class Answer(pydantic.BaseModel):
     answer: str
 

@@ -22,11 +22,6 @@ from notebook_recorder._store import Store, forget_indexes
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
 
 
-@pytest.fixture(autouse=True)
-def _cold_indexes() -> None:
-    forget_indexes()
-
-
 def _record(content: str, test_id: str | None = None) -> tuple[str, dict]:
     request = InferenceRequest("POST", "/v1/chat/completions", {"model": "m", "messages": [{"content": content}]})
     record = {

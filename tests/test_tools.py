@@ -33,15 +33,6 @@ from notebook_recorder._codec import UnknownTypeWarning
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
 
 
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("APIREC_MODE", raising=False)
-    monkeypatch.delenv("APIREC_DIR", raising=False)
-    nr.clear_calls()
-    yield
-    nr.stop()
-
-
 def recordings(directory: Path) -> list[dict[str, Any]]:
     """Every recording file under ``directory``, parsed."""
     return [json.loads(p.read_text()) for p in sorted(directory.rglob("*.json"))]

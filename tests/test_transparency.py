@@ -20,18 +20,9 @@ from openai.types.chat import ChatCompletion
 from wire_server import TEST_API_KEY, WireServer, binary_content
 
 import notebook_recorder as nr
-from notebook_recorder._store import forget_indexes
 
 HI = [{"role": "user", "content": "Hi"}]
 CHAT = {"model": "gpt-4o", "messages": HI}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Any:
-    forget_indexes()
-    nr.clear_calls()
-    yield
-    nr.stop()
 
 
 def files(directory: Path) -> list[Path]:

@@ -47,12 +47,8 @@ NEVER = [{"role": "user", "content": "a question never recorded"}]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    forget_indexes()
+def _cold_analysis_cache() -> None:
     clear_cache()
-    nr.clear_calls()
-    yield
-    nr.stop()
 
 
 # ---------------------------------------------------------------------------------------------

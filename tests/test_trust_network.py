@@ -98,14 +98,6 @@ def listener() -> Iterator[Listener]:
         server.close()
 
 
-@pytest.fixture(autouse=True)
-def _clean_log() -> Iterator[None]:
-    nr.clear_calls()
-    yield
-    nr.stop()
-    nr.clear_calls()
-
-
 def network_calls() -> list[nr.Call]:
     return [call for call in nr.calls() if call.kind == "network"]
 

@@ -27,16 +27,6 @@ import notebook_recorder as nr
 from notebook_recorder._secrets import leaks, mask, request_secrets, scrub
 from notebook_recorder.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("APIREC_MODE", raising=False)
-    monkeypatch.delenv("APIREC_DIR", raising=False)
-    nr.clear_calls()
-    yield
-    nr.stop()
-
-
 # ---------------------------------------------------------------------------------------------
 # A server that echoes the request
 # ---------------------------------------------------------------------------------------------

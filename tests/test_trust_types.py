@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,6 @@ from notebook_recorder._types import allowed_type
 REPO = Path(__file__).resolve().parent.parent
 HI = [{"role": "user", "content": "Hi"}]
 EVIL_MODULE = "nr_evil_payload_for_trust_tests"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    forget_indexes()
-    nr.clear_calls()
-    yield
-    forget_indexes()
 
 
 @pytest.fixture
