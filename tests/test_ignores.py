@@ -390,8 +390,8 @@ def test_the_project_table_is_honoured_by_notebook_recorder_run(wire_server: Wir
     assert result.returncode == 0, result.stdout + result.stderr
     result = run("replay", "11:15 tomorrow")  # not only the time: strict again
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Requests are matched under these rules: ignore=['body.metadata.run_id']" in result.stdout
-    assert "No recording of POST /v1/chat/completions" in result.stdout
+    assert "Requests are matched under these rules: ignore=['body.metadata.run_id']" in result.stderr  # failures
+    assert "No recording of POST /v1/chat/completions" in result.stderr
 
 
 def test_a_cell_keeps_the_session_callable_and_adds_its_flags(

@@ -169,12 +169,34 @@ def test_readme_block(block: Block, scratch: Path, wire_server: WireServer) -> N
     if block.lang in PYTHON:
         env["APIREC_MODE"] = "record-if-missing"  # a block that says replay records its call first
         _run_python(block, scratch, env)
+    elif block.lang == "toml":
+        _check_toml(block, scratch)
     elif block.lang in SHELL:
         if "notebook-recorder" not in block.code:
             pytest.fail(_how_to_mark(block, "a shell block that does not call notebook-recorder"))
         _run_shell(block, scratch, env)
     else:
         pytest.fail(_how_to_mark(block, f"a block in {block.lang or 'no language'!r}, which this test cannot run"))
+
+
+def _check_toml(block: Block, scratch: Path) -> None:
+    """A ``pyproject.toml`` excerpt: it parses, and a ``[tool.notebook-recorder]`` table in it is
+    one the package accepts (every key known, every path and pattern valid)."""
+    import tomllib
+
+    from notebook_recorder._config import clear_cache, project_config
+
+    try:
+        table = tomllib.loads(block.code)
+    except tomllib.TOMLDecodeError as exc:
+        pytest.fail(f"README.md line {block.line}: not valid TOML ({exc})")
+    if "notebook-recorder" in table.get("tool", {}):
+        (scratch / "pyproject.toml").write_text(block.code, encoding="utf-8")
+        clear_cache()
+        try:
+            project_config(scratch)
+        except ValueError as exc:
+            pytest.fail(f"README.md line {block.line}: [tool.notebook-recorder] is not accepted: {exc}")
 
 
 def test_the_parser_reads_marks_and_languages() -> None:
