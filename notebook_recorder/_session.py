@@ -413,10 +413,13 @@ def _shown_path(path: str, cwd: str) -> str:
 def _display_path_now(path: Path | str) -> str:
     """A path relative to the working directory when the two share a directory other than the
     root: ``recordings/x.json``, or ``../recordings/x.json`` from a notebook in ``notebooks/``
-    (so notebook outputs do not show the machine's absolute paths). Else the path as it is."""
+    (so notebook outputs do not show the machine's absolute paths). Else the path as it is.
+
+    Only the directories are resolved, never the file itself: a symbolic link is shown by its own
+    name, not its target's (a broken link or a link loop must be named as the user sees it)."""
     path = Path(path)
     try:
-        resolved, cwd = path.resolve(), Path.cwd().resolve()
+        resolved, cwd = Path(os.path.realpath(path.parent)) / path.name, Path.cwd().resolve()
         try:
             return str(resolved.relative_to(cwd))
         except ValueError:
