@@ -8,6 +8,8 @@ Append further fixtures below.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import openai
 import pytest
@@ -16,6 +18,9 @@ from wire_server import TEST_API_KEY, WireServer
 import notebook_recorder as nr
 from notebook_recorder import _config
 from notebook_recorder._store import forget_indexes
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 _ENV_TO_CLEAR = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "APIREC_MODE", "APIREC_DIR")
 
@@ -57,3 +62,25 @@ async def async_client(wire_server: WireServer) -> AsyncIterator[openai.AsyncOpe
     """An async openai client talking to ``wire_server`` (no retries)."""
     async with openai.AsyncOpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0) as aclient:
         yield aclient
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """IPython's global test shell with the extension loaded, in an empty working directory and
+    with no notebook named by the environment; the extension is unloaded afterwards."""
+    from IPython.testing import globalipapp
+
+    from notebook_recorder.ipython import NOTEBOOK_ENV
+
+    monkeypatch.chdir(tmp_path)
+    for name in (NOTEBOOK_ENV, "JPY_SESSION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.user_ns.pop("__vsc_ipynb_file__", None)
+    shell.run_line_magic("load_ext", "notebook_recorder")
+    nr.clear_calls()
+    try:
+        yield shell
+    finally:
+        shell.run_line_magic("unload_ext", "notebook_recorder")

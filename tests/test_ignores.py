@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,11 @@ import openai
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing import globalipapp
 from nbformat.v4 import new_code_cell, new_notebook
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
-from notebook_recorder import _config, _session
+from notebook_recorder import _config
 from notebook_recorder._match import Rules
 from notebook_recorder._store import forget_indexes
 from notebook_recorder.cli import main
@@ -223,20 +221,6 @@ def test_normalize_must_be_a_mapping_or_callable() -> None:
 # ---------------------------------------------------------------------------------------------
 # Magics
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ip() -> Iterator[InteractiveShell]:
-    os.environ.pop("NOTEBOOK_RECORDER_NOTEBOOK", None)
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.user_ns.pop("__vsc_ipynb_file__", None)
-    shell.run_line_magic("load_ext", "notebook_recorder")
-    try:
-        yield shell
-    finally:
-        shell.run_line_magic("unload_ext", "notebook_recorder")
-        _session.stop()
 
 
 def test_magic_flags(ip: InteractiveShell, client: openai.OpenAI, wire_server: WireServer, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ restoration, status, completion, the default directory and the notes, quickly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +17,6 @@ from IPython.core.completer import provisionalcompleter
 from IPython.core.error import TryNext, UsageError
 from IPython.core.formatters import DisplayFormatter
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
-from IPython.testing import globalipapp
 from wire_server import WireServer
 
 from notebook_recorder import _session, ipython as ipython_ext
@@ -36,25 +34,6 @@ from notebook_recorder.ipython import (
 )
 
 CHAT = "c.chat.completions.create(model='gpt-4o', messages=[{'role': 'user', 'content': %r}])"
-
-
-@pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """The global test shell with the extension loaded, in an empty working directory."""
-    monkeypatch.chdir(tmp_path)
-    for name in (NOTEBOOK_ENV, "JPY_SESSION_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.user_ns.pop("__vsc_ipynb_file__", None)
-    shell.run_line_magic("load_ext", "notebook_recorder")
-    _session.clear_calls()
-    try:
-        yield shell
-    finally:
-        shell.run_line_magic("unload_ext", "notebook_recorder")
-        _session.stop()
-        _session.clear_calls()
 
 
 @pytest.fixture

@@ -27,11 +27,9 @@ import openai
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing import globalipapp
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
-from notebook_recorder import _session
 from notebook_recorder._keys import REPLAY_KEY_PLACEHOLDER
 
 HERE = Path(__file__).name
@@ -375,17 +373,10 @@ def test_the_placeholder_key_is_never_sent(listener: Listener, tmp_path: Path) -
 
 
 @pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.chdir(tmp_path)
+def ip(ip: InteractiveShell, tmp_path: Path) -> InteractiveShell:
+    """The shared test shell (conftest), with a ``recs`` directory to record to."""
     (tmp_path / "recs").mkdir()
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "notebook_recorder")
-    try:
-        yield shell
-    finally:
-        shell.run_line_magic("unload_ext", "notebook_recorder")
-        _session.stop()
+    return ip
 
 
 def test_magic_block_network_flag(ip: InteractiveShell, listener: Listener, capsys: pytest.CaptureFixture[str]) -> None:
