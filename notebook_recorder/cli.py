@@ -166,7 +166,7 @@ class Entry:
         return _name_key_occurrence(self.path) != (self.key, self.occurrence)
 
 
-def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
+def _describe(path: Path, root: Path, trusted: frozenset[str], *, deep: bool = False) -> Entry:
     """What ``ls`` shows about one file; with ``deep``, also what ``verify`` checks.
 
     The parsed recording itself is not kept, so that a directory of thousands of files is fine.
@@ -184,7 +184,7 @@ def _describe(path: Path, root: Path, *, deep: bool = False) -> Entry:
             if malformed:
                 raise RecordingFormatError(path, f"malformed __type__ {malformed[0]!r:.80}")
             entry.leaks = tuple(leaks(path, record))
-        return _describe_record(entry, record, _trusted_patterns(root))
+        return _describe_record(entry, record, trusted)
     except RecordingFormatError as exc:
         problem = exc.problem
     except Exception as exc:  # a shape no one foresaw must not stop ls or verify
@@ -244,7 +244,8 @@ def _trusted_patterns(root: Path) -> frozenset[str]:
 def _scan(root: Path, *, deep: bool = False) -> list[Entry]:
     """Every recording under ``root``, and an ``unreadable`` entry for every odd one."""
     walk = _walk(root)
-    entries = [_describe(Path(path), root, deep=deep) for path in walk.files]
+    trusted = _trusted_patterns(root)  # once per scan: it looks for the project's pyproject.toml
+    entries = [_describe(Path(path), root, trusted, deep=deep) for path in walk.files]
     for odd in walk.problems:
         path = Path(odd.path)
         entries.append(Entry(path=path, rel=_rel(path, root), size=0, problem=odd.problem, kind="unreadable"))
