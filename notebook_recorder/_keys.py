@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-# Credential rules live in _secrets; these names are re-exported for code that imported them here.
-from ._secrets import REPLAY_KEY_PLACEHOLDER as REPLAY_KEY_PLACEHOLDER, scrub as scrub, scrub_url as scrub_url
-
 if TYPE_CHECKING:
     from ._match import Rules
 

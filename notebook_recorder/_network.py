@@ -58,8 +58,8 @@ from typing import Any
 
 from . import _session
 from ._errors import NetworkBlockedError
-from ._keys import REPLAY_KEY_PLACEHOLDER
 from ._modes import Mode
+from ._placeholder import REPLAY_KEY_PLACEHOLDER
 
 __all__ = ["install", "sdk_network", "uninstall"]
 

@@ -30,7 +30,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
-from notebook_recorder._keys import REPLAY_KEY_PLACEHOLDER
+from notebook_recorder._placeholder import REPLAY_KEY_PLACEHOLDER
 
 HERE = Path(__file__).name
 
