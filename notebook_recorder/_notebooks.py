@@ -53,16 +53,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._discovery import ENV_NOTEBOOK
 from ._modes import ENV_MODE
+from ._render import OWN_OUTPUT_KEY
 from ._session import ENV_USAGE_LOG
 
-ENV_NOTEBOOK = "NOTEBOOK_RECORDER_NOTEBOOK"
-"""The absolute path of the notebook being run; the magics derive their default directory from it."""
-
 IGNORE_OUTPUT_TAGS = frozenset({"ignore-output", "nbval-ignore-output"})
-OWN_OUTPUT_KEY = "notebook_recorder"
-"""The output metadata key that marks an output the package showed by itself (the magics put
-``{"notebook_recorder": {"role": "note"}}`` on their notes); ``--check`` leaves such outputs out."""
 RAISES_TAG = "raises-exception"
 
 # ---------------------------------------------------------------------------------------------

@@ -12,406 +12,47 @@ their event callbacks and every patch they installed.
     %apirec status [--clear]                   this session's calls as a table
     %apirec off                                back to live, patches removed
 
-This module is a thin adapter, in the manner of IPython's autoreload and storemagic: it parses
-arguments, calls the engine in :mod:`notebook_recorder._session` (``start``, ``stop``,
-``recording``, ``calls``, ``set_cell``) and renders what comes back. It decides nothing about
-recording itself.
+This module only adapts IPython, in the manner of IPython's autoreload and storemagic: it reads
+the line (:mod:`._magic_args`), calls the engine in :mod:`._session` (``start``, ``stop``,
+``recording``, ``calls``, ``set_cell``) and shows what comes back (:mod:`._render`). The default
+directory comes from :mod:`._discovery`; how a ``%%apirec`` cell runs as top-level code of the
+cell (so that ``await`` works) is in :mod:`._cell_magic`. It decides nothing about recording.
 
-How ``%%apirec`` runs its cell
-------------------------------
-A cell magic normally receives its body as a string and runs it with a nested ``run_cell``. In a
-Jupyter kernel that breaks top-level ``await``: the nested run cannot drive the kernel's event
-loop, which is already running. So the extension adds an input transformer that rewrites the
-magic's first line (and only that line) into a call that enters the recording for the current
-cell; the body stays top-level code of the cell. ``await``, the display of the last expression,
-tracebacks and line numbers behave exactly as in any other cell. The ``post_execute`` event,
-which IPython and ipykernel trigger in a ``finally`` block, restores the previous state, also
-after an exception or an interrupt. ``%%apirec`` still works as an ordinary cell magic when it is
-called directly (``get_ipython().run_cell_magic("apirec", "replay", body)``).
-
-Because the first line stays one line, the body keeps its line numbers. IPython caches the
-rewritten source of each cell for its tracebacks; when the rewritten line runs it notes which
-cached cell it is in, and while IPython formats a traceback (``InteractiveTB.structured_traceback``,
-wrapped while the extension is loaded) those cells show the user's ``%%apirec`` line instead of
-the call. Only then: the rest of the time the cache holds valid Python, which ``inspect`` parses.
-
-A trailing ``# comment`` on a ``%apirec`` or ``%%apirec`` line is ignored, as in Python: a ``#``
-that starts a word outside quotes starts the comment (``--dir "a#b"`` and ``--dir a#b`` keep it).
-
-Settings are traitlets: ``%config ApiRecMagics.quiet = True`` turns off the notes the extension
-prints by itself (the per-cell note and the directory announcement), and so does
-``--ApiRecMagics.quiet=True`` on a kernel's command line. Everything the extension shows by itself
-(the notes, the ``%apirec`` state, the status table, and the package's own warnings, such as
-``UnknownTypeWarning``) is display data whose output metadata is
-``{"notebook_recorder": {"role": ...}}`` (:data:`OWN_OUTPUT_KEY`): Jupyter shows it as plain text
-(not as a stderr warning), a terminal prints it, and ``notebook-recorder run --check`` leaves it
-out of the comparison, so a notebook saved from a record run passes a replay check. The notes
-carry no timings, and every line starts with :data:`NOTE_PREFIX`.
+A trailing ``# comment`` on a ``%apirec`` line is ignored, as in Python. Settings are traitlets:
+``%config ApiRecMagics.quiet = True`` (or ``--ApiRecMagics.quiet=True`` on a kernel's command line)
+turns off the notes the extension prints by itself. Everything it shows by itself (the notes, the
+state, the status table, the package's own warnings such as ``UnknownTypeWarning``) is display data
+tagged in its output metadata (:data:`._render.OWN_OUTPUT_KEY`), which ``notebook-recorder run --check``
+leaves out of the comparison; every line starts with :data:`._render.NOTE_PREFIX`.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
-import linecache
-import os
-import re
-import sys
 import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import IPython
-from IPython.core import inputtransformer2, magic_arguments
-from IPython.core.error import TryNext, UsageError
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
-from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic import Magics, magics_class
 from IPython.display import display
 from traitlets import Bool
 
-from . import _session
-from ._errors import RecordingNotFoundError
-from ._match import Rules, parse_normalize_flag
-from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode, valid_modes
-from ._notebooks import OWN_OUTPUT_KEY
+from . import _magic_args as flags, _session
+from ._cell_magic import CellRewriter
+from ._discovery import default_dir, display_path
+from ._magic_args import NETWORK_FLAGS
+from ._modes import ENV_DIR, ENV_MODE, env_dir, env_mode
+from ._render import NOTE_PREFIX, CallTable, cell_note, format_state, own_output_metadata, plural
 from ._session import Call, Recorder
 
-__all__ = [
-    "NOTEBOOK_ENV",
-    "NOTE_PREFIX",
-    "OWN_OUTPUT_KEY",
-    "ApiRecMagics",
-    "CallTable",
-    "DefaultDir",
-    "default_dir",
-    "load_ipython_extension",
-    "notebook_path",
-    "own_output_metadata",
-    "strip_comment",
-    "unload_ipython_extension",
-]
-
-NOTEBOOK_ENV = "NOTEBOOK_RECORDER_NOTEBOOK"
-"""Set by ``notebook-recorder run`` to the path of the notebook the kernel executes."""
-
-VSCODE_VARIABLE = "__vsc_ipynb_file__"
-"""Set by VS Code in the user namespace to the notebook's path."""
-
-JUPYTER_SESSION_ENV = "JPY_SESSION_NAME"
-"""Set by Jupyter Server in the kernel's environment to the notebook's path."""
-
-NOTE_PREFIX = "apirec: "
-"""Every line the extension prints by itself starts with this (for reading; ``run --check`` goes by
-the outputs' :data:`OWN_OUTPUT_KEY` metadata, not by this text)."""
-
-SUBCOMMANDS = ("status", "off")
-_NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize")
-CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-# IPython's magic_arguments and input transformers are untyped: give them types here, once.
-_untyped: Any = magic_arguments
-
-
-def _magic_arguments() -> Callable[[_F], _F]:
-    return cast(Callable[[_F], _F], _untyped.magic_arguments())
-
-
-def _argument(*args: Any, **kwargs: Any) -> Callable[[_F], _F]:
-    return cast(Callable[[_F], _F], _untyped.argument(*args, **kwargs))
-
-
-def _line_cell_magic(method: _F) -> _F:
-    return cast(_F, line_cell_magic(method))
-
-
-def _no_var_expand(method: _F) -> _F:
-    """The line is taken as written: ``{...}`` and ``$name`` are not expanded from the user's
-    namespace, so a ``--normalize`` regular expression keeps its ``\\d{4}`` and its ``$``."""
-    return no_var_expand(method)
-
-
-def _kwds(**kwargs: Any) -> Callable[[_F], _F]:
-    return cast(Callable[[_F], _F], _untyped.kwds(**kwargs))
-
-
-def _parse_argstring(magic: Any, line: str) -> argparse.Namespace:
-    return cast(argparse.Namespace, _untyped.parse_argstring(magic, line))
-
-
-def _transform_cell_magic(lines: list[str]) -> list[str]:
-    return cast(list[str], cast(Any, inputtransformer2).cell_magic(lines))
-
-
-# argparse %-formats usage and help strings: "%%" prints "%".
-_HELP_USAGE = (
-    "apirec [MODE] [--dir DIR] [--scope S] [--block-network [--allow-host HOST]]\n"
-    "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
-    "  %%apirec status [--clear]\n"
-    "  %%apirec off\n"
-    "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
-)
-
-_CELL_MAGIC_LINE = re.compile(r"%%apirec(?:[ \t]+(?P<args>.*?))?[ \t]*\r?\n?\Z")
-
-
-# ---------------------------------------------------------------------------------------------
-# The default directory
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DefaultDir:
-    """Where recordings go when no ``--dir`` is given, and why."""
-
-    path: Path
-    notebook: Path | None = None
-    source: str | None = None  # the variable that named the notebook
-
-    def describe(self) -> str:
-        """One line: ``recordings go to recordings/quickstart/ (notebook quickstart.ipynb)``."""
-        where = _display(self.path).rstrip("/") + "/"
-        if self.notebook is None:
-            why = "the kernel does not know which notebook it runs"
-        else:
-            why = f"notebook {self.notebook.name}"
-        return f"recordings go to {where} ({why})"
-
-
-def notebook_path(user_ns: dict[str, Any] | None = None) -> tuple[Path, str] | None:
-    """The notebook this kernel runs, and the variable that said so, when it can be told.
-
-    Looked up in order: ``$NOTEBOOK_RECORDER_NOTEBOOK`` (``notebook-recorder run``), the user
-    namespace's ``__vsc_ipynb_file__`` (VS Code), ``$JPY_SESSION_NAME`` (Jupyter Server). Only
-    ``.ipynb`` paths count. A relative path that does not exist from the working directory is
-    taken to name a notebook in the working directory: Jupyter Server gives paths relative to its
-    root, and starts the kernel in the notebook's directory.
-    """
-    candidates = (
-        (os.environ.get(NOTEBOOK_ENV), NOTEBOOK_ENV),
-        ((user_ns or {}).get(VSCODE_VARIABLE), VSCODE_VARIABLE),
-        (os.environ.get(JUPYTER_SESSION_ENV), JUPYTER_SESSION_ENV),
-    )
-    for raw, source in candidates:
-        if not isinstance(raw, str) or not raw.strip():
-            continue
-        path = Path(raw.strip()).expanduser()
-        if path.suffix.lower() != ".ipynb":
-            continue
-        if not path.is_absolute() and not path.exists():
-            path = Path(path.name)
-        return path, source
-    return None
-
-
-def default_dir(user_ns: dict[str, Any] | None = None) -> DefaultDir:
-    """``recordings/<notebook stem>/`` beside the notebook when it is known, else ``./recordings/``.
-
-    When the nearest ``pyproject.toml`` has ``[tool.notebook-recorder] dir``, that directory
-    takes the place of ``recordings`` (``<dir>/<notebook stem>/``, else ``<dir>/``).
-    """
-    from ._config import project_config
-
-    try:
-        project_dir = project_config().dir
-    except ValueError:  # a malformed table: the recorder started next reports it
-        project_dir = None
-    found = notebook_path(user_ns)
-    if found is None:
-        return DefaultDir(project_dir or Path(_session.DEFAULT_DIR))
-    notebook, source = found
-    base = project_dir or notebook.parent / _session.DEFAULT_DIR
-    return DefaultDir(base / notebook.stem, notebook, source)
-
-
-def _display(path: Path | str) -> str:
-    """A path relative to the working directory when it is below it, with ``/`` separators."""
-    path = Path(path)
-    try:
-        shown = path.resolve().relative_to(Path.cwd().resolve())
-        return shown.as_posix() if str(shown) != "." else "."
-    except (ValueError, OSError):
-        return path.as_posix()
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------
+__all__ = ["ApiRecMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 _COUNTED_BEFORE_HOOKS = tuple(IPython.version_info[:2]) >= (9, 8)
-
-_COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time")
-_NUMERIC = frozenset({"#", "cell", "occurrence", "time"})
-_OUTCOMES = ("replayed", "recorded", "live", "missing", "error", "unrecorded", "blocked")
-
-
-@dataclass(frozen=True)
-class CallTable:
-    """This session's calls as a table: aligned text in a terminal, HTML in a notebook."""
-
-    calls: Sequence[Call]
-
-    def rows(self) -> list[tuple[str, ...]]:
-        """One tuple of strings per call, in :data:`_COLUMNS` order."""
-        return [
-            (
-                str(call.index),
-                "" if call.cell is None else str(call.cell),
-                call.kind,
-                call.endpoint,
-                call.model or "",
-                _outcome(call),
-                str(call.occurrence),  # the k-th identical request of its recording context
-                call.path or call.origin or "",
-                f"{call.ms:.1f} ms",  # with its unit, so `run --check` reads it as a duration
-            )
-            for call in self.calls
-        ]
-
-    def summary(self) -> str:
-        """``3 calls: 2 replayed, 1 recorded``."""
-        if not self.calls:
-            return "no calls in this session yet"
-        return f"{_plural(len(self.calls), 'call')}: {_counts(self.calls)}"
-
-    def __repr__(self) -> str:
-        if not self.calls:
-            return NOTE_PREFIX + self.summary()
-        rows = self.rows()
-        widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(_COLUMNS)]
-
-        def line(cells: Sequence[str]) -> str:
-            padded = (
-                cell.rjust(width) if column in _NUMERIC else cell.ljust(width)
-                for column, cell, width in zip(_COLUMNS, cells, widths, strict=True)
-            )
-            return "  ".join(padded).rstrip()
-
-        rule = "  ".join("-" * width for width in widths)
-        return "\n".join([line(_COLUMNS), rule, *(line(row) for row in rows), "", self.summary()])
-
-    def _repr_html_(self) -> str:
-        if not self.calls:
-            return f"<p>{html.escape(NOTE_PREFIX + self.summary())}</p>"
-
-        def cell(tag: str, column: str, text: str, title: str = "") -> str:
-            align = "right" if column in _NUMERIC else "left"
-            tip = f' title="{html.escape(title)}"' if title else ""
-            return f'<{tag} style="text-align: {align}; white-space: nowrap"{tip}>{html.escape(text)}</{tag}>'
-
-        head = "".join(cell("th", column, column) for column in _COLUMNS)
-        file_at = _COLUMNS.index("file")
-
-        def row_html(row: tuple[str, ...]) -> str:
-            cells = [
-                cell("td", column, _short_path(text), text) if i == file_at else cell("td", column, text)
-                for i, (column, text) in enumerate(zip(_COLUMNS, row, strict=True))
-            ]
-            return "<tr>" + "".join(cells) + "</tr>"
-
-        body = "\n".join(row_html(row) for row in self.rows())
-        return (
-            '<table class="apirec-status">\n'
-            f"<caption>apirec: {html.escape(self.summary())}</caption>\n"
-            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
-        )
-
-
-def _short_path(path: str) -> str:
-    """``recordings/x/3c8462613af4…json`` as ``x/3c8462613af4…``: the directory and the key's start.
-
-    The status table shows this; the full path is the cell's tooltip.
-    """
-    if not path:
-        return ""
-    parent, _, name = path.replace("\\", "/").rpartition("/")
-    stem = name.removesuffix(".json")
-    if len(stem) > 16:
-        stem = stem[:12] + "…"
-    folder = parent.rpartition("/")[2]
-    return f"{folder}/{stem}" if folder else stem
-
-
-def _outcome(call: Call) -> str:
-    if call.error and call.outcome != "missing":
-        return f"{call.outcome} ({call.error})"
-    return call.outcome
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def _counts(calls: Sequence[Call]) -> str:
-    counted = Counter(call.outcome for call in calls)
-    ordered = [*_OUTCOMES, *sorted(set(counted) - set(_OUTCOMES))]
-    return ", ".join(f"{counted[outcome]} {outcome}" for outcome in ordered if counted[outcome])
-
-
-def own_output_metadata(role: str) -> dict[str, Any]:
-    """The output metadata of an output the extension shows by itself: ``{"notebook_recorder":
-    {"role": role}}``, with ``role`` one of ``note``, ``state``, ``status``, ``warning``. ``notebook-recorder run
-    --check`` leaves outputs carrying it out of the comparison."""
-    return {OWN_OUTPUT_KEY: {"role": role}}
-
-
-def cell_note(calls: Sequence[Call]) -> str | None:
-    """The note printed after a cell, e.g. ``apirec: replayed 2 calls from recordings/quickstart``.
-
-    ``None`` when the cell neither replayed nor recorded anything and opened no network
-    connection outside the hooks. Deterministic: no timings.
-    """
-    network = _network_note(calls)
-    counted = Counter(call.outcome for call in calls if call.kind != "network")
-    replayed, recorded = counted["replayed"], counted["recorded"]
-    if not replayed and not recorded:
-        return network
-    parts = []
-    if replayed:
-        parts.append(f"replayed {_plural(replayed, 'call')}")
-    if recorded:
-        parts.append(f"recorded {_plural(recorded, 'call')}")
-    if counted["missing"]:
-        parts.append(f"{counted['missing']} missing")
-    if counted["error"]:
-        parts.append(f"{counted['error']} failed")
-    directories = sorted(
-        {Path(call.path).parent.as_posix() for call in calls if call.path and call.outcome in ("replayed", "recorded")}
-    )
-    preposition = "in" if replayed and recorded else ("from" if replayed else "to")
-    where = f" {preposition} {', '.join(directories)}" if directories else ""
-    note = f"{NOTE_PREFIX}{', '.join(parts)}{where}"
-    return f"{note}\n{network}" if network else note
-
-
-def _network_note(calls: Sequence[Call]) -> str | None:
-    """``apirec: 2 network connections outside the openai SDK, not recorded: host:443 (from x.py:3)``."""
-    network = [call for call in calls if call.kind == "network"]
-    if not network:
-        return None
-    lines = []
-    for outcome, verb in (("unrecorded", "not recorded"), ("blocked", "blocked")):
-        chosen = [call for call in network if call.outcome == outcome]
-        if not chosen:
-            continue
-        places = dict.fromkeys(
-            f"{call.endpoint} (from {call.origin})" if call.origin else call.endpoint for call in chosen
-        )
-        shown = ", ".join(list(places)[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
-        noun = _plural(len(chosen), "network connection")
-        lines.append(f"{NOTE_PREFIX}{noun} outside the openai SDK, {verb}: {shown}")
-    return "\n".join(lines) or None
-
-
-# ---------------------------------------------------------------------------------------------
-# The magics
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -440,10 +81,7 @@ class ApiRecMagics(Magics):
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
         self._occurrences = _session.Occurrences()  # what %%apirec cells count with, without a session
         self._announced: Path | None = None
-        self._owns_custom_exc = False
-        self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
-        self._cell_files: dict[str, tuple[str, str]] = {}  # cached cell -> (rewritten, user's line)
-        self._structured_traceback: Callable[..., Any] | None = None  # IPython's, while wrapped
+        self._cells = CellRewriter()
         self._showwarning: Callable[..., None] | None = None  # the one before ours, while loaded
 
     @property
@@ -453,59 +91,7 @@ class ApiRecMagics(Magics):
 
     # -- the magic ----------------------------------------------------------------------------
 
-    @_magic_arguments()
-    @_kwds(usage=_HELP_USAGE)
-    @_argument(
-        "mode",
-        nargs="?",
-        metavar="MODE",
-        help="live, record, replay or record-if-missing; or status, off (%%%%apirec: a mode only). "
-        "Without one, show the mode, directory and scope in force.",
-    )
-    @_argument(
-        "--dir",
-        metavar="DIR",
-        help="the recordings directory; default: the one in use, else recordings/<notebook>/ beside the "
-        "notebook, else ./recordings/ ($APIREC_DIR overrides it)",
-    )
-    @_argument("--scope", metavar="S", help="a name that enters every key (written as test_id); default: none")
-    @_argument(
-        "--block-network",
-        action="store_true",
-        help="a network connection that bypasses the openai SDK and @nr.tool (a framework's own HTTP "
-        "client) raises NetworkBlockedError before any byte is sent; without this flag it is only "
-        "reported (cell note, status). A %%%%apirec cell inside a blocking session blocks too; "
-        "%%apirec MODE without the flag stops blocking",
-    )
-    @_argument(
-        "--allow-host",
-        action="append",
-        metavar="HOST",
-        help="with --block-network: a host name or address that may still be reached, and is not "
-        "reported; repeat it or separate hosts with commas; 'localhost' allows every loopback "
-        "address (blocked otherwise, as in pytest-recording)",
-    )
-    @_argument(
-        "--ignore",
-        action="append",
-        metavar="PATH",
-        help="leave this request field out of the key, in the path syntax of the missing-recording "
-        "diff: body.metadata.run_id, body.messages[0].content, body.messages[*].name ([*]: every "
-        "item), kwargs.NAME for @nr.tool arguments; repeatable. Adds to pyproject.toml's "
-        "[tool.notebook-recorder] ignore",
-    )
-    @_argument(
-        "--normalize",
-        action="append",
-        metavar="PATTERN=REPLACEMENT",
-        help="before keying, replace every match of the regular expression PATTERN in the request's "
-        "strings with REPLACEMENT (split at the last =), e.g. --normalize '\\d{4}-\\d{2}-\\d{2}=<date>'; "
-        "repeatable. Adds to pyproject.toml's [tool.notebook-recorder.normalize]",
-    )
-    @_argument("--clear", action="store_true", help="with status: empty the call log")
-    @_argument(CELL_FLAG, action="store_true", dest="this_cell", help=argparse.SUPPRESS)
-    @_no_var_expand
-    @_line_cell_magic
+    @flags.apirec_magic
     def apirec(self, line: str, cell: str | None = None) -> None:
         """Record or replay the openai SDK calls (and @nr.tool calls) of this session or one cell.
 
@@ -544,124 +130,47 @@ class ApiRecMagics(Magics):
         pyproject.toml's [tool.notebook-recorder] table; these flags add to them, and a
         %%apirec cell adds to its session's.
         """
-        args = self._parse(line, cell_magic=cell is not None)
-        if cell is not None or args.this_cell:
-            self._reject(args, "--clear", command=f"%%apirec {args.mode}")
+        cell_only = cell is not None
+        args = flags.parse(self.apirec, line, cell_magic=cell_only)
+        if cell_only or args.this_cell:
+            flags.reject(args, "--clear", command=f"%%apirec {args.mode}")
             if cell is not None:
                 self._run_cell_body(args, cell)
             else:
                 self._enter_cell(args)
         elif args.mode is None:
-            self._reject(args, *_NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec without a mode")
-            self._show(self.state(), "state")
+            flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec without a mode")
+            self._show(format_state(_session.active(), self._set_by(), self._shell.user_ns), "state")
         elif args.mode == "status":
-            self._reject(args, *_NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
+            flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
         elif args.mode == "off":
-            self._reject(args, *_NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
+            flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
             _session.stop()
         else:
-            self._reject(args, "--clear", command=f"%apirec {args.mode}")
+            flags.reject(args, "--clear", command=f"%apirec {args.mode}")
             self._start(args)
-
-    # -- parsing ------------------------------------------------------------------------------
-
-    def _parse(self, line: str, *, cell_magic: bool) -> argparse.Namespace:
-        name = "%%apirec" if cell_magic else "%apirec"
-        line = strip_comment(line)
-        try:
-            args = _parse_argstring(self.apirec, line)
-        except UsageError as exc:
-            raise UsageError(f"{name}: {exc}. Usage: {_usage(cell_magic)}") from None
-        except ValueError as exc:  # unbalanced quotes
-            raise UsageError(f"{name}: {exc}. Usage: {_usage(cell_magic)}") from None
-        cell_only = cell_magic or args.this_cell
-        if args.mode is not None:
-            if args.mode in SUBCOMMANDS and not cell_only:
-                return args
-            try:
-                args.mode = Mode.parse(args.mode)
-            except ValueError:
-                choices = valid_modes() if cell_only else [*valid_modes(), *SUBCOMMANDS]
-                name = "%%apirec" if cell_only else "%apirec"
-                raise UsageError(f"{name}: unknown mode {args.mode!r}; valid choices: {', '.join(choices)}") from None
-        elif cell_only:
-            raise UsageError(f"%%apirec needs a mode; valid choices: {', '.join(valid_modes())}")
-        return args
-
-    @staticmethod
-    def _reject(args: argparse.Namespace, *flags: str, command: str) -> None:
-        for flag in flags:
-            value = getattr(args, flag.lstrip("-").replace("-", "_"))
-            if value not in (None, False):
-                usage = _usage(cell_magic=command.startswith("%%"))
-                raise UsageError(f"{command} does not take {flag}. Usage: {usage}")
 
     # -- session mode -------------------------------------------------------------------------
 
-    def _recorder_args(self, args: argparse.Namespace, base: Recorder | None) -> tuple[Mode, Path, str | None]:
-        """Mode, directory and scope for a new recorder: what was given, else what ``base`` used,
-        else the default directory (announced the first time)."""
-        if args.dir is not None:
-            directory = Path(os.path.expanduser(_unquote(args.dir)))
-        elif base is not None:
-            directory = base.requested_dir
-        else:
-            default = default_dir(self._shell.user_ns)
-            directory = default.path
-            self._announce(default)
-        scope = base.scope if base is not None else None
-        if args.scope is not None:
-            scope = _unquote(args.scope) or None  # --scope "" clears it
-        return args.mode, directory, scope
-
-    @staticmethod
-    def _network_args(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
-        """``block_network`` and ``allow_hosts`` from the flags; a cell (``base`` given) also keeps
-        what the recorder it runs under blocks and allows, and may allow more hosts."""
-        if args.allow_host and not args.block_network and not (base is not None and base.block_network):
-            raise UsageError("--allow-host only means something with --block-network")
-        block = bool(args.block_network or (base is not None and base.block_network))
-        hosts = [*(base.allow_hosts if base is not None else ()), *(args.allow_host or ())]
-        return {"block_network": block, "allow_hosts": [_unquote(host) for host in hosts]}
-
-    @staticmethod
-    def _match_args(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
-        """``ignore`` and ``normalize`` from ``--ignore`` and ``--normalize``; a cell (``base``
-        given) adds them to the explicit rules of the recorder it runs under."""
-        ignore = [*(base.explicit_rules.ignore if base is not None else ())]
-        ignore += [_unquote(path) for path in args.ignore or ()]
-        patterns = {}
-        for value in args.normalize or ():
-            try:
-                pattern, replacement = parse_normalize_flag(_unquote(value))
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-            patterns[pattern] = replacement
-        with _usage_errors():
-            flags = Rules.build(normalize=patterns)
-        inherited = base.explicit_rules if base is not None else Rules()
-        return {"ignore": ignore, "normalize": inherited.merged(flags)}
-
-    def _start(self, args: argparse.Namespace) -> None:
-        mode, directory, scope = self._recorder_args(args, _session.session())
-        network = self._network_args(args, None)
-        with _usage_errors():
-            recorder = _session.start(mode, directory, scope, **network, **self._match_args(args, None))
-        self._warn_override(recorder)
-
-    def _announce(self, default: DefaultDir) -> None:
+    def _default_dir(self) -> Path:
+        """The default recordings directory, announced the first time."""
+        default = default_dir(self._shell.user_ns)
         forced = env_dir()
         path = forced if forced is not None else default.path
-        if self.quiet or path == self._announced:
-            return
-        self._announced = path
-        if forced is not None:
-            self._show(f"{NOTE_PREFIX}recordings go to {_display(forced).rstrip('/')}/ (${ENV_DIR})")
-        else:
-            self._show(NOTE_PREFIX + default.describe())
+        if not self.quiet and path != self._announced:
+            self._announced = path
+            if forced is not None:
+                self._show(f"{NOTE_PREFIX}recordings go to {display_path(forced).rstrip('/')}/ (${ENV_DIR})")
+            else:
+                self._show(NOTE_PREFIX + default.format_line())
+        return default.path
 
-    def _warn_override(self, recorder: Recorder) -> None:
+    def _start(self, args: argparse.Namespace) -> None:
+        mode, directory, scope = flags.recorder_settings(args, _session.session(), self._default_dir)
+        settings = {**flags.network_settings(args, None), **flags.match_settings(args, None)}
+        with flags.usage_errors():
+            recorder = _session.start(mode, directory, scope, **settings)
         if not self.quiet and recorder.mode is not recorder.requested_mode:
             self._show(f"{NOTE_PREFIX}${ENV_MODE}={recorder.mode} overrides {recorder.requested_mode}")
 
@@ -669,54 +178,13 @@ class ApiRecMagics(Magics):
 
     def _enter_cell(self, args: argparse.Namespace) -> None:
         """The first line of a ``%%apirec`` cell, rewritten by the input transformer."""
-        self._remember_cell_file()
+        self._cells.remember_cell_file()
         if not self._frames:
             raise UsageError("%%apirec must be the first line of a cell")
         context = self._cell_recording(args)
         recorder = context.__enter__()
         self._frames[-1].contexts.append((context, recorder))
         self._count_with_session(recorder)
-
-    def _remember_cell_file(self) -> None:
-        """Note which cached cell source runs this ``%%apirec`` line, and what the user wrote.
-
-        The cell is the nearest calling frame whose cached first line is one :meth:`transform`
-        wrote; :meth:`_traceback_as_written` shows the user's line there.
-        """
-        frame = sys._getframe(1)
-        while frame is not None:
-            filename = frame.f_code.co_filename
-            entry = linecache.cache.get(filename)
-            if entry is not None and len(entry) == 4 and entry[2]:
-                original = self._rewritten.get(entry[2][0])
-                if original is not None:
-                    self._cell_files[filename] = (entry[2][0], original)
-                    return
-            frame = frame.f_back  # type: ignore[assignment]
-
-    @contextmanager
-    def _cells_as_written(self) -> Iterator[None]:
-        """The cached source of the ``%%apirec`` cells shows the user's first line, for a while."""
-        swapped: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = []
-        for filename, (rewritten, original) in self._cell_files.items():
-            entry = linecache.cache.get(filename)
-            if entry is not None and len(entry) == 4 and entry[2] and entry[2][0] == rewritten:
-                size, mtime, lines, name = entry
-                shown = (size, mtime, [original, *lines[1:]], name)
-                linecache.cache[filename] = shown
-                swapped.append((filename, tuple(entry), shown))
-        try:
-            yield
-        finally:
-            for filename, entry, shown in swapped:
-                if linecache.cache.get(filename) is shown:
-                    linecache.cache[filename] = entry  # type: ignore[assignment]
-
-    def _traceback_as_written(self, *args: Any, **kwargs: Any) -> Any:
-        """``InteractiveTB.structured_traceback``, with the ``%%apirec`` cells as written."""
-        assert self._structured_traceback is not None
-        with self._cells_as_written():
-            return self._structured_traceback(*args, **kwargs)
 
     def _run_cell_body(self, args: argparse.Namespace, cell: str) -> None:
         """``%%apirec`` called as a plain cell magic: run the body as a nested cell."""
@@ -737,58 +205,20 @@ class ApiRecMagics(Magics):
 
     def _cell_recording(self, args: argparse.Namespace) -> _session.recording:
         base = _session.active()
-        mode, directory, scope = self._recorder_args(args, base)
-        network = self._network_args(args, base)
-        with _usage_errors():
-            context = _session.recording(mode, directory, scope, **network, **self._match_args(args, base))
+        mode, directory, scope = flags.recorder_settings(args, base, self._default_dir)
+        settings = {**flags.network_settings(args, base), **flags.match_settings(args, base)}
+        with flags.usage_errors():
+            context = _session.recording(mode, directory, scope, **settings)
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:
             self._show(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
         return context
 
     # -- state and status ---------------------------------------------------------------------
 
-    def state(self) -> str:
-        """What ``%apirec`` prints: the mode, directory and scope in force, and the overrides."""
+    def _set_by(self) -> str:
         recorder = _session.active()
-        forced_mode, forced_dir = os.environ.get(ENV_MODE) or None, os.environ.get(ENV_DIR) or None
         if recorder is None:
-            default = default_dir(self._shell.user_ns)
-            rows = [
-                ("mode", "live (no recorder: calls go to the API, the openai SDK is not patched)"),
-                ("dir", f"{_display(default.path)} (the default for %apirec MODE)"),
-                ("scope", "none"),
-                ("set by", "nothing yet: %apirec MODE starts a recorder"),
-            ]
-        else:
-            rows = [
-                ("mode", recorder.mode.value),
-                ("dir", _display(recorder.dir)),
-                ("scope", recorder.scope if recorder.scope is not None else "none"),
-                ("set by", self._set_by(recorder)),
-            ]
-            if recorder.rules:
-                project = recorder.project.path
-                origin = f" (with {_display(project)})" if project is not None and recorder.project.rules else ""
-                rows.append(("match", recorder.rules.describe() + origin))
-            if recorder.block_network:
-                allowed = ", ".join(sorted(recorder.allow_hosts)) or "nothing"
-                rows.append(("network", f"blocked outside the openai SDK (allowed: {allowed})"))
-        if forced_mode is None:
-            rows.append((ENV_MODE, "not set"))
-        elif recorder is not None and recorder.mode is not recorder.requested_mode:
-            rows.append((ENV_MODE, f"{forced_mode} (overrides {recorder.requested_mode})"))
-        else:
-            rows.append((ENV_MODE, f"{forced_mode} (overrides any mode chosen here)"))
-        if forced_dir is None:
-            rows.append((ENV_DIR, "not set"))
-        elif recorder is not None and env_dir() != recorder.requested_dir:
-            rows.append((ENV_DIR, f"{forced_dir} (overrides {_display(recorder.requested_dir)})"))
-        else:
-            rows.append((ENV_DIR, f"{forced_dir} (overrides any directory chosen here)"))
-        width = max(len(name) for name, _ in rows) + 1
-        return "\n".join(f"{name + ':':<{width}} {value}" for name, value in rows)
-
-    def _set_by(self, recorder: Recorder) -> str:
+            return ""
         if recorder is _session.session():
             return "%apirec (session)"
         if any(recorder is own for frame in self._frames for _, own in frame.contexts) or recorder in self._nested:
@@ -799,7 +229,7 @@ class ApiRecMagics(Magics):
         calls = _session.calls()
         if clear:
             _session.clear_calls()
-            self._show(f"{NOTE_PREFIX}call log cleared ({_plural(len(calls), 'call')})", "status")
+            self._show(f"{NOTE_PREFIX}call log cleared ({plural(len(calls), 'call')})", "status")
             return
         cast(Callable[..., None], display)(CallTable(calls), metadata=own_output_metadata("status"))
 
@@ -863,48 +293,17 @@ class ApiRecMagics(Magics):
             except Exception as exc:  # pragma: no cover - recording.__exit__ does not raise
                 print(f"{NOTE_PREFIX}could not restore the previous mode: {exc}")
 
-    # -- input transformer and completer ------------------------------------------------------
-
-    def transform(self, lines: list[str]) -> list[str]:
-        """Input transformer: ``%%apirec ARGS`` as the first line becomes a call that enters the
-        recording for this cell; the body is left as top-level code (see the module docstring)."""
-        if not lines:
-            return lines
-        match = _CELL_MAGIC_LINE.match(lines[0])
-        if match is None:
-            return lines
-        argstring = f"{CELL_FLAG} {match.group('args') or ''}".strip()
-        body = lines[1:]
-        if body and body[0].startswith("%%"):
-            body = _transform_cell_magic(body)  # another cell magic right after ours
-        rewritten = f"get_ipython().run_line_magic('apirec', {argstring!r})\n"
-        # What the user wrote, for _remember_cell_file (a few recent lines are enough).
-        self._rewritten.pop(rewritten, None)
-        self._rewritten[rewritten] = lines[0].rstrip("\r\n") + "\n"
-        while len(self._rewritten) > 32:
-            del self._rewritten[next(iter(self._rewritten))]
-        return [rewritten, *body]
-
-    # Let `check_complete` treat `%%apirec` like any cell magic (a blank line ends it in a terminal).
-    transform.has_side_effects = True  # type: ignore[attr-defined]
-
     # -- lifecycle ----------------------------------------------------------------------------
+
+    _EVENTS = ("pre_execute", "pre_run_cell", "post_execute")
 
     def attach(self) -> None:
         """Register the event callbacks, the input transformer and the completer."""
         shell = self._shell
-        shell.events.register("pre_execute", self._pre_execute)
-        shell.events.register("pre_run_cell", self._pre_run_cell)
-        shell.events.register("post_execute", self._post_execute)
-        shell.input_transformers_cleanup.append(self.transform)
-        for command in ("%apirec", "%%apirec"):
-            cast(Any, shell).set_hook("complete_command", complete, str_key=command)
-        if not shell.custom_exceptions:  # a single slot: never take it from another extension
-            cast(Any, shell).set_custom_exc((RecordingNotFoundError,), show_missing_recording)
-            self._owns_custom_exc = True
-        formatter = cast(Any, shell).InteractiveTB
-        self._structured_traceback = formatter.structured_traceback
-        formatter.structured_traceback = self._traceback_as_written
+        for event in self._EVENTS:
+            shell.events.register(event, getattr(self, f"_{event}"))
+        self._cells.attach(shell)
+        flags.add_completer(shell)
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._show_warning
 
@@ -913,33 +312,12 @@ class ApiRecMagics(Magics):
         shell = self._shell
         while self._frames:
             self._unwind(self._frames.pop())
-        for event, callback in (
-            ("pre_execute", self._pre_execute),
-            ("pre_run_cell", self._pre_run_cell),
-            ("post_execute", self._post_execute),
-        ):
+        for event in self._EVENTS:
+            callback = getattr(self, f"_{event}")
             if callback in shell.events.callbacks[event]:
                 shell.events.unregister(event, callback)
-        transformers = shell.input_transformers_cleanup
-        transformers[:] = [t for t in transformers if t != self.transform]
-        dispatcher = shell.strdispatchers.get("complete_command")
-        if dispatcher is not None:
-            for command in ("%apirec", "%%apirec"):
-                chain = dispatcher.strs.get(command)
-                if chain is None:
-                    continue
-                chain.chain = [(p, f) for p, f in chain.chain if getattr(f, "__func__", f) is not complete]
-                if not chain.chain:
-                    del dispatcher.strs[command]
-        if self._owns_custom_exc and shell.custom_exceptions == (RecordingNotFoundError,):
-            cast(Any, shell).set_custom_exc((), None)
-        self._owns_custom_exc = False
-        formatter = cast(Any, shell).InteractiveTB
-        if vars(formatter).get("structured_traceback") == self._traceback_as_written:
-            del formatter.structured_traceback  # IPython's own method again...
-            if self._structured_traceback != formatter.structured_traceback:
-                formatter.structured_traceback = self._structured_traceback  # ...or what was there
-        self._cell_files.clear()
+        self._cells.detach(shell)
+        flags.remove_completer(shell)
         if warnings.showwarning == self._show_warning and self._showwarning is not None:
             warnings.showwarning = self._showwarning
         configurables: list[object] = cast(Any, shell).configurables
@@ -954,115 +332,6 @@ def _calls_since(frame: _Frame) -> list[Call]:
     if len(calls) >= frame.calls_before and calls[frame.calls_before - 1] is frame.last_call:
         return calls[frame.calls_before :]
     return calls  # the log was cleared during the cell
-
-
-def strip_comment(line: str) -> str:
-    """``line`` without its trailing ``# comment``, as in Python and the shell.
-
-    A ``#`` starts the comment when it starts a word outside quotes: ``replay  # the session``
-    becomes ``replay``, while ``--dir "a#b"``, ``--dir 'a #b'`` and ``--dir a#b`` keep their ``#``.
-    A quote that is never closed is left for the argument parser to report.
-    """
-    quote: str | None = None
-    previous = " "
-    for index, char in enumerate(line):
-        if quote is not None:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and previous.isspace():
-            return line[:index].rstrip()
-        previous = char
-    return line
-
-
-def _unquote(value: str) -> str:
-    """IPython splits magic arguments the non-POSIX way: quotes stay around the value."""
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def _usage(cell_magic: bool) -> str:
-    if cell_magic:
-        return (
-            f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-            "[--ignore PATH] [--normalize PATTERN=REPLACEMENT]"
-        )
-    modes = ",".join([*valid_modes(), *SUBCOMMANDS])
-    return (
-        f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-        "[--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]"
-    )
-
-
-@contextmanager
-def _usage_errors() -> Iterator[None]:
-    """Settings that cannot work (an unknown ``$APIREC_MODE``, replay from a missing directory)
-    become one-line ``UsageError``s instead of tracebacks."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-
-
-def show_missing_recording(
-    shell: InteractiveShell,
-    etype: type[BaseException],
-    value: BaseException,
-    tb: TracebackType | None,
-    tb_offset: int | None = None,
-) -> None:
-    """Custom exception handler: a ``RecordingNotFoundError`` with the user's frames only.
-
-    Its message already names the request, the nearest recording and how to record it; the
-    frames inside the openai SDK and notebook_recorder that lead to it add nothing but length.
-    """
-    cast(Any, shell).showtraceback((etype, value, _user_frames(tb)), tb_offset=tb_offset)
-
-
-def _user_frames(tb: TracebackType | None) -> TracebackType | None:
-    """``tb`` cut at the first frame inside the openai SDK or notebook_recorder."""
-    kept: list[TracebackType] = []
-    while tb is not None:
-        module = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if module.partition(".")[0] in ("openai", "notebook_recorder"):
-            break
-        kept.append(tb)
-        tb = tb.tb_next
-    trimmed: TracebackType | None = None
-    for frame in reversed(kept):
-        trimmed = TracebackType(trimmed, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
-    return trimmed
-
-
-# ---------------------------------------------------------------------------------------------
-# Completion
-# ---------------------------------------------------------------------------------------------
-
-
-def complete(shell: InteractiveShell, event: Any) -> list[str]:
-    """``complete_command`` hook for ``%apirec`` / ``%%apirec``: modes, subcommands and flags.
-
-    After ``--dir`` it defers to IPython's own (file name) completion.
-    """
-    text = str(event.text_until_cursor)
-    words = text.split()
-    previous = words if text[-1:].isspace() else words[:-1]
-    cell_magic = bool(words) and words[0].startswith("%%")
-    if previous and previous[-1] in ("--dir", "--scope", "--allow-host", "--ignore", "--normalize"):
-        raise TryNext()
-    if len(previous) <= 1:
-        return valid_modes() if cell_magic else [*valid_modes(), *SUBCOMMANDS]
-    command = previous[1]
-    if command == "status":
-        flags = ["--clear"]
-    elif command == "off":
-        flags = []
-    else:
-        flags = ["--dir", "--scope", *_NETWORK_FLAGS]
-    return [flag for flag in flags if flag not in previous or flag in ("--allow-host", "--ignore", "--normalize")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,10 +70,10 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveS
     with no notebook named by the environment; the extension is unloaded afterwards."""
     from IPython.testing import globalipapp
 
-    from notebook_recorder.ipython import NOTEBOOK_ENV
+    from notebook_recorder._discovery import ENV_NOTEBOOK
 
     monkeypatch.chdir(tmp_path)
-    for name in (NOTEBOOK_ENV, "JPY_SESSION_NAME"):
+    for name in (ENV_NOTEBOOK, "JPY_SESSION_NAME"):
         monkeypatch.delenv(name, raising=False)
     globalipapp.start_ipython()
     shell = globalipapp.get_ipython()

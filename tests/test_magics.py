@@ -19,19 +19,15 @@ from IPython.core.formatters import DisplayFormatter
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from wire_server import WireServer
 
-from notebook_recorder import _session, ipython as ipython_ext
+from notebook_recorder import _magic_args, _session
+from notebook_recorder._cell_magic import CellRewriter
+from notebook_recorder._discovery import ENV_NOTEBOOK, default_dir, notebook_path
 from notebook_recorder._errors import RecordingNotFoundError
+from notebook_recorder._magic_args import strip_comment
 from notebook_recorder._modes import Mode
+from notebook_recorder._render import CallTable, cell_note
 from notebook_recorder.interceptors import openai as openai_hook
-from notebook_recorder.ipython import (
-    NOTEBOOK_ENV,
-    ApiRecMagics,
-    CallTable,
-    cell_note,
-    default_dir,
-    notebook_path,
-    strip_comment,
-)
+from notebook_recorder.ipython import ApiRecMagics
 
 CHAT = "c.chat.completions.create(model='gpt-4o', messages=[{'role': 'user', 'content': %r}])"
 
@@ -354,7 +350,7 @@ def test_silent_cell_restores_and_says_nothing(ip: InteractiveShell, capsys: pyt
 
 
 def test_transformer_only_takes_its_own_magic(ip: InteractiveShell) -> None:
-    transform = magics(ip).transform
+    transform = CellRewriter().transform
     assert transform(["%%apirec replay --dir 'a b'\n", "x = 1\n"]) == [
         "get_ipython().run_line_magic('apirec', \"--this-cell replay --dir 'a b'\")\n",
         "x = 1\n",
@@ -441,7 +437,7 @@ def test_default_directory_without_a_notebook(ip: InteractiveShell, capsys: pyte
 def test_default_directory_from_notebook_recorder_run(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(NOTEBOOK_ENV, str(tmp_path / "notebooks" / "01_quickstart.ipynb"))
+    monkeypatch.setenv(ENV_NOTEBOOK, str(tmp_path / "notebooks" / "01_quickstart.ipynb"))
     run(ip, "%apirec record").raise_error()
     assert capsys.readouterr().out == (
         "apirec: recordings go to notebooks/recordings/01_quickstart/ (notebook 01_quickstart.ipynb)\n"
@@ -484,9 +480,9 @@ def test_default_directory_from_jupyter_server(
 def test_notebook_sources_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "jupyter.ipynb"))
     user_ns = {"__vsc_ipynb_file__": str(tmp_path / "vscode.ipynb")}
-    monkeypatch.setenv(NOTEBOOK_ENV, str(tmp_path / "cli.ipynb"))
-    assert notebook_path(user_ns) == (tmp_path / "cli.ipynb", NOTEBOOK_ENV)
-    monkeypatch.delenv(NOTEBOOK_ENV)
+    monkeypatch.setenv(ENV_NOTEBOOK, str(tmp_path / "cli.ipynb"))
+    assert notebook_path(user_ns) == (tmp_path / "cli.ipynb", ENV_NOTEBOOK)
+    monkeypatch.delenv(ENV_NOTEBOOK)
     assert notebook_path(user_ns) == (tmp_path / "vscode.ipynb", "__vsc_ipynb_file__")
     assert notebook_path({}) == (tmp_path / "jupyter.ipynb", "JPY_SESSION_NAME")
 
@@ -720,7 +716,7 @@ def complete(ip: InteractiveShell, line: str) -> list[str]:
 def hook(ip: InteractiveShell, line: str) -> list[str]:
     """Our ``complete_command`` hook alone; IPython then keeps the ones matching the current word."""
     word = line.split(" ")[-1]
-    return [c for c in ipython_ext.complete(ip, SimpleNamespace(text_until_cursor=line)) if c.startswith(word)]
+    return [c for c in _magic_args.complete(ip, SimpleNamespace(text_until_cursor=line)) if c.startswith(word)]
 
 
 def test_completion_candidates(ip: InteractiveShell) -> None:
@@ -781,7 +777,8 @@ def test_load_is_idempotent(ip: InteractiveShell) -> None:
     before = magics(ip)
     load_ipython_extension(ip)
     assert magics(ip) is before
-    assert ip.input_transformers_cleanup.count(before.transform) == 1
+    ours = [t for t in ip.input_transformers_cleanup if isinstance(getattr(t, "__self__", None), CellRewriter)]
+    assert len(ours) == 1
 
 
 # ---------------------------------------------------------------------------------------------

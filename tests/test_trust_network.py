@@ -418,7 +418,7 @@ def test_magic_flag_mistakes_and_help(ip: InteractiveShell) -> None:
 
 
 def test_cell_note_lists_network_connections() -> None:
-    from notebook_recorder.ipython import cell_note
+    from notebook_recorder._render import cell_note
 
     def call(outcome: str, kind: str = "network", endpoint: str = "api.example.com:443") -> nr.Call:
         return nr.Call(
