@@ -137,7 +137,7 @@ RULES: tuple[Rule, ...] = (
 """The sanitiser rules, applied in this order to both the stored and the executed text."""
 
 
-def describe_rules() -> str:
+def format_rules() -> str:
     """The sanitiser rules as text, for ``run --help`` and the docs."""
     lines = [
         "ANSI colour codes are removed; a carriage return keeps only what was written after it;",

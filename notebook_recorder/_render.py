@@ -31,6 +31,9 @@ __all__ = [
     "CallTable",
     "cell_note",
     "format_state",
+    "human_size",
+    "indent",
+    "middle_truncate",
     "own_output_metadata",
     "plural",
     "text_table",
@@ -66,6 +69,31 @@ def text_table(
 
     dashes = ["  ".join("-" * width for width in widths)] if rule else []
     return [line(header), *dashes, *(line(row) for row in rows)]
+
+
+def human_size(size: int) -> str:
+    """``512B``, ``3.4K``, ``12M``."""
+    if size < 1024:
+        return f"{size}B"
+    value = float(size)
+    for unit in ("K", "M", "G"):
+        value /= 1024
+        if value < 1024 or unit == "G":
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{size}B"  # pragma: no cover
+
+
+def middle_truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle, with ``…``."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def indent(text: str, prefix: str = "    ") -> list[str]:
+    """``text`` as lines, each behind ``prefix`` (empty lines without trailing spaces)."""
+    return [prefix + line if line else prefix.rstrip() for line in text.splitlines()] or [prefix.rstrip()]
 
 
 def own_output_metadata(role: str) -> dict[str, Any]:

@@ -18,14 +18,19 @@ says, so a renamed or misnamed occurrence file is still found.
 Files are listed and read through :mod:`._files`: an odd entry (a FIFO, a link loop, a file that
 cannot be parsed or has the wrong shape) is remembered as an error for that file, shown when a
 lookup misses (:meth:`Store.errors`), and never stops or hangs a lookup of another file.
+
+The command line asks a ``Store`` too: :meth:`Store.find_prefix` for ``show KEY``,
+:meth:`Store.import_from` for ``import``, and :func:`walk_recordings` / :func:`read_recording`
+for any tree or file of recordings.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +38,67 @@ from typing import TYPE_CHECKING, Any
 from . import _files
 from ._codec import dumps, loads
 from ._errors import RecordingFormatError
-from ._keys import record_key, record_occurrence, recording_name
+from ._keys import name_occurrence, record_key, record_occurrence, recording_name
 
 if TYPE_CHECKING:
+    from ._importing import Imported
     from ._match import Rules
+
+
+MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
+"""llama-stack's name for a model list: ``models-<key>-<digest8>.json``."""
+
+
+def name_key_occurrence(path: Path) -> tuple[str, int]:
+    """The key and occurrence a file's name claims (FORMAT.md, "Repeated identical requests"): its
+    stem, ``<key>-<k>`` for an occurrence, or the hash part of ``models-<hash>-<digest8>``."""
+    match = MODEL_LIST_NAME.fullmatch(path.stem)
+    return (match.group("key"), 1) if match else name_occurrence(path.stem)
+
+
+def walk_recordings(root: Path) -> _files.Walk:
+    """The ``*.json`` files under ``root`` (or ``root`` itself), sorted, hidden entries skipped,
+    and the entries that cannot be read (FIFOs, link loops...: see :mod:`._files`)."""
+    if root.is_file():
+        return _files.Walk([str(root)], [], [])
+    try:
+        return _files.walk(str(root))
+    except OSError as exc:
+        return _files.Walk([], [_files.Problem(str(root), _files.describe_error(exc))], [])
+
+
+def read_recording(path: Path) -> dict[str, Any]:
+    """One recording file, parsed and shape-checked. Errors name the file."""
+    try:
+        data, _ = _files.read_file(str(path))
+    except OSError as exc:
+        raise RecordingFormatError(path, _files.describe_error(exc)) from None
+    return loads(data, path)
+
+
+def stale_temp_files(root: Path) -> list[Path]:
+    """Temporary files that killed writes left anywhere under ``root`` (see :mod:`._files`)."""
+    return [Path(p) for directory in walk_recordings(root).dirs for p in _files.stale_temp_files(directory)]
+
+
+def trusted_patterns(root: Path) -> frozenset[str]:
+    """The ``normalize`` patterns of the ``pyproject.toml`` nearest ``root``: the only regular
+    expressions from a recording file's ``match`` field that are run (a hostile pattern in a file
+    could run for ever)."""
+    from ._config import project_config
+
+    try:
+        return frozenset(dict(project_config(root).rules.normalize))
+    except ValueError:
+        return frozenset()
+
+
+def relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when it is below it, else as it is."""
+    try:
+        return str(path.relative_to(root)) or path.name
+    except ValueError:
+        return str(path)
 
 
 @dataclass
@@ -113,11 +175,7 @@ class Store:
 
     def read(self, path: Path) -> dict[str, Any]:
         """One recording file, parsed and shape-checked. Errors name the file."""
-        try:
-            data, _ = _files.read_file(str(path))
-        except OSError as exc:
-            raise RecordingFormatError(path, _files.describe_error(exc)) from None
-        return loads(data, path)
+        return read_recording(path)
 
     def find(self, key: str, occurrence: int = 1) -> Found | None:
         """Occurrence ``occurrence`` of the recording for ``key``, or ``None``.
@@ -302,6 +360,69 @@ class Store:
         time the content index looked: path -> why."""
         with self._index.lock:
             return {Path(path): problem for path, problem in self._index.errors.items()}
+
+    def find_prefix(self, prefix: str, *, shown: str | None = None) -> Path:
+        """The file of the recording whose key is ``prefix`` (64 hex digits) or starts with it, by
+        name or by content; the first occurrence when one request was recorded several times.
+
+        :class:`LookupError` when none or several match; its message names them, the unreadable
+        files, and the directory as ``shown`` (default: :attr:`root`).
+        """
+        where = shown or str(self.root)
+        if len(prefix) == 64:
+            if (self.root / f"{prefix}.json").is_file():  # by name: also a file keyed under match rules
+                return self.root / f"{prefix}.json"
+            try:
+                found = self.find_latest(prefix, 1)  # its first occurrence recorded
+            except RecordingFormatError as exc:
+                raise LookupError(str(exc)) from None
+            if found is not None:
+                return found.path
+            raise LookupError(f"no recording with key {prefix} in {where}")
+        matches: dict[Path, str] = {}
+        walk = walk_recordings(self.root)
+        unreadable = [f"  {relative(Path(odd.path), self.root)}: {odd.problem}" for odd in walk.problems]
+        for file in map(Path, walk.files):
+            name_key = name_key_occurrence(file)[0]
+            if name_key.startswith(prefix):
+                matches[file] = name_key
+                continue
+            try:
+                content_key = record_key(read_recording(file))
+            except RecordingFormatError as exc:
+                unreadable.append(f"  {relative(file, self.root)}: {exc.problem}")
+                continue
+            except Exception as exc:  # an odd shape: that file cannot match, the others still can
+                unreadable.append(f"  {relative(file, self.root)}: unexpected content ({type(exc).__name__})")
+                continue
+            if content_key is not None and content_key.startswith(prefix):
+                matches[file] = content_key
+        if not matches:
+            message = f"no recording whose key starts with {prefix} in {where}"
+            if unreadable:
+                message += f"\n{len(unreadable)} file(s) there could not be read:\n" + "\n".join(unreadable[:10])
+            raise LookupError(message)
+        if len(matches) > 1 and len(set(matches.values())) == 1:
+            # One request recorded several times (occurrences): the first.
+            first = [p for p in matches if name_key_occurrence(p)[1] == 1]
+            if len(first) == 1:
+                return first[0]
+        if len(matches) > 1:
+            listed = "\n".join(f"  {k[:16]}…  {relative(p, self.root)}" for p, k in list(matches.items())[:10])
+            raise LookupError(f"{len(matches)} recordings in {where} have keys starting with {prefix}:\n{listed}")
+        return next(iter(matches))
+
+    # -- importing ----------------------------------------------------------------------------
+
+    def import_from(
+        self, sources: Sequence[Path], *, rescope: bool = False, scope: str | None = None
+    ) -> Iterator[Imported]:
+        """Copy the recordings in ``sources`` (files or trees) here under their canonical names
+        (:meth:`write`), with ``rescope`` their ``test_id`` set to ``scope`` first: one
+        :class:`~._importing.Imported` per file (see :func:`._importing.import_into`)."""
+        from ._importing import import_into
+
+        return import_into(self, sources, rescope=rescope, scope=scope)
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -140,7 +140,7 @@ class ApiRecMagics(Magics):
                 self._enter_cell(args)
         elif args.mode is None:
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec without a mode")
-            self._show(format_state(_session.active(), self._set_by(), self._shell.user_ns), "state")
+            self._show(self.state(), "state")
         elif args.mode == "status":
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
@@ -214,6 +214,10 @@ class ApiRecMagics(Magics):
         return context
 
     # -- state and status ---------------------------------------------------------------------
+
+    def state(self) -> str:
+        """What ``%apirec`` prints: the mode, directory and scope in force, and the overrides."""
+        return format_state(_session.active(), self._set_by(), self._shell.user_ns)
 
     def _set_by(self) -> str:
         recorder = _session.active()

@@ -539,7 +539,7 @@ class NotebookItem(pytest.Item):
 
 def _failure_lines(run: NotebookRun) -> list[str]:
     """What ``notebook-recorder run`` says about the cell that stopped a notebook."""
-    from .cli import _failure_lines as cli_failure_lines
+    from ._cli_run import failure_lines as cli_failure_lines
 
     return list(cli_failure_lines(run))
 

@@ -1,0 +1,43 @@
+"""What every ``notebook-recorder`` command shares: the program name, the command-line error, and
+where output goes (results to stdout, failures to stderr)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+PROG = "notebook-recorder"
+
+
+class CommandLineError(Exception):
+    """A mistake in the command line that argparse cannot see (a missing file...): exit 2.
+
+    Not IPython's ``UsageError``, which the magics raise."""
+
+
+def out(*lines: str) -> None:
+    """Results: to stdout, a line each, flushed."""
+    for line in lines:
+        print(line, flush=True)
+
+
+def err(*lines: str) -> None:
+    """Failures and errors: to stderr, so a script reading stdout (or ``--json``) sees only results."""
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
+
+
+def existing_dir(value: str) -> Path:
+    """``value`` as a directory that exists, else a :class:`CommandLineError` naming it."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise CommandLineError(f"no such directory: {value}")
+    if not path.is_dir():
+        raise CommandLineError(f"not a directory: {value}")
+    return path
