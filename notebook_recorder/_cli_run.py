@@ -108,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_all(
     args: argparse.Namespace, paths: list[Path], targets: dict[Path, Path], results: list[dict[str, Any]]
 ) -> int:
-    from ._notebooks import NotebookError, compare, has_stored_outputs, write_notebook
+    from ._comparison import compare, has_stored_outputs
+    from ._notebooks import NotebookError, write_notebook
 
     failed: list[str] = []
     for number, path in enumerate(paths):

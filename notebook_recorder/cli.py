@@ -13,7 +13,7 @@
   ``--mode`` says otherwise), printing a line per cell and a summary. It exits 1 when a cell
   raises, when a recording is missing (the message names the request, the nearest recorded one
   and how to record it), and with ``--check`` when the outputs differ from the stored ones (a
-  unified diff per cell, after the sanitisers documented in :mod:`notebook_recorder._notebooks`).
+  unified diff per cell, after the sanitisers documented in :mod:`notebook_recorder._comparison`).
 - ``ls`` prints a table of the recordings in a directory tree.
 - ``show`` prints one recording as readable text: the conversation, tool calls, the answer.
 - ``verify`` checks a directory: every file parses, every name is its key (and occurrence), no
@@ -65,7 +65,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one subparser per command."""
-    from ._notebooks import IGNORE_OUTPUT_TAGS, format_rules
+    from ._comparison import IGNORE_OUTPUT_TAGS, format_rules
 
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -491,7 +491,8 @@ class NotebookItem(pytest.Item):
     outputs against the stored ones, as ``notebook-recorder run --check`` does."""
 
     def runtest(self) -> None:
-        from ._notebooks import NotebookError, compare, execute, has_stored_outputs
+        from ._comparison import compare, has_stored_outputs
+        from ._notebooks import NotebookError, execute
 
         config = self.config
         config.stash[_used_key] = True

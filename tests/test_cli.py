@@ -19,8 +19,8 @@ import nbformat
 import pytest
 
 from notebook_recorder._codec import dumps, loads
+from notebook_recorder._comparison import sanitize
 from notebook_recorder._keys import record_key
-from notebook_recorder._notebooks import sanitize
 from notebook_recorder.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -706,7 +706,7 @@ def test_sanitisers_keep_real_differences(a: str, b: str) -> None:
 
 def test_the_packages_own_outputs_are_left_out_of_the_comparison() -> None:
     """Tagged outputs go, whatever they say; untagged ones stay, even when they look like notes."""
-    from notebook_recorder._notebooks import is_own_output, output_lines
+    from notebook_recorder._comparison import is_own_output, output_lines
 
     def note(text: str, role: str = "note", kind: str = "display_data") -> dict[str, object]:
         return {"output_type": kind, "data": {"text/plain": text}, "metadata": {"notebook_recorder": {"role": role}}}
