@@ -244,3 +244,69 @@ def test_forget_indexes() -> None:
     assert _store._indexes
     forget_indexes()
     assert not _store._indexes
+
+
+# ---------------------------------------------------------------------------------------------
+# What the command line asks the store: key prefixes, import, and the verify report
+# ---------------------------------------------------------------------------------------------
+
+
+def test_find_prefix_by_name_by_content_and_ambiguous(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    key_a, record_a = _record("a")
+    key_b, record_b = _record("b")
+    path_a = store.write(key_a, record_a)
+    renamed = path_a.rename(tmp_path / "renamed.json")
+    store.write(key_b, record_b)
+    assert store.find_prefix(key_a[:8]) == renamed  # by content: its name is not its key
+    assert store.find_prefix(key_b[:8]) == tmp_path / f"{key_b}.json"
+    assert store.find_prefix(key_b) == tmp_path / f"{key_b}.json"
+    look_alike = tmp_path / f"{key_b[:8]}{'0' * 56}.json"  # named like a key starting as key_b
+    look_alike.write_bytes(dumps(record_a))
+    with pytest.raises(LookupError, match=f"2 recordings in shown have keys starting with {key_b[:8]}"):
+        store.find_prefix(key_b[:8], shown="shown")
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
+    absent = next(p for p in ("0000", "1111", "2222") if not any(k.startswith(p) for k in (key_a, key_b)))
+    with pytest.raises(LookupError, match=rf"(?s)no recording whose key starts with {absent}.*broken\.json"):
+        store.find_prefix(absent)
+
+
+def test_import_from_keys_files_and_changes_nothing_the_second_time(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    key, record = _record("a")
+    (source / "some-name.json").write_bytes(dumps(record))
+    (source / "broken.json").write_text("[]", encoding="utf-8")
+    dest = Store(tmp_path / "dest")
+    first = {Path(item.source).name: item for item in dest.import_from([source])}
+    assert first["some-name.json"].status == "imported"
+    assert first["some-name.json"].target == dest.path_for(key)
+    assert first["broken.json"].status == "skipped" and first["broken.json"].why
+    assert dest.find(key) is not None
+    again = [item.status for item in dest.import_from([source])]
+    assert sorted(again) == ["skipped", "unchanged"]
+    rescoped = {Path(i.source).name: i for i in dest.import_from([source], rescope=True, scope="s")}
+    assert rescoped["some-name.json"].status == "imported"
+    assert rescoped["some-name.json"].target == dest.path_for(_record("a", "s")[0])
+
+
+def test_verify_report_names_a_misnamed_file_and_a_duplicate(tmp_path: Path) -> None:
+    from notebook_recorder._verify import verify
+
+    store = Store(tmp_path)
+    key, record = _record("a")
+    store.write(key, record)
+    (tmp_path / "copy.json").write_bytes(dumps(record))
+    report = verify(tmp_path)
+    assert not report.ok and report.files == 2
+    assert report.problems["names that are not their key"] == [f"copy.json: its key is {key}"]
+    assert report.problems["duplicate keys"][0].startswith(f"{key}, in 2 files:")
+    assert report.as_json("d") == {
+        "dir": "d",
+        "files": 2,
+        "ok": False,
+        "problems": report.problems,
+        "notes": report.notes,
+    }
+    (tmp_path / "copy.json").unlink()
+    assert verify(tmp_path).ok
