@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from .. import _files
-from .._errors import RecordingError, RecordingFormatError
+from .._errors import RecordingFormatError
 from .._keys import name_occurrence
-from ._extract import Extracted, NotARecording, extract
+from ._extract import extract
+from ._rows import Extracted
 
 if TYPE_CHECKING:
     import subprocess
@@ -54,13 +55,10 @@ StatKey = tuple[int, int, int, int]
 Source = Any  # a path, a list of paths, or a DataFrame with a ``path`` column
 
 
-class RecordingLoadError(RecordingError, ValueError):
-    """A recording file could not be read (raised when ``strict=True``); names the file."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
+#: The error of a file that cannot be read, as this module called it in 0.1: now
+#: :class:`~notebook_recorder.RecordingFormatError` itself, which every part of the package raises
+#: for a bad file (``nr.RecordingLoadError`` stays, deprecated, until 0.3).
+RecordingLoadError = RecordingFormatError
 
 
 class Loaded(NamedTuple):
@@ -242,13 +240,11 @@ def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
         return f"invalid JSON: {e}", None, st
     del raw
     try:
-        result = extract(data, _key_of(path))
+        result = extract(data, _key_of(path), path)
         _files.check_record(data, path, depth=False)  # nothing here recurses: any depth is harmless
         return result, data, st
     except RecordingFormatError as e:
         return e.problem, data, st
-    except NotARecording as e:
-        return str(e), data, st
     except RecursionError:
         return "unreadable recording: nested too deeply", data, st
     except Exception as e:  # a shape no one foresaw must not stop a load
@@ -419,13 +415,13 @@ def load_entries(
     if strict:
         for path, r in zip(paths, results, strict=True):
             if isinstance(r, str):
-                raise RecordingLoadError(path, r)
+                raise RecordingFormatError(path, r)
         for path, values in zip(paths, extra_values, strict=False):
             for f in extras:
                 e = values.get(f)
                 if isinstance(e, Exception):
                     name = getattr(f, "__name__", repr(f))
-                    raise RecordingLoadError(path, f"column function {name}: {type(e).__name__}: {e}") from e
+                    raise RecordingFormatError(path, f"column function {name}: {type(e).__name__}: {e}") from e
     return Loaded(paths, [c.size for c in entries], results, extra_values, [c.stat[1] for c in entries])
 
 
