@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import notebook_recorder as nr
 import notebook_recorder.analysis as nra
-from notebook_recorder.analysis import _loader
+from notebook_recorder.analysis import _loader, _progress
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
 OCT = FIXTURES / "oct2025" / "tests" / "integration"
@@ -643,13 +644,30 @@ def test_bad_files_become_error_rows(tmp_path: Path) -> None:
 def test_strict_raises_naming_the_file(tmp_path: Path) -> None:
     shutil.copy(HELLO_STREAM, tmp_path / "good.json")
     (tmp_path / "bad.json").write_text('{"request": ')
-    with pytest.raises(nra.RecordingLoadError, match=r"bad\.json: invalid JSON") as info:
+    with pytest.raises(nr.RecordingFormatError, match=r"bad\.json: invalid JSON") as info:
         nra.load_recordings(tmp_path, strict=True)
     assert info.value.path == str(tmp_path / "bad.json")
-    with pytest.raises(nra.RecordingLoadError, match=r"bad\.json"):
+    with pytest.raises(nr.RecordingFormatError, match=r"bad\.json"):
         nra.messages(tmp_path, strict=True)
-    with pytest.raises(nra.RecordingLoadError, match=r"bad\.json"):
+    with pytest.raises(nr.RecordingFormatError, match=r"bad\.json"):
         nra.Recording.load(tmp_path / "bad.json")
+
+
+def test_a_file_that_is_no_recording_is_a_format_error_naming_it(tmp_path: Path) -> None:
+    write(tmp_path / "odd.json", {"request": {"body": {}}, "answer": 42})
+    with pytest.raises(nr.RecordingFormatError, match=r"odd\.json: not a recording: no 'response' object") as info:
+        nra.Recording.load(tmp_path / "odd.json")
+    assert info.value.path == str(tmp_path / "odd.json")
+    with pytest.raises(nr.RecordingFormatError, match=r"odd\.json"):
+        nra.tool_calls(tmp_path, strict=True)
+
+
+def test_recording_load_error_is_a_deprecated_alias_of_the_format_error(tmp_path: Path) -> None:
+    """One error type for a bad file: code written against 0.1's RecordingLoadError still catches it."""
+    assert nr.RecordingLoadError is nr.RecordingFormatError is nra.RecordingLoadError
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(nr.RecordingLoadError, match=r"bad\.json: not a recording: the top level is list"):
+        nra.load_recordings(tmp_path, strict=True)
 
 
 def test_a_file_deleted_after_loading_is_an_error_row(tmp_path: Path) -> None:
@@ -674,7 +692,7 @@ def test_custom_columns_from_the_raw_json() -> None:
     assert str(df["stream_flag"].dtype) == "boolean"
     assert df["stream_flag"].iloc[0]
     assert df["error"].str.contains("column 'broken': KeyError").all()
-    with pytest.raises(nra.RecordingLoadError, match="KeyError"):
+    with pytest.raises(nr.RecordingFormatError, match=r"column function <lambda>: KeyError"):
         nra.load_recordings(HELLO_STREAM, columns=[*cols, broken], strict=True)
 
 
@@ -982,12 +1000,12 @@ def test_progress_true_shows_the_bar_at_once(tmp_path: Path, capsys: pytest.Capt
 def test_automatic_progress_waits_for_a_slow_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "0")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    bar = _loader.Progress(10, None, "x")
+    bar = _progress.Progress(10, None, "x")
     try:
-        assert bar.bar is not None and bar.bar.delay == _loader.PROGRESS_DELAY_S > 0
+        assert bar.bar is not None and bar.bar.delay == _progress.PROGRESS_DELAY_S > 0
     finally:
         bar.close()
-    bar = _loader.Progress(10, True, "x")
+    bar = _progress.Progress(10, True, "x")
     try:
         assert bar.bar is not None and bar.bar.delay == 0
     finally:
@@ -996,10 +1014,10 @@ def test_automatic_progress_waits_for_a_slow_load(monkeypatch: pytest.MonkeyPatc
 
 def test_progress_is_silent_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
-    assert _loader.Progress(10, None, "x").enabled is False
+    assert _progress.Progress(10, None, "x").enabled is False
     monkeypatch.setenv("CI", "0")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert _loader.Progress(10, None, "x").enabled is True
+    assert _progress.Progress(10, None, "x").enabled is True
 
 
 # --- imports -------------------------------------------------------------------------------------
@@ -1009,7 +1027,8 @@ def test_pandas_is_imported_only_by_the_frames() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import notebook_recorder.analysis as nra
+        import notebook_recorder as nr
+import notebook_recorder.analysis as nra
         rec = nra.Recording.load(sys.argv[1])
         rec.to_text(); rec._repr_html_()
         assert "pandas" not in sys.modules, "pandas imported"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import os
 import pickle
 import stat as stat_module
@@ -37,6 +36,7 @@ from .. import _files
 from .._errors import RecordingFormatError
 from .._keys import name_occurrence
 from ._extract import extract
+from ._progress import Progress
 from ._rows import Extracted
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 #: Files modified this close (in ns) to the moment they were read are read again next time.
 RACY_WINDOW_NS = 2_000_000_000
-#: Show a progress bar once loading has taken this long (seconds).
-PROGRESS_DELAY_S = 1.0
 #: Loads of at least this many new or changed files get a helper process (see :class:`_Helper`).
 PARALLEL_MIN_FILES = 1000
 #: Set to ``0`` to never start a helper process: every file is then read in this process.
@@ -249,76 +247,6 @@ def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
         return "unreadable recording: nested too deeply", data, st
     except Exception as e:  # a shape no one foresaw must not stop a load
         return f"unreadable recording: {type(e).__name__}: {e}", data, st
-
-
-# --- progress ---------------------------------------------------------------------------------
-
-
-def _in_notebook() -> bool:
-    ipython = sys.modules.get("IPython")
-    if ipython is None or "ipykernel" not in sys.modules:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _auto_progress() -> bool:
-    ci = os.environ.get("CI", "")
-    if ci and ci.lower() not in ("0", "false", "no"):
-        return False
-    if _in_notebook():
-        return True
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class Progress:
-    """A tqdm bar over the files being read: at once for ``progress=True``, else after a delay.
-
-    ``enabled=None`` (the default of the load functions) shows the bar only in a terminal or a
-    notebook, not in CI, and only once the load has run for :data:`PROGRESS_DELAY_S` (tqdm's
-    ``delay``). The bar is ``tqdm.auto``'s: a widget in a notebook with ipywidgets, else text on
-    stderr (also in a notebook without ipywidgets, where Jupyter redraws it in place).
-    """
-
-    def __init__(self, total: int, enabled: bool | None, desc: str) -> None:
-        self.enabled = _auto_progress() if enabled is None else bool(enabled)
-        self.bar: Any = None
-        if self.enabled and total:
-            self.bar = _make_bar(total, desc, 0.0 if enabled else PROGRESS_DELAY_S)
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _has_widgets() -> bool:
-    try:
-        return importlib.util.find_spec("ipywidgets") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _make_bar(total: int, desc: str, delay: float) -> Any:
-    kwargs: dict[str, Any] = {"total": total, "desc": desc, "unit": "file", "delay": delay}
-    if _in_notebook() and not _has_widgets():
-        # tqdm.auto would warn and fall back to this same text bar; say nothing, draw it on stderr.
-        from tqdm.std import tqdm as text_tqdm
-
-        return text_tqdm(file=sys.stderr, **kwargs)
-    from tqdm.auto import tqdm
-
-    return tqdm(**kwargs)
 
 
 # --- loading ----------------------------------------------------------------------------------
