@@ -562,6 +562,185 @@ def test_tool_recordings_of_our_own(own_dir: Path) -> None:
     assert list(ts["offset_ms"]) == [1.0, 2.0, 3.0]
 
 
+# --- anthropic -----------------------------------------------------------------------------------
+# tests/fixtures/anthropic: what the anthropic hook writes (make_fixtures.py builds them with the SDK)
+
+ANTHROPIC = Path(__file__).parent / "fixtures" / "anthropic"
+ANTHROPIC_TOOL_USE = next(ANTHROPIC.glob("tool_use-*.json"))
+ANTHROPIC_TOOL_RESULTS = next(ANTHROPIC.glob("tool_result_stream-*.json"))
+ANTHROPIC_THINKING = next(ANTHROPIC.glob("thinking_stream-*.json"))
+ANTHROPIC_COUNT = next(ANTHROPIC.glob("count_tokens-*.json"))
+ANTHROPIC_HTTP_JSON = HEAD / "messages/recordings/2a5f7014ddf9a3d359fbf59a195e4762d47ef1768f98b2f1c7af55788e7fe6d8.json"
+
+
+def test_anthropic_fixtures_are_what_the_sdk_encodes() -> None:
+    """The fixture files are the installed SDK's objects, encoded as the recorder encodes them."""
+    pytest.importorskip("anthropic")
+    sys.path.insert(0, str(ANTHROPIC))
+    try:
+        import make_fixtures  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ANTHROPIC))
+    made = make_fixtures.records()
+    assert sorted(made) == sorted(p.name for p in ANTHROPIC.glob("*.json"))
+    for name, record in made.items():
+        on_disk = json.loads((ANTHROPIC / name).read_text())
+        assert on_disk["request"] == record["request"], name
+        assert on_disk["response"] == record["response"], name
+    types = {c["__type__"] for c in json.loads(ANTHROPIC_TOOL_RESULTS.read_text())["response"]["body"]}
+    assert types == {
+        f"anthropic.types.{m}.{c}"
+        for m, c in [
+            ("raw_message_start_event", "RawMessageStartEvent"),
+            ("raw_content_block_start_event", "RawContentBlockStartEvent"),
+            ("raw_content_block_delta_event", "RawContentBlockDeltaEvent"),
+            ("raw_content_block_stop_event", "RawContentBlockStopEvent"),
+            ("raw_message_delta_event", "RawMessageDeltaEvent"),
+            ("raw_message_stop_event", "RawMessageStopEvent"),
+        ]
+    }
+
+
+def test_anthropic_calls_have_the_openai_call_columns() -> None:
+    df = nra.load_recordings([ANTHROPIC, HELLO_STREAM, HELLO_NOT_STREAMED]).set_index("path")
+    tool_use = df.loc[str(ANTHROPIC_TOOL_USE)]
+    assert (tool_use["kind"], tool_use["endpoint"], tool_use["model"]) == (
+        "inference",
+        "/v1/messages",
+        "claude-sonnet-4-5",
+    )
+    assert (tool_use["text"], tool_use["finish_reason"], tool_use["n_tool_calls"]) == (
+        "I'll check both cities.",
+        "tool_use",
+        2,
+    )
+    assert (tool_use["response_model"], tool_use["response_type"]) == ("claude-sonnet-4-5-20250929", "Message")
+    # prompt_tokens counts cached input too, as OpenAI's does: 412 + 1024 read from the cache
+    assert (tool_use["prompt_tokens"], tool_use["completion_tokens"], tool_use["total_tokens"]) == (1436, 96, 1532)
+    assert (tool_use["sdk"], tool_use["sdk_version"], tool_use["n_messages"]) == ("anthropic", "2.15.0", 2)
+
+    streamed = df.loc[str(ANTHROPIC_TOOL_RESULTS)]
+    assert streamed["is_streaming"] and streamed["n_chunks"] == 15
+    assert streamed["text"] == "Paris is 18°C and sunny. Rome's station is offline; let me find another."
+    assert (streamed["finish_reason"], streamed["n_tool_calls"]) == ("tool_use", 2)
+    assert (streamed["prompt_tokens"], streamed["completion_tokens"], streamed["total_tokens"]) == (
+        530 + 1024 + 64,
+        71,
+        1689,
+    )
+    assert streamed["response_model"] == "claude-sonnet-4-5-20250929"
+
+    thinking = df.loc[str(ANTHROPIC_THINKING)]
+    assert (thinking["text"], thinking["finish_reason"]) == ("Hello!", "end_turn")  # the thinking is not text
+    assert (thinking["prompt_tokens"], thinking["completion_tokens"]) == (12, 25)
+
+    count = df.loc[str(ANTHROPIC_COUNT)]
+    assert (count["endpoint"], count["kind"], count["prompt_tokens"]) == ("/v1/messages/count_tokens", "inference", 431)
+    assert count["response_type"] == "MessageTokensCount"
+
+    # the same columns are filled for openai and anthropic answers
+    filled = ["text", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "response_model"]
+    assert (
+        df.loc[[str(HELLO_NOT_STREAMED), str(ANTHROPIC_TOOL_USE), str(ANTHROPIC_TOOL_RESULTS)], filled]
+        .notna()
+        .all()
+        .all()
+    )
+    assert df.loc[[str(HELLO_STREAM), str(ANTHROPIC_TOOL_RESULTS)], filled[:2]].notna().all().all()
+
+
+def test_anthropic_messages_have_system_tool_use_and_tool_results() -> None:
+    m = nra.messages(ANTHROPIC_TOOL_RESULTS)
+    assert m["index"].tolist() == [0, 1, 2, 3]
+    assert m["role"].tolist() == ["system", "user", "assistant", "user"]
+    assert m["item_type"].tolist() == ["system", "message", "message", "tool_result"]
+    assert m["content"].tolist() == [
+        "You are a weather assistant.",
+        "What is the weather in Paris and in Rome?",
+        "I'll check both cities.",
+        "18°C, sunny\nstation offline",
+    ]
+    assert m["n_tool_calls"].tolist() == [0, 0, 2, 0]
+    assert m["tool_call_id"].iloc[3] == "toolu_01Paris"
+    assert m["tool_call_id"].iloc[:3].isna().all()
+    thinking = nra.messages(ANTHROPIC_THINKING)  # content given as text blocks, no system
+    assert (thinking["role"].tolist(), thinking["content"].tolist()) == (["user"], ["Say hello."])
+
+
+def test_anthropic_tool_calls_are_assembled() -> None:
+    tc = (
+        nra.tool_calls([ANTHROPIC_TOOL_USE, ANTHROPIC_TOOL_RESULTS]).set_index(["path", "source", "index"]).sort_index()
+    )
+    asked = tc.loc[str(ANTHROPIC_TOOL_USE), "response"]  # from a Message's tool_use blocks
+    assert asked["name"].tolist() == ["get_weather", "get_weather"]
+    assert asked["call_id"].tolist() == ["toolu_01Paris", "toolu_02Rome"]
+    assert asked["arguments_json"].tolist() == [{"city": "Paris"}, {"city": "Rome"}]
+    assert set(asked["call_type"]) == {"tool_use"}
+    # ... answered in the next request of the same run (no test_id), error included
+    assert asked["output"].tolist() == ["18°C, sunny", "station offline"]
+
+    history = tc.loc[str(ANTHROPIC_TOOL_RESULTS), "request"]  # tool_use blocks sent back
+    assert history["call_id"].tolist() == ["toolu_01Paris", "toolu_02Rome"]
+    assert history["message_index"].tolist() == [2, 2]
+    assert history["output"].tolist() == ["18°C, sunny", "station offline"]
+    assert history["error"].isna().tolist() == [True, False]
+    assert history["error"].iloc[1] == "station offline"  # is_error: true
+
+    streamed = tc.loc[str(ANTHROPIC_TOOL_RESULTS), "response"]  # input_json_delta events joined
+    assert streamed["name"].tolist() == ["list_stations", "get_weather"]
+    assert streamed["call_id"].tolist() == ["toolu_03Stations", "toolu_04Rome"]
+    assert streamed["arguments"].tolist() == ["{}", '{"city": "Rome Ciampino"}']
+    assert streamed["arguments_json"].tolist() == [{}, {"city": "Rome Ciampino"}]
+
+
+def test_anthropic_token_stream() -> None:
+    ts = nra.token_stream(ANTHROPIC_TOOL_RESULTS)
+    assert len(ts) == 15  # one row per raw event
+    assert "".join(ts["delta"]) == nra.load_recordings(ANTHROPIC_TOOL_RESULTS)["text"].iloc[0]
+    assert ts["delta"].iloc[2:5].tolist() == [
+        "Paris is 18°C and sunny.",
+        " Rome's station is offline;",
+        " let me find another.",
+    ]
+    assert ts["role"].iloc[0] == "assistant" and ts["role"].iloc[1:].isna().all()
+    # the tool_use block starts and their input_json_delta events carry the tool calls
+    assert ts.index[ts["tool_call_delta"]].tolist() == [6, 8, 9, 10, 11]
+    assert ts["finish_reason"].dropna().tolist() == ["tool_use"]  # on the message_delta event
+    assert ts["finish_reason"].iloc[13] == "tool_use"
+    assert ts["offset_ms"].iloc[0] == 180.0 and ts["offset"].is_monotonic_increasing
+    thinking = nra.token_stream(ANTHROPIC_THINKING)
+    assert "".join(thinking["delta"]) == "Hello!"  # thinking_delta and signature_delta add no text
+    assert thinking["cum_chars"].iloc[-1] == 6
+
+
+def test_llama_stack_anthropic_http_recordings() -> None:
+    df = nra.load_recordings([ANTHROPIC_SSE, ANTHROPIC_HTTP_JSON]).set_index("path")
+    sse = df.loc[str(ANTHROPIC_SSE)]
+    assert (sse["kind"], sse["endpoint"], sse["text"], sse["finish_reason"]) == (
+        "http",
+        "/v1/messages",
+        "1, 2, 3, 4, 5",
+        "end_turn",
+    )
+    # message_delta's usage is cumulative: its input_tokens (79) is the final count, not message_start's (10)
+    assert (sse["prompt_tokens"], sse["completion_tokens"], sse["total_tokens"]) == (79, 64, 143)
+    whole = df.loc[str(ANTHROPIC_HTTP_JSON)]
+    assert (whole["text"], whole["finish_reason"], whole["prompt_tokens"], whole["completion_tokens"]) == (
+        "",
+        "max_tokens",
+        68,
+        16,
+    )
+    assert nra.messages(ANTHROPIC_HTTP_JSON)[["role", "content"]].values.tolist() == [["user", "Hi"]]
+
+
+def test_anthropic_recordings_render() -> None:
+    rec = nra.Recording.load(ANTHROPIC_TOOL_RESULTS)
+    text = rec.to_text()
+    assert "list_stations" in text and "Rome Ciampino" in text and "station offline" in text
+    assert rec._repr_html_().startswith("<div")
+
+
 # --- sources -------------------------------------------------------------------------------------
 
 
@@ -1027,8 +1206,7 @@ def test_pandas_is_imported_only_by_the_frames() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import notebook_recorder as nr
-import notebook_recorder.analysis as nra
+        import notebook_recorder.analysis as nra
         rec = nra.Recording.load(sys.argv[1])
         rec.to_text(); rec._repr_html_()
         assert "pandas" not in sys.modules, "pandas imported"

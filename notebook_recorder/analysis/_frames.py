@@ -100,7 +100,11 @@ MESSAGE_COLUMNS: tuple[Column, ...] = (
     _c("tool_call_id", "str", "for a tool result: the call it answers"),
     _c("n_tool_calls", "Int64", "tool calls carried by this (assistant) message"),
     _c("name", "str", "the message's name field, if any"),
-    _c("item_type", "str", "message, or a Responses API input item type, such as function_call_output"),
+    _c(
+        "item_type",
+        "str",
+        "message, a Responses API input item type such as function_call_output, or tool_result (Anthropic)",
+    ),
     _c("path", "str", "the recording"),
 )
 

@@ -8,9 +8,10 @@ The frames get the same columns as for OpenAI:
 - tool calls: ``tool_use`` blocks (``server_tool_use`` too), their ``input`` assembled from
   ``input_json_delta`` events when streamed; ``call_type`` is the block's type;
 - request messages: one row per message, after a ``system`` row when the request has one; a
-  user message of ``tool_result`` blocks has ``item_type`` ``tool_result``, answers the call
-  named in ``tool_call_id``, and gives that call its ``output`` (and ``error``, when
-  ``is_error``);
+  message's ``content`` is the text of its text and ``tool_result`` blocks, one line each. A
+  user message of ``tool_result`` blocks has ``item_type`` ``tool_result`` and answers the call
+  named in ``tool_call_id`` (the first, when it holds several); each result gives its call
+  (in ``tool_calls``) its ``output``, and ``error`` when ``is_error``;
 - ``finish_reason`` is the ``stop_reason`` as Anthropic says it (``end_turn``, ``tool_use``,
   ``max_tokens``...);
 - ``prompt_tokens`` counts every input token, cache reads and writes included
@@ -189,9 +190,14 @@ def read_request(body: dict[str, Any], messages: list[MessageRow], tools: list[T
     """A ``system`` row, then one row per message; a tool_calls row per ``tool_use`` block."""
     outputs: dict[str, str] = {}  # tool_result text by the tool_use id it answers
     errors: dict[str, str] = {}  # the same, for results marked is_error
+    text: str | None
     system = body.get("system")
     if system is not None:
-        messages.append((len(messages), "system", content_text(system), None, 0, None, "system"))
+        if type(system) is list:  # text blocks, one line each
+            text = "\n".join(b["text"] for b in system if type(b) is dict and type(b.get("text")) is str)
+        else:
+            text = content_text(system)
+        messages.append((len(messages), "system", text, None, 0, None, "system"))
     for message in body["messages"]:
         index = len(messages)
         if type(message) is not dict:
@@ -201,11 +207,17 @@ def read_request(body: dict[str, Any], messages: list[MessageRow], tools: list[T
         n_calls = 0
         answered = None
         item_type = "message"
+        texts: list[str] = []  # of the text and tool_result blocks, one line each
         for block in content if type(content) is list else ():
+            if type(block) is str:
+                texts.append(block)
+                continue
             if type(block) is not dict:
                 continue
             block_type = block.get("type")
-            if _is_tool_use(block_type):
+            if type(block.get("text")) is str:
+                texts.append(block["text"])
+            elif _is_tool_use(block_type):
                 tools.append(
                     tool_row(
                         "request", n_calls, block.get("id"), block.get("name"), block.get("input"), block_type, index
@@ -213,27 +225,21 @@ def read_request(body: dict[str, Any], messages: list[MessageRow], tools: list[T
                 )
                 n_calls += 1
             elif type(block_type) is str and block_type.endswith("tool_result"):
-                call_id = block.get("tool_use_id")
                 if block_type == "tool_result":
                     item_type = block_type
-                if not call_id:
-                    continue
                 result = block.get("content")
                 output = content_text(result) if result is None or type(result) in (str, list) else json_text(result)
-                outputs[str(call_id)] = output or ""
-                if block.get("is_error"):
-                    errors[str(call_id)] = output or "error"
-                answered = answered or call_id
+                if output:
+                    texts.append(output)
+                call_id = block.get("tool_use_id")
+                if call_id:
+                    outputs[str(call_id)] = output or ""
+                    if block.get("is_error"):
+                        errors[str(call_id)] = output or "error"
+                    answered = answered or call_id
+        text = "\n".join(texts) if type(content) is list else content_text(content)
         messages.append(
-            (
-                index,
-                message.get("role"),
-                content_text(content),
-                str(answered) if answered else None,
-                n_calls,
-                None,
-                item_type,
-            )
+            (index, message.get("role"), text, str(answered) if answered else None, n_calls, None, item_type)
         )
     match_outputs(tools, outputs)
     for row in tools:
