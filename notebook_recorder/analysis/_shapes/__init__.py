@@ -51,11 +51,29 @@ REQUEST_READERS: tuple[tuple[Callable[[dict[str, Any], str], bool], RequestReade
     (openai_responses.is_request, openai_responses.read_request),  # Gemini interactions too
 )
 
-#: Typed stream events (with a ``type``, or Gemini's ``event_type``), by that type.
+#: Typed stream events (with a ``type``, or Gemini's ``event_type``), by that type. Other events
+#: (``content_block_stop``, ``ping``, most ``response.*`` events...) add nothing to the frames.
 EVENT_READERS: dict[str, EventReader] = {
-    **openai_responses.EVENTS,
-    **anthropic.EVENTS,
-    **gemini.EVENTS,
+    # the OpenAI Responses API
+    "response.output_text.delta": openai_responses.text_delta,
+    "response.function_call_arguments.delta": openai_responses.arguments_delta,
+    "response.function_call_arguments.done": openai_responses.arguments_done,
+    "response.output_item.added": openai_responses.output_item,
+    "response.output_item.done": openai_responses.output_item,
+    "response.created": openai_responses.response_state,
+    "response.in_progress": openai_responses.response_state,
+    "response.completed": openai_responses.response_state,
+    "response.incomplete": openai_responses.response_state,
+    "response.failed": openai_responses.response_state,
+    # Anthropic Messages (RawMessageStreamEvent)
+    "message_start": anthropic.message_start,
+    "content_block_start": anthropic.block_start,
+    "content_block_delta": anthropic.block_delta,
+    "message_delta": anthropic.message_delta,
+    # Gemini interactions
+    "content.delta": gemini.content_delta,
+    "interaction.complete": gemini.interaction_complete,
+    # any stream that ends in an error event
     "error": other.read_error_event,
 }
 

@@ -24,26 +24,12 @@ Raw HTTP recordings (llama-stack's, SSE lines) and the SDK's objects (``__type__
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import (
-    NO_USAGE,
-    Call,
-    ChunkInfo,
-    EventReader,
-    MessageRow,
-    Slots,
-    StreamState,
-    ToolRow,
-    Usage,
-    content_text,
-    int_or_none,
-    json_text,
-    match_outputs,
-    set_usage,
-    slot,
-    tool_row,
-)
+from .._rows import NO_USAGE, content_text, int_or_none, json_text, match_outputs, set_usage, slot, tool_row
+
+if TYPE_CHECKING:
+    from .._rows import Call, ChunkInfo, MessageRow, Slots, StreamState, ToolRow, Usage
 
 
 def usage_of(usage: Any) -> Usage:
@@ -99,7 +85,7 @@ def read_token_count(body: dict[str, Any], call: Call, slots: Slots) -> None:
 # --- stream events -------------------------------------------------------------------------------
 
 
-def _message_start(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def message_start(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     message = event.get("message")
     if type(message) is not dict:
         return "", None, None, False
@@ -111,7 +97,7 @@ def _message_start(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     return "", message.get("role"), None, False
 
 
-def _block_start(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def block_start(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     block = event.get("content_block")
     if type(block) is not dict:
         return "", None, None, False
@@ -128,7 +114,7 @@ def _block_start(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     return "", None, None, False
 
 
-def _block_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def block_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     delta = event.get("delta")
     if type(delta) is dict:
         delta_type = delta.get("type")
@@ -140,7 +126,7 @@ def _block_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     return "", None, None, False  # thinking, signature and citations deltas add no text
 
 
-def _message_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def message_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     delta = event.get("delta")
     stop_reason = delta.get("stop_reason") if type(delta) is dict else None
     prompt, completion, _ = usage_of(event.get("usage"))  # output_tokens: the total so far
@@ -149,22 +135,6 @@ def _message_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     if completion is not None:
         state.usage = (prompt, completion, prompt + completion if prompt is not None else None)
     return "", None, stop_reason or None, False
-
-
-def _nothing(event: dict[str, Any], state: StreamState) -> ChunkInfo:
-    return "", None, None, False
-
-
-#: Readers of the raw stream events (``RawMessageStreamEvent``), by their ``type``.
-EVENTS: dict[str, EventReader] = {
-    "message_start": _message_start,
-    "content_block_start": _block_start,
-    "content_block_delta": _block_delta,
-    "content_block_stop": _nothing,
-    "message_delta": _message_delta,
-    "message_stop": _nothing,
-    "ping": _nothing,
-}
 
 
 # --- the request ---------------------------------------------------------------------------------
@@ -177,6 +147,8 @@ def is_request(body: dict[str, Any], endpoint: str) -> bool:
         return False
     if "/v1/messages" in endpoint or "system" in body:
         return True
+    if "tools" not in body:  # Anthropic refuses tool blocks in a request that defines no tools
+        return False
     for message in messages:
         content = message.get("content") if type(message) is dict else None
         if type(content) is list:

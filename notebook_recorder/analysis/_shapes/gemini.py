@@ -4,23 +4,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import (
-    Call,
-    ChunkInfo,
-    EventReader,
-    MessageRow,
-    Slots,
-    StreamState,
-    ToolRow,
-    json_text,
-    match_outputs,
-    set_usage,
-    slot,
-    tool_row,
-    usage_of,
-)
+from .._rows import json_text, match_outputs, set_usage, slot, tool_row, usage_of
+
+if TYPE_CHECKING:
+    from .._rows import Call, ChunkInfo, MessageRow, Slots, StreamState, ToolRow
 
 
 def _first_candidate(body: dict[str, Any], slots: Slots) -> tuple[str, Any, bool]:
@@ -73,7 +62,7 @@ def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
 # --- interactions stream events ------------------------------------------------------------------
 
 
-def _content_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def content_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     delta = event.get("delta")
     if type(delta) is dict:
         if delta.get("type") == "text" and type(delta.get("text")) is str:
@@ -86,19 +75,12 @@ def _content_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     return "", None, None, False
 
 
-def _interaction_complete(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def interaction_complete(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     interaction = event.get("interaction")
     if type(interaction) is dict:
         state.usage = usage_of(interaction.get("usage"))
         return "", None, interaction.get("status"), False
     return "", None, None, False
-
-
-#: Readers of the interactions API's stream events, by their ``event_type`` (or ``type``).
-EVENTS: dict[str, EventReader] = {
-    "content.delta": _content_delta,
-    "interaction.complete": _interaction_complete,
-}
 
 
 # --- the request ---------------------------------------------------------------------------------

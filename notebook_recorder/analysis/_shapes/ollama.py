@@ -4,10 +4,13 @@ counts of ``/api/embeddings`` and the like. Requests to ``/api/chat`` are chat m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import Call, ChunkInfo, Slots, StreamState, Usage, content_text, int_or_none, set_usage, slot
-from .openai_chat import merge_tool_calls
+from .._rows import content_text, int_or_none, set_usage
+from .openai_chat import merge_tool_calls, read_delta
+
+if TYPE_CHECKING:
+    from .._rows import Call, ChunkInfo, Slots, StreamState, Usage
 
 
 def usage_of(body: dict[str, Any]) -> Usage:
@@ -65,20 +68,8 @@ def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
     role = finish_reason = None
     carries_tool = False
     message = chunk.get("message")
-    if type(message) is dict:
-        content = message.get("content")
-        if content and type(content) is str:
-            text = content
-        role = message.get("role")
-        tool_calls = message.get("tool_calls")
-        if tool_calls:
-            carries_tool = True
-            for tool_call in tool_calls if type(tool_calls) is list else ():
-                if type(tool_call) is dict:
-                    function = tool_call.get("function") or {}
-                    slot(state.slots, len(state.slots)).add(
-                        tool_call.get("id"), function.get("name"), function.get("arguments"), "function"
-                    )
+    if type(message) is dict:  # /api/chat: whole tool calls, one slot each
+        text, role, carries_tool = read_delta(message, state)
     else:
         content = chunk.get("response")
         if content and type(content) is str:

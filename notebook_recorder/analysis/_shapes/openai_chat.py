@@ -8,23 +8,12 @@ comes here through :func:`read_chunk`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import (
-    Call,
-    ChunkInfo,
-    MessageRow,
-    Slots,
-    StreamState,
-    ToolRow,
-    content_text,
-    match_outputs,
-    set_usage,
-    slot,
-    tool_row,
-    unwrap,
-    usage_of,
-)
+from .._rows import content_text, match_outputs, set_usage, slot, tool_row, unwrap, usage_of
+
+if TYPE_CHECKING:
+    from .._rows import Call, ChunkInfo, MessageRow, Slots, StreamState, ToolRow
 
 
 def first_choice(choices: list[Any]) -> Any:
@@ -102,14 +91,7 @@ def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
         if choice is not None:
             delta = choice.get("delta")
             if delta is not None:
-                content = delta.get("content")
-                if content:
-                    text = content if type(content) is str else content_text(content) or ""
-                role = delta.get("role")
-                tool_calls = delta.get("tool_calls")
-                if tool_calls:
-                    carries_tool = True
-                    merge_tool_calls(state.slots, tool_calls)
+                text, role, carries_tool = read_delta(delta, state)
             else:
                 content = choice.get("text")
                 if content and type(content) is str:
@@ -119,6 +101,17 @@ def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
     if usage:
         state.usage = usage_of(usage)
     return text, role, finish_reason, carries_tool
+
+
+def read_delta(delta: dict[str, Any], state: StreamState) -> tuple[str, Any, bool]:
+    """(text, role, carries a tool call) of a chunk's ``delta`` (or of an Ollama chunk's
+    ``message``, which has the same fields); its tool calls go to ``state.slots``."""
+    content = delta.get("content")
+    text = "" if not content else content if type(content) is str else content_text(content) or ""
+    tool_calls = delta.get("tool_calls")
+    if tool_calls:
+        merge_tool_calls(state.slots, tool_calls)
+    return text, delta.get("role"), bool(tool_calls)
 
 
 def read_function_call_deltas(chunks: list[Any], slots: Slots, tool_deltas: list[int]) -> None:

@@ -3,24 +3,12 @@ events, and the ``input`` items of a request."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import (
-    Call,
-    ChunkInfo,
-    EventReader,
-    MessageRow,
-    Slots,
-    StreamState,
-    ToolRow,
-    content_text,
-    json_text,
-    match_outputs,
-    set_usage,
-    slot,
-    tool_row,
-    usage_of,
-)
+from .._rows import content_text, json_text, match_outputs, set_usage, slot, tool_row, usage_of
+
+if TYPE_CHECKING:
+    from .._rows import Call, ChunkInfo, MessageRow, Slots, StreamState, ToolRow
 
 
 def item_tool_call(item: dict[str, Any]) -> tuple[Any, Any, Any, str] | None:
@@ -91,7 +79,7 @@ def response_output(response: dict[str, Any], call: Call, slots: Slots) -> str |
 # --- stream events -------------------------------------------------------------------------------
 
 
-def _text_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def text_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     text = event.get("delta")
     if type(text) is str:
         state.seen_text_delta = True
@@ -99,19 +87,19 @@ def _text_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     return "", None, None, False
 
 
-def _arguments_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def arguments_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     slot(state.slots, ("output", event.get("output_index"))).add(None, None, event.get("delta"))
     return "", None, None, True
 
 
-def _arguments_done(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def arguments_done(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     target = slot(state.slots, ("output", event.get("output_index")))
     if type(event.get("arguments")) is str:
         target.args = [event["arguments"]]
     return "", None, None, False
 
 
-def _output_item(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def output_item(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     item = event.get("item")
     role = None
     carries_tool = False
@@ -131,7 +119,7 @@ def _output_item(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     return "", role, None, carries_tool
 
 
-def _response_state(event: dict[str, Any], state: StreamState) -> ChunkInfo:
+def response_state(event: dict[str, Any], state: StreamState) -> ChunkInfo:
     """``response.created`` ... ``response.completed``: the response so far, or the final one."""
     response = event.get("response")
     finish_reason = None
@@ -142,21 +130,6 @@ def _response_state(event: dict[str, Any], state: StreamState) -> ChunkInfo:
             state.final_response = response
             finish_reason = response.get("status")
     return "", None, finish_reason, False
-
-
-#: Readers of the stream events, by their ``type``; other ``response.*`` events add nothing.
-EVENTS: dict[str, EventReader] = {
-    "response.output_text.delta": _text_delta,
-    "response.function_call_arguments.delta": _arguments_delta,
-    "response.function_call_arguments.done": _arguments_done,
-    "response.output_item.added": _output_item,
-    "response.output_item.done": _output_item,
-    "response.created": _response_state,
-    "response.in_progress": _response_state,
-    "response.completed": _response_state,
-    "response.incomplete": _response_state,
-    "response.failed": _response_state,
-}
 
 
 def finish_stream(state: StreamState, text: str) -> str:

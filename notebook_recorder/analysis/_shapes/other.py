@@ -3,9 +3,12 @@ events in any stream. Model lists need nothing beyond the call's kind and ``resp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import Call, ChunkInfo, Slots, StreamState, set_usage, usage_of
+from .._rows import set_usage, usage_of
+
+if TYPE_CHECKING:
+    from .._rows import Call, ChunkInfo, Slots, StreamState
 
 
 def has_usage(body: dict[str, Any]) -> bool:

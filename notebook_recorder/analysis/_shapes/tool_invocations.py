@@ -3,20 +3,12 @@ llama-stack's tool invocations, whose results may be ``ToolInvocationResult`` ob
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._rows import (
-    Call,
-    Stream,
-    ToolRow,
-    chunk_offsets,
-    content_text,
-    encoded_class_name,
-    json_text,
-    stream_of,
-    tool_row,
-    unwrap,
-)
+from .._rows import chunk_offsets, content_text, encoded_class_name, json_text, stream_of, tool_row, unwrap
+
+if TYPE_CHECKING:
+    from .._rows import Call, Stream, ToolRow
 
 
 def tool_output(value: Any) -> tuple[str | None, str | None]:
