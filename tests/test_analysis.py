@@ -713,6 +713,17 @@ def test_anthropic_token_stream() -> None:
     assert thinking["cum_chars"].iloc[-1] == 6
 
 
+def test_a_stream_that_ends_in_an_error_event_says_so(tmp_path: Path) -> None:
+    recorded = json.loads(ANTHROPIC_THINKING.read_text())
+    events = recorded["response"]["body"][:7]  # up to the first text delta
+    events.append({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    recorded["response"]["body"] = events
+    r = nra.load_recordings(write(tmp_path / "cut.json", recorded)).iloc[0]
+    assert (r["text"], r["n_chunks"]) == ("Hello", 8)
+    assert (r["exception_type"], r["exception_message"]) == ("overloaded_error", "Overloaded")
+    assert pd.isna(r["finish_reason"])
+
+
 def test_llama_stack_anthropic_http_recordings() -> None:
     df = nra.load_recordings([ANTHROPIC_SSE, ANTHROPIC_HTTP_JSON]).set_index("path")
     sse = df.loc[str(ANTHROPIC_SSE)]
