@@ -106,9 +106,9 @@ def read_chunk(chunk: Any, state: StreamState) -> ChunkInfo:
         return NOTHING
     if chunk.get("choices") is not None:
         return openai_chat.read_chunk(chunk, state)
-    if ollama.is_chunk(chunk):
+    if "done" in chunk and ("message" in chunk or "response" in chunk):
         return ollama.read_chunk(chunk, state)
-    if gemini.is_chunk(chunk):
+    if "candidates" in chunk:
         return gemini.read_chunk(chunk, state)
     event_type = chunk.get("type") or chunk.get("event_type")
     reader = EVENT_READERS.get(event_type) if type(event_type) is str else None

@@ -141,21 +141,16 @@ def message_delta(event: dict[str, Any], state: StreamState) -> ChunkInfo:
 
 
 def is_request(body: dict[str, Any], endpoint: str) -> bool:
-    """A ``messages`` request with Anthropic's marks: its endpoint, a ``system``, or tool blocks."""
-    messages = body.get("messages")
-    if type(messages) is not list:
+    """A ``messages`` request with Anthropic's marks: its endpoint, a ``system``, or its tools
+    (``input_schema``, or a server tool's ``type``, where OpenAI's have a ``function``)."""
+    if type(body.get("messages")) is not list:
         return False
     if "/v1/messages" in endpoint or "system" in body:
         return True
-    if "tools" not in body:  # Anthropic refuses tool blocks in a request that defines no tools
+    tools = body.get("tools")
+    if type(tools) is not list or not tools or type(tools[0]) is not dict:
         return False
-    for message in messages:
-        content = message.get("content") if type(message) is dict else None
-        if type(content) is list:
-            for block in content:
-                if type(block) is dict and block.get("type") in ("tool_use", "tool_result"):
-                    return True
-    return False
+    return "input_schema" in tools[0] or ("function" not in tools[0] and "custom" not in tools[0])
 
 
 def read_request(body: dict[str, Any], messages: list[MessageRow], tools: list[ToolRow]) -> None:

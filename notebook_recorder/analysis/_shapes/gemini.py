@@ -46,10 +46,6 @@ def read_response(body: dict[str, Any], call: Call, slots: Slots) -> None:
     set_usage(call, usage_of(body.get("usage_metadata")))
 
 
-def is_chunk(chunk: dict[str, Any]) -> bool:
-    return "candidates" in chunk
-
-
 def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
     text, finish_reason, has_tool = _first_candidate(chunk, state.slots)
     if chunk.get("usage_metadata"):

@@ -58,10 +58,6 @@ def read_usage(body: dict[str, Any], call: Call, slots: Slots) -> None:
 # --- stream chunks -------------------------------------------------------------------------------
 
 
-def is_chunk(chunk: dict[str, Any]) -> bool:
-    return "done" in chunk and ("message" in chunk or "response" in chunk)
-
-
 def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
     """(delta, role, finish_reason, carries a tool call) of an ``/api/chat`` or ``/api/generate`` chunk."""
     text = ""
