@@ -108,7 +108,7 @@ def _resolve_recording(target: str, directory: str | None) -> Path:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """``show FILE|KEY``: one recording as readable text (``analysis.Recording.to_text``)."""
-    from .analysis import Recording, RecordingLoadError
+    from .analysis import Recording
 
     try:
         path = _resolve_recording(args.target, args.dir)
@@ -118,7 +118,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         read_recording(path)  # the rules replay and verify apply (nesting depth...), before rendering it
         recording = Recording.load(path)
-    except (RecordingFormatError, RecordingLoadError) as exc:
+    except RecordingFormatError as exc:
         err(f"{PROG} show: {exc}")
         return 1
     out(recording.to_text(max_chars=args.max_chars or None).rstrip("\n"))

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import notebook_recorder as nr
 import notebook_recorder.analysis as nra
-from notebook_recorder.analysis import _loader
+from notebook_recorder.analysis import _loader, _progress
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llama-stack"
 OCT = FIXTURES / "oct2025" / "tests" / "integration"
@@ -561,6 +562,196 @@ def test_tool_recordings_of_our_own(own_dir: Path) -> None:
     assert list(ts["offset_ms"]) == [1.0, 2.0, 3.0]
 
 
+# --- anthropic -----------------------------------------------------------------------------------
+# tests/fixtures/anthropic: what the anthropic hook writes (make_fixtures.py builds them with the SDK)
+
+ANTHROPIC = Path(__file__).parent / "fixtures" / "anthropic"
+ANTHROPIC_TOOL_USE = next(ANTHROPIC.glob("tool_use-*.json"))
+ANTHROPIC_TOOL_RESULTS = next(ANTHROPIC.glob("tool_result_stream-*.json"))
+ANTHROPIC_THINKING = next(ANTHROPIC.glob("thinking_stream-*.json"))
+ANTHROPIC_COUNT = next(ANTHROPIC.glob("count_tokens-*.json"))
+ANTHROPIC_HTTP_JSON = HEAD / "messages/recordings/2a5f7014ddf9a3d359fbf59a195e4762d47ef1768f98b2f1c7af55788e7fe6d8.json"
+
+
+def test_anthropic_fixtures_are_what_the_sdk_encodes() -> None:
+    """The fixture files are the installed SDK's objects, encoded as the recorder encodes them."""
+    pytest.importorskip("anthropic")
+    sys.path.insert(0, str(ANTHROPIC))
+    try:
+        import make_fixtures  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ANTHROPIC))
+    made = make_fixtures.records()
+    assert sorted(made) == sorted(p.name for p in ANTHROPIC.glob("*.json"))
+    for name, record in made.items():
+        on_disk = json.loads((ANTHROPIC / name).read_text())
+        assert on_disk["request"] == record["request"], name
+        assert on_disk["response"] == record["response"], name
+    types = {c["__type__"] for c in json.loads(ANTHROPIC_TOOL_RESULTS.read_text())["response"]["body"]}
+    assert types == {
+        f"anthropic.types.{m}.{c}"
+        for m, c in [
+            ("raw_message_start_event", "RawMessageStartEvent"),
+            ("raw_content_block_start_event", "RawContentBlockStartEvent"),
+            ("raw_content_block_delta_event", "RawContentBlockDeltaEvent"),
+            ("raw_content_block_stop_event", "RawContentBlockStopEvent"),
+            ("raw_message_delta_event", "RawMessageDeltaEvent"),
+            ("raw_message_stop_event", "RawMessageStopEvent"),
+        ]
+    }
+
+
+def test_anthropic_calls_have_the_openai_call_columns() -> None:
+    df = nra.load_recordings([ANTHROPIC, HELLO_STREAM, HELLO_NOT_STREAMED]).set_index("path")
+    tool_use = df.loc[str(ANTHROPIC_TOOL_USE)]
+    assert (tool_use["kind"], tool_use["endpoint"], tool_use["model"]) == (
+        "inference",
+        "/v1/messages",
+        "claude-sonnet-4-5",
+    )
+    assert (tool_use["text"], tool_use["finish_reason"], tool_use["n_tool_calls"]) == (
+        "I'll check both cities.",
+        "tool_use",
+        2,
+    )
+    assert (tool_use["response_model"], tool_use["response_type"]) == ("claude-sonnet-4-5-20250929", "Message")
+    # prompt_tokens counts cached input too, as OpenAI's does: 412 + 1024 read from the cache
+    assert (tool_use["prompt_tokens"], tool_use["completion_tokens"], tool_use["total_tokens"]) == (1436, 96, 1532)
+    assert (tool_use["sdk"], tool_use["sdk_version"], tool_use["n_messages"]) == ("anthropic", "2.15.0", 2)
+
+    streamed = df.loc[str(ANTHROPIC_TOOL_RESULTS)]
+    assert streamed["is_streaming"] and streamed["n_chunks"] == 15
+    assert streamed["text"] == "Paris is 18°C and sunny. Rome's station is offline; let me find another."
+    assert (streamed["finish_reason"], streamed["n_tool_calls"]) == ("tool_use", 2)
+    assert (streamed["prompt_tokens"], streamed["completion_tokens"], streamed["total_tokens"]) == (
+        530 + 1024 + 64,
+        71,
+        1689,
+    )
+    assert streamed["response_model"] == "claude-sonnet-4-5-20250929"
+
+    thinking = df.loc[str(ANTHROPIC_THINKING)]
+    assert (thinking["text"], thinking["finish_reason"]) == ("Hello!", "end_turn")  # the thinking is not text
+    assert (thinking["prompt_tokens"], thinking["completion_tokens"]) == (12, 25)
+
+    count = df.loc[str(ANTHROPIC_COUNT)]
+    assert (count["endpoint"], count["kind"], count["prompt_tokens"]) == ("/v1/messages/count_tokens", "inference", 431)
+    assert count["response_type"] == "MessageTokensCount"
+
+    # the same columns are filled for openai and anthropic answers
+    filled = ["text", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "response_model"]
+    assert (
+        df.loc[[str(HELLO_NOT_STREAMED), str(ANTHROPIC_TOOL_USE), str(ANTHROPIC_TOOL_RESULTS)], filled]
+        .notna()
+        .all()
+        .all()
+    )
+    assert df.loc[[str(HELLO_STREAM), str(ANTHROPIC_TOOL_RESULTS)], filled[:2]].notna().all().all()
+
+
+def test_anthropic_messages_have_system_tool_use_and_tool_results() -> None:
+    m = nra.messages(ANTHROPIC_TOOL_RESULTS)
+    assert m["index"].tolist() == [0, 1, 2, 3]
+    assert m["role"].tolist() == ["system", "user", "assistant", "user"]
+    assert m["item_type"].tolist() == ["system", "message", "message", "tool_result"]
+    assert m["content"].tolist() == [
+        "You are a weather assistant.",
+        "What is the weather in Paris and in Rome?",
+        "I'll check both cities.",
+        "18°C, sunny\nstation offline",
+    ]
+    assert m["n_tool_calls"].tolist() == [0, 0, 2, 0]
+    assert m["tool_call_id"].iloc[3] == "toolu_01Paris"
+    assert m["tool_call_id"].iloc[:3].isna().all()
+    thinking = nra.messages(ANTHROPIC_THINKING)  # content given as text blocks, no system
+    assert (thinking["role"].tolist(), thinking["content"].tolist()) == (["user"], ["Say hello."])
+
+
+def test_anthropic_tool_calls_are_assembled() -> None:
+    tc = (
+        nra.tool_calls([ANTHROPIC_TOOL_USE, ANTHROPIC_TOOL_RESULTS]).set_index(["path", "source", "index"]).sort_index()
+    )
+    asked = tc.loc[str(ANTHROPIC_TOOL_USE), "response"]  # from a Message's tool_use blocks
+    assert asked["name"].tolist() == ["get_weather", "get_weather"]
+    assert asked["call_id"].tolist() == ["toolu_01Paris", "toolu_02Rome"]
+    assert asked["arguments_json"].tolist() == [{"city": "Paris"}, {"city": "Rome"}]
+    assert set(asked["call_type"]) == {"tool_use"}
+    # ... answered in the next request of the same run (no test_id), error included
+    assert asked["output"].tolist() == ["18°C, sunny", "station offline"]
+
+    history = tc.loc[str(ANTHROPIC_TOOL_RESULTS), "request"]  # tool_use blocks sent back
+    assert history["call_id"].tolist() == ["toolu_01Paris", "toolu_02Rome"]
+    assert history["message_index"].tolist() == [2, 2]
+    assert history["output"].tolist() == ["18°C, sunny", "station offline"]
+    assert history["error"].isna().tolist() == [True, False]
+    assert history["error"].iloc[1] == "station offline"  # is_error: true
+
+    streamed = tc.loc[str(ANTHROPIC_TOOL_RESULTS), "response"]  # input_json_delta events joined
+    assert streamed["name"].tolist() == ["list_stations", "get_weather"]
+    assert streamed["call_id"].tolist() == ["toolu_03Stations", "toolu_04Rome"]
+    assert streamed["arguments"].tolist() == ["{}", '{"city": "Rome Ciampino"}']
+    assert streamed["arguments_json"].tolist() == [{}, {"city": "Rome Ciampino"}]
+
+
+def test_anthropic_token_stream() -> None:
+    ts = nra.token_stream(ANTHROPIC_TOOL_RESULTS)
+    assert len(ts) == 15  # one row per raw event
+    assert "".join(ts["delta"]) == nra.load_recordings(ANTHROPIC_TOOL_RESULTS)["text"].iloc[0]
+    assert ts["delta"].iloc[2:5].tolist() == [
+        "Paris is 18°C and sunny.",
+        " Rome's station is offline;",
+        " let me find another.",
+    ]
+    assert ts["role"].iloc[0] == "assistant" and ts["role"].iloc[1:].isna().all()
+    # the tool_use block starts and their input_json_delta events carry the tool calls
+    assert ts.index[ts["tool_call_delta"]].tolist() == [6, 8, 9, 10, 11]
+    assert ts["finish_reason"].dropna().tolist() == ["tool_use"]  # on the message_delta event
+    assert ts["finish_reason"].iloc[13] == "tool_use"
+    assert ts["offset_ms"].iloc[0] == 180.0 and ts["offset"].is_monotonic_increasing
+    thinking = nra.token_stream(ANTHROPIC_THINKING)
+    assert "".join(thinking["delta"]) == "Hello!"  # thinking_delta and signature_delta add no text
+    assert thinking["cum_chars"].iloc[-1] == 6
+
+
+def test_a_stream_that_ends_in_an_error_event_says_so(tmp_path: Path) -> None:
+    recorded = json.loads(ANTHROPIC_THINKING.read_text())
+    events = recorded["response"]["body"][:7]  # up to the first text delta
+    events.append({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    recorded["response"]["body"] = events
+    r = nra.load_recordings(write(tmp_path / "cut.json", recorded)).iloc[0]
+    assert (r["text"], r["n_chunks"]) == ("Hello", 8)
+    assert (r["exception_type"], r["exception_message"]) == ("overloaded_error", "Overloaded")
+    assert pd.isna(r["finish_reason"])
+
+
+def test_llama_stack_anthropic_http_recordings() -> None:
+    df = nra.load_recordings([ANTHROPIC_SSE, ANTHROPIC_HTTP_JSON]).set_index("path")
+    sse = df.loc[str(ANTHROPIC_SSE)]
+    assert (sse["kind"], sse["endpoint"], sse["text"], sse["finish_reason"]) == (
+        "http",
+        "/v1/messages",
+        "1, 2, 3, 4, 5",
+        "end_turn",
+    )
+    # message_delta's usage is cumulative: its input_tokens (79) is the final count, not message_start's (10)
+    assert (sse["prompt_tokens"], sse["completion_tokens"], sse["total_tokens"]) == (79, 64, 143)
+    whole = df.loc[str(ANTHROPIC_HTTP_JSON)]
+    assert (whole["text"], whole["finish_reason"], whole["prompt_tokens"], whole["completion_tokens"]) == (
+        "",
+        "max_tokens",
+        68,
+        16,
+    )
+    assert nra.messages(ANTHROPIC_HTTP_JSON)[["role", "content"]].values.tolist() == [["user", "Hi"]]
+
+
+def test_anthropic_recordings_render() -> None:
+    rec = nra.Recording.load(ANTHROPIC_TOOL_RESULTS)
+    text = rec.to_text()
+    assert "list_stations" in text and "Rome Ciampino" in text and "station offline" in text
+    assert rec._repr_html_().startswith("<div")
+
+
 # --- sources -------------------------------------------------------------------------------------
 
 
@@ -643,13 +834,30 @@ def test_bad_files_become_error_rows(tmp_path: Path) -> None:
 def test_strict_raises_naming_the_file(tmp_path: Path) -> None:
     shutil.copy(HELLO_STREAM, tmp_path / "good.json")
     (tmp_path / "bad.json").write_text('{"request": ')
-    with pytest.raises(nra.RecordingLoadError, match=r"bad\.json: invalid JSON") as info:
+    with pytest.raises(nr.RecordingFormatError, match=r"bad\.json: invalid JSON") as info:
         nra.load_recordings(tmp_path, strict=True)
     assert info.value.path == str(tmp_path / "bad.json")
-    with pytest.raises(nra.RecordingLoadError, match=r"bad\.json"):
+    with pytest.raises(nr.RecordingFormatError, match=r"bad\.json"):
         nra.messages(tmp_path, strict=True)
-    with pytest.raises(nra.RecordingLoadError, match=r"bad\.json"):
+    with pytest.raises(nr.RecordingFormatError, match=r"bad\.json"):
         nra.Recording.load(tmp_path / "bad.json")
+
+
+def test_a_file_that_is_no_recording_is_a_format_error_naming_it(tmp_path: Path) -> None:
+    write(tmp_path / "odd.json", {"request": {"body": {}}, "answer": 42})
+    with pytest.raises(nr.RecordingFormatError, match=r"odd\.json: not a recording: no 'response' object") as info:
+        nra.Recording.load(tmp_path / "odd.json")
+    assert info.value.path == str(tmp_path / "odd.json")
+    with pytest.raises(nr.RecordingFormatError, match=r"odd\.json"):
+        nra.tool_calls(tmp_path, strict=True)
+
+
+def test_recording_load_error_is_a_deprecated_alias_of_the_format_error(tmp_path: Path) -> None:
+    """One error type for a bad file: code written against 0.1's RecordingLoadError still catches it."""
+    assert nr.RecordingLoadError is nr.RecordingFormatError is nra.RecordingLoadError
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(nr.RecordingLoadError, match=r"bad\.json: not a recording: the top level is list"):
+        nra.load_recordings(tmp_path, strict=True)
 
 
 def test_a_file_deleted_after_loading_is_an_error_row(tmp_path: Path) -> None:
@@ -674,7 +882,7 @@ def test_custom_columns_from_the_raw_json() -> None:
     assert str(df["stream_flag"].dtype) == "boolean"
     assert df["stream_flag"].iloc[0]
     assert df["error"].str.contains("column 'broken': KeyError").all()
-    with pytest.raises(nra.RecordingLoadError, match="KeyError"):
+    with pytest.raises(nr.RecordingFormatError, match=r"column function <lambda>: KeyError"):
         nra.load_recordings(HELLO_STREAM, columns=[*cols, broken], strict=True)
 
 
@@ -982,12 +1190,12 @@ def test_progress_true_shows_the_bar_at_once(tmp_path: Path, capsys: pytest.Capt
 def test_automatic_progress_waits_for_a_slow_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "0")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    bar = _loader.Progress(10, None, "x")
+    bar = _progress.Progress(10, None, "x")
     try:
-        assert bar.bar is not None and bar.bar.delay == _loader.PROGRESS_DELAY_S > 0
+        assert bar.bar is not None and bar.bar.delay == _progress.PROGRESS_DELAY_S > 0
     finally:
         bar.close()
-    bar = _loader.Progress(10, True, "x")
+    bar = _progress.Progress(10, True, "x")
     try:
         assert bar.bar is not None and bar.bar.delay == 0
     finally:
@@ -996,10 +1204,10 @@ def test_automatic_progress_waits_for_a_slow_load(monkeypatch: pytest.MonkeyPatc
 
 def test_progress_is_silent_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
-    assert _loader.Progress(10, None, "x").enabled is False
+    assert _progress.Progress(10, None, "x").enabled is False
     monkeypatch.setenv("CI", "0")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert _loader.Progress(10, None, "x").enabled is True
+    assert _progress.Progress(10, None, "x").enabled is True
 
 
 # --- imports -------------------------------------------------------------------------------------

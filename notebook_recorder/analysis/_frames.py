@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ._extract import CALL_FIELDS, MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted, Stream, new_call
 from ._jsonarray import JSONArray
 from ._loader import _CLEAR_HOOKS, Loaded, Source, _key_of, gc_paused, load_entries
+from ._rows import CALL_FIELDS, MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted, Stream, new_call
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -44,7 +44,7 @@ class Column:
     """One column of a frame: its name, its pandas dtype, and where its values come from.
 
     ``extract`` is the name of a field of the extracted rows (see ``*_FIELDS`` in
-    ``notebook_recorder.analysis._extract``, plus ``path``, ``size_bytes`` and ``error``), or, for
+    ``notebook_recorder.analysis._rows``, plus ``path``, ``size_bytes`` and ``error``), or, for
     :func:`load_recordings` only, a function called with the recording's parsed JSON.
     """
 
@@ -100,7 +100,11 @@ MESSAGE_COLUMNS: tuple[Column, ...] = (
     _c("tool_call_id", "str", "for a tool result: the call it answers"),
     _c("n_tool_calls", "Int64", "tool calls carried by this (assistant) message"),
     _c("name", "str", "the message's name field, if any"),
-    _c("item_type", "str", "message, or a Responses API input item type, such as function_call_output"),
+    _c(
+        "item_type",
+        "str",
+        "message, a Responses API input item type such as function_call_output, or tool_result (Anthropic)",
+    ),
     _c("path", "str", "the recording"),
 )
 
@@ -436,7 +440,8 @@ def load_recordings(
 
     ``src`` is a file, a directory (searched recursively for ``*.json``), a list of them, or a
     frame with a ``path`` column. A file that cannot be read becomes a row with ``error`` set;
-    with ``strict=True`` it raises :class:`RecordingLoadError` naming the file instead.
+    with ``strict=True`` it raises :class:`~notebook_recorder.RecordingFormatError` naming the file
+    instead.
     ``columns`` defaults to :data:`RECORDING_COLUMNS`; add your own :class:`Column` specs, whose
     extractor may be a function of the recording's parsed JSON. ``progress`` shows a tqdm bar
     (``None``: only when loading takes over a second, in a terminal or notebook, and not in CI).

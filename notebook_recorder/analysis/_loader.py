@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import os
 import pickle
 import stat as stat_module
@@ -34,17 +33,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from .. import _files
-from .._errors import RecordingError, RecordingFormatError
+from .._errors import RecordingFormatError
 from .._keys import name_occurrence
-from ._extract import Extracted, NotARecording, extract
+from ._extract import extract
+from ._progress import Progress
+from ._rows import Extracted
 
 if TYPE_CHECKING:
     import subprocess
 
 #: Files modified this close (in ns) to the moment they were read are read again next time.
 RACY_WINDOW_NS = 2_000_000_000
-#: Show a progress bar once loading has taken this long (seconds).
-PROGRESS_DELAY_S = 1.0
 #: Loads of at least this many new or changed files get a helper process (see :class:`_Helper`).
 PARALLEL_MIN_FILES = 1000
 #: Set to ``0`` to never start a helper process: every file is then read in this process.
@@ -54,13 +53,10 @@ StatKey = tuple[int, int, int, int]
 Source = Any  # a path, a list of paths, or a DataFrame with a ``path`` column
 
 
-class RecordingLoadError(RecordingError, ValueError):
-    """A recording file could not be read (raised when ``strict=True``); names the file."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
+#: The error of a file that cannot be read, as this module called it in 0.1: now
+#: :class:`~notebook_recorder.RecordingFormatError` itself, which every part of the package raises
+#: for a bad file (``nr.RecordingLoadError`` stays, deprecated, until 0.3).
+RecordingLoadError = RecordingFormatError
 
 
 class Loaded(NamedTuple):
@@ -242,87 +238,15 @@ def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
         return f"invalid JSON: {e}", None, st
     del raw
     try:
-        result = extract(data, _key_of(path))
+        result = extract(data, _key_of(path), path)
         _files.check_record(data, path, depth=False)  # nothing here recurses: any depth is harmless
         return result, data, st
     except RecordingFormatError as e:
         return e.problem, data, st
-    except NotARecording as e:
-        return str(e), data, st
     except RecursionError:
         return "unreadable recording: nested too deeply", data, st
     except Exception as e:  # a shape no one foresaw must not stop a load
         return f"unreadable recording: {type(e).__name__}: {e}", data, st
-
-
-# --- progress ---------------------------------------------------------------------------------
-
-
-def _in_notebook() -> bool:
-    ipython = sys.modules.get("IPython")
-    if ipython is None or "ipykernel" not in sys.modules:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _auto_progress() -> bool:
-    ci = os.environ.get("CI", "")
-    if ci and ci.lower() not in ("0", "false", "no"):
-        return False
-    if _in_notebook():
-        return True
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class Progress:
-    """A tqdm bar over the files being read: at once for ``progress=True``, else after a delay.
-
-    ``enabled=None`` (the default of the load functions) shows the bar only in a terminal or a
-    notebook, not in CI, and only once the load has run for :data:`PROGRESS_DELAY_S` (tqdm's
-    ``delay``). The bar is ``tqdm.auto``'s: a widget in a notebook with ipywidgets, else text on
-    stderr (also in a notebook without ipywidgets, where Jupyter redraws it in place).
-    """
-
-    def __init__(self, total: int, enabled: bool | None, desc: str) -> None:
-        self.enabled = _auto_progress() if enabled is None else bool(enabled)
-        self.bar: Any = None
-        if self.enabled and total:
-            self.bar = _make_bar(total, desc, 0.0 if enabled else PROGRESS_DELAY_S)
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _has_widgets() -> bool:
-    try:
-        return importlib.util.find_spec("ipywidgets") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _make_bar(total: int, desc: str, delay: float) -> Any:
-    kwargs: dict[str, Any] = {"total": total, "desc": desc, "unit": "file", "delay": delay}
-    if _in_notebook() and not _has_widgets():
-        # tqdm.auto would warn and fall back to this same text bar; say nothing, draw it on stderr.
-        from tqdm.std import tqdm as text_tqdm
-
-        return text_tqdm(file=sys.stderr, **kwargs)
-    from tqdm.auto import tqdm
-
-    return tqdm(**kwargs)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -419,13 +343,13 @@ def load_entries(
     if strict:
         for path, r in zip(paths, results, strict=True):
             if isinstance(r, str):
-                raise RecordingLoadError(path, r)
+                raise RecordingFormatError(path, r)
         for path, values in zip(paths, extra_values, strict=False):
             for f in extras:
                 e = values.get(f)
                 if isinstance(e, Exception):
                     name = getattr(f, "__name__", repr(f))
-                    raise RecordingLoadError(path, f"column function {name}: {type(e).__name__}: {e}") from e
+                    raise RecordingFormatError(path, f"column function {name}: {type(e).__name__}: {e}") from e
     return Loaded(paths, [c.size for c in entries], results, extra_values, [c.stat[1] for c in entries])
 
 

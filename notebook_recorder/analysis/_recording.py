@@ -7,8 +7,9 @@ import os
 import textwrap
 from typing import Any
 
-from ._extract import MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
-from ._loader import RecordingLoadError, parse_file
+from .._errors import RecordingFormatError
+from ._loader import parse_file
+from ._rows import MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
 
 _ROLE_COLOURS = {
     "system": "#6b7280",
@@ -52,11 +53,12 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recording:
-        """Read one recording file. Raises :class:`RecordingLoadError` naming it when it cannot."""
+        """Read one recording file. Raises :class:`~notebook_recorder.RecordingFormatError` naming it
+        when it cannot."""
         p = os.fspath(path)
         result, data, _ = parse_file(p)
         if isinstance(result, str):
-            raise RecordingLoadError(p, result)
+            raise RecordingFormatError(p, result)
         return cls(data, result, p)
 
     # --- the parts, as plain Python ----------------------------------------------------------
