@@ -50,25 +50,26 @@ Design
 - **No shared mutable state per call**: a wrapper holds only its fixed description, and each
   call keeps its own state in locals, so wrappers are safe across threads and asyncio tasks.
 
-The Recorder decides and writes (``decide``/``save``/``finish``); this module does no file I/O.
+The engine (``_engine``) runs each call's flow and the Recorder writes; this module does no file I/O.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import time
 import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._codec import decode, encode, to_jsonable
+from .._engine import Tape, arun, begin, replayed, run
 from .._errors import RecordedToolError, RecordingFormatError
 from .._keys import ToolRequest
 from .._network import sdk_network
+from .._recorder import Action, exception_response
 from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
-from .._session import Action, Decision, Recorder, active, exception_response
+from .._session import active
 from .._types import allowed_type, register_declared
 
 __all__ = ["ToolInfo", "tool"]
@@ -278,16 +279,7 @@ def _function_wrapper(info: ToolInfo) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return fn(*args, **kwargs)
-        call = _ToolCall(info, recorder, args, kwargs)
-        if call.action is Action.REPLAY:
-            return call.replay_value()
-        try:
-            with sdk_network():  # the tool's own traffic is recorded through its result
-                result = fn(*args, **kwargs)
-        except BaseException as exc:
-            call.raised(exc)
-            raise
-        return call.returned(result)
+        return run(recorder, _ToolCall(info, args, kwargs))
 
     return wrapper
 
@@ -299,16 +291,7 @@ def _coroutine_wrapper(info: ToolInfo) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return await fn(*args, **kwargs)
-        call = _ToolCall(info, recorder, args, kwargs)
-        if call.action is Action.REPLAY:
-            return call.replay_value()
-        try:
-            with sdk_network():
-                result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            call.raised(exc)
-            raise
-        return call.returned(result)
+        return await arun(recorder, _ToolCall(info, args, kwargs))
 
     return wrapper
 
@@ -320,10 +303,11 @@ def _generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return (yield from fn(*args, **kwargs))
-        call = _ToolCall(info, recorder, args, kwargs)
-        if call.action is Action.REPLAY:
-            return (yield from call.replay_items())
-        return (yield from call.stream(fn(*args, **kwargs)))
+        call = _ToolCall(info, args, kwargs, streamed=True)
+        tape = begin(recorder, call)
+        if tape.action is Action.REPLAY:
+            return (yield from call.replay_items(tape))
+        return (yield from call.stream(fn(*args, **kwargs), tape))
 
     return wrapper
 
@@ -337,8 +321,10 @@ def _async_generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
         if recorder is None:
             source = fn(*args, **kwargs)
         else:
-            call = _ToolCall(info, recorder, args, kwargs)
-            source = call.areplay_items() if call.action is Action.REPLAY else call.astream(fn(*args, **kwargs))
+            call = _ToolCall(info, args, kwargs, streamed=True)
+            tape = begin(recorder, call)
+            replayed = tape.action is Action.REPLAY
+            source = call.areplay_items(tape) if replayed else call.astream(fn(*args, **kwargs), tape)
         # `yield from` for async generators: items out, asend/athrow/aclose in.
         try:
             item = await source.__anext__()
@@ -370,52 +356,73 @@ def _async_generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
 
 
 class _ToolCall:
-    """One call of a tool under a recorder: its request, the Recorder's decision, and the outcome.
+    """One call of a tool under a recorder, as the engine's ``Exchange`` (``_engine``): its
+    request, its credentials, the original called, its result encoded or rebuilt.
 
-    Creating it keys the arguments and asks the Recorder; in replay mode with no recording that
-    raises ``RecordingNotFoundError``.
+    Plain functions and coroutines go through :func:`~notebook_recorder._engine.run` /
+    ``arun``; generators take the engine's first step (:func:`~notebook_recorder._engine.begin`)
+    and then record or replay their items here, through the same tape.
     """
 
-    __slots__ = ("decision", "info", "recorder")
-
-    def __init__(self, info: ToolInfo, recorder: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.info = info
-        self.recorder = recorder
-        self.decision: Decision = recorder.decide(tool_request(info, args, kwargs))
-        if self.decision.action is Action.RECORD:
-            self.decision.secrets = _credential_values(info, args, kwargs)
-        if self.decision.action is Action.REPLAY:
-            info.declared_types  # noqa: B018 (put them on the allowlist before decoding)
+    __slots__ = ("args", "info", "kwargs", "streamed")
 
     @property
-    def action(self) -> Action:
-        return self.decision.action
+    def sdk_versions(self) -> dict[str, str]:
+        return {}  # a tool is no SDK
 
-    def _elapsed_ms(self) -> float:
-        return round((time.perf_counter() - self.decision.started) * 1000, 3)
+    def __init__(
+        self, info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any], *, streamed: bool = False
+    ) -> None:
+        self.info = info
+        self.args = args
+        self.kwargs = kwargs
+        self.streamed = streamed
 
-    # -- live and record: plain results -------------------------------------------------------
+    # -- the exchange -------------------------------------------------------------------------
 
-    def returned(self, result: Any) -> Any:
-        """The tool returned ``result``: log it, and in record mode write it."""
-        if self.action is Action.LIVE:
-            self.recorder.finish(self.decision, "live")
-            return result
+    def describe(self) -> ToolRequest:
+        return tool_request(self.info, self.args, self.kwargs)
+
+    def secrets(self) -> tuple[str, ...]:
+        return _credential_values(self.info, self.args, self.kwargs)
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def call(self, tape: Tape | None) -> Any:
+        if self.info.kind == "coroutine":
+            return self._acall()
+        with sdk_network():  # the tool's own traffic is recorded through its result
+            return self.info.fn(*self.args, **self.kwargs)
+
+    async def _acall(self) -> Any:
+        with sdk_network():
+            return await self.info.fn(*self.args, **self.kwargs)
+
+    def keep(self, result: Any, tape: Tape) -> Any:
+        """The tool returned ``result`` in record mode: write it."""
         try:
             body = self._encode_result(result, "returned")
         except TypeError as exc:
-            self.recorder.finish(self.decision, "error", error=str(exc))
+            tape.end("error", error=str(exc))
             raise
-        self.recorder.save(self.decision, {"body": body, "is_streaming": False, "duration_ms": self._elapsed_ms()})
+        tape.save({"body": body, "is_streaming": False, "duration_ms": tape.elapsed_ms()})
         return result
 
-    def raised(self, exc: BaseException) -> None:
-        """The tool raised ``exc``: in record mode an ``Exception`` is written; all are logged."""
-        if self.action is Action.RECORD and isinstance(exc, Exception):
-            self.recorder.save(self.decision, _exception_response(self.info, exc))
-        else:
-            outcome = "live" if self.action is Action.LIVE else "error"
-            self.recorder.finish(self.decision, outcome, error=type(exc).__name__)
+    def failure(self, exc: BaseException, tape: Tape) -> dict[str, Any] | None:
+        """An ``Exception`` the tool raised is recorded; ``KeyboardInterrupt`` and the like are not."""
+        return _exception_response(self.info, exc) if isinstance(exc, Exception) else None
+
+    def replay(self, response: dict[str, Any], tape: Tape) -> Any:
+        """The recorded result (a recorded stream comes back as the list of its items)."""
+        value = self._decode(response.get("body"), tape)
+        if self.info.kind == "coroutine":
+            return _ready(value)
+        return value
+
+    def replay_error(self, response: dict[str, Any]) -> BaseException:
+        self.info.declared_types  # noqa: B018 (put them on the allowlist before decoding)
+        return recorded_exception(response)
 
     def _encode_result(self, value: Any, verb: str) -> Any:
         try:
@@ -437,11 +444,11 @@ class _ToolCall:
     # Both are ``yield from gen`` spelled out, so that each item can be recorded on its way:
     # items go out, send/throw/close (asend/athrow/aclose) go in.
 
-    def stream(self, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    def stream(self, gen: Generator[Any, Any, Any], tape: Tape) -> Generator[Any, Any, Any]:
         """Delegate to the tool's generator; in record mode, write its items once it is exhausted."""
         if not inspect.isgenerator(gen):
             gen = (item for item in gen)
-        record = self.action is Action.RECORD
+        record = tape.action is Action.RECORD
         items: list[Any] = []
         offsets: list[float] = []
         try:
@@ -449,7 +456,7 @@ class _ToolCall:
                 item = next(gen)
                 while True:
                     if record:
-                        self._collect(item, items, offsets)
+                        self._collect(item, items, offsets, tape)
                     try:
                         sent = yield item
                     except GeneratorExit:
@@ -463,23 +470,23 @@ class _ToolCall:
                 result = stop.value
         except BaseException as exc:
             gen.close()
-            self._stream_failed(exc, len(items))
+            self._stream_failed(exc, len(items), tape)
             raise
-        self._stream_done(items, offsets, result)
+        self._stream_done(items, offsets, result, tape)
         return result
 
-    async def astream(self, agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+    async def astream(self, agen: AsyncGenerator[Any, Any], tape: Tape) -> AsyncGenerator[Any, Any]:
         """The async form of :meth:`stream`."""
         if not inspect.isasyncgen(agen):
             agen = _as_async_generator(agen)
-        record = self.action is Action.RECORD
+        record = tape.action is Action.RECORD
         items: list[Any] = []
         offsets: list[float] = []
         try:
             item = await agen.__anext__()
             while True:
                 if record:
-                    self._collect(item, items, offsets)
+                    self._collect(item, items, offsets, tape)
                 try:
                     sent = yield item
                 except GeneratorExit:
@@ -493,19 +500,19 @@ class _ToolCall:
             pass
         except BaseException as exc:
             await agen.aclose()
-            self._stream_failed(exc, len(items))
+            self._stream_failed(exc, len(items), tape)
             raise
-        self._stream_done(items, offsets, None)
+        self._stream_done(items, offsets, None, tape)
 
-    def _collect(self, item: Any, items: list[Any], offsets: list[float]) -> None:
+    def _collect(self, item: Any, items: list[Any], offsets: list[float], tape: Tape) -> None:
         # Encoded as it arrives: a generator that mutates and re-yields one object is recorded
         # as the caller saw it at each step.
         items.append(self._encode_result(item, "yielded"))
-        offsets.append(self._elapsed_ms())
+        offsets.append(tape.elapsed_ms())
 
-    def _stream_failed(self, exc: BaseException, count: int) -> None:
-        if self.action is Action.LIVE:
-            self.recorder.finish(self.decision, "live", streamed=True, error=type(exc).__name__)
+    def _stream_failed(self, exc: BaseException, count: int, tape: Tape) -> None:
+        if tape.action is Action.LIVE:
+            tape.end("live", streamed=True, error=type(exc).__name__)
             return
         if isinstance(exc, GeneratorExit):
             reason = "closed early"
@@ -513,60 +520,48 @@ class _ToolCall:
             reason = "unrecordable"
         else:
             reason = f"ended by {type(exc).__name__}"
-        self.recorder.finish(
-            self.decision, "error", streamed=True, error=f"generator {reason} after {count} items; not saved"
-        )
+        tape.end("error", streamed=True, error=f"generator {reason} after {count} items; not saved")
 
-    def _stream_done(self, items: list[Any], offsets: list[float], result: Any) -> None:
-        if self.action is Action.LIVE:
-            self.recorder.finish(self.decision, "live", streamed=True)
+    def _stream_done(self, items: list[Any], offsets: list[float], result: Any, tape: Tape) -> None:
+        if tape.action is Action.LIVE:
+            tape.end("live", streamed=True)
             return
         response: dict[str, Any] = {
             "body": items,
             "is_streaming": True,
             "chunk_offsets_ms": offsets,
-            "duration_ms": self._elapsed_ms(),
+            "duration_ms": tape.elapsed_ms(),
         }
         if result is not None:
             response["return_value"] = self._encode_result(result, "returned")
-        self.recorder.save(self.decision, response, streamed=True)
+        tape.save(response, streamed=True)
 
-    # -- replay -------------------------------------------------------------------------------
+    # -- replay: generators ------------------------------------------------------------------
 
-    def _replayed_response(self, streamed: bool) -> dict[str, Any]:
-        """The recorded response, logged as replayed; a recorded exception is raised instead."""
-        response: dict[str, Any] = self.decision.record["response"]
-        if response.get("is_exception"):
-            exc = recorded_exception(response)
-            self.recorder.finish(self.decision, "replayed", streamed=streamed, error=type(exc).__name__)
-            raise exc
-        self.recorder.finish(self.decision, "replayed", streamed=streamed)
-        return response
-
-    def _decode(self, value: Any) -> Any:
+    def _decode(self, value: Any, tape: Tape) -> Any:
+        self.info.declared_types  # noqa: B018 (put them on the allowlist before decoding)
         try:
             return decode(value)
         except RecordingFormatError as exc:  # data of the wrong shape for its declared type
-            found = self.decision.found
+            found = tape.decision.found
             raise RecordingFormatError(found.path if found else exc.path, exc.problem) from None
 
-    def replay_value(self) -> Any:
-        """The recorded result (a recorded stream comes back as the list of its items)."""
-        response = self._replayed_response(streamed=False)
-        return self._decode(response.get("body"))
-
-    def replay_items(self) -> Generator[Any, Any, Any]:
+    def replay_items(self, tape: Tape) -> Generator[Any, Any, Any]:
         """A generator yielding the recorded items (a non-streamed recording yields its body once)."""
-        response = self._replayed_response(streamed=True)
+        response = replayed(tape, self)
         for item in _recorded_items(response):
-            yield self._decode(item)
-        return self._decode(response.get("return_value"))
+            yield self._decode(item, tape)
+        return self._decode(response.get("return_value"), tape)
 
-    async def areplay_items(self) -> AsyncGenerator[Any, Any]:
+    async def areplay_items(self, tape: Tape) -> AsyncGenerator[Any, Any]:
         """The async form of :meth:`replay_items`."""
-        response = self._replayed_response(streamed=True)
+        response = replayed(tape, self)
         for item in _recorded_items(response):
-            yield self._decode(item)
+            yield self._decode(item, tape)
+
+
+async def _ready(value: Any) -> Any:
+    return value
 
 
 def _recorded_items(response: dict[str, Any]) -> list[Any]:
