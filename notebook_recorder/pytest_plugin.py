@@ -400,9 +400,10 @@ def _user_frame(entry: TracebackEntry) -> bool:
         roots = [str(Path(__file__).resolve().parent)]
         import sys
 
-        openai = sys.modules.get("openai")
-        if openai is not None and openai.__file__:
-            roots.append(str(Path(openai.__file__).resolve().parent))
+        for name in ("openai", "anthropic"):  # the hooked SDKs that are loaded
+            sdk = sys.modules.get(name)
+            if sdk is not None and sdk.__file__:
+                roots.append(str(Path(sdk.__file__).resolve().parent))
         _hidden_roots = tuple(root + os.sep for root in roots)
     try:
         path = str(Path(entry.path).resolve())

@@ -71,7 +71,7 @@ class SdkCall:
     # -- the exchange: describing ------------------------------------------------------------
 
     def describe(self) -> InferenceRequest:
-        self.request = describe(self.client, self.options)
+        self.request = describe(self.sdk, self.client, self.options)
         return self.request
 
     def secrets(self) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from . import _compat
 from ._compat import StainlessSdk
 
 
-def describe(client: Any, options: Any) -> InferenceRequest:
+def describe(sdk: StainlessSdk, client: Any, options: Any) -> InferenceRequest:
     """The canonical request for an SDK call: method, endpoint, JSON body (or query), model."""
     url = _url(client, options.url)
     body: Any = options.json_data
@@ -29,7 +29,7 @@ def describe(client: Any, options: Any) -> InferenceRequest:
         body = {**body, **options.extra_json}
     if body is None and options.method.lower() == "get":
         body = dict(options.params) if options.params else {}
-    body = scrub(jsonable(body if body is not None else {}))
+    body = scrub(jsonable(body if body is not None else {}, sdk))
     files = _compat.files_of(options)
     if files and isinstance(body, dict):
         # Multipart uploads send files outside the JSON body: each enters the body (and so the
@@ -95,11 +95,19 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, sdk: StainlessSdk | None = None) -> Any:
+    """A request body (or error body) as plain JSON. The SDK's "not given" markers (``Omit``,
+    ``NotGiven``), which some SDK versions leave in the body until they send it, are left out."""
     try:
         return orjson.loads(orjson.dumps(value))  # plain JSON already: the usual case, at C speed
     except TypeError:
         pass
+    if sdk is not None:
+        value = _given(sdk, value)
+        try:
+            return orjson.loads(orjson.dumps(value))
+        except TypeError:
+            pass
     try:
         return to_jsonable(value)
     except TypeError:
@@ -118,3 +126,12 @@ def credentials(sdk: StainlessSdk, client: Any, options: Any) -> tuple[str, ...]
         query=[*settings["query"].items(), *params.items()],
         body=[options.json_data, options.extra_json],
     )
+
+
+def _given(sdk: StainlessSdk, value: Any) -> Any:
+    """``value`` without the entries the SDK marks as not given (what it strips before sending)."""
+    if isinstance(value, Mapping):
+        return {k: _given(sdk, v) for k, v in value.items() if sdk.is_given(v)}
+    if isinstance(value, list | tuple):
+        return [_given(sdk, v) for v in value if sdk.is_given(v)]
+    return value
