@@ -171,45 +171,28 @@ class SdkCall:
         return {**response, "headers": headers} if headers else response
 
     def _tap_sync(self, chunks: Iterator[Any]) -> Iterator[Any]:
-        collected: list[Any] = []
-        offsets: list[float] = []
-        complete = False
-        try:
+        with _Collected(self) as seen:
             for chunk in chunks:
-                offsets.append(self._offset())
-                collected.append(chunk)
-                yield chunk
-            complete = True
-        finally:
-            self._stream_ended(complete, collected, offsets)
+                yield seen.add(chunk)
+            seen.complete = True
 
     async def _tap_async(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        collected: list[Any] = []
-        offsets: list[float] = []
-        complete = False
-        try:
+        with _Collected(self) as seen:
             async for chunk in chunks:
-                offsets.append(self._offset())
-                collected.append(chunk)
-                yield chunk
-            complete = True
-        finally:
-            self._stream_ended(complete, collected, offsets)
+                yield seen.add(chunk)
+            seen.complete = True
 
-    def _offset(self) -> float:
-        assert self.tape is not None
-        return self.tape.elapsed_ms()
-
-    def _stream_ended(self, complete: bool, chunks: list[Any], offsets: list[float]) -> None:
+    def stream_ended(self, seen: _Collected) -> None:
+        """A live stream ended: saved when it was read to the end, never when it was cut short."""
         tape = self.tape
         assert tape is not None
-        if not complete:
-            tape.end("error", streamed=True, error=f"stream cut short after {len(chunks)} chunks; not saved")
+        if not seen.complete:
+            tape.end("error", streamed=True, error=f"stream cut short after {len(seen.chunks)} chunks; not saved")
             return
         response = {
-            "body": [encode(chunk) for chunk in chunks],
+            "body": [encode(chunk) for chunk in seen.chunks],
             "is_streaming": True,
-            "chunk_offsets_ms": offsets,
+            "chunk_offsets_ms": seen.offsets,
             "duration_ms": tape.elapsed_ms(),
         }
         tape.save(self._with_headers(response), streamed=True)
@@ -409,6 +392,28 @@ class SdkCall:
             headers.update({str(k): v for k, v in recorded.items() if isinstance(v, str) and str(k) != "content-type"})
         headers["x-notebook-recorder"] = "replay"
         return httpx.Response(status, headers=headers, content=content, request=self._synthetic_request())
+
+
+class _Collected:
+    """A live stream's chunks as they pass to the caller, each with its arrival offset."""
+
+    def __init__(self, call: SdkCall) -> None:
+        assert call.tape is not None
+        self.call, self.tape = call, call.tape
+        self.chunks: list[Any] = []
+        self.offsets: list[float] = []
+        self.complete = False
+
+    def add(self, chunk: Any) -> Any:
+        self.offsets.append(self.tape.elapsed_ms())
+        self.chunks.append(chunk)
+        return chunk
+
+    def __enter__(self) -> _Collected:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.call.stream_ended(self)
 
 
 async def _ready(value: Any) -> Any:

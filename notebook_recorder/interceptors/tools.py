@@ -448,15 +448,13 @@ class _ToolCall:
         """Delegate to the tool's generator; in record mode, write its items once it is exhausted."""
         if not inspect.isgenerator(gen):
             gen = (item for item in gen)
-        record = tape.action is Action.RECORD
         items: list[Any] = []
         offsets: list[float] = []
         try:
             try:
                 item = next(gen)
                 while True:
-                    if record:
-                        self._collect(item, items, offsets, tape)
+                    self._collect(item, items, offsets, tape)
                     try:
                         sent = yield item
                     except GeneratorExit:
@@ -479,14 +477,12 @@ class _ToolCall:
         """The async form of :meth:`stream`."""
         if not inspect.isasyncgen(agen):
             agen = _as_async_generator(agen)
-        record = tape.action is Action.RECORD
         items: list[Any] = []
         offsets: list[float] = []
         try:
             item = await agen.__anext__()
             while True:
-                if record:
-                    self._collect(item, items, offsets, tape)
+                self._collect(item, items, offsets, tape)
                 try:
                     sent = yield item
                 except GeneratorExit:
@@ -505,6 +501,8 @@ class _ToolCall:
         self._stream_done(items, offsets, None, tape)
 
     def _collect(self, item: Any, items: list[Any], offsets: list[float], tape: Tape) -> None:
+        if tape.action is not Action.RECORD:
+            return
         # Encoded as it arrives: a generator that mutates and re-yields one object is recorded
         # as the caller saw it at each step.
         items.append(self._encode_result(item, "yielded"))
