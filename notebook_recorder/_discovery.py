@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._session import DEFAULT_DIR
+from ._recorder import DEFAULT_DIR
 
 __all__ = [
     "ENV_NOTEBOOK",

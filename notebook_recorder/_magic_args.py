@@ -18,7 +18,7 @@ from IPython.core.magic import line_cell_magic, no_var_expand
 
 from ._match import Rules, parse_normalize_flag
 from ._modes import Mode, valid_modes
-from ._session import Recorder
+from ._recorder import Recorder
 
 SUBCOMMANDS = ("status", "off")
 NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize")

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._calllog import ENV_USAGE_LOG
 from ._comparison import ANSI, merge_streams
 from ._discovery import ENV_NOTEBOOK
 from ._modes import ENV_MODE
-from ._session import ENV_USAGE_LOG
 
 RAISES_TAG = "raises-exception"
 

@@ -23,7 +23,8 @@ from ._discovery import default_dir, display_path
 from ._modes import ENV_DIR, ENV_MODE, env_dir
 
 if TYPE_CHECKING:
-    from ._session import Call, Recorder
+    from ._calllog import Call
+    from ._recorder import Recorder
 
 __all__ = [
     "NOTE_PREFIX",

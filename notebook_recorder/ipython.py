@@ -42,13 +42,14 @@ from IPython.core.magic import Magics, magics_class
 from IPython.display import display
 from traitlets import Bool
 
-from . import _magic_args as flags, _session
+from . import _calllog, _magic_args as flags, _recorder, _session
+from ._calllog import Call
 from ._cell_magic import CellRewriter
 from ._discovery import default_dir, display_path
 from ._magic_args import NETWORK_FLAGS
 from ._modes import ENV_DIR, ENV_MODE, env_dir, env_mode
+from ._recorder import Recorder
 from ._render import NOTE_PREFIX, CallTable, cell_note, format_state, own_output_metadata, plural
-from ._session import Call, Recorder
 
 __all__ = ["ApiRecMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -79,7 +80,7 @@ class ApiRecMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._frames: list[_Frame] = []
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
-        self._occurrences = _session.Occurrences()  # what %%apirec cells count with, without a session
+        self._occurrences = _recorder.Occurrences()  # what %%apirec cells count with, without a session
         self._announced: Path | None = None
         self._cells = CellRewriter()
         self._showwarning: Callable[..., None] | None = None  # the one before ours, while loaded
@@ -230,9 +231,9 @@ class ApiRecMagics(Magics):
         return "nr.recording() (a with block or decorator)"
 
     def _status(self, *, clear: bool) -> None:
-        calls = _session.calls()
+        calls = _calllog.calls()
         if clear:
-            _session.clear_calls()
+            _calllog.clear_calls()
             self._show(f"{NOTE_PREFIX}call log cleared ({plural(len(calls), 'call')})", "status")
             return
         cast(Callable[..., None], display)(CallTable(calls), metadata=own_output_metadata("status"))
@@ -262,7 +263,7 @@ class ApiRecMagics(Magics):
     # -- events -------------------------------------------------------------------------------
 
     def _pre_execute(self) -> None:
-        calls = _session.calls()
+        calls = _calllog.calls()
         self._frames.append(_Frame(len(calls), calls[-1] if calls else None))
 
     def _pre_run_cell(self, info: ExecutionInfo) -> None:
@@ -274,7 +275,7 @@ class ApiRecMagics(Magics):
         count = shell.execution_count - 1 if counted else shell.execution_count
         self._frames[-1].cell = count
         if len(self._frames) == 1:
-            _session.set_cell(count)
+            _calllog.set_cell(count)
 
     def _post_execute(self) -> None:
         # An empty cell triggers post_execute without pre_execute; at top level there is then no
@@ -330,7 +331,7 @@ class ApiRecMagics(Magics):
 
 
 def _calls_since(frame: _Frame) -> list[Call]:
-    calls = _session.calls()
+    calls = _calllog.calls()
     if frame.last_call is None:
         return calls
     if len(calls) >= frame.calls_before and calls[frame.calls_before - 1] is frame.last_call:
@@ -368,4 +369,4 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
                 del manager.magics[kind]["apirec"]
         manager.registry.pop(ApiRecMagics.__name__, None)
     _session.stop()
-    _session.set_cell(None)
+    _calllog.set_cell(None)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("pandas", "nbclient", "openai", "numpy", "matplotlib", "IPython")
+HEAVY = ("pandas", "nbclient", "openai", "anthropic", "numpy", "matplotlib", "IPython")
 
 
 def _run(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +38,7 @@ def test_recording_a_block_loads_openai_but_not_pandas(tmp_path: Path) -> None:
     code = f"import notebook_recorder as nr\nwith nr.recording('record', dir={str(tmp_path)!r}): pass"
     loaded = _loaded(code)
     assert "openai" in loaded
-    assert not loaded & {"pandas", "nbclient", "matplotlib"}
+    assert not loaded & {"pandas", "nbclient", "matplotlib", "anthropic"}  # anthropic: only once the user imports it
 
 
 def test_import_loads_only_the_standard_library() -> None:
