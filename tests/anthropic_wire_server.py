@@ -84,6 +84,7 @@ STREAM_ERROR_MODEL = "wire-error-stream"
 
 ANSWERS = {
     "Hello, Claude": "Hello! It's nice to meet you. How can I help you today?",
+    "Hello, world!": "Hello, world! It's great to hear from you. What would you like to talk about or work on today?",
     "What is the capital of France?": "The capital of France is Paris.",
     "In one sentence, what is a notebook?": (
         "A notebook is an interactive document that mixes runnable code, its outputs and prose, "
@@ -279,10 +280,10 @@ def answer_blocks(body: JSON) -> tuple[list[JSON], str]:
     if results:
         names = _tool_names_by_id(body)
         quoted = "; ".join(
-            f"{names.get(str(r.get('tool_use_id')), 'the tool')} returned {_content_text(r.get('content'))}"
+            f"{names.get(str(r.get('tool_use_id')), 'the tool')} returned: {_content_text(r.get('content'))}"
             for r in results
         )
-        text = f"Thanks for waiting. {quoted}. That is the answer to your question."
+        text = f"I checked, and {quoted}. Let me know if you need anything else."
         return [{"type": "text", "text": text}], "end_turn"
     question = _content_text(user.get("content"))
     tool = _chosen_tool(body)

@@ -224,7 +224,7 @@ def test_tool_use_then_tool_result(claude: Any, anthropic_server: AnthropicWireS
     assert tool_use.name == "get_weather" and tool_use.input == {"location": "San Francisco, CA"}
     assert message.stop_reason == "tool_use"
     assert snap(message) == snap(recorded[1]) and snap(answer) == snap(recorded[3])
-    assert "get_weather returned 15 degrees, sunny" in answer.content[0].text
+    assert "get_weather returned: 15 degrees, sunny" in answer.content[0].text
 
     second = next(r for r in records(tmp_path) if not r["request"]["body"].get("stream"))
     sent = second["request"]["body"]["messages"]

@@ -168,7 +168,7 @@ def test_tool_use_streams_input_json_deltas_then_answers_the_tool_result(claude:
     ]
     answer = claude.messages.create(model=MODEL, max_tokens=256, tools=[WEATHER_TOOL], messages=follow_up)
     assert answer.stop_reason == "end_turn"
-    assert "get_weather returned 15 degrees, sunny" in answer.content[0].text
+    assert "get_weather returned: 15 degrees, sunny" in answer.content[0].text
 
 
 def test_tool_choice_tool_answers_with_the_call_only(claude: Any) -> None:
