@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -614,3 +615,56 @@ def test_recording_from_threads(claude: Any, anthropic_server: AnthropicWireServ
             thread.join(30)
     assert len(files(tmp_path)) == 2
     assert results["What is the capital of France?"] == "The capital of France is Paris."
+
+
+# ---------------------------------------------------------------------------------------------
+# anthropic is optional: never imported by us, hooked even when imported after recording starts
+# ---------------------------------------------------------------------------------------------
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=_kernel_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_recording_does_not_import_anthropic(tmp_path: Path) -> None:
+    code = f"""
+        import sys
+        import notebook_recorder as nr
+        loaded = ["anthropic" in sys.modules]
+        with nr.recording("record", dir={str(tmp_path)!r}):
+            loaded.append("anthropic" in sys.modules)
+        nr.start("replay", dir={str(tmp_path)!r})
+        loaded.append("anthropic" in sys.modules)
+        print(loaded)
+    """
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[False, False, False]"
+
+
+def test_anthropic_imported_after_recording_started(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
+    code = f"""
+        import notebook_recorder as nr
+        nr.start(MODE, dir={str(tmp_path)!r})
+        import anthropic  # only now, as a notebook cell after %apirec would
+        claude = anthropic.Anthropic(max_retries=0)
+        message = claude.messages.create(model={MODEL!r}, max_tokens=64, messages={HELLO!r})
+        print(message.content[0].text)
+        print([call.outcome for call in nr.calls()])
+    """
+    online = {"ANTHROPIC_BASE_URL": anthropic_server.base_url, "ANTHROPIC_API_KEY": TEST_API_KEY}
+    recorded = _python(code.replace("MODE", "'record'"), **online)
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout.splitlines()[1] == "['recorded']"
+    assert len(files(tmp_path)) == 1
+    anthropic_server.stop()
+    replayed = _python(code.replace("MODE", "'replay'"), ANTHROPIC_BASE_URL=anthropic_server.base_url)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.splitlines() == [recorded.stdout.splitlines()[0], "['replayed']"]
+    assert len(anthropic_server.requests) == 1
