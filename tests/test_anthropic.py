@@ -227,7 +227,7 @@ def test_tool_use_then_tool_result(claude: Any, anthropic_server: AnthropicWireS
     assert snap(message) == snap(recorded[1]) and snap(answer) == snap(recorded[3])
     assert "get_weather returned: 15 degrees, sunny" in answer.content[0].text
 
-    second = next(r for r in records(tmp_path) if not r["request"]["body"].get("stream"))
+    second = next(r for r in records(tmp_path) if len(r["request"]["body"]["messages"]) == 3)
     sent = second["request"]["body"]["messages"]
     assert sent[-1]["content"][0] == {"type": "tool_result", "tool_use_id": tool_use.id, "content": "15 degrees, sunny"}
     assert sent[1]["content"][-1]["type"] == "tool_use"
