@@ -669,3 +669,22 @@ def test_anthropic_imported_after_recording_started(anthropic_server: AnthropicW
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.splitlines() == [recorded.stdout.splitlines()[0], "['replayed']"]
     assert len(anthropic_server.requests) == 1
+
+
+def test_the_stored_body_is_the_json_that_was_sent(
+    claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    """FORMAT.md: ``request.body`` is the JSON sent, so the key is the same in every process (no
+    SDK sentinel such as ``Omit`` may reach it)."""
+    with nr.recording("record", dir=tmp_path):
+        claude.messages.create(model=MODEL, max_tokens=64, messages=HELLO)
+        list(claude.messages.create(model=MODEL, max_tokens=64, messages=HELLO, stream=True))
+        with claude.messages.stream(model=MODEL, max_tokens=64, tools=[WEATHER_TOOL], messages=WEATHER) as stream:
+            stream.get_final_message()
+        claude.messages.count_tokens(model=MODEL, messages=HELLO)
+        claude.messages.batches.create(
+            requests=[{"custom_id": "a", "params": {"model": MODEL, "max_tokens": 8, "messages": HELLO}}]
+        )
+    sent = {json.dumps(r.json, sort_keys=True) for r in anthropic_server.requests}
+    stored = {json.dumps(r["request"]["body"], sort_keys=True) for r in records(tmp_path)}
+    assert stored == sent
