@@ -158,7 +158,7 @@ def stream_replay(runs: int, with_vcr: bool) -> dict[str, Any]:
 
 def _without_hook(fn: Callable[[], Any]) -> Callable[[], Any]:
     """``fn`` run with notebook-recorder's SDK hook removed, so that vcrpy alone answers."""
-    from notebook_recorder.interceptors import openai as hook
+    from notebook_recorder.interceptors import openai_sdk as hook
 
     def run() -> Any:
         hook.uninstall()

@@ -22,13 +22,13 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # recording and replaying
     "Mode": "._modes",
-    "Recorder": "._session",
+    "Recorder": "._recorder",
     "recording": "._session",
     "start": "._session",
     "stop": "._session",
-    "calls": "._session",
-    "clear_calls": "._session",
-    "Call": "._session",
+    "calls": "._calllog",
+    "clear_calls": "._calllog",
+    "Call": "._calllog",
     "tool": ".interceptors.tools",
     "register_types": "._types",
     # errors
@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
 
 if TYPE_CHECKING:
+    from ._calllog import Call as Call, calls as calls, clear_calls as clear_calls
     from ._errors import (
         NetworkBlockedError as NetworkBlockedError,
         NotRecordableError as NotRecordableError,
@@ -65,15 +66,8 @@ if TYPE_CHECKING:
         RecordingNotFoundError as RecordingNotFoundError,
     )
     from ._modes import Mode as Mode
-    from ._session import (
-        Call as Call,
-        Recorder as Recorder,
-        calls as calls,
-        clear_calls as clear_calls,
-        recording as recording,
-        start as start,
-        stop as stop,
-    )
+    from ._recorder import Recorder as Recorder
+    from ._session import recording as recording, start as start, stop as stop
     from ._types import register_types as register_types
     from .analysis import (
         Column as Column,

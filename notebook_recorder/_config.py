@@ -10,7 +10,7 @@
 
 The nearest ``pyproject.toml`` is looked for from a directory upwards (the working directory of
 the recorder: a notebook's kernel starts in the notebook's directory). Every
-:class:`~notebook_recorder._session.Recorder` reads it, so the magics, ``nr.recording``,
+:class:`~notebook_recorder._recorder.Recorder` reads it, so the magics, ``nr.recording``,
 ``notebook-recorder run`` (whose kernel does the same) and the pytest plugin all honour it.
 Explicit ``ignore=``/``normalize=`` arguments add to these rules; for a pattern in both, the
 explicit replacement wins. Parsed files are cached by path and modification time.

@@ -7,7 +7,7 @@ network. Three small guards make that visible and stoppable:
 1. **Seen and reported.** An audit hook (:func:`sys.addaudithook`) watches the ``socket.connect``
    event. Inside a recording context (a session, a ``recording()`` block), an ``AF_INET`` or
    ``AF_INET6`` connection that is not made by a hooked call is logged as a ``kind="network"``
-   :class:`~notebook_recorder._session.Call`: ``endpoint`` is ``host:port`` and ``origin`` is the
+   :class:`~notebook_recorder._calllog.Call`: ``endpoint`` is ``host:port`` and ``origin`` is the
    ``file:line`` of the first frame outside the standard library and the HTTP libraries. The
    hooked calls (the openai SDK's own request in ``live``/``record``, a realtime connection that
    is let through in ``record``) run inside :func:`sdk_network` and are not reported. ``live``
@@ -56,7 +56,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from . import _session
+from . import _calllog, _recorder, _session
 from ._errors import NetworkBlockedError
 from ._modes import Mode
 from ._placeholder import REPLAY_KEY_PLACEHOLDER
@@ -123,7 +123,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     _connection(recorder, str(address[0]), address[1])
 
 
-def _connection(recorder: _session.Recorder, address: str, port: Any) -> None:
+def _connection(recorder: _recorder.Recorder, address: str, port: Any) -> None:
     name = _names.get(address)
     if _allowed(recorder.allow_hosts, address, name):
         return
@@ -204,7 +204,7 @@ def _origin() -> tuple[str | None, str]:
         module = str(frame.f_globals.get("__name__") or "").partition(".")[0]
         filename = frame.f_code.co_filename
         if module not in _LIBRARIES and not _in_stdlib(filename):
-            return f"{_session._display_path(filename)}:{frame.f_lineno}", module
+            return f"{_calllog.display_path(filename)}:{frame.f_lineno}", module
         frame = frame.f_back
     return None, ""
 

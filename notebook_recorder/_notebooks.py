@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._calllog import ENV_USAGE_LOG
 from ._modes import ENV_MODE
-from ._session import ENV_USAGE_LOG
 
 ENV_NOTEBOOK = "NOTEBOOK_RECORDER_NOTEBOOK"
 """The absolute path of the notebook being run; the magics derive their default directory from it."""

@@ -2,8 +2,8 @@
 
 In the modes that replay, ``OPENAI_API_KEY`` is set to :data:`REPLAY_KEY_PLACEHOLDER` when it is
 unset, so that ``OpenAI()`` can be constructed. It is never sent: a call that would have to go to
-the network with it is a missing recording (the openai hook checks), and setting it arms the
-network guard that refuses to send it by any other code (``_network``). The openai hook and the
+the network with it is a missing recording (the SDK hook checks), and setting it arms the
+network guard that refuses to send it by any other code (``_network``). The SDK hooks and the
 pytest plugin set it from here; the credential rules in ``_secrets`` re-export it.
 """
 
@@ -16,18 +16,18 @@ REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
 _ENV_KEY = "OPENAI_API_KEY"
 
 
-def set_placeholder_key() -> bool:
-    """Set ``OPENAI_API_KEY`` to the placeholder when it is unset or empty; whether it was set."""
-    if os.environ.get(_ENV_KEY):
+def set_placeholder_key(env: str = _ENV_KEY) -> bool:
+    """Set ``OPENAI_API_KEY`` (or ``env``) to the placeholder when it is unset or empty; whether it was set."""
+    if os.environ.get(env):
         return False
-    os.environ[_ENV_KEY] = REPLAY_KEY_PLACEHOLDER
+    os.environ[env] = REPLAY_KEY_PLACEHOLDER
     from ._network import guard_placeholder
 
     guard_placeholder()
     return True
 
 
-def drop_placeholder_key() -> None:
-    """Unset ``OPENAI_API_KEY`` if it still holds the placeholder."""
-    if os.environ.get(_ENV_KEY) == REPLAY_KEY_PLACEHOLDER:
-        del os.environ[_ENV_KEY]
+def drop_placeholder_key(env: str = _ENV_KEY) -> None:
+    """Unset ``OPENAI_API_KEY`` (or ``env``) if it still holds the placeholder."""
+    if os.environ.get(env) == REPLAY_KEY_PLACEHOLDER:
+        del os.environ[env]

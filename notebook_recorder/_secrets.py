@@ -243,9 +243,11 @@ def scrub_url(url: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 # Client settings that hold credentials, read by name so no SDK module is imported here:
-# openai's `OpenAI` / `AsyncOpenAI` and `AzureOpenAI` (`_azure_ad_token`).
+# openai's `OpenAI` / `AsyncOpenAI` and `AzureOpenAI` (`_azure_ad_token`), anthropic's
+# `Anthropic` / `AsyncAnthropic` (`auth_token`, sent as a bearer token).
 CLIENT_CREDENTIAL_ATTRIBUTES = (
     "api_key",
+    "auth_token",
     "admin_api_key",
     "organization",
     "project",

@@ -289,6 +289,24 @@ class Store:
     def _json_files(self) -> Iterator[Path]:
         return map(Path, self._walk())
 
+    def replay_response(self, found: Found, key: str) -> dict[str, Any]:
+        """The recorded ``response`` that replaying ``found`` serves.
+
+        llama-stack wrote one model list (``models-*.json``) per server it listed, all for the
+        same request: like llama-stack, replay serves their union (items told apart by ``id``).
+        """
+        response: dict[str, Any] = found.record["response"]
+        body = response.get("body")
+        if not isinstance(body, list) or not found.path.name.startswith("models-"):
+            return response
+        merged: dict[Any, Any] = {}
+        for other in self.find_all(key, found.occurrence):
+            items = other.record["response"].get("body")
+            for item in items if isinstance(items, list) else []:
+                data = item.get("__data__", item) if isinstance(item, dict) and "__type__" in item else item
+                merged.setdefault(data.get("id") if isinstance(data, dict) else repr(data), item)
+        return {**response, "body": list(merged.values()) or body}
+
     def records(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         """Every readable recording in the tree (for error messages and tools, not for replay)."""
         for path in self._json_files():

@@ -4,10 +4,10 @@ A recording is data (DESIGN.md, "Trust"; FORMAT.md, "Types are data"). A ``__typ
 only when it names a class on this allowlist:
 
 - **the SDK's response models**: pydantic models whose own ``__module__`` is under one of the
-  packages in :data:`SDKS` (``openai.types``, ``openai.pagination``), nested types and generic
-  pages included;
-- **the SDK's errors**: subclasses of the SDK's base error (``openai.OpenAIError``) that the
-  SDK itself defines;
+  packages in :data:`SDKS` (``openai.types``, ``anthropic.types``, their ``pagination``),
+  nested types and generic pages included;
+- **the SDK's errors**: subclasses of the SDK's base error (``openai.OpenAIError``,
+  ``anthropic.AnthropicError``) that the SDK itself defines;
 - **builtin exceptions**: ``builtins.ValueError`` and the like (looked up, never imported);
 - **the return types that a wrapped tool declares** (``nr.tool`` reads the annotation, or its
   ``result_type=`` argument), with the models and dataclasses nested in them;
@@ -55,9 +55,12 @@ class SdkTypes:
         return self.error.split(".", 1)[0]
 
 
-# One line per SDK. Adding Anthropic's later is:
-#     SdkTypes(models=("anthropic.types", "anthropic.pagination"), error="anthropic.AnthropicError"),
-SDKS: tuple[SdkTypes, ...] = (SdkTypes(models=("openai.types", "openai.pagination"), error="openai.OpenAIError"),)
+# One line per SDK (each with a hook in ``interceptors``). Nothing here imports an SDK until a
+# recording names one of its types.
+SDKS: tuple[SdkTypes, ...] = (
+    SdkTypes(models=("openai.types", "openai.pagination"), error="openai.OpenAIError"),
+    SdkTypes(models=("anthropic.types", "anthropic.pagination"), error="anthropic.AnthropicError"),
+)
 
 # Foreign ``__type__`` names seen in real recordings (llama-stack's own tool results, the ollama
 # client's responses). They are never imported either, and replay reads them as their raw data,

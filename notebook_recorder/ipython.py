@@ -74,12 +74,13 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.display import display
 from traitlets import Bool
 
-from . import _session
+from . import _calllog, _recorder, _session
+from ._calllog import Call
 from ._errors import RecordingNotFoundError
 from ._match import Rules, parse_normalize_flag
 from ._modes import ENV_DIR, ENV_MODE, Mode, env_dir, env_mode, valid_modes
 from ._notebooks import OWN_OUTPUT_KEY
-from ._session import Call, Recorder
+from ._recorder import Recorder
 
 __all__ = [
     "NOTEBOOK_ENV",
@@ -224,9 +225,9 @@ def default_dir(user_ns: dict[str, Any] | None = None) -> DefaultDir:
         project_dir = None
     found = notebook_path(user_ns)
     if found is None:
-        return DefaultDir(project_dir or Path(_session.DEFAULT_DIR))
+        return DefaultDir(project_dir or Path(_recorder.DEFAULT_DIR))
     notebook, source = found
-    base = project_dir or notebook.parent / _session.DEFAULT_DIR
+    base = project_dir or notebook.parent / _recorder.DEFAULT_DIR
     return DefaultDir(base / notebook.stem, notebook, source)
 
 
@@ -438,7 +439,7 @@ class ApiRecMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._frames: list[_Frame] = []
         self._nested: list[Recorder] = []  # recorders of %%apirec cells run as nested cells
-        self._occurrences = _session.Occurrences()  # what %%apirec cells count with, without a session
+        self._occurrences = _recorder.Occurrences()  # what %%apirec cells count with, without a session
         self._announced: Path | None = None
         self._owns_custom_exc = False
         self._rewritten: dict[str, str] = {}  # first lines written by transform -> the user's
@@ -796,9 +797,9 @@ class ApiRecMagics(Magics):
         return "nr.recording() (a with block or decorator)"
 
     def _status(self, *, clear: bool) -> None:
-        calls = _session.calls()
+        calls = _calllog.calls()
         if clear:
-            _session.clear_calls()
+            _calllog.clear_calls()
             self._show(f"{NOTE_PREFIX}call log cleared ({_plural(len(calls), 'call')})", "status")
             return
         cast(Callable[..., None], display)(CallTable(calls), metadata=own_output_metadata("status"))
@@ -828,7 +829,7 @@ class ApiRecMagics(Magics):
     # -- events -------------------------------------------------------------------------------
 
     def _pre_execute(self) -> None:
-        calls = _session.calls()
+        calls = _calllog.calls()
         self._frames.append(_Frame(len(calls), calls[-1] if calls else None))
 
     def _pre_run_cell(self, info: ExecutionInfo) -> None:
@@ -840,7 +841,7 @@ class ApiRecMagics(Magics):
         count = shell.execution_count - 1 if counted else shell.execution_count
         self._frames[-1].cell = count
         if len(self._frames) == 1:
-            _session.set_cell(count)
+            _calllog.set_cell(count)
 
     def _post_execute(self) -> None:
         # An empty cell triggers post_execute without pre_execute; at top level there is then no
@@ -948,7 +949,7 @@ class ApiRecMagics(Magics):
 
 
 def _calls_since(frame: _Frame) -> list[Call]:
-    calls = _session.calls()
+    calls = _calllog.calls()
     if frame.last_call is None:
         return calls
     if len(calls) >= frame.calls_before and calls[frame.calls_before - 1] is frame.last_call:
@@ -1095,4 +1096,4 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
                 del manager.magics[kind]["apirec"]
         manager.registry.pop(ApiRecMagics.__name__, None)
     _session.stop()
-    _session.set_cell(None)
+    _calllog.set_cell(None)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from _pytest.terminal import TerminalReporter
 
     from ._notebooks import NotebookRun
-    from ._session import Recorder
+    from ._recorder import Recorder
 
 __all__ = ["CONFIG_KEYS", "MARKER", "NotebookFailure", "NotebookFile", "NotebookItem", "scope_for", "session_mode"]
 
@@ -167,7 +167,7 @@ def apirec(request: pytest.FixtureRequest, apirec_config: Mapping[str, Any]) -> 
 
     Asking for it records or replays the test's calls, with or without the marker.
     """
-    from ._session import calls
+    from ._calllog import calls
 
     recorder = _recorder(request.node, apirec_config)
     config = request.config
@@ -226,7 +226,7 @@ _recorder_class: type[Recorder] | None = None
 def _test_recorder_class() -> type[Recorder]:
     global _recorder_class
     if _recorder_class is None:
-        from ._session import Recorder
+        from ._recorder import Recorder
 
         class TestRecorder(Recorder):
             """A Recorder whose directory may not exist yet, even in replay: a test's first call
@@ -400,9 +400,10 @@ def _user_frame(entry: TracebackEntry) -> bool:
         roots = [str(Path(__file__).resolve().parent)]
         import sys
 
-        openai = sys.modules.get("openai")
-        if openai is not None and openai.__file__:
-            roots.append(str(Path(openai.__file__).resolve().parent))
+        for name in ("openai", "anthropic"):  # the hooked SDKs that are loaded
+            sdk = sys.modules.get(name)
+            if sdk is not None and sdk.__file__:
+                roots.append(str(Path(sdk.__file__).resolve().parent))
         _hidden_roots = tuple(root + os.sep for root in roots)
     try:
         path = str(Path(entry.path).resolve())

@@ -19,10 +19,10 @@ from IPython.core.formatters import DisplayFormatter
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from wire_server import WireServer
 
-from notebook_recorder import _session, ipython as ipython_ext
+from notebook_recorder import _calllog, _session, ipython as ipython_ext
 from notebook_recorder._errors import RecordingNotFoundError
 from notebook_recorder._modes import Mode
-from notebook_recorder.interceptors import openai as openai_hook
+from notebook_recorder.interceptors import openai_sdk as openai_hook
 from notebook_recorder.ipython import (
     NOTEBOOK_ENV,
     ApiRecMagics,
@@ -643,7 +643,7 @@ def test_status_table(ip: InteractiveShell, chat: str, capsys: pytest.CaptureFix
 
     run(ip, "%apirec status --clear").raise_error()
     assert capsys.readouterr().out == "apirec: call log cleared (3 calls)\n"
-    assert _session.calls() == []
+    assert _calllog.calls() == []
 
 
 def test_apirec_cells_count_repeated_requests_with_the_session(ip: InteractiveShell, chat: str) -> None:
@@ -653,22 +653,22 @@ def test_apirec_cells_count_repeated_requests_with_the_session(ip: InteractiveSh
     assert len(list(Path("recs").glob("*.json"))) == 2
     run(ip, "%apirec replay --dir recs").raise_error()  # a new session counts from 1
     run(ip, f"{chat % 'a'}\n{chat % 'a'}\n{chat % 'a'}\npass").raise_error()
-    assert [c.occurrence for c in _session.calls()[-3:]] == [1, 2, 2]
+    assert [c.occurrence for c in _calllog.calls()[-3:]] == [1, 2, 2]
     run(ip, "%apirec replay --dir recs").raise_error()
     run(ip, f"{chat % 'a'}\npass").raise_error()
     run(ip, f"%%apirec replay\n{chat % 'a'}\npass").raise_error()  # the session's second
-    last = _session.calls()[-1]
+    last = _calllog.calls()[-1]
     assert (last.outcome, last.occurrence) == ("replayed", 2) and str(last.path).endswith("-2.json")
 
 
 def test_status_html(ip: InteractiveShell, chat: str) -> None:
     run(ip, f"%%apirec record --dir recs\n{chat % 'a'}\npass").raise_error()
-    page = CallTable(_session.calls())._repr_html_()
+    page = CallTable(_calllog.calls())._repr_html_()
     assert page.startswith('<table class="apirec-status">')
     for column in ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time"):
         assert f">{column}</th>" in page
     assert '<td style="text-align: left; white-space: nowrap">recorded</td>' in page
-    (path,) = [call.path for call in _session.calls()]
+    (path,) = [call.path for call in _calllog.calls()]
     assert path and len(path) > 64
     short = f"recs/{Path(path).name[:12]}…"
     assert f'<td style="text-align: left; white-space: nowrap" title="{path}">{short}</td>' in page
@@ -787,7 +787,7 @@ def test_load_is_idempotent(ip: InteractiveShell) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _call(**fields: Any) -> _session.Call:
+def _call(**fields: Any) -> _calllog.Call:
     values: dict[str, Any] = {
         "index": 1,
         "cell": 1,
@@ -804,4 +804,4 @@ def _call(**fields: Any) -> _session.Call:
         "error": None,
     }
     values.update(fields)
-    return _session.Call(**values)
+    return _calllog.Call(**values)

@@ -9,7 +9,7 @@ import pytest
 
 import notebook_recorder as nr
 from notebook_recorder._modes import Mode, env_dir, env_mode, valid_modes
-from notebook_recorder._session import Recorder
+from notebook_recorder._recorder import Recorder
 
 
 @pytest.mark.parametrize(

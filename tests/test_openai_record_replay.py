@@ -816,7 +816,7 @@ def test_nested_contexts_restore_state_even_on_errors(
     wire_server: WireServer, client: openai.OpenAI, tmp_path: Path
 ) -> None:
     from notebook_recorder._session import active
-    from notebook_recorder.interceptors import openai as hook
+    from notebook_recorder.interceptors import openai_sdk as hook
 
     outer_dir, inner_dir = tmp_path / "outer", tmp_path / "inner"
     assert active() is None and not hook.is_installed()

@@ -249,12 +249,12 @@ def test_a_missing_recording_fails_with_the_explanation_and_no_sdk_frames(
             "test_ask.py:*: RecordingNotFoundError",
         ]
     )
-    for internal in ("_base_client.py", "interceptors/openai.py", "_session.py", "_utils/_utils.py"):
+    for internal in ("_base_client.py", "interceptors/_stainless.py", "_engine.py", "_utils/_utils.py"):
         assert internal not in output
     assert summary(result) == "apirec: 1 call: 0 replayed, 0 recorded, 1 missing (mode replay)"
 
     # --fulltrace shows every frame again.
-    assert "_session.py" in run(pytester, "--fulltrace").stdout.str()
+    assert "_engine.py" in run(pytester, "--fulltrace").stdout.str()
 
 
 def test_a_never_recorded_test_in_replay_without_a_recordings_directory(pytester: pytest.Pytester) -> None:

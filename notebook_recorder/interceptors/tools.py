@@ -50,36 +50,29 @@ Design
 - **No shared mutable state per call**: a wrapper holds only its fixed description, and each
   call keeps its own state in locals, so wrappers are safe across threads and asyncio tasks.
 
-The Recorder decides and writes (``decide``/``save``/``finish``); this module does no file I/O.
+The engine (``_engine``) runs each call's flow and the Recorder writes; this module does no file I/O.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import time
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._codec import decode, encode, to_jsonable
-from .._errors import RecordedToolError, RecordingFormatError
-from .._keys import ToolRequest
-from .._network import sdk_network
-from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
-from .._session import Action, Decision, Recorder, active, exception_response
-from .._types import allowed_type, register_declared
+from .._engine import arun, begin, run
+from .._recorder import Action
+from .._session import active
+from .._types import register_declared
+from ._toolcall import ToolCall
 
 __all__ = ["ToolInfo", "tool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Where positional arguments go in the key when the function's signature cannot be read
-# (some builtins): not a Python identifier, so it cannot clash with a real parameter name.
-_UNBOUND_ARGS = "*args"
-_INSTANCE_PARAMS = frozenset({"self", "cls"})
 _ATTR = "__notebook_recorder_tool__"
 
 
@@ -267,7 +260,7 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Wrappers, one per kind. Each starts with the pass-through, then hands over to a _ToolCall.
+# Wrappers, one per kind. Each starts with the pass-through, then hands over to a ToolCall (``_toolcall``).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -278,16 +271,7 @@ def _function_wrapper(info: ToolInfo) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return fn(*args, **kwargs)
-        call = _ToolCall(info, recorder, args, kwargs)
-        if call.action is Action.REPLAY:
-            return call.replay_value()
-        try:
-            with sdk_network():  # the tool's own traffic is recorded through its result
-                result = fn(*args, **kwargs)
-        except BaseException as exc:
-            call.raised(exc)
-            raise
-        return call.returned(result)
+        return run(recorder, ToolCall(info, args, kwargs))
 
     return wrapper
 
@@ -299,16 +283,7 @@ def _coroutine_wrapper(info: ToolInfo) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return await fn(*args, **kwargs)
-        call = _ToolCall(info, recorder, args, kwargs)
-        if call.action is Action.REPLAY:
-            return call.replay_value()
-        try:
-            with sdk_network():
-                result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            call.raised(exc)
-            raise
-        return call.returned(result)
+        return await arun(recorder, ToolCall(info, args, kwargs))
 
     return wrapper
 
@@ -320,10 +295,11 @@ def _generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return (yield from fn(*args, **kwargs))
-        call = _ToolCall(info, recorder, args, kwargs)
-        if call.action is Action.REPLAY:
-            return (yield from call.replay_items())
-        return (yield from call.stream(fn(*args, **kwargs)))
+        call = ToolCall(info, args, kwargs, streamed=True)
+        tape = begin(recorder, call)
+        if tape.action is Action.REPLAY:
+            return (yield from call.replay_items(tape))
+        return (yield from call.stream(fn(*args, **kwargs), tape))
 
     return wrapper
 
@@ -337,8 +313,10 @@ def _async_generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
         if recorder is None:
             source = fn(*args, **kwargs)
         else:
-            call = _ToolCall(info, recorder, args, kwargs)
-            source = call.areplay_items() if call.action is Action.REPLAY else call.astream(fn(*args, **kwargs))
+            call = ToolCall(info, args, kwargs, streamed=True)
+            tape = begin(recorder, call)
+            replayed = tape.action is Action.REPLAY
+            source = call.areplay_items(tape) if replayed else call.astream(fn(*args, **kwargs), tape)
         # `yield from` for async generators: items out, asend/athrow/aclose in.
         try:
             item = await source.__anext__()
@@ -362,344 +340,3 @@ def _async_generator_wrapper(info: ToolInfo) -> Callable[..., Any]:
                     return
 
     return wrapper
-
-
-# ---------------------------------------------------------------------------------------------
-# One call of a tool while a recorder is active
-# ---------------------------------------------------------------------------------------------
-
-
-class _ToolCall:
-    """One call of a tool under a recorder: its request, the Recorder's decision, and the outcome.
-
-    Creating it keys the arguments and asks the Recorder; in replay mode with no recording that
-    raises ``RecordingNotFoundError``.
-    """
-
-    __slots__ = ("decision", "info", "recorder")
-
-    def __init__(self, info: ToolInfo, recorder: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.info = info
-        self.recorder = recorder
-        self.decision: Decision = recorder.decide(tool_request(info, args, kwargs))
-        if self.decision.action is Action.RECORD:
-            self.decision.secrets = _credential_values(info, args, kwargs)
-        if self.decision.action is Action.REPLAY:
-            info.declared_types  # noqa: B018 (put them on the allowlist before decoding)
-
-    @property
-    def action(self) -> Action:
-        return self.decision.action
-
-    def _elapsed_ms(self) -> float:
-        return round((time.perf_counter() - self.decision.started) * 1000, 3)
-
-    # -- live and record: plain results -------------------------------------------------------
-
-    def returned(self, result: Any) -> Any:
-        """The tool returned ``result``: log it, and in record mode write it."""
-        if self.action is Action.LIVE:
-            self.recorder.finish(self.decision, "live")
-            return result
-        try:
-            body = self._encode_result(result, "returned")
-        except TypeError as exc:
-            self.recorder.finish(self.decision, "error", error=str(exc))
-            raise
-        self.recorder.save(self.decision, {"body": body, "is_streaming": False, "duration_ms": self._elapsed_ms()})
-        return result
-
-    def raised(self, exc: BaseException) -> None:
-        """The tool raised ``exc``: in record mode an ``Exception`` is written; all are logged."""
-        if self.action is Action.RECORD and isinstance(exc, Exception):
-            self.recorder.save(self.decision, _exception_response(self.info, exc))
-        else:
-            outcome = "live" if self.action is Action.LIVE else "error"
-            self.recorder.finish(self.decision, outcome, error=type(exc).__name__)
-
-    def _encode_result(self, value: Any, verb: str) -> Any:
-        try:
-            return encode(value)
-        except TypeError as exc:
-            if inspect.isawaitable(value):
-                if inspect.iscoroutine(value):
-                    value.close()  # never awaited: no "coroutine was never awaited" warning
-                raise TypeError(
-                    f"tool {self.info.label} {verb} an awaitable, but was wrapped as a plain function: "
-                    "apply nr.tool to the async function itself, so that its result is awaited and recorded"
-                ) from None
-            raise TypeError(
-                f"tool {self.info.label} {verb} a {type(value).__qualname__}, which cannot be recorded "
-                f"({exc}). Return JSON data, pydantic models, dataclasses, or lists and dicts of them."
-            ) from None
-
-    # -- live and record: generators ----------------------------------------------------------
-    # Both are ``yield from gen`` spelled out, so that each item can be recorded on its way:
-    # items go out, send/throw/close (asend/athrow/aclose) go in.
-
-    def stream(self, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
-        """Delegate to the tool's generator; in record mode, write its items once it is exhausted."""
-        if not inspect.isgenerator(gen):
-            gen = (item for item in gen)
-        record = self.action is Action.RECORD
-        items: list[Any] = []
-        offsets: list[float] = []
-        try:
-            try:
-                item = next(gen)
-                while True:
-                    if record:
-                        self._collect(item, items, offsets)
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        gen.close()
-                        raise
-                    except BaseException as exc:
-                        item = gen.throw(exc)
-                    else:
-                        item = gen.send(sent)
-            except StopIteration as stop:
-                result = stop.value
-        except BaseException as exc:
-            gen.close()
-            self._stream_failed(exc, len(items))
-            raise
-        self._stream_done(items, offsets, result)
-        return result
-
-    async def astream(self, agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
-        """The async form of :meth:`stream`."""
-        if not inspect.isasyncgen(agen):
-            agen = _as_async_generator(agen)
-        record = self.action is Action.RECORD
-        items: list[Any] = []
-        offsets: list[float] = []
-        try:
-            item = await agen.__anext__()
-            while True:
-                if record:
-                    self._collect(item, items, offsets)
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    await agen.aclose()
-                    raise
-                except BaseException as exc:
-                    item = await agen.athrow(exc)
-                else:
-                    item = await agen.asend(sent)
-        except StopAsyncIteration:
-            pass
-        except BaseException as exc:
-            await agen.aclose()
-            self._stream_failed(exc, len(items))
-            raise
-        self._stream_done(items, offsets, None)
-
-    def _collect(self, item: Any, items: list[Any], offsets: list[float]) -> None:
-        # Encoded as it arrives: a generator that mutates and re-yields one object is recorded
-        # as the caller saw it at each step.
-        items.append(self._encode_result(item, "yielded"))
-        offsets.append(self._elapsed_ms())
-
-    def _stream_failed(self, exc: BaseException, count: int) -> None:
-        if self.action is Action.LIVE:
-            self.recorder.finish(self.decision, "live", streamed=True, error=type(exc).__name__)
-            return
-        if isinstance(exc, GeneratorExit):
-            reason = "closed early"
-        elif isinstance(exc, TypeError) and str(exc).startswith(f"tool {self.info.label} "):
-            reason = "unrecordable"
-        else:
-            reason = f"ended by {type(exc).__name__}"
-        self.recorder.finish(
-            self.decision, "error", streamed=True, error=f"generator {reason} after {count} items; not saved"
-        )
-
-    def _stream_done(self, items: list[Any], offsets: list[float], result: Any) -> None:
-        if self.action is Action.LIVE:
-            self.recorder.finish(self.decision, "live", streamed=True)
-            return
-        response: dict[str, Any] = {
-            "body": items,
-            "is_streaming": True,
-            "chunk_offsets_ms": offsets,
-            "duration_ms": self._elapsed_ms(),
-        }
-        if result is not None:
-            response["return_value"] = self._encode_result(result, "returned")
-        self.recorder.save(self.decision, response, streamed=True)
-
-    # -- replay -------------------------------------------------------------------------------
-
-    def _replayed_response(self, streamed: bool) -> dict[str, Any]:
-        """The recorded response, logged as replayed; a recorded exception is raised instead."""
-        response: dict[str, Any] = self.decision.record["response"]
-        if response.get("is_exception"):
-            exc = recorded_exception(response)
-            self.recorder.finish(self.decision, "replayed", streamed=streamed, error=type(exc).__name__)
-            raise exc
-        self.recorder.finish(self.decision, "replayed", streamed=streamed)
-        return response
-
-    def _decode(self, value: Any) -> Any:
-        try:
-            return decode(value)
-        except RecordingFormatError as exc:  # data of the wrong shape for its declared type
-            found = self.decision.found
-            raise RecordingFormatError(found.path if found else exc.path, exc.problem) from None
-
-    def replay_value(self) -> Any:
-        """The recorded result (a recorded stream comes back as the list of its items)."""
-        response = self._replayed_response(streamed=False)
-        return self._decode(response.get("body"))
-
-    def replay_items(self) -> Generator[Any, Any, Any]:
-        """A generator yielding the recorded items (a non-streamed recording yields its body once)."""
-        response = self._replayed_response(streamed=True)
-        for item in _recorded_items(response):
-            yield self._decode(item)
-        return self._decode(response.get("return_value"))
-
-    async def areplay_items(self) -> AsyncGenerator[Any, Any]:
-        """The async form of :meth:`replay_items`."""
-        response = self._replayed_response(streamed=True)
-        for item in _recorded_items(response):
-            yield self._decode(item)
-
-
-def _recorded_items(response: dict[str, Any]) -> list[Any]:
-    body = response.get("body")
-    if response.get("is_streaming") or isinstance(body, list):
-        return body if isinstance(body, list) else []
-    return [body]
-
-
-async def _as_async_generator(items: AsyncIterator[Any]) -> AsyncGenerator[Any, Any]:
-    async for item in items:
-        yield item
-
-
-# ---------------------------------------------------------------------------------------------
-# Requests, exceptions
-# ---------------------------------------------------------------------------------------------
-
-
-def tool_request(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolRequest:
-    """The :class:`ToolRequest` for one call: arguments as passed, bound to names, JSON, no credentials.
-
-    Raises ``TypeError`` when the arguments do not fit the signature or one cannot be encoded.
-    """
-    named: list[tuple[str, Any]] = []
-    signature = info.signature
-    if signature is None:
-        if args:
-            named.append((_UNBOUND_ARGS, list(args)))
-        named += kwargs.items()
-    else:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"tool {info.label}: {exc}") from None
-        parameters = signature.parameters
-        for position, (param_name, value) in enumerate(bound.arguments.items()):
-            kind = parameters[param_name].kind
-            if kind is inspect.Parameter.VAR_KEYWORD:
-                named += value.items()
-            elif position == 0 and param_name in _INSTANCE_PARAMS and kind is not inspect.Parameter.KEYWORD_ONLY:
-                continue  # the instance of a decorated method
-            else:
-                named.append((param_name, value))
-    encoded: dict[str, Any] = {}
-    for arg_name, value in named:
-        if _is_credential_argument(arg_name, value):
-            continue
-        try:
-            encoded[arg_name] = scrub(to_jsonable(value), TOOL_CREDENTIAL_NAMES)
-        except TypeError as exc:
-            raise TypeError(
-                f"tool {info.label}: argument {arg_name!r} cannot be recorded ({exc}). Arguments must be "
-                "JSON data, pydantic models, dataclasses, paths, dates, enums or sets."
-            ) from None
-    return ToolRequest(provider=info.provider, tool_name=info.name, kwargs=encoded)
-
-
-def _is_credential_argument(name: str, value: Any) -> bool:
-    """A tool argument that is never written nor keyed: a credential name (``token`` included), or
-    ``key`` holding a secret-looking string (``get(key="a")`` is data)."""
-    return is_credential(name, value, TOOL_CREDENTIAL_NAMES)
-
-
-def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-    """The strings passed under credential-like names, at any depth: the Recorder masks them in
-    what it writes (an exception message or a result that echoes one)."""
-    named: dict[str, Any] = dict(kwargs)
-    if info.signature is not None:
-        try:
-            bound = info.signature.bind(*args, **kwargs)
-        except TypeError:
-            pass
-        else:
-            for param_name, value in bound.arguments.items():
-                if info.signature.parameters[param_name].kind is inspect.Parameter.VAR_KEYWORD:
-                    named.update(value)
-                else:
-                    named[param_name] = value
-    for name, value in named.items():
-        try:
-            named[name] = to_jsonable(value)  # a model or dataclass holding a credential field
-        except Exception:  # kept as it is: its strings are still found in mappings and lists
-            pass
-    return request_secrets(body=named, names=TOOL_CREDENTIAL_NAMES)
-
-
-def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:
-    """FORMAT.md's exception form for an exception raised by a tool."""
-    cls = type(exc)
-    exception_data: dict[str, Any] = {
-        "category": "tool",
-        "provider": info.provider,
-        "type": cls.__qualname__,
-        "module": cls.__module__,
-        "message": str(exc),
-    }
-    try:
-        exception_data["args"] = to_jsonable(list(exc.args))
-    except TypeError:
-        pass  # rebuilt from the message alone
-    return exception_response(exception_data, str(exc))
-
-
-def recorded_exception(response: dict[str, Any]) -> BaseException:
-    """The exception a recorded tool call raised, rebuilt.
-
-    The original class is used when it is on the allowlist (a builtin exception, an SDK error,
-    or a class registered with ``nr.register_types``; nothing is imported) and can be built from
-    the recorded ``args`` or message; a rebuild whose ``str()`` matches the recorded message is
-    preferred. Otherwise it is a :class:`~notebook_recorder.RecordedToolError` carrying the type
-    name and message.
-    """
-    data = response.get("exception_data") or {}
-    qualname = str(data.get("type") or "Exception")
-    module = data.get("module")
-    full_name = f"{module}.{qualname}" if module else qualname
-    message = str(data.get("message") if data.get("message") is not None else response.get("exception_message", ""))
-    cls = allowed_type(full_name) if module else None
-    if cls is None or not issubclass(cls, Exception):
-        return RecordedToolError(full_name, message)
-    attempts: list[tuple[Any, ...]] = []
-    args = data.get("args")
-    if isinstance(args, list):
-        attempts.append(tuple(args))
-    attempts.append((message,))
-    built: BaseException | None = None
-    for attempt in attempts:
-        try:
-            candidate = cls(*attempt)
-        except Exception:
-            continue
-        if str(candidate) == message:
-            return candidate
-        built = built or candidate
-    return built if built is not None else RecordedToolError(full_name, message)
