@@ -11,6 +11,7 @@ no key needed. Then the same through ``%%apirec`` in a real kernel, the pytest p
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -86,6 +87,14 @@ def files(directory: Path) -> list[Path]:
 
 def records(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in files(directory)]
+
+
+@pytest.fixture(autouse=True)
+def _no_late_calls() -> None:
+    """Streams abandoned by earlier tests (of any file) are finalized now, not in the middle of this
+    test's call log (see ``test_a_closed_stream_is_logged_in_its_own_context``)."""
+    gc.collect()
+    nr.clear_calls()
 
 
 @pytest.fixture
@@ -346,6 +355,32 @@ def test_an_interrupted_stream_is_not_saved(claude: Any, anthropic_server: Anthr
     with nr.recording("replay", dir=tmp_path):
         with pytest.raises(nr.RecordingNotFoundError):
             list(claude.messages.create(model=MODEL, max_tokens=256, messages=HELLO, stream=True))
+    del stream, helper
+    gc.collect()  # the abandoned streams are finalized here, not in a later test (see the xfail below)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hook bug (openai too): a stream left with break + stream.close() is logged only when its "
+    "generator is garbage-collected, into whatever call log / recording context is current then",
+)
+def test_a_closed_stream_is_logged_in_its_own_context(
+    claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    gc.disable()
+    try:
+        with nr.recording("record", dir=tmp_path):
+            stream = claude.messages.create(model=MODEL, max_tokens=256, messages=HELLO, stream=True)
+            for _event in stream:
+                break
+            stream.close()
+        nr.clear_calls()
+        with nr.recording("record", dir=tmp_path / "other"):
+            del stream, _event
+            gc.collect()
+            assert nr.calls() == []  # nothing of the earlier block lands in this one
+    finally:
+        gc.enable()
 
 
 def test_the_key_never_reaches_a_file(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
@@ -408,7 +443,7 @@ def test_openai_and_anthropic_in_one_recording_block(
 
     with nr.recording("record", dir=tmp_path, scope="notebooks/both.ipynb"):
         recorded = both()
-    assert [c.endpoint for c in nr.calls()] == ["/v1/chat/completions"] * 2 + ["/v1/messages"] * 2
+    assert [c.endpoint for c in nr.calls()] == ["/v1/chat/completions"] * 2 + ["/v1/messages"] * 2, nr.calls()
     assert len(files(tmp_path)) == 4
     assert {r["test_id"] for r in records(tmp_path)} == {"notebooks/both.ipynb"}
     wire_server.stop()
