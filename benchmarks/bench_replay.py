@@ -13,6 +13,11 @@
    openai 3.x this part is therefore run by an openai 2.x interpreter (``$NR_BENCH_OPENAI2_PYTHON``
    or ``.venv-openai2/bin/python``), where ours, the floor and vcrpy are measured in one process;
    the table says which SDK each row ran on.
+   **An anthropic stream**, when the ``anthropic`` SDK is installed: a 473-event Messages stream
+   recorded from the local Anthropic-wire server (``tests/anthropic_wire_server.py``), replayed with
+   ``client.messages.create(..., stream=True)`` and iterated, against the same kind of floor (read,
+   ``orjson.loads``, ``model_validate`` of each event's ``__type__`` class). Alone:
+   ``python -m benchmarks.bench_replay --only anthropic``.
 2. **Directory size.** One small chat completion replayed from a directory of 10 recordings and
    from one of 10,000 (names match their keys), each call with a cold index: replay must not parse
    the directory. The number of files parsed by the first call is counted too.
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import json
 import os
 import shutil
@@ -222,6 +228,95 @@ def stream_replay_everywhere(runs: int) -> list[dict[str, Any]]:
             else:
                 here["vcr_note"] += f"; openai 2.x run failed: {out.stderr.strip()[-300:]}"
     return results
+
+
+def anthropic_stream_replay(runs: int) -> dict[str, Any] | None:
+    """Medians (ms) of the floor and our replay of a long anthropic stream; None without anthropic."""
+    try:
+        import anthropic
+    except ImportError:
+        return None
+    import pydantic
+    from anthropic_wire_server import LONG_PROMPT, LONG_STREAM_EVENTS, TEST_API_KEY, AnthropicWireServer
+
+    import notebook_recorder as nr
+
+    body: dict[str, Any] = {
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": LONG_PROMPT}],
+        "stream": True,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="nr-bench-anthropic-"))
+    try:
+        server = AnthropicWireServer().start()
+        try:
+            live = anthropic.Anthropic(base_url=server.base_url, api_key=TEST_API_KEY, max_retries=0)
+            with nr.recording("record", dir=tmp):
+                assert len(list(live.messages.create(**body))) == LONG_STREAM_EVENTS
+        finally:
+            server.stop()
+        (path,) = tmp.glob("*.json")
+        classes: dict[str, Any] = {}
+        for chunk in orjson.loads(path.read_bytes())["response"]["body"]:  # resolved once, outside the timing
+            module, _, name = chunk["__type__"].rpartition(".")
+            classes[chunk["__type__"]] = getattr(importlib.import_module(module), name)
+
+        def floor() -> list[Any]:
+            events = []
+            for chunk in orjson.loads(path.read_bytes())["response"]["body"]:
+                cls, data = classes[chunk["__type__"]], chunk["__data__"]
+                try:
+                    events.append(cls.model_validate(data))
+                except pydantic.ValidationError:
+                    events.append(cls.construct(**data))
+            return events
+
+        client = anthropic.Anthropic(base_url="http://127.0.0.1:9", api_key="sk-ant-bench", max_retries=0)
+
+        def ours() -> list[Any]:
+            stream = client.messages.create(**body)
+            assert isinstance(stream, anthropic.Stream)
+            return list(stream)
+
+        def ours_in_block() -> list[Any]:
+            with nr.recording("replay", dir=tmp):
+                return list(client.messages.create(**body))
+
+        nr.start("replay", dir=tmp)
+        try:
+            assert len(ours()) == len(floor()) == len(ours_in_block()) == LONG_STREAM_EVENTS
+            fns: dict[str, Callable[[], Any]] = {"floor": floor, "ours": ours, "ours_in_block": ours_in_block}
+            result: dict[str, Any] = interleaved(fns, runs)
+        finally:
+            nr.stop()
+        result["sdk"] = anthropic.__version__
+        result["events"] = LONG_STREAM_EVENTS
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def anthropic_rows(result: dict[str, Any] | None, row: Callable[[str, str, str, bool | None], None]) -> None:
+    """The anthropic stream's rows of the table."""
+    if result is None:
+        row(
+            "anthropic stream replay vs floor", "not measured: anthropic is not installed", f"<= {GOAL_VS_FLOOR}x", None
+        )
+        return
+    sdk, ratio = f"anthropic {result['sdk']}", result["ours"] / result["floor"]
+    row(
+        f"{result['events']}-event anthropic stream replay vs floor ({sdk})",
+        f"{result['ours']:.2f} ms vs {result['floor']:.2f} ms = {ratio:.2f}x",
+        f"<= {GOAL_VS_FLOOR}x",
+        ratio <= GOAL_VS_FLOOR,
+    )
+    row(
+        f"  the same call inside its own `with nr.recording()` block ({sdk})",
+        f"{result['ours_in_block']:.2f} ms = {result['ours_in_block'] / result['floor']:.2f}x the floor",
+        "",
+        None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=40, help="timed runs per measurement (default 40)")
     parser.add_argument("--stream-json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["anthropic"], help="measure only this row (anthropic: its long stream)")
     args = parser.parse_args(argv)
     if args.stream_json:  # part 1 only, for the openai 2.x run: one JSON line
         print(json.dumps(stream_replay(args.runs, with_vcr=True)))
@@ -440,6 +536,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((what, value, goal, "" if ok is None else "yes" if ok else "**NO**"))
         if ok is False:
             missed.append(what)
+
+    if args.only == "anthropic":
+        anthropic_rows(anthropic_stream_replay(args.runs), row)
+        return _table(rows, missed)
 
     for result in stream_replay_everywhere(args.runs):
         sdk = f"openai {result['sdk']}"
@@ -472,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif result.get("vcr_note"):
             row(f"vcrpy ({sdk})", f"not measured: {result['vcr_note'].lstrip('; ')}", f">= {GOAL_VS_VCR}x", None)
+    anthropic_rows(anthropic_stream_replay(args.runs), row)
 
     size = directory_size(args.runs * 5)
     ratio = size["10000"] / size["10"]
@@ -522,6 +623,10 @@ def main(argv: list[str] | None = None) -> int:
         per_file < GOAL_BYTES_PER_FILE,
     )
 
+    return _table(rows, missed)
+
+
+def _table(rows: list[tuple[str, str, str, str]], missed: list[str]) -> int:
     print("| measurement (medians) | result | goal | met |")
     print("|---|---|---|---|")
     for cells in rows:

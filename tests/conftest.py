@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import openai
 import pytest
+from anthropic_wire_server import AnthropicWireServer
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
@@ -22,7 +23,15 @@ from notebook_recorder._store import forget_indexes
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-_ENV_TO_CLEAR = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "APIREC_MODE", "APIREC_DIR")
+_ENV_TO_CLEAR = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "APIREC_MODE",
+    "APIREC_DIR",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +56,13 @@ def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def wire_server() -> Iterator[WireServer]:
     """A started WireServer, stopped after the test."""
     with WireServer() as server:
+        yield server
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[AnthropicWireServer]:
+    """A started AnthropicWireServer (the Messages API on 127.0.0.1), stopped after the test."""
+    with AnthropicWireServer() as server:
         yield server
 
 

@@ -3,9 +3,10 @@
 Blocks are found by their fences, and each is one test, named by its line:
 
 - ```` ```python ```` blocks run in a real Jupyter kernel (nbclient), in a scratch directory
-  holding a copy of ``recordings/`` and ``notebooks/``, with the openai SDK pointed at the
-  loopback wire server (``OPENAI_BASE_URL``, a fake key) and ``APIREC_MODE=record-if-missing``,
-  so whatever the block records goes to the scratch copy. Any error output fails the test.
+  holding a copy of ``recordings/`` and ``notebooks/``, with the openai and anthropic SDKs pointed
+  at the loopback wire servers (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``, fake keys) and
+  ``APIREC_MODE=record-if-missing``, so whatever the block records goes to the scratch copy. Any
+  error output fails the test.
 - ```` ```bash ```` (``sh``, ``shell``, ``console``) blocks that invoke ``notebook-recorder`` run
   line by line in the same kind of scratch directory; a non-zero exit fails the test.
 - ```` ```text ```` blocks are output, usage or synopsis: not run.
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from anthropic_wire_server import TEST_API_KEY as ANTHROPIC_TEST_KEY, AnthropicWireServer
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 from wire_server import TEST_API_KEY, WireServer
@@ -113,12 +115,14 @@ def scratch(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _env(server: WireServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APIREC_", "OPENAI_"))}
+def _env(server: WireServer, anthropic_server: AnthropicWireServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APIREC_", "OPENAI_", "ANTHROPIC_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["OPENAI_BASE_URL"] = server.base_url
     env["OPENAI_API_KEY"] = TEST_API_KEY
+    env["ANTHROPIC_BASE_URL"] = anthropic_server.base_url
+    env["ANTHROPIC_API_KEY"] = ANTHROPIC_TEST_KEY
     env["MPLBACKEND"] = "Agg"
     return env
 
@@ -155,7 +159,9 @@ def _run_shell(block: Block, cwd: Path, env: dict[str, str]) -> None:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
-def test_readme_block(block: Block, scratch: Path, wire_server: WireServer) -> None:
+def test_readme_block(
+    block: Block, scratch: Path, wire_server: WireServer, anthropic_server: AnthropicWireServer
+) -> None:
     if block.mark == "skip":
         assert block.mark_arg.strip("() "), _how_to_mark(block, "a skip needs its reason in parentheses")
         pytest.skip(f"README.md line {block.line}: marked skip {block.mark_arg}")
@@ -165,7 +171,7 @@ def test_readme_block(block: Block, scratch: Path, wire_server: WireServer) -> N
             pytest.skip(f"README.md line {block.line} needs {', '.join(missing)}, which is not installed")
     if block.lang in TEXT:
         return
-    env = _env(wire_server)
+    env = _env(wire_server, anthropic_server)
     if block.lang in PYTHON:
         env["APIREC_MODE"] = "record-if-missing"  # a block that says replay records its call first
         _run_python(block, scratch, env)

@@ -896,8 +896,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply, request_id: str) -> None:
         self._started = True
         self.send_response(reply.status)
-        self.send_header("x-request-id", request_id)
-        self.send_header("openai-version", "2020-10-01")
+        for name, value in self.server.wire.reply_headers(request_id).items():
+            self.send_header(name, value)
         for name, value in reply.headers.items():
             self.send_header(name, value)
         if reply.content is not None:
@@ -1102,6 +1102,10 @@ class WireServer:
         )
 
     # routing --------------------------------------------------------------------------------
+
+    def reply_headers(self, request_id: str) -> dict[str, str]:
+        """Headers sent with every reply, before the Reply's own (a subclass speaks another API)."""
+        return {"x-request-id": request_id, "openai-version": "2020-10-01"}
 
     def handle(self, request: ReceivedRequest) -> Reply:
         """Turn a received request into a Reply (errors first, then routes)."""

@@ -78,9 +78,11 @@ class SdkCall:
         return credentials(self.sdk, self.client, self.options)
 
     def unavailable(self) -> str | None:
-        """Never send the placeholder key, nor a call with no key at all: it is missing."""
+        """Never send the placeholder key, nor a call with no key at all: it is missing. A key
+        the call carries in a header (``default_headers={"x-api-key": ...}``) is a key."""
         keys = [getattr(self.client, name, None) for name in self.sdk.auth_attributes]
-        if REPLAY_KEY_PLACEHOLDER in keys or all(key is None for key in keys):
+        keyless = all(key is None for key in keys) and not self.secrets()
+        if REPLAY_KEY_PLACEHOLDER in keys or keyless:
             return f"{self.sdk.env_key} is not set, so the call cannot be made or recorded now: set it and run again."
         return None
 
