@@ -356,29 +356,48 @@ def test_an_interrupted_stream_is_not_saved(claude: Any, anthropic_server: Anthr
         with pytest.raises(nr.RecordingNotFoundError):
             list(claude.messages.create(model=MODEL, max_tokens=256, messages=HELLO, stream=True))
     del stream, helper
-    gc.collect()  # the abandoned streams are finalized here, not in a later test (see the xfail below)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hook bug (openai too): a stream left with break + stream.close() is logged only when its "
-    "generator is garbage-collected, into whatever call log / recording context is current then",
-)
 def test_a_closed_stream_is_logged_in_its_own_context(
     claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path
 ) -> None:
-    gc.disable()
+    """A stream left early is ended when it is closed (``close()``, a helper's ``with`` block),
+    in its own recording block, not later when the garbage collector finds it."""
+    gc.disable()  # nothing may depend on the collector
     try:
         with nr.recording("record", dir=tmp_path):
             stream = claude.messages.create(model=MODEL, max_tokens=256, messages=HELLO, stream=True)
             for _event in stream:
                 break
             stream.close()
+            with claude.messages.stream(model=MODEL, max_tokens=256, messages=WEATHER) as helper:
+                next(iter(helper.text_stream))
+            unread = claude.messages.create(model=MODEL, max_tokens=64, messages=HELLO, stream=True)
+            unread.close()  # closed before reading anything
+            ended = [(call.outcome, call.error) for call in nr.calls()]
+        assert len(ended) == 3
+        assert all(outcome == "error" and "cut short" in (error or "") for outcome, error in ended)
         nr.clear_calls()
         with nr.recording("record", dir=tmp_path / "other"):
-            del stream, _event
+            del stream, _event, helper, unread
             gc.collect()
             assert nr.calls() == []  # nothing of the earlier block lands in this one
+        assert files(tmp_path) == []
+    finally:
+        gc.enable()
+
+
+async def test_a_closed_async_stream_is_logged_at_once(aclaude: Any, tmp_path: Path) -> None:
+    gc.disable()
+    try:
+        with nr.recording("record", dir=tmp_path):
+            stream = await aclaude.messages.create(model=MODEL, max_tokens=256, messages=HELLO, stream=True)
+            async for _event in stream:
+                break
+            await stream.close()
+            ended = [(call.outcome, call.error) for call in nr.calls()]
+        assert len(ended) == 1 and ended[0][0] == "error" and "cut short" in (ended[0][1] or "")
+        assert files(tmp_path) == []
     finally:
         gc.enable()
 

@@ -8,6 +8,7 @@ the SDK's own stream classes, without a single request: the server is stopped be
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -532,6 +533,32 @@ def test_a_stream_cut_short_is_not_saved(
     assert len(files(tmp_path)) == 1
     stored = json.loads(files(tmp_path)[0].read_text())["response"]["body"]
     assert len(stored) == len(chunks)
+
+
+def test_a_closed_stream_is_logged_when_it_is_closed(client: openai.OpenAI, tmp_path: Path) -> None:
+    """``break`` then ``close()`` (or a ``with`` block) ends the call at once, in its own block: its
+    log entry does not wait for the garbage collector, nor land in a later block."""
+    gc.collect()  # streams other tests abandoned without closing them are ended by the collector
+    nr.clear_calls()
+    gc.disable()
+    try:
+        with nr.recording("record", dir=tmp_path):
+            stream = client.chat.completions.create(model="gpt-4o", messages=HI, stream=True)
+            for _chunk in stream:
+                break
+            stream.close()
+            with client.chat.completions.create(model="gpt-4o", messages=HI, stream=True) as left:
+                next(iter(left))
+            logged = [(call.outcome, call.error) for call in nr.calls()]
+        assert [outcome for outcome, _ in logged] == ["error", "error"]
+        assert all("cut short" in (error or "") for _, error in logged)
+        nr.clear_calls()
+        with nr.recording("record", dir=tmp_path / "later"):
+            del stream, left, _chunk
+            gc.collect()
+            assert nr.calls() == []
+    finally:
+        gc.enable()
 
 
 async def test_an_async_stream_cut_short_is_not_saved(

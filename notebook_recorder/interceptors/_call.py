@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 import orjson
@@ -59,6 +59,8 @@ class SdkCall:
         self.request: InferenceRequest | None = None
         self.tape: Tape | None = None
         self.http: Any = None  # the SDK's HTTP response, once it has one (record mode)
+        self._stream_tap: Any = None  # the generator a live stream's chunks pass through
+        self._seen: _Collected | None = None
 
     @property
     def sdk_versions(self) -> dict[str, str]:
@@ -133,9 +135,14 @@ class SdkCall:
         self.http = http
         if self.tape is not None:
             self.tape.add_secrets(sent_request_secrets(http))  # the request as sent: a token provider's too
-        if self.raw and not http.is_stream_consumed:
-            tap = _rawtap.tap_class(_compat.http_library(self.client), asynchronous=self.asynchronous)
-            http.stream = tap(http.stream, self)
+        if http.is_stream_consumed:
+            return
+        httpx = _compat.http_library(self.client)
+        if self.raw:
+            http.stream = _rawtap.tap_class(httpx, asynchronous=self.asynchronous)(http.stream, self)
+        elif self.streamed:
+            closing = _rawtap.closing_class(httpx, asynchronous=self.asynchronous)
+            http.stream = closing(http.stream, self._aclosed if self.asynchronous else self._closed)
 
     def keep(self, result: Any, tape: Tape) -> Any:
         """Hand a recorded call's result to the caller, as the SDK returned it, and save it
@@ -149,12 +156,12 @@ class SdkCall:
                 self.save_body(http.content)  # read by the SDK already (with_raw_response)
             return result
         sync_stream, async_stream = sdk.streams
-        if isinstance(result, sync_stream):
-            _compat.set_stream_iterator(result, self._tap_sync(_compat.stream_iterator(result)))
+        if isinstance(result, sync_stream | async_stream):
+            self._seen = _Collected(self)
+            tap = self._tap_async if isinstance(result, async_stream) else self._tap_sync
+            self._stream_tap = tap(_compat.stream_iterator(result), self._seen)
+            _compat.set_stream_iterator(result, self._stream_tap)
             return _compat.post_parse(sdk, self.options, result)  # the SDK post-parses streams too
-        if isinstance(result, async_stream):
-            _compat.set_stream_iterator(result, self._tap_async(_compat.stream_iterator(result)))
-            return _compat.post_parse(sdk, self.options, result)
         if isinstance(result, pydantic.BaseModel | list | dict):
             tape.save(self._with_headers({"body": _decode.encode_body(sdk, result), "is_streaming": False}))
             value = _compat.post_parse(sdk, self.options, result)
@@ -172,17 +179,38 @@ class SdkCall:
         headers = _rawtap.kept_headers(self.sdk, self.http)
         return {**response, "headers": headers} if headers else response
 
-    def _tap_sync(self, chunks: Iterator[Any]) -> Iterator[Any]:
-        with _Collected(self) as seen:
+    def _tap_sync(self, chunks: Iterator[Any], seen: _Collected) -> Generator[Any]:
+        with seen:
             for chunk in chunks:
                 yield seen.add(chunk)
             seen.complete = True
 
-    async def _tap_async(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        with _Collected(self) as seen:
+    async def _tap_async(self, chunks: AsyncIterator[Any], seen: _Collected) -> AsyncGenerator[Any]:
+        with seen:
             async for chunk in chunks:
                 yield seen.add(chunk)
             seen.complete = True
+
+    # A stream's HTTP response closed. While the stream's chunks are being read, that is the SDK
+    # closing it at the end (the tap is running, and ends itself). Otherwise the caller left the
+    # stream early (``break`` then ``close()``, a ``with`` block, a helper's ``close()``): it is
+    # ended now, in its own recording context, and not saved.
+
+    def _closed(self) -> None:
+        tap, seen = self._stream_tap, self._seen
+        if seen is None or seen.ended or (tap is not None and tap.gi_running):
+            return
+        if tap is not None:
+            tap.close()
+        seen.end()
+
+    async def _aclosed(self) -> None:
+        tap, seen = self._stream_tap, self._seen
+        if seen is None or seen.ended or (tap is not None and tap.ag_running):
+            return
+        if tap is not None:
+            await tap.aclose()
+        seen.end()
 
     def stream_ended(self, seen: _Collected) -> None:
         """A live stream ended: saved when it was read to the end, never when it was cut short."""
@@ -405,6 +433,7 @@ class _Collected:
         self.chunks: list[Any] = []
         self.offsets: list[float] = []
         self.complete = False
+        self.ended = False
 
     def add(self, chunk: Any) -> Any:
         self.offsets.append(self.tape.elapsed_ms())
@@ -415,7 +444,13 @@ class _Collected:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.call.stream_ended(self)
+        self.end()
+
+    def end(self) -> None:
+        """Save or log the stream, once (its end, or its response closed before it was read)."""
+        if not self.ended:
+            self.ended = True
+            self.call.stream_ended(self)
 
 
 async def _ready(value: Any) -> Any:

@@ -95,6 +95,53 @@ def tap_class(httpx: ModuleType, *, asynchronous: bool) -> type[Tap]:
     return type("_SyncTap", (_SyncTapMixin, httpx.SyncByteStream), {})
 
 
+class Closing:
+    """A response body stream that tells the call when it is closed, for a parsed stream.
+
+    ``stream.close()``, ``with stream:`` and the SDKs' stream helpers all end in the HTTP
+    response's ``close()``, which closes this stream: the call then ends a stream left before
+    its end at once, in its own recording context, instead of when it is garbage-collected.
+    """
+
+    def __init__(self, inner: Any, on_close: Any) -> None:
+        self._inner = inner
+        self._on_close = on_close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _SyncClosingMixin(Closing):
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._inner
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._on_close()
+
+
+class _AsyncClosingMixin(Closing):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for data in self._inner:
+            yield data
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            await self._on_close()
+
+
+@functools.lru_cache(maxsize=8)
+def closing_class(httpx: ModuleType, *, asynchronous: bool) -> type[Closing]:
+    """:class:`Closing` as a stream class of the client's HTTP library (which checks ``isinstance``)."""
+    if asynchronous:
+        return type("_AsyncClosing", (_AsyncClosingMixin, httpx.AsyncByteStream), {})
+    return type("_SyncClosing", (_SyncClosingMixin, httpx.SyncByteStream), {})
+
+
 def tapped_body(httpx: ModuleType, http: Any, pieces: list[bytes]) -> bytes | None:
     """The tapped body as the caller read it: raw bytes with any ``content-encoding`` undone."""
     encoding = http.headers.get("content-encoding")
