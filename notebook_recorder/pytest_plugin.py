@@ -358,7 +358,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     error = excinfo.value
     if not getattr(error, "_apirec_hint", False):
         command = f"pytest --apirec-mode=record-if-missing {shlex.quote(item.nodeid)}"
-        hint = f"In pytest, with OPENAI_API_KEY set:\n    {command}"
+        hint = f"In pytest, with the API key set:\n    {command}"
         if os.environ.get(ENV_MODE) and ENV_MODE not in str(error):
             hint += f"\n    ({ENV_MODE} is set to {os.environ[ENV_MODE]!r} and overrides --apirec-mode: unset it)"
         error.args = (f"{error.args[0]}\n{hint}", *error.args[1:]) if error.args else (hint,)

@@ -244,7 +244,7 @@ def test_a_missing_recording_fails_with_the_explanation_and_no_sdk_frames(
             "E           body.temperature: (absent) -> 0.2",
             "E       To record it, run the call once with an API key in record-if-missing mode:",
             "*",
-            "E       In pytest, with OPENAI_API_KEY set:",
+            "E       In pytest, with the API key set:",
             "E           pytest --apirec-mode=record-if-missing test_ask.py::test_chat",
             "test_ask.py:*: RecordingNotFoundError",
         ]
