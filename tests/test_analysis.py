@@ -1033,3 +1033,32 @@ def test_nan_semantics() -> None:
     df = nra.load_recordings(HELLO_STREAM)
     assert math.isnan(df["duration_ms"].iloc[0])
     assert pd.isna(df["error"].iloc[0])
+
+
+def test_to_parquet_without_pyarrow_names_the_extra(tmp_path: Path) -> None:
+    """Without pyarrow (made unimportable in a fresh interpreter) the error says what to install."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["pyarrow"] = sys.modules["fastparquet"] = None  # as if neither were installed
+        import notebook_recorder as nr
+        df = nr.tool_calls(sys.argv[1])
+        for frame in (df, df[df["name"].notna()].head(1)):  # the frame and one derived from it
+            try:
+                frame.to_parquet(sys.argv[2])
+            except ImportError as e:
+                print(e)
+        """
+    )
+    root = str(Path(__file__).parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(KNOWLEDGE_SEARCH_CALL), str(tmp_path / "tc.parquet")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert out.returncode == 0, out.stderr
+    hint = "to_parquet needs pyarrow: pip install 'notebook-recorder[parquet]'"
+    assert out.stdout.splitlines() == [hint, hint]
+    assert not (tmp_path / "tc.parquet").exists()
