@@ -74,7 +74,7 @@ unit-openai2: $(BIN2)/.installed-dev
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
 # tests skip. The rest of the suite does not depend on those versions and runs in `unit`.
 LOWEST_TESTS := tests/test_analysis.py tests/test_openai_record_replay.py tests/test_magics.py \
-	tests/test_kernel.py tests/test_codec.py tests/test_first_hour.py
+	tests/test_kernel.py tests/test_codec.py
 test-lowest: $(BINLOW)/.installed-dev
 	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
 	$(BINLOW)/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)

@@ -1062,3 +1062,12 @@ def test_to_parquet_without_pyarrow_names_the_extra(tmp_path: Path) -> None:
     hint = "to_parquet needs pyarrow: pip install 'notebook-recorder[parquet]'"
     assert out.stdout.splitlines() == [hint, hint]
     assert not (tmp_path / "tc.parquet").exists()
+
+
+def test_recorded_at_falls_back_to_the_file_time(tmp_path: Path) -> None:
+    target = tmp_path / KNOWLEDGE_SEARCH_ANSWER.name
+    shutil.copy(KNOWLEDGE_SEARCH_ANSWER, target)  # a llama-stack file: it does not say when
+    os.utime(target, (1_700_000_000, 1_700_000_000))
+    frame = nra.load_recordings(tmp_path)
+    assert str(frame["recorded_at"].dtype) == "datetime64[ns, UTC]"
+    assert frame["recorded_at"].iloc[0].isoformat() == "2023-11-14T22:13:20+00:00"
