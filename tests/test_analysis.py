@@ -1071,3 +1071,18 @@ def test_recorded_at_falls_back_to_the_file_time(tmp_path: Path) -> None:
     frame = nra.load_recordings(tmp_path)
     assert str(frame["recorded_at"].dtype) == "datetime64[ns, UTC]"
     assert frame["recorded_at"].iloc[0].isoformat() == "2023-11-14T22:13:20+00:00"
+
+
+def test_recording_html_is_readable_in_dark_themes() -> None:
+    """A background the card sets is translucent (over the theme's text colour) or comes with its
+    own text colour: an opaque light box under a dark theme's white text cannot be read."""
+    import re
+
+    for path in (KNOWLEDGE_SEARCH_ANSWER, HELLO_STREAM, TAVILY_INVOCATION, EXCEPTION):
+        page = nra.Recording.load(path)._repr_html_()
+        styles = re.findall(r'style="([^"]*background[^"]*)"', page)
+        assert styles, path
+        for style in styles:
+            background = re.search(r"background:([^;]+)", style)
+            assert background, style
+            assert background.group(1).startswith("rgba(") or re.search(r"(^|;)color:", style), (path.name, style)
