@@ -1039,8 +1039,10 @@ def test_to_parquet_without_pyarrow_names_the_extra(tmp_path: Path) -> None:
     """Without pyarrow (made unimportable in a fresh interpreter) the error says what to install."""
     code = textwrap.dedent(
         """
-        import sys
-        sys.modules["pyarrow"] = sys.modules["fastparquet"] = None  # as if neither were installed
+        import importlib.util, sys
+        for name in ("pyarrow", "fastparquet"):  # as if neither were installed (where one is)
+            if importlib.util.find_spec(name) is not None:
+                sys.modules[name] = None
         import notebook_recorder as nr
         df = nr.tool_calls(sys.argv[1])
         for frame in (df, df[df["name"].notna()].head(1)):  # the frame and one derived from it
