@@ -85,10 +85,10 @@ unit: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -n 2
 
 # tests/test_analysis.py exercises pandas, not openai (the SDK only builds some of its fixtures): it runs in
-# `unit` and, on openai 2.x, in `test-lowest`.
+# `unit` and, on openai 2.x, in `test-lowest`. Two workers: the core the other checks free is used.
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest --ignore=tests/test_analysis.py
+	$(BIN2)/python -m pytest -n 2 --ignore=tests/test_analysis.py
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
