@@ -11,49 +11,67 @@ BIN2 := $(VENV2)/bin
 BINLOW := $(VENVLOW)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint typecheck unit unit-openai2 test-lowest notebooks sdk-suite frameworks bench clean
+# The venvs are built with uv, which installs many times faster than pip and caches what it
+# downloaded. uv itself comes from pip, once, into a venv of its own under .cache/.
+UV_HOME := .cache/uv
+UV := $(UV_HOME)/bin/uv
+# A venv (with pip in it, as `python -m venv` makes) for $(PYTHON) exactly, not any other python.
+UV_VENV = $(UV) venv --quiet --allow-existing --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
+UV_PIP := $(UV) pip install --quiet
+
+.PHONY: demo test venvs checks lint typecheck unit unit-openai2 test-lowest notebooks sdk-suite frameworks bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install $(PIP_FLAGS) uv
 
 # Set-up: the project with its runtime dependencies (newest openai 3.x).
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e .
+$(BIN)/.installed: pyproject.toml | $(UV)
+	$(UV_VENV) $(VENV)
+	$(UV_PIP) --python $(BIN)/python -e .
 	touch $@
 
 # Set-up for tests: the same venv plus the [dev] extra.
 $(BIN)/.installed-dev: $(BIN)/.installed
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev]'
+	$(UV_PIP) --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 # A second venv pinned to the newest openai 2.x (built on httpx, where 3.x uses httpx2).
-$(BIN2)/.installed-dev: pyproject.toml
-	$(PYTHON) -m venv $(VENV2)
-	$(BIN2)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN2)/python -m pip install $(PIP_FLAGS) -e '.[dev]' 'openai>=2,<3'
+$(BIN2)/.installed-dev: pyproject.toml | $(UV)
+	$(UV_VENV) $(VENV2)
+	$(UV_PIP) --python $(BIN2)/python -e '.[dev]' 'openai>=2,<3'
 	touch $@
 
 # A third venv with the lowest versions pyproject.toml allows for every runtime dependency
 # (uv's --resolution lowest-direct), so the declared floors are tested, not hoped for.
-$(BINLOW)/.installed-dev: pyproject.toml
-	$(PYTHON) -m venv $(VENVLOW)
-	$(BINLOW)/python -m pip install $(PIP_FLAGS) uv
-	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python --resolution lowest-direct -e .
-	$(BINLOW)/python -m uv pip install --quiet --python $(BINLOW)/python pytest pytest-asyncio pytest-timeout hypothesis
+$(BINLOW)/.installed-dev: pyproject.toml | $(UV)
+	$(UV_VENV) $(VENVLOW)
+	$(UV_PIP) --python $(BINLOW)/python --resolution lowest-direct -e .
+	$(UV_PIP) --python $(BINLOW)/python pytest pytest-asyncio pytest-timeout hypothesis
 	touch $@
 
 # The openai SDK's own tests need their own dev dependencies: a venv with the same openai as .venv.
 $(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
-	$(PYTHON) -m venv $(VENV_SDK)
-	$(VENV_SDK)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV_SDK)/bin/python -m pip install $(PIP_FLAGS) -e '.[sdk-suite]' \
+	$(UV_VENV) $(VENV_SDK)
+	$(UV_PIP) --python $(VENV_SDK)/bin/python -e '.[sdk-suite]' \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-# The full suite on openai 3.x runs last, so the run ends with pytest's summary line.
-test: lint typecheck notebooks sdk-suite test-lowest unit-openai2 unit
+# The venvs are built first, two at a time. Then everything but the 3.x suite runs two targets at
+# a time, the longest first (-j2; -k: each part runs and reports, and any failure stops `make test`
+# there, non-zero). The full suite on openai 3.x runs last, on both cores (pytest-xdist), so the run
+# ends with pytest's summary line.
+test:
+	@$(MAKE) --no-print-directory -j2 venvs
+	@$(MAKE) --no-print-directory -k -j2 --output-sync=target checks
+	@$(MAKE) --no-print-directory unit
+
+venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite
+
+checks: sdk-suite unit-openai2 test-lowest lint typecheck notebooks
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -64,17 +82,19 @@ typecheck: $(BIN)/.installed-dev
 
 unit: $(BIN)/.installed-dev
 	$(BIN)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
+# tests/test_analysis.py exercises pandas, not openai (the SDK only builds some of its fixtures): it runs in
+# `unit` and, on openai 2.x, in `test-lowest`. Two workers: the core the other checks free is used.
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest
+	$(BIN2)/python -m pytest -n 2 --ignore=tests/test_analysis.py
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
 # tests skip. The rest of the suite does not depend on those versions and runs in `unit`.
 LOWEST_TESTS := tests/test_analysis.py tests/test_openai_record_replay.py tests/test_magics.py \
-	tests/test_kernel.py tests/test_codec.py tests/test_first_hour.py
+	tests/test_kernel.py tests/test_codec.py
 test-lowest: $(BINLOW)/.installed-dev
 	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
 	$(BINLOW)/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
@@ -90,7 +110,7 @@ sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 # Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
 # like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).
 frameworks: $(BIN)/.installed-dev
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev,frameworks]' \
+	$(UV_PIP) --python $(BIN)/python -e '.[dev,frameworks]' \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
 	$(BIN)/python -m pytest tests/test_frameworks.py
 

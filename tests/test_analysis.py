@@ -1241,3 +1241,58 @@ def test_nan_semantics() -> None:
     df = nra.load_recordings(HELLO_STREAM)
     assert math.isnan(df["duration_ms"].iloc[0])
     assert pd.isna(df["error"].iloc[0])
+
+
+def test_to_parquet_without_pyarrow_names_the_extra(tmp_path: Path) -> None:
+    """Without pyarrow (made unimportable in a fresh interpreter) the error says what to install."""
+    code = textwrap.dedent(
+        """
+        import importlib.util, sys
+        for name in ("pyarrow", "fastparquet"):  # as if neither were installed (where one is)
+            if importlib.util.find_spec(name) is not None:
+                sys.modules[name] = None
+        import notebook_recorder as nr
+        df = nr.tool_calls(sys.argv[1])
+        for frame in (df, df[df["name"].notna()].head(1)):  # the frame and one derived from it
+            try:
+                frame.to_parquet(sys.argv[2])
+            except ImportError as e:
+                print(e)
+        """
+    )
+    root = str(Path(__file__).parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(KNOWLEDGE_SEARCH_CALL), str(tmp_path / "tc.parquet")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert out.returncode == 0, out.stderr
+    hint = "to_parquet needs pyarrow: pip install 'notebook-recorder[parquet]'"
+    assert out.stdout.splitlines() == [hint, hint]
+    assert not (tmp_path / "tc.parquet").exists()
+
+
+def test_recorded_at_falls_back_to_the_file_time(tmp_path: Path) -> None:
+    target = tmp_path / KNOWLEDGE_SEARCH_ANSWER.name
+    shutil.copy(KNOWLEDGE_SEARCH_ANSWER, target)  # a llama-stack file: it does not say when
+    os.utime(target, (1_700_000_000, 1_700_000_000))
+    frame = nra.load_recordings(tmp_path)
+    assert str(frame["recorded_at"].dtype) == "datetime64[ns, UTC]"
+    assert frame["recorded_at"].iloc[0].isoformat() == "2023-11-14T22:13:20+00:00"
+
+
+def test_recording_html_is_readable_in_dark_themes() -> None:
+    """A background the card sets is translucent (over the theme's text colour) or comes with its
+    own text colour: an opaque light box under a dark theme's white text cannot be read."""
+    import re
+
+    for path in (KNOWLEDGE_SEARCH_ANSWER, HELLO_STREAM, TAVILY_INVOCATION, EXCEPTION):
+        page = nra.Recording.load(path)._repr_html_()
+        styles = re.findall(r'style="([^"]*background[^"]*)"', page)
+        assert styles, path
+        for style in styles:
+            background = re.search(r"background:([^;]+)", style)
+            assert background, style
+            assert background.group(1).startswith("rgba(") or re.search(r"(^|;)color:", style), (path.name, style)

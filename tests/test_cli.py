@@ -17,7 +17,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from wire_server import TEST_API_KEY, WireServer
 
+import notebook_recorder as nr
 from notebook_recorder._codec import dumps, loads
 from notebook_recorder._comparison import sanitize
 from notebook_recorder._keys import record_key
@@ -728,3 +730,92 @@ def test_the_packages_own_outputs_are_left_out_of_the_comparison() -> None:
     ]
     other = {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {"text/plain": {"isolated": True}}}
     assert output_lines([other]) == ["[display]", "x"]
+
+
+def test_ls_json_has_the_documented_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import_files(capsys, tmp_path, CHAT, TOOL, ERROR)
+    code, out, err = run_main(capsys, "ls", tmp_path, "--json")
+    assert code == 0 and not err
+    data = json.loads(out)
+    assert data["dir"] == str(tmp_path)
+    rows = {row["key"]: row for row in data["recordings"]}
+    chat = rows[record_key(loads(CHAT.read_bytes()))]
+    assert set(chat) == {
+        "key",
+        "kind",
+        "endpoint",
+        "model",
+        "streaming",
+        "chunks",
+        "size_bytes",
+        "test_id",
+        "file",
+        "named_by_key",
+        "problem",
+    }
+    assert (chat["kind"], chat["endpoint"], chat["model"], chat["streaming"]) == (
+        "inference",
+        "/v1/chat/completions",
+        "gpt-4o",
+        True,
+    )
+    assert chat["named_by_key"] is True and chat["problem"] is None
+    assert sorted(row["kind"] for row in rows.values()) == ["exception", "inference", "tool"]
+
+
+def test_verify_json_and_failures_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import_files(capsys, tmp_path, CHAT)
+    code, out, err = run_main(capsys, "verify", tmp_path, "--json")
+    assert code == 0 and not err
+    data = json.loads(out)
+    assert (data["files"], data["ok"]) == (1, True)
+    assert set(data["problems"]) >= {"unreadable files", "duplicate keys"} and not any(data["problems"].values())
+    (tmp_path / "broken.json").write_text("{")
+    code, out, err = run_main(capsys, "verify", tmp_path, "--json")
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False and len(data["problems"]["unreadable files"]) == 1
+    code, out, err = run_main(capsys, "verify", tmp_path)
+    assert code == 1 and err.startswith("FAILED: 1 problem(s)") and "FAILED" not in out
+
+
+def test_show_takes_a_file_name_a_key_or_a_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import_files(capsys, tmp_path, CHAT)
+    key = record_key(loads(CHAT.read_bytes()))
+    for target in (f"{key}.json", key, key[:6]):
+        code, out, err = run_main(capsys, "show", target, "--dir", tmp_path)
+        assert code == 0 and "gpt-4o" in out and not err, target
+    code, out, err = run_main(capsys, "show", "0000ffff.json", "--dir", tmp_path)
+    assert code == 1 and not out and "no recording whose key starts with 0000ffff" in err
+
+
+def test_run_json_keeps_stdout_for_the_json(tmp_path: Path) -> None:
+    nb_dir = tmp_path / "notebooks"
+    shutil.copytree(REPO / "notebooks", nb_dir, ignore=shutil.ignore_patterns("0[234]*"))
+    shutil.copytree(REPO / "recordings", tmp_path / "recordings")
+    nb = nb_dir / "01_quickstart.ipynb"
+    result = cli("run", nb, "--check", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    (entry,) = data["notebooks"]
+    assert entry["notebook"] == str(nb) and entry["ok"] is True and entry["verdict"] == "outputs match"
+    assert entry["calls"] and set(entry["calls"]) == {"replayed"}
+    assert entry["failed_cell"] is None and entry["differing_cells"] == []
+    assert "[1/" in result.stderr  # the progress went to stderr
+
+
+def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0)
+    with nr.recording("record", dir=tmp_path):
+        client.embeddings.create(model="text-embedding-3-small", input="hello")
+        client.models.list()
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    logged = {Path(c.path).stem: c.kind for c in nr.calls()[-3:] if c.path}
+    frame = nr.load_recordings(tmp_path)
+    framed = dict(zip(frame["key"], frame["kind"].astype(str), strict=True))
+    listed = json.loads(cli("ls", tmp_path, "--json").stdout)
+    by_ls = {row["key"]: row["kind"] for row in listed["recordings"]}
+    assert logged == framed == by_ls
+    assert sorted(framed.values()) == ["embedding", "inference", "model_list"]

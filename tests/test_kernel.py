@@ -264,3 +264,27 @@ def test_comments_and_tracebacks_read_like_ipython(kernel: NotebookClient, tmp_p
     assert roles == [("display_data", "warning"), ("stream", None)], warned.outputs
     assert warned.outputs[0].data["text/plain"] == "apirec: UnknownTypeWarning: cannot import recorded type x.Y"
     assert warned.outputs[1].name == "stderr" and "UserWarning: not ours" in warned.outputs[1].text
+
+
+@pytest.mark.timeout(120)
+def test_progress_in_a_kernel_without_ipywidgets(tmp_path: Path) -> None:
+    shutil.copytree(Path(PACKAGE_ROOT, "recordings"), tmp_path / "recordings")
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "import sys\nsys.modules['ipywidgets'] = None  # as if not installed\n"
+                "import notebook_recorder as nr\n"
+                "df = nr.load_recordings('recordings', progress=True)\nlen(df)"
+            )
+        ]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APIREC_", "OPENAI_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    client = NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=env)
+    outputs = nb.cells[0].outputs
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert "Loading recordings" in text and "Traceback" not in text and "Warning" not in text
+    (result,) = [o for o in outputs if o.output_type == "execute_result"]
+    assert int(result.data["text/plain"]) == len(list(Path(PACKAGE_ROOT, "recordings").rglob("*.json")))

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import openai
 import pytest
 
+import notebook_recorder as nr
 from notebook_recorder._keys import (
     Change,
     InferenceRequest,
@@ -197,3 +199,21 @@ def test_comparable_holds_what_enters_the_key() -> None:
         "body": {"temperature": 0.12346},
     }
     assert comparable(InferenceRequest("GET", "/v1/models", {}), "t")["test_id"] is None
+
+
+def test_uploaded_file_contents_enter_the_key(client: openai.OpenAI, tmp_path: Path) -> None:
+    # Multipart uploads (files, audio transcriptions) send the file outside the JSON body:
+    # two different files must not share one recording.
+    keys = []
+    for content in (b"first file", b"second file"):
+        with nr.recording("record", dir=tmp_path), pytest.raises(openai.APIStatusError):
+            client.audio.transcriptions.create(model="whisper-1", file=("a.wav", content))
+        keys.append(nr.calls()[-1].key)
+    assert keys[0] != keys[1]
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+    path = tmp_path / "a.wav"
+    path.write_bytes(b"first file")
+    with nr.recording("replay", dir=tmp_path), pytest.raises(openai.APIStatusError), path.open("rb") as fh:
+        client.audio.transcriptions.create(model="whisper-1", file=("a.wav", fh))
+    assert nr.calls()[-1].key == keys[0]

@@ -82,3 +82,30 @@ def test_replay_on_a_missing_env_dir_is_an_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("APIREC_DIR", os.fspath(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match="absent"):
         nr.recording("replay", dir=tmp_path)
+
+
+def test_relative_directory_is_fixed_when_recording_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Notebooks change directory (%cd): the recordings directory chosen stays the same one.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+
+    @nr.tool(provider="p", name="echo")
+    def echo(x: int) -> int:
+        return x
+
+    nr.start("record", dir="recs")
+    try:
+        echo(1)
+        os.chdir(tmp_path / "sub")
+        echo(2)
+    finally:
+        nr.stop()
+    assert len(list((tmp_path / "recs").glob("*.json"))) == 2
+    assert not (tmp_path / "sub" / "recs").exists()
+
+    nr.start("replay", dir="../recs")
+    try:
+        os.chdir(tmp_path)
+        assert echo(2) == 2
+    finally:
+        nr.stop()

@@ -1003,3 +1003,27 @@ def test_to_dict_and_to_json_print_the_same_in_replay(
     wire_server.stop()
     with nr.recording("replay", dir=tmp_path):
         assert call() == recorded
+
+
+def test_new_files_say_when_and_tools_carry_no_sdk(tmp_path: Path, wire_server: WireServer) -> None:
+    import openai
+
+    @nr.tool(provider="local", name="add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    client = openai.OpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0)
+    with nr.recording("record", dir=tmp_path):
+        add(1, 2)
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+    tool = next(r for r in records if "tool_name" in r["request"])
+    chat = next(r for r in records if "tool_name" not in r["request"])
+    assert "sdk" not in tool["recorder"] and chat["recorder"]["sdk"] == "openai"
+    assert all(r["recorder"]["recorded_at"].endswith("Z") for r in records)
+    assert chat["response"]["duration_ms"] > 0  # a plain (not streamed) call is timed too
+    frame = nr.load_recordings(tmp_path)
+    assert frame["duration_ms"].notna().all()
+    stated = frame["recorded_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+    assert sorted(stated) == sorted(r["recorder"]["recorded_at"] for r in records)
+    assert frame.loc[frame["kind"] == "tool", "sdk"].isna().all()

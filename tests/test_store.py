@@ -67,7 +67,7 @@ def test_names_match_so_the_first_lookup_parses_one_file(tmp_path: Path, monkeyp
         keys.append(key)
     reads = CountingReads(monkeypatch)
     store = Store(tmp_path)
-    assert store.find(keys[123]) is not None
+    assert store.find(keys[123]).path == tmp_path / f"{keys[123]}.json"  # type: ignore[union-attr]
     assert reads.paths == [tmp_path / f"{keys[123]}.json"]
 
 
@@ -128,24 +128,24 @@ def test_the_content_index_is_built_once_and_kept_current(tmp_path: Path, monkey
     store = Store(tmp_path)
     reads = CountingReads(monkeypatch)
     wanted, _ = _record("old 7")
-    assert store.find(wanted) is not None
+    assert store.find(wanted).path.name == "renamed-7.json"  # type: ignore[union-attr]
     first = len(reads.paths)
     assert first == 21  # the index (20 files) and the hit
     reads.paths.clear()
-    assert store.find(wanted) is not None
+    assert store.find(wanted).path.name == "renamed-7.json"  # type: ignore[union-attr]
     assert reads.paths == [tmp_path / "renamed-7.json"]  # no re-indexing on a hit
 
     # A write by this process is indexed at once: found with one read.
     key, record = _record("new")
     Store(tmp_path).write(key, record)
     reads.paths.clear()
-    assert store.find(key) is not None
+    assert store.find(key).record == record  # type: ignore[union-attr]
     assert len(reads.paths) == 1
 
     # A file added by someone else is picked up on the next miss.
     key2, record2 = _record("added elsewhere")
     (tmp_path / "elsewhere.json").write_bytes(dumps(record2))
-    assert store.find(key2) is not None
+    assert store.find(key2).path.name == "elsewhere.json"  # type: ignore[union-attr]
 
     # A file moved away is not returned from a stale index.
     shutil.move(tmp_path / "renamed-3.json", tmp_path / "moved.json")
@@ -167,7 +167,7 @@ def test_malformed_file_is_named_and_others_keep_working(tmp_path: Path) -> None
     (tmp_path / "broken.json").write_bytes(b'{"request": {"method": "POST", "bo')
     (tmp_path / "wrong-shape.json").write_bytes(b"[1, 2, 3]\n")
     store = Store(tmp_path)
-    assert store.find(key) is not None
+    assert store.find(key).path.name == "good-renamed.json"  # type: ignore[union-attr]
     errors = store.errors()
     assert set(errors) == {tmp_path / "broken.json", tmp_path / "wrong-shape.json"}
     assert "not valid JSON" in errors[tmp_path / "broken.json"]
@@ -178,7 +178,7 @@ def test_malformed_file_is_named_and_others_keep_working(tmp_path: Path) -> None
     with pytest.raises(RecordingFormatError) as info:
         store.find(bad_key)
     assert f"{bad_key}.json" in str(info.value)
-    assert store.find(key) is not None
+    assert store.find(key).record == record  # type: ignore[union-attr]
 
 
 def test_records_skips_broken_files(tmp_path: Path) -> None:

@@ -311,6 +311,45 @@ def test_short_values_are_not_masked(echo_server: _EchoServer, tmp_path: Path) -
     assert "password" not in record["request"]["body"]
 
 
+def test_function_schemas_with_credential_like_property_names_are_recorded(
+    client: openai.OpenAI, tmp_path: Path
+) -> None:
+    # A tool parameter called "key", "token" or "password" is a schema (a mapping), not a secret.
+    properties = {"key": {"type": "string"}, "token": {"type": "integer"}, "password": {"type": "string"}}
+    tools = [
+        {"type": "function", "function": {"name": "get", "parameters": {"type": "object", "properties": properties}}}
+    ]
+    messages = [{"role": "user", "content": "hi"}]
+    with nr.recording("record", dir=tmp_path):
+        client.chat.completions.create(model="gpt-4o", messages=messages, tools=tools)  # type: ignore[arg-type]
+    key = nr.calls()[-1].key
+    body = json.loads((tmp_path / f"{key}.json").read_text())["request"]["body"]
+    assert body["tools"][0]["function"]["parameters"]["properties"] == properties
+
+    other = {**properties, "key": {"type": "integer"}}
+    other_tools = [
+        {"type": "function", "function": {"name": "get", "parameters": {"type": "object", "properties": other}}}
+    ]
+    with nr.recording("record", dir=tmp_path):
+        client.chat.completions.create(model="gpt-4o", messages=messages, tools=other_tools)  # type: ignore[arg-type]
+    assert nr.calls()[-1].key != key
+
+
+def test_a_body_field_called_key_is_kept_but_a_query_key_is_dropped(client: openai.OpenAI, tmp_path: Path) -> None:
+    secret = "AIzaSyD-0123456789-abcdefghij"
+    region = {"type": "eq", "key": "region", "value": "us"}
+    with nr.recording("record", dir=tmp_path):
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"filters": region},
+            extra_query={"key": secret},
+        )
+    record = json.loads((tmp_path / f"{nr.calls()[-1].key}.json").read_text())
+    assert record["request"]["body"]["filters"] == region
+    assert secret not in json.dumps(record)
+
+
 # ---------------------------------------------------------------------------------------------
 # nr.tool
 # ---------------------------------------------------------------------------------------------
@@ -358,6 +397,46 @@ def test_tools_write_no_credential_from_arguments_results_or_exceptions(tmp_path
         assert list(pages("q", api_key="whatever-key")) == ["page 1 for ***", "page 2 for q"]
 
 
+def test_tool_exception_messages_do_not_leak_credential_arguments(tmp_path: Path) -> None:
+    secret = "sk-very-secret-0123456789"
+
+    @nr.tool(provider="p", name="search")
+    def search(query: str, api_key: str, options: dict | None = None) -> str:
+        raise ValueError(f"invalid key {api_key} for {query}; options {options}")
+
+    with nr.recording("record", dir=tmp_path):
+        with pytest.raises(ValueError, match=secret):  # the caller still sees the real exception
+            search("q", api_key=secret, options={"auth": {"token": "tok-abcdef-123"}})
+    text = "".join(p.read_text() for p in tmp_path.glob("*.json"))
+    assert secret not in text
+    assert "tok-abcdef-123" not in text
+    assert "invalid key *** for q" in text
+
+    with nr.recording("replay", dir=tmp_path):
+        with pytest.raises(ValueError, match=r"invalid key \*\*\* for q"):
+            search("q", api_key="other", options={"auth": {"token": "x"}})
+
+
+def test_a_tool_argument_called_key_is_data_unless_it_looks_like_a_secret(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    @nr.tool(provider="kv", name="get")
+    def get(key: str) -> int:
+        calls.append(key)
+        return {"a": 1, "b": 2}.get(key, 0)
+
+    with nr.recording("record", dir=tmp_path):
+        get("a")
+        get(key="b")
+        get("AIzaSyD-0123456789-abcdefghij")  # looks like an API key: never written
+    with nr.recording("replay", dir=tmp_path):
+        assert get("a") == 1
+        assert get("b") == 2
+    assert calls == ["a", "b", "AIzaSyD-0123456789-abcdefghij"]
+    written = b"".join(path.read_bytes() for path in tmp_path.glob("*.json"))
+    assert b"AIzaSyD" not in written
+
+
 # ---------------------------------------------------------------------------------------------
 # The rules, one by one
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +461,20 @@ def test_scrub_drops_new_names_casings_and_header_lists_but_keeps_schemas() -> N
         "enum": ["password", "otp"],
         "filter": {"key": "region"},
     }
+
+
+def test_scrub_still_drops_credential_strings_next_to_kept_mappings() -> None:
+    from notebook_recorder._secrets import TOOL_CREDENTIAL_NAMES, scrub
+
+    value = {
+        "key": {"type": "string"},
+        "auth": {"token": "tok_0123456789abcdef", "api_key": ["sk-1"]},
+        "password": "pw",
+        "filter": {"key": "region", "token": "t"},  # ambiguous names holding ordinary data
+    }
+    assert scrub(value) == {"key": {"type": "string"}, "auth": {}, "filter": {"key": "region", "token": "t"}}
+    # Tool arguments: `token` always counts as a credential.
+    assert scrub({"token": "t", "key": "region"}, TOOL_CREDENTIAL_NAMES) == {"key": "region"}
 
 
 def test_request_secrets_collects_each_place_and_the_forms_it_is_echoed_in() -> None:

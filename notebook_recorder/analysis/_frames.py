@@ -224,7 +224,25 @@ def _frame(columns: Sequence[Column], data: dict[str, Any], n: int, frame: str) 
         if col.extract not in data:
             raise KeyError(f"column {col.name!r}: unknown field {col.extract!r}; fields are {', '.join(fields)}")
         out[col.name] = _array(data[col.extract], col.dtype)
-    return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+    return (pd.DataFrame if pa is not None else _FrameWithoutPyarrow)(out, index=pd.RangeIndex(n), copy=False)
+
+
+_PARQUET_HINT = "to_parquet needs pyarrow: pip install 'notebook-recorder[parquet]'"
+
+
+class _FrameWithoutPyarrow(pd.DataFrame):  # type: ignore[misc]
+    """The frames' type when pyarrow is absent: ``to_parquet`` then names the ``[parquet]`` extra."""
+
+    @property
+    def _constructor(self) -> type[_FrameWithoutPyarrow]:  # frames derived from this one keep the hint
+        return _FrameWithoutPyarrow
+
+    def to_parquet(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`pandas.DataFrame.to_parquet`, with an error naming the extra when no engine is found."""
+        try:
+            return super().to_parquet(*args, **kwargs)
+        except ImportError:
+            raise ImportError(_PARQUET_HINT) from None
 
 
 def _transpose(rows: list[tuple[Any, ...]], fields: Sequence[str]) -> dict[str, Any]:

@@ -248,7 +248,10 @@ class Recording:
 
         def pre(text: str, limit: int = 4000) -> str:
             body = e(_short(text, limit))
-            style = "white-space:pre-wrap;margin:2px 0;padding:4px 6px;background:#f9fafb;border-radius:4px"
+            # Translucent backgrounds over the inherited text colour: readable in light and dark themes.
+            style = (
+                "white-space:pre-wrap;margin:2px 0;padding:4px 6px;background:rgba(127,127,127,0.1);border-radius:4px"
+            )
             if len(text) > 600:
                 return (
                     f"<details><summary>{e(text[:120])}… ({len(text)} characters)</summary>"
@@ -261,7 +264,7 @@ class Recording:
             ident = f' <span style="color:#6b7280">{e(t["call_id"])}</span>' if t["call_id"] else ""
             out = [
                 f'<div style="margin:4px 0 4px 12px">🔧 <b>{e(str(t["name"]))}</b>{ident}'
-                f'<pre style="white-space:pre-wrap;margin:2px 0;padding:4px 6px;background:#fffbeb;'
+                f'<pre style="white-space:pre-wrap;margin:2px 0;padding:4px 6px;background:rgba(245,158,11,0.14);'
                 f'border-radius:4px">{e(args)}</pre>'
             ]
             if t["error"]:
@@ -328,7 +331,7 @@ class Recording:
             delta = t[1]
             if not delta:
                 continue
-            bg = "#ecfdf5" if i % 2 else "#d1fae5"
+            bg = "rgba(16,185,129,0.12)" if i % 2 else "rgba(16,185,129,0.28)"  # any theme
             off = f", {t[5]:.0f} ms" if t[5] == t[5] else ""
             spans.append(f'<span title="chunk {t[0]}{off}" style="background:{bg}">{html.escape(delta)}</span>')
         more = ""

@@ -8,20 +8,23 @@ its test suite, so this script:
    and extracts its ``tests/`` and ``pyproject.toml`` (its pytest settings: warnings are errors);
 2. starts a loopback stand-in for the Prism mock server (``prism_standin.py``) for
    ``tests/api_resources/chat``; the other selected tests mock the transport with the vendored respx2;
-3. runs the selection (``SELECTION``) three times, at the same time, with the ``nr_sdk_hook``
-   plugin: ``none`` (no hook), ``live`` and ``record`` (``notebook_recorder.start`` for the whole
-   session, recording into a temporary directory); ``deselect.txt`` lists the tests that cannot run
-   here, each with its reason;
+3. runs the selection (``SELECTION``) twice, at the same time, with the ``nr_sdk_hook`` plugin:
+   ``live`` and ``record`` (``notebook_recorder.start`` for the whole session, recording into a
+   temporary directory); ``deselect.txt`` lists the tests that cannot run here, each with its reason;
 4. reruns, once and in the same mode, the tests that failed (the suite has socket tests with
    few-second timeouts that a loaded machine can miss; a test that passes then is listed as such);
-5. prints each run's counts and every test that passes without the hook but not with it, and exits
+5. runs the baseline, ``none`` (no hook), on the tests that did not pass in every hooked mode (a
+   test that passes with the hook needs no baseline: it cannot be lost), or on the whole selection
+   when ``--modes`` names ``none``;
+6. prints each run's counts and every test that passes without the hook but not with it, and exits
    1 if there is one, if a test fails without the hook, or if ``deselect.txt`` names a test that
    no longer exists.
 
 The SDK's test dependencies (pytest-asyncio, inline-snapshot, rich, trio, websockets, aiohttp) are
 the ``sdk-suite`` extra; ``make sdk-suite`` installs them in ``.venv-sdk-suite`` and runs this
-script with that venv's python.  Options: ``--modes none,record`` to run fewer variants,
-``--jobs 1`` to run them one after the other, and ``-- ARGS`` for pytest (``-- -k stream``).
+script with that venv's python.  Options: ``--modes record`` to run fewer variants (``--modes
+none,live,record`` for a full baseline run too), ``--jobs 1`` to run them one after the other, and
+``-- ARGS`` for pytest (``-- -k stream``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = REPO / ".cache" / "sdk-suite"
 MODES = ("none", "live", "record")
+HOOKED = ("live", "record")  # the default; the baseline ("none") runs only where it is needed
 SELECTION = (
     "tests/test_client.py",
     "tests/lib/chat",
@@ -122,39 +126,62 @@ def run_all(runs: dict[str, tuple[str, list[str]]], root: Path, out: Path, jobs:
 def main(argv: list[str] | None = None) -> int:
     """Run the variants, rerun what failed, print the comparison, return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: none, live, record")
-    parser.add_argument("--jobs", type=int, default=len(MODES), help="variants run at the same time (default 3)")
+    parser.add_argument("--modes", default=",".join(HOOKED), help="comma-separated, from: none, live, record")
+    parser.add_argument("--jobs", type=int, default=len(HOOKED), help="variants run at the same time (default 2)")
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     if bad := [m for m in modes if m not in MODES]:
         parser.error(f"--modes: unknown {', '.join(bad)}; valid: {', '.join(MODES)}")
-    if "none" not in modes:
-        modes.insert(0, "none")  # the baseline the others are compared with
+    full_baseline = "none" in modes
+    modes = ["none", *(m for m in modes if m != "none")]  # the baseline the others are compared with
+    if len(modes) == 1:
+        parser.error("--modes: name live or record too; none alone compares nothing")
 
     version = importlib.metadata.version("openai")
     root = sdist_tests(version)
     out = CACHE / "runs"
     out.mkdir(parents=True, exist_ok=True)
-    print(f"sdk-suite: openai {version} sdist tests, {', '.join(modes)}; logs in {out}", flush=True)
+    runs = ", ".join(modes) if full_baseline else f"{', '.join(modes[1:])} (none: where they do not pass)"
+    print(f"sdk-suite: openai {version} sdist tests, {runs}; logs in {out}", flush=True)
     started = time.monotonic()
     selection = [path for path in SELECTION if (root / path).exists()]
-    results = run_all({mode: (mode, [*selection, *args.pytest_args]) for mode in modes}, root, out, args.jobs)
-    if len(results) != len(modes):
+    first = modes if full_baseline else modes[1:]
+    results = run_all({mode: (mode, [*selection, *args.pytest_args]) for mode in first}, root, out, args.jobs)
+    if len(results) != len(first):
         return 1
     # A test that failed is run once more, alone with the others that failed, in the same mode: the
     # suite has socket tests with few-second timeouts that a loaded machine can miss.
-    failed = {mode: sorted(t for t, (o, _) in results[mode]["tests"].items() if o == "failed") for mode in modes}
+    failed = {mode: sorted(t for t, (o, _) in results[mode]["tests"].items() if o == "failed") for mode in first}
     reruns = {f"{mode}-rerun": (mode, ids) for mode, ids in failed.items() if ids}
     rerun_results = run_all(reruns, root, out, args.jobs)
     flaky: dict[str, list[str]] = {}
-    for mode in modes:
+    for mode in first:
         again = rerun_results.get(f"{mode}-rerun", {"tests": {}})["tests"]
         flaky[mode] = [t for t in failed[mode] if again.get(t, ["failed"])[0] == "passed"]
         for test in flaky[mode]:
             results[mode]["tests"][test] = again[test]
+    if not full_baseline:
+        results["none"] = baseline(modes[1:], results, root, out)
+        flaky["none"] = []
     print(f"sdk-suite: {time.monotonic() - started:.0f} s", flush=True)
     return compare(modes, results, flaky, check_deselects=not args.pytest_args)
+
+
+def baseline(hooked: list[str], results: dict[str, Results], root: Path, out: Path) -> Results:
+    """The ``none`` results: run without the hook on the tests that did not pass in every hooked
+    mode; a test that passed in all of them counts as passed (it cannot be lost)."""
+    tests: dict[str, Any] = {}
+    for mode in hooked:
+        tests.update(results[mode]["tests"])
+    passed = {t for t in tests if all(results[m]["tests"].get(t, ["missing"])[0] == "passed" for m in hooked)}
+    rest = sorted(set(tests) - passed)
+    base: Results = {"tests": {t: ["passed", ""] for t in passed}, "unmatched_deselects": [], "only": rest}
+    if rest:
+        print(f"sdk-suite: {len(rest)} tests did not pass with the hook; running them without it", flush=True)
+        ran = run_all({"none": ("none", rest)}, root, out, 1).get("none", {"tests": {}})["tests"]
+        base["tests"].update({t: ran.get(t, ["failed", "not run without the hook"]) for t in rest})
+    return base
 
 
 def compare(modes: list[str], results: dict[str, Results], flaky: dict[str, list[str]], check_deselects: bool) -> int:
@@ -162,8 +189,11 @@ def compare(modes: list[str], results: dict[str, Results], flaky: dict[str, list
     status = 0
     tests = {mode: results[mode]["tests"] for mode in modes}
     for mode in modes:
-        counts = Counter(outcome for outcome, _ in tests[mode].values())
+        only = results[mode].get("only")  # the baseline ran on these tests alone
+        counts = Counter(tests[mode][t][0] for t in (tests[mode] if only is None else only))
         line = ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "skipped", "xfailed"))
+        if only is not None:
+            line += f" (run on the {len(only)} tests that did not pass with the hook)"
         print(f"{mode:>7}: {line}" + (f" ({len(flaky[mode])} passed only when rerun)" if flaky[mode] else ""))
         for test in flaky[mode]:
             print(f"           rerun passed: {test}")
