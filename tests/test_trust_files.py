@@ -37,7 +37,6 @@ from notebook_recorder._codec import loads
 from notebook_recorder._files import MAX_DEPTH, stale_temp_files
 from notebook_recorder._keys import InferenceRequest, record_key
 from notebook_recorder._store import Store, forget_indexes
-from notebook_recorder.analysis import RecordingLoadError
 from notebook_recorder.analysis._loader import clear_cache, parse_file
 from notebook_recorder.cli import main
 
@@ -220,7 +219,7 @@ def test_load_recordings_gives_the_bad_entry_an_error_row(case: str, client: ope
         return
     assert sorted(errors.index) == sorted(map(str, bad)), frame[["error"]]
     assert nra.load_recordings(rec).set_index("path")["error"].dropna().to_dict() == errors.to_dict()  # again
-    with pytest.raises(RecordingLoadError, match=bad[0].name):
+    with pytest.raises(RecordingFormatError, match=bad[0].name):
         nra.load_recordings(rec, strict=True)
     if ODD[case][1]:  # a regular file: the store reads it as a format error too
         with pytest.raises(RecordingFormatError, match=bad[0].name):
