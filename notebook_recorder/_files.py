@@ -77,7 +77,7 @@ class Walk(NamedTuple):
     dirs: list[str]
 
 
-def describe_mode(mode: int) -> str:
+def mode_text(mode: int) -> str:
     """``'a FIFO'``, ``'a socket'``... for a file mode that is not a regular file's."""
     for test, what in (
         (stat_module.S_ISFIFO, "a FIFO"),
@@ -91,7 +91,7 @@ def describe_mode(mode: int) -> str:
     return "not a regular file"
 
 
-def describe_error(exc: OSError) -> str:
+def error_text(exc: OSError) -> str:
     """An ``OSError`` met while examining or reading an entry, as a short problem text."""
     if exc.errno == errno.ELOOP:
         return "a symbolic link loop; skipped"
@@ -105,11 +105,11 @@ def describe_error(exc: OSError) -> str:
 def _odd_entry(entry: os.DirEntry[str]) -> str:
     """Why a ``*.json`` entry that is neither a regular file nor a directory was skipped."""
     try:
-        return f"not a regular file ({describe_mode(entry.stat().st_mode)}); skipped"
+        return f"not a regular file ({mode_text(entry.stat().st_mode)}); skipped"
     except FileNotFoundError:
         return "a broken symbolic link (its target does not exist); skipped"
     except OSError as exc:
-        return describe_error(exc)
+        return error_text(exc)
 
 
 def _by_name(entry: os.DirEntry[str]) -> str:
@@ -144,7 +144,7 @@ def list_dir(path: str, st: os.stat_result | None = None) -> Listing:
                 problems.append(Problem(e.path, _odd_entry(e)))
         except OSError as exc:  # a link loop, or an entry we may not examine
             if recording:
-                problems.append(Problem(e.path, describe_error(exc)))
+                problems.append(Problem(e.path, error_text(exc)))
     return Listing(files, dirs, problems)
 
 
@@ -171,7 +171,7 @@ def walk(root: str, st: os.stat_result | None = None, lister: Lister = list_dir)
         try:
             listing = lister(path, st)
         except OSError as exc:
-            problems.append(Problem(path, f"cannot list this directory: {describe_error(exc)}"))
+            problems.append(Problem(path, f"cannot list this directory: {error_text(exc)}"))
             return
         dirs.append(path)
         files.extend(listing.files)
@@ -183,7 +183,7 @@ def walk(root: str, st: os.stat_result | None = None, lister: Lister = list_dir)
             except FileNotFoundError:  # removed while we looked
                 continue
             except OSError as exc:
-                problems.append(Problem(sub, describe_error(exc)))
+                problems.append(Problem(sub, error_text(exc)))
                 continue
             if not stat_module.S_ISDIR(sub_st.st_mode):
                 continue  # replaced while we looked
@@ -211,7 +211,7 @@ def open_regular(path: str) -> tuple[int, os.stat_result]:
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # opening a socket (or a FIFO on some systems)
             try:
-                what = describe_mode(os.stat(path).st_mode)
+                what = mode_text(os.stat(path).st_mode)
             except OSError:
                 what = "not a regular file"
             raise NotRegularFileError(errno.ENXIO, f"not a regular file ({what}); skipped", path) from None
@@ -219,7 +219,7 @@ def open_regular(path: str) -> tuple[int, os.stat_result]:
     try:
         st = os.fstat(fd)
         if not stat_module.S_ISREG(st.st_mode):
-            raise NotRegularFileError(errno.EINVAL, f"not a regular file ({describe_mode(st.st_mode)}); skipped", path)
+            raise NotRegularFileError(errno.EINVAL, f"not a regular file ({mode_text(st.st_mode)}); skipped", path)
     except BaseException:
         os.close(fd)
         raise

@@ -82,7 +82,7 @@ def import_into(
             why = "no keyable request (a raw HTTP or similar recording)"
             if request_from_record(record) is not None:
                 rules = record_rules(record)
-                described = rules.describe() if rules else "malformed"
+                described = rules.summary() if rules else "malformed"
                 why = f"keyed under match rules this project cannot re-run ({described})"
         elif occurrence is None:
             why = f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}"

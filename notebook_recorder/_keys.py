@@ -99,7 +99,7 @@ class InferenceRequest:
             "model": self.model,
         }
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         """One line for messages: ``POST /v1/chat/completions (model gpt-4o)``."""
         model = f" (model {self.model})" if self.model else ""
         return f"{self.method} {self.endpoint}{model}"
@@ -137,7 +137,7 @@ class ToolRequest:
             "kwargs": dict(self.kwargs),
         }
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         return f"tool {self.provider}/{self.tool_name}({_shorten(args, 200)})"
 

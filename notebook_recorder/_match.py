@@ -210,7 +210,7 @@ class Rules:
         except ValueError:
             return None
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         """``ignore=['body.user'] normalize={'\\d+': '<n>'}``, or ``strict (no rules)``."""
         if not self:
             return "strict (no rules)"

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 def missing_message(recorder: Recorder, request: Request, key: str) -> str:
     """Why ``request`` (keyed ``key``) has no recording under ``recorder``, and what to do."""
     directory = display_path(recorder.store.root)
-    lines = [f"No recording of {request.describe()} in {directory}/ (key {key[:12]}…, scope {recorder.scope!r})."]
+    lines = [f"No recording of {request.summary()} in {directory}/ (key {key[:12]}…, scope {recorder.scope!r})."]
     if recorder.rules:
-        lines.append(f"Requests are matched under these rules: {recorder.rules.describe()}.")
+        lines.append(f"Requests are matched under these rules: {recorder.rules.summary()}.")
     closest = nearest(recorder, request)
     if closest is None:
         lines.append("There is no recorded request to compare it with in that directory.")

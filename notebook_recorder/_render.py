@@ -278,7 +278,7 @@ def format_state(recorder: Recorder | None, set_by: str, user_ns: dict[str, Any]
         if recorder.rules:
             project = recorder.project.path
             origin = f" (with {display_path(project)})" if project is not None and recorder.project.rules else ""
-            rows.append(("match", recorder.rules.describe() + origin))
+            rows.append(("match", recorder.rules.summary() + origin))
         if recorder.block_network:
             allowed = ", ".join(sorted(recorder.allow_hosts)) or "nothing"
             rows.append(("network", f"blocked outside the openai SDK (allowed: {allowed})"))

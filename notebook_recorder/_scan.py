@@ -98,7 +98,7 @@ def _scan_record(entry: Entry, record: dict[str, Any], trusted: frozenset[str]) 
     if rules is None:
         entry.bad_match, entry.match = True, "a malformed match field"
     else:
-        entry.match, entry.opaque = rules.describe(), rules.opaque
+        entry.match, entry.opaque = rules.summary(), rules.opaque
         entry.untrusted = not rules.opaque and not set(dict(rules.normalize)) <= trusted
     entry.occurrence = record_occurrence(record)
     if entry.occurrence is None:

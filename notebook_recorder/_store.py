@@ -64,7 +64,7 @@ def walk_recordings(root: Path) -> _files.Walk:
     try:
         return _files.walk(str(root))
     except OSError as exc:
-        return _files.Walk([], [_files.Problem(str(root), _files.describe_error(exc))], [])
+        return _files.Walk([], [_files.Problem(str(root), _files.error_text(exc))], [])
 
 
 def read_recording(path: Path) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def read_recording(path: Path) -> dict[str, Any]:
     try:
         data, _ = _files.read_file(str(path))
     except OSError as exc:
-        raise RecordingFormatError(path, _files.describe_error(exc)) from None
+        raise RecordingFormatError(path, _files.error_text(exc)) from None
     return loads(data, path)
 
 
@@ -281,7 +281,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise RecordingFormatError(Path(path), _files.describe_error(exc)) from None
+            raise RecordingFormatError(Path(path), _files.error_text(exc)) from None
         record = self.read(Path(path))
         version = (stat.st_mtime_ns, stat.st_size, key, occurrence)
         verified = self._index.verified

@@ -503,7 +503,7 @@ def test_ignore_and_normalize_in_the_marker_and_config(pytester: pytest.Pytester
 
         @pytest.mark.apirec(ignore=["body.metadata"])
         def test_rules(apirec):
-            described = apirec.rules.describe()
+            described = apirec.rules.summary()
             assert "body.metadata" in described and "<date>" in described
         """
     )

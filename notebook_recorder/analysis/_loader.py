@@ -191,7 +191,7 @@ def find_files(src: Source) -> tuple[list[str], list[Stat], list[_files.Problem]
         except FileNotFoundError:
             raise  # a path that does not exist is the user's to see
         except OSError as e:  # a link loop...: a row that says so
-            problems.append(_files.Problem(p, _files.describe_error(e)))
+            problems.append(_files.Problem(p, _files.error_text(e)))
             continue
         if stat_module.S_ISDIR(st.st_mode):
             _walk(p, st, paths, stats, cached, problems)
@@ -231,7 +231,7 @@ def parse_file(path: str) -> tuple[Extracted | str, Any, os.stat_result | None]:
     except FileNotFoundError:
         return "cannot read the file: no such file", None, None
     except OSError as e:
-        return f"cannot read the file: {_files.describe_error(e)}", None, None
+        return f"cannot read the file: {_files.error_text(e)}", None, None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
