@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
-from anthropic_wire_server import AnthropicWireServer
+from anthropic_wire_server import TEST_API_KEY as ANTHROPIC_TEST_KEY, AnthropicWireServer
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
@@ -64,6 +64,24 @@ def anthropic_server() -> Iterator[AnthropicWireServer]:
     """A started AnthropicWireServer (the Messages API on 127.0.0.1), stopped after the test."""
     with AnthropicWireServer() as server:
         yield server
+
+
+@pytest.fixture
+def claude(anthropic_server: AnthropicWireServer) -> Iterator[Any]:
+    """A sync anthropic client talking to ``anthropic_server`` (no retries); skips without anthropic."""
+    anthropic = pytest.importorskip("anthropic")
+    with anthropic.Anthropic(base_url=anthropic_server.base_url, api_key=ANTHROPIC_TEST_KEY, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclaude(anthropic_server: AnthropicWireServer) -> AsyncIterator[Any]:
+    """An async anthropic client talking to ``anthropic_server`` (no retries); skips without anthropic."""
+    anthropic = pytest.importorskip("anthropic")
+    async with anthropic.AsyncAnthropic(
+        base_url=anthropic_server.base_url, api_key=ANTHROPIC_TEST_KEY, max_retries=0
+    ) as c:
+        yield c
 
 
 @pytest.fixture

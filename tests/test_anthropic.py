@@ -20,7 +20,7 @@ import sys
 import textwrap
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,21 +95,6 @@ def _no_late_calls() -> None:
     test's call log (see ``test_a_closed_stream_is_logged_in_its_own_context``)."""
     gc.collect()
     nr.clear_calls()
-
-
-@pytest.fixture
-def claude(anthropic_server: AnthropicWireServer) -> Iterator[Any]:
-    """A sync anthropic client talking to the loopback server (no retries)."""
-    with anthropic.Anthropic(base_url=anthropic_server.base_url, api_key=TEST_API_KEY, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture
-async def aclaude(anthropic_server: AnthropicWireServer) -> AsyncIterator[Any]:
-    async with anthropic.AsyncAnthropic(
-        base_url=anthropic_server.base_url, api_key=TEST_API_KEY, max_retries=0
-    ) as client:
-        yield client
 
 
 def record_then_replay(

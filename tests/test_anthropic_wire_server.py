@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -51,20 +50,6 @@ ERROR_CLASSES = {
     500: "InternalServerError",
     529: "OverloadedError",
 }
-
-
-@pytest.fixture
-def claude(anthropic_server: AnthropicWireServer) -> Iterator[Any]:
-    with anthropic.Anthropic(base_url=anthropic_server.base_url, api_key=TEST_API_KEY, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture
-async def aclaude(anthropic_server: AnthropicWireServer) -> AsyncIterator[Any]:
-    async with anthropic.AsyncAnthropic(
-        base_url=anthropic_server.base_url, api_key=TEST_API_KEY, max_retries=0
-    ) as client:
-        yield client
 
 
 def raw_sse(server: AnthropicWireServer, body: dict[str, Any]) -> tuple[int, dict[str, str], str]:
