@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
@@ -59,7 +60,9 @@ class SdkCall:
         self.request: InferenceRequest | None = None
         self.tape: Tape | None = None
         self.http: Any = None  # the SDK's HTTP response, once it has one (record mode)
-        self._stream_tap: Any = None  # the generator a live stream's chunks pass through
+        # The generator a live stream's chunks pass through, held weakly: the call must not keep
+        # the caller's stream alive (its frame refers to the call).
+        self._stream_tap: weakref.ref[Any] | None = None
         self._seen: _Collected | None = None
 
     @property
@@ -159,8 +162,9 @@ class SdkCall:
         if isinstance(result, sync_stream | async_stream):
             self._seen = _Collected(self)
             tap = self._tap_async if isinstance(result, async_stream) else self._tap_sync
-            self._stream_tap = tap(_compat.stream_iterator(result), self._seen)
-            _compat.set_stream_iterator(result, self._stream_tap)
+            tapped = tap(_compat.stream_iterator(result), self._seen)
+            self._stream_tap = weakref.ref(tapped)
+            _compat.set_stream_iterator(result, tapped)
             return _compat.post_parse(sdk, self.options, result)  # the SDK post-parses streams too
         if isinstance(result, pydantic.BaseModel | list | dict):
             tape.save(self._with_headers({"body": _decode.encode_body(sdk, result), "is_streaming": False}))
@@ -196,8 +200,11 @@ class SdkCall:
     # stream early (``break`` then ``close()``, a ``with`` block, a helper's ``close()``): it is
     # ended now, in its own recording context, and not saved.
 
+    def _live_tap(self) -> Any:
+        return self._stream_tap() if self._stream_tap is not None else None
+
     def _closed(self) -> None:
-        tap, seen = self._stream_tap, self._seen
+        tap, seen = self._live_tap(), self._seen
         if seen is None or seen.ended or (tap is not None and tap.gi_running):
             return
         if tap is not None:
@@ -205,7 +212,7 @@ class SdkCall:
         seen.end()
 
     async def _aclosed(self) -> None:
-        tap, seen = self._stream_tap, self._seen
+        tap, seen = self._live_tap(), self._seen
         if seen is None or seen.ended or (tap is not None and tap.ag_running):
             return
         if tap is not None:
