@@ -70,13 +70,17 @@ def notes(cell: NotebookNode) -> str:
 
 
 def comparable(cell: NotebookNode) -> list[Any]:
-    """A cell's outputs without the extension's own notes (which say recorded vs replayed)."""
+    """A cell's outputs without the extension's own notes (which say recorded vs replayed). Text on
+    one stream is joined: where the kernel cut it into messages depends on when it flushed."""
     result: list[Any] = []
     for output in cell.outputs:
         if own(output) is not None:
             continue
         if output.output_type == "stream":
-            result.append((output.name, output.text.splitlines()))
+            if result and result[-1][0] == output.name:
+                result[-1] = (output.name, result[-1][1] + output.text)
+            else:
+                result.append((output.name, output.text))
         elif output.output_type in ("execute_result", "display_data"):
             result.append((output.output_type, dict(output.data)))
         else:
