@@ -96,6 +96,20 @@ DEFAULT_ANSWER = (
     "reproducible: the same inputs give the same outputs, with no key and no network."
 )
 LONG_PROMPT = "Write a long essay about reproducible notebooks."
+
+# What the tests ask: a model, two conversations and a tool.
+MODEL = "claude-sonnet-4-5-20250929"
+HELLO = [{"role": "user", "content": "Hello, Claude"}]
+WEATHER = [{"role": "user", "content": "What is the weather like in San Francisco?"}]
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Get the current weather in a given location",
+    "input_schema": {
+        "type": "object",
+        "properties": {"location": {"type": "string", "description": "The city and state"}},
+        "required": ["location"],
+    },
+}
 LONG_STREAM_EVENTS = 473  # events the SDK yields (the wire has one ``ping`` more), as many as openai's bench
 
 # What GET /v1/models lists, newest first (as the API orders them).

@@ -32,7 +32,16 @@ anthropic = pytest.importorskip("anthropic")
 import nbformat  # noqa: E402
 import openai  # noqa: E402
 from anthropic.types import Message, MessageTokensCount, ModelInfo  # noqa: E402
-from anthropic_wire_server import LONG_PROMPT, MODELS, TEST_API_KEY, AnthropicWireServer  # noqa: E402
+from anthropic_wire_server import (  # noqa: E402
+    HELLO,
+    LONG_PROMPT,
+    MODEL,
+    MODELS,
+    TEST_API_KEY,
+    WEATHER,
+    WEATHER_TOOL,
+    AnthropicWireServer,
+)
 from wire_server import WireServer  # noqa: E402
 
 import notebook_recorder as nr  # noqa: E402
@@ -40,18 +49,6 @@ import notebook_recorder as nr  # noqa: E402
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = "claude-sonnet-4-5-20250929"
-HELLO = [{"role": "user", "content": "Hello, Claude"}]
-WEATHER = [{"role": "user", "content": "What is the weather like in San Francisco?"}]
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Get the current weather in a given location",
-    "input_schema": {
-        "type": "object",
-        "properties": {"location": {"type": "string", "description": "The city and state"}},
-        "required": ["location"],
-    },
-}
 
 
 def _stream_cut_errors() -> tuple[type[Exception], ...]:

@@ -19,26 +19,18 @@ from anthropic.types import Message, MessageTokensCount, ModelInfo, RawMessageSt
 from anthropic_wire_server import (  # noqa: E402
     BAD_API_KEY,
     ERROR_TYPES,
+    HELLO,
     LONG_PROMPT,
     LONG_STREAM_EVENTS,
+    MODEL,
     MODELS,
     STREAM_ERROR_MODEL,
     TEST_API_KEY,
+    WEATHER_TOOL,
     AnthropicWireServer,
 )
 from pydantic import TypeAdapter  # noqa: E402
 
-MODEL = "claude-sonnet-4-5-20250929"
-HELLO = [{"role": "user", "content": "Hello, Claude"}]
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Get the current weather in a given location",
-    "input_schema": {
-        "type": "object",
-        "properties": {"location": {"type": "string", "description": "The city and state"}},
-        "required": ["location"],
-    },
-}
 EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 ERROR_CLASSES = {
     400: "BadRequestError",
