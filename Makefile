@@ -2,6 +2,13 @@
 # Both create their virtual environments on first use and reuse them afterwards.
 
 PYTHON ?= python3
+
+# Python's bytecode caches go under .cache/pycache, and are written even where PYTHONDONTWRITEBYTECODE
+# is set. A test run starts many interpreters (kernels, pytest sessions, the CLI); without the caches
+# each one compiles the SDKs' modules from source again, and pytest rewrites its plugins' modules again
+# (with them, the suite takes half the CPU time).
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX := $(CURDIR)/.cache/pycache
 VENV := .venv
 VENV2 := .venv-openai2
 VENVLOW := .venv-lowest

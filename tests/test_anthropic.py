@@ -593,8 +593,9 @@ def test_pytest_plugin_marker(
     pytester.makepyfile(test_claude=PYTEST_FILE)
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic_server.base_url)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--apirec-mode=record", timeout=240)
+    # Sessions in this process, as most of test_pytest_plugin's (the options quiet pytest-asyncio).
+    options = ("-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function")
+    result = pytester.runpytest_inprocess(*options, "--apirec-mode=record")
     result.assert_outcomes(passed=2)
     directory = pytester.path / "recordings" / "test_claude"
     assert sorted(r["test_id"] for r in records(directory)) == [
@@ -603,7 +604,7 @@ def test_pytest_plugin_marker(
     ]
     anthropic_server.stop()
     monkeypatch.delenv("ANTHROPIC_API_KEY")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)  # replay, the default
+    result = pytester.runpytest_inprocess(*options)  # replay, the default
     result.assert_outcomes(passed=2)
     assert len(anthropic_server.requests) == 2
 

@@ -1,8 +1,13 @@
-"""The pytest plugin, in whole pytest sessions (``pytester``, each session a subprocess).
+"""The pytest plugin, in whole pytest sessions (``pytester``).
 
 The sessions load the plugin the way a user gets it, through the package's ``pytest11`` entry
 point. They record against the loopback wire server, then replay with the server stopped, no
 ``OPENAI_API_KEY`` and no ``OPENAI_BASE_URL``: a request that reached for the network would fail.
+
+Most sessions run in this process (``runpytest_inprocess``: a new pytest config and plugin manager
+each, with the test modules they import forgotten afterwards), which costs a tenth of a fresh
+interpreter. The end-to-end record-and-replay test and the xdist test run each session as a
+subprocess, as a user's ``pytest`` runs: the plugin is imported there before openai is.
 """
 
 from __future__ import annotations
@@ -106,9 +111,13 @@ def test_module_marked(apirec):
 """
 
 
-def run(pytester: pytest.Pytester, *args: str, timeout: float = 240) -> pytest.RunResult:
-    """A pytest session in a subprocess, in ``pytester.path``."""
-    return pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", *args, timeout=timeout)
+def run(pytester: pytest.Pytester, *args: str, in_subprocess: bool = False) -> pytest.RunResult:
+    """A pytest session in ``pytester.path``: in this process, or in a new one with ``in_subprocess``."""
+    args = (*PLUGIN, "-p", "no:cacheprovider", *args)
+    if in_subprocess:
+        return pytester.runpytest_subprocess(*args, timeout=240)
+    # A session without an ini file: pytest-asyncio's warning about its unset option, not ours.
+    return pytester.runpytest_inprocess("-o", "asyncio_default_fixture_loop_scope=function", *args)
 
 
 def summary(result: pytest.RunResult) -> str:
@@ -162,7 +171,7 @@ def test_record_then_replay_offline(
     pytester.makeini(INI)
     pytester.makepyfile(test_chat=CHAT_TESTS, test_module_mark=MODULE_MARK_TESTS)
 
-    result = run(pytester, "--apirec-mode=record")
+    result = run(pytester, "--apirec-mode=record", in_subprocess=True)
     result.assert_outcomes(passed=7)
     assert summary(result) == "apirec: 6 calls: 0 replayed, 6 recorded, 0 missing (mode record)"
     served = len(recording_env.requests)
@@ -191,7 +200,7 @@ def test_record_then_replay_offline(
     (pytester.path / "answers.txt").unlink()
 
     go_offline(monkeypatch, recording_env)
-    result = run(pytester)  # no option: replay
+    result = run(pytester, in_subprocess=True)  # no option: replay
     result.assert_outcomes(passed=7)
     assert summary(result) == "apirec: 6 calls: 6 replayed, 0 recorded, 0 missing (mode replay)"
     answers = dict(line.split("\t") for line in (pytester.path / "answers.txt").read_text().splitlines())
@@ -524,12 +533,12 @@ def test_xdist_workers_record_and_replay_and_the_summary_adds_them_up(
     pytest.importorskip("xdist", reason="pytest-xdist is not installed")
     pytester.makeini(INI)
     pytester.makepyfile(test_chat=CHAT_TESTS, test_module_mark=MODULE_MARK_TESTS)
-    result = run(pytester, "-n", "2", "--apirec-mode=record-if-missing")
+    result = run(pytester, "-n", "2", "--apirec-mode=record-if-missing", in_subprocess=True)
     result.assert_outcomes(passed=7)
     assert summary(result) == "apirec: 6 calls: 0 replayed, 6 recorded, 0 missing (mode record-if-missing)"
 
     go_offline(monkeypatch, recording_env)
-    result = run(pytester, "-n", "2")
+    result = run(pytester, "-n", "2", in_subprocess=True)
     result.assert_outcomes(passed=7)
     assert summary(result) == "apirec: 6 calls: 6 replayed, 0 recorded, 0 missing (mode replay)"
 
