@@ -23,7 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from ._errors import NetworkBlockedError
 from ._keys import Request
 from ._recorder import Action, Decision, Recorder
 
@@ -83,8 +85,9 @@ class Exchange(Protocol):
     def secrets(self) -> tuple[str, ...]:
         """The credential values the request carries (masked in what is saved)."""
 
-    def unavailable(self) -> str | None:
-        """Why the call cannot be made now (no real key), or ``None``. Then it is missing."""
+    def unavailable(self, action: Action) -> str | None:
+        """Why the call cannot be made now as ``action`` (no real key), or ``None``. Then it is
+        missing; in ``live`` it is refused before anything is sent."""
 
     def replay(self, response: dict[str, Any], tape: Tape) -> Any:
         """The result rebuilt from a recorded (non-exception) response."""
@@ -141,17 +144,24 @@ async def _awaited(value: Awaitable[Any]) -> Any:
 
 def begin(recorder: Recorder, exchange: Exchange) -> Tape:
     """The first step: describe and decide (a call that cannot go live now is a missing
-    recording). Generators (``nr.tool``) take it alone, and go on with the tape themselves."""
+    recording, or in ``live`` a refused one). Generators (``nr.tool``) take it alone, and go on
+    with the tape themselves."""
     decision = recorder.decide(exchange.describe())
     if decision.action is Action.REPLAY:
         return Tape(decision)
     if decision.action is Action.RECORD:
         decision.secrets = exchange.secrets()
         decision.sdk = exchange.sdk_versions
-    reason = exchange.unavailable()
-    if reason is not None:
+    reason = exchange.unavailable(decision.action)
+    if reason is None:
+        return Tape(decision)
+    if decision.action is not Action.LIVE:
         raise recorder.missing(decision, reason)
-    return Tape(decision)
+    recorder.finish(decision, "live", error=NetworkBlockedError.__name__)
+    destination = urlsplit(getattr(decision.request, "url", "")).netloc or "the network"
+    raise NetworkBlockedError(
+        f"{decision.request.summary()}: not sent to {destination}. {reason}", destination=destination, origin=None
+    )
 
 
 def _recorded(tape: Tape, exchange: Exchange) -> dict[str, Any]:

@@ -426,6 +426,32 @@ def test_replay_needs_no_key(anthropic_server: AnthropicWireServer, tmp_path: Pa
             client.messages.create(model=MODEL, max_tokens=65, messages=HELLO)
 
 
+def test_live_without_a_key_is_the_sdks_own_error_and_the_placeholder_is_refused(
+    anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    """``live`` is the SDK as if unhooked: a client with no key raises anthropic's own error, not a
+    missing recording. A client built while replaying holds the placeholder key: refused, unsent."""
+    keyless = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0)
+
+    def refusal() -> str:
+        with pytest.raises(TypeError, match="Could not resolve authentication method") as info:
+            keyless.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+        return str(info.value)
+
+    unhooked = refusal()
+    with nr.recording("live", dir=tmp_path):
+        assert refusal() == unhooked
+    assert [(c.outcome, c.error) for c in nr.calls()] == [("live", "TypeError")]
+
+    with nr.recording("replay", dir=tmp_path):
+        built_while_replaying = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0)
+    with nr.recording("live", dir=tmp_path), pytest.raises(nr.NetworkBlockedError) as blocked:
+        built_while_replaying.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+    assert "placeholder in ANTHROPIC_API_KEY instead of a key: set ANTHROPIC_API_KEY" in str(blocked.value)
+    assert blocked.value.destination == anthropic_server.base_url.split("//")[1].rstrip("/")
+    assert anthropic_server.requests == []
+
+
 def test_openai_and_anthropic_in_one_recording_block(
     claude: Any,
     anthropic_server: AnthropicWireServer,

@@ -35,6 +35,22 @@ def test_record_if_missing_without_a_key_replays_what_exists(wire_server: WireSe
     assert [c.outcome for c in nr.calls()[-2:]] == ["replayed", "missing"]
 
 
+def test_a_client_built_while_replaying_is_refused_in_live_mode(wire_server: WireServer, tmp_path: Path) -> None:
+    """``live`` never sends the placeholder either: it says why, not that a recording is missing."""
+    with nr.recording("replay", dir=tmp_path):
+        client = openai.OpenAI(base_url=wire_server.base_url, max_retries=0)  # built with the placeholder
+    with nr.recording("live", dir=tmp_path), pytest.raises(nr.NetworkBlockedError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        f"POST /v1/chat/completions (model gpt-4o): not sent to {info.value.destination}. The client was built "
+        "while replaying, with notebook-recorder's placeholder in OPENAI_API_KEY instead of a key: set "
+        "OPENAI_API_KEY, build the client again and run again."
+    )
+    assert wire_server.base_url.startswith(f"http://{info.value.destination}/")
+    assert wire_server.requests == []
+    assert [(c.outcome, c.error) for c in nr.calls()] == [("live", "NetworkBlockedError")]
+
+
 def test_a_real_key_is_left_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-user-key")
     with nr.recording("replay", dir=tmp_path):

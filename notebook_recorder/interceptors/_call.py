@@ -23,7 +23,7 @@ from .._errors import RecordingFormatError, json_kind
 from .._keys import InferenceRequest
 from .._network import sdk_network
 from .._placeholder import REPLAY_KEY_PLACEHOLDER
-from .._recorder import exception_response
+from .._recorder import Action, exception_response
 from .._secrets import sent_request_secrets
 from .._types import allowed_type
 from . import _compat, _decode, _rawtap
@@ -82,13 +82,23 @@ class SdkCall:
     def secrets(self) -> tuple[str, ...]:
         return credentials(self.sdk, self.client, self.options)
 
-    def unavailable(self) -> str | None:
-        """Never send the placeholder key, nor a call with no key at all: it is missing. A key
-        the call carries in a header (``default_headers={"x-api-key": ...}``) is a key."""
+    def unavailable(self, action: Action) -> str | None:
+        """The placeholder key is never sent, and a call with no key at all is not recorded: it is
+        missing. In ``live``, a call with no key goes on to the SDK, which raises its own error as
+        it does without the hook. A key the call carries in a header (``default_headers={"x-api-key":
+        ...}``) is a key."""
+        env = self.sdk.env_key
         keys = [getattr(self.client, name, None) for name in self.sdk.auth_attributes]
-        keyless = all(key is None for key in keys) and not self.secrets()
-        if REPLAY_KEY_PLACEHOLDER in keys or keyless:
-            return f"{self.sdk.env_key} is not set, so the call cannot be made or recorded now: set it and run again."
+        placeholder = REPLAY_KEY_PLACEHOLDER in keys
+        if action is Action.LIVE:
+            if not placeholder:
+                return None
+            return (
+                f"The client was built while replaying, with notebook-recorder's placeholder in {env} "
+                f"instead of a key: set {env}, build the client again and run again."
+            )
+        if placeholder or (all(key is None for key in keys) and not self.secrets()):
+            return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
         return None
 
     # -- the exchange: live and record -------------------------------------------------------

@@ -55,7 +55,8 @@ def install(sdk: StainlessSdk, mode: Mode | None = None) -> None:
     In a mode that replays (``replay``, ``record-if-missing``) with no key in ``sdk.env_key``, a
     placeholder key is put in the environment so that the client can be constructed. It is
     never sent anywhere: a call that would have to go to the network with it fails with
-    ``RecordingNotFoundError`` instead (:meth:`SdkCall.unavailable`).
+    ``RecordingNotFoundError`` instead, or in ``live`` with ``NetworkBlockedError``
+    (:meth:`SdkCall.unavailable`).
     """
     with _lock:
         if sdk.package not in _originals:

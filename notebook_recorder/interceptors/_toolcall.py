@@ -66,7 +66,7 @@ class ToolCall:
     def secrets(self) -> tuple[str, ...]:
         return _credential_values(self.info, self.args, self.kwargs)
 
-    def unavailable(self) -> str | None:
+    def unavailable(self, action: Action) -> str | None:
         return None
 
     def call(self, tape: Tape | None) -> Any:
