@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import pytest
 
 anthropic = pytest.importorskip("anthropic")
@@ -42,6 +39,7 @@ from anthropic_wire_server import (  # noqa: E402
     WEATHER_TOOL,
     AnthropicWireServer,
 )
+from sdk_values import snap, stream_cut_errors  # noqa: E402
 from wire_server import WireServer  # noqa: E402
 
 import notebook_recorder as nr  # noqa: E402
@@ -51,31 +49,7 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _stream_cut_errors() -> tuple[type[Exception], ...]:
-    """What a connection cut mid-stream raises: the SDK's APIConnectionError or the transport's own."""
-    errors: list[type[Exception]] = [anthropic.APIConnectionError]
-    for module in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(module).TransportError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-STREAM_CUT_ERRORS = _stream_cut_errors()
-
-
-def snap(value: Any) -> Any:
-    """A comparable form: SDK objects become (class name, model_dump), containers recurse."""
-    if isinstance(value, pydantic.BaseModel):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return (type(value).__qualname__, value.model_dump())
-    if isinstance(value, list | tuple):
-        return [snap(v) for v in value]
-    if isinstance(value, dict):
-        return {k: snap(v) for k, v in value.items()}
-    return value
+STREAM_CUT_ERRORS = stream_cut_errors(anthropic.APIConnectionError)
 
 
 def files(directory: Path) -> list[Path]:

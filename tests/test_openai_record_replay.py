@@ -25,6 +25,7 @@ import pytest
 from openai.types import Completion, CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
 from openai.types.responses import Response
+from sdk_values import snap
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
@@ -37,19 +38,6 @@ HI = [{"role": "user", "content": "Hi"}]
 
 class Answer(pydantic.BaseModel):
     answer: str
-
-
-def snap(value: Any) -> Any:
-    """A comparable form: SDK objects become (class name, model_dump), containers recurse."""
-    if isinstance(value, pydantic.BaseModel):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ParsedChatCompletion's generic `parsed` field warns
-            return (type(value).__qualname__, value.model_dump())
-    if isinstance(value, list | tuple):
-        return [snap(v) for v in value]
-    if isinstance(value, dict):
-        return {k: snap(v) for k, v in value.items()}
-    return value
 
 
 def strip_ids(value: Any) -> Any:

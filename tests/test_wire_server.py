@@ -7,7 +7,6 @@ own loader, to show that what the SDK receives is the recorded payload.
 from __future__ import annotations
 
 import http.client
-import importlib
 import json
 import math
 import socket
@@ -26,6 +25,7 @@ from openai.types.chat import (
 )
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
+from sdk_values import stream_cut_errors
 from wire_server import FIXTURES_DIR, TEST_API_KEY, WireServer
 
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the latest version of Python?"}]
@@ -59,18 +59,7 @@ RESPONSE_EVENT_TYPES = [
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
 
-def _stream_cut_errors() -> tuple[type[Exception], ...]:
-    """openai 3.x wraps a broken stream in APIConnectionError; 2.x lets httpx's error through."""
-    errors: list[type[Exception]] = [openai.APIConnectionError]
-    for module in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(module).TransportError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-STREAM_CUT_ERRORS = _stream_cut_errors()
+STREAM_CUT_ERRORS = stream_cut_errors(openai.APIConnectionError)
 
 
 # ---------------------------------------------------------------------------- fixture readers
