@@ -70,7 +70,8 @@ demo: $(BIN)/.installed
 # The venvs are built first, two at a time. Then everything but the 3.x suite runs two targets at
 # a time, the longest first (-j2; -k: each part runs and reports, and any failure stops `make test`
 # there, non-zero). The full suite on openai 3.x runs last, on both cores (pytest-xdist), so the run
-# ends with pytest's summary line.
+# ends with pytest's summary line. The workers steal queued tests from each other (--dist worksteal), so
+# a few long tests (notebooks run in kernels) at the end of one worker's queue do not leave the other idle.
 test:
 	@$(MAKE) --no-print-directory -j2 venvs
 	@$(MAKE) --no-print-directory -k -j2 --output-sync=target checks
@@ -89,13 +90,13 @@ typecheck: $(BIN)/.installed-dev
 
 unit: $(BIN)/.installed-dev
 	$(BIN)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # tests/test_analysis.py exercises pandas, not openai (the SDK only builds some of its fixtures): it runs in
 # `unit` and, on openai 2.x, in `test-lowest`. Two workers: the core the other checks free is used.
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest -n 2 --ignore=tests/test_analysis.py
+	$(BIN2)/python -m pytest -n 2 --dist worksteal --ignore=tests/test_analysis.py
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
