@@ -67,19 +67,19 @@ $(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
-# The venvs are built first, two at a time. Then everything but the 3.x suite runs two targets at
-# a time, the longest first (-j2; -k: each part runs and reports, and any failure stops `make test`
-# there, non-zero). The full suite on openai 3.x runs last, on both cores (pytest-xdist), so the run
-# ends with pytest's summary line. The workers steal queued tests from each other (--dist worksteal), so
-# a few long tests (notebooks run in kernels) at the end of one worker's queue do not leave the other idle.
+# The venvs are built first, two at a time. Then the parts run two at a time, the longest first
+# (-j2; -k: every part runs and reports, and any failure fails `make test`), each part's output
+# printed whole when it ends. Both suites use two xdist workers that steal queued tests from each
+# other (--dist worksteal), so that a core is idle only at the very end.
 test:
 	@$(MAKE) --no-print-directory -j2 venvs
 	@$(MAKE) --no-print-directory -k -j2 --output-sync=target checks
-	@$(MAKE) --no-print-directory unit
+	@echo "make test: every part passed: $(CHECKS)"
 
 venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite
 
-checks: sdk-suite unit-openai2 test-lowest lint typecheck notebooks
+CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks typecheck lint
+checks: $(CHECKS)
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -93,7 +93,7 @@ unit: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # tests/test_analysis.py exercises pandas, not openai (the SDK only builds some of its fixtures): it runs in
-# `unit` and, on openai 2.x, in `test-lowest`. Two workers: the core the other checks free is used.
+# `unit` and, on openai 2.x, in `test-lowest`.
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
 	$(BIN2)/python -m pytest -n 2 --dist worksteal --ignore=tests/test_analysis.py
