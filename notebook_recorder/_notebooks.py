@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ._calllog import ENV_USAGE_LOG
 from ._comparison import ANSI, merge_streams
@@ -162,10 +163,16 @@ def execute(
     try:
         client.reset_execution_trackers()
         with contextlib.ExitStack() as stack:
+            # The kernel process's own output (what it writes outside the cells, such as
+            # ipykernel's log when it shuts down) goes to a file, not into ours: it would mix with
+            # the progress lines and break `run --json`. It is shown only when the kernel fails.
+            kernel_output = stack.enter_context(tempfile.TemporaryFile(prefix="notebook-recorder-kernel-"))
             try:
-                stack.enter_context(client.setup_kernel(env=kernel_env))
+                stack.enter_context(client.setup_kernel(env=kernel_env, stdout=kernel_output, stderr=subprocess.STDOUT))
             except Exception as exc:  # NoSuchKernel, a kernel that dies at start, a timeout...
-                raise NotebookError(f"{path}: cannot start kernel {kernel_name!r}: {exc}") from None
+                raise NotebookError(
+                    f"{path}: cannot start kernel {kernel_name!r}: {exc}{_last_lines(kernel_output)}"
+                ) from None
             assert client.kc is not None
             info = client.wait_for_reply(client.kc.kernel_info())
             if info is not None and "language_info" in info["content"]:
@@ -179,7 +186,8 @@ def execute(
                 except CellTimeoutError:
                     status, ename, evalue = "timeout", "CellTimeoutError", f"no reply within {timeout} s"
                 except DeadKernelError as exc:
-                    status, ename, evalue = "dead-kernel", "DeadKernelError", str(exc) or "the kernel died"
+                    evalue = (str(exc) or "the kernel died") + _last_lines(kernel_output)
+                    status, ename = "dead-kernel", "DeadKernelError"
                 else:
                     cell.outputs = merge_streams(cell.get("outputs", []))
                     error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
@@ -220,6 +228,14 @@ def execute(
         usage=usage,
         seconds=time.perf_counter() - started,
     )
+
+
+def _last_lines(output: IO[bytes], count: int = 20) -> str:
+    """The last ``count`` lines a kernel wrote to its own output, as a paragraph to add to an
+    error ("" when it wrote nothing)."""
+    output.seek(0)
+    lines = output.read().decode("utf-8", "replace").splitlines()[-count:]
+    return "".join(f"\n  {line}" for line in ["The kernel's last output:", *lines]) if lines else ""
 
 
 def _kernel_config() -> Any:

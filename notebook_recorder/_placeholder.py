@@ -3,8 +3,9 @@
 In the modes that replay, ``OPENAI_API_KEY`` is set to :data:`REPLAY_KEY_PLACEHOLDER` when it is
 unset, so that ``OpenAI()`` can be constructed. It is never sent: a call that would have to go to
 the network with it is a missing recording, or in ``live`` a refused one (the SDK hook checks),
-and setting it arms the network guard that refuses to send it by any other code (``_network``). The SDK hooks and the
-pytest plugin set it from here; the credential rules in ``_secrets`` re-export it.
+and setting it arms the network guard that refuses to send it by any other code (``_network``).
+The SDK hooks and the pytest plugin set it from here; the credential rules in ``_secrets``
+re-export it.
 """
 
 from __future__ import annotations

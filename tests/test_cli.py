@@ -804,6 +804,36 @@ def test_run_json_keeps_stdout_for_the_json(tmp_path: Path) -> None:
     assert "[1/" in result.stderr  # the progress went to stderr
 
 
+def test_run_keeps_the_kernels_own_output_out_of_its_own(tmp_path: Path) -> None:
+    """What the kernel process writes outside its cells (ipykernel's log as it shuts down, say) is
+    neither in the progress on stderr nor in the JSON on stdout."""
+    nb = tmp_path / "noisy.ipynb"
+    at_exit = (
+        "import atexit, os\n"
+        "atexit.register(os.write, 1, b'kernel stdout at exit\\n')\n"
+        "atexit.register(os.write, 2, b'kernel stderr at exit\\n')"
+    )
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(at_exit)]), nb)
+    result = cli("run", nb, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
+    assert "at exit" not in result.stderr
+
+
+def test_a_kernel_that_cannot_start_is_named_with_its_last_output(tmp_path: Path) -> None:
+    spec = tmp_path / "jupyter" / "kernels" / "broken"
+    spec.mkdir(parents=True)
+    fail = "import sys; sys.stderr.write('ImportError: no ipykernel here\\n'); sys.exit(1)"
+    argv = [sys.executable, "-c", fail, "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "broken", "language": "python"}))
+    nb = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), nb)
+    result = cli("run", nb, "--kernel", "broken", env={"JUPYTER_PATH": str(tmp_path / "jupyter")})
+    assert result.returncode != 0
+    assert "cannot start kernel 'broken'" in result.stderr
+    assert "The kernel's last output:\n  ImportError: no ipykernel here" in result.stderr
+
+
 def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer) -> None:
     import openai
 
