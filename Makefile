@@ -92,11 +92,15 @@ unit: $(BIN)/.installed-dev
 	$(BIN)/python -c "import openai; print('openai', openai.__version__)"
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
-# tests/test_analysis.py exercises pandas, not openai (the SDK only builds some of its fixtures): it runs in
-# `unit` and, on openai 2.x, in `test-lowest`.
+# The suite on openai 2.x: every test that drives the SDK in this process, where 2.x and 3.x differ
+# (httpx and httpx2, the SDK's internals), and the end-to-end kernel and pytest-session tests.
+# Left out, as they run in `unit`: the tests marked `frontend`, which start kernels, pytest
+# sessions or the CLI to test our front ends' own behaviour (run and --check, the plugin's options,
+# the README's blocks), and tests/test_analysis.py, which exercises pandas, not openai (it runs on
+# 2.x in `test-lowest`).
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest -n 2 --dist worksteal --ignore=tests/test_analysis.py
+	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/test_analysis.py
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their

@@ -533,6 +533,7 @@ def _stdout(nb: Any) -> list[str]:
     ]
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(180)
 def test_apirec_cell_magic_in_a_real_kernel(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
     from nbclient import NotebookClient
@@ -586,6 +587,7 @@ def test_claude_stream():
 """
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(300)
 def test_pytest_plugin_marker(
     pytester: pytest.Pytester, anthropic_server: AnthropicWireServer, monkeypatch: pytest.MonkeyPatch
@@ -609,6 +611,7 @@ def test_pytest_plugin_marker(
     assert len(anthropic_server.requests) == 2
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(300)
 def test_cli_run_records_then_checks_offline(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
     path = tmp_path / "claude.ipynb"
@@ -686,6 +689,7 @@ def test_recording_does_not_import_anthropic(tmp_path: Path) -> None:
     assert done.stdout.strip() == "[False, False, False]"
 
 
+@pytest.mark.frontend
 def test_anthropic_imported_after_recording_started(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
     code = f"""
         import notebook_recorder as nr

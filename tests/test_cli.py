@@ -432,6 +432,7 @@ def replay_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     return chat_notebook(tmp_path / "demo.ipynb")
 
 
+@pytest.mark.frontend
 def test_run_check_passes_then_fails_on_changed_output_then_on_missing_recording(replay_notebook: Path) -> None:
     nb_path = replay_notebook
     result = cli("run", nb_path, "--output", nb_path)  # store the outputs
@@ -500,6 +501,7 @@ RECORDED_NOTEBOOK = [
 ]
 
 
+@pytest.mark.frontend
 def test_a_notebook_saved_from_any_mode_passes_a_replay_check(tmp_path: Path) -> None:
     """`run --mode record --output`, then `run --mode replay --check` with no server and no key;
     likewise for record-if-missing and replay. The notes and tables that say recorded in one run
@@ -580,6 +582,7 @@ def test_a_notebook_saved_from_any_mode_passes_a_replay_check(tmp_path: Path) ->
     assert "older version" not in out
 
 
+@pytest.mark.frontend
 def test_run_check_sanitises_volatile_outputs_and_reports_real_differences(tmp_path: Path) -> None:
     same = shutil.copy(VOLATILE, tmp_path / "volatile.ipynb")
     changed_nb = nbformat.read(VOLATILE, as_version=4)
@@ -603,6 +606,7 @@ def test_run_check_sanitises_volatile_outputs_and_reports_real_differences(tmp_p
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["changed.ipynb", "volatile.ipynb"]
 
 
+@pytest.mark.frontend
 def test_run_fails_on_a_cell_error_without_check(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -623,6 +627,7 @@ def test_run_fails_on_a_cell_error_without_check(tmp_path: Path) -> None:
     assert executed.cells[0].outputs[0]["text"] == "before\n"
 
 
+@pytest.mark.frontend
 def test_run_check_without_stored_outputs_and_a_cell_timeout(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), fresh)
@@ -646,6 +651,7 @@ def test_run_reports_a_kernel_that_cannot_start(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.frontend
 def test_prune_lists_then_deletes_unused_recordings(replay_notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = replay_notebook.parent / "recordings"
     import_files(capsys, directory / "demo", CHAT_2, scope="demo")  # never replayed by the notebook
@@ -788,6 +794,7 @@ def test_show_takes_a_file_name_a_key_or_a_prefix(tmp_path: Path, capsys: pytest
     assert code == 1 and not out and "no recording whose key starts with 0000ffff" in err
 
 
+@pytest.mark.frontend
 def test_run_json_keeps_stdout_for_the_json(tmp_path: Path) -> None:
     nb_dir = tmp_path / "notebooks"
     shutil.copytree(REPO / "notebooks", nb_dir, ignore=shutil.ignore_patterns("0[234]*"))
@@ -804,6 +811,7 @@ def test_run_json_keeps_stdout_for_the_json(tmp_path: Path) -> None:
     assert "[1/" in result.stderr  # the progress went to stderr
 
 
+@pytest.mark.frontend
 def test_run_keeps_the_kernels_own_output_out_of_its_own(tmp_path: Path) -> None:
     """What the kernel process writes outside its cells (ipykernel's log as it shuts down, say) is
     neither in the progress on stderr nor in the JSON on stdout."""
@@ -820,6 +828,7 @@ def test_run_keeps_the_kernels_own_output_out_of_its_own(tmp_path: Path) -> None
     assert "at exit" not in result.stderr
 
 
+@pytest.mark.frontend
 def test_a_kernel_that_cannot_start_is_named_with_its_last_output(tmp_path: Path) -> None:
     spec = tmp_path / "jupyter" / "kernels" / "broken"
     spec.mkdir(parents=True)

@@ -344,6 +344,7 @@ NOTEBOOK_CELLS = [
 ]
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(300)
 def test_the_project_table_is_honoured_by_notebook_recorder_run(wire_server: WireServer, tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)

@@ -395,6 +395,7 @@ def printed(nb_path: Path, cell: int) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("apirec: "))
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(240)
 def test_a_notebook_asking_three_times_replays_the_answers_in_order(server: WireServer, tmp_path: Path) -> None:
     notebook = twice_notebook(tmp_path / "twice.ipynb")

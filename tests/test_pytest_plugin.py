@@ -526,6 +526,7 @@ def test_a_session_without_markers_shows_no_summary(pytester: pytest.Pytester) -
     assert "apirec" not in result.stdout.str()
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(600)
 def test_xdist_workers_record_and_replay_and_the_summary_adds_them_up(
     pytester: pytest.Pytester, recording_env: WireServer, monkeypatch: pytest.MonkeyPatch
@@ -576,6 +577,7 @@ def write_notebook(path: Path, question: str, stored_answer: str) -> None:
     nbformat.write(nb, str(path))  # type: ignore[no-untyped-call]
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(600)
 def test_notebooks_are_test_items_checked_like_run_check(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")

@@ -38,6 +38,8 @@ from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder
 
+pytestmark = pytest.mark.frontend  # the README is checked once, in the openai 3.x suite
+
 ROOT = Path(notebook_recorder.__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PYTHON = ("python", "py", "python3", "ipython")

@@ -462,6 +462,7 @@ def test_a_wrapped_tools_own_traffic_is_recorded_not_reported(listener: Listener
     assert [call.outcome for call in nr.calls()] == ["recorded", "replayed"]
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(90)
 def test_in_a_real_kernel_only_the_notebooks_own_traffic_is_reported(listener: Listener, tmp_path: Path) -> None:
     import nbformat
