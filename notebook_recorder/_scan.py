@@ -25,6 +25,7 @@ from ._keys import (
     request_from_record,
 )
 from ._secrets import leaks
+from ._terminal import one_line
 from ._store import name_key_occurrence, read_recording, relative, trusted_patterns, walk_recordings
 
 STRICT_MATCH = "strict (no rules)"
@@ -54,6 +55,11 @@ class Entry:
     opaque: bool = False  # keyed with a callable normalizer: its key cannot be recomputed here
     untrusted: bool = False  # keyed with normalize patterns the project does not configure: not run
     bad_match: bool = False  # its `match` field is malformed
+
+    @property
+    def shown(self) -> str:
+        """:attr:`rel` as one printable line (control characters escaped: see ``_terminal``)."""
+        return one_line(self.rel)
 
     @property
     def stale_name(self) -> bool:

