@@ -27,7 +27,7 @@ from typing import Any, cast
 import orjson
 import pydantic
 
-from ._errors import RecordingFormatError
+from ._errors import RecordingFormatError, json_kind as _json_kind
 from ._files import check_record
 from ._types import allowed_type, type_name as type_name
 
@@ -133,10 +133,16 @@ def build(cls: type, data: Any) -> Any:
         # Nested ``__type__`` wrappers (other writers) are decoded first; then non-compliant
         # providers (``object: ""``, ``finish_reason: null``...) are built leniently: SDK models
         # override ``construct`` to build nested fields the way they do for live data.
+        private = next((k for k in data if not isinstance(k, str) or k.startswith("_")), None)
+        if private is not None:  # ``construct`` would take ``_fields_set`` and the like as its own
+            raise RecordingFormatError(
+                "<recording>", f"{type_name(cls)}'s data has a private field {private!r:.60}; API data has none"
+            )
         data = {k: decode(v) for k, v in data.items()}
         try:
             return cls.model_validate(data)
-        except pydantic.ValidationError:
+        except pydantic.ValidationError as exc:
+            _refuse_wrong_containers(cls, exc)
             return cls.construct(**data)
     if dataclasses.is_dataclass(cls):
         if not isinstance(data, Mapping):
@@ -153,6 +159,25 @@ def build(cls: type, data: Any) -> Any:
             _warn_unknown(type_name(cls))
             return decode(data)
     return cast(Any, cls)(data)  # a class the user registered
+
+
+#: Validation errors that leniency does not cover: an object (a model) where the data has
+#: something else (a choice's ``message: "zz"``). A provider's odd scalar (``object: ""``,
+#: ``finish_reason: null``: pydantic's ``literal_error``...) is built leniently, and so is a list
+#: field holding a string (the SDK itself stores base64 embeddings in ``embedding: list[float]``);
+#: a string where an object belongs gives an object that breaks at the first attribute read.
+#: (A top-level ``choices`` that is no list is refused on reading: ``_files.check_sdk_data``.)
+_CONTAINER_ERRORS = frozenset({"dict_type", "mapping_type", "model_type", "model_attributes_type", "dataclass_type"})
+
+
+def _refuse_wrong_containers(cls: type, exc: pydantic.ValidationError) -> None:
+    """Raise ``RecordingFormatError`` when ``exc`` says a container field holds something else."""
+    for error in exc.errors(include_url=False, include_context=False):
+        if error["type"] in _CONTAINER_ERRORS:
+            where = ".".join(str(part) for part in error["loc"]) or "its data"
+            raise RecordingFormatError(
+                "<recording>", f"{type_name(cls)}: {where} is {_json_kind(error['input'])} ({error['msg']})"
+            ) from None
 
 
 def _kind(value: Any) -> str:

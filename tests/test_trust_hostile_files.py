@@ -175,3 +175,72 @@ def test_ls_show_and_verify_escape_control_characters(tmp_path: Path, capsys: py
     assert code == 1
     assert not _raw_controls(out + err), err
     assert not [line for line in err.splitlines() if line.startswith("OK")]
+
+
+# ---------------------------------------------------------------------------------------------
+# SDK objects and errors of the wrong shape: a named error, and an error row
+# ---------------------------------------------------------------------------------------------
+
+
+def _data(record: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = record["response"]["body"]["__data__"]
+    return data
+
+
+def _private_fields() -> dict[str, Any]:
+    record = chat_record()
+    _data(record).update({"_fields_set": 5, "choices": [{"index": "first"}]})  # does not validate
+    return record
+
+
+def _choices_zz() -> dict[str, Any]:
+    record = chat_record()
+    _data(record)["choices"] = "zz"
+    return record
+
+
+def _exception_data_list() -> dict[str, Any]:
+    record = chat_record()
+    record["response"] = {
+        "body": None,
+        "is_exception": True,
+        "exception_data": ["BadRequestError", 400, "bad"],
+        "exception_message": "bad",
+    }
+    return record
+
+
+def _message_zz() -> dict[str, Any]:
+    record = chat_record()
+    _data(record)["choices"] = [{"index": 0, "finish_reason": "stop", "message": "zz"}]
+    return record
+
+
+WRONG_SHAPES = {
+    "private-fields": (_private_fields, "private field '_fields_set'"),
+    "choices-zz": (_choices_zz, "choices is a string"),
+    "exception-data-list": (_exception_data_list, "exception_data is a list"),
+    "message-zz": (_message_zz, "choices.0.message is a string"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_SHAPES))
+def test_a_wrong_shape_raises_a_format_error_naming_the_file(case: str, tmp_path: Path) -> None:
+    make, problem = WRONG_SHAPES[case]
+    path = write(tmp_path / f"{chat_key()}.json", make())
+    with nr.recording("replay", dir=tmp_path), pytest.raises(RecordingFormatError) as info:
+        replay_client().chat.completions.create(model="gpt-4o", messages=HI)
+    assert str(info.value.path) == str(path)
+    assert problem in info.value.problem
+
+
+@pytest.mark.parametrize("case", sorted(set(WRONG_SHAPES) - {"message-zz"}))
+def test_load_recordings_gives_a_wrong_shape_an_error_row(case: str, tmp_path: Path) -> None:
+    make, problem = WRONG_SHAPES[case]
+    write(tmp_path / "good" / f"{chat_key()}.json", chat_record())
+    bad = write(tmp_path / "bad" / f"{chat_key()}.json", make())
+    frame = nr.load_recordings(tmp_path)
+    assert len(frame) == 2
+    errors = frame.set_index("path")["error"].dropna()
+    assert list(errors.index) == [str(bad)] or [Path(p).name for p in errors.index] == [bad.name]
+    assert problem in errors.iloc[0]
