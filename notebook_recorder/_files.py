@@ -338,6 +338,8 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
     - an SDK object's data that is no API object where replay starts decoding
       (:func:`check_sdk_data`);
     - an ``exception_data`` that is not an object;
+    - a ``content-encoding`` among the response headers (bodies are stored decoded: replay never
+      decompresses anything a file holds);
     - an API call (not a tool) that did not fail, whose body is a number, string or boolean.
     """
     if depth:
@@ -364,6 +366,15 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
             _check_type(value, part, None, path)
         if type(value) is dict:
             check_sdk_data(value, f"response.{part}", path)
+    headers = response.get("headers")
+    if type(headers) is dict:
+        for name, value in headers.items():
+            if name.lower() == "content-encoding" and str(value).strip().lower() not in ("", "identity"):
+                raise RecordingFormatError(
+                    path,
+                    f"response.headers has content-encoding {value!r:.40}; a recording's body is stored decoded, "
+                    "so replay never applies one (a compressed body there could be a decompression bomb)",
+                )
     exception_data = response.get("exception_data")
     if exception_data is not None and type(exception_data) is not dict:
         raise RecordingFormatError(

@@ -11,7 +11,6 @@ far above what the fixed code takes and far below what it took before).
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import zlib
 from pathlib import Path
@@ -244,3 +243,73 @@ def test_load_recordings_gives_a_wrong_shape_an_error_row(case: str, tmp_path: P
     errors = frame.set_index("path")["error"].dropna()
     assert list(errors.index) == [str(bad)] or [Path(p).name for p in errors.index] == [bad.name]
     assert problem in errors.iloc[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# a recorded content-encoding is never applied; a decompression bomb is refused
+# ---------------------------------------------------------------------------------------------
+
+BOMB_SIZE = 128 << 20  # what the body would inflate to: 128 MB of zeros, in about 128 KB
+
+
+def _rewrite(path: Path, change: Any) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.timeout(60)
+def test_a_decompression_bomb_is_refused_by_name_with_bounded_memory(client: openai.OpenAI, tmp_path: Path) -> None:
+    import tracemalloc
+
+    with nr.recording("record", dir=tmp_path):
+        audio = client.audio.speech.create(model="tts-1", voice="alloy", input="hello").content
+    assert audio
+    (path,) = tmp_path.glob("*.json")
+    bomb = base64.b64encode(zlib.compress(bytes(BOMB_SIZE), 9)).decode()
+
+    def plant(record: dict[str, Any]) -> None:
+        record["response"]["body_base64"] = bomb
+        record["response"]["headers"] = {"content-encoding": "deflate", "x-request-id": "req_1"}
+
+    _rewrite(path, plant)
+    tracemalloc.start()
+    try:
+        with nr.recording("replay", dir=tmp_path), pytest.raises(RecordingFormatError) as info:
+            client.audio.speech.create(model="tts-1", voice="alloy", input="hello").content
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value.path) == str(path)
+    assert "content-encoding" in info.value.problem
+    assert peak < BOMB_SIZE // 4, f"{peak / 2**20:.0f} MB at the peak"
+
+
+def test_a_recorded_content_encoding_is_never_applied(client: openai.OpenAI, tmp_path: Path) -> None:
+    """A raw response replayed from a file that claims ``content-encoding: gzip``: refused by name,
+    not handed to httpx to "decompress" a stored (decoded) body."""
+    with nr.recording("record", dir=tmp_path):
+        client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI).parse()
+    (path,) = tmp_path.glob("*.json")
+    _rewrite(path, lambda r: r["response"].__setitem__("headers", {"Content-Encoding": "gzip"}))
+    with nr.recording("replay", dir=tmp_path), pytest.raises(RecordingFormatError) as info:
+        client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI).parse()
+    assert str(info.value.path) == str(path)
+    frame = nr.load_recordings(tmp_path)
+    assert "content-encoding" in frame["error"].iloc[0]
+
+
+def test_replay_leaves_out_every_recorded_encoding_header(client: openai.OpenAI, tmp_path: Path) -> None:
+    """Even past the reader's check (an ``identity`` encoding is allowed), the replayed response
+    carries none of the recorded transfer headers."""
+    with nr.recording("record", dir=tmp_path):
+        client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI).parse()
+    (path,) = tmp_path.glob("*.json")
+    headers = {"content-encoding": "identity", "content-length": "3", "x-request-id": "req_7"}
+    _rewrite(path, lambda r: r["response"].__setitem__("headers", headers))
+    with nr.recording("replay", dir=tmp_path):
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI)
+        completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert raw.headers.get("x-request-id") == "req_7"
+    assert "content-encoding" not in raw.headers and raw.headers.get("content-length") != "3"
