@@ -29,6 +29,7 @@ def err(*lines: str) -> None:
     """Failures to stderr, with recorded text made safe for a terminal (``_terminal``)."""
     _err(*map(printable, lines))
 
+
 SORTS: dict[str, Callable[[Entry], Any]] = {
     "key": lambda e: (e.key is None, e.key or "", e.occurrence or 0, e.rel),
     "test_id": lambda e: (e.test_id or "", e.key or "", e.occurrence or 0, e.rel),

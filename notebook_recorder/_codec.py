@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import math
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any, cast
 
@@ -210,8 +211,74 @@ def decode(value: Any) -> Any:
 
 
 def dumps(record: Mapping[str, Any]) -> bytes:
-    """A recording as file bytes: 2-space indented UTF-8 JSON with a final newline."""
-    return orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    """A recording as file bytes: 2-space indented UTF-8 JSON with a final newline.
+
+    A value JSON cannot hold faithfully raises ``ValueError`` naming where it is
+    (``response.body.score``): a NaN or an infinity (which would be written as ``null`` and come
+    back as ``None``), an integer past 64 bits, a string with a lone surrogate.
+    """
+    where = _first_bad(record, _non_finite) if _has_non_finite(record) else None
+    if where is not None:
+        raise ValueError(f"{where} is not a finite number; JSON has no NaN or infinity (it would come back as None)")
+    try:
+        return orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    except orjson.JSONEncodeError as exc:
+        where = _first_bad(record, _unwritable) or "a value"
+        raise ValueError(f"{where} cannot be written as JSON ({exc})") from None
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity is anywhere in ``value`` (a fast walk that builds no paths)."""
+    stack = [value]
+    pop, extend, isfinite = stack.pop, stack.extend, math.isfinite
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif kind is float:
+            if not isfinite(item):
+                return True
+        elif isinstance(item, Mapping):
+            extend(item.values())
+    return False
+
+
+def _non_finite(value: Any) -> bool:
+    return type(value) is float and (value != value or value in (math.inf, -math.inf))
+
+
+def _unwritable(value: Any) -> bool:
+    """What ``orjson`` refuses: integers past 64 bits, strings that are not UTF-8 (lone surrogates)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**64
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+    return False
+
+
+def _first_bad(value: Any, bad: Callable[[Any], bool]) -> str | None:
+    """The path (``response.body[2].score``) of the first value in ``value`` that is ``bad``."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        kind = type(item)
+        if kind is dict or isinstance(item, Mapping):
+            for k, v in reversed(list(item.items())):
+                if bad(k):
+                    return f"{where}.<key>" if where else "<key>"
+                stack.append((v, f"{where}.{k}" if where else str(k)))
+        elif kind is list or kind is tuple:
+            for i in range(len(item) - 1, -1, -1):
+                stack.append((item[i], f"{where}[{i}]"))
+        elif bad(item):
+            return where or "the value"
+    return None
 
 
 def loads(data: bytes, path: object = "<recording>") -> dict[str, Any]:

@@ -25,8 +25,8 @@ from ._keys import (
     request_from_record,
 )
 from ._secrets import leaks
-from ._terminal import one_line
 from ._store import name_key_occurrence, read_recording, relative, trusted_patterns, walk_recordings
+from ._terminal import one_line
 
 STRICT_MATCH = "strict (no rules)"
 """How ``match`` describes a file keyed without rules."""

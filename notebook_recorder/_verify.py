@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ._scan import Entry, scan
-from ._terminal import one_line
 from ._store import MODEL_LIST_NAME, name_key_occurrence, relative, stale_temp_files
+from ._terminal import one_line
 from ._types import allowed_type, is_known_foreign
 
 PROBLEM_KINDS = (

@@ -35,7 +35,9 @@ def _cold_analysis_cache() -> None:
     clear_cache()
 
 
-def chat_record(content: Any = "Hello!", *, body: Any = None, messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def chat_record(
+    content: Any = "Hello!", *, body: Any = None, messages: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A recording of ``chat.completions.create(model="gpt-4o", messages=HI)``, written by hand."""
     if body is None:
         body = {
@@ -276,7 +278,7 @@ def test_a_decompression_bomb_is_refused_by_name_with_bounded_memory(client: ope
     tracemalloc.start()
     try:
         with nr.recording("replay", dir=tmp_path), pytest.raises(RecordingFormatError) as info:
-            client.audio.speech.create(model="tts-1", voice="alloy", input="hello").content
+            client.audio.speech.create(model="tts-1", voice="alloy", input="hello").read()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
