@@ -234,6 +234,8 @@ def _has_non_finite(value: Any) -> bool:
     while stack:
         item = pop()
         kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:  # most values: nothing to do
+            continue
         if kind is dict:
             extend(item.values())
         elif kind is list or kind is tuple:
