@@ -482,8 +482,8 @@ class Store:
         When the file is no longer what it was (another process, or another recorder, wrote the
         same occurrence meanwhile), this answer is not written over theirs: it is kept under the
         next occurrence that has no file, and the path returned says which. The check and the
-        rename happen under a lock on the directory (``.notebook-recorder.lock``), so two writers
-        cannot both see the old file.
+        rename happen under a lock on the directory (``flock`` on the directory itself), so two
+        writers cannot both see the old file.
 
         Raises ``OSError`` when the file cannot be written (disk full, file too large, no
         permission) and ``ValueError`` / ``TypeError`` when the record cannot be written as JSON
@@ -543,7 +543,8 @@ _thread_locks: dict[Path, threading.Lock] = {}
 @contextlib.contextmanager
 def _directory_lock(root: Path) -> Iterator[None]:
     """Hold the write lock of the directory ``root``: a thread lock, and (where ``fcntl`` exists)
-    an exclusive ``flock`` on its hidden ``.notebook-recorder.lock``, which other processes take."""
+    an exclusive ``flock`` on the directory itself, which other processes take too. No file is
+    created for it: nothing appears among the recordings."""
     with _indexes_lock:
         lock = _thread_locks.setdefault(root, threading.Lock())
     with lock:
@@ -552,7 +553,7 @@ def _directory_lock(root: Path) -> Iterator[None]:
         except ImportError:  # Windows: threads only
             yield
             return
-        fd = os.open(root / ".notebook-recorder.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -50,8 +50,8 @@ def _run(script: str, *args: str | Path, timeout: float = 120) -> subprocess.Com
 
 
 def _recordings(directory: Path) -> list[str]:
-    """Every entry of ``directory`` but the hidden write lock: recordings, and any temporary file."""
-    return sorted(p.name for p in directory.iterdir() if p.name != ".notebook-recorder.lock")
+    """Every entry of ``directory``: recordings, and any temporary or lock file left there."""
+    return sorted(p.name for p in directory.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------
