@@ -152,7 +152,7 @@ notebooks: $(BIN)/.installed-dev
 # the docstrings (mkdocs.yml, docs/). --strict: a broken link or reference fails the build. Nothing
 # is fetched from the network (no web fonts, no external inventories). Open .cache/site/index.html.
 docs: $(BIN)/.installed-dev
-	$(BIN)/mkdocs build --strict --quiet --site-dir $(CURDIR)/.cache/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(CURDIR)/.cache/site
 
 # The openai sdist's own tests pass with the hook in live and record mode as they do without it.
 sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
