@@ -38,10 +38,10 @@ $(BIN)/.installed: pyproject.toml | $(UV)
 	$(UV_PIP) --python $(BIN)/python -e .
 	touch $@
 
-# Set-up for tests: the same venv plus the `dev` dependency group (PEP 735, pyproject.toml's
-# [dependency-groups]: the test tools and the docs site's; not published as an extra).
+# Set-up for tests: the same venv plus the `dev` and `docs` dependency groups (PEP 735,
+# pyproject.toml's [dependency-groups]: the test tools and the docs site's; not published as extras).
 $(BIN)/.installed-dev: $(BIN)/.installed
-	$(UV_PIP) --python $(BIN)/python --group dev -e .
+	$(UV_PIP) --python $(BIN)/python --group dev --group docs -e .
 	touch $@
 
 # A second venv pinned to the newest openai 2.x (built on httpx, where 3.x uses httpx2).

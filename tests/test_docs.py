@@ -29,7 +29,7 @@ MKDOCS = Path(sys.executable).parent / "mkdocs"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The site, built with --strict (a broken link, reference or docstring fails here)."""
     if not MKDOCS.exists() and shutil.which("mkdocs") is None:
-        pytest.fail("mkdocs is not installed: install the `dev` dependency group (`uv pip install --group dev -e .`)")
+        pytest.fail("mkdocs is not installed: install the `docs` dependency group (`uv pip install --group docs -e .`)")
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     # No proxy can help: anything that tries the network fails fast instead of waiting.
