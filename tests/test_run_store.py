@@ -20,6 +20,7 @@ NOTEBOOK = [
     "reply = client.chat.completions.create(\n"
     '    model="gpt-4o", messages=[{"role": "user", "content": "What is the latest Python?"}]\n)\n'
     "print(reply.choices[0].message.content)",
+    "%apirec",
 ]
 
 
@@ -50,11 +51,12 @@ def test_a_record_run_stores_its_outputs_and_the_next_check_passes(tmp_path: Pat
     # The note says who chose the mode: `run`, not a variable the user set.
     assert any(text.startswith("apirec: run --mode record overrides record-if-missing") for text in texts), texts
     assert not any("$APIREC_MODE" in text for text in texts), texts
+    assert any("APIREC_MODE: record (set by `run --mode`) (overrides record-if-missing)" in t for t in texts), texts
 
     offline = {"OPENAI_BASE_URL": server.base_url}  # stopped, and no key: only a replay works
     result = cli("run", nb, "--check", env=offline)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "nb.ipynb: 4 code cells, 1 call replayed from 1 file" in result.stdout
+    assert "nb.ipynb: 5 code cells, 1 call replayed from 1 file" in result.stdout
     assert "outputs match" in result.stdout
     assert "stored the outputs" not in result.stdout  # replay leaves the notebook alone
 
