@@ -52,12 +52,12 @@ def _text(page: Path) -> str:
 
 
 def test_the_api_page_documents_every_public_name(site: Path) -> None:
-    page = (site / "api" / "index.html").read_text(encoding="utf-8")
+    page = (site / "api.html").read_text(encoding="utf-8")
     documented = set(re.findall(r'id="notebook_recorder\.([A-Za-z_]+)"', page))
     missing = sorted(set(nr.__all__) - documented)
     assert not missing, f"docs/api.md does not document these names of notebook_recorder.__all__: {missing}"
     # Each entry carries its docstring: the first line of each public function's and class's docstring shows.
-    text = " ".join(_text(site / "api" / "index.html").split())
+    text = " ".join(_text(site / "api.html").split())
     for name in nr.__all__:
         doc = getattr(nr, name).__doc__ if name != "__version__" else None
         if doc and not isinstance(getattr(nr, name), str):
@@ -68,12 +68,12 @@ def test_the_api_page_documents_every_public_name(site: Path) -> None:
 def test_every_readme_section_and_tutorial_is_a_page(site: Path) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     headings = re.findall(r"(?m)^## (.+)$", readme)
-    pages = " ".join(_text(p) for p in site.rglob("index.html"))
+    pages = " ".join(_text(p) for p in site.rglob("*.html"))
     for heading in headings:
         assert " ".join(heading.replace("`", "").split()) in pages, f"README section {heading!r} is not on the site"
-    assert (site / "install-into-your-own-project" / "index.html").is_file()
+    assert (site / "install-into-your-own-project.html").is_file()
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
-        assert (site / "notebooks" / notebook.stem / "index.html").is_file(), f"{notebook.name} is not rendered"
+        assert (site / "notebooks" / f"{notebook.stem}.html").is_file(), f"{notebook.name} is not rendered"
 
 
 def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
