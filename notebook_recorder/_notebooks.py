@@ -37,6 +37,7 @@ from ._calllog import ENV_USAGE_LOG
 from ._comparison import ANSI, merge_streams
 from ._discovery import ENV_NOTEBOOK
 from ._modes import ENV_MODE, ENV_RUN_MODE
+from ._secrets import environment_secrets, mask
 
 RAISES_TAG = "raises-exception"
 
@@ -272,10 +273,19 @@ def read_usage_log(path: Path) -> list[tuple[str, Path]]:
 def write_notebook(nb: Any, path: Path) -> None:
     """Write an executed notebook (nbformat v4) to ``path``, creating parent directories.
 
-    Atomically: a temporary file beside it, then renamed over it, so an interrupted write never
-    leaves a notebook half written (``run`` writes over the notebook it ran by default)."""
+    No credential reaches the saved outputs: the values of credential environment variables
+    (which the kernel inherited), printed by a cell or echoed in a live error in ``record``
+    mode, are masked as they are in recordings. Atomically: a temporary file beside it, then
+    renamed over it, so an interrupted write never leaves a notebook half written (``run``
+    writes over the notebook it ran by default).
+    """
     import nbformat
 
+    secrets = environment_secrets()
+    if secrets:
+        for cell in nb.get("cells", []):
+            if cell.get("outputs"):
+                cell["outputs"] = nbformat.from_dict(mask(cell["outputs"], secrets))  # type: ignore[no-untyped-call]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
