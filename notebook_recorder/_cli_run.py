@@ -13,6 +13,7 @@ from typing import Any
 
 from ._cli_common import PROG, CommandLineError, err, existing_dir, out, print_json
 from ._errors import RecordingFormatError
+from ._modes import Mode
 from ._render import indent, middle_truncate, plural
 from ._store import read_recording, relative, stale_temp_files, walk_recordings
 
@@ -93,20 +94,32 @@ def _output_targets(paths: list[Path], output: str | None) -> dict[Path, Path]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``run NB...``: execute notebooks, optionally checking their outputs."""
+    """``run NB...``: execute notebooks, optionally checking their outputs.
+
+    In the record modes a notebook that runs without error gets its outputs written back
+    (``--no-store`` keeps the file as it was; ``--output`` writes elsewhere): the recordings and
+    the outputs they produce are stored together, and the next ``run NB --check`` passes.
+    """
     paths = _notebook_paths(args.notebooks)
+    if args.no_store and args.output is not None:
+        raise CommandLineError("--no-store and --output contradict each other: give one of them")
     targets = _output_targets(paths, args.output)
+    store_back = set(paths) if args.output is None and not args.no_store and Mode.parse(args.mode).writes else set()
     if args.json:  # the progress and the report go to stderr, the JSON alone to stdout
         results: list[dict[str, Any]] = []
         with contextlib.redirect_stdout(sys.stderr):
-            status = _run_all(args, paths, targets, results)
+            status = _run_all(args, paths, targets, store_back, results)
         print_json({"ok": status == 0, "notebooks": results})
         return status
-    return _run_all(args, paths, targets, [])
+    return _run_all(args, paths, targets, store_back, [])
 
 
 def _run_all(
-    args: argparse.Namespace, paths: list[Path], targets: dict[Path, Path], results: list[dict[str, Any]]
+    args: argparse.Namespace,
+    paths: list[Path],
+    targets: dict[Path, Path],
+    store_back: set[Path],
+    results: list[dict[str, Any]],
 ) -> int:
     from ._comparison import compare, has_stored_outputs
     from ._notebooks import NotebookError, write_notebook
@@ -147,9 +160,18 @@ def _run_all(
                         )
                     err(f"FAILED {path.name}: {len(diffs)} cell(s) with different outputs")
                     ok = False
+        written: Path | None = None
         if path in targets:
-            write_notebook(run.executed, targets[path])
-            out(f"wrote {targets[path]}")
+            written = targets[path]
+            write_notebook(run.executed, written)
+            out(f"wrote {written}")
+        elif path in store_back:
+            if run.failure is None:
+                written = path
+                write_notebook(run.executed, path)
+                out(f"stored the outputs in {path} (--no-store keeps the file as it was)")
+            else:  # a partial run never replaces the outputs a notebook has
+                out(f"{path} left as it was: a cell failed")
         verdict = "failed" if not ok else ("outputs match" if args.check else "ok")
         out(_summary(run, verdict))
         if not ok:
@@ -164,7 +186,7 @@ def _run_all(
                 "seconds": round(run.seconds, 3),
                 "failed_cell": None if run.failure is None else run.failure.index + 1,
                 "differing_cells": [diff.index + 1 for diff in diffs],
-                "output": str(targets[path]) if path in targets else None,
+                "output": str(written) if written is not None else None,
             }
         )
     if len(paths) > 1:

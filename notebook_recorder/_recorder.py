@@ -109,6 +109,10 @@ class Recorder:
     rules, and its ``dir`` is the default directory when ``dir`` is not given.
     """
 
+    record_command: str | None = None
+    """The command that records this recorder's missing calls, shown first when one is missing
+    (the pytest plugin sets ``pytest --apirec-mode=record-if-missing NODEID``)."""
+
     def __init__(
         self,
         mode: Mode | str = Mode.RECORD_IF_MISSING,

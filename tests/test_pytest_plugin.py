@@ -252,9 +252,8 @@ def test_a_missing_recording_fails_with_the_explanation_and_no_sdk_frames(
             "E       Nearest recorded request: recordings/test_ask/*.json",
             "E           body.temperature: (absent) -> 0.2",
             "E       To record it, run the call once with an API key in record-if-missing mode:",
-            "*",
-            "E       In pytest, with the API key set:",
-            "E           pytest --apirec-mode=record-if-missing test_ask.py::test_chat",
+            "E           pytest --apirec-mode=record-if-missing test_ask.py::test_chat   (in pytest)",
+            'E           nr.recording("record-if-missing", dir="recordings/test_ask")   (in code)',
             "test_ask.py:*: RecordingNotFoundError",
         ]
     )
