@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public names, and the private module each one lives in. Loaded on first access (PEP 562), so
 # that `import notebook_recorder` and `%load_ext notebook_recorder` stay light.

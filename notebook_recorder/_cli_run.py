@@ -13,6 +13,7 @@ from typing import Any
 
 from ._cli_common import PROG, CommandLineError, err, existing_dir, out, print_json
 from ._errors import RecordingFormatError
+from ._modes import Mode
 from ._render import indent, middle_truncate, plural
 from ._store import read_recording, relative, stale_temp_files, walk_recordings
 
@@ -93,20 +94,32 @@ def _output_targets(paths: list[Path], output: str | None) -> dict[Path, Path]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``run NB...``: execute notebooks, optionally checking their outputs."""
+    """``run NB...``: execute notebooks, optionally checking their outputs.
+
+    In the record modes a notebook that runs without error gets its outputs written back
+    (``--no-store`` keeps the file as it was; ``--output`` writes elsewhere): the recordings and
+    the outputs they produce are stored together, and the next ``run NB --check`` passes.
+    """
     paths = _notebook_paths(args.notebooks)
+    if args.no_store and args.output is not None:
+        raise CommandLineError("--no-store and --output contradict each other: give one of them")
     targets = _output_targets(paths, args.output)
+    store_back = set(paths) if args.output is None and not args.no_store and Mode.parse(args.mode).writes else set()
     if args.json:  # the progress and the report go to stderr, the JSON alone to stdout
         results: list[dict[str, Any]] = []
         with contextlib.redirect_stdout(sys.stderr):
-            status = _run_all(args, paths, targets, results)
+            status = _run_all(args, paths, targets, store_back, results)
         print_json({"ok": status == 0, "notebooks": results})
         return status
-    return _run_all(args, paths, targets, [])
+    return _run_all(args, paths, targets, store_back, [])
 
 
 def _run_all(
-    args: argparse.Namespace, paths: list[Path], targets: dict[Path, Path], results: list[dict[str, Any]]
+    args: argparse.Namespace,
+    paths: list[Path],
+    targets: dict[Path, Path],
+    store_back: set[Path],
+    results: list[dict[str, Any]],
 ) -> int:
     from ._comparison import compare, has_stored_outputs
     from ._notebooks import NotebookError, write_notebook
@@ -147,9 +160,18 @@ def _run_all(
                         )
                     err(f"FAILED {path.name}: {len(diffs)} cell(s) with different outputs")
                     ok = False
+        written: Path | None = None
         if path in targets:
-            write_notebook(run.executed, targets[path])
-            out(f"wrote {targets[path]}")
+            written = targets[path]
+            write_notebook(run.executed, written)
+            out(f"wrote {written}")
+        elif path in store_back:
+            if run.failure is None:
+                written = path
+                write_notebook(run.executed, path)
+                out(f"stored the outputs in {path} (--no-store keeps the file as it was)")
+            else:  # a partial run never replaces the outputs a notebook has
+                out(f"{path} left as it was: a cell failed")
         verdict = "failed" if not ok else ("outputs match" if args.check else "ok")
         out(_summary(run, verdict))
         if not ok:
@@ -164,7 +186,7 @@ def _run_all(
                 "seconds": round(run.seconds, 3),
                 "failed_cell": None if run.failure is None else run.failure.index + 1,
                 "differing_cells": [diff.index + 1 for diff in diffs],
-                "output": str(targets[path]) if path in targets else None,
+                "output": str(written) if written is not None else None,
             }
         )
     if len(paths) > 1:
@@ -181,6 +203,19 @@ def _only_untagged_notes(diff: list[str]) -> bool:
     added = [line for line in diff if line.startswith("+") and not line.startswith("+++")]
     notes = [line for line in removed if line.startswith("apirec: ")]
     return bool(notes) and not added and all(line in notes or line == "[stdout]" for line in removed)
+
+
+def _inside(root: Path, files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``files`` split into those whose directory really is ``root`` or below it, and those
+    reached through a directory link out of it: ``prune`` deletes only inside the directory it
+    was given (a link itself is inside: deleting it leaves its target alone)."""
+    real_root = Path(os.path.realpath(root))
+    inside: list[Path] = []
+    outside: list[Path] = []
+    for file in files:
+        real_dir = Path(os.path.realpath(file.parent))
+        (inside if real_dir == real_root or real_root in real_dir.parents else outside).append(file)
+    return inside, outside
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -203,7 +238,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         out(_summary(run, "ok"))
         used |= {p.resolve() for p in run.files_used()}
     walk = walk_recordings(root)
-    files = [Path(f) for f in walk.files]
+    inside, outside = _inside(root, [Path(f) for f in walk.files])
+    files = inside
     unused = [f for f in files if f.resolve() not in used]
     bad = [(Path(odd.path), odd.problem) for odd in walk.problems]
     for file in list(unused):
@@ -213,11 +249,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
             bad.append((file, exc.problem))
             unused.remove(file)
             files.remove(file)
-    stale = stale_temp_files(root)
+    stale = _inside(root, stale_temp_files(root))[0]
     out("")
     if bad:
         out(f"{len(bad)} entries in {args.dir} are not readable recordings (left alone):")
         out(*[f"  {relative(path, root)}: {problem}" for path, problem in sorted(bad)])
+    if outside:
+        out(
+            f"{len(outside)} file(s) reached through a link out of {args.dir} "
+            "(left alone: prune deletes only inside it):"
+        )
+        out(*[f"  {relative(path, root)}" for path in sorted(outside)])
     if stale:
         out(f"{len(stale)} temporary file(s) left by interrupted writes:", *[f"  {relative(p, root)}" for p in stale])
     if not unused:

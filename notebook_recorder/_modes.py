@@ -13,6 +13,9 @@ from pathlib import Path
 
 ENV_MODE = "APIREC_MODE"
 ENV_DIR = "APIREC_DIR"
+# Set by ``notebook-recorder run`` in its kernels, with the value it gives ``APIREC_MODE``: the
+# override then comes from ``run --mode``, not from the user's environment, and notes say so.
+ENV_RUN_MODE = "NOTEBOOK_RECORDER_RUN_MODE"
 
 
 class Mode(enum.StrEnum):
@@ -75,6 +78,15 @@ def env_mode() -> Mode | None:
         return Mode.parse(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_MODE}: {exc}") from None
+
+
+def env_mode_source() -> str:
+    """Who set ``APIREC_MODE``, for notes and errors: ``run --mode replay`` when
+    ``notebook-recorder run`` set it for its kernel, else ``$APIREC_MODE=replay``."""
+    raw = os.environ.get(ENV_MODE, "").strip()
+    if raw and os.environ.get(ENV_RUN_MODE, "").strip() == raw:
+        return f"run --mode {raw}"
+    return f"${ENV_MODE}={raw}"
 
 
 def env_dir() -> Path | None:

@@ -36,9 +36,12 @@ from typing import IO, Any
 from ._calllog import ENV_USAGE_LOG
 from ._comparison import ANSI, merge_streams
 from ._discovery import ENV_NOTEBOOK
-from ._modes import ENV_MODE
+from ._modes import ENV_MODE, ENV_RUN_MODE
+from ._secrets import environment_secrets, mask
 
 RAISES_TAG = "raises-exception"
+MERGED = "merged"
+"""The usage log's outcome for a file a replay read besides the one it counts (``_recorder``)."""
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -92,6 +95,8 @@ class NotebookRun:
         """How many calls were ``replayed``, ``recorded``..., from the usage log."""
         counts: dict[str, int] = {}
         for outcome, _ in self.usage:
+            if outcome == MERGED:  # another file of a call already counted
+                continue
             counts[outcome] = counts.get(outcome, 0) + 1
         return counts
 
@@ -155,6 +160,7 @@ def execute(
         **os.environ,
         **(env or {}),
         ENV_MODE: mode,
+        ENV_RUN_MODE: mode,
         ENV_NOTEBOOK: str(path),
         ENV_USAGE_LOG: str(usage_log),
     }
@@ -269,11 +275,36 @@ def read_usage_log(path: Path) -> list[tuple[str, Path]]:
 
 
 def write_notebook(nb: Any, path: Path) -> None:
-    """Write an executed notebook (nbformat v4) to ``path``, creating parent directories."""
+    """Write an executed notebook (nbformat v4) to ``path``, creating parent directories.
+
+    No credential reaches the saved outputs: the values of credential environment variables
+    (which the kernel inherited), printed by a cell or echoed in a live error in ``record``
+    mode, are masked as they are in recordings. Atomically: a temporary file beside it, then
+    renamed over it, so an interrupted write never leaves a notebook half written (``run``
+    writes over the notebook it ran by default).
+    """
     import nbformat
 
+    secrets = environment_secrets()
+    if secrets:
+        for cell in nb.get("cells", []):
+            if cell.get("outputs"):
+                cell["outputs"] = nbformat.from_dict(mask(cell["outputs"], secrets))  # type: ignore[no-untyped-call]
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))  # type: ignore[no-untyped-call]
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            nbformat.write(nb, file)  # type: ignore[no-untyped-call]
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o777)
+        else:  # as open() would have made it (mkstemp's files are private)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def summarize_traceback(lines: Sequence[str], limit: int = 12) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from ._calllog import display_path
 from ._errors import RecordingFormatError
 from ._keys import Request, ToolRequest, comparable, diff, request_from_record
 from ._match import volatile_only
-from ._modes import ENV_MODE, Mode, env_mode
+from ._modes import ENV_MODE, Mode, env_mode, env_mode_source
 from ._store import read_recording, walk_recordings
 
 if TYPE_CHECKING:
@@ -47,11 +48,7 @@ def missing_message(recorder: Recorder, request: Request, key: str) -> str:
     if broken:
         lines.append(f"{len(broken)} file(s) there could not be read:")
         lines += [f"    {display_path(p)}: {problem}" for p, problem in list(broken.items())[:5]]
-    lines.append("To record it, run the call once with an API key in record-if-missing mode:")
-    lines.append("    %apirec record-if-missing                      (in a notebook)")
-    lines.append(f'    nr.recording("record-if-missing", dir="{directory}")   (in code)')
-    if env_mode() is Mode.REPLAY:
-        lines.append(f"{ENV_MODE}=replay is set and overrides the mode chosen in code: unset it to record.")
+    lines += record_hint(recorder, directory)
     return "\n".join(lines)
 
 
@@ -203,3 +200,32 @@ def _volatile_hint(changes: list[Any]) -> list[str]:
         lines.append(f"    %apirec replay {' '.join(f'--ignore {path}' for path in ids)}")
     lines += ["  or for the whole project, in pyproject.toml:", "    [tool.notebook-recorder.normalize]", *toml]
     return lines
+
+
+def record_hint(recorder: Recorder, directory: str) -> list[str]:
+    """How to record the missing call, the way that fits where it was made first: under pytest
+    the command that records the test (``Recorder.record_command``, set by the pytest plugin), in
+    IPython or Jupyter the magic, in plain code the ``nr.recording`` line."""
+    magic = "    %apirec record-if-missing                      (in a notebook)"
+    code = f'    nr.recording("record-if-missing", dir="{directory}")   (in code)'
+    if recorder.record_command:
+        ways = [f"    {recorder.record_command}   (in pytest)", code]
+    elif _in_ipython():
+        ways = [magic, code]
+    else:
+        ways = [code, magic]
+    lines = ["To record it, run the call once with an API key in record-if-missing mode:", *ways]
+    if env_mode() is Mode.REPLAY:
+        source = env_mode_source()
+        if source.startswith("run "):  # notebook-recorder run set it for its kernel
+            lines.append(f"{source} overrides the mode chosen in the notebook: run it with --mode record-if-missing.")
+        else:
+            lines.append(f"{ENV_MODE}=replay is set and overrides the mode chosen in code: unset it to record.")
+    return lines
+
+
+def _in_ipython() -> bool:
+    """Whether the call was made in an IPython shell or a Jupyter kernel."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get is not None and get() is not None

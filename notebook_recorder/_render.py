@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._discovery import default_dir, display_path
-from ._modes import ENV_DIR, ENV_MODE, env_dir
+from ._modes import ENV_DIR, ENV_MODE, env_dir, env_mode_source
 
 if TYPE_CHECKING:
     from ._calllog import Call
@@ -110,7 +110,7 @@ def own_output_metadata(role: str) -> dict[str, Any]:
 
 _COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time")
 _NUMERIC = frozenset({"#", "cell", "occurrence", "time"})
-_OUTCOMES = ("replayed", "recorded", "live", "missing", "error", "unrecorded", "blocked")
+_OUTCOMES = ("replayed", "recorded", "unsaved", "live", "missing", "error", "unrecorded", "blocked")
 
 
 @dataclass(frozen=True)
@@ -284,10 +284,12 @@ def format_state(recorder: Recorder | None, set_by: str, user_ns: dict[str, Any]
             rows.append(("network", f"blocked outside the openai SDK (allowed: {allowed})"))
     if forced_mode is None:
         rows.append((ENV_MODE, "not set"))
-    elif recorder is not None and recorder.mode is not recorder.requested_mode:
-        rows.append((ENV_MODE, f"{forced_mode} (overrides {recorder.requested_mode})"))
     else:
-        rows.append((ENV_MODE, f"{forced_mode} (overrides any mode chosen here)"))
+        by_run = " (set by `run --mode`)" if env_mode_source().startswith("run ") else ""
+        if recorder is not None and recorder.mode is not recorder.requested_mode:
+            rows.append((ENV_MODE, f"{forced_mode}{by_run} (overrides {recorder.requested_mode})"))
+        else:
+            rows.append((ENV_MODE, f"{forced_mode}{by_run} (overrides any mode chosen here)"))
     if forced_dir is None:
         rows.append((ENV_DIR, "not set"))
     elif recorder is not None and env_dir() != recorder.requested_dir:

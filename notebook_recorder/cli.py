@@ -2,7 +2,7 @@
 
 ::
 
-    notebook-recorder run NB... [--mode replay] [--check] [--output PATH] [--timeout S]
+    notebook-recorder run NB... [--mode replay] [--check] [--output PATH | --no-store] [--timeout S]
     notebook-recorder ls DIR [--sort COLUMN] [--full]
     notebook-recorder show FILE|KEY [--dir DIR] [--max-chars N]
     notebook-recorder verify DIR [--strict] [--allow-type NAME] [--allow-unknown-types]
@@ -114,7 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--output",
         metavar="PATH",
-        help="write the executed notebook here (a directory when running several)",
+        help="write the executed notebook here (a directory when running several); in the record modes "
+        "it is written back to the notebook itself by default",
+    )
+    run.add_argument(
+        "--no-store",
+        action="store_true",
+        help="in the record modes, leave the notebook file as it was (by default a record run that "
+        "succeeds writes its outputs back into the notebook, so that the next `run NB --check` passes)",
     )
     _add_kernel_options(run)
     run.set_defaults(parser=run, handler=cmd_run)

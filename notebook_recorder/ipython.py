@@ -47,7 +47,7 @@ from ._calllog import Call
 from ._cell_magic import CellRewriter
 from ._discovery import default_dir, display_path
 from ._magic_args import NETWORK_FLAGS
-from ._modes import ENV_DIR, ENV_MODE, env_dir, env_mode
+from ._modes import ENV_DIR, env_dir, env_mode, env_mode_source
 from ._recorder import Recorder
 from ._render import NOTE_PREFIX, CallTable, cell_note, format_state, own_output_metadata, plural
 
@@ -173,7 +173,7 @@ class ApiRecMagics(Magics):
         with flags.usage_errors():
             recorder = _session.start(mode, directory, scope, **settings)
         if not self.quiet and recorder.mode is not recorder.requested_mode:
-            self._show(f"{NOTE_PREFIX}${ENV_MODE}={recorder.mode} overrides {recorder.requested_mode}")
+            self._show(f"{NOTE_PREFIX}{env_mode_source()} overrides {recorder.requested_mode}")
 
     # -- this cell only -----------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class ApiRecMagics(Magics):
         with flags.usage_errors():
             context = _session.recording(mode, directory, scope, **settings)
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:
-            self._show(f"{NOTE_PREFIX}${ENV_MODE}={forced} overrides {mode}")
+            self._show(f"{NOTE_PREFIX}{env_mode_source()} overrides {mode}")
         return context
 
     # -- state and status ---------------------------------------------------------------------

@@ -209,7 +209,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
     """The Recorder for one test: its marker's arguments, then ``apirec_config``, then the session's."""
     settings = _settings(item, defaults)
-    return _test_recorder_class()(
+    recorder = _test_recorder_class()(
         settings["mode"],
         settings["dir"],
         settings["scope"],
@@ -218,6 +218,13 @@ def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
         ignore=settings["ignore"],
         normalize=settings["normalize"],
     )
+    if not settings["mode_set_by_test"]:  # --apirec-mode decides: a missing call's error says it first
+        recorder.record_command = _record_command(item)
+    return recorder
+
+
+def _record_command(item: pytest.Item) -> str:
+    return f"pytest --apirec-mode=record-if-missing {shlex.quote(item.nodeid)}"
 
 
 _recorder_class: type[Recorder] | None = None
@@ -290,6 +297,7 @@ def _settings(item: pytest.Item, defaults: Mapping[str, Any]) -> dict[str, Any]:
         "allow_hosts": allow_hosts,
         "ignore": given.get("ignore") or (),
         "normalize": given.get("normalize"),
+        "mode_set_by_test": given.get("mode") is not None,
     }
 
 
@@ -356,8 +364,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if excinfo is None or not isinstance(excinfo.value, RecordingNotFoundError):
         return None
     error = excinfo.value
-    if not getattr(error, "_apirec_hint", False):
-        command = f"pytest --apirec-mode=record-if-missing {shlex.quote(item.nodeid)}"
+    command = _record_command(item)
+    if not getattr(error, "_apirec_hint", False) and command not in str(error):
         hint = f"In pytest, with the API key set:\n    {command}"
         if os.environ.get(ENV_MODE) and ENV_MODE not in str(error):
             hint += f"\n    ({ENV_MODE} is set to {os.environ[ENV_MODE]!r} and overrides --apirec-mode: unset it)"
