@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ._calllog import display_path
 from ._errors import RecordingFormatError
 from ._keys import Request, ToolRequest, comparable, diff, request_from_record
@@ -66,6 +68,23 @@ class _Summary:
     model: str
     test_id: str | None
     mtime_ns: int
+    fields: frozenset[tuple[str, int]]  # the body's (or kwargs') top-level fields, each with a digest
+
+
+def _fields(request: Request) -> frozenset[tuple[str, int]]:
+    """Top-level fields and a hash of each value: how many differ ranks a recording before it is
+    diffed (a recording that differs in one field is diffed before one that differs in five)."""
+    body = request.kwargs if isinstance(request, ToolRequest) else request.body
+    if not isinstance(body, dict):
+        return frozenset()
+    fields = set()
+    for name, value in body.items():
+        try:
+            digest = hash(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+        except TypeError:
+            digest = hash(repr(value))
+        fields.add((str(name), digest))
+    return frozenset(fields)
 
 
 # Per directory: path -> its summary (None: not a request we can compare). Kept for the process,
@@ -102,7 +121,8 @@ def _summarize(path: str) -> _Summary | None:
     if stored is None:
         return None
     test_id = record.get("test_id")
-    return _Summary(_group(stored), _model(stored), test_id if isinstance(test_id, str) else None, mtime)
+    scope = test_id if isinstance(test_id, str) else None
+    return _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
 
 
 def _summarized(root: Path) -> dict[str, _Summary | None]:
@@ -123,14 +143,16 @@ def _summarized(root: Path) -> dict[str, _Summary | None]:
 
 def _candidates(request: Request, scope: str | None, summaries: dict[str, _Summary | None]) -> list[str]:
     """At most :data:`MAX_COMPARED` files to diff: same endpoint and model first, then the same
-    endpoint, then the rest; within each, the same scope first, then the newest."""
-    group, model = _group(request), _model(request)
-    ranked: list[tuple[int, int, int, str]] = []
+    endpoint, then the rest; within each, the fewest top-level fields changed first, then the
+    same scope, then the newest."""
+    group, model, fields = _group(request), _model(request), _fields(request)
+    ranked: list[tuple[int, int, bool, int, str]] = []
     for path, summary in summaries.items():
         if summary is None:
             continue
         closeness = 0 if summary.group == group and summary.model == model else 1 if summary.group == group else 2
-        ranked.append((closeness, summary.test_id != scope, -summary.mtime_ns, path))
+        changed = len(summary.fields ^ fields)
+        ranked.append((closeness, changed, summary.test_id != scope, -summary.mtime_ns, path))
     return [path for *_, path in heapq.nsmallest(MAX_COMPARED, ranked)]
 
 
@@ -142,7 +164,8 @@ def _refresh(root: Path, path: str, stored: Request | None, test_id: Any) -> Non
         return
     summary = None
     if stored is not None:
-        summary = _Summary(_group(stored), _model(stored), test_id if isinstance(test_id, str) else None, mtime)
+        scope = test_id if isinstance(test_id, str) else None
+        summary = _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
     with _summaries_lock:
         if path in _summaries.get(root, {}):
             _summaries[root][path] = summary
