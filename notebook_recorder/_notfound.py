@@ -97,6 +97,8 @@ def forget_summaries() -> None:
     """Drop the per-directory summaries (tests and benchmarks use this to start cold)."""
     with _summaries_lock:
         _summaries.clear()
+        _listings.clear()
+        _built_from.clear()
 
 
 def _group(request: Request) -> tuple[str, ...]:
@@ -125,12 +127,42 @@ def _summarize(path: str) -> _Summary | None:
     return _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
 
 
+# Per directory: the mtimes of the directories listed, and the files found. A directory's mtime
+# changes when a file is added, removed or renamed in it: while none changed, the folder is not
+# listed again (30,000 entries take longer to list than the rest of an explanation).
+_listings: dict[Path, tuple[dict[str, int], list[str]]] = {}
+_built_from: dict[Path, list[str]] = {}  # the listing each directory's summaries were last brought up to
+
+
+def _recording_files(root: Path) -> list[str]:
+    cached = _listings.get(root)
+    if cached is not None:
+        mtimes, files = cached
+        try:
+            if all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in mtimes.items()):
+                return files
+        except OSError:
+            pass
+    walk = walk_recordings(root)
+    mtimes = {}
+    for folder in walk.dirs:
+        try:
+            mtimes[folder] = os.stat(folder).st_mtime_ns
+        except OSError:
+            continue
+    with _summaries_lock:
+        _listings[root] = (mtimes, walk.files)
+    return walk.files
+
+
 def _summarized(root: Path) -> dict[str, _Summary | None]:
     """Every recording under ``root``, summarized; files read once per process (new ones on a
     later miss; a file found changed when it is compared is summarized again)."""
-    files = walk_recordings(root).files
+    files = _recording_files(root)
     with _summaries_lock:
         known = _summaries.setdefault(root, {})
+        if _built_from.get(root) is files:
+            return dict(known)  # the same listing as last time: every file in it is summarized
         present = set(files)
         for gone in [path for path in known if path not in present]:
             del known[gone]
@@ -138,7 +170,8 @@ def _summarized(root: Path) -> dict[str, _Summary | None]:
     found = {path: _summarize(path) for path in new}
     with _summaries_lock:
         known.update(found)
-        return {path: known.get(path) for path in files}
+        _built_from[root] = files
+        return dict(known)
 
 
 def _candidates(request: Request, scope: str | None, summaries: dict[str, _Summary | None]) -> list[str]:

@@ -193,3 +193,6 @@ def test_the_missing_recording_search_compares_a_bounded_number_of_files(tmp_pat
     assert same == candidates[: len(same)] and len(same) > 1
     path, changes = _notfound.nearest(recorder, wanted) or (None, [])
     assert path is not None and [c.path for c in changes] == ["body.max_tokens"]
+    # A recording added since is found by the next search (the folder is listed again).
+    added = recorder.store.write(wanted.key(None), {"test_id": None, "request": wanted.to_json(None), "response": {}})
+    assert _notfound.nearest(recorder, wanted) == (added, [])
