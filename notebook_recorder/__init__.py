@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "Call": "._calllog",
     "tool": ".interceptors.tools",
     "register_types": "._types",
+    "serve": "._serve",
     # errors
     "RecordingError": "._errors",
     "RecordingNotFoundError": "._errors",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     )
     from ._modes import Mode as Mode
     from ._recorder import Recorder as Recorder
+    from ._serve import serve as serve
     from ._session import recording as recording, start as start, stop as stop
     from ._types import register_types as register_types
     from .analysis import (

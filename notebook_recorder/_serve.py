@@ -42,12 +42,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from . import _serve_wire as wire
 from ._engine import Tape
 from ._errors import RecordingNotFoundError
 from ._modes import Mode
 from ._placeholder import REPLAY_KEY_PLACEHOLDER, drop_placeholder_key, set_placeholder_key
 from ._recorder import Action, Recorder
-from . import _serve_wire as wire
 from ._serve_wire import SESSION_HEADER, Answer, Api, answer, api_for, envelope
 
 __all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
@@ -312,13 +312,21 @@ class _Relay:
                     await self._end()
 
     async def _relay(self, send: Any) -> None:
+        import httpx
+
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": self.upstream.status_code, "headers": headers})
         recording = self.tape.action is Action.RECORD
-        async for piece in self.upstream.aiter_bytes():
-            if recording:
-                self.pieces.append((time.perf_counter(), piece))
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        try:
+            async for piece in self.upstream.aiter_bytes():
+                if recording:
+                    self.pieces.append((time.perf_counter(), piece))
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except httpx.HTTPError as exc:
+            # The upstream broke off: returning without the body's end makes the server close
+            # the connection, so the client sees a broken stream too (never a complete one).
+            self.app._note(f"the upstream broke off {self.tape.decision.request.summary()}: {exc!r}")
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.complete = True
 

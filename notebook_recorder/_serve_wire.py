@@ -57,7 +57,9 @@ class Route:
 
 # The SDK class (``module:name``) each path returns, as the SDK's resource methods declare it.
 OPENAI_ROUTES: dict[tuple[str, str], Route] = {
-    ("POST", "/v1/chat/completions"): Route("openai.types.chat:ChatCompletion", "openai.types.chat:ChatCompletionChunk"),
+    ("POST", "/v1/chat/completions"): Route(
+        "openai.types.chat:ChatCompletion", "openai.types.chat:ChatCompletionChunk"
+    ),
     ("POST", "/v1/completions"): Route("openai.types:Completion", "openai.types:Completion"),
     ("POST", "/v1/embeddings"): Route("openai.types:CreateEmbeddingResponse"),
     ("POST", "/v1/moderations"): Route("openai.types:ModerationCreateResponse"),
