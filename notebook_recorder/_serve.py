@@ -55,6 +55,7 @@ __all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 """The largest request body accepted, in bytes (larger ones get a 413)."""
 DEFAULT_BODY_TIMEOUT = 60.0
+_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 LOOPBACK = "127.0.0.1"
 
 # Request headers never forwarded: hop-by-hop, recomputed, or ours.
@@ -137,7 +138,9 @@ class ServeApp:
         if self._client is None:
             timeout = httpx.Timeout(connect=30.0, read=600.0, write=60.0, pool=30.0)
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            self._client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+            # TCP_NODELAY: a request's headers and body go out at once, not after a delayed ACK.
+            transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[_NODELAY])
+            self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         return self._client
 
     async def _endpoint(self, request: Any) -> Any:
@@ -331,6 +334,8 @@ class _Relay:
         self.complete = True
 
     async def _end(self) -> None:
+        import anyio
+
         await self.upstream.aclose()
         tape, summary = self.tape, self.tape.decision.request.summary()
         if not self.complete:
@@ -341,10 +346,15 @@ class _Relay:
             tape.end("live", streamed=True)
             self.app._note(f"live {summary} (stream)")
             return
+        # Parsing the stream with the SDK and writing the file take a few ms: on a worker thread,
+        # so that other clients' requests (and their first chunks) do not wait for them.
+        await anyio.to_thread.run_sync(self._save)
+
+    def _save(self) -> None:
+        tape, summary = self.tape, self.tape.decision.request.summary()
+        headers = {k.lower(): v for k, v in self.upstream.headers.items()}
         try:
-            response = wire.stream_response(self.api, self.method, self.endpoint, self.pieces, tape.started, {
-                k.lower(): v for k, v in self.upstream.headers.items()
-            })  # fmt: skip
+            response = wire.stream_response(self.api, self.method, self.endpoint, self.pieces, tape.started, headers)
         except Exception as exc:  # an error event in the stream: the hook does not save it either
             tape.end("error", streamed=True, error=f"{type(exc).__name__}: {exc}; not saved")
             self.app._note(f"not saved {summary}: {exc!r}")
