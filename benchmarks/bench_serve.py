@@ -8,9 +8,11 @@
    recorded 40-chunk stream. The loopback wire server (``tests/wire_server.py``, a stdlib
    threading server that builds the same answers) is timed alike as a reference.
 2. **Time to first chunk while recording.** A streamed chat completion's first SSE event, asked
-   directly of the wire server and through ``serve --mode record`` forwarding to it: the server
-   passes every chunk on as it arrives, so it may add at most 2 ms (median). Requests are 0.1 s
-   apart: each stream's file is parsed and written after its end, which is not this request's wait.
+   directly of a minimal upstream (its own process; the same 28 events each time, the first
+   at once, then 20 ms apart) and through ``serve --mode record`` forwarding to it, each on a
+   keep-alive connection as SDK clients keep theirs: the server passes every chunk on as it
+   arrives, so it may add at most 2 ms (median). Requests are 50 ms apart: each stream's file
+   is parsed and written after its end.
 
 It prints a markdown table and exits with status 1 when the goal is missed.
 """
@@ -61,6 +63,57 @@ def _start_server(mode: str, directory: str, upstream: str | None = None) -> tup
     return process, line.split(" at ", 1)[1].strip()
 
 
+# A minimal streaming upstream in its own process: it reads a request and answers with the same
+# precomputed SSE events every time, the first at once and the rest 20 ms apart, each written at
+# once (TCP_NODELAY), as real API servers do. Asked directly and through the recording server, it
+# times what the server adds, not how long an upstream takes to think.
+_UPSTREAM = r"""
+import socket, sys, threading, time
+events = open(sys.argv[1], "rb").read().split(b"\n\n\n")
+head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+        b"x-request-id: req_bench\r\n\r\n")
+
+def chunk(data):
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    file = conn.makefile("rb")
+    while True:
+        length = 0
+        line = file.readline()
+        if not line:
+            return
+        while line not in (b"\r\n", b"\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+            line = file.readline()
+        file.read(length)
+        conn.sendall(head + chunk(events[0]))
+        for event in events[1:]:
+            time.sleep(0.02)
+            conn.sendall(chunk(event))
+        conn.sendall(chunk(b""))
+
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def _start_upstream(directory: str) -> tuple[subprocess.Popen[str], str]:
+    chunks = wire_server.chat_payload({**BODY, "stream": True})
+    assert isinstance(chunks, list)
+    events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+    path = Path(directory, "events.bin")
+    path.write_bytes(b"\n\n\n".join(e.replace(b"\n\n\n", b"\n\n") for e in events))
+    process = subprocess.Popen([sys.executable, "-c", _UPSTREAM, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, f"http://127.0.0.1:{process.stdout.readline().strip()}/v1"
+
+
 def _post(conn: http.client.HTTPConnection, path: str, body: dict[str, object]) -> bytes:
     conn.request("POST", path, body=json.dumps(body), headers=HEADERS)
     response = conn.getresponse()
@@ -104,10 +157,13 @@ def _throughput(base: str, body: dict[str, object], total: int) -> float:
     return per_client * CLIENTS / elapsed
 
 
-def _first_chunk_ms(base: str) -> float:
-    """Milliseconds from sending a streamed request (new connection) to its first SSE event."""
+def _first_chunk_ms(base: str, conn: http.client.HTTPConnection | None = None) -> float:
+    """Milliseconds from sending a streamed request to its first SSE event (on ``conn``, a
+    keep-alive connection as SDK clients keep, or a new one)."""
     split = urlsplit(base)
-    conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=60)
+    own = conn is None
+    if conn is None:
+        conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=60)
     try:
         started = time.perf_counter()
         path = split.path.rstrip("/") + "/chat/completions"
@@ -123,7 +179,8 @@ def _first_chunk_ms(base: str) -> float:
         response.read()  # read to the end, so that the recording is saved as users' are
         return elapsed
     finally:
-        conn.close()
+        if own:
+            conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,23 +192,29 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, str, str]] = []
     missed = False
     with tempfile.TemporaryDirectory() as directory, WireServer() as wire:
-        record, record_url = _start_server("record", directory, wire.base_url)
+        upstream, upstream_url = _start_upstream(directory)
+        record, record_url = _start_server("record", str(Path(directory, "live")), upstream_url)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", urlsplit(record_url).port, timeout=60)
-            _post(conn, "/v1/chat/completions", BODY)
-            _post(conn, "/v1/chat/completions", {**BODY, "stream": True})
-            conn.close()
             # 2. time to first chunk: direct and through the recording server, interleaved
+            to_upstream = http.client.HTTPConnection("127.0.0.1", urlsplit(upstream_url).port, timeout=60)
+            to_server = http.client.HTTPConnection("127.0.0.1", urlsplit(record_url).port, timeout=60)
+            for _ in range(3):  # warm both paths (imports, the SDK's client for saving)
+                _first_chunk_ms(upstream_url, to_upstream)
+                _first_chunk_ms(record_url + "/v1", to_server)
             direct: list[float] = []
             through: list[float] = []
             for _ in range(args.streams):
-                direct.append(_first_chunk_ms(wire.base_url))
-                time.sleep(0.1)
-                through.append(_first_chunk_ms(record_url + "/v1"))
-                time.sleep(0.1)  # the recording of a stream is parsed and saved after its end
+                direct.append(_first_chunk_ms(upstream_url, to_upstream))
+                time.sleep(0.05)
+                through.append(_first_chunk_ms(record_url + "/v1", to_server))
+                time.sleep(0.05)  # the recording of a stream is parsed and saved after its end
+            to_upstream.close()
+            to_server.close()
         finally:
             record.terminate()
             record.wait(timeout=30)
+            upstream.terminate()
+            upstream.wait(timeout=30)
         added = statistics.median(through) - statistics.median(direct)
         missed |= added > GOAL_FIRST_CHUNK_MS
         rows.append(
@@ -162,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"≤ +{GOAL_FIRST_CHUNK_MS:g} ms {'ok' if added <= GOAL_FIRST_CHUNK_MS else 'MISSED'}",
             )
         )
+        record, record_url = _start_server("record", directory, wire.base_url)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", urlsplit(record_url).port, timeout=60)
+            _post(conn, "/v1/chat/completions", BODY)
+            _post(conn, "/v1/chat/completions", {**BODY, "stream": True})
+            conn.close()
+        finally:
+            record.terminate()
+            record.wait(timeout=30)
         # 1. replay throughput from 8 concurrent clients
         replay, replay_url = _start_server("replay", directory)
         try:

@@ -22,7 +22,8 @@ warning), never writes a request's headers, refuses bodies over ``max_body`` byt
 a stalled upload ``body_timeout`` seconds (408), and a client that disconnects affects only its
 own request.
 
-It runs on starlette and uvicorn (the ``serve`` extra), imported only here. Front-end layer: the
+It runs on starlette and uvicorn (the ``serve`` extra), imported only here, and forwards over
+h11 (``_serve_upstream``). Front-end layer: the
 calls go through the core's :class:`~notebook_recorder.Recorder` (decide, save, log), so
 ``%apirec status`` and ``nr.calls()`` list them.
 """
@@ -48,6 +49,7 @@ from ._errors import RecordingNotFoundError
 from ._modes import Mode
 from ._placeholder import REPLAY_KEY_PLACEHOLDER, drop_placeholder_key, set_placeholder_key
 from ._recorder import Action, Recorder
+from ._serve_upstream import Upstream, UpstreamError
 from ._serve_wire import SESSION_HEADER, Answer, Api, answer, api_for, envelope
 
 __all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
@@ -55,7 +57,6 @@ __all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 """The largest request body accepted, in bytes (larger ones get a 413)."""
 DEFAULT_BODY_TIMEOUT = 60.0
-_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 LOOPBACK = "127.0.0.1"
 
 # Request headers never forwarded: hop-by-hop, recomputed, or ours.
@@ -71,7 +72,7 @@ _DROP_RESPONSE = frozenset(
 
 def _missing_extra() -> ImportError:
     return ImportError(
-        "notebook-recorder serve needs starlette, uvicorn and httpx: pip install 'notebook-recorder[serve]'"
+        "notebook-recorder serve needs starlette, uvicorn and h11: pip install 'notebook-recorder[serve]'"
     )
 
 
@@ -90,8 +91,9 @@ class ServeApp:
         log: Callable[[str], None] | None = None,
     ) -> None:
         try:
-            import httpx  # noqa: F401
+            import h11  # noqa: F401
             import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
         except ImportError:
             raise _missing_extra() from None
         self.recorder = Recorder(mode, dir, scope)
@@ -102,7 +104,7 @@ class ServeApp:
         self.max_body = int(max_body)
         self.body_timeout = float(body_timeout)
         self.log = log
-        self._client: Any = None
+        self._client: Upstream | None = None
         self.asgi = self._build()
 
     # -- recorders ------------------------------------------------------------------------------
@@ -132,15 +134,9 @@ class ServeApp:
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         return Starlette(routes=[Route("/{path:path}", self._endpoint, methods=methods)], lifespan=lifespan)
 
-    def _http(self) -> Any:
-        import httpx
-
+    def _http(self) -> Upstream:
         if self._client is None:
-            timeout = httpx.Timeout(connect=30.0, read=600.0, write=60.0, pool=30.0)
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            # TCP_NODELAY: a request's headers and body go out at once, not after a delayed ACK.
-            transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[_NODELAY])
-            self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+            self._client = Upstream()
         return self._client
 
     async def _endpoint(self, request: Any) -> Any:
@@ -218,35 +214,30 @@ class ServeApp:
     async def _forward(
         self, api: Api, tape: Tape, method: str, endpoint: str, url: str, headers: list[tuple[str, str]], raw: bytes
     ) -> Any:
-        import httpx
-
         from ._network import sdk_network
 
         client = self._http()
         summary = tape.decision.request.summary()
-        sent = httpx.Headers(headers)
-        sent["accept-encoding"] = "identity"
-        upstream_request = client.build_request(method, url, headers=sent, content=raw)
         try:
             with sdk_network():  # the server's own connection: not reported by the network guard
-                upstream = await client.send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
+                upstream = await client.send(method, url, headers, raw)
+        except UpstreamError as exc:
             tape.end("live" if tape.action is Action.LIVE else "error", error=type(exc).__name__)
             self._note(f"upstream unreachable for {summary}: {exc!r}")
             message = f"{summary}: the upstream {url} could not be reached: {exc!r}"
             return _response(envelope(api, 502, message, "api_connection_error"))
-        kept = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
-        kind = upstream.headers.get("content-type", "").lower()
+        kept = {k.lower(): v for k, v in upstream.headers if k.lower() not in _DROP_RESPONSE}
+        kind = upstream.header("content-type").lower()
         if upstream.status_code < 400 and "text/event-stream" in kind:
             return _Relay(self, api, tape, method, endpoint, upstream, kept)
         try:
             content = await upstream.aread()
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             tape.end("error", error=f"response cut short: {exc!r}; not saved")
             return _response(envelope(api, 502, f"{summary}: the upstream's answer was cut short: {exc!r}"))
         finally:
             await upstream.aclose()
-        headers_in = {k.lower(): v for k, v in upstream.headers.items()}
+        headers_in = {k.lower(): v for k, v in upstream.headers}
         if tape.action is Action.LIVE:
             tape.end("live", error=None if upstream.status_code < 400 else str(upstream.status_code))
         elif upstream.status_code >= 400:
@@ -315,8 +306,6 @@ class _Relay:
                     await self._end()
 
     async def _relay(self, send: Any) -> None:
-        import httpx
-
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": self.upstream.status_code, "headers": headers})
         recording = self.tape.action is Action.RECORD
@@ -325,7 +314,7 @@ class _Relay:
                 if recording:
                     self.pieces.append((time.perf_counter(), piece))
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             # The upstream broke off: returning without the body's end makes the server close
             # the connection, so the client sees a broken stream too (never a complete one).
             self.app._note(f"the upstream broke off {self.tape.decision.request.summary()}: {exc!r}")
@@ -352,7 +341,7 @@ class _Relay:
 
     def _save(self) -> None:
         tape, summary = self.tape, self.tape.decision.request.summary()
-        headers = {k.lower(): v for k, v in self.upstream.headers.items()}
+        headers = {k.lower(): v for k, v in self.upstream.headers}
         try:
             response = wire.stream_response(self.api, self.method, self.endpoint, self.pieces, tape.started, headers)
         except Exception as exc:  # an error event in the stream: the hook does not save it either
