@@ -397,7 +397,7 @@ def uvicorn_server(app: ServeApp) -> Any:
     config = uvicorn.Config(
         app.asgi,
         loop="asyncio",
-        http="h11",
+        http="auto",  # httptools when installed (the serve extra), else h11
         lifespan="on",
         log_config=None,
         log_level="warning",

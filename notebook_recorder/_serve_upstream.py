@@ -172,6 +172,8 @@ class Upstream:
             )
         except TimeoutError:
             raise UpstreamError(f"could not connect to {host}:{port} within {CONNECT_TIMEOUT:g} s") from None
+        except OSError as exc:  # refused, no route, a name that does not resolve, a TLS failure
+            raise UpstreamError(f"could not connect to {host}:{port}: {exc}") from exc
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

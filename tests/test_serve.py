@@ -475,3 +475,21 @@ def test_apirec_serve_in_a_session(ip: Any, recs: Path) -> None:
     assert "OPENAI_BASE_URL" not in os.environ and "ANTHROPIC_BASE_URL" not in os.environ
     with pytest.raises(Exception, match="unknown mode 'sideways'"):
         ip.run_line_magic("apirec", "serve sideways")
+
+
+def test_a_compressed_upstream_stream_is_passed_on_decoded_and_recorded(recs: Path) -> None:
+    with WireServer() as wire:
+        wire.gzip_streams = True
+        with nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server:
+            status, headers, content = request(server.url + "/v1/chat/completions", {**BODY, "stream": True})
+    assert status == 200 and "content-encoding" not in {k.lower() for k in headers}
+    assert content.rstrip().endswith(b"data: [DONE]")
+    (record,) = files(recs).values()
+    assert record["response"]["is_streaming"] and len(record["response"]["body"]) > 3
+
+
+def test_an_unreachable_upstream_is_a_502_in_the_envelope(recs: Path) -> None:
+    with nr.serve("record", recs, upstream="http://127.0.0.1:9", set_env=False) as server:
+        status, _, content = request(server.url + "/v1/chat/completions", BODY)
+    assert status == 502 and "could not be reached" in json.loads(content)["error"]["message"]
+    assert files(recs) == {}
