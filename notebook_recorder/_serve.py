@@ -57,6 +57,7 @@ __all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 """The largest request body accepted, in bytes (larger ones get a 413)."""
 DEFAULT_BODY_TIMEOUT = 60.0
+MAX_SESSIONS = 10_000  # client sessions whose occurrence counts are kept at once
 LOOPBACK = "127.0.0.1"
 
 # Request headers never forwarded: hop-by-hop, recomputed, or ours.
@@ -105,6 +106,7 @@ class ServeApp:
         self.body_timeout = float(body_timeout)
         self.log = log
         self._client: Upstream | None = None
+        self._secrets: dict[int, tuple[Any, str, Any]] = {}  # calls being recorded: what carries keys
         self.asgi = self._build()
 
     # -- recorders ------------------------------------------------------------------------------
@@ -115,6 +117,8 @@ class ServeApp:
             return self.recorder
         recorder = self._sessions.get(session)
         if recorder is None:
+            if len(self._sessions) >= MAX_SESSIONS:  # the oldest session's counts are forgotten
+                del self._sessions[next(iter(self._sessions))]
             recorder = self._sessions[session] = Recorder(*self._args)
         return recorder
 
@@ -164,7 +168,6 @@ class ServeApp:
             return self._replay(api, tape, described.summary())
         sent = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
         if decision.action is Action.RECORD:
-            decision.secrets = wire.secrets(sent, query, described.body)
             decision.sdk = {"sdk": "notebook-recorder serve", "client": headers.get("user-agent", "")}
         if any(REPLAY_KEY_PLACEHOLDER in value for _, value in sent):
             reason = (
@@ -175,7 +178,14 @@ class ServeApp:
                 recorder.finish(decision, "live", error="NetworkBlockedError")
                 return _response(envelope(api, 401, f"{described.summary()}: not sent. {reason}"))
             return _response(envelope(api, 404, str(recorder.missing(decision, reason))))
-        return await self._forward(api, tape, method, endpoint, url, sent, raw)
+        if decision.action is Action.RECORD:
+            # The credentials it carries: found when it is saved, not before it is forwarded.
+            self._secrets[id(tape)] = (sent, query, described.body)
+        try:
+            return await self._forward(api, tape, method, endpoint, url, sent, raw)
+        except BaseException:
+            self._secrets.pop(id(tape), None)
+            raise
 
     async def _read_body(self, request: Any, headers: dict[str, str], api: Api) -> bytes | Answer:
         import anyio
@@ -223,6 +233,7 @@ class ServeApp:
                 upstream = await client.send(method, url, headers, raw)
         except UpstreamError as exc:
             tape.end("live" if tape.action is Action.LIVE else "error", error=type(exc).__name__)
+            self._secrets.pop(id(tape), None)
             self._note(f"upstream unreachable for {summary}: {exc!r}")
             message = f"{summary}: the upstream {url} could not be reached: {exc!r}"
             return _response(envelope(api, 502, message, "api_connection_error"))
@@ -234,6 +245,7 @@ class ServeApp:
             content = await upstream.aread()
         except UpstreamError as exc:
             tape.end("error", error=f"response cut short: {exc!r}; not saved")
+            self._secrets.pop(id(tape), None)
             return _response(envelope(api, 502, f"{summary}: the upstream's answer was cut short: {exc!r}"))
         finally:
             await upstream.aclose()
@@ -248,6 +260,9 @@ class ServeApp:
         return _response(Answer(upstream.status_code, kept, content))
 
     def _save(self, tape: Tape, response: dict[str, Any], *, streamed: bool = False) -> None:
+        pending = self._secrets.pop(id(tape), None)
+        if pending is not None:
+            tape.decision.secrets = wire.secrets(*pending)
         try:
             tape.save(response, streamed=streamed)
         except OSError as exc:  # the answer still goes back: nothing paid for is lost
@@ -329,6 +344,7 @@ class _Relay:
         tape, summary = self.tape, self.tape.decision.request.summary()
         if not self.complete:
             tape.end("error", streamed=True, error=f"stream cut short after {len(self.pieces)} reads; not saved")
+            self.app._secrets.pop(id(tape), None)
             self.app._note(f"cut short {summary}: not saved")
             return
         if tape.action is Action.LIVE:
@@ -346,6 +362,7 @@ class _Relay:
             response = wire.stream_response(self.api, self.method, self.endpoint, self.pieces, tape.started, headers)
         except Exception as exc:  # an error event in the stream: the hook does not save it either
             tape.end("error", streamed=True, error=f"{type(exc).__name__}: {exc}; not saved")
+            self.app._secrets.pop(id(tape), None)
             self.app._note(f"not saved {summary}: {exc!r}")
             return
         self.app._save(tape, response, streamed=True)

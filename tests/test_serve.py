@@ -493,3 +493,15 @@ def test_an_unreachable_upstream_is_a_502_in_the_envelope(recs: Path) -> None:
         status, _, content = request(server.url + "/v1/chat/completions", BODY)
     assert status == 502 and "could not be reached" in json.loads(content)["error"]["message"]
     assert files(recs) == {}
+
+
+def test_a_key_the_upstream_echoes_is_masked_in_the_file(recs: Path) -> None:
+    """The client's key is only forwarded: an error that quotes it is saved with it masked."""
+    with WireServer() as wire, nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server:
+        status, _, content = request(
+            server.url + "/v1/chat/completions", BODY, headers={"Authorization": "Bearer sk-bad"}
+        )
+    assert status == 401 and b"sk-bad" in content  # the client sees the answer as it was
+    (path,) = recs.glob("*.json")
+    text = path.read_text()
+    assert "sk-bad" not in text and json.loads(text)["response"]["exception_data"]["status_code"] == 401
