@@ -74,6 +74,7 @@ from . import _calllog, _recorder, _session
 from ._errors import NetworkBlockedError
 from ._modes import Mode
 from ._placeholder import REPLAY_KEY_PLACEHOLDER
+from ._secrets import sent_bytes_secrets
 
 __all__ = ["hooked_packages", "install", "sdk_network", "uninstall"]
 
@@ -83,6 +84,9 @@ __all__ = ["hooked_packages", "install", "sdk_network", "uninstall"]
 hooked_packages: set[str] = set()
 
 _sdk_call: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_recorder_sdk_network", default=False)
+_collect: contextvars.ContextVar[Callable[[tuple[str, ...]], None] | None] = contextvars.ContextVar(
+    "notebook_recorder_sent_secrets", default=None
+)
 _lock = threading.Lock()
 _hook_added = False
 _armed = False  # a recording context is open: connections are looked at
@@ -90,12 +94,20 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 
 
 @contextmanager
-def sdk_network() -> Iterator[None]:
-    """Mark the connections opened inside as a hooked call's own: not reported, not blocked."""
+def sdk_network(collect: Callable[[tuple[str, ...]], None] | None = None) -> Iterator[None]:
+    """Mark the connections opened inside as a hooked call's own: not reported, not blocked.
+
+    ``collect``, for a call being recorded, is handed the credential values of every HTTP/1.x
+    request head sent inside, as it leaves the process (``_secrets.sent_bytes_secrets``): the
+    Recorder masks them in what it writes, whatever put them in the request.
+    """
     token = _sdk_call.set(True)
+    collecting = _collect.set(collect) if collect is not None else None
     try:
         yield
     finally:
+        if collecting is not None:
+            _collect.reset(collecting)
         _sdk_call.reset(token)
 
 
@@ -510,6 +522,9 @@ def _refusing(send: Callable[..., Any], judged: bool) -> Callable[..., Any]:
             _refuse(self)
         if judged and _armed and not _sdk_call.get():
             _judge_send(self, data)
+        collect = _collect.get()
+        if collect is not None:
+            _collect_sent(collect, data)
         return send(self, data, *args, **kwargs)
 
     guarded.__name__ = getattr(send, "__name__", "send")
@@ -525,11 +540,24 @@ def _refusing_sendmsg(sendmsg: Callable[..., Any]) -> Callable[..., Any]:
             _refuse(self)
         if _armed and not _sdk_call.get() and buffers:
             _judge_send(self, buffers[0])
+        collect = _collect.get()
+        if collect is not None and buffers:
+            _collect_sent(collect, buffers[0])
         return sendmsg(self, buffers, *args, **kwargs)
 
     guarded.__name__ = "sendmsg"
     guarded.__wrapped__ = sendmsg  # type: ignore[attr-defined]
     return guarded
+
+
+def _collect_sent(collect: Callable[[tuple[str, ...]], None], data: Any) -> None:
+    try:
+        head = bytes(data[:65536])
+    except (TypeError, ValueError, BufferError):
+        return
+    secrets = sent_bytes_secrets(head)
+    if secrets:
+        collect(secrets)
 
 
 def _refuse(sock: Any) -> None:
