@@ -48,6 +48,7 @@ HELP_USAGE = (
     "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
+    "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]\n"
     "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
 )
 

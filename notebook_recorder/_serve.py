@@ -57,6 +57,10 @@ __all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 """The largest request body accepted, in bytes (larger ones get a 413)."""
 DEFAULT_BODY_TIMEOUT = 60.0
+_RECORD_HINT = (
+    "Through notebook-recorder serve: run it with --mode record-if-missing (in a notebook: %apirec serve "
+    "record-if-missing) and give the client a real API key."
+)
 MAX_SESSIONS = 10_000  # client sessions whose occurrence counts are kept at once
 LOOPBACK = "127.0.0.1"
 
@@ -162,7 +166,7 @@ class ServeApp:
             decision = recorder.decide(described)
         except RecordingNotFoundError as exc:
             self._note(f"missing {described.summary()} -> 404")
-            return _response(envelope(api, 404, str(exc)))
+            return _response(envelope(api, 404, f"{exc}\n{_RECORD_HINT}"))
         tape = Tape(decision)
         if decision.action is Action.REPLAY:
             return self._replay(api, tape, described.summary())
@@ -250,12 +254,20 @@ class ServeApp:
         finally:
             await upstream.aclose()
         headers_in = {k.lower(): v for k, v in upstream.headers}
+        status = upstream.status_code
         if tape.action is Action.LIVE:
-            tape.end("live", error=None if upstream.status_code < 400 else str(upstream.status_code))
-        elif upstream.status_code >= 400:
-            self._save(tape, wire.error_response(api, method, url, upstream.status_code, content, headers_in))
+            tape.end("live", error=None if status < 400 else str(status))
         else:
-            self._save(tape, wire.json_response(api, method, endpoint, content, headers_in))
+            try:
+                if status >= 400:
+                    response = wire.error_response(api, method, url, status, content, headers_in)
+                else:
+                    response = wire.json_response(api, method, endpoint, content, headers_in)
+            except Exception as exc:  # the answer still goes back to the client: nothing paid for is lost
+                self._secrets.pop(id(tape), None)
+                tape.end("error", error=f"not saved: {type(exc).__name__}: {exc}")
+            else:
+                self._save(tape, response)
         self._note(f"{tape.action.value} {summary} -> {upstream.status_code}")
         return _response(Answer(upstream.status_code, kept, content))
 
