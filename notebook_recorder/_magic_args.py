@@ -280,7 +280,9 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     if command == "status":
         flags = ["--clear"]
     elif command == "serve":
-        flags = [*valid_modes(), "off", "--dir", "--scope", "--port", "--upstream"] if len(previous) == 2 else []
+        if len(previous) == 2:
+            return [*valid_modes(), "off"]
+        flags = ["--dir", "--scope", "--port", "--upstream"]
     elif command == "off":
         flags = []
     else:
