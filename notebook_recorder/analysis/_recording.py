@@ -7,7 +7,7 @@ import os
 import textwrap
 from typing import Any
 
-from .._errors import RecordingFormatError
+from ..core._errors import RecordingFormatError
 from ._loader import parse_file
 from ._rows import MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
 

@@ -1,0 +1,313 @@
+"""The Recorder: mode + store + scope + match rules. The one place that decides replay, record or live.
+
+:mod:`notebook_recorder.core._engine` runs a call's flow (describe, decide, replay or call live,
+save) and asks :meth:`Recorder.decide` what to do; :meth:`Recorder.save` writes the recording and
+:meth:`Recorder.finish` logs the outcome in the call log (``_calllog``). Magics, the command
+line and tests all go through here. Which recorder is active is ``_session``'s business; why a
+recording is missing is ``_notfound``'s.
+
+Occurrences (DESIGN.md, "Modes"): each Recorder is one recording context (a session started by
+``start``, one entry of a ``recording()`` block) and counts the requests it sees, by directory and
+key, in its :class:`Occurrences`. The k-th identical request is recorded as, and replayed from,
+occurrence k; past the last recorded one, replay serves the last. ``record`` writes occurrences
+1, 2, ... afresh; occurrences beyond this run's count, left by an earlier and longer run, stay on
+disk (unused, so ``prune`` lists them): deleting them could lose answers that a partial re-run
+simply did not reach. The ``%%apirec`` cells of a notebook count with the session.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._calllog import display_path, log, log_usage
+from ._errors import RecordingNotFoundError
+from ._keys import Request, ToolRequest, call_kind
+from ._match import NormalizeArg, Rules
+from ._modes import Mode, env_dir, env_mode
+from ._notfound import missing_message
+from ._secrets import mask
+from ._store import Found, Store
+from ._version import __version__
+
+DEFAULT_DIR = "recordings"
+
+
+class Action(enum.Enum):
+    """What an interceptor must do with one call."""
+
+    LIVE = "live"
+    RECORD = "record"
+    REPLAY = "replay"
+
+
+class Occurrences:
+    """How many times each request was made in one recording context: thread-safe counts by
+    recordings directory and key. Recorders that share one count together."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def next(self, directory: Path, key: str) -> int:
+        """Count one more request of ``key`` in ``directory``: 1 for the first, then 2, 3, ..."""
+        with self._lock:
+            count = self._counts[str(directory), key] = self._counts.get((str(directory), key), 0) + 1
+        return count
+
+
+@dataclass
+class Decision:
+    """What :meth:`Recorder.decide` chose for one request. Interceptors hand it back when done."""
+
+    action: Action
+    request: Request
+    key: str
+    recorder: Recorder
+    found: Found | None = None
+    started: float = 0.0
+    occurrence: int = 1  # the k-th identical request of this recorder; what a recording is saved as
+    # The credential values the request carried (``_secrets.request_secrets``): the engine sets
+    # them when it records, and :meth:`Recorder.save` masks them in what it writes.
+    secrets: tuple[str, ...] = ()
+    # The SDK that made the call (``{"sdk": "openai", "sdk_version": ...}``), written in ``recorder``.
+    sdk: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        assert self.found is not None, "only replay decisions carry a record"
+        return self.found.record
+
+
+class Recorder:
+    """Records and replays calls in one mode, to one directory, under one scope.
+
+    ``APIREC_MODE`` and ``APIREC_DIR`` override ``mode`` and ``dir`` whenever they are set, so
+    CI can force replay on code that says otherwise.
+
+    A network connection that does not go through a hooked call (a framework's own HTTP client,
+    say) is logged as a ``kind="network"`` call; with ``block_network=True`` it raises
+    ``NetworkBlockedError`` before any byte is sent, unless its host is in ``allow_hosts``
+    (names or addresses; ``"localhost"`` means every loopback address). See ``_network``.
+
+    Matching is strict unless rules say otherwise (``_match``): ``ignore`` lists request paths
+    left out of the key (``"body.metadata.run_id"``, ``"body.messages[*].name"``, ``"kwargs.x"``
+    for tools), ``normalize`` maps regular expressions to replacements applied to every string of
+    the request (or is a callable taking and returning an API request's body). The
+    ``[tool.notebook-recorder]`` table of the nearest ``pyproject.toml`` (``_config``) adds its
+    rules, and its ``dir`` is the default directory when ``dir`` is not given.
+    """
+
+    def __init__(
+        self,
+        mode: Mode | str = Mode.RECORD_IF_MISSING,
+        dir: str | os.PathLike[str] | None = None,
+        scope: str | None = None,
+        *,
+        block_network: bool = False,
+        allow_hosts: Iterable[str] = (),
+        ignore: Iterable[str] | str | None = None,
+        normalize: NormalizeArg = None,
+    ) -> None:
+        from ._config import project_config
+
+        # A relative directory means relative to where recording started: a notebook that
+        # changes directory (``%cd``) keeps recording to, and replaying from, the same place.
+        self._cwd = os.getcwd()
+        self.project = project_config(self._cwd)
+        """The ``[tool.notebook-recorder]`` table in force (``_config.ProjectConfig``)."""
+        self.requested_mode = Mode.parse(mode)
+        self.requested_dir = Path(dir) if dir is not None else (self.project.dir or Path(DEFAULT_DIR))
+        self.scope = scope
+        self.block_network = bool(block_network)
+        self.allow_hosts = parse_hosts(allow_hosts)
+        self.explicit_rules = Rules.build(ignore, normalize)
+        """The rules given to this recorder, without the project's."""
+        self.rules = self.project.rules.merged(self.explicit_rules)
+        """The match rules in force: the project's and the explicit ones (``_match.Rules``)."""
+        self._store: Store | None = None
+        self._store_dir: Path | None = None
+        self.occurrences = Occurrences()
+        """How many times each request was made in this recording context (see the module doc)."""
+        self.check()
+
+    def __repr__(self) -> str:
+        return f"Recorder(mode={self.mode.value!r}, dir={str(self.dir)!r}, scope={self.scope!r})"
+
+    @property
+    def mode(self) -> Mode:
+        """The mode in force: ``APIREC_MODE`` if set, else the one asked for."""
+        return env_mode() or self.requested_mode
+
+    @property
+    def dir(self) -> Path:
+        """The directory in force: ``APIREC_DIR`` if set, else the one asked for."""
+        return env_dir() or self.requested_dir
+
+    @property
+    def store(self) -> Store:
+        directory = self.dir
+        if self._store is None or self._store_dir != directory:
+            self._store, self._store_dir = Store(Path(self._cwd, directory.expanduser()), self.rules), directory
+        return self._store
+
+    def check(self) -> None:
+        """Fail early on settings that cannot work: replaying from a directory that does not exist."""
+        if self.mode is Mode.REPLAY and not self.store.exists:
+            raise FileNotFoundError(
+                f"replay mode needs a recordings directory, and {str(self.dir)!r} does not exist "
+                f"(current directory: {os.getcwd()})"
+            )
+
+    # -- the decision -------------------------------------------------------------------------
+
+    def decide(self, request: Request) -> Decision:
+        """Replay, record or go live for ``request``; raise ``RecordingNotFoundError`` in replay
+        mode when nothing was recorded.
+
+        The k-th identical request replays occurrence k, or the latest one recorded before it
+        (``record-if-missing`` too: it records only a request that has no recording at all), and
+        is recorded as occurrence k.
+        """
+        mode = self.mode
+        key = request.key(self.scope, self.rules)
+        occurrence = self.occurrences.next(self.store.root, key)
+        decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter(), occurrence=occurrence)
+        if mode is Mode.LIVE:
+            return decision
+        if mode.reads:
+            found = self.store.find_latest(key, occurrence)
+            if found is not None:
+                decision.action, decision.found = Action.REPLAY, found
+                return decision
+            if mode is Mode.REPLAY:
+                raise self.missing(decision)
+        decision.action = Action.RECORD
+        return decision
+
+    def missing(self, decision: Decision, reason: str | None = None) -> RecordingNotFoundError:
+        """Log a call that has no recording and cannot be made now, and build its error.
+
+        ``reason`` says why it cannot be recorded, when that is not replay mode itself.
+        """
+        self.finish(decision, "missing", error="RecordingNotFoundError")
+        message = missing_message(self, decision.request, decision.key)
+        if reason:
+            message = f"{message}\n{reason}"
+        return RecordingNotFoundError(message, key=decision.key, request=decision.request, directory=self.dir)
+
+    def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path:
+        """Write the recording for a recorded call, and log it.
+
+        The response is written as the caller saw it, ids and timestamps included (FORMAT.md,
+        "What is stored is what the caller saw"), with every credential value of
+        ``decision.secrets`` masked first, wherever it is echoed: error messages and bodies,
+        ``response_text``, results, stream chunks.
+        """
+        response = dict(mask(response, decision.secrets))
+        if "duration_ms" not in response:  # streams time themselves; a plain call ends here
+            response["duration_ms"] = round((time.perf_counter() - decision.started) * 1000, 3)
+        if response.get("is_exception"):
+            response["body"] = None
+        record: dict[str, Any] = {
+            "test_id": self.scope,
+            "request": decision.request.to_json(self.scope),
+            "response": response,
+            "id_normalization_mapping": {},
+            "recorder": {
+                "name": "notebook-recorder",
+                "version": __version__,
+                "recorded_at": _now_iso(),
+                **({} if isinstance(decision.request, ToolRequest) else decision.sdk),
+            },
+        }
+        if self.rules:  # which rules the key was computed under (FORMAT.md, "Extensions of our own")
+            record["match"] = self.rules.to_json()
+        if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
+            record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
+        path = self.store.write(decision.key, record)
+        error = (response.get("exception_data") or {}).get("type") if response.get("is_exception") else None
+        self.finish(decision, "recorded", path=path, streamed=streamed, error=error)
+        return path
+
+    def finish(
+        self,
+        decision: Decision,
+        outcome: str,
+        *,
+        path: Path | None = None,
+        streamed: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """Log a call's outcome: replayed, recorded, live, missing or error."""
+        if path is None and decision.found is not None:
+            path = decision.found.path
+        occurrence = decision.found.occurrence if decision.found is not None else decision.occurrence
+        request = decision.request
+        log.append(
+            kind="tool" if isinstance(request, ToolRequest) else call_kind(request.label),
+            endpoint=request.label,
+            model=request.model,
+            mode=self.mode.value,
+            outcome=outcome,
+            path=display_path(path) if path else None,
+            key=decision.key,
+            test_id=self.scope,
+            ms=(time.perf_counter() - decision.started) * 1000,
+            streamed=streamed,
+            error=error,
+            occurrence=occurrence,
+        )
+        if path is not None:
+            log_usage(outcome, path)
+
+    def log_event(
+        self, kind: str, endpoint: str, outcome: str, *, error: str | None = None, origin: str | None = None
+    ) -> None:
+        """Log something that is not a recordable request: a network connection that bypassed the
+        hooks (``kind="network"``) or a realtime connection (``kind="realtime"``)."""
+        log.append(
+            kind=kind,
+            endpoint=endpoint,
+            model="",
+            mode=self.mode.value,
+            outcome=outcome,
+            path=None,
+            key="",
+            test_id=self.scope,
+            ms=0.0,
+            streamed=False,
+            error=error,
+            origin=origin,
+        )
+
+
+def parse_hosts(hosts: Iterable[str] | str) -> frozenset[str]:
+    """``allow_hosts`` as lower-case names; a string may list several, separated by commas."""
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    names = {part.strip().lower().strip("[]") for host in hosts for part in str(host).split(",")}
+    return frozenset(name for name in names if name)
+
+
+def _now_iso() -> str:
+    """This moment in UTC, ISO 8601 to the second: the ``recorder.recorded_at`` of a new file."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def exception_response(exception_data: dict[str, Any], message: str) -> dict[str, Any]:
+    """FORMAT.md's ``response`` for a call that raised: no body, the error described instead."""
+    return {
+        "body": None,
+        "is_streaming": False,
+        "is_exception": True,
+        "exception_data": exception_data,
+        "exception_message": message,
+    }
