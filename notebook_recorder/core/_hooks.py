@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ._modes import Mode
 
-__all__ = ["Hook", "install_all", "register", "registered", "uninstall_all"]
+__all__ = ["Hook", "install_all", "register", "registered", "uninstall_all", "unregister"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,12 @@ def register(name: str, install: Callable[[Mode | None], None], uninstall: Calla
     """Add a hook (or replace the one of the same ``name``); both callables must be idempotent."""
     with _lock:
         _hooks[name] = Hook(name, install, uninstall)
+
+
+def unregister(name: str) -> None:
+    """Remove the hook registered as ``name`` (nothing when there is none); its patches stay as they are."""
+    with _lock:
+        _hooks.pop(name, None)
 
 
 def registered() -> tuple[Hook, ...]:
