@@ -78,7 +78,9 @@ def calls() -> list[Call]:
     README's table of kinds) or ``"tool"``; also ``"realtime"`` for an SDK websocket connection
     (not recorded), and ``"network"`` for a connection that bypassed the hooks inside a recording
     context (``endpoint`` is ``host:port``, ``origin`` the code that opened it, ``outcome``
-    ``"unrecorded"`` or ``"blocked"``). ``pandas.DataFrame(nr.calls())`` turns them into a frame.
+    ``"unrecorded"`` or ``"blocked"``). A recorded call whose file could not be written (disk
+    full, a value JSON cannot hold...) is ``"unsaved"``: the caller got the answer, and a
+    ``NotRecordedWarning`` said why. ``pandas.DataFrame(nr.calls())`` turns them into a frame.
     """
     return log.snapshot()
 

@@ -18,16 +18,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import math
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any, cast
 
 import orjson
 import pydantic
 
-from ._errors import RecordingFormatError
+from ._errors import RecordingFormatError, json_kind as _json_kind
 from ._files import check_record
 from ._types import allowed_type, type_name as type_name
 
@@ -133,10 +134,16 @@ def build(cls: type, data: Any) -> Any:
         # Nested ``__type__`` wrappers (other writers) are decoded first; then non-compliant
         # providers (``object: ""``, ``finish_reason: null``...) are built leniently: SDK models
         # override ``construct`` to build nested fields the way they do for live data.
+        private = next((k for k in data if not isinstance(k, str) or k.startswith("_")), None)
+        if private is not None:  # ``construct`` would take ``_fields_set`` and the like as its own
+            raise RecordingFormatError(
+                "<recording>", f"{type_name(cls)}'s data has a private field {private!r:.60}; API data has none"
+            )
         data = {k: decode(v) for k, v in data.items()}
         try:
             return cls.model_validate(data)
-        except pydantic.ValidationError:
+        except pydantic.ValidationError as exc:
+            _refuse_wrong_containers(cls, exc)
             return cls.construct(**data)
     if dataclasses.is_dataclass(cls):
         if not isinstance(data, Mapping):
@@ -153,6 +160,25 @@ def build(cls: type, data: Any) -> Any:
             _warn_unknown(type_name(cls))
             return decode(data)
     return cast(Any, cls)(data)  # a class the user registered
+
+
+#: Validation errors that leniency does not cover: an object (a model) where the data has
+#: something else (a choice's ``message: "zz"``). A provider's odd scalar (``object: ""``,
+#: ``finish_reason: null``: pydantic's ``literal_error``...) is built leniently, and so is a list
+#: field holding a string (the SDK itself stores base64 embeddings in ``embedding: list[float]``);
+#: a string where an object belongs gives an object that breaks at the first attribute read.
+#: (A top-level ``choices`` that is no list is refused on reading: ``_files.check_sdk_data``.)
+_CONTAINER_ERRORS = frozenset({"dict_type", "mapping_type", "model_type", "model_attributes_type", "dataclass_type"})
+
+
+def _refuse_wrong_containers(cls: type, exc: pydantic.ValidationError) -> None:
+    """Raise ``RecordingFormatError`` when ``exc`` says a container field holds something else."""
+    for error in exc.errors(include_url=False, include_context=False):
+        if error["type"] in _CONTAINER_ERRORS:
+            where = ".".join(str(part) for part in error["loc"]) or "its data"
+            raise RecordingFormatError(
+                "<recording>", f"{type_name(cls)}: {where} is {_json_kind(error['input'])} ({error['msg']})"
+            ) from None
 
 
 def _kind(value: Any) -> str:
@@ -185,8 +211,76 @@ def decode(value: Any) -> Any:
 
 
 def dumps(record: Mapping[str, Any]) -> bytes:
-    """A recording as file bytes: 2-space indented UTF-8 JSON with a final newline."""
-    return orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    """A recording as file bytes: 2-space indented UTF-8 JSON with a final newline.
+
+    A value JSON cannot hold faithfully raises ``ValueError`` naming where it is
+    (``response.body.score``): a NaN or an infinity (which would be written as ``null`` and come
+    back as ``None``), an integer past 64 bits, a string with a lone surrogate.
+    """
+    where = _first_bad(record, _non_finite) if _has_non_finite(record) else None
+    if where is not None:
+        raise ValueError(f"{where} is not a finite number; JSON has no NaN or infinity (it would come back as None)")
+    try:
+        return orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    except orjson.JSONEncodeError as exc:
+        where = _first_bad(record, _unwritable) or "a value"
+        raise ValueError(f"{where} cannot be written as JSON ({exc})") from None
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity is anywhere in ``value`` (a fast walk that builds no paths)."""
+    stack = [value]
+    pop, extend, isfinite = stack.pop, stack.extend, math.isfinite
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:  # most values: nothing to do
+            continue
+        if kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif kind is float:
+            if not isfinite(item):
+                return True
+        elif isinstance(item, Mapping):
+            extend(item.values())
+    return False
+
+
+def _non_finite(value: Any) -> bool:
+    return type(value) is float and (value != value or value in (math.inf, -math.inf))
+
+
+def _unwritable(value: Any) -> bool:
+    """What ``orjson`` refuses: integers past 64 bits, strings that are not UTF-8 (lone surrogates)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**64
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+    return False
+
+
+def _first_bad(value: Any, bad: Callable[[Any], bool]) -> str | None:
+    """The path (``response.body[2].score``) of the first value in ``value`` that is ``bad``."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        kind = type(item)
+        if kind is dict or isinstance(item, Mapping):
+            for k, v in reversed(list(item.items())):
+                if bad(k):
+                    return f"{where}.<key>" if where else "<key>"
+                stack.append((v, f"{where}.{k}" if where else str(k)))
+        elif kind is list or kind is tuple:
+            for i in range(len(item) - 1, -1, -1):
+                stack.append((item[i], f"{where}[{i}]"))
+        elif bad(item):
+            return where or "the value"
+    return None
 
 
 def loads(data: bytes, path: object = "<recording>") -> dict[str, Any]:

@@ -84,8 +84,11 @@ class NotRecordableError(RecordingError):
 
 
 class NotRecordedWarning(UserWarning):
-    """In ``record`` mode, a call went through live but was not recorded (the realtime API), so a
-    replay of the same code will raise :class:`NotRecordableError`. Said once per recorder;
+    """A call went through live but was not recorded, so a replay of the same code will not find
+    it: in ``record`` mode the realtime API (a replay raises :class:`NotRecordableError`; said
+    once per recorder), and any recorded call whose file could not be written (disk full, a file
+    too large, no permission, a value JSON cannot hold): the caller still gets the answer, the
+    warning names the call, the file and why, and ``nr.calls()`` shows the call as ``unsaved``.
     ``warnings.filterwarnings("ignore", category=nr.NotRecordedWarning)`` silences it."""
 
 

@@ -288,6 +288,43 @@ def _check_type(value: Any, part: str, index: int | None, path: object) -> None:
             raise RecordingFormatError(path, f"{where} has a malformed __type__ {name!r:.80}")
 
 
+def _sdk_model_prefixes() -> tuple[str, ...]:
+    from ._types import SDKS
+
+    return tuple(f"{prefix}." for sdk in SDKS for prefix in sdk.models)
+
+
+_SDK_MODELS = _sdk_model_prefixes()
+#: Fields of the SDK's response objects that are lists whenever they are there (``choices`` of a
+#: chat completion or a completion): a recording whose data holds something else there is broken,
+#: not merely lenient (a provider's ``object: ""`` is lenient).
+_SDK_LIST_FIELDS = ("choices",)
+
+
+def check_sdk_data(value: dict[str, Any], where: str, path: object = "<recording>") -> None:
+    """Raise ``RecordingFormatError`` when ``value`` names an SDK model (by name: nothing is
+    imported) and its ``__data__`` is no API object: not an object, a private field (``_...``,
+    which no API sends and which the SDK's lenient ``construct`` would take as its own
+    arguments), or a list field (``choices``) holding something else."""
+    name = value.get(_TYPE)
+    if type(name) is not str or not name.startswith(_SDK_MODELS) or "__data__" not in value:
+        return
+    data = value["__data__"]
+    shown = name.rpartition(".")[2]
+    if type(data) is not dict:
+        raise RecordingFormatError(path, f"{where}.__data__ is {json_kind(data)}; a {shown} is an object")
+    for field in data:
+        if field[:1] == "_":
+            raise RecordingFormatError(
+                path, f"{where}.__data__ has a private field {field!r:.60}; recorded API data has none"
+            )
+    for field in _SDK_LIST_FIELDS:
+        if field in data and type(data[field]) is not list:
+            raise RecordingFormatError(
+                path, f"{where}.__data__.{field} is {json_kind(data[field])}; a {shown}'s {field} is a list"
+            )
+
+
 def check_record(record: dict[str, Any], path: object = "<recording>", *, depth: bool = True) -> None:
     """The checks every reader makes on a parsed recording (an object with ``request`` and
     ``response`` objects), beyond its being JSON. Raises ``RecordingFormatError`` naming ``path``:
@@ -298,6 +335,11 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
     - an ``id_normalization_mapping`` that is not an object of strings to strings;
     - a malformed ``__type__`` name (not ``<module>.<qualname>``) where replay starts decoding:
       the response body, each item of a list body, a tool's ``return_value``;
+    - an SDK object's data that is no API object where replay starts decoding
+      (:func:`check_sdk_data`);
+    - an ``exception_data`` that is not an object;
+    - a ``content-encoding`` among the response headers (bodies are stored decoded: replay never
+      decompresses anything a file holds);
     - an API call (not a tool) that did not fail, whose body is a number, string or boolean.
     """
     if depth:
@@ -322,6 +364,22 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
                     _check_type(item, part, i, path)
         else:
             _check_type(value, part, None, path)
+        if type(value) is dict:
+            check_sdk_data(value, f"response.{part}", path)
+    headers = response.get("headers")
+    if type(headers) is dict:
+        for name, value in headers.items():
+            if name.lower() == "content-encoding" and str(value).strip().lower() not in ("", "identity"):
+                raise RecordingFormatError(
+                    path,
+                    f"response.headers has content-encoding {value!r:.40}; a recording's body is stored decoded, "
+                    "so replay never applies one (a compressed body there could be a decompression bomb)",
+                )
+    exception_data = response.get("exception_data")
+    if exception_data is not None and type(exception_data) is not dict:
+        raise RecordingFormatError(
+            path, f"response.exception_data is {json_kind(exception_data)}; it must be an object (type, message...)"
+        )
     body = response.get("body")
     api_call = "body" in request and isinstance(request.get("method"), str) and "tool_name" not in request
     if api_call and not response.get("is_exception") and isinstance(body, str | int | float | bool):

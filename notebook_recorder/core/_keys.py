@@ -123,11 +123,20 @@ class ToolRequest:
         return ""
 
     def key(self, test_id: str | None, rules: Rules | None = None) -> str:
-        """The recording key. As in llama-stack, tool keys do not depend on the scope. ``rules``
-        apply their ``kwargs.`` ignores and their regex normalizers to ``kwargs``."""
-        del test_id
+        """The recording key: sha256 over ``{provider, tool_name, kwargs}``, plus ``test_id`` when
+        the call was made in a scope (a pytest test, ``scope=``), as for API calls: two tests
+        that make the same tool call each replay their own answer. Without a scope the key is
+        llama-stack's. ``rules`` apply their ``kwargs.`` ignores and regex normalizers to ``kwargs``.
+
+        A file keeps working whatever wrote it: its key is recomputed from its content (its
+        ``test_id`` included), so a file recorded in a scope before tool keys had it (named by the
+        old key, as llama-stack's are) is still found, by content; ``verify`` lists its name.
+        """
         kwargs = rules.apply("kwargs", self.kwargs) if rules else self.kwargs
-        return _sha256_json({"provider": self.provider, "tool_name": self.tool_name, "kwargs": kwargs})
+        keyed: dict[str, Any] = {"provider": self.provider, "tool_name": self.tool_name, "kwargs": kwargs}
+        if test_id is not None:
+            keyed["test_id"] = test_id
+        return _sha256_json(keyed)
 
     def to_json(self, test_id: str | None) -> dict[str, Any]:
         return {

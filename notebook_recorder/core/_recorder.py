@@ -22,19 +22,20 @@ import enum
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._calllog import display_path, log, log_usage
-from ._errors import RecordingNotFoundError
-from ._keys import Request, ToolRequest, call_kind
+from ._errors import NotRecordedWarning, RecordingNotFoundError
+from ._keys import Request, ToolRequest, call_kind, name_occurrence
 from ._match import NormalizeArg, Rules
 from ._modes import Mode, env_dir, env_mode
 from ._notfound import missing_message
 from ._secrets import environment_secrets, mask
-from ._store import Found, Store
+from ._store import UNCHECKED, Found, Snapshot, Store, Unchecked
 from ._version import __version__
 
 DEFAULT_DIR = "recordings"
@@ -79,6 +80,9 @@ class Decision:
     secrets: tuple[str, ...] = ()
     # The SDK that made the call (``{"sdk": "openai", "sdk_version": ...}``), written in ``recorder``.
     sdk: dict[str, str] = field(default_factory=dict)
+    # What the file of this occurrence was when a recorded call was decided (``Store.snapshot``):
+    # a write finding another answer there since keeps its own under the next free occurrence.
+    before: Snapshot | Unchecked = UNCHECKED
 
     @property
     def record(self) -> dict[str, Any]:
@@ -190,6 +194,7 @@ class Recorder:
             if mode is Mode.REPLAY:
                 raise self.missing(decision)
         decision.action = Action.RECORD
+        decision.before = self.store.snapshot(key, occurrence)
         return decision
 
     def missing(self, decision: Decision, reason: str | None = None) -> RecordingNotFoundError:
@@ -203,7 +208,7 @@ class Recorder:
             message = f"{message}\n{reason}"
         return RecordingNotFoundError(message, key=decision.key, request=decision.request, directory=self.dir)
 
-    def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path:
+    def save(self, decision: Decision, response: dict[str, Any], *, streamed: bool = False) -> Path | None:
         """Write the recording for a recorded call, and log it.
 
         The response is written as the caller saw it, ids and timestamps included (FORMAT.md,
@@ -214,6 +219,14 @@ class Recorder:
         of credential environment variables (``_secrets.environment_secrets``). The file keeps
         its name, the key of the request as it was sent; when masking changed the request, the
         file says ``"masked": true`` and is found by its name alone.
+
+        Nothing paid for is lost (DESIGN.md, "Trust"): when the file cannot be written (disk
+        full, file too large, no permission) or the answer cannot be written as JSON (a NaN, an
+        integer past 64 bits, a lone surrogate), the caller still gets the answer; a
+        :class:`~notebook_recorder.NotRecordedWarning` names the call, the file not written and
+        why, the call is logged as ``unsaved``, and ``None`` is returned. When another process
+        recorded the same occurrence meanwhile, this answer is kept under the next free one
+        (``Store.write``).
         """
         secrets = decision.secrets + environment_secrets()
         response = dict(mask(response, secrets))
@@ -241,10 +254,29 @@ class Recorder:
             record["match"] = self.rules.to_json()
         if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
             record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
-        path = self.store.write(decision.key, record)
+        try:
+            path = self.store.write(decision.key, record, expect=decision.before)
+        except (OSError, ValueError, TypeError) as exc:
+            self._unsaved(decision, exc, streamed=streamed)
+            return None
+        saved = name_occurrence(path.stem)[1]
+        if saved != decision.occurrence:  # another writer took this occurrence meanwhile
+            decision.occurrence = saved
         error = (response.get("exception_data") or {}).get("type") if response.get("is_exception") else None
         self.finish(decision, "recorded", path=path, streamed=streamed, error=error)
         return path
+
+    def _unsaved(self, decision: Decision, exc: BaseException, *, streamed: bool) -> None:
+        """A recorded call whose file could not be written: warn, naming it, and log it ``unsaved``."""
+        target = display_path(self.store.path_for(decision.key, decision.occurrence))
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        warnings.warn(
+            f"{decision.request.summary()}: the answer was returned but NOT saved to {target}: {reason}. "
+            "Replaying this call will find no recording; record it again once this is fixed.",
+            NotRecordedWarning,
+            stacklevel=2,
+        )
+        self.finish(decision, "unsaved", streamed=streamed, error=f"{type(exc).__name__}: {reason}")
 
     def finish(
         self,
@@ -276,6 +308,11 @@ class Recorder:
         )
         if path is not None:
             log_usage(outcome, path)
+            if outcome == "replayed" and decision.found is not None and decision.found.path.name.startswith("models-"):
+                # llama-stack's model lists: one replay serves the union of every list recorded
+                # for the request (``Store.replay_response``), so each of them is in use (prune).
+                for other in self.store.find_all(decision.key, decision.found.occurrence)[1:]:
+                    log_usage("merged", other.path)
 
     def log_event(
         self, kind: str, endpoint: str, outcome: str, *, error: str | None = None, origin: str | None = None

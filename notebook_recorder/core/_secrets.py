@@ -575,18 +575,21 @@ def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
 # The leak scan (``notebook-recorder verify``)
 # ---------------------------------------------------------------------------------------------
 
+# Each pattern runs in linear time on any line (``verify`` scans files line by line, and a hostile
+# file may hold one very long line): a match can only start where a run of its characters starts
+# (a lookbehind), and no quantifier gives back what it took only to be tried again elsewhere.
 SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("OpenAI-style API key", re.compile(r"sk-[A-Za-z0-9_-]{20,}")),
-    ("Bearer token", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}")),
+    ("Bearer token", re.compile(r"\bBearer\s++[A-Za-z0-9._~+/=-]{8,}")),
     ("Tavily API key", re.compile(r"tvly-[A-Za-z0-9_-]{8,}")),
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})")),
     ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
     ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("JSON web token", re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}", re.ASCII)),
     ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("password in a URL", re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@\"']+:[^/\s@\"']+@")),
+    ("password in a URL", re.compile(r"(?<![\w+.-])[a-z][a-z0-9+.-]*+://[^/\s:@\"']++:[^/\s@\"']++@")),
 )
 
 

@@ -26,6 +26,8 @@ for any tree or file of recordings.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import os
 import re
 import tempfile
@@ -135,6 +137,18 @@ def forget_indexes() -> None:
     """Drop every in-memory index (tests and benchmarks use this to start cold)."""
     with _indexes_lock:
         _indexes.clear()
+
+
+Snapshot = tuple[int, int, int] | None
+"""What :meth:`Store.snapshot` says is on disk for one occurrence."""
+
+
+class Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+UNCHECKED = Unchecked.UNCHECKED
+""":meth:`Store.write` without ``expect``: write over whatever is there (``import``)."""
 
 
 @dataclass(frozen=True)
@@ -434,33 +448,60 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write(self, key: str, record: Mapping[str, Any]) -> Path:
+    def snapshot(self, key: str, occurrence: int = 1) -> Snapshot:
+        """What occurrence ``occurrence`` of ``key`` is on disk now, as :meth:`write` compares it:
+        ``(inode, mtime_ns, size)`` of its file, or ``None`` when there is none."""
+        try:
+            st = os.stat(self.path_for(key, occurrence))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def write(self, key: str, record: Mapping[str, Any], *, expect: Snapshot | Unchecked = UNCHECKED) -> Path:
         """Write a recording atomically: a temporary file in the same directory, then a rename.
 
         The file is named by ``key`` and the record's own ``occurrence`` (1 when absent), so a
         name always agrees with its content. A reader, or a process killed mid-write, never sees a
         truncated file. The first write of a ``Store`` removes temporary files that killed writes
         left behind (:mod:`._files`).
+
+        ``expect`` is the :meth:`snapshot` of that occurrence taken when the call was decided.
+        When the file is no longer what it was (another process, or another recorder, wrote the
+        same occurrence meanwhile), this answer is not written over theirs: it is kept under the
+        next occurrence that has no file, and the path returned says which. The check and the
+        rename happen under a lock on the directory (``flock`` on the directory itself), so two
+        writers cannot both see the old file.
+
+        Raises ``OSError`` when the file cannot be written (disk full, file too large, no
+        permission) and ``ValueError`` / ``TypeError`` when the record cannot be written as JSON
+        (a NaN, an integer past 64 bits, a lone surrogate: :func:`._codec.dumps`); nothing is
+        left behind then.
         """
         occurrence = record_occurrence(record)
         if occurrence is None:
             raise ValueError(f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}")
-        path = self.path_for(key, occurrence)
         self.root.mkdir(parents=True, exist_ok=True)
         if not self._cleaned:
             self._cleaned = True
             _files.remove_stale_temp_files(str(self.root))
         data = dumps(record)
-        fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _directory_lock(self.root) if expect is not UNCHECKED else contextlib.nullcontext():
+            if expect is not UNCHECKED and self.snapshot(key, occurrence) != expect:
+                while os.path.lexists(self.path_for(key, occurrence)):
+                    occurrence += 1
+                record = with_occurrence(record, occurrence)
+                data = dumps(record)
+            path = self.path_for(key, occurrence)
+            fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         name = str(path)
         with self._index.lock:
             if self._index.listed:
@@ -471,6 +512,40 @@ class Store:
             self._index.occurrences.setdefault(key, set()).add(occurrence)
             self._index.seen.pop(name, None)
         return path
+
+
+def with_occurrence(record: Mapping[str, Any], occurrence: int) -> dict[str, Any]:
+    """``record`` saying it is occurrence ``occurrence`` (FORMAT.md: the field after ``test_id``,
+    absent for the first)."""
+    rest = {k: v for k, v in record.items() if k not in ("test_id", "occurrence")}
+    head: dict[str, Any] = {"test_id": record.get("test_id")} if "test_id" in record else {}
+    if occurrence > 1:
+        head["occurrence"] = occurrence
+    return {**head, **rest}
+
+
+_thread_locks: dict[Path, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def _directory_lock(root: Path) -> Iterator[None]:
+    """Hold the write lock of the directory ``root``: a thread lock, and (where ``fcntl`` exists)
+    an exclusive ``flock`` on the directory itself, which other processes take too. No file is
+    created for it: nothing appears among the recordings."""
+    with _indexes_lock:
+        lock = _thread_locks.setdefault(root, threading.Lock())
+    with lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: threads only
+            yield
+            return
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
 
 def _content_key(record: Mapping[str, Any], path: str | Path, rules: Rules) -> str | None:

@@ -110,7 +110,7 @@ def own_output_metadata(role: str) -> dict[str, Any]:
 
 _COLUMNS = ("#", "cell", "kind", "endpoint / tool", "model", "outcome", "occurrence", "file", "time")
 _NUMERIC = frozenset({"#", "cell", "occurrence", "time"})
-_OUTCOMES = ("replayed", "recorded", "live", "missing", "error", "unrecorded", "blocked")
+_OUTCOMES = ("replayed", "recorded", "unsaved", "live", "missing", "error", "unrecorded", "blocked")
 
 
 @dataclass(frozen=True)

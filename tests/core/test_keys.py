@@ -71,10 +71,12 @@ def test_normalize() -> None:
 
 def test_tool_key_is_the_documented_formula() -> None:
     request = ToolRequest("tavily", "web_search", {"query": "python"})
+    # without a scope: llama-stack's formula
+    assert request.key(None) == _sha({"provider": "tavily", "tool_name": "web_search", "kwargs": {"query": "python"}})
+    # in a scope (a pytest test): the scope is keyed, as for API calls (issue 22)
     assert request.key("scope") == _sha(
-        {"provider": "tavily", "tool_name": "web_search", "kwargs": {"query": "python"}}
+        {"provider": "tavily", "tool_name": "web_search", "kwargs": {"query": "python"}, "test_id": "scope"}
     )
-    assert request.key("scope") == request.key(None)
 
 
 def test_llama_stack_names_are_the_same_formula_over_its_doubled_url_path() -> None:
@@ -106,11 +108,19 @@ def test_llama_stack_names_are_the_same_formula_over_its_doubled_url_path() -> N
     assert doubled >= 40
 
 
-def test_llama_stack_tool_files_are_named_by_their_key() -> None:
+def test_llama_stack_tool_files_are_named_by_the_unscoped_formula() -> None:
+    """llama-stack names a tool file by the key without its test_id; the content key keeps the
+    test_id (issue 22), so these files, like its inference files, are found by content."""
     tool_files = [p for p in FIXTURES.rglob("*.json") if "tool_name" in json.loads(p.read_text())["request"]]
     assert tool_files
     for path in tool_files:
-        assert record_key(json.loads(path.read_text())) == path.stem
+        record = json.loads(path.read_text())
+        request = record["request"]
+        unscoped = ToolRequest(request["provider"], request["tool_name"], request["kwargs"]).key(None)
+        assert unscoped == path.stem
+        assert record_key(record) == ToolRequest(request["provider"], request["tool_name"], request["kwargs"]).key(
+            record["test_id"]
+        )
 
 
 @pytest.mark.parametrize(

@@ -274,8 +274,12 @@ def test_a_crafted_field_inside_a_valid_chat_completion_never_runs_code(
             data["usage"] = attack
 
     _rewrite(path, change)
-    result = _replay_chat(directory)
-    assert type(result) is ChatCompletion
+    try:
+        result = _replay_chat(directory)
+    except nr.RecordingFormatError as exc:  # a list where the SDK has an object (issue 22): named
+        assert str(path) in str(exc)
+    else:
+        assert type(result) is ChatCompletion
     _assert_safe(marker)
 
 

@@ -668,3 +668,38 @@ def test_function_fixtures_are_recorded_with_the_test_and_wider_ones_are_not(pyt
     queries = sorted(record["request"]["kwargs"]["query"] for record in records)
     assert queries == ["function fixture", "test body"]
     assert {record["test_id"] for record in records} == {"test_fixtures.py::test_uses_both"}
+
+
+def test_two_tests_making_the_same_tool_call_each_replay_their_own_answer(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tool calls are keyed with the test's node id, as API calls are (issue 22): recording the
+    second test no longer replaces the first one's answer."""
+    pytester.makepyfile(
+        test_same_tool="""
+        import os
+        import pytest
+        import notebook_recorder as nr
+
+        @nr.tool(provider="tavily", name="web_search")
+        def web_search(query):
+            return os.environ["ANSWER_PREFIX"] + os.environ["PYTEST_CURRENT_TEST"].split("::")[1].split(" ")[0]
+
+        @pytest.mark.apirec
+        def test_one():
+            print("GOT", web_search("same query"))
+
+        @pytest.mark.apirec
+        def test_two():
+            print("GOT", web_search("same query"))
+        """
+    )
+    monkeypatch.setenv("ANSWER_PREFIX", "answer of ")
+    recorded = run(pytester, "--apirec-mode=record", "-s")
+    monkeypatch.delenv("ANSWER_PREFIX")  # replay must not call the tool: it would fail now
+    recorded.assert_outcomes(passed=2)
+    assert len(list((pytester.path / "recordings" / "test_same_tool").glob("*.json"))) == 2
+    replayed = run(pytester, "--apirec-mode=replay", "-s")
+    replayed.assert_outcomes(passed=2)
+    got = [line for line in replayed.outlines if "GOT" in line]
+    assert [line.split("GOT ", 1)[1] for line in got] == ["answer of test_one", "answer of test_two"]

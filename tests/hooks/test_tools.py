@@ -818,15 +818,17 @@ def test_calls_log_entries(tmp_path: Path) -> None:
 
     with nr.recording("record", dir=tmp_path, scope="nb.ipynb"):
         web_search("a")
-    with nr.recording("replay", dir=tmp_path, scope="other"):  # tool keys ignore the scope
+    with nr.recording("replay", dir=tmp_path, scope="nb.ipynb"):
         web_search("a")
-    first, second = nr.calls()
+    with nr.recording("replay", dir=tmp_path, scope="other"), pytest.raises(nr.RecordingNotFoundError):
+        web_search("a")  # tool keys include the scope, as API keys do (issue 22)
+    first, second, _ = nr.calls()
     assert first.kind == second.kind == "tool"
     assert first.endpoint == second.endpoint == "tavily/web_search"
     assert first.model == ""
     assert (first.outcome, second.outcome) == ("recorded", "replayed")
     assert first.path == second.path and first.path is not None and first.path.endswith(f"{first.key}.json")
-    assert (first.test_id, second.test_id) == ("nb.ipynb", "other")
+    assert (first.test_id, second.test_id) == ("nb.ipynb", "nb.ipynb")
     [record] = recordings(tmp_path)
     assert record["test_id"] == record["request"]["test_id"] == "nb.ipynb"
 

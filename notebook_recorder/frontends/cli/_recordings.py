@@ -14,10 +14,22 @@ from ...core._errors import RecordingFormatError
 from ...core._importing import import_into
 from ...core._modes import ENV_DIR
 from ...core._store import Store, read_recording, relative
+from ...core._terminal import one_line, printable
 from .._render import human_size, middle_truncate, plural, text_table
-from ._common import PROG, CommandLineError, err, existing_dir, out, print_json
+from ._common import PROG, CommandLineError, err as _err, existing_dir, out as _out, print_json
 from ._scan import STRICT_MATCH, Entry, scan
 from ._verify import verify
+
+
+def out(*lines: str) -> None:
+    """Results to stdout, with recorded text made safe for a terminal (``_terminal``)."""
+    _out(*map(printable, lines))
+
+
+def err(*lines: str) -> None:
+    """Failures to stderr, with recorded text made safe for a terminal (``_terminal``)."""
+    _err(*map(printable, lines))
+
 
 SORTS: dict[str, Callable[[Entry], Any]] = {
     "key": lambda e: (e.key is None, e.key or "", e.occurrence or 0, e.rel),
@@ -61,7 +73,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         ]
         if args.full:
             row.append(e.rel)
-        rows.append(row)
+        rows.append([one_line(cell) for cell in row])
     out(*text_table(header, rows, right=frozenset({1, 6, 7})))
     stale = sum(e.stale_name for e in entries)
     broken = sum(e.kind == "unreadable" for e in entries)
@@ -120,7 +132,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         read_recording(path)  # the rules replay and verify apply (nesting depth...), before rendering it
         recording = Recording.load(path)
     except RecordingFormatError as exc:
-        err(f"{PROG} show: {exc}")
+        err(f"{PROG} show: {one_line(exc)}")
         return 1
     out(recording.to_text(max_chars=args.max_chars or None).rstrip("\n"))
     return 0

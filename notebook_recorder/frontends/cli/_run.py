@@ -183,6 +183,19 @@ def _only_untagged_notes(diff: list[str]) -> bool:
     return bool(notes) and not added and all(line in notes or line == "[stdout]" for line in removed)
 
 
+def _inside(root: Path, files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``files`` split into those whose directory really is ``root`` or below it, and those
+    reached through a directory link out of it: ``prune`` deletes only inside the directory it
+    was given (a link itself is inside: deleting it leaves its target alone)."""
+    real_root = Path(os.path.realpath(root))
+    inside: list[Path] = []
+    outside: list[Path] = []
+    for file in files:
+        real_dir = Path(os.path.realpath(file.parent))
+        (inside if real_dir == real_root or real_root in real_dir.parents else outside).append(file)
+    return inside, outside
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune DIR --used-by NB...``: list (and with ``--yes`` delete) recordings no notebook uses."""
     from ..notebooks._runner import NotebookError
@@ -203,7 +216,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         out(_summary(run, "ok"))
         used |= {p.resolve() for p in run.files_used()}
     walk = walk_recordings(root)
-    files = [Path(f) for f in walk.files]
+    inside, outside = _inside(root, [Path(f) for f in walk.files])
+    files = inside
     unused = [f for f in files if f.resolve() not in used]
     bad = [(Path(odd.path), odd.problem) for odd in walk.problems]
     for file in list(unused):
@@ -213,11 +227,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
             bad.append((file, exc.problem))
             unused.remove(file)
             files.remove(file)
-    stale = stale_temp_files(root)
+    stale = _inside(root, stale_temp_files(root))[0]
     out("")
     if bad:
         out(f"{len(bad)} entries in {args.dir} are not readable recordings (left alone):")
         out(*[f"  {relative(path, root)}: {problem}" for path, problem in sorted(bad)])
+    if outside:
+        out(
+            f"{len(outside)} file(s) reached through a link out of {args.dir} "
+            "(left alone: prune deletes only inside it):"
+        )
+        out(*[f"  {relative(path, root)}" for path in sorted(outside)])
     if stale:
         out(f"{len(stale)} temporary file(s) left by interrupted writes:", *[f"  {relative(p, root)}" for p in stale])
     if not unused:

@@ -26,6 +26,7 @@ from ...core._keys import (
 )
 from ...core._secrets import leaks
 from ...core._store import name_key_occurrence, read_recording, relative, trusted_patterns, walk_recordings
+from ...core._terminal import one_line
 
 STRICT_MATCH = "strict (no rules)"
 """How ``match`` describes a file keyed without rules."""
@@ -54,6 +55,11 @@ class Entry:
     opaque: bool = False  # keyed with a callable normalizer: its key cannot be recomputed here
     untrusted: bool = False  # keyed with normalize patterns the project does not configure: not run
     bad_match: bool = False  # its `match` field is malformed
+
+    @property
+    def shown(self) -> str:
+        """:attr:`rel` as one printable line (control characters escaped: see ``_terminal``)."""
+        return one_line(self.rel)
 
     @property
     def stale_name(self) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core._store import MODEL_LIST_NAME, name_key_occurrence, relative, stale_temp_files
+from ...core._terminal import one_line
 from ...core._types import allowed_type, is_known_foreign
 from ._scan import Entry, scan
 
@@ -72,36 +73,36 @@ def verify(
     rule_sets: dict[str, int] = defaultdict(int)
     for entry in entries:
         if entry.problem:
-            groups["unreadable files"].append(f"{entry.rel}: {entry.problem}")
+            groups["unreadable files"].append(f"{entry.shown}: {one_line(entry.problem)}")
             continue
         rule_sets[entry.match] += 1
         if entry.bad_match:
             groups["invalid match fields"].append(
-                f'{entry.rel}: match must be {{"ignore": [PATH...], "normalize": {{PATTERN: REPLACEMENT}}}} '
+                f'{entry.shown}: match must be {{"ignore": [PATH...], "normalize": {{PATTERN: REPLACEMENT}}}} '
                 "with valid paths and regular expressions"
             )
         elif entry.opaque:
-            opaque.append(entry.rel)
+            opaque.append(entry.shown)
         elif entry.untrusted:
-            untrusted.append(entry.rel)
+            untrusted.append(entry.shown)
         elif entry.occurrence is None:
             groups["invalid occurrence fields"].append(
-                f"{entry.rel}: occurrence must be a whole number >= 1, not {entry.bad_occurrence}"
+                f"{entry.shown}: occurrence must be a whole number >= 1, not {entry.bad_occurrence}"
             )
         elif entry.key is None:
-            unkeyable.append(entry.rel)
+            unkeyable.append(entry.shown)
         else:
             by_key[(entry.key, entry.occurrence)].append(entry)
             if entry.stale_name:
-                groups["names that are not their key"].append(f"{entry.rel}: {_stale_name_problem(entry)}")
+                groups["names that are not their key"].append(f"{entry.shown}: {_stale_name_problem(entry)}")
         for name in sorted(entry.types):
             if not _type_allowed(name, allow_types):
-                unknown[name].append(entry.rel)
-        groups["possible leaked credentials"] += [f"{entry.rel}: {finding}" for finding in entry.leaks]
+                unknown[name].append(entry.shown)
+        groups["possible leaked credentials"] += [f"{entry.shown}: {one_line(finding)}" for finding in entry.leaks]
     for (key, occurrence), same in sorted(by_key.items()):
         if len(same) < 2:
             continue
-        listed = "".join(f"\n    {e.rel}" for e in same)
+        listed = "".join(f"\n    {e.shown}" for e in same)
         if all(MODEL_LIST_NAME.fullmatch(e.path.stem) for e in same):
             notes.append(f"{len(same)} model lists share key {key[:12]}… (llama-stack merges them):{listed}")
         else:
@@ -142,7 +143,7 @@ def verify(
         notes.append(
             f"{len(stale)} temporary file(s) left by interrupted writes (harmless; the next recording written "
             f"there, or `notebook-recorder prune ... --yes`, removes them):"
-            + "".join(f"\n    {relative(p, root)}" for p in stale)
+            + "".join(f"\n    {one_line(relative(p, root))}" for p in stale)
         )
 
     return VerifyReport(len(entries), groups, notes, dict(rule_sets))

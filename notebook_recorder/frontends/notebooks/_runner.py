@@ -40,6 +40,8 @@ from .._discovery import ENV_NOTEBOOK
 from ._comparison import ANSI, merge_streams
 
 RAISES_TAG = "raises-exception"
+MERGED = "merged"
+"""The usage log's outcome for a file a replay read besides the one it counts (``_recorder``)."""
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -93,6 +95,8 @@ class NotebookRun:
         """How many calls were ``replayed``, ``recorded``..., from the usage log."""
         counts: dict[str, int] = {}
         for outcome, _ in self.usage:
+            if outcome == MERGED:  # another file of a call already counted
+                continue
             counts[outcome] = counts.get(outcome, 0) + 1
         return counts
 

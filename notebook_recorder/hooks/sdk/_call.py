@@ -436,9 +436,20 @@ class SdkCall:
         httpx = _compat.http_library(self.client)
         headers = {"content-type": content_type}
         if isinstance(recorded, dict):
-            headers.update({str(k): v for k, v in recorded.items() if isinstance(v, str) and str(k) != "content-type"})
+            headers.update(
+                {
+                    str(k): v
+                    for k, v in recorded.items()
+                    if isinstance(v, str) and str(k).lower() not in _NOT_REPLAYED_HEADERS
+                }
+            )
         headers["x-notebook-recorder"] = "replay"
         return httpx.Response(status, headers=headers, content=content, request=self._synthetic_request())
+
+
+#: Recorded response headers a replayed response never carries: the body's own type is set from
+#: the file, and the body is stored decoded and whole (no encoding to undo, its own length).
+_NOT_REPLAYED_HEADERS = frozenset({"content-type", "content-encoding", "content-length", "transfer-encoding"})
 
 
 class _Collected:
