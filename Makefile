@@ -129,17 +129,17 @@ unit: $(BIN)/.installed-dev
 # (httpx and httpx2, the SDK's internals), and the end-to-end kernel and pytest-session tests.
 # Left out, as they run in `unit`: the tests marked `frontend`, which start kernels, pytest
 # sessions or the CLI to test our front ends' own behaviour (run and --check, the plugin's options,
-# the README's blocks), and tests/test_analysis.py, which exercises pandas, not openai (it runs on
+# the README's blocks), and tests/analysis/, which exercises pandas, not openai (it runs on
 # 2.x in `test-lowest`).
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/test_analysis.py
+	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/analysis
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
 # tests skip. The rest of the suite does not depend on those versions and runs in `unit`.
-LOWEST_TESTS := tests/test_analysis.py tests/test_openai_record_replay.py tests/test_magics.py \
-	tests/test_kernel.py tests/test_codec.py
+LOWEST_TESTS := tests/analysis/test_analysis.py tests/hooks/test_openai_record_replay.py \
+	tests/frontends/test_magics.py tests/frontends/test_kernel.py tests/core/test_codec.py
 test-lowest: $(BINLOW)/.installed-dev
 	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
 	$(BINLOW)/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
@@ -163,7 +163,7 @@ sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 frameworks: $(BIN)/.installed-dev
 	$(UV_PIP) --python $(BIN)/python --group dev --group frameworks -e . \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
-	$(BIN)/python -m pytest tests/test_frameworks.py
+	$(BIN)/python -m pytest tests/hooks/test_frameworks.py
 
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
