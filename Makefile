@@ -26,6 +26,11 @@ UV := $(UV_HOME)/bin/uv
 UV_VENV = $(UV) venv --quiet --allow-existing --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 UV_PIP := $(UV) pip install --quiet
 
+# The official openai npm package, which tests/frontends/test_serve.py runs with Node against
+# `notebook-recorder serve` (6.x: the newest major that runs on Node 20). Installed once under .cache/npm.
+NODE_OPENAI := 6.30.1
+NODE_OPENAI_PKG := .cache/npm/node_modules/openai/package.json
+
 .PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite frameworks bench clean
 
 $(UV):
@@ -83,7 +88,13 @@ test:
 	@$(MAKE) --no-print-directory -k -j2 checks; status=$$?; \
 		$(MAKE) --no-print-directory summary; exit $$status
 
-venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite
+venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite \
+	$(NODE_OPENAI_PKG)
+
+$(NODE_OPENAI_PKG):
+	mkdir -p .cache/npm
+	test -f .cache/npm/package.json || echo '{"private": true}' > .cache/npm/package.json
+	cd .cache/npm && npm install --no-audit --no-fund --loglevel=error openai@$(NODE_OPENAI)
 
 CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks docs typecheck lint
 checks: $(addprefix logged-,$(CHECKS))
@@ -123,7 +134,7 @@ lint: $(BIN)/.installed-dev
 typecheck: $(BIN)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(BIN)/.installed-dev
+unit: $(BIN)/.installed-dev $(NODE_OPENAI_PKG)
 	$(BIN)/python -c "import openai; print('openai', openai.__version__)"
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
@@ -131,17 +142,17 @@ unit: $(BIN)/.installed-dev
 # (httpx and httpx2, the SDK's internals), and the end-to-end kernel and pytest-session tests.
 # Left out, as they run in `unit`: the tests marked `frontend`, which start kernels, pytest
 # sessions or the CLI to test our front ends' own behaviour (run and --check, the plugin's options,
-# the README's blocks), and tests/test_analysis.py, which exercises pandas, not openai (it runs on
+# the README's blocks), and tests/analysis/, which exercises pandas, not openai (it runs on
 # 2.x in `test-lowest`).
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/test_analysis.py
+	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/analysis
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
 # tests skip. The rest of the suite does not depend on those versions and runs in `unit`.
-LOWEST_TESTS := tests/test_analysis.py tests/test_openai_record_replay.py tests/test_magics.py \
-	tests/test_kernel.py tests/test_codec.py
+LOWEST_TESTS := tests/analysis/test_analysis.py tests/hooks/test_openai_record_replay.py \
+	tests/frontends/test_magics.py tests/frontends/test_kernel.py tests/core/test_codec.py
 test-lowest: $(BINLOW)/.installed-dev
 	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
 	$(BINLOW)/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
@@ -169,7 +180,7 @@ sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 frameworks: $(BIN)/.installed-dev
 	$(UV_PIP) --python $(BIN)/python --group dev --group frameworks -e . \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
-	$(BIN)/python -m pytest tests/test_frameworks.py
+	$(BIN)/python -m pytest tests/hooks/test_frameworks.py
 
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev

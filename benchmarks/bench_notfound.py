@@ -55,7 +55,7 @@ def _request(i: int) -> dict[str, Any]:
 
 def build(root: Path, files: int) -> Path:
     """``files`` recordings under ``root/<files>`` (reused once built)."""
-    from notebook_recorder._keys import request_from_record
+    from notebook_recorder.core._keys import request_from_record
 
     folder = root / str(files)
     done = folder / ".complete"
@@ -73,7 +73,7 @@ def build(root: Path, files: int) -> Path:
 
 def _full_scan(recorder: Any, request: Any) -> tuple[Path, list[Any]] | None:
     """The search before issue 28: every file parsed and diffed."""
-    from notebook_recorder._keys import comparable, diff, request_from_record
+    from notebook_recorder.core._keys import comparable, diff, request_from_record
 
     wanted = comparable(request, recorder.scope, recorder.rules)
     best: tuple[tuple[int, float], Path, list[Any]] | None = None
@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from notebook_recorder import _notfound
-    from notebook_recorder._keys import InferenceRequest
-    from notebook_recorder._recorder import Recorder
-    from notebook_recorder._store import forget_indexes
+    from notebook_recorder.core import _notfound
+    from notebook_recorder.core._keys import InferenceRequest
+    from notebook_recorder.core._recorder import Recorder
+    from notebook_recorder.core._store import forget_indexes
 
     folder = build(CORPUS, args.files)
     near = _request(args.files // 6 * 3)  # a chat completion from the middle of the folder

@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
-from notebook_recorder._codec import dumps
-from notebook_recorder._store import Store
-from notebook_recorder._verify import verify
+from notebook_recorder.core._codec import dumps
+from notebook_recorder.core._store import Store
+from notebook_recorder.frontends.cli._verify import verify
 
 GOAL_VERIFY_RATIO = 3.0
 GOAL_WRITE_RATIO = 3.0

@@ -7,8 +7,8 @@ import os
 import textwrap
 from typing import Any
 
-from .._errors import RecordingFormatError
-from .._terminal import one_line
+from ..core._errors import RecordingFormatError
+from ..core._terminal import one_line
 from ._loader import parse_file
 from ._rows import MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
 
