@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "token_stream": ".analysis",
     "plot_token_stream": ".analysis",
     "Recording": ".analysis",
+    "diff": ".analysis",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
         Frames as Frames,
         Recording as Recording,
         RecordingLoadError as RecordingLoadError,
+        diff as diff,
         load_frames as load_frames,
         load_recordings as load_recordings,
         messages as messages,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ._cli_common import PROG, CommandLineError, err, existing_dir, out, print_json
 from ._errors import RecordingFormatError
+from ._modes import ENV_DIR_OUT, ENV_PACE
 from ._render import indent, middle_truncate, plural
 from ._store import read_recording, relative, stale_temp_files, walk_recordings
 
@@ -38,8 +39,24 @@ def _progress(cell: Any, total: int) -> None:
 def _execute(path: Path, args: argparse.Namespace, mode: str) -> Any:
     from ._notebooks import execute
 
-    out(f"{path} (mode {mode})")
-    return execute(path, mode=mode, timeout=args.timeout, kernel_name=args.kernel, on_cell=_progress)
+    env = run_env(path, args)
+    extra = "".join(f", {what} {env[name]}" for name, what in ((ENV_DIR_OUT, "writing to"), (ENV_PACE, "pace")) if name in env)
+    out(f"{path} (mode {mode}{extra})")
+    return execute(path, mode=mode, timeout=args.timeout, kernel_name=args.kernel, on_cell=_progress, env=env)
+
+
+def run_env(path: Path, args: argparse.Namespace) -> dict[str, str]:
+    """The kernel's extra environment for ``--dir-out`` and ``--pace``: new recordings go to
+    ``DIR_OUT/<notebook stem>/`` (the layout of ``recordings/``, so ``diff recordings DIR_OUT``
+    pairs them), streams replay at the recorded pace."""
+    env: dict[str, str] = {}
+    dir_out = getattr(args, "dir_out", None)
+    if dir_out:
+        env[ENV_DIR_OUT] = str(Path(dir_out).expanduser().resolve() / path.stem)
+    pace = getattr(args, "pace", None)
+    if pace is not None:
+        env[ENV_PACE] = repr(pace)
+    return env
 
 
 def failure_lines(run: Any) -> list[str]:

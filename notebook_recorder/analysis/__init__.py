@@ -28,11 +28,13 @@ if TYPE_CHECKING:
         token_stream,
         tool_calls,
     )
+    from ._diff import DEFAULT_FAIL_ON, VERDICT_DOCS, VERDICTS, RunDiff, diff
     from ._loader import RecordingLoadError, clear_cache
     from ._plot import plot_token_stream
     from ._recording import Recording
 
 __all__ = [
+    "DEFAULT_FAIL_ON",
     "MESSAGE_COLUMNS",
     "RECORDING_COLUMNS",
     "TOKEN_COLUMNS",
@@ -42,7 +44,11 @@ __all__ = [
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
+    "RunDiff",
+    "VERDICTS",
+    "VERDICT_DOCS",
     "clear_cache",
+    "diff",
     "load_frames",
     "load_recordings",
     "messages",
@@ -52,6 +58,11 @@ __all__ = [
 ]
 
 _WHERE = {
+    "DEFAULT_FAIL_ON": "_diff",
+    "RunDiff": "_diff",
+    "VERDICTS": "_diff",
+    "VERDICT_DOCS": "_diff",
+    "diff": "_diff",
     "MESSAGE_COLUMNS": "_frames",
     "RECORDING_COLUMNS": "_frames",
     "TOKEN_COLUMNS": "_frames",
