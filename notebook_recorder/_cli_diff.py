@@ -90,7 +90,8 @@ def _print_text(
                     middle_truncate(str(_v(row["request_diff"]) or _v(row["changes"]) or ""), 70),
                 ]
             )
-        out("", *text_table(["VERDICT", "FILE", "TEST_ID", "ENDPOINT", "ΔTOKENS", "ΔMS", "WHAT"], rows, frozenset({4, 5})))
+        header = ["VERDICT", "FILE", "TEST_ID", "ENDPOINT", "ΔTOKENS", "ΔMS", "WHAT"]
+        out("", *text_table(header, rows, frozenset({4, 5})))
     out("")
     if not fail_on:
         out(f"{len(frame)} calls compared (--fail-on none)")
@@ -188,9 +189,12 @@ def _archive(directory: Path, rev: str, dest: Path) -> Path:
     top = Path(_git(probe, "rev-parse", "--show-toplevel"))
     rel = os.path.relpath(directory.resolve() if directory.exists() else probe.resolve() / directory.name, top)
     rel = "." if rel == "." else rel.replace(os.sep, "/")
-    commit = _git(top, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    try:
+        commit = _git(top, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except CommandLineError:
+        commit = ""
     if not commit:
-        raise CommandLineError(f"--from/--to: no such revision: {rev}")
+        raise CommandLineError(f"--from/--to: no such revision: {rev} (in the git repository {top})")
     listed = _git(top, "ls-tree", "-d", "--name-only", commit, "--", rel) if rel != "." else "."
     if not listed:
         raise CommandLineError(f"{rel} does not exist at revision {rev}")

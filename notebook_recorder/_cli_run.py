@@ -40,7 +40,8 @@ def _execute(path: Path, args: argparse.Namespace, mode: str) -> Any:
     from ._notebooks import execute
 
     env = run_env(path, args)
-    extra = "".join(f", {what} {env[name]}" for name, what in ((ENV_DIR_OUT, "writing to"), (ENV_PACE, "pace")) if name in env)
+    said = ((ENV_DIR_OUT, "writing to"), (ENV_PACE, "pace"))
+    extra = "".join(f", {what} {env[name]}" for name, what in said if name in env)
     out(f"{path} (mode {mode}{extra})")
     return execute(path, mode=mode, timeout=args.timeout, kernel_name=args.kernel, on_cell=_progress, env=env)
 

@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._diff import RunDiff, diff
     from ._frames import (
         MESSAGE_COLUMNS,
         RECORDING_COLUMNS,
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
         token_stream,
         tool_calls,
     )
-    from ._diff import DEFAULT_FAIL_ON, VERDICT_DOCS, VERDICTS, RunDiff, diff
     from ._loader import RecordingLoadError, clear_cache
     from ._plot import plot_token_stream
     from ._recording import Recording
+    from ._verdicts import DEFAULT_FAIL_ON, VERDICT_DOCS, VERDICTS
 
 __all__ = [
     "DEFAULT_FAIL_ON",
@@ -39,14 +40,14 @@ __all__ = [
     "RECORDING_COLUMNS",
     "TOKEN_COLUMNS",
     "TOOL_CALL_COLUMNS",
+    "VERDICTS",
+    "VERDICT_DOCS",
     "Column",
     "Frames",
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
     "RunDiff",
-    "VERDICTS",
-    "VERDICT_DOCS",
     "clear_cache",
     "diff",
     "load_frames",
@@ -58,10 +59,10 @@ __all__ = [
 ]
 
 _WHERE = {
-    "DEFAULT_FAIL_ON": "_diff",
+    "DEFAULT_FAIL_ON": "_verdicts",
     "RunDiff": "_diff",
-    "VERDICTS": "_diff",
-    "VERDICT_DOCS": "_diff",
+    "VERDICTS": "_verdicts",
+    "VERDICT_DOCS": "_verdicts",
     "diff": "_diff",
     "MESSAGE_COLUMNS": "_frames",
     "RECORDING_COLUMNS": "_frames",

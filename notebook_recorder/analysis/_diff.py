@@ -42,7 +42,7 @@ import pandas as pd
 from .._keys import comparable, diff as request_changes, request_from_record
 from ._frames import RecordingLoadWarning, load_recordings, tool_calls
 from ._loader import Source
-from ._verdicts import DEFAULT_FAIL_ON, UNCHANGED, VERDICT_DOCS, VERDICTS, check_verdicts
+from ._verdicts import DEFAULT_FAIL_ON, UNCHANGED, VERDICTS, check_verdicts
 
 #: Keys whose values differ from run to run whatever the model does: left out when two responses
 #: are compared for ``same``.
@@ -279,7 +279,8 @@ def _response_equal(ca: _Call, cb: _Call) -> tuple[str, str | None]:
     if a == b:
         return "identical", None
     a, b = _without(a, VOLATILE_KEYS), _without(b, VOLATILE_KEYS)
-    volatile = sorted({p.split(".")[-1].split("[")[0] for p in _paths_differing(ra.get("response"), rb.get("response"))})
+    where = _paths_differing(ra.get("response"), rb.get("response"))
+    volatile = sorted({p.split(".")[-1].split("[")[0] for p in where})
     if a == b:
         return "same", "volatile fields: " + ", ".join(v for v in volatile if v not in _TIMING) if volatile else None
     return "same", "also differs: " + ", ".join(_paths_differing(a, b))
@@ -467,7 +468,8 @@ class RunDiff(pd.DataFrame):  # type: ignore[misc]
 
     @property
     def _constructor(self) -> type[pd.DataFrame]:
-        return pd.DataFrame
+        plain: type[pd.DataFrame] = pd.DataFrame
+        return plain
 
     def summary(self) -> pd.Series:
         """How many calls got each verdict (verdicts with none left out), most significant first."""

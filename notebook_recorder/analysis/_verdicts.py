@@ -42,6 +42,7 @@ DEFAULT_FAIL_ON: tuple[str, ...] = ("tool calls changed", "structure changed", "
 #: Verdicts that say the answer did not change.
 UNCHANGED: frozenset[str] = frozenset({"identical", "same"})
 
+
 def check_verdicts(names: Iterable[str], what: str = "verdict") -> list[str]:
     """``names`` as verdicts; an unknown one raises ``ValueError`` listing the valid ones."""
     out = []
