@@ -51,10 +51,10 @@ from collections.abc import Sequence
 from . import __version__
 from ._cli_common import PROG, CommandLineError
 from ._cli_diff import VERDICT_NAMES, cmd_diff
-from .analysis._verdicts import DEFAULT_FAIL_ON
 from ._cli_recordings import SORTS, cmd_import, cmd_ls, cmd_show, cmd_verify
 from ._cli_run import cmd_prune, cmd_run
 from ._modes import ENV_DIR, valid_modes
+from .analysis._verdicts import DEFAULT_FAIL_ON
 
 __all__ = ["PROG", "CommandLineError", "build_parser", "main"]
 
