@@ -303,7 +303,9 @@ def test_the_command_prints_a_summary_and_fails_on_the_default_verdicts(
     assert set(DEFAULT_FAIL_ON) == {"tool calls changed", "structure changed", "error appeared", "removed"}
 
 
-def test_the_command_prints_json(two_runs: tuple[Path, Path, dict[str, float]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_prints_json(
+    two_runs: tuple[Path, Path, dict[str, float]], capsys: pytest.CaptureFixture[str]
+) -> None:
     a, b, _ = two_runs
     assert cli.main(["diff", str(a), str(b), "--json", "--fail-on", "text changed,finish changed"]) == 1
     report = json.loads(capsys.readouterr().out)
@@ -342,9 +344,8 @@ def test_llama_stack_sample_against_an_edited_copy(tmp_path: Path) -> None:
     edited = tmp_path / "edited"
     shutil.copytree(FIXTURES_DIR, edited)
     frame = nr.load_recordings(FIXTURES_DIR)
-    plain = frame[
-        (frame["kind"] == "inference") & ~frame["is_streaming"] & (frame["finish_reason"] == "stop") & frame["text"].str.len().gt(20)
-    ]
+    answered = (frame["finish_reason"] == "stop") & frame["text"].str.len().gt(20)
+    plain = frame[(frame["kind"] == "inference") & ~frame["is_streaming"] & answered]
     text_file, error_file, id_file = (Path(p) for p in plain["path"].iloc[:3])
     asked = nr.tool_calls(frame)
     tool_file = Path(asked[(asked["source"] == "response")]["path"].iloc[0])

@@ -58,7 +58,9 @@ def test_magic_dir_out_and_pace(ip: InteractiveShell, wire_server: WireServer, t
 # --- notebook-recorder run --------------------------------------------------------------------
 
 
-def cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
