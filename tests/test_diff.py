@@ -256,6 +256,31 @@ def test_identical_runs_are_identical(two_runs: tuple[Path, Path, dict[str, floa
     assert frame.failing().empty
 
 
+def test_a_helper_process_checks_half_of_many_pairs_with_the_same_result(
+    two_runs: tuple[Path, Path, dict[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notebook_recorder.analysis import _loader, _samecheck
+
+    a, b, _ = two_runs
+    monkeypatch.setenv("NOTEBOOK_RECORDER_LOAD_HELPER", "0")
+    alone = nr.diff(a, b)
+    monkeypatch.delenv("NOTEBOOK_RECORDER_LOAD_HELPER")
+    monkeypatch.setattr(_samecheck, "PARALLEL_MIN_PAIRS", 1)
+    if not _loader._Helper.possible():
+        pytest.skip("one CPU: no helper process")
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        started.append(args[0])
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(_samecheck.subprocess, "Popen", popen)
+    helped = nr.diff(a, b)
+    assert len(started) == 1
+    pd.testing.assert_frame_equal(pd.DataFrame(alone), pd.DataFrame(helped))
+
+
 def test_diff_takes_frames_too(two_runs: tuple[Path, Path, dict[str, float]]) -> None:
     a, b, _ = two_runs
     old, new = nr.load_recordings(a), nr.load_recordings(b)

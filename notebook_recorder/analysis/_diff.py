@@ -42,35 +42,8 @@ import pandas as pd
 from .._keys import comparable, diff as request_changes, request_from_record
 from ._frames import RecordingLoadWarning, load_recordings, tool_calls
 from ._loader import Source
+from ._samecheck import check_pairs, compare
 from ._verdicts import DEFAULT_FAIL_ON, UNCHANGED, VERDICTS, check_verdicts
-
-#: Keys whose values differ from run to run whatever the model does: left out when two responses
-#: are compared for ``same``.
-VOLATILE_KEYS: frozenset[str] = frozenset(
-    {
-        "id",
-        "created",
-        "created_at",
-        "completed_at",
-        "system_fingerprint",
-        "fingerprint",
-        "obfuscation",
-        "request_id",
-        "response_id",
-        "item_id",
-        "call_id",
-        "tool_call_id",
-        "tool_use_id",
-        "service_tier",
-        "usage",
-        "usage_metadata",
-        "x-request-id",
-        "request-id",
-        "openai-processing-ms",
-    }
-)
-#: notebook-recorder's own timing and metadata in ``response``: never compared.
-_TIMING = frozenset({"duration_ms", "chunk_offsets_ms", "headers"})
 
 _NUMERIC = ("prompt_tokens", "completion_tokens", "total_tokens", "duration_ms", "n_chunks")
 
@@ -145,6 +118,26 @@ def _na(value: Any) -> Any:
     return value
 
 
+#: The columns of ``load_recordings`` that the comparison reads.
+_SIDE_COLUMNS = (
+    "key",
+    "occurrence",
+    "test_id",
+    "kind",
+    "endpoint",
+    "tool_name",
+    "model",
+    "text",
+    "finish_reason",
+    "exception_type",
+    "exception_message",
+    "status_code",
+    "recorded_at",
+    "path",
+    *_NUMERIC,
+)
+
+
 def _side(src: Source, strict: bool, progress: bool | None, name: str) -> list[_Call]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RecordingLoadWarning)
@@ -166,14 +159,20 @@ def _side(src: Source, strict: bool, progress: bool | None, name: str) -> list[_
             response["path"], response["name"], response["arguments"], response["arguments_json"], strict=True
         ):
             asked[path].append((_na(tool), parsed if parsed is not None else _na(args)))
-    records = frame.to_dict("records")
-    root = _root(src, [r["path"] for r in records])
+    columns = [c for c in _SIDE_COLUMNS if c in frame.columns]
+    values = [[_na(v) for v in frame[c].tolist()] for c in columns]
+    paths = frame["path"].tolist()
+    root = _root(src, paths)
     calls = []
-    for row in records:
-        row = {k: _na(v) for k, v in row.items()}
-        parent = os.path.dirname(os.path.abspath(row["path"]))
-        group = os.path.relpath(parent, root) if root else ""
-        calls.append(_Call(row, "" if group == "." else group, tuple(asked.get(row["path"], ()))))
+    groups: dict[str, str] = {}
+    for row_values in zip(*values, strict=True):
+        row = dict(zip(columns, row_values, strict=True))
+        parent = os.path.dirname(row["path"])
+        group = groups.get(parent)
+        if group is None:
+            group = os.path.relpath(os.path.abspath(parent), root) if root else ""
+            group = groups[parent] = "" if group == "." else group
+        calls.append(_Call(row, group, tuple(asked.get(row["path"], ()))))
     return calls
 
 
@@ -235,60 +234,14 @@ def _tool_text(tools: tuple[tuple[Any, Any], ...]) -> str:
     return ", ".join(f"{name}({_short(args)})" for name, args in tools) or "(none)"
 
 
-def _without(value: Any, drop: frozenset[str], depth: int = 0) -> Any:
-    if depth > 200:
-        return value
-    if isinstance(value, dict):
-        return {k: _without(v, drop, depth + 1) for k, v in value.items() if k not in drop}
-    if isinstance(value, list):
-        return [_without(v, drop, depth + 1) for v in value]
-    return value
-
-
-def _paths_differing(a: Any, b: Any, prefix: str = "", out: list[str] | None = None, limit: int = 6) -> list[str]:
-    """Where two JSON values differ (dotted paths, list items as ``[*]``), at most ``limit``."""
-    out = [] if out is None else out
-    if len(out) >= limit or a == b:
-        return out
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            _paths_differing(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k), out, limit)
-    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for x, y in zip(a, b, strict=True):
-            _paths_differing(x, y, f"{prefix}[*]", out, limit)
-    else:
-        path = prefix or "(value)"
-        if path not in out:
-            out.append(path)
-    return out
-
-
-def _response_equal(ca: _Call, cb: _Call) -> tuple[str, str | None]:
-    """``identical`` or ``same`` for two answers judged equal on the frames' columns."""
-    try:
-        with open(ca.path, "rb") as fa, open(cb.path, "rb") as fb:
-            if fa.read() == fb.read():
-                return "identical", None
-    except OSError:
-        pass
-    ra, rb = ca.parsed(), cb.parsed()
-    if ra is None or rb is None:
-        return "same", None
-    a = _without(ra.get("response"), _TIMING) if isinstance(ra.get("response"), dict) else ra.get("response")
-    b = _without(rb.get("response"), _TIMING) if isinstance(rb.get("response"), dict) else rb.get("response")
-    if a == b:
-        return "identical", None
-    a, b = _without(a, VOLATILE_KEYS), _without(b, VOLATILE_KEYS)
-    where = _paths_differing(ra.get("response"), rb.get("response"))
-    volatile = sorted({p.split(".")[-1].split("[")[0] for p in where})
-    if a == b:
-        return "same", "volatile fields: " + ", ".join(v for v in volatile if v not in _TIMING) if volatile else None
-    return "same", "also differs: " + ", ".join(_paths_differing(a, b))
+#: The verdict of a pair whose answers look the same, until ``_samecheck`` says ``identical`` or ``same``.
+PENDING = "(pending)"
 
 
 def judge(ca: _Call, cb: _Call) -> tuple[str, float, str | None]:
     """The answer's verdict for one pair, its text similarity (NaN when neither has text) and
-    what changed, in words."""
+    what changed, in words; :data:`PENDING` when the answers look the same (the files are then
+    compared by ``_samecheck``)."""
     a, b = ca.row, cb.row
     text_a, text_b = a.get("text"), b.get("text")
     sim = similarity(text_a, text_b) if (text_a is not None or text_b is not None) else math.nan
@@ -302,21 +255,21 @@ def judge(ca: _Call, cb: _Call) -> tuple[str, float, str | None]:
         eb = f"{err_b}: {b.get('exception_message') or ''}"
         if ea != eb or a.get("status_code") != b.get("status_code"):
             return "text changed", similarity(ea, eb), f"error: {_short(ea)} -> {_short(eb)}"
-        verdict, note = _response_equal(ca, cb)
-        return verdict, sim, note
+        return PENDING, sim, None
     if ca.tools != cb.tools:
         return "tool calls changed", sim, f"{_tool_text(ca.tools)} -> {_tool_text(cb.tools)}"
     ja, jb = _json_answer(text_a), _json_answer(text_b)
     if (ja is not None or jb is not None) and text_a != text_b:
         if ja is None or jb is None or _shape(ja) != _shape(jb):
-            where = _paths_differing(_shape(ja), _shape(jb)) if ja is not None and jb is not None else ["(not JSON)"]
+            where: list[str] = ["(not JSON)"] if ja is None or jb is None else []
+            if not where:
+                compare(_shape(ja), _shape(jb), "", set(), where, frozenset())
             return "structure changed", sim, "shape differs at " + ", ".join(where)
     if a.get("finish_reason") != b.get("finish_reason"):
         return "finish changed", sim, f"finish: {a.get('finish_reason')} -> {b.get('finish_reason')}"
     if text_a != text_b:
         return "text changed", sim, f"similarity {sim:.2f}"
-    verdict, note = _response_equal(ca, cb)
-    return verdict, sim, note
+    return PENDING, sim, None
 
 
 # --- pairing --------------------------------------------------------------------------------
@@ -437,6 +390,11 @@ def diff(a: Source, b: Source, *, strict: bool = False, progress: bool | None = 
     side_a = _side(a, strict, progress, "a")
     side_b = _side(b, strict, progress, "b")
     rows = [_row(ca, cb, how) for ca, cb, how in _pairs(side_a, side_b)]
+    pending = [row for row in rows if row["answer"] == PENDING]
+    for row, (verdict, note) in zip(pending, check_pairs([(r["path_a"], r["path_b"]) for r in pending]), strict=True):
+        row["answer"], row["changes"] = verdict, note
+        if row["verdict"] == PENDING:
+            row["verdict"] = verdict
     frame = pd.DataFrame(rows, columns=list(DIFF_COLUMNS))
     rank = {v: i for i, v in enumerate(VERDICTS)}
     frame["_rank"] = frame["verdict"].map(rank)
