@@ -9,7 +9,8 @@ again), pairs the calls, and says for each pair what changed, in a fixed vocabul
 2. The calls left over, whose requests changed (an edited prompt, another model), are paired by
    their place in the run: same sub-directory, same ``test_id`` (the notebook or test) and the
    same endpoint or tool, in the order they were made (``recorder.sequence``, written by
-   notebook-recorder; else the time they were recorded, then the file name). Such a pair is
+   notebook-recorder; else by the number of messages, as a conversation grows, then the time they
+   were recorded, then the file name). Such a pair is
    ``request changed`` and ``request_diff`` says how (``body.model: 'gpt-4o' -> 'gpt-4.1'``); its
    ``answer`` column says what the answer did. Whatever is still left is ``removed`` (only in
    ``a``) or ``added`` (only in ``b``).
@@ -29,6 +30,7 @@ import difflib
 import html
 import math
 import os
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -42,7 +44,7 @@ import pandas as pd
 from .._keys import comparable, diff as request_changes, request_from_record
 from ._frames import RecordingLoadWarning, load_recordings, tool_calls
 from ._loader import Source
-from ._samecheck import check_pairs, compare
+from ._samecheck import VOLATILE_KEYS, check_pairs, compare
 from ._verdicts import DEFAULT_FAIL_ON, UNCHANGED, VERDICTS, check_verdicts
 
 _NUMERIC = ("prompt_tokens", "completion_tokens", "total_tokens", "duration_ms", "n_chunks")
@@ -133,6 +135,7 @@ _SIDE_COLUMNS = (
     "exception_message",
     "status_code",
     "recorded_at",
+    "n_messages",
     "path",
     *_NUMERIC,
 )
@@ -244,7 +247,7 @@ def judge(ca: _Call, cb: _Call) -> tuple[str, float, str | None]:
     compared by ``_samecheck``)."""
     a, b = ca.row, cb.row
     text_a, text_b = a.get("text"), b.get("text")
-    sim = similarity(text_a, text_b) if (text_a is not None or text_b is not None) else math.nan
+    sim = similarity(text_a, text_b) if (text_a or text_b) else math.nan
     err_a, err_b = a.get("exception_type"), b.get("exception_type")
     if err_b and not err_a:
         return "error appeared", sim, f"{err_b}: {_short(b.get('exception_message') or '', 120)}"
@@ -287,7 +290,7 @@ def _order(call: _Call) -> tuple[Any, ...]:
     sequence = recorder.get("sequence") if isinstance(recorder, dict) else None
     seq = sequence if type(sequence) is int else math.inf
     recorded = call.row.get("recorded_at")
-    return seq, str(recorded) if recorded is not None else "", call.path
+    return seq, call.row.get("n_messages") or 0, str(recorded) if recorded is not None else "", call.path
 
 
 def _requests(ca: _Call, cb: _Call) -> str | None:
@@ -302,6 +305,8 @@ def _requests(ca: _Call, cb: _Call) -> str | None:
     )
     if not changes:
         return None
+    # what was asked first; fresh ids (tool-call ids in the history) last
+    changes.sort(key=lambda c: re.sub(r"\[\d+\]", "", c.path).rsplit(".", 1)[-1] in VOLATILE_KEYS)
     shown = "; ".join(str(c) for c in changes[:4])
     return shown + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
 
