@@ -285,13 +285,13 @@ def match_settings(args: argparse.Namespace, base: Recorder | None) -> dict[str,
 def complete(shell: InteractiveShell, event: Any) -> list[str]:
     """``complete_command`` hook for ``%apirec`` / ``%%apirec``: modes, subcommands and flags.
 
-    After ``--dir`` it defers to IPython's own (file name) completion.
+    After ``--dir`` and ``--dir-out`` it defers to IPython's own (file name) completion.
     """
     text = str(event.text_until_cursor)
     words = text.split()
     previous = words if text[-1:].isspace() else words[:-1]
     cell_magic = bool(words) and words[0].startswith("%%")
-    if previous and previous[-1] in ("--dir", "--scope", "--allow-host", "--ignore", "--normalize"):
+    if previous and previous[-1] in ("--dir", "--dir-out", "--scope", "--allow-host", "--ignore", "--normalize"):
         raise TryNext()
     if len(previous) <= 1:
         return valid_modes() if cell_magic else [*valid_modes(), *SUBCOMMANDS]

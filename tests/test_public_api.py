@@ -79,3 +79,10 @@ def test_type_checkers_see_what_the_package_gives() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="does_not_exist"):
         nr.does_not_exist  # noqa: B018
+
+
+def test_diff_is_public() -> None:
+    # `nr.diff` compares two runs (issue 25); its frame's HTML view and verdicts come with it.
+    assert "diff" in nr.__all__
+    assert nr.diff.__module__ == "notebook_recorder.analysis._diff"
+    assert "verdict" in (inspect.getdoc(nr.diff) or "")
