@@ -349,6 +349,14 @@ def test_an_unknown_verdict_lists_the_valid_ones(capsys: pytest.CaptureFixture[s
         assert verdict in message
 
 
+def test_diff_help_documents_every_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["diff", "--help"]) == 0
+    out = capsys.readouterr().out
+    for verdict, meaning in VERDICT_DOCS.items():
+        assert f"  {verdict}" in out and meaning[:30] in " ".join(out.split())
+    assert "--fail-on defaults to: tool calls changed, structure changed, error appeared, removed" in out
+
+
 def test_the_command_needs_two_sides(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert cli.main(["diff", str(tmp_path)]) == 2
     assert "give two directories" in capsys.readouterr().err
