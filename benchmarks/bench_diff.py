@@ -147,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in runs.items()}
     ok = med["ratio"] <= GOAL
     print()
-    print(f"Medians of {args.runs} interleaved rounds; two runs of {args.files} files; Python {sys.version.split()[0]}.")
+    py = sys.version.split()[0]
+    print(f"Medians of {args.runs} interleaved rounds; two runs of {args.files} files; Python {py}.")
     print()
     print("| measurement | time | ratio | goal | met |")
     print("|---|---:|---:|---:|:---:|")
-    print(f"| load both runs into the four frames (`load_frames` twice, cache cleared) | {med['baseline']:.2f} s | 1.00x | | |")
+    baseline_s = med["baseline"]
+    print(f"| load both runs into the four frames (`load_frames` twice, cache cleared) | {baseline_s:.2f} s | 1.00x | | |")
     print(
         f"| `nr.diff(a, b)`, cache cleared | {med['diff']:.2f} s | {med['ratio']:.2f}x | <= {GOAL}x"
         f" | {'yes' if ok else '**NO**'} |"
