@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| measurement | time | ratio | goal | met |")
     print("|---|---:|---:|---:|:---:|")
     baseline_s = med["baseline"]
-    print(f"| load both runs into the four frames (`load_frames` twice, cache cleared) | {baseline_s:.2f} s | 1.00x | | |")
+    print(f"| load both runs into the four frames (`load_frames` twice) | {baseline_s:.2f} s | 1.00x | | |")
     print(
         f"| `nr.diff(a, b)`, cache cleared | {med['diff']:.2f} s | {med['ratio']:.2f}x | <= {GOAL}x"
         f" | {'yes' if ok else '**NO**'} |"
