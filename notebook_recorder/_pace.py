@@ -9,6 +9,9 @@ replayed: the gaps between chunks are). The schedule is absolute, so the time sp
 chunks does not add up. Sync streams sleep with :func:`time.sleep`; async streams with
 :func:`asyncio.sleep`, so the event loop keeps running. A stream recorded without offsets
 (llama-stack's files, say) replays at once, with a :class:`PaceWarning`.
+
+Paced are the streams replayed as the SDK's own objects (``interceptors._call``); a raw streamed
+body (``with_streaming_response``) and ``nr.tool`` generators replay at once.
 """
 
 from __future__ import annotations
