@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from .._keys import comparable, diff as request_changes, request_from_record
+from ..core._keys import comparable, diff as request_changes, request_from_record
 from ._frames import RecordingLoadWarning, load_recordings, tool_calls
 from ._loader import Source
 from ._samecheck import VOLATILE_KEYS, check_pairs, compare
