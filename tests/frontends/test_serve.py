@@ -95,7 +95,7 @@ def run_node_client(modules: Path, base_url: str, question: str = QUESTION) -> d
         "OPENAI_API_KEY": TEST_API_KEY,
     }
     done = subprocess.run(
-        ["node", str(CLIENTS / "openai_chat.js"), question], capture_output=True, text=True, env=env, timeout=60
+        ["node", str(CLIENTS / "openai_chat.js"), question], capture_output=True, text=True, env=env, timeout=180
     )
     assert done.stdout, done.stderr
     return dict(json.loads(done.stdout.splitlines()[-1]))
