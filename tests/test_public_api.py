@@ -86,3 +86,11 @@ def test_diff_is_public() -> None:
     assert "diff" in nr.__all__
     assert nr.diff.__module__ == "notebook_recorder.analysis._diff"
     assert "verdict" in (inspect.getdoc(nr.diff) or "")
+
+
+def test_serve_is_public_and_loads_its_server_stack_only_when_used() -> None:
+    """``nr.serve`` (the loopback endpoint for other processes) is exported; starlette and
+    uvicorn are imported by using it, not by importing the package."""
+    assert "serve" in nr.__all__
+    assert nr.serve.__module__ == "notebook_recorder.frontends.serve._server"
+    assert inspect.isclass(nr.serve) and hasattr(nr.serve, "__enter__") and hasattr(nr.serve, "stop")
