@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "token_stream": ".analysis",
     "plot_token_stream": ".analysis",
     "Recording": ".analysis",
+    "diff": ".analysis",
 }
 
 # The names that start recorders: the hooks (`hooks/`) are registered with the core before they are used.
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         Frames as Frames,
         Recording as Recording,
         RecordingLoadError as RecordingLoadError,
+        diff as diff,
         load_frames as load_frames,
         load_recordings as load_recordings,
         messages as messages,

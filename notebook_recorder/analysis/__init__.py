@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._diff import RunDiff, diff
     from ._frames import (
         MESSAGE_COLUMNS,
         RECORDING_COLUMNS,
@@ -31,18 +32,24 @@ if TYPE_CHECKING:
     from ._loader import RecordingLoadError, clear_cache
     from ._plot import plot_token_stream
     from ._recording import Recording
+    from ._verdicts import DEFAULT_FAIL_ON, VERDICT_DOCS, VERDICTS
 
 __all__ = [
+    "DEFAULT_FAIL_ON",
     "MESSAGE_COLUMNS",
     "RECORDING_COLUMNS",
     "TOKEN_COLUMNS",
     "TOOL_CALL_COLUMNS",
+    "VERDICTS",
+    "VERDICT_DOCS",
     "Column",
     "Frames",
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
+    "RunDiff",
     "clear_cache",
+    "diff",
     "load_frames",
     "load_recordings",
     "messages",
@@ -52,6 +59,11 @@ __all__ = [
 ]
 
 _WHERE = {
+    "DEFAULT_FAIL_ON": "_verdicts",
+    "RunDiff": "_diff",
+    "VERDICTS": "_verdicts",
+    "VERDICT_DOCS": "_verdicts",
+    "diff": "_diff",
     "MESSAGE_COLUMNS": "_frames",
     "RECORDING_COLUMNS": "_frames",
     "TOKEN_COLUMNS": "_frames",
