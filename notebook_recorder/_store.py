@@ -30,6 +30,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,56 @@ def read_recording(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RecordingFormatError(path, _files.error_text(exc)) from None
     return loads(data, path)
+
+
+class _ParsedFiles:
+    """A bounded cache of parsed recordings, by path, served only while the file's bytes are the
+    same: replaying a file again reads it (one ``read``, a fraction of the parse) and compares the
+    bytes, rather than parsing and checking them again. An edit, whatever its timestamps, changes
+    the bytes, so nothing stale is served.
+
+    The records are shared between the calls that replay them: readers must not modify them
+    (replay builds new objects from them, and ``_codec.loads`` returns a fresh record).
+    """
+
+    MAX_BYTES = 32 << 20  # file bytes kept in all (parsed, they weigh a few times more)
+    MAX_FILE_BYTES = 8 << 20  # a larger file is parsed on every call, never kept
+    MAX_FILES = 64
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def read(self, path: str) -> dict[str, Any]:
+        try:
+            data, _ = _files.read_file(path)
+        except OSError as exc:
+            raise RecordingFormatError(Path(path), _files.error_text(exc)) from None
+        with self._lock:
+            hit = self._entries.get(path)
+            if hit is not None and hit[0] == data:
+                self._entries.move_to_end(path)
+                return hit[1]
+        record = loads(data, Path(path))
+        if len(data) <= self.MAX_FILE_BYTES:
+            with self._lock:
+                old = self._entries.pop(path, None)
+                if old is not None:
+                    self._bytes -= len(old[0])
+                self._entries[path] = (data, record)
+                self._bytes += len(data)
+                while self._bytes > self.MAX_BYTES or len(self._entries) > self.MAX_FILES:
+                    self._bytes -= len(self._entries.popitem(last=False)[1][0])
+        return record
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+_parsed = _ParsedFiles()
 
 
 def stale_temp_files(root: Path) -> list[Path]:
@@ -133,9 +184,10 @@ def _index_for(root: Path, rules: str = "") -> _Index:
 
 
 def forget_indexes() -> None:
-    """Drop every in-memory index (tests and benchmarks use this to start cold)."""
+    """Drop every in-memory index and parsed file (tests and benchmarks use this to start cold)."""
     with _indexes_lock:
         _indexes.clear()
+    _parsed.clear()
 
 
 @dataclass(frozen=True)
@@ -174,8 +226,9 @@ class Store:
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, path: Path) -> dict[str, Any]:
-        """One recording file, parsed and shape-checked. Errors name the file."""
-        return read_recording(path)
+        """One recording file, parsed and shape-checked (or, when its bytes are those parsed
+        last time, served from a small cache: :class:`_ParsedFiles`). Errors name the file."""
+        return _parsed.read(str(path))
 
     def find(self, key: str, occurrence: int = 1) -> Found | None:
         """Occurrence ``occurrence`` of the recording for ``key``, or ``None``.
