@@ -62,7 +62,7 @@ def test_an_edit_that_keeps_size_and_timestamps_is_seen(tmp_path: Path, monkeypa
     store = Store(tmp_path)
     assert store.find(key).record["response"]["body"] == {"content": "same size"}  # type: ignore[union-attr]
     st = path.stat()
-    head, sep, tail = dumps(record).rpartition(b'"content": "same size"')  # the response's, not the request's
+    head, _sep, tail = dumps(record).rpartition(b'"content": "same size"')  # the response's, not the request's
     edited = head + b'"content": "SAME SIZE"' + tail
     assert len(edited) == st.st_size and edited != dumps(record)
     path.write_bytes(edited)
