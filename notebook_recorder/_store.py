@@ -164,9 +164,15 @@ class _Index:
     verified: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)  # path -> (mtime, size, key, occ)
     seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
     errors: dict[str, str] = field(default_factory=dict)  # unreadable files and odd entries
+    dirs: dict[str, tuple[int, int]] = field(default_factory=dict)  # directory -> (mtime_ns, inode) when listed
+    pending: list[str] = field(default_factory=list)  # listed, not content-indexed yet
     listed: bool = False
     indexed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _dir_version(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_mtime_ns, st.st_ino)
 
 
 _indexes: dict[tuple[Path, str], _Index] = {}
@@ -345,27 +351,101 @@ class Store:
         return Found(Path(path), record, occurrence)
 
     def _list_names(self) -> None:
+        """List the tree once: every file by name, every directory with its modification time."""
         index = self._index
         if index.listed:
             return
-        for path in self._walk():
+        walk = self._walk_tree(self._lister)
+        for path in walk.files:
             index.names.setdefault(os.path.basename(path)[:-5], []).append(path)
-        index.listed = True
-
-    def _index_contents(self) -> None:
-        """Parse every file not indexed yet (or changed since) and record its content key."""
-        index = self._index
-        index.indexed = True
-        walk = self._walk_tree()
-        present = set(walk.files)
-        for gone in [path for path in index.errors if path not in present]:
-            del index.errors[gone]  # removed or fixed since; odd entries are listed again below
+        index.pending.extend(walk.files)
         for odd in walk.problems:
             index.errors[odd.path] = odd.problem
-        for path in walk.files:
+        index.listed = True
+
+    def _lister(self, path: str, st: os.stat_result) -> _files.Listing:
+        """:func:`._files.list_dir`, noting the directory's modification time (see :meth:`_refresh`)."""
+        listing = _files.list_dir(path)
+        self._index.dirs[path] = _dir_version(st)
+        return listing
+
+    def _refresh(self) -> None:
+        """Bring the listing up to date from the directories' modification times: a directory whose
+        mtime changed since it was listed (a file added, removed or renamed in it, or replaced by
+        an atomic write) is listed again, and only its new or replaced files are queued for the
+        content index. One ``stat`` per directory, never a walk of the tree. (A file edited in
+        place, not through a rename, keeps its directory's mtime: a lookup that finds it verifies
+        its content, so it never answers for a request it no longer holds; a new process indexes
+        it under its new content.)"""
+        index = self._index
+        for directory, version in list(index.dirs.items()):
+            try:
+                st = os.stat(directory)
+            except OSError:
+                del index.dirs[directory]  # gone: its files fail verification and are dropped then
+                continue
+            if _dir_version(st) == version:
+                continue
+            try:
+                listing = self._lister(directory, st)
+            except OSError as exc:
+                index.errors[directory] = f"cannot list this directory: {_files.error_text(exc)}"
+                continue
+            present = {*listing.files, *(odd.path for odd in listing.problems)}
+            for gone in [p for p in index.errors if os.path.dirname(p) == directory and p not in present]:
+                del index.errors[gone]  # removed or fixed since
+            for odd in listing.problems:
+                index.errors[odd.path] = odd.problem
+            for path in listing.files:
+                paths = index.names.setdefault(os.path.basename(path)[:-5], [])
+                if path not in paths:
+                    paths.append(path)
+                    index.pending.append(path)
+                elif path in index.seen:
+                    index.pending.append(path)  # replaced by a rename, perhaps: stat-checked when indexed
+            for sub in listing.dirs:
+                if sub in index.dirs:
+                    continue
+                try:
+                    walk = _files.walk(sub, lister=self._lister)
+                except OSError:
+                    continue
+                for path in walk.files:
+                    paths = index.names.setdefault(os.path.basename(path)[:-5], [])
+                    if path not in paths:
+                        paths.append(path)
+                    index.pending.append(path)
+                for odd in walk.problems:
+                    index.errors[odd.path] = odd.problem
+
+    def note_own_write(self, path: Path, directory_before: tuple[int, int] | None) -> None:
+        """A file this process wrote (:meth:`write`) is indexed already: when nobody else changed
+        its directory since it was listed, the directory's new mtime is taken as listed, so the
+        next miss does not list it again."""
+        index = self._index
+        directory = str(path.parent)
+        if directory_before is None or index.dirs.get(directory) != directory_before:
+            return
+        try:
+            index.dirs[directory] = _dir_version(os.stat(directory))
+        except OSError:
+            pass
+
+    def _index_contents(self) -> None:
+        """Parse every file listed and not indexed yet (or replaced since) and record its content
+        key. The first call indexes the whole tree; later ones only what :meth:`_refresh` found."""
+        index = self._index
+        if not index.listed:
+            self._list_names()
+        elif index.indexed:
+            self._refresh()
+        index.indexed = True
+        pending, index.pending = index.pending, []
+        for path in pending:
             try:
                 mtime = os.stat(path).st_mtime_ns
             except OSError:
+                index.errors.pop(path, None)
                 continue
             if index.seen.get(path) == mtime:
                 continue
@@ -386,10 +466,10 @@ class Store:
             if index.by_key.setdefault((key, occurrence), path) != path:
                 index.more.setdefault((key, occurrence), set()).add(path)
 
-    def _walk_tree(self) -> _files.Walk:
+    def _walk_tree(self, lister: _files.Lister = _files.list_dir) -> _files.Walk:
         """The tree's recording files and odd entries (see :mod:`._files`); empty if it is gone."""
         try:
-            return _files.walk(str(self.root))
+            return _files.walk(str(self.root), lister=lister)
         except OSError:
             return _files.Walk([], [], [])
 
@@ -514,6 +594,7 @@ class Store:
             self._cleaned = True
             _files.remove_stale_temp_files(str(self.root))
         data = dumps(record)
+        directory_before = _dir_version(os.stat(self.root))
         fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -533,6 +614,7 @@ class Store:
             self._index.by_key[(key, occurrence)] = name
             self._index.occurrences.setdefault(key, set()).add(occurrence)
             self._index.seen.pop(name, None)
+            self.note_own_write(path, directory_before)
         return path
 
 
