@@ -50,6 +50,10 @@ _EXPORTS: dict[str, str] = {
     "token_stream": ".analysis",
     "plot_token_stream": ".analysis",
     "Recording": ".analysis",
+    # large corpora (pyarrow; DuckDB for connect)
+    "export": ".analysis",
+    "connect": ".analysis",
+    "ExportResult": ".analysis",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
@@ -71,9 +75,12 @@ if TYPE_CHECKING:
     from ._types import register_types as register_types
     from .analysis import (
         Column as Column,
+        ExportResult as ExportResult,
         Frames as Frames,
         Recording as Recording,
         RecordingLoadError as RecordingLoadError,
+        connect as connect,
+        export as export,
         load_frames as load_frames,
         load_recordings as load_recordings,
         messages as messages,

@@ -7,6 +7,7 @@
     notebook-recorder show FILE|KEY [--dir DIR] [--max-chars N]
     notebook-recorder verify DIR [--strict] [--allow-type NAME] [--allow-unknown-types]
     notebook-recorder import SRC... DEST [--scope S]
+    notebook-recorder export DIR... --to OUT
     notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
 
 - ``run`` executes notebooks in a real kernel with ``APIREC_MODE`` set (``replay`` unless
@@ -24,6 +25,8 @@
   It notes temporary files that interrupted writes left behind (harmless; not a failure).
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
+- ``export`` writes the recordings as four Parquet datasets (calls, messages, tool_calls,
+  chunks), in batches on every CPU, and brings an earlier export up to date incrementally.
 - ``prune`` runs notebooks in replay mode and lists the recordings none of them used, and stale
   temporary files; it deletes them only with ``--yes``. Entries that are not readable recordings
   are listed and never deleted.
@@ -48,6 +51,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from ._cli_common import PROG, CommandLineError
+from ._cli_export import add_export_parser
 from ._cli_recordings import SORTS, cmd_import, cmd_ls, cmd_show, cmd_verify
 from ._cli_run import cmd_prune, cmd_run
 from ._modes import ENV_DIR, valid_modes
@@ -208,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--yes", action="store_true", help="really delete the unused recordings")
     _add_kernel_options(prune)
     prune.set_defaults(parser=prune, handler=cmd_prune)
+    add_export_parser(sub)
     return parser
 
 

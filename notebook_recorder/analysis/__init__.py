@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._export import ExportResult, connect, export
     from ._frames import (
         MESSAGE_COLUMNS,
         RECORDING_COLUMNS,
@@ -38,11 +39,14 @@ __all__ = [
     "TOKEN_COLUMNS",
     "TOOL_CALL_COLUMNS",
     "Column",
+    "ExportResult",
     "Frames",
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
     "clear_cache",
+    "connect",
+    "export",
     "load_frames",
     "load_recordings",
     "messages",
@@ -65,6 +69,9 @@ _WHERE = {
     "token_stream": "_frames",
     "tool_calls": "_frames",
     "RecordingLoadError": "_loader",
+    "ExportResult": "_export",
+    "connect": "_export",
+    "export": "_export",
     "clear_cache": "_loader",
     "plot_token_stream": "_plot",
     "Recording": "_recording",

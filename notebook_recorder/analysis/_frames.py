@@ -447,12 +447,25 @@ def _recordings_frame(loaded: Loaded, cols: tuple[Column, ...]) -> pd.DataFrame:
 # --- the public functions ---------------------------------------------------------------------
 
 
+def _from_dataset(src: Source, frame: str, columns: Sequence[Column | str] | None, filters: Any) -> pd.DataFrame | None:
+    """The frame read from an exported dataset (``nr.export``) when ``src`` is one, else None."""
+    from ._export import is_dataset, read_dataset
+
+    if is_dataset(src):
+        names = None if columns is None else [c if isinstance(c, str) else c.name for c in columns]
+        return read_dataset(src, frame, columns=names, filters=filters)  # type: ignore[no-any-return]
+    if filters is not None:
+        raise ValueError(f"filters= applies to a dataset written by nr.export(), and {src!r} is not one")
+    return None
+
+
 def load_recordings(
     src: Source,
     *,
     columns: Sequence[Column] | None = None,
     strict: bool = False,
     progress: bool | None = None,
+    filters: Any = None,
 ) -> pd.DataFrame:
     """One row per recording file.
 
@@ -463,34 +476,73 @@ def load_recordings(
     ``columns`` defaults to :data:`RECORDING_COLUMNS`; add your own :class:`Column` specs, whose
     extractor may be a function of the recording's parsed JSON. ``progress`` shows a tqdm bar
     (``None``: only when loading takes over a second, in a terminal or notebook, and not in CI).
+
+    ``src`` may also be a dataset written by :func:`~notebook_recorder.export`: then only the
+    ``columns`` named (names or specs of :data:`RECORDING_COLUMNS`) and the rows that ``filters``
+    selects (pyarrow's filters, such as ``[("model", "=", "gpt-4o")]``) are read from disk.
     """
+    if (df := _from_dataset(src, "recordings", columns, filters)) is not None:
+        return df
     cols = tuple(RECORDING_COLUMNS if columns is None else columns)
     funcs = [c.extract for c in cols if not isinstance(c.extract, str)]
     loaded = load_entries(src, strict=strict, progress=progress, extras=funcs)
     return _recordings_frame(loaded, cols)
 
 
-def messages(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
+def messages(
+    src: Source,
+    *,
+    strict: bool = False,
+    progress: bool | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
     """One row per message (or Responses API input item) in each recording's request."""
+    if (df := _from_dataset(src, "messages", columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
     loaded = load_entries(src, strict=strict, progress=progress)
     _warn_unreadable(loaded, "messages()")
     return _child_frame("messages", loaded, MESSAGE_COLUMNS)
 
 
-def tool_calls(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
+def tool_calls(
+    src: Source,
+    *,
+    strict: bool = False,
+    progress: bool | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
     """One row per tool call: asked for in an answer, carried in a request, or a tool recording.
 
     Streamed tool-call deltas are assembled into the full name and arguments. ``output`` is the
     tool message answering the call in the same request, or, for a call the model asked for, in
     a later request of the same test; for an invocation it is the tool's result.
     """
+    if (df := _from_dataset(src, "tool_calls", columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
     loaded = load_entries(src, strict=strict, progress=progress)
     _warn_unreadable(loaded, "tool_calls()")
     return _child_frame("tool_calls", loaded, TOOL_CALL_COLUMNS)
 
 
-def token_stream(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
+def token_stream(
+    src: Source,
+    *,
+    strict: bool = False,
+    progress: bool | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
     """One row per streamed chunk, with its text delta, arrival offset and running length."""
+    if (df := _from_dataset(src, "token_stream", columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
     loaded = load_entries(src, strict=strict, progress=progress)
     _warn_unreadable(loaded, "token_stream()")
     return _child_frame("token_stream", loaded, TOKEN_COLUMNS)
@@ -509,8 +561,12 @@ def load_frames(src: Source, *, strict: bool = False, progress: bool | None = No
     """All four frames from one look at the files: a consistent snapshot, and the fastest way.
 
     Same arguments as :func:`load_recordings`; unreadable files are rows of ``recordings`` with
-    ``error`` set, and are absent from the other three.
+    ``error`` set, and are absent from the other three. ``src`` may be an exported dataset.
     """
+    from ._export import is_dataset, read_dataset
+
+    if is_dataset(src):
+        return Frames(*(read_dataset(src, f) for f in ("recordings", "messages", "tool_calls", "token_stream")))
     loaded = load_entries(src, strict=strict, progress=progress)
     return Frames(
         _recordings_frame(loaded, RECORDING_COLUMNS),

@@ -1,0 +1,597 @@
+"""Recordings as four Parquet datasets, written in batches and kept up to date incrementally.
+
+``export(src, to=OUT)`` writes ``OUT/calls/``, ``OUT/messages/``, ``OUT/tool_calls/`` and
+``OUT/chunks/``: the frames of :func:`load_frames` (``chunks`` is ``token_stream``), with the same
+columns and dtypes (categoricals as dictionary columns, ``recorded_at`` a UTC timestamp), each
+partitioned by the day the call was recorded (``day=YYYY-MM-DD/``, Hive style, which DuckDB,
+Spark and pyarrow read as a ``day`` column). Every Parquet file carries ``schema_version`` in its
+metadata (key ``notebook_recorder``).
+
+- **Batches.** Files are read in batches of at most :data:`BATCH_FILES` files and
+  :data:`BATCH_BYTES` bytes; a batch's frames are written and dropped before the next one, so
+  memory does not grow with the corpus. Batches run in worker processes, one per usable CPU.
+- **Incremental.** ``OUT/_manifest.json`` lists every exported file with its size, modification
+  time and batch. A second export reads only the files that are new or changed; the rows of
+  changed and deleted files are removed from the parts that held them. A file modified within
+  two seconds of an export is read again next time (its timestamp could hide a second edit).
+- **Bad files** are rows of ``calls`` with ``error`` set, as in the frames.
+- ``tool_calls.output`` of a call the model asked for comes from a later request of the same
+  test, which may be in another batch: each batch keeps its tool calls unmatched under
+  ``OUT/_state/``, and ``OUT/tool_calls/`` is rebuilt from them (only tool calls, not the corpus)
+  at the end of every export.
+
+pyarrow and pandas are imported here; DuckDB by :func:`connect` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._loader import Loaded, _Cached, _read_one, _usable_cpus, find_files, gc_paused
+from ._progress import Progress
+
+SCHEMA_VERSION = 1
+"""The version of the datasets' layout and columns; bumped when they change (an export of an
+older version is rebuilt whole)."""
+
+DATASETS: dict[str, str] = {
+    "calls": "recordings",
+    "messages": "messages",
+    "tool_calls": "tool_calls",
+    "chunks": "token_stream",
+}
+"""Dataset directory -> the frame it holds (:func:`load_frames`' names)."""
+
+MANIFEST = "_manifest.json"
+STATE = "_state"
+_RAW_TOOLS = "tool_calls_raw"
+_TEST_ID = "__test_id"  # the raw tool calls' extra columns: the file's test_id, and row order
+_ROW = "__row"
+#: A batch holds at most this many files ...
+BATCH_FILES = 2000
+#: ... and this many bytes of JSON (its frames weigh a few times more, in one worker).
+BATCH_BYTES = 96 << 20
+#: Exports of fewer files than this are done in this process, without workers.
+PARALLEL_MIN_FILES = 1000
+#: Set to ``0`` to export in this process only.
+ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
+_META_KEY = b"notebook_recorder"
+_FORMAT = "notebook-recorder dataset"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one :func:`export` did."""
+
+    out: Path
+    files: int  # recording files (and unreadable entries) in the dataset now
+    read: int  # files read by this export: new or changed
+    removed: int  # files whose rows were removed: changed or deleted
+    errors: int  # files of this export that could not be read (rows with ``error`` set)
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.out}: {self.files} file(s); {self.read} read, {self.removed} removed, "
+            f"{self.errors} unreadable, in {self.seconds:.1f} s"
+        )
+
+
+# --- the manifest -----------------------------------------------------------------------------
+
+Entry = tuple[int, int, int]  # size, mtime_ns (-1: read again next time), batch
+
+
+def _manifest_path(out: Path) -> Path:
+    return out / MANIFEST
+
+
+def read_manifest(out: Path) -> dict[str, Entry] | None:
+    """The files of the dataset at ``out`` (path -> size, mtime_ns, batch), or None when there is
+    no valid manifest of this schema version (the dataset is then rebuilt)."""
+    try:
+        data = orjson.loads(_manifest_path(out).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT or data.get("schema_version") != SCHEMA_VERSION:
+        return None
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return None
+    out_files: dict[str, Entry] = {}
+    for path, entry in files.items():
+        if not (isinstance(entry, list) and len(entry) == 3 and all(type(v) is int for v in entry)):
+            return None
+        out_files[path] = (entry[0], entry[1], entry[2])
+    return out_files
+
+
+def is_dataset(path: Any) -> bool:
+    """Whether ``path`` is a directory written by :func:`export`."""
+    if not isinstance(path, str | os.PathLike):
+        return False
+    try:
+        head = Path(path, MANIFEST).read_bytes()[:200]
+    except OSError:
+        return False
+    return _FORMAT.encode() in head
+
+
+def _write_manifest(out: Path, files: dict[str, Entry]) -> None:
+    data = {"format": _FORMAT, "schema_version": SCHEMA_VERSION, "datasets": list(DATASETS), "files": files}
+    _atomic_write(_manifest_path(out), orjson.dumps(data))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# --- one batch --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """What a worker reports for one batch."""
+
+    batch: int
+    stats: dict[str, tuple[int, int]]  # path -> size, mtime_ns (-1 when racy or unreadable)
+    errors: int
+
+
+def _part_name(batch: int) -> str:
+    return f"part-{batch:06d}.parquet"
+
+
+def _schema_metadata(dataset: str) -> dict[bytes, bytes]:
+    return {_META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, "dataset": dataset}).encode()}
+
+
+def _write_table(df: Any, path: Path, dataset: str) -> None:
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_metadata(dataset)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> None:
+    """``df`` written as ``out/dataset/day=D/part-<batch>.parquet``, one file per day it has."""
+    if not len(df):
+        return
+    for day, index in df.groupby(days, sort=True, observed=True).indices.items():
+        part = df.take(index).reset_index(drop=True)
+        _write_table(part, out / dataset / f"day={day}" / _part_name(batch), dataset)
+
+
+def _loaded(paths: Sequence[str], problems: Sequence[tuple[str, str]], started_ns: int) -> tuple[Loaded, list[int]]:
+    entries: list[_Cached] = [_read_one(p, (), started_ns) for p in paths]
+    entries += [_Cached((-1, -1, -1, -1), False, problem, {}, None) for _, problem in problems]
+    all_paths = [*paths, *(p for p, _ in problems)]
+    trusted = [1 if c.trusted else 0 for c in entries]
+    return Loaded(
+        all_paths, [c.size for c in entries], [c.result for c in entries], [], [c.stat[1] for c in entries]
+    ), trusted
+
+
+def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], out: str) -> _Batch:
+    """Read ``paths`` (and the unreadable entries ``problems``) and write their rows as part
+    ``batch`` of every dataset under ``out``. Runs in a worker process, or in this one."""
+    import pandas as pd
+
+    from ._frames import MESSAGE_COLUMNS, RECORDING_COLUMNS, TOKEN_COLUMNS, _child_frame, _recordings_frame
+    from ._loader import clear_cache
+
+    root = Path(out)
+    started_ns = time.time_ns()
+    with gc_paused():
+        loaded, trusted = _loaded(paths, problems, started_ns)
+        calls = _recordings_frame(loaded, RECORDING_COLUMNS)
+        day_of = calls["recorded_at"].dt.strftime("%Y-%m-%d").fillna("unknown")
+        days = dict(zip(loaded.paths, day_of.tolist(), strict=True))
+
+        def by_path(df: pd.DataFrame) -> Any:
+            return df["path"].map(days).fillna("unknown").to_numpy()
+
+        _write_by_day(calls, day_of.to_numpy(), root, "calls", batch)
+        del calls
+        for dataset, frame, cols in (
+            ("messages", "messages", MESSAGE_COLUMNS),
+            ("chunks", "token_stream", TOKEN_COLUMNS),
+        ):
+            df = _child_frame(frame, loaded, cols)
+            _write_by_day(df, by_path(df), root, dataset, batch)
+            del df
+        raw = _raw_tool_calls(loaded)
+        _write_by_day(raw, by_path(raw), root / STATE, _RAW_TOOLS, batch)
+        del raw
+        clear_cache()  # the frame cache: nothing of this batch stays in memory
+    stats: dict[str, tuple[int, int]] = {}
+    errors = 0
+    for path, size, mtime, result, ok in zip(
+        loaded.paths, loaded.sizes, loaded.mtimes_ns, loaded.results, trusted, strict=True
+    ):
+        stats[path] = (-1 if size is None else size, mtime if ok and not isinstance(result, str) else -1)
+        errors += isinstance(result, str)
+    return _Batch(batch, stats, errors)
+
+
+def _raw_tool_calls(loaded: Loaded) -> Any:
+    """The ``tool_calls`` frame of ``loaded`` before outputs are matched across files, with the
+    file's ``test_id`` and each row's position (what matching needs)."""
+    import numpy as np
+
+    from ._frames import _FRAME_FIELDS, TOOL_CALL_COLUMNS, _frame, _repeat_paths, _transpose
+    from ._rows import CALL_FIELDS, Extracted
+
+    i_test_id = CALL_FIELDS.index("test_id")
+    ok = [(p, r) for p, r in zip(loaded.paths, loaded.results, strict=True) if type(r) is Extracted]
+    per_file = [r.tool_calls for _, r in ok]
+    rows = list(chain.from_iterable(per_file))
+    data = _transpose(rows, _FRAME_FIELDS["tool_calls"][:-1])
+    counts = [len(r) for r in per_file]
+    data["path"] = _repeat_paths([p for p, _ in ok], counts)
+    df = _frame(TOOL_CALL_COLUMNS, data, len(rows), "tool_calls")
+    test_ids = [r.call[i_test_id] for _, r in ok]
+    df[_TEST_ID] = [None if t is None else str(t) for t in np.repeat(np.array(test_ids, dtype=object), counts)]
+    df[_ROW] = np.arange(len(rows), dtype=np.int64)
+    return df
+
+
+# --- matching tool outputs across batches -----------------------------------------------------
+
+
+def _rebuild_tool_calls(out: Path, order: dict[str, int]) -> None:
+    """``out/tool_calls/`` from the raw parts: a call the model asked for gets the output that a
+    request of the same test carried (the last one, in file order), as :func:`tool_calls` does."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    raw_root = out / STATE / _RAW_TOOLS
+    parts = sorted(raw_root.glob("day=*/part-*.parquet"))
+    found: list[tuple[int, int, str, str, str]] = []
+    for part in parts:
+        t = pq.read_table(part, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW]).to_pandas()
+        t = t[(t["source"] == "request") & t["call_id"].notna() & (t["call_id"] != "") & t["output"].notna()]
+        for path, row, tid, cid, output in zip(t["path"], t[_ROW], t[_TEST_ID], t["call_id"], t["output"], strict=True):
+            found.append((order.get(path, -1), int(row), tid, cid, output))
+    found.sort(key=lambda f: (f[0], f[1]))
+    outputs = {(tid, cid): output for _, _, tid, cid, output in found}
+    del found
+    target = out / "tool_calls"
+    shutil.rmtree(target, ignore_errors=True)
+    for part in parts:
+        df = pq.read_table(part).to_pandas()
+        df = _restore(df, "tool_calls", extra=(_TEST_ID, _ROW))
+        if outputs:
+            want = (df["source"] == "response") & df["output"].isna() & df["call_id"].notna() & (df["call_id"] != "")
+            if want.any():
+                keys = list(zip(df.loc[want, _TEST_ID], df.loc[want, "call_id"], strict=True))
+                filled = pd.array([outputs.get(k) for k in keys], dtype=df["output"].dtype)
+                df.loc[want, "output"] = filled
+        df = df.drop(columns=[_TEST_ID, _ROW])
+        day = part.parent.name
+        _write_table(df, target / day / part.name, "tool_calls")
+    _write_schema_files(out)
+
+
+# --- reading the datasets back as frames ------------------------------------------------------
+
+
+def _columns_of(frame: str) -> tuple[Any, ...]:
+    from ._frames import MESSAGE_COLUMNS, RECORDING_COLUMNS, TOKEN_COLUMNS, TOOL_CALL_COLUMNS
+
+    return {
+        "recordings": RECORDING_COLUMNS,
+        "messages": MESSAGE_COLUMNS,
+        "tool_calls": TOOL_CALL_COLUMNS,
+        "token_stream": TOKEN_COLUMNS,
+    }[frame]
+
+
+def _restore(df: Any, frame: str, extra: Sequence[str] = ()) -> Any:
+    """The columns of ``df`` (read from Parquet) in the frames' dtypes and order."""
+    import pandas as pd
+
+    from ._frames import _array
+
+    out: dict[str, Any] = {}
+    for col in _columns_of(frame):
+        if col.name not in df.columns:
+            continue
+        values = df[col.name]
+        if col.dtype == "category":
+            out[col.name] = pd.Categorical(_array(values.astype(object).where(values.notna(), None).tolist(), "str"))
+        elif col.dtype == "json":
+            from ._jsonarray import JSONArray
+
+            arr = values.array
+            out[col.name] = arr if isinstance(arr, JSONArray) else _array([_json_value(v) for v in values], "json")
+        elif col.dtype == "datetime":
+            out[col.name] = values.array.astype(pd.DatetimeTZDtype("ns", "UTC"))
+        elif col.dtype == "timedelta":
+            out[col.name] = values.array.astype("timedelta64[ns]")
+        elif col.dtype in ("str", "Int64"):
+            out[col.name] = _array(values.astype(object).where(values.notna(), None).tolist(), col.dtype)
+        else:
+            out[col.name] = values.to_numpy(dtype=col.dtype)
+    for name in extra:
+        out[name] = df[name].to_numpy()
+    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+
+
+def _json_value(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    return orjson.loads(v) if isinstance(v, str) else v
+
+
+def read_dataset(
+    out: str | os.PathLike[str],
+    frame: str,
+    *,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> Any:
+    """One frame of an exported dataset as pandas, with the frame's dtypes; ``columns`` and
+    ``filters`` (pyarrow's: ``[("model", "=", "gpt-4o")]`` or an expression) are pushed down to
+    the Parquet reader, so only what they select is read."""
+    import pyarrow.dataset as ds  # type: ignore[import-untyped]
+
+    dataset = {v: k for k, v in DATASETS.items()}[frame]
+    names = [c.name for c in _columns_of(frame)]
+    if columns is not None:
+        unknown = [c for c in columns if c not in names and c != "day"]
+        if unknown:
+            raise KeyError(
+                f"unknown column(s) {', '.join(map(repr, unknown))} of {frame}; columns are {', '.join(names)}"
+            )
+    source = ds.dataset(Path(out, dataset), format="parquet", partitioning="hive")
+    expression = _filter_expression(filters)
+    wanted = [c for c in names if columns is None or c in columns]
+    table = source.to_table(columns=wanted, filter=expression)
+    df = table.to_pandas()
+    return _restore(df, frame)
+
+
+def _filter_expression(filters: Any) -> Any:
+    if filters is None:
+        return None
+    import pyarrow.parquet as pq
+
+    if isinstance(filters, list):
+        return pq.filters_to_expression(filters)
+    return filters
+
+
+# --- the export -------------------------------------------------------------------------------
+
+
+def _batches(paths: Sequence[str], sizes: Sequence[int]) -> list[list[str]]:
+    batches: list[list[str]] = []
+    current: list[str] = []
+    total = 0
+    for path, size in zip(paths, sizes, strict=True):
+        if current and (len(current) >= BATCH_FILES or total + size > BATCH_BYTES):
+            batches.append(current)
+            current, total = [], 0
+        current.append(path)
+        total += max(size, 0)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> None:
+    """Drop the rows of the files ``gone`` from the parts of ``batches`` (a part left empty is
+    deleted)."""
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq
+
+    dirs = [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]
+    for batch in sorted(batches):
+        name = _part_name(batch)
+        for d in dirs:
+            for part in d.glob(f"day=*/{name}"):
+                table = pq.read_table(part)
+                keep = pc.invert(
+                    pc.is_in(table["path"], value_set=pc.cast(list(gone), table.schema.field("path").type))
+                )
+                kept = table.filter(keep)
+                if kept.num_rows == table.num_rows:
+                    continue
+                if kept.num_rows == 0:
+                    part.unlink()
+                    continue
+                tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
+                pq.write_table(kept, tmp, compression="zstd")
+                os.replace(tmp, part)
+
+
+def _write_schema_files(out: Path) -> None:
+    """``out/<dataset>/_schema.parquet``: no rows, the columns and dtypes (what :func:`connect`
+    shows for a dataset with no rows yet; readers skip ``_`` files)."""
+    import pandas as pd
+
+    from ._frames import MESSAGE_COLUMNS, RECORDING_COLUMNS, TOKEN_COLUMNS, TOOL_CALL_COLUMNS, _array
+
+    for dataset, cols in (
+        ("calls", RECORDING_COLUMNS),
+        ("messages", MESSAGE_COLUMNS),
+        ("tool_calls", TOOL_CALL_COLUMNS),
+        ("chunks", TOKEN_COLUMNS),
+    ):
+        path = out / dataset / "_schema.parquet"
+        if path.exists():
+            continue
+        empty = pd.DataFrame({c.name: _array([], c.dtype) for c in cols})
+        _write_table(empty, path, dataset)
+
+
+def _workers(n_files: int, workers: int | None) -> int:
+    if workers is not None:
+        return max(0, workers)
+    if n_files < PARALLEL_MIN_FILES or os.environ.get(ENV_EXPORT_WORKERS) == "0":
+        return 0
+    cpus = _usable_cpus()
+    return cpus if cpus > 1 else 0
+
+
+def export(
+    src: Any,
+    to: str | os.PathLike[str],
+    *,
+    progress: bool | None = None,
+    workers: int | None = None,
+) -> ExportResult:
+    """Write the recordings of ``src`` as four Parquet datasets under ``to``, or bring an earlier
+    export up to date (only new and changed files are read; rows of deleted files are removed).
+
+    ``src`` is what :func:`load_recordings` takes: a directory, a file, or a list of them. ``to``
+    is created; an existing directory must be an earlier export (its ``_manifest.json``) or empty.
+    ``workers``: worker processes (default: one per usable CPU for large exports; ``0``: none).
+    """
+    started = time.perf_counter()
+    out = Path(to)
+    manifest = read_manifest(out)
+    if manifest is None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if not is_dataset(out) and not _manifest_path(out).exists():
+                raise FileExistsError(
+                    f"{str(out)!r} exists and is not a notebook-recorder dataset (no {MANIFEST}): "
+                    "export to a new or empty directory"
+                )
+        for d in (*DATASETS, STATE):  # an older schema or a damaged manifest: rebuilt whole
+            shutil.rmtree(out / d, ignore_errors=True)
+        manifest = {}
+    out.mkdir(parents=True, exist_ok=True)
+    paths, _, problems = find_files(src)
+    current: dict[str, tuple[int, int]] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+            current[path] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            current[path] = (-1, -1)
+    odd = {p.path: p.problem for p in problems if p.path not in current}
+    for path in odd:
+        current[path] = (-1, -1)
+    order = {path: i for i, path in enumerate(current)}
+    changed = [
+        p
+        for p, (size, mtime) in current.items()
+        if (e := manifest.get(p)) is None or e[1] == -1 or e[:2] != (size, mtime)
+    ]
+    gone = {p for p in manifest if p not in current}
+    removed = gone | {p for p in changed if p in manifest}
+    if removed:
+        _remove_rows(out, {manifest[p][2] for p in removed}, removed)
+        for p in removed:
+            del manifest[p]
+    next_batch = max((e[2] for e in manifest.values()), default=-1) + 1
+    todo = _batches(changed, [current[p][0] for p in changed])
+    tasks = [
+        (next_batch + i, [p for p in batch if p not in odd], [(p, odd[p]) for p in batch if p in odd], str(out))
+        for i, batch in enumerate(todo)
+    ]
+    errors = 0
+    bar = Progress(len(changed), progress, "Exporting recordings")
+    try:
+        for result in _run(tasks, _workers(len(changed), workers)):
+            for path, (size, mtime) in result.stats.items():
+                manifest[path] = (size, mtime, result.batch)
+            errors += result.errors
+            bar.advance(len(result.stats))
+    finally:
+        bar.close()
+    if changed or removed or not (out / "tool_calls").exists():
+        _rebuild_tool_calls(out, order)
+    _write_manifest(out, manifest)
+    return ExportResult(out, len(manifest), len(changed), len(removed), errors, time.perf_counter() - started)
+
+
+def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers: int) -> Any:
+    """The batches' results as they complete: in worker processes, or here."""
+    if workers and len(tasks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: a fresh interpreter, whatever threads this process runs (a kernel, a server);
+        # each worker holds one batch at a time.
+        with ProcessPoolExecutor(
+            min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=8
+        ) as pool:
+            futures = [pool.submit(export_batch, *task) for task in tasks]
+            for future in as_completed(futures):
+                yield future.result()
+        return
+    for task in tasks:
+        yield export_batch(*task)
+
+
+# --- DuckDB -----------------------------------------------------------------------------------
+
+
+def default_dataset_dir(src: str | os.PathLike[str]) -> Path:
+    """Where :func:`connect` exports a recordings directory: under the user's cache directory,
+    one dataset per source directory."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "notebook-recorder" / "datasets"
+    resolved = str(Path(src).expanduser().resolve())
+    return base / f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(
+    src: str | os.PathLike[str],
+    *,
+    to: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    database: str = ":memory:",
+) -> Any:
+    """A DuckDB connection with the views ``calls``, ``messages``, ``tool_calls`` and ``chunks``
+    over an exported dataset (``src``), or over a recordings directory, exported first (to ``to``,
+    default :func:`default_dataset_dir`; later calls bring it up to date).
+
+    >>> con = connect("dataset/")
+    >>> con.sql("select model, sum(total_tokens) from calls group by 1").df()
+    """
+    try:
+        import duckdb  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise ImportError("connect() needs DuckDB: pip install 'notebook-recorder[duckdb]'") from None
+    if is_dataset(src):
+        out = Path(src)
+    else:
+        if not Path(src).exists():
+            raise FileNotFoundError(f"{str(src)!r}: no such recordings directory or dataset")
+        out = Path(to) if to is not None else default_dataset_dir(src)
+        export(src, out, progress=progress)
+    con = duckdb.connect(database)
+    for dataset in DATASETS:
+        root = out / dataset
+        if any(root.glob("day=*/part-*.parquet")):
+            pattern = str(root / "day=*" / "part-*.parquet")
+            source = f"read_parquet({_sql_string(pattern)}, hive_partitioning = true, union_by_name = true)"
+        else:
+            source = f"(select *, null::varchar as day from read_parquet({_sql_string(str(root / '_schema.parquet'))}))"
+        con.execute(f"create or replace view {dataset} as select * from {source}")
+    return con
