@@ -259,36 +259,55 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
 
 def _rebuild_tool_calls(out: Path, order: dict[str, int]) -> None:
     """``out/tool_calls/`` from the raw parts: a call the model asked for gets the output that a
-    request of the same test carried (the last one, in file order), as :func:`tool_calls` does."""
-    import pandas as pd
+    request of the same test carried (the last one, in file order), as :func:`tool_calls` does.
+    Only tool calls are read, never the corpus, and one part at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    _write_schema_files(out)
     raw_root = out / STATE / _RAW_TOOLS
     parts = sorted(raw_root.glob("day=*/part-*.parquet"))
     found: list[tuple[int, int, str, str, str]] = []
     for part in parts:
-        t = pq.read_table(part, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW]).to_pandas()
-        t = t[(t["source"] == "request") & t["call_id"].notna() & (t["call_id"] != "") & t["output"].notna()]
-        for path, row, tid, cid, output in zip(t["path"], t[_ROW], t[_TEST_ID], t["call_id"], t["output"], strict=True):
-            found.append((order.get(path, -1), int(row), tid, cid, output))
+        t = pq.read_table(part, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW])
+        keep = pc.and_(
+            pc.and_(pc.equal(t["source"].cast(pa.string()), "request"), pc.is_valid(t["output"])),
+            pc.and_(pc.is_valid(t["call_id"]), pc.not_equal(t["call_id"], "")),
+        )
+        t = t.filter(pc.fill_null(keep, False))
+        for path, row, tid, cid, output in zip(
+            *(t[c].to_pylist() for c in ("path", _ROW, _TEST_ID, "call_id", "output")), strict=True
+        ):
+            found.append((order.get(path, -1), row, tid, cid, output))
     found.sort(key=lambda f: (f[0], f[1]))
     outputs = {(tid, cid): output for _, _, tid, cid, output in found}
     del found
     target = out / "tool_calls"
-    shutil.rmtree(target, ignore_errors=True)
+    schema = pq.read_schema(target / "_schema.parquet")
+    for old in target.glob("day=*"):
+        shutil.rmtree(old, ignore_errors=True)
     for part in parts:
-        df = pq.read_table(part).to_pandas()
-        df = _restore(df, "tool_calls", extra=(_TEST_ID, _ROW))
+        t = pq.read_table(part)
         if outputs:
-            want = (df["source"] == "response") & df["output"].isna() & df["call_id"].notna() & (df["call_id"] != "")
-            if want.any():
-                keys = list(zip(df.loc[want, _TEST_ID], df.loc[want, "call_id"], strict=True))
-                filled = pd.array([outputs.get(k) for k in keys], dtype=df["output"].dtype)
-                df.loc[want, "output"] = filled
-        df = df.drop(columns=[_TEST_ID, _ROW])
-        day = part.parent.name
-        _write_table(df, target / day / part.name, "tool_calls")
-    _write_schema_files(out)
+            want = pc.and_(
+                pc.and_(pc.equal(t["source"].cast(pa.string()), "response"), pc.is_null(t["output"])),
+                pc.and_(pc.is_valid(t["call_id"]), pc.not_equal(t["call_id"], "")),
+            )
+            rows = pc.indices_nonzero(pc.fill_null(want, False)).to_pylist()
+            if rows:
+                values = t["output"].to_pylist()
+                tids, cids = t[_TEST_ID].to_pylist(), t["call_id"].to_pylist()
+                for i in rows:
+                    values[i] = outputs.get((tids[i], cids[i]))
+                i_out = t.schema.get_field_index("output")
+                t = t.set_column(i_out, t.schema.field(i_out), pa.array(values, type=t.schema.field(i_out).type))
+        t = t.drop_columns([_TEST_ID, _ROW]).replace_schema_metadata(schema.metadata)  # the frame's pandas dtypes
+        path = target / part.parent.name / part.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pq.write_table(t, tmp, compression="zstd")
+        os.replace(tmp, path)
 
 
 # --- reading the datasets back as frames ------------------------------------------------------
