@@ -147,7 +147,7 @@ def test_columns_and_filters_are_pushed_down(tmp_path: Path) -> None:
     msgs = nr.messages(tmp_path / "ds", columns=["role", "path"], filters=[("role", "=", "tool")])
     assert set(msgs["role"]) == {"tool"} and list(msgs.columns) == ["role", "path"]
     assert len(msgs) == (nr.messages(FIXTURES)["role"] == "tool").sum()
-    with pytest.raises(KeyError, match="'modle'.*columns are kind, endpoint, model"):
+    with pytest.raises(KeyError, match=r"'modle'.*columns are kind, endpoint, model"):
         nr.load_recordings(tmp_path / "ds", columns=["modle"])
     with pytest.raises(ValueError, match="filters= applies to a dataset"):
         nr.load_recordings(FIXTURES, filters=[("model", "=", "x")])

@@ -262,7 +262,7 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int]) -> None:
     request of the same test carried (the last one, in file order), as :func:`tool_calls` does.
     Only tool calls are read, never the corpus, and one part at a time."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
     import pyarrow.parquet as pq
 
     _write_schema_files(out)
