@@ -13,6 +13,7 @@ VENV := .venv
 VENV2 := .venv-openai2
 VENVLOW := .venv-lowest
 VENV_SDK := .venv-sdk-suite
+VENV_SPARK := .venv-spark
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
 BINLOW := $(VENVLOW)/bin
@@ -26,7 +27,7 @@ UV := $(UV_HOME)/bin/uv
 UV_VENV = $(UV) venv --quiet --allow-existing --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 UV_PIP := $(UV) pip install --quiet
 
-.PHONY: demo test venvs checks lint typecheck unit unit-openai2 test-lowest notebooks sdk-suite frameworks bench clean
+.PHONY: demo test venvs checks lint typecheck unit unit-openai2 test-lowest notebooks sdk-suite spark frameworks bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_HOME)
@@ -64,6 +65,12 @@ $(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
 	touch $@
 
+# PySpark (local mode; Java 17 from the machine) for the Spark example over an exported dataset.
+$(VENV_SPARK)/bin/.installed-spark: pyproject.toml | $(UV)
+	$(UV_VENV) $(VENV_SPARK)
+	$(UV_PIP) --python $(VENV_SPARK)/bin/python -e '.[spark]' pytest pytest-timeout pytest-asyncio
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
@@ -76,9 +83,10 @@ test:
 	@$(MAKE) --no-print-directory -k -j2 --output-sync=target checks
 	@echo "make test: every part passed: $(CHECKS)"
 
-venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite
+venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite \
+	$(VENV_SPARK)/bin/.installed-spark
 
-CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks typecheck lint
+CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks spark typecheck lint
 checks: $(CHECKS)
 
 lint: $(BIN)/.installed-dev
@@ -115,6 +123,11 @@ test-lowest: $(BINLOW)/.installed-dev
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
 
+# The PySpark example computes the per-model token totals that pandas and DuckDB compute, from an
+# exported dataset (Spark in local mode, on loopback only). NR_REQUIRE_SPARK: a missing pyspark fails.
+spark: $(VENV_SPARK)/bin/.installed-spark
+	NR_REQUIRE_SPARK=1 $(VENV_SPARK)/bin/python -m pytest -q -p no:cacheprovider tests/test_spark.py
+
 # The openai sdist's own tests pass with the hook in live and record mode as they do without it.
 sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 	$(VENV_SDK)/bin/python tests/sdk_suite/run.py
@@ -131,4 +144,4 @@ bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) .cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) $(VENV_SPARK) .cache .mypy_cache .pytest_cache .ruff_cache
