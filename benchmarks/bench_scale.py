@@ -154,8 +154,9 @@ def replay_rows(n: int, runs: int) -> dict[str, Any]:
             "from benchmarks.bench_replay import _client\n"
             "client = _client()\n"
             "t = time.perf_counter()\n"
+            "messages = [{{'role': 'user', 'content': 'question 0'}}]\n"
             "with nr.recording('replay', dir={dir!r}):\n"
-            "    client.chat.completions.create(model='gpt-4o', messages=[{{'role': 'user', 'content': 'question 0'}}])\n"
+            "    client.chat.completions.create(model='gpt-4o', messages=messages)\n"
             "result['ms'] = (time.perf_counter() - t) * 1000\n"
         )
         times: dict[str, list[float]] = {"10": [], "N": []}
