@@ -11,6 +11,7 @@ splits the work by file and prunes days from a ``where day >= ...`` filter.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ def local_session(app: str = "notebook-recorder") -> Any:
     """A Spark session in local mode that listens on loopback only, with no web UI."""
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the JVM binds loopback, not the host's address
     return (
         SparkSession.builder.appName(app)
         .master("local[2]")

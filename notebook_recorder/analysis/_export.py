@@ -67,6 +67,13 @@ PARALLEL_MIN_FILES = 1000
 #: Set to ``0`` to export in this process only.
 ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
 _META_KEY = b"notebook_recorder"
+# Timestamps in microseconds: Spark cannot read Parquet's nanosecond timestamps, and recorded_at
+# is never finer (files say seconds or microseconds; a modification time is cut to the second).
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "coerce_timestamps": "us",
+    "allow_truncated_timestamps": True,
+}
 _FORMAT = "notebook-recorder dataset"
 
 
@@ -167,7 +174,7 @@ def _write_table(df: Any, path: Path, dataset: str) -> None:
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_metadata(dataset)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, **_PARQUET_OPTIONS)
     os.replace(tmp, path)
 
 
@@ -306,7 +313,7 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int]) -> None:
         path = target / part.parent.name / part.name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(t, tmp, compression="zstd")
+        pq.write_table(t, tmp, **_PARQUET_OPTIONS)
         os.replace(tmp, path)
 
 
@@ -439,7 +446,7 @@ def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> None:
                     part.unlink()
                     continue
                 tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
-                pq.write_table(kept, tmp, compression="zstd")
+                pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
                 os.replace(tmp, part)
 
 
