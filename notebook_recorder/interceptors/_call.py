@@ -111,7 +111,7 @@ class SdkCall:
         token = self._current.set(self) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network():
+            with sdk_network(collect=tape.add_secrets if tape is not None else None):
                 return self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
                 )
@@ -123,7 +123,7 @@ class SdkCall:
         token = self._current.set(self) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network():
+            with sdk_network(collect=tape.add_secrets if tape is not None else None):
                 return await self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
                 )
