@@ -59,7 +59,7 @@ def test_the_exported_datasets_equal_the_frames_on_the_fixtures(tmp_path: Path) 
         meta = pq.read_schema(parts[0]).metadata[b"notebook_recorder"]
         assert b'"schema_version": 1' in meta
     calls = pq.read_table(tmp_path / "ds" / "calls", partitioning="hive").schema
-    assert str(calls.field("recorded_at").type) == "timestamp[ns, tz=UTC]"
+    assert str(calls.field("recorded_at").type) == "timestamp[us, tz=UTC]"  # Spark reads us, not ns
     assert str(calls.field("model").type).startswith("dictionary<")
     days = {p.name for p in (tmp_path / "ds" / "calls").glob("day=*")}
     assert len(days) > 1 and all(d[4:8].isdigit() for d in days)  # partitioned by recording day
