@@ -83,7 +83,8 @@ def build_files(dest: Path, n: int) -> Path:
         varied = _vary(originals[which], copy)
         if isinstance(varied, dict):
             recorder = varied.get("recorder") if isinstance(varied.get("recorder"), dict) else {}
-            varied["recorder"] = {**recorder, "recorded_at": f"2026-11-{1 + copy % 30:02d}T{copy % 24:02d}:{copy // 720 % 60:02d}:00Z"}
+            when = f"2026-11-{1 + copy % 30:02d}T{copy % 24:02d}:{copy // 720 % 60:02d}:00Z"
+            varied["recorder"] = {**recorder, "recorded_at": when}
         body = orjson.dumps(varied, option=orjson.OPT_INDENT_2) + b"\n"
         out = dest / f"batch{i // 1000:04d}" / f"{hashlib.sha256(body).hexdigest()}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
