@@ -116,8 +116,12 @@ def test_an_incremental_export_equals_a_full_one(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(_sorted(inc), _sorted(whole), check_categorical=False, obj=name)
     _assert_same(tmp_path / "inc", src)
     assert nr.load_recordings(tmp_path / "inc")["test_id"].str.startswith("changed-").sum() == 1
+    parts = {p: p.stat().st_mtime_ns for p in (tmp_path / "inc" / "tool_calls").glob("day=*/*.parquet")}
+    assert parts
     third = nr.export(src, to=tmp_path / "inc", progress=False)
     assert third.read == 1 and third.removed == 1  # only the broken file, which is always read again
+    # the broken file has no tool calls: no tool_calls part is written again
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "inc" / "tool_calls").glob("day=*/*.parquet")} == parts
 
 
 def test_tool_outputs_are_matched_across_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,9 +168,13 @@ def _schema_metadata(dataset: str) -> dict[bytes, bytes]:
 
 def _write_table(df: Any, path: Path, dataset: str) -> None:
     import pyarrow as pa  # type: ignore[import-untyped]
+
+    _write_arrow(pa.Table.from_pandas(df, preserve_index=False), path, dataset)
+
+
+def _write_arrow(table: Any, path: Path, dataset: str) -> None:
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_metadata(dataset)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -179,12 +183,15 @@ def _write_table(df: Any, path: Path, dataset: str) -> None:
 
 
 def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> None:
-    """``df`` written as ``out/dataset/day=D/part-<batch>.parquet``, one file per day it has."""
+    """``df`` written as ``out/dataset/day=D/part-<batch>.parquet``, one file per day it has
+    (converted to Arrow once, then cut by day)."""
+    import pyarrow as pa
+
     if not len(df):
         return
+    table = pa.Table.from_pandas(df, preserve_index=False)
     for day, index in df.groupby(days, sort=True, observed=True).indices.items():
-        part = df.take(index).reset_index(drop=True)
-        _write_table(part, out / dataset / f"day={day}" / _part_name(batch), dataset)
+        _write_arrow(table.take(pa.array(index)), out / dataset / f"day={day}" / _part_name(batch), dataset)
 
 
 def _loaded(paths: Sequence[str], problems: Sequence[tuple[str, str]], started_ns: int) -> tuple[Loaded, list[int]]:
@@ -264,10 +271,15 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
 # --- matching tool outputs across batches -----------------------------------------------------
 
 
-def _rebuild_tool_calls(out: Path, order: dict[str, int]) -> None:
-    """``out/tool_calls/`` from the raw parts: a call the model asked for gets the output that a
-    request of the same test carried (the last one, in file order), as :func:`tool_calls` does.
-    Only tool calls are read, never the corpus, and one part at a time."""
+_FILLS = "tool_fills.json"  # raw part -> digest of the outputs matched into it last time
+
+
+def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> None:
+    """Bring ``out/tool_calls/`` up to date from the raw parts: a call the model asked for gets
+    the output that a request of the same test carried (the last one, in file order), as
+    :func:`tool_calls` does. Only tool calls are read, never the corpus; a part is written again
+    only when its raw part changed (``touched``: ``day=D/part-N.parquet`` names) or the outputs
+    matched into it did."""
     import pyarrow as pa
     import pyarrow.compute as pc  # type: ignore[import-untyped]
     import pyarrow.parquet as pq
@@ -276,45 +288,58 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int]) -> None:
     raw_root = out / STATE / _RAW_TOOLS
     parts = sorted(raw_root.glob("day=*/part-*.parquet"))
     found: list[tuple[int, int, str, str, str]] = []
+    wants: dict[Path, tuple[list[int], list[Any], list[Any]]] = {}
     for part in parts:
         t = pq.read_table(part, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW])
-        keep = pc.and_(
-            pc.and_(pc.equal(t["source"].cast(pa.string()), "request"), pc.is_valid(t["output"])),
-            pc.and_(pc.is_valid(t["call_id"]), pc.not_equal(t["call_id"], "")),
-        )
-        t = t.filter(pc.fill_null(keep, False))
-        for path, row, tid, cid, output in zip(
-            *(t[c].to_pylist() for c in ("path", _ROW, _TEST_ID, "call_id", "output")), strict=True
-        ):
+        source = t["source"].cast(pa.string())
+        has_id = pc.and_(pc.is_valid(t["call_id"]), pc.not_equal(t["call_id"], ""))
+        give = pc.fill_null(pc.and_(pc.and_(pc.equal(source, "request"), pc.is_valid(t["output"])), has_id), False)
+        g = t.filter(give)
+        columns = (g[c].to_pylist() for c in ("path", _ROW, _TEST_ID, "call_id", "output"))
+        for path, row, tid, cid, output in zip(*columns, strict=True):
             found.append((order.get(path, -1), row, tid, cid, output))
+        want = pc.fill_null(pc.and_(pc.and_(pc.equal(source, "response"), pc.is_null(t["output"])), has_id), False)
+        taken = pc.indices_nonzero(want).cast(pa.int64())
+        rows = taken.to_pylist()
+        wants[part] = (rows, t[_TEST_ID].take(taken).to_pylist(), t["call_id"].take(taken).to_pylist())
     found.sort(key=lambda f: (f[0], f[1]))
     outputs = {(tid, cid): output for _, _, tid, cid, output in found}
     del found
     target = out / "tool_calls"
     schema = pq.read_schema(target / "_schema.parquet")
-    for old in target.glob("day=*"):
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        before = orjson.loads((out / STATE / _FILLS).read_bytes())
+        before = before if isinstance(before, dict) else {}
+    except (OSError, orjson.JSONDecodeError):
+        before = {}
+    fills: dict[str, str] = {}
+    names = set()
     for part in parts:
-        t = pq.read_table(part)
-        if outputs:
-            want = pc.and_(
-                pc.and_(pc.equal(t["source"].cast(pa.string()), "response"), pc.is_null(t["output"])),
-                pc.and_(pc.is_valid(t["call_id"]), pc.not_equal(t["call_id"], "")),
-            )
-            rows = pc.indices_nonzero(pc.fill_null(want, False)).to_pylist()
-            if rows:
-                values = t["output"].to_pylist()
-                tids, cids = t[_TEST_ID].to_pylist(), t["call_id"].to_pylist()
-                for i in rows:
-                    values[i] = outputs.get((tids[i], cids[i]))
-                i_out = t.schema.get_field_index("output")
-                t = t.set_column(i_out, t.schema.field(i_out), pa.array(values, type=t.schema.field(i_out).type))
-        t = t.drop_columns([_TEST_ID, _ROW]).replace_schema_metadata(schema.metadata)  # the frame's pandas dtypes
+        name = f"{part.parent.name}/{part.name}"
+        names.add(name)
+        rows, tids, cids = wants[part]
+        values = [outputs.get((tid, cid)) for tid, cid in zip(tids, cids, strict=True)]
+        fills[name] = hashlib.sha256(orjson.dumps(values)).hexdigest()
         path = target / part.parent.name / part.name
+        if name not in touched and before.get(name) == fills[name] and path.exists():
+            continue
+        t = pq.read_table(part)
+        if any(v is not None for v in values):
+            column = t["output"].to_pylist()
+            for i, v in zip(rows, values, strict=True):
+                column[i] = v
+            i_out = t.schema.get_field_index("output")
+            t = t.set_column(i_out, t.schema.field(i_out), pa.array(column, type=t.schema.field(i_out).type))
+        t = t.drop_columns([_TEST_ID, _ROW]).replace_schema_metadata(schema.metadata)  # the frame's pandas dtypes
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pq.write_table(t, tmp, **_PARQUET_OPTIONS)
         os.replace(tmp, path)
+    for old in target.glob("day=*/part-*.parquet"):
+        if f"{old.parent.name}/{old.name}" not in names:
+            old.unlink()  # its raw part is gone: every row of it was removed
+    (out / STATE).mkdir(exist_ok=True)
+    _atomic_write(out / STATE / _FILLS, orjson.dumps(fills))
 
 
 # --- reading the datasets back as frames ------------------------------------------------------
@@ -424,13 +449,14 @@ def _batches(paths: Sequence[str], sizes: Sequence[int]) -> list[list[str]]:
     return batches
 
 
-def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> None:
+def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
     """Drop the rows of the files ``gone`` from the parts of ``batches`` (a part left empty is
-    deleted)."""
+    deleted); the raw tool-call parts changed (``day=D/part-N.parquet``)."""
     import pyarrow.compute as pc  # type: ignore[import-untyped]
     import pyarrow.parquet as pq
 
     dirs = [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]
+    touched: set[str] = set()
     for batch in sorted(batches):
         name = _part_name(batch)
         for d in dirs:
@@ -442,12 +468,14 @@ def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> None:
                 kept = table.filter(keep)
                 if kept.num_rows == table.num_rows:
                     continue
+                touched.add(f"{part.parent.name}/{part.name}")
                 if kept.num_rows == 0:
                     part.unlink()
                     continue
                 tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
                 pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
                 os.replace(tmp, part)
+    return touched
 
 
 def _write_schema_files(out: Path) -> None:
@@ -526,8 +554,9 @@ def export(
     ]
     gone = {p for p in manifest if p not in current}
     removed = gone | {p for p in changed if p in manifest}
+    touched: set[str] = set()
     if removed:
-        _remove_rows(out, {manifest[p][2] for p in removed}, removed)
+        touched = _remove_rows(out, {manifest[p][2] for p in removed}, removed)
         for p in removed:
             del manifest[p]
     next_batch = max((e[2] for e in manifest.values()), default=-1) + 1
@@ -547,7 +576,10 @@ def export(
     finally:
         bar.close()
     if changed or removed or not (out / "tool_calls").exists():
-        _rebuild_tool_calls(out, order)
+        new_parts = {_part_name(task[0]) for task in tasks}
+        raw = out / STATE / _RAW_TOOLS
+        touched |= {f"{p.parent.name}/{p.name}" for p in raw.glob("day=*/part-*.parquet") if p.name in new_parts}
+        _rebuild_tool_calls(out, order, touched)
     _write_manifest(out, manifest)
     return ExportResult(out, len(manifest), len(changed), len(removed), errors, time.perf_counter() - started)
 
