@@ -468,7 +468,8 @@ def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
                 kept = table.filter(keep)
                 if kept.num_rows == table.num_rows:
                     continue
-                touched.add(f"{part.parent.name}/{part.name}")
+                if d.name == _RAW_TOOLS:
+                    touched.add(f"{part.parent.name}/{part.name}")
                 if kept.num_rows == 0:
                     part.unlink()
                     continue
