@@ -167,8 +167,8 @@ def replay_rows(n: int, runs: int) -> dict[str, Any]:
         make_directory(misnamed, n, named_by_key=False)
         index = _in_fresh_process(
             "import gc, tracemalloc\n"
-            "from notebook_recorder._store import Store\n"
-            "from notebook_recorder._keys import InferenceRequest\n"
+            "from notebook_recorder.core._store import Store\n"
+            "from notebook_recorder.core._keys import InferenceRequest\n"
             f"store = Store({str(misnamed)!r})\n"
             "def key(i):\n"
             "    body = {'model': 'gpt-4o', 'messages': [{'role': 'user', 'content': f'question {i}'}]}\n"
@@ -177,7 +177,7 @@ def replay_rows(n: int, runs: int) -> dict[str, Any]:
             "t = time.perf_counter()\n"
             "assert store.find(key(0)) is not None\n"
             "result['build_s'] = time.perf_counter() - t\n"
-            "from notebook_recorder import _store\n"
+            "from notebook_recorder.core import _store\n"
             "_store._parsed.clear(); gc.collect()\n"
             "result['retained'] = tracemalloc.get_traced_memory()[0]\n"
             "tracemalloc.stop()\n"
