@@ -38,22 +38,10 @@ from typing import Any
 
 import orjson
 
+from ._layout import _FORMAT, DATASETS, MANIFEST, SCHEMA_VERSION, is_dataset
 from ._loader import Loaded, _Cached, _read_one, _usable_cpus, find_files, gc_paused
 from ._progress import Progress
 
-SCHEMA_VERSION = 1
-"""The version of the datasets' layout and columns; bumped when they change (an export of an
-older version is rebuilt whole)."""
-
-DATASETS: dict[str, str] = {
-    "calls": "recordings",
-    "messages": "messages",
-    "tool_calls": "tool_calls",
-    "chunks": "token_stream",
-}
-"""Dataset directory -> the frame it holds (:func:`load_frames`' names)."""
-
-MANIFEST = "_manifest.json"
 STATE = "_state"
 _RAW_TOOLS = "tool_calls_raw"
 _TEST_ID = "__test_id"  # the raw tool calls' extra columns: the file's test_id, and row order
@@ -74,7 +62,6 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     "coerce_timestamps": "us",
     "allow_truncated_timestamps": True,
 }
-_FORMAT = "notebook-recorder dataset"
 
 
 @dataclass(frozen=True)
@@ -122,17 +109,6 @@ def read_manifest(out: Path) -> dict[str, Entry] | None:
             return None
         out_files[path] = (entry[0], entry[1], entry[2])
     return out_files
-
-
-def is_dataset(path: Any) -> bool:
-    """Whether ``path`` is a directory written by :func:`export`."""
-    if not isinstance(path, str | os.PathLike):
-        return False
-    try:
-        head = Path(path, MANIFEST).read_bytes()[:200]
-    except OSError:
-        return False
-    return _FORMAT.encode() in head
 
 
 def _write_manifest(out: Path, files: dict[str, Entry]) -> None:
@@ -340,95 +316,6 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> 
             old.unlink()  # its raw part is gone: every row of it was removed
     (out / STATE).mkdir(exist_ok=True)
     _atomic_write(out / STATE / _FILLS, orjson.dumps(fills))
-
-
-# --- reading the datasets back as frames ------------------------------------------------------
-
-
-def _columns_of(frame: str) -> tuple[Any, ...]:
-    from ._frames import MESSAGE_COLUMNS, RECORDING_COLUMNS, TOKEN_COLUMNS, TOOL_CALL_COLUMNS
-
-    return {
-        "recordings": RECORDING_COLUMNS,
-        "messages": MESSAGE_COLUMNS,
-        "tool_calls": TOOL_CALL_COLUMNS,
-        "token_stream": TOKEN_COLUMNS,
-    }[frame]
-
-
-def _restore(df: Any, frame: str, extra: Sequence[str] = ()) -> Any:
-    """The columns of ``df`` (read from Parquet) in the frames' dtypes and order."""
-    import pandas as pd
-
-    from ._frames import _array
-
-    out: dict[str, Any] = {}
-    for col in _columns_of(frame):
-        if col.name not in df.columns:
-            continue
-        values = df[col.name]
-        if col.dtype == "category":
-            out[col.name] = pd.Categorical(_array(values.astype(object).where(values.notna(), None).tolist(), "str"))
-        elif col.dtype == "json":
-            from ._jsonarray import JSONArray
-
-            arr = values.array
-            out[col.name] = arr if isinstance(arr, JSONArray) else _array([_json_value(v) for v in values], "json")
-        elif col.dtype == "datetime":
-            out[col.name] = values.array.astype(pd.DatetimeTZDtype("ns", "UTC"))
-        elif col.dtype == "timedelta":
-            out[col.name] = values.array.astype("timedelta64[ns]")
-        elif col.dtype in ("str", "Int64"):
-            out[col.name] = _array(values.astype(object).where(values.notna(), None).tolist(), col.dtype)
-        else:
-            out[col.name] = values.to_numpy(dtype=col.dtype)
-    for name in extra:
-        out[name] = df[name].to_numpy()
-    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-
-
-def _json_value(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and v != v):
-        return None
-    return orjson.loads(v) if isinstance(v, str) else v
-
-
-def read_dataset(
-    out: str | os.PathLike[str],
-    frame: str,
-    *,
-    columns: Sequence[str] | None = None,
-    filters: Any = None,
-) -> Any:
-    """One frame of an exported dataset as pandas, with the frame's dtypes; ``columns`` and
-    ``filters`` (pyarrow's: ``[("model", "=", "gpt-4o")]`` or an expression) are pushed down to
-    the Parquet reader, so only what they select is read."""
-    import pyarrow.dataset as ds  # type: ignore[import-untyped]
-
-    dataset = {v: k for k, v in DATASETS.items()}[frame]
-    names = [c.name for c in _columns_of(frame)]
-    if columns is not None:
-        unknown = [c for c in columns if c not in names and c != "day"]
-        if unknown:
-            raise KeyError(
-                f"unknown column(s) {', '.join(map(repr, unknown))} of {frame}; columns are {', '.join(names)}"
-            )
-    source = ds.dataset(Path(out, dataset), format="parquet", partitioning="hive")
-    expression = _filter_expression(filters)
-    wanted = [c for c in names if columns is None or c in columns]
-    table = source.to_table(columns=wanted, filter=expression)
-    df = table.to_pandas()
-    return _restore(df, frame)
-
-
-def _filter_expression(filters: Any) -> Any:
-    if filters is None:
-        return None
-    import pyarrow.parquet as pq
-
-    if isinstance(filters, list):
-        return pq.filters_to_expression(filters)
-    return filters
 
 
 # --- the export -------------------------------------------------------------------------------
