@@ -6,7 +6,12 @@ Lookup has three tiers, cheapest first:
 2. the file names of the whole tree (subdirectories too), listed once per process.
 3. a content index: the key recomputed from each file's stored request. This finds files whose
    name is not their key, such as every llama-stack file and renamed files. It is built once per
-   directory per process, the first time tiers 1 and 2 miss, and kept current as files are written.
+   directory per process, the first time tiers 1 and 2 miss, and kept current as files are written;
+   later misses look at each directory's modification time (one ``stat`` per directory) and list
+   again only the directories that changed, parsing only their new or replaced files.
+
+A file replayed again is read (one ``read``) and compared with the bytes parsed last time: while
+they are the same, its parsed record is served from a small bounded cache (:class:`_ParsedFiles`).
 
 Only the index ((key, occurrence) -> path) stays in memory, never the recordings themselves.
 
