@@ -27,6 +27,11 @@ UV := $(UV_HOME)/bin/uv
 UV_VENV = $(UV) venv --quiet --allow-existing --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 UV_PIP := $(UV) pip install --quiet
 
+# The official openai npm package, which tests/frontends/test_serve.py runs with Node against
+# `notebook-recorder serve` (6.x: the newest major that runs on Node 20). Installed once under .cache/npm.
+NODE_OPENAI := 6.30.1
+NODE_OPENAI_PKG := .cache/npm/node_modules/openai/package.json
+
 .PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite spark frameworks bench clean
 
 $(UV):
@@ -89,7 +94,12 @@ test:
 		$(MAKE) --no-print-directory summary; exit $$status
 
 venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite \
-	$(VENV_SPARK)/bin/.installed-spark
+	$(VENV_SPARK)/bin/.installed-spark $(NODE_OPENAI_PKG)
+
+$(NODE_OPENAI_PKG):
+	mkdir -p .cache/npm
+	test -f .cache/npm/package.json || echo '{"private": true}' > .cache/npm/package.json
+	cd .cache/npm && npm install --no-audit --no-fund --loglevel=error openai@$(NODE_OPENAI)
 
 CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks docs spark typecheck lint
 checks: $(addprefix logged-,$(CHECKS))
@@ -129,7 +139,7 @@ lint: $(BIN)/.installed-dev
 typecheck: $(BIN)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(BIN)/.installed-dev
+unit: $(BIN)/.installed-dev $(NODE_OPENAI_PKG)
 	$(BIN)/python -c "import openai; print('openai', openai.__version__)"
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "Call": ".core._calllog",
     "tool": ".hooks.tools",
     "register_types": ".core._types",
+    "serve": ".frontends.serve._server",
     # errors
     "RecordingError": ".core._errors",
     "RecordingNotFoundError": ".core._errors",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
     from .core._recorder import Recorder as Recorder
     from .core._session import recording as recording, start as start, stop as stop
     from .core._types import register_types as register_types
+    from .frontends.serve._server import serve as serve
     from .hooks.tools import tool as tool
 
 

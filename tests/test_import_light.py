@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("pandas", "nbclient", "openai", "anthropic", "numpy", "matplotlib", "IPython")
+HEAVY = ("pandas", "nbclient", "openai", "anthropic", "numpy", "matplotlib", "IPython", "starlette", "uvicorn", "httpx")
 
 
 def _run(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, *flags, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, *flags, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=180
     )
 
 
@@ -53,3 +53,8 @@ def test_import_loads_only_the_standard_library() -> None:
     loaded = set(_run(probe).stdout.split())
     foreign = {name for name in loaded if name not in sys.stdlib_module_names and name != "notebook_recorder"}
     assert foreign == set()
+
+
+def test_serve_loads_its_server_stack_only_when_started() -> None:
+    """``nr.serve`` is a name like the others: starlette, uvicorn and httpx load when a server starts."""
+    assert not _loaded("import notebook_recorder as nr\nnr.serve") & {"starlette", "uvicorn", "httpx", "pandas"}

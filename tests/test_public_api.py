@@ -79,3 +79,11 @@ def test_type_checkers_see_what_the_package_gives() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="does_not_exist"):
         nr.does_not_exist  # noqa: B018
+
+
+def test_serve_is_public_and_loads_its_server_stack_only_when_used() -> None:
+    """``nr.serve`` (the loopback endpoint for other processes) is exported; starlette and
+    uvicorn are imported by using it, not by importing the package."""
+    assert "serve" in nr.__all__
+    assert nr.serve.__module__ == "notebook_recorder.frontends.serve._server"
+    assert inspect.isclass(nr.serve) and hasattr(nr.serve, "__enter__") and hasattr(nr.serve, "stop")

@@ -96,7 +96,7 @@ def test_mistakes_are_one_line_usage_errors(
 
 def test_usage_errors_show_the_usage(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     line = usage_error(ip, "%apirec record --bogus", capsys)
-    assert "Usage: %apirec [{live,record,replay,record-if-missing,status,off}] [--dir DIR]" in line
+    assert "Usage: %apirec [{live,record,replay,record-if-missing,status,off,serve}] [--dir DIR]" in line
 
 
 def test_bad_apirec_mode_env_is_a_usage_error(
@@ -724,7 +724,9 @@ def hook(ip: InteractiveShell, line: str) -> list[str]:
 
 
 def test_completion_candidates(ip: InteractiveShell) -> None:
-    assert hook(ip, "%apirec ") == ["live", "record", "replay", "record-if-missing", "status", "off"]
+    assert hook(ip, "%apirec ") == ["live", "record", "replay", "record-if-missing", "status", "off", "serve"]
+    assert hook(ip, "%apirec serve ") == ["live", "record", "replay", "record-if-missing", "off"]
+    assert hook(ip, "%apirec serve replay --") == ["--dir", "--scope", "--port", "--upstream"]
     assert hook(ip, "%apirec record-") == ["record-if-missing"]
     assert hook(ip, "%%apirec ") == ["live", "record", "replay", "record-if-missing"]
     assert hook(ip, "%apirec status --") == ["--clear"]

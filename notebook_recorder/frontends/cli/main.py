@@ -9,6 +9,7 @@
     notebook-recorder import SRC... DEST [--scope S]
     notebook-recorder export DIR... --to OUT
     notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
+    notebook-recorder serve --mode MODE [--dir DIR] [--port N] [--upstream URL] [--host ADDR]
 
 - ``run`` executes notebooks in a real kernel with ``APIREC_MODE`` set (``replay`` unless
   ``--mode`` says otherwise), printing a line per cell and a summary. It exits 1 when a cell
@@ -30,6 +31,8 @@
 - ``prune`` runs notebooks in replay mode and lists the recordings none of them used, and stale
   temporary files; it deletes them only with ``--yes``. Entries that are not readable recordings
   are listed and never deleted.
+- ``serve`` runs a loopback HTTP endpoint that records and replays other processes' API calls
+  (:mod:`._serve`, :mod:`notebook_recorder.frontends.serve`).
 
 This module parses the arguments; each command asks the package and prints the answer
 (``ls``, ``show``, ``verify``, ``import``: :mod:`._cli_recordings`; ``run``, ``prune``:
@@ -55,6 +58,7 @@ from ._common import PROG, CommandLineError
 from ._export import add_export_parser
 from ._recordings import SORTS, cmd_import, cmd_ls, cmd_show, cmd_verify
 from ._run import cmd_prune, cmd_run
+from ._serve import add_parser as add_serve_parser
 
 __all__ = ["PROG", "CommandLineError", "build_parser", "main"]
 
@@ -220,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kernel_options(prune)
     prune.set_defaults(parser=prune, handler=cmd_prune)
     add_export_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

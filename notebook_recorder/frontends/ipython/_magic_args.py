@@ -20,7 +20,7 @@ from ...core._match import Rules, parse_normalize_flag
 from ...core._modes import Mode, valid_modes
 from ...core._recorder import Recorder
 
-SUBCOMMANDS = ("status", "off")
+SUBCOMMANDS = ("status", "off", "serve")
 NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
 
@@ -48,6 +48,7 @@ HELP_USAGE = (
     "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
+    "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]\n"
     "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
 )
 
@@ -66,8 +67,19 @@ def apirec_magic(method: _F) -> _F:
             "mode",
             nargs="?",
             metavar="MODE",
-            help="live, record, replay or record-if-missing; or status, off (%%%%apirec: a mode only). "
+            help="live, record, replay or record-if-missing; or status, off, serve (%%%%apirec: a mode only). "
             "Without one, show the mode, directory and scope in force.",
+        ),
+        _argument(
+            "serve_mode",
+            nargs="?",
+            metavar="SERVE_MODE",
+            help="with serve: the mode of a loopback HTTP endpoint for other processes (replay, record, "
+            "record-if-missing, live), or off; it sets OPENAI_BASE_URL and ANTHROPIC_BASE_URL for subprocesses",
+        ),
+        _argument("--port", type=int, metavar="N", help="with serve: the port (default: a free one)"),
+        _argument(
+            "--upstream", metavar="URL", help="with serve: where record and live forward (default: the API's own)"
         ),
         _argument(
             "--dir",
@@ -157,7 +169,8 @@ def usage(cell_magic: bool) -> str:
     modes = ",".join([*valid_modes(), *SUBCOMMANDS])
     return (
         f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-        "[--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]"
+        "[--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]; "
+        "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]"
     )
 
 
@@ -266,6 +279,10 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     command = previous[1]
     if command == "status":
         flags = ["--clear"]
+    elif command == "serve":
+        if len(previous) == 2:
+            return [*valid_modes(), "off"]
+        flags = ["--dir", "--scope", "--port", "--upstream"]
     elif command == "off":
         flags = []
     else:

@@ -11,6 +11,8 @@ their event callbacks and every patch they installed.
     %apirec                                    the mode, directory and scope in force
     %apirec status [--clear]                   this session's calls as a table
     %apirec off                                back to live, patches removed
+    %apirec serve replay [--dir DIR] [--port N]  a loopback HTTP endpoint for other processes
+    %apirec serve off                          stop it
 
 This module only adapts IPython, in the manner of IPython's autoreload and storemagic: it reads
 the line (:mod:`._magic_args`), calls the engine in :mod:`._session` (``start``, ``stop``,
@@ -45,7 +47,7 @@ from traitlets import Bool
 from ... import hooks  # noqa: F401  (imported, the hooks register themselves with the core)
 from ...core import _calllog, _recorder, _session
 from ...core._calllog import Call
-from ...core._modes import ENV_DIR, env_dir, env_mode, env_mode_source
+from ...core._modes import ENV_DIR, Mode, env_dir, env_mode, env_mode_source, valid_modes
 from ...core._recorder import Recorder
 from .._discovery import default_dir, display_path
 from .._render import NOTE_PREFIX, CallTable, cell_note, format_state, own_output_metadata, plural
@@ -86,6 +88,7 @@ class ApiRecMagics(Magics):
         self._announced: Path | None = None
         self._cells = CellRewriter()
         self._showwarning: Callable[..., None] | None = None  # the one before ours, while loaded
+        self._server: Any = None  # the endpoint of %apirec serve, while it runs
 
     @property
     def _shell(self) -> InteractiveShell:
@@ -116,6 +119,9 @@ class ApiRecMagics(Magics):
           %apirec status                         this session's calls, as a table
           %apirec status --clear                 empty that table
           %apirec off                            back to live calls, the SDK unpatched
+          %apirec serve replay                   an HTTP endpoint for subprocesses (!curl, node):
+                                                 OPENAI_BASE_URL / ANTHROPIC_BASE_URL point at it
+          %apirec serve off                      stop it
 
         Without --dir the directory in use is kept; the first one is recordings/<notebook
         stem>/ beside the notebook when the kernel can tell which notebook it runs, else
@@ -135,6 +141,10 @@ class ApiRecMagics(Magics):
         """
         cell_only = cell is not None
         args = flags.parse(self.apirec, line, cell_magic=cell_only)
+        if args.mode != "serve":
+            flags.reject(args, "--port", "--upstream", command=f"%apirec {args.mode or ''}".strip())
+            if args.serve_mode is not None:
+                raise UsageError(f"%apirec: unexpected {args.serve_mode!r}. Usage: {flags.usage(cell_only)}")
         if cell_only or args.this_cell:
             flags.reject(args, "--clear", command=f"%%apirec {args.mode}")
             if cell is not None:
@@ -147,6 +157,9 @@ class ApiRecMagics(Magics):
         elif args.mode == "status":
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
+        elif args.mode == "serve":
+            flags.reject(args, *NETWORK_FLAGS, "--clear", command="%apirec serve")
+            self._serve(args)
         elif args.mode == "off":
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
             _session.stop()
@@ -176,6 +189,43 @@ class ApiRecMagics(Magics):
             recorder = _session.start(mode, directory, scope, **settings)
         if not self.quiet and recorder.mode is not recorder.requested_mode:
             self._show(f"{NOTE_PREFIX}{env_mode_source()} overrides {recorder.requested_mode}")
+
+    def _serve(self, args: argparse.Namespace) -> None:
+        """``%apirec serve MODE``: the loopback endpoint (``nr.serve``) for the session's
+        subprocesses, in this kernel's background; ``%apirec serve off`` stops it."""
+        what = args.serve_mode
+        if what in ("off", "stop"):
+            if self._server is not None:
+                self._server.stop()
+                self._show(f"{NOTE_PREFIX}stopped serving at {self._server.url}")
+                self._server = None
+            return
+        if what is None:
+            state = "not serving" if self._server is None else repr(self._server)
+            self._show(f"{NOTE_PREFIX}{state}", "state")
+            return
+        try:
+            mode = Mode.parse(what)
+        except ValueError:
+            choices = ", ".join([*valid_modes(), "off"])
+            raise UsageError(f"%apirec serve: unknown mode {what!r}; valid choices: {choices}") from None
+        base = _session.session()
+        args.mode = mode
+        _, directory, scope = flags.recorder_settings(args, base, self._default_dir)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        with flags.usage_errors():
+            try:
+                from ..serve._server import serve
+            except ImportError as exc:
+                raise UsageError(str(exc)) from None
+            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope)
+        server = self._server
+        self._show(
+            f"{NOTE_PREFIX}serving {server.mode} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
+            "OPENAI_BASE_URL and ANTHROPIC_BASE_URL point subprocesses at it (%apirec serve off stops it)"
+        )
 
     # -- this cell only -----------------------------------------------------------------------
 
@@ -317,6 +367,9 @@ class ApiRecMagics(Magics):
     def detach(self) -> None:
         """Undo :meth:`attach`, and leave any ``%%apirec`` cell that is still open."""
         shell = self._shell
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
         while self._frames:
             self._unwind(self._frames.pop())
         for event in self._EVENTS:

@@ -1,0 +1,582 @@
+"""``notebook-recorder serve`` and ``nr.serve()``: a loopback HTTP endpoint that records and replays.
+
+Recording in process covers Python code in this process. A JavaScript notebook, ``!curl``, a
+compiled agent, another Python process without the package or a service in a container talk to
+the API over HTTP instead: pointed at this server (``OPENAI_BASE_URL=http://127.0.0.1:PORT/v1``,
+``ANTHROPIC_BASE_URL=http://127.0.0.1:PORT``), they are recorded and replayed with the same
+files, keys, occurrences, secrets rules and missing-recording explanation as the SDK hooks.
+
+- ``replay``: answers from the recordings (JSON, SSE event by event, recorded errors with their
+  status and body); a missing recording is a 404 in the API's own error envelope whose message
+  is :class:`~notebook_recorder.RecordingNotFoundError`'s (the request, the nearest recorded one,
+  the diff). No key is needed, and nothing is sent anywhere.
+- ``record`` / ``record-if-missing``: forwards to the upstream (OpenAI's or Anthropic's, by the
+  request; or ``upstream``) with the client's own key, streams the answer back as it arrives, and
+  writes the file an in-process call of the same request would write (``._wire``). A stream
+  cut short (the client left, the upstream failed) is never saved.
+- ``live``: forwards and writes nothing.
+
+Occurrences are counted per client session when the client sends ``X-Apirec-Session: NAME``,
+per server run otherwise. The server listens on 127.0.0.1 unless told otherwise (with a
+warning), never writes a request's headers, refuses bodies over ``max_body`` bytes (413), gives
+a stalled upload ``body_timeout`` seconds (408), and a client that disconnects affects only its
+own request.
+
+It runs on starlette and uvicorn (the ``serve`` extra), imported only here, and forwards over
+h11 (``._upstream``). Front-end layer: the
+calls go through the core's :class:`~notebook_recorder.Recorder` (decide, save, log), so
+``%apirec status`` and ``nr.calls()`` list them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ...core._engine import Tape
+from ...core._errors import RecordingNotFoundError
+from ...core._modes import Mode
+from ...core._recorder import Action, Recorder
+from ...hooks._placeholder import REPLAY_KEY_PLACEHOLDER, drop_placeholder_key, set_placeholder_key
+from . import _wire as wire
+from ._upstream import Upstream, UpstreamError
+from ._wire import SESSION_HEADER, Answer, Api, answer, api_for, envelope
+
+__all__ = ["DEFAULT_MAX_BODY", "SESSION_HEADER", "ServeApp", "serve"]
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+"""The largest request body accepted, in bytes (larger ones get a 413)."""
+DEFAULT_BODY_TIMEOUT = 60.0
+_RECORD_HINT = (
+    "Through notebook-recorder serve: run it with --mode record-if-missing (in a notebook: %apirec serve "
+    "record-if-missing) and give the client a real API key."
+)
+MAX_SESSIONS = 10_000  # client sessions whose occurrence counts are kept at once
+LOOPBACK = "127.0.0.1"
+
+# Request headers never forwarded: hop-by-hop, recomputed, or ours.
+_DROP_REQUEST = frozenset(
+    {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+     "accept-encoding", "proxy-authorization", "proxy-connection", SESSION_HEADER}
+)  # fmt: skip
+# Response headers never passed back: hop-by-hop, or recomputed (bodies are passed decoded).
+_DROP_RESPONSE = frozenset(
+    {"content-length", "connection", "keep-alive", "transfer-encoding", "content-encoding", "date", "server"}
+)
+
+
+def _missing_extra() -> ImportError:
+    return ImportError(
+        "notebook-recorder serve needs starlette, uvicorn and h11: pip install 'notebook-recorder[serve]'"
+    )
+
+
+class ServeApp:
+    """The ASGI application: one recorder per client session, the upstream client, the handler."""
+
+    def __init__(
+        self,
+        mode: Mode | str,
+        dir: str | os.PathLike[str] | None = None,
+        *,
+        scope: str | None = None,
+        upstream: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        try:
+            import h11  # noqa: F401
+            import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            raise _missing_extra() from None
+        self.recorder = Recorder(mode, dir, scope)
+        """The recorder of requests without a session header (one count for the server's run)."""
+        self._sessions: dict[str, Recorder] = {}
+        self._args = (mode, dir, scope)
+        self.upstream = upstream.rstrip("/") if upstream else None
+        self.max_body = int(max_body)
+        self.body_timeout = float(body_timeout)
+        self.log = log
+        self._client: Upstream | None = None
+        self._secrets: dict[int, tuple[Any, str, Any]] = {}  # calls being recorded: what carries keys
+        self.asgi = self._build()
+
+    # -- recorders ------------------------------------------------------------------------------
+
+    def recorder_for(self, session: str | None) -> Recorder:
+        """The recorder of a client session (its own occurrence counts), or the server's."""
+        if not session:
+            return self.recorder
+        recorder = self._sessions.get(session)
+        if recorder is None:
+            if len(self._sessions) >= MAX_SESSIONS:  # the oldest session's counts are forgotten
+                del self._sessions[next(iter(self._sessions))]
+            recorder = self._sessions[session] = Recorder(*self._args)
+        return recorder
+
+    # -- the application ------------------------------------------------------------------------
+
+    def _build(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[None]:
+            yield
+            if self._client is not None:
+                await self._client.aclose()
+                self._client = None
+
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        return Starlette(routes=[Route("/{path:path}", self._endpoint, methods=methods)], lifespan=lifespan)
+
+    def _http(self) -> Upstream:
+        if self._client is None:
+            self._client = Upstream()
+        return self._client
+
+    async def _endpoint(self, request: Any) -> Any:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        path = request.url.path
+        api = api_for(path, headers)
+        raw = await self._read_body(request, headers, api)
+        if isinstance(raw, Answer):
+            self._note(f"{request.method} {path} -> {raw.status} (refused)")
+            return _response(raw)
+        method = request.method.upper()
+        query = request.url.query
+        endpoint = wire.endpoint_of(path)
+        upstream = self.upstream or api.upstream
+        url = wire.upstream_url(upstream, endpoint, query)
+        described = wire.describe(method, path, query, raw, headers.get("content-type", ""), url)
+        recorder = self.recorder_for(headers.get(SESSION_HEADER))
+        try:
+            decision = recorder.decide(described)
+        except RecordingNotFoundError as exc:
+            self._note(f"missing {described.summary()} -> 404")
+            return _response(envelope(api, 404, f"{exc}\n{_RECORD_HINT}"))
+        tape = Tape(decision)
+        if decision.action is Action.REPLAY:
+            return self._replay(api, tape, described.summary())
+        sent = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
+        if decision.action is Action.RECORD:
+            decision.sdk = {"sdk": "notebook-recorder serve", "client": headers.get("user-agent", "")}
+        if any(REPLAY_KEY_PLACEHOLDER in value for _, value in sent):
+            reason = (
+                "The client sent notebook-recorder's replay placeholder instead of a key, so the call "
+                "cannot be made or recorded now: give the client a real key and run again."
+            )
+            if decision.action is Action.LIVE:
+                recorder.finish(decision, "live", error="NetworkBlockedError")
+                return _response(envelope(api, 401, f"{described.summary()}: not sent. {reason}"))
+            return _response(envelope(api, 404, str(recorder.missing(decision, reason))))
+        if decision.action is Action.RECORD:
+            # The credentials it carries: found when it is saved, not before it is forwarded.
+            self._secrets[id(tape)] = (sent, query, described.body)
+        try:
+            return await self._forward(api, tape, method, endpoint, url, sent, raw)
+        except BaseException:
+            self._secrets.pop(id(tape), None)
+            raise
+
+    async def _read_body(self, request: Any, headers: dict[str, str], api: Api) -> bytes | Answer:
+        import anyio
+
+        limit = self.max_body
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return envelope(api, 413, f"request body of {length} bytes is larger than the limit ({limit} bytes)")
+        data = bytearray()
+        try:
+            with anyio.fail_after(self.body_timeout):
+                async for piece in request.stream():
+                    data += piece
+                    if len(data) > limit:
+                        return envelope(api, 413, f"request body larger than the limit ({limit} bytes)")
+        except TimeoutError:
+            return envelope(api, 408, f"request body not received within {self.body_timeout:g} s")
+        return bytes(data)
+
+    def _replay(self, api: Api, tape: Tape, summary: str) -> Any:
+        decision = tape.decision
+        assert decision.found is not None
+        response = decision.recorder.store.replay_response(decision.found, decision.key)
+        try:
+            reply = answer(api, response)
+        except Exception as exc:  # a malformed recording: named, and only this request fails
+            tape.end("error", error=f"{type(exc).__name__}: {exc}")
+            return _response(envelope(api, 500, f"{decision.found.path}: cannot replay: {exc}", "api_error"))
+        error = None
+        if response.get("is_exception"):
+            error = str((response.get("exception_data") or {}).get("type") or "error")
+        tape.end("replayed", streamed=reply.events is not None, error=error)
+        self._note(f"replayed {summary} <- {decision.found.path.name}")
+        return _response(reply)
+
+    async def _forward(
+        self, api: Api, tape: Tape, method: str, endpoint: str, url: str, headers: list[tuple[str, str]], raw: bytes
+    ) -> Any:
+        from ...hooks._network import sdk_network
+
+        client = self._http()
+        summary = tape.decision.request.summary()
+        try:
+            with sdk_network():  # the server's own connection: not reported by the network guard
+                upstream = await client.send(method, url, headers, raw)
+        except UpstreamError as exc:
+            tape.end("live" if tape.action is Action.LIVE else "error", error=type(exc).__name__)
+            self._secrets.pop(id(tape), None)
+            self._note(f"upstream unreachable for {summary}: {exc!r}")
+            message = f"{summary}: the upstream {url} could not be reached: {exc!r}"
+            return _response(envelope(api, 502, message, "api_connection_error"))
+        kept = {k.lower(): v for k, v in upstream.headers if k.lower() not in _DROP_RESPONSE}
+        kind = upstream.header("content-type").lower()
+        if upstream.status_code < 400 and "text/event-stream" in kind:
+            return _Relay(self, api, tape, method, endpoint, upstream, kept)
+        try:
+            content = await upstream.aread()
+        except UpstreamError as exc:
+            tape.end("error", error=f"response cut short: {exc!r}; not saved")
+            self._secrets.pop(id(tape), None)
+            return _response(envelope(api, 502, f"{summary}: the upstream's answer was cut short: {exc!r}"))
+        finally:
+            await upstream.aclose()
+        headers_in = {k.lower(): v for k, v in upstream.headers}
+        status = upstream.status_code
+        if tape.action is Action.LIVE:
+            tape.end("live", error=None if status < 400 else str(status))
+        else:
+            try:
+                if status >= 400:
+                    response = wire.error_response(api, method, url, status, content, headers_in)
+                else:
+                    response = wire.json_response(api, method, endpoint, content, headers_in)
+            except Exception as exc:  # the answer still goes back to the client: nothing paid for is lost
+                self._secrets.pop(id(tape), None)
+                tape.end("error", error=f"not saved: {type(exc).__name__}: {exc}")
+            else:
+                self._save(tape, response)
+        self._note(f"{tape.action.value} {summary} -> {upstream.status_code}")
+        return _response(Answer(upstream.status_code, kept, content))
+
+    def _save(self, tape: Tape, response: dict[str, Any], *, streamed: bool = False) -> None:
+        pending = self._secrets.pop(id(tape), None)
+        if pending is not None:
+            tape.decision.secrets = wire.secrets(*pending)
+        try:
+            tape.save(response, streamed=streamed)
+        except OSError as exc:  # the answer still goes back: nothing paid for is lost
+            tape.end("error", streamed=streamed, error=f"not saved: {exc!r}")
+
+    def _note(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text)
+
+
+def _response(reply: Answer) -> Any:
+    from starlette.responses import Response, StreamingResponse
+
+    if reply.events is None:
+        return Response(reply.content, status_code=reply.status, headers=reply.headers)
+    events = reply.events
+
+    async def each() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    return StreamingResponse(each(), status_code=reply.status, headers=reply.headers)
+
+
+class _Relay:
+    """A live stream passed to the client piece by piece as the upstream sends it, and recorded
+    when (and only when) it was read to its end and delivered: a client that disconnects, or an
+    upstream that fails midway, leaves no file."""
+
+    def __init__(
+        self, app: ServeApp, api: Api, tape: Tape, method: str, endpoint: str, upstream: Any, headers: dict[str, str]
+    ) -> None:
+        self.app, self.api, self.tape = app, api, tape
+        self.method, self.endpoint = method, endpoint
+        self.upstream = upstream
+        self.headers = headers
+        self.pieces: list[tuple[float, bytes]] = []
+        self.complete = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import anyio
+
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()  # the client left: stop reading the upstream
+
+            group.start_soon(watch)
+            try:
+                await self._relay(send)
+            finally:
+                group.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await self._end()
+
+    async def _relay(self, send: Any) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.upstream.status_code, "headers": headers})
+        recording = self.tape.action is Action.RECORD
+        try:
+            async for piece in self.upstream.aiter_bytes():
+                if recording:
+                    self.pieces.append((time.perf_counter(), piece))
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except UpstreamError as exc:
+            # The upstream broke off: returning without the body's end makes the server close
+            # the connection, so the client sees a broken stream too (never a complete one).
+            self.app._note(f"the upstream broke off {self.tape.decision.request.summary()}: {exc!r}")
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.complete = True
+
+    async def _end(self) -> None:
+        import anyio
+
+        await self.upstream.aclose()
+        tape, summary = self.tape, self.tape.decision.request.summary()
+        if not self.complete:
+            tape.end("error", streamed=True, error=f"stream cut short after {len(self.pieces)} reads; not saved")
+            self.app._secrets.pop(id(tape), None)
+            self.app._note(f"cut short {summary}: not saved")
+            return
+        if tape.action is Action.LIVE:
+            tape.end("live", streamed=True)
+            self.app._note(f"live {summary} (stream)")
+            return
+        # Parsing the stream with the SDK and writing the file take a few ms: on a worker thread,
+        # so that other clients' requests (and their first chunks) do not wait for them.
+        await anyio.to_thread.run_sync(self._save)
+
+    def _save(self) -> None:
+        tape, summary = self.tape, self.tape.decision.request.summary()
+        headers = {k.lower(): v for k, v in self.upstream.headers}
+        try:
+            response = wire.stream_response(self.api, self.method, self.endpoint, self.pieces, tape.started, headers)
+        except Exception as exc:  # an error event in the stream: the hook does not save it either
+            tape.end("error", streamed=True, error=f"{type(exc).__name__}: {exc}; not saved")
+            self.app._secrets.pop(id(tape), None)
+            self.app._note(f"not saved {summary}: {exc!r}")
+            return
+        self.app._save(tape, response, streamed=True)
+        self.app._note(f"recorded {summary} (stream of {len(response['body'])} chunks)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it: in the foreground (the command line) or on a background thread (nr.serve)
+# ---------------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (``port`` 0: a free one); a warning for a host that is
+    not loopback, which exposes the recordings, and the keys clients send, to the network."""
+    if not is_loopback(host):
+        warnings.warn(
+            f"notebook-recorder serve listens on {host}, not only on this machine's loopback: anyone who "
+            "can reach it can replay the recordings, and in record mode spend the keys clients send",
+            stacklevel=3,
+        )
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return sock
+
+
+def uvicorn_server(app: ServeApp) -> Any:
+    """A uvicorn server for ``app``, quiet (no access log, no logging configuration of its own)."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise _missing_extra() from None
+    config = uvicorn.Config(
+        app.asgi,
+        loop="asyncio",
+        http="auto",  # httptools when installed (the serve extra), else h11
+        lifespan="on",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class serve:
+    """Record or replay the API calls of other processes: an HTTP endpoint on 127.0.0.1.
+
+    >>> with nr.serve("replay", dir="recordings") as server:
+    ...     subprocess.run(["node", "agent.js"])   # OPENAI_BASE_URL points at the server
+
+    It starts at once, on a background thread, and runs until :meth:`stop` (or the end of the
+    ``with`` block). ``port=0`` picks a free port (``server.port``, ``server.url``). While it runs,
+    ``OPENAI_BASE_URL`` (``server.url + "/v1"``) and ``ANTHROPIC_BASE_URL`` are set in
+    ``os.environ`` for subprocesses (``set_env=False`` leaves them), and in ``replay`` an unset
+    ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` gets notebook-recorder's placeholder so that clients
+    construct (it is never forwarded). ``upstream`` is where ``record``/``live`` forward
+    (default: OpenAI's or Anthropic's API, by the request). ``scope`` enters every key as
+    ``test_id``. Clients that send ``X-Apirec-Session: NAME`` get their own occurrence counts.
+    Listening on another address than loopback needs ``host=`` and warns.
+    """
+
+    def __init__(
+        self,
+        mode: Mode | str = Mode.REPLAY,
+        dir: str | os.PathLike[str] | None = None,
+        *,
+        port: int = 0,
+        host: str = LOOPBACK,
+        upstream: str | None = None,
+        scope: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        set_env: bool = True,
+    ) -> None:
+        self.app = ServeApp(mode, dir, scope=scope, upstream=upstream, max_body=max_body)
+        self._server = uvicorn_server(self.app)
+        self._socket = bind(host, port)
+        self.url: str = url_of(self._socket)
+        """The server's address, ``http://127.0.0.1:PORT``."""
+        self.port: int = int(self._socket.getsockname()[1])
+        self._env: dict[str, str | None] = {}
+        self._placeholders: list[str] = []
+        self._thread = threading.Thread(target=self._run, name=f"notebook-recorder-serve-{self.port}", daemon=True)
+        self._failure: BaseException | None = None
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not self._server.started:
+            self._socket.close()
+            raise RuntimeError(f"notebook-recorder serve did not start on {self.url}: {self._failure!r}")
+        if set_env:
+            self._set_env()
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:
+            self._failure = exc
+
+    @property
+    def mode(self) -> Mode:
+        """The mode in force (``APIREC_MODE`` overrides the one asked for)."""
+        return self.app.recorder.mode
+
+    @property
+    def dir(self) -> Path:
+        """The recordings directory in force."""
+        return self.app.recorder.dir
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        """The base-URL environment variables that point clients here."""
+        return {"OPENAI_BASE_URL": f"{self.url}/v1", "ANTHROPIC_BASE_URL": self.url}
+
+    def _set_env(self) -> None:
+        for name, value in self.base_urls.items():
+            self._env[name] = os.environ.get(name)
+            os.environ[name] = value
+        if self.mode is Mode.REPLAY:
+            for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+                if set_placeholder_key(name):
+                    self._placeholders.append(name)
+
+    def _restore_env(self) -> None:
+        for name, value in self._env.items():
+            if os.environ.get(name) == self.base_urls[name]:
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        self._env.clear()
+        for name in self._placeholders:
+            drop_placeholder_key(name)
+        self._placeholders.clear()
+
+    def stop(self) -> None:
+        """Stop serving (requests in progress get two seconds) and restore the environment."""
+        self._restore_env()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+    close = stop
+
+    def __enter__(self) -> serve:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<notebook_recorder.serve {self.mode.value} {str(self.dir)!r} at {self.url} ({state})>"
+
+
+def run_forever(
+    mode: Mode | str,
+    dir: str | os.PathLike[str] | None,
+    *,
+    port: int,
+    host: str,
+    upstream: str | None,
+    scope: str | None,
+    max_body: int,
+    quiet: bool,
+) -> Iterator[str]:
+    """The command line's server: yields its URL once listening, then serves until interrupted."""
+    log = None if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    app = ServeApp(mode, dir, scope=scope, upstream=upstream, max_body=max_body, log=log)
+    server = uvicorn_server(app)
+    sock = bind(host, port)
+    try:
+        yield url_of(sock)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
