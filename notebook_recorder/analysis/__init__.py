@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._diff import RunDiff, diff
+    from ._export import ExportResult, connect, export
     from ._frames import (
         MESSAGE_COLUMNS,
         RECORDING_COLUMNS,
@@ -43,13 +44,16 @@ __all__ = [
     "VERDICTS",
     "VERDICT_DOCS",
     "Column",
+    "ExportResult",
     "Frames",
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
     "RunDiff",
     "clear_cache",
+    "connect",
     "diff",
+    "export",
     "load_frames",
     "load_recordings",
     "messages",
@@ -77,6 +81,9 @@ _WHERE = {
     "token_stream": "_frames",
     "tool_calls": "_frames",
     "RecordingLoadError": "_loader",
+    "ExportResult": "_export",
+    "connect": "_export",
+    "export": "_export",
     "clear_cache": "_loader",
     "plot_token_stream": "_plot",
     "Recording": "_recording",

@@ -7,6 +7,7 @@
     notebook-recorder show FILE|KEY [--dir DIR] [--max-chars N]
     notebook-recorder verify DIR [--strict] [--allow-type NAME] [--allow-unknown-types]
     notebook-recorder import SRC... DEST [--scope S]
+    notebook-recorder export DIR... --to OUT
     notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
     notebook-recorder diff A B | DIR --from REV [--to REV] [--fail-on VERDICT] [--json] [--all]
     notebook-recorder serve --mode MODE [--dir DIR] [--port N] [--upstream URL] [--host ADDR]
@@ -27,6 +28,8 @@
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
 - ``diff`` compares two runs, call by call, with a verdict each (:mod:`._diff`).
+- ``export`` writes the recordings as four Parquet datasets (calls, messages, tool_calls,
+  chunks), in batches on every CPU, and brings an earlier export up to date incrementally.
 - ``prune`` runs notebooks in replay mode and lists the recordings none of them used, and stale
   temporary files; it deletes them only with ``--yes``. Entries that are not readable recordings
   are listed and never deleted.
@@ -56,6 +59,7 @@ from ...core._modes import ENV_DIR, valid_modes
 from ...core._version import __version__
 from ._common import PROG, CommandLineError
 from ._diff import VERDICT_NAMES, cmd_diff
+from ._export import add_export_parser
 from ._recordings import SORTS, cmd_import, cmd_ls, cmd_show, cmd_verify
 from ._run import cmd_prune, cmd_run
 from ._serve import add_parser as add_serve_parser
@@ -273,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true", help="print JSON: {a, b, ok, fail_on, counts, calls: [...]}")
     diff.add_argument("--all", action="store_true", help="list every call, unchanged ones too")
     diff.set_defaults(parser=diff, handler=cmd_diff)
+    add_export_parser(sub)
     add_serve_parser(sub)
     return parser
 
