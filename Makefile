@@ -13,6 +13,7 @@ VENV := .venv
 VENV2 := .venv-openai2
 VENVLOW := .venv-lowest
 VENV_SDK := .venv-sdk-suite
+VENV_SPARK := .venv-spark
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
 BINLOW := $(VENVLOW)/bin
@@ -31,7 +32,7 @@ UV_PIP := $(UV) pip install --quiet
 NODE_OPENAI := 6.30.1
 NODE_OPENAI_PKG := .cache/npm/node_modules/openai/package.json
 
-.PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite frameworks bench clean
+.PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite spark frameworks bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_HOME)
@@ -72,6 +73,12 @@ $(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed-dev
 		"anthropic==$$($(BIN)/python -c 'import anthropic; print(anthropic.__version__)')"
 	touch $@
 
+# PySpark (local mode; Java 17 from the machine) for the Spark example over an exported dataset.
+$(VENV_SPARK)/bin/.installed-spark: pyproject.toml | $(UV)
+	$(UV_VENV) $(VENV_SPARK)
+	$(UV_PIP) --python $(VENV_SPARK)/bin/python -e '.[spark]' pytest pytest-timeout pytest-asyncio
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
@@ -89,14 +96,14 @@ test:
 		$(MAKE) --no-print-directory summary; exit $$status
 
 venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite \
-	$(NODE_OPENAI_PKG)
+	$(VENV_SPARK)/bin/.installed-spark $(NODE_OPENAI_PKG)
 
 $(NODE_OPENAI_PKG):
 	mkdir -p .cache/npm
 	test -f .cache/npm/package.json || echo '{"private": true}' > .cache/npm/package.json
 	cd .cache/npm && npm install --no-audit --no-fund --loglevel=error openai@$(NODE_OPENAI)
 
-CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks docs typecheck lint
+CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks docs spark typecheck lint
 checks: $(addprefix logged-,$(CHECKS))
 
 # One part of `make test`, its output in $(LOGS)/PART.log.
@@ -161,6 +168,11 @@ test-lowest: $(BINLOW)/.installed-dev
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
 
+# The PySpark example computes the per-model token totals that pandas and DuckDB compute, from an
+# exported dataset (Spark in local mode, on loopback only). NR_REQUIRE_SPARK: a missing pyspark fails.
+spark: $(VENV_SPARK)/bin/.installed-spark
+	NR_REQUIRE_SPARK=1 $(VENV_SPARK)/bin/python -m pytest -q -p no:cacheprovider tests/analysis/test_spark.py
+
 # The documentation site: the README's sections as pages, the tutorials and the API reference from
 # the docstrings (mkdocs.yml, docs/). --strict: a broken link or reference fails the build. Nothing
 # is fetched from the network (no web fonts, no external inventories). Open .cache/site/index.html.
@@ -187,4 +199,4 @@ bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) .cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) $(VENV_SPARK) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -53,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "token_stream": ".analysis",
     "plot_token_stream": ".analysis",
     "Recording": ".analysis",
+    "diff": ".analysis",
+    # large corpora (pyarrow; DuckDB for connect)
+    "export": ".analysis",
+    "connect": ".analysis",
+    "ExportResult": ".analysis",
 }
 
 # The names that start recorders: the hooks (`hooks/`) are registered with the core before they are used.
@@ -63,9 +68,13 @@ __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__v
 if TYPE_CHECKING:
     from .analysis import (
         Column as Column,
+        ExportResult as ExportResult,
         Frames as Frames,
         Recording as Recording,
         RecordingLoadError as RecordingLoadError,
+        connect as connect,
+        diff as diff,
+        export as export,
         load_frames as load_frames,
         load_recordings as load_recordings,
         messages as messages,

@@ -60,6 +60,8 @@ _ENV_TO_CLEAR = (
     "ANTHROPIC_BASE_URL",
     "APIREC_MODE",
     "APIREC_DIR",
+    "APIREC_DIR_OUT",
+    "APIREC_PACE",
 )
 
 

@@ -32,7 +32,7 @@ def execute(notebook: Path, **env: str) -> NotebookNode:
     client = NotebookClient(
         nb,
         kernel_name="python3",
-        timeout=60,
+        timeout=180,
         allow_errors=True,
         resources={"metadata": {"path": str(notebook.parent)}},
     )

@@ -14,7 +14,7 @@ HEAVY = ("pandas", "nbclient", "openai", "anthropic", "numpy", "matplotlib", "IP
 def _run(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, *flags, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, *flags, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=180
     )
 
 

@@ -81,6 +81,13 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         nr.does_not_exist  # noqa: B018
 
 
+def test_diff_is_public() -> None:
+    # `nr.diff` compares two runs (issue 25); its frame's HTML view and verdicts come with it.
+    assert "diff" in nr.__all__
+    assert nr.diff.__module__ == "notebook_recorder.analysis._diff"
+    assert "verdict" in (inspect.getdoc(nr.diff) or "")
+
+
 def test_serve_is_public_and_loads_its_server_stack_only_when_used() -> None:
     """``nr.serve`` (the loopback endpoint for other processes) is exported; starlette and
     uvicorn are imported by using it, not by importing the package."""

@@ -14,6 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._diff import RunDiff, diff
+    from ._export import ExportResult, connect, export
     from ._frames import (
         MESSAGE_COLUMNS,
         RECORDING_COLUMNS,
@@ -31,18 +33,27 @@ if TYPE_CHECKING:
     from ._loader import RecordingLoadError, clear_cache
     from ._plot import plot_token_stream
     from ._recording import Recording
+    from ._verdicts import DEFAULT_FAIL_ON, VERDICT_DOCS, VERDICTS
 
 __all__ = [
+    "DEFAULT_FAIL_ON",
     "MESSAGE_COLUMNS",
     "RECORDING_COLUMNS",
     "TOKEN_COLUMNS",
     "TOOL_CALL_COLUMNS",
+    "VERDICTS",
+    "VERDICT_DOCS",
     "Column",
+    "ExportResult",
     "Frames",
     "Recording",
     "RecordingLoadError",
     "RecordingLoadWarning",
+    "RunDiff",
     "clear_cache",
+    "connect",
+    "diff",
+    "export",
     "load_frames",
     "load_recordings",
     "messages",
@@ -52,6 +63,11 @@ __all__ = [
 ]
 
 _WHERE = {
+    "DEFAULT_FAIL_ON": "_verdicts",
+    "RunDiff": "_diff",
+    "VERDICTS": "_verdicts",
+    "VERDICT_DOCS": "_verdicts",
+    "diff": "_diff",
     "MESSAGE_COLUMNS": "_frames",
     "RECORDING_COLUMNS": "_frames",
     "TOKEN_COLUMNS": "_frames",
@@ -65,6 +81,9 @@ _WHERE = {
     "token_stream": "_frames",
     "tool_calls": "_frames",
     "RecordingLoadError": "_loader",
+    "ExportResult": "_export",
+    "connect": "_export",
+    "export": "_export",
     "clear_cache": "_loader",
     "plot_token_stream": "_plot",
     "Recording": "_recording",

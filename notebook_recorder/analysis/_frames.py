@@ -18,17 +18,21 @@ Every dtype is a scalar type that survives Parquet: ``str`` (NaN when missing), 
 from __future__ import annotations
 
 import operator
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from ._jsonarray import JSONArray
+from ._layout import DATASETS, is_dataset
 from ._loader import _CLEAR_HOOKS, Loaded, Source, _key_of, gc_paused, load_entries
 from ._rows import CALL_FIELDS, MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted, Stream, new_call
 
@@ -451,12 +455,23 @@ def _recordings_frame(loaded: Loaded, cols: tuple[Column, ...]) -> pd.DataFrame:
 # --- the public functions ---------------------------------------------------------------------
 
 
+def _from_dataset(src: Source, frame: str, columns: Sequence[Column | str] | None, filters: Any) -> pd.DataFrame | None:
+    """The frame read from an exported dataset (``nr.export``) when ``src`` is one, else None."""
+    if is_dataset(src):
+        names = None if columns is None else [c if isinstance(c, str) else c.name for c in columns]
+        return read_dataset(src, frame, columns=names, filters=filters)  # type: ignore[no-any-return]
+    if filters is not None:
+        raise ValueError(f"filters= applies to a dataset written by nr.export(), and {src!r} is not one")
+    return None
+
+
 def load_recordings(
     src: Source,
     *,
     columns: Sequence[Column] | None = None,
     strict: bool = False,
     progress: bool | None = None,
+    filters: Any = None,
 ) -> pd.DataFrame:
     """One row per recording file.
 
@@ -467,34 +482,73 @@ def load_recordings(
     ``columns`` defaults to :data:`RECORDING_COLUMNS`; add your own :class:`Column` specs, whose
     extractor may be a function of the recording's parsed JSON. ``progress`` shows a tqdm bar
     (``None``: only when loading takes over a second, in a terminal or notebook, and not in CI).
+
+    ``src`` may also be a dataset written by :func:`~notebook_recorder.export`: then only the
+    ``columns`` named (names or specs of :data:`RECORDING_COLUMNS`) and the rows that ``filters``
+    selects (pyarrow's filters, such as ``[("model", "=", "gpt-4o")]``) are read from disk.
     """
+    if (df := _from_dataset(src, "recordings", columns, filters)) is not None:
+        return df
     cols = tuple(RECORDING_COLUMNS if columns is None else columns)
     funcs = [c.extract for c in cols if not isinstance(c.extract, str)]
     loaded = load_entries(src, strict=strict, progress=progress, extras=funcs)
     return _recordings_frame(loaded, cols)
 
 
-def messages(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
+def messages(
+    src: Source,
+    *,
+    strict: bool = False,
+    progress: bool | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
     """One row per message (or Responses API input item) in each recording's request."""
+    if (df := _from_dataset(src, "messages", columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
     loaded = load_entries(src, strict=strict, progress=progress)
     _warn_unreadable(loaded, "messages()")
     return _child_frame("messages", loaded, MESSAGE_COLUMNS)
 
 
-def tool_calls(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
+def tool_calls(
+    src: Source,
+    *,
+    strict: bool = False,
+    progress: bool | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
     """One row per tool call: asked for in an answer, carried in a request, or a tool recording.
 
     Streamed tool-call deltas are assembled into the full name and arguments. ``output`` is the
     tool message answering the call in the same request, or, for a call the model asked for, in
     a later request of the same test; for an invocation it is the tool's result.
     """
+    if (df := _from_dataset(src, "tool_calls", columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
     loaded = load_entries(src, strict=strict, progress=progress)
     _warn_unreadable(loaded, "tool_calls()")
     return _child_frame("tool_calls", loaded, TOOL_CALL_COLUMNS)
 
 
-def token_stream(src: Source, *, strict: bool = False, progress: bool | None = None) -> pd.DataFrame:
+def token_stream(
+    src: Source,
+    *,
+    strict: bool = False,
+    progress: bool | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
     """One row per streamed chunk, with its text delta, arrival offset and running length."""
+    if (df := _from_dataset(src, "token_stream", columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
     loaded = load_entries(src, strict=strict, progress=progress)
     _warn_unreadable(loaded, "token_stream()")
     return _child_frame("token_stream", loaded, TOKEN_COLUMNS)
@@ -513,8 +567,10 @@ def load_frames(src: Source, *, strict: bool = False, progress: bool | None = No
     """All four frames from one look at the files: a consistent snapshot, and the fastest way.
 
     Same arguments as :func:`load_recordings`; unreadable files are rows of ``recordings`` with
-    ``error`` set, and are absent from the other three.
+    ``error`` set, and are absent from the other three. ``src`` may be an exported dataset.
     """
+    if is_dataset(src):
+        return Frames(*(read_dataset(src, f) for f in ("recordings", "messages", "tool_calls", "token_stream")))
     loaded = load_entries(src, strict=strict, progress=progress)
     return Frames(
         _recordings_frame(loaded, RECORDING_COLUMNS),
@@ -522,3 +578,86 @@ def load_frames(src: Source, *, strict: bool = False, progress: bool | None = No
         _child_frame("tool_calls", loaded, TOOL_CALL_COLUMNS),
         _child_frame("token_stream", loaded, TOKEN_COLUMNS),
     )
+
+
+# --- reading the datasets back as frames ------------------------------------------------------
+
+
+def _columns_of(frame: str) -> tuple[Any, ...]:
+    return {
+        "recordings": RECORDING_COLUMNS,
+        "messages": MESSAGE_COLUMNS,
+        "tool_calls": TOOL_CALL_COLUMNS,
+        "token_stream": TOKEN_COLUMNS,
+    }[frame]
+
+
+def _restore(df: Any, frame: str, extra: Sequence[str] = ()) -> Any:
+    """The columns of ``df`` (read from Parquet) in the frames' dtypes and order."""
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    for col in _columns_of(frame):
+        if col.name not in df.columns:
+            continue
+        values = df[col.name]
+        if col.dtype == "category":
+            out[col.name] = pd.Categorical(_array(values.astype(object).where(values.notna(), None).tolist(), "str"))
+        elif col.dtype == "json":
+            arr = values.array
+            out[col.name] = arr if isinstance(arr, JSONArray) else _array([_json_value(v) for v in values], "json")
+        elif col.dtype == "datetime":
+            out[col.name] = values.array.astype(pd.DatetimeTZDtype("ns", "UTC"))
+        elif col.dtype == "timedelta":
+            out[col.name] = values.array.astype("timedelta64[ns]")
+        elif col.dtype in ("str", "Int64"):
+            out[col.name] = _array(values.astype(object).where(values.notna(), None).tolist(), col.dtype)
+        else:
+            out[col.name] = values.to_numpy(dtype=col.dtype)
+    for name in extra:
+        out[name] = df[name].to_numpy()
+    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+
+
+def _json_value(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    return orjson.loads(v) if isinstance(v, str) else v
+
+
+def read_dataset(
+    out: str | os.PathLike[str],
+    frame: str,
+    *,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> Any:
+    """One frame of an exported dataset as pandas, with the frame's dtypes; ``columns`` and
+    ``filters`` (pyarrow's: ``[("model", "=", "gpt-4o")]`` or an expression) are pushed down to
+    the Parquet reader, so only what they select is read."""
+    import pyarrow.dataset as ds  # type: ignore[import-untyped]
+
+    dataset = {v: k for k, v in DATASETS.items()}[frame]
+    names = [c.name for c in _columns_of(frame)]
+    if columns is not None:
+        unknown = [c for c in columns if c not in names and c != "day"]
+        if unknown:
+            raise KeyError(
+                f"unknown column(s) {', '.join(map(repr, unknown))} of {frame}; columns are {', '.join(names)}"
+            )
+    source = ds.dataset(Path(out, dataset), format="parquet", partitioning="hive")
+    expression = _filter_expression(filters)
+    wanted = [c for c in names if columns is None or c in columns]
+    table = source.to_table(columns=wanted, filter=expression)
+    df = table.to_pandas()
+    return _restore(df, frame)
+
+
+def _filter_expression(filters: Any) -> Any:
+    if filters is None:
+        return None
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    if isinstance(filters, list):
+        return pq.filters_to_expression(filters)
+    return filters

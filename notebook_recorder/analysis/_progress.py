@@ -49,9 +49,9 @@ class Progress:
         if self.enabled and total:
             self.bar = _make_bar(total, desc, 0.0 if enabled else PROGRESS_DELAY_S)
 
-    def advance(self) -> None:
+    def advance(self, n: int = 1) -> None:
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:

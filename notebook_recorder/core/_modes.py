@@ -2,7 +2,8 @@
 
 ``APIREC_MODE`` and ``APIREC_DIR``, when set, win over anything chosen in code or by a magic:
 CI sets ``APIREC_MODE=replay`` so that a notebook saying ``record-if-missing`` never touches
-the network.
+the network. ``APIREC_DIR_OUT`` and ``APIREC_PACE`` (set by ``notebook-recorder run --dir-out``
+and ``--pace``) win over ``dir_out`` and ``pace`` the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 ENV_MODE = "APIREC_MODE"
 ENV_DIR = "APIREC_DIR"
+ENV_DIR_OUT = "APIREC_DIR_OUT"
+ENV_PACE = "APIREC_PACE"
 # Set by ``notebook-recorder run`` in its kernels, with the value it gives ``APIREC_MODE``: the
 # override then comes from ``run --mode``, not from the user's environment, and notes say so.
 ENV_RUN_MODE = "NOTEBOOK_RECORDER_RUN_MODE"
@@ -98,3 +101,29 @@ def env_dir() -> Path | None:
     """The directory forced by ``APIREC_DIR``, or ``None`` when it is unset or empty."""
     raw = os.environ.get(ENV_DIR, "").strip()
     return Path(raw) if raw else None
+
+
+def env_dir_out() -> Path | None:
+    """Where ``APIREC_DIR_OUT`` sends new recordings (``run --dir-out``), or ``None`` when unset."""
+    raw = os.environ.get(ENV_DIR_OUT, "").strip()
+    return Path(raw) if raw else None
+
+
+def parse_pace(value: float | str | None, where: str = "pace") -> float | None:
+    """A replay pace factor: ``None`` (instant), or a positive number (1 = as recorded, 2 = twice
+    as fast). Anything else raises ``ValueError`` naming ``where``."""
+    if value is None:
+        return None
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: not a number: {value!r} (give a factor such as 1 or 2)") from None
+    if not factor > 0 or factor == float("inf"):
+        raise ValueError(f"{where}: must be a positive number, not {value!r} (1 = as recorded, 2 = twice as fast)")
+    return factor
+
+
+def env_pace() -> float | None:
+    """The replay pace forced by ``APIREC_PACE`` (``run --pace``), or ``None`` when unset."""
+    raw = os.environ.get(ENV_PACE, "").strip()
+    return parse_pace(raw, ENV_PACE) if raw else None

@@ -32,7 +32,7 @@ from ._calllog import display_path, log, log_usage
 from ._errors import NotRecordedWarning, RecordingNotFoundError
 from ._keys import Request, ToolRequest, call_kind, name_occurrence
 from ._match import NormalizeArg, Rules
-from ._modes import Mode, env_dir, env_mode
+from ._modes import Mode, env_dir, env_dir_out, env_mode, env_pace, parse_pace
 from ._notfound import missing_message
 from ._secrets import environment_secrets, mask
 from ._store import UNCHECKED, Found, Snapshot, Store, Unchecked
@@ -55,6 +55,7 @@ class Occurrences:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str], int] = {}
+        self._calls = 0
         self._lock = threading.Lock()
 
     def next(self, directory: Path, key: str) -> int:
@@ -62,6 +63,13 @@ class Occurrences:
         with self._lock:
             count = self._counts[str(directory), key] = self._counts.get((str(directory), key), 0) + 1
         return count
+
+    def sequence(self) -> int:
+        """Count one more call of this context, whatever its key: its place in the run (1, 2, ...),
+        written as ``recorder.sequence`` so that ``nr.diff`` can pair calls whose request changed."""
+        with self._lock:
+            self._calls += 1
+            return self._calls
 
 
 @dataclass
@@ -75,6 +83,7 @@ class Decision:
     found: Found | None = None
     started: float = 0.0
     occurrence: int = 1  # the k-th identical request of this recorder; what a recording is saved as
+    sequence: int = 0  # the call's place among every call of this recording context (1, 2, ...)
     # The credential values the request carried (``_secrets.request_secrets``): the engine sets
     # them when it records, and :meth:`Recorder.save` masks them in what it writes.
     secrets: tuple[str, ...] = ()
@@ -107,6 +116,17 @@ class Recorder:
     the request (or is a callable taking and returning an API request's body). The
     ``[tool.notebook-recorder]`` table of the nearest ``pyproject.toml`` (``_config``) adds its
     rules, and its ``dir`` is the default directory when ``dir`` is not given.
+
+    ``dir_out`` re-records into another directory and leaves ``dir`` untouched: every recording
+    this recorder writes goes to ``dir_out``. ``record`` reads nothing; ``replay`` and
+    ``record-if-missing`` look in ``dir_out`` first, then in ``dir``, and ``record-if-missing``
+    copies each answer it replays from ``dir`` into ``dir_out`` too, so that ``dir_out`` ends up
+    holding the whole run (``notebook-recorder diff DIR DIR_OUT`` then compares every call).
+    ``replay`` never writes. ``APIREC_DIR_OUT`` overrides it.
+
+    ``pace`` replays streams at their recorded pace: each chunk waits the recorded gap since the
+    one before it (``response.chunk_offsets_ms``), divided by ``pace`` (``2.0`` is twice as fast).
+    ``None`` (the default) replays at once. ``APIREC_PACE`` overrides it.
     """
 
     record_command: str | None = None
@@ -123,6 +143,8 @@ class Recorder:
         allow_hosts: Iterable[str] = (),
         ignore: Iterable[str] | str | None = None,
         normalize: NormalizeArg = None,
+        dir_out: str | os.PathLike[str] | None = None,
+        pace: float | None = None,
     ) -> None:
         from ._config import project_config
 
@@ -140,8 +162,12 @@ class Recorder:
         """The rules given to this recorder, without the project's."""
         self.rules = self.project.rules.merged(self.explicit_rules)
         """The match rules in force: the project's and the explicit ones (``_match.Rules``)."""
+        self.requested_dir_out = Path(dir_out) if dir_out is not None else None
+        self.requested_pace = parse_pace(pace)
         self._store: Store | None = None
         self._store_dir: Path | None = None
+        self._out: Store | None = None
+        self._out_dir: Path | None = None
         self.occurrences = Occurrences()
         """How many times each request was made in this recording context (see the module doc)."""
         self.check()
@@ -158,6 +184,27 @@ class Recorder:
     def dir(self) -> Path:
         """The directory in force: ``APIREC_DIR`` if set, else the one asked for."""
         return env_dir() or self.requested_dir
+
+    @property
+    def dir_out(self) -> Path | None:
+        """Where recordings are written instead of :attr:`dir`: ``APIREC_DIR_OUT`` if set, else
+        the ``dir_out`` asked for, else ``None`` (they go to :attr:`dir`)."""
+        return env_dir_out() or self.requested_dir_out
+
+    @property
+    def pace(self) -> float | None:
+        """The replay pace in force: ``APIREC_PACE`` if set, else the one asked for (``None``: instant)."""
+        return env_pace() or self.requested_pace
+
+    @property
+    def store_out(self) -> Store:
+        """The store new recordings are written to: :attr:`dir_out`'s, else :attr:`store`."""
+        directory = self.dir_out
+        if directory is None:
+            return self.store
+        if self._out is None or self._out_dir != directory:
+            self._out, self._out_dir = Store(Path(self._cwd, directory.expanduser()), self.rules), directory
+        return self._out
 
     @property
     def store(self) -> Store:
@@ -188,18 +235,43 @@ class Recorder:
         key = request.key(self.scope, self.rules)
         occurrence = self.occurrences.next(self.store.root, key)
         decision = Decision(Action.LIVE, request, key, self, started=time.perf_counter(), occurrence=occurrence)
+        decision.sequence = self.occurrences.sequence()
         if mode is Mode.LIVE:
             return decision
         if mode.reads:
-            found = self.store.find_latest(key, occurrence)
+            found = self._lookup(key, occurrence)
             if found is not None:
                 decision.action, decision.found = Action.REPLAY, found
+                if mode is Mode.RECORD_IF_MISSING and self.dir_out is not None:
+                    self._copy_out(decision, found)
                 return decision
             if mode is Mode.REPLAY:
                 raise self.missing(decision)
         decision.action = Action.RECORD
-        decision.before = self.store.snapshot(key, occurrence)
+        decision.before = self.store_out.snapshot(key, occurrence)
         return decision
+
+    def _lookup(self, key: str, occurrence: int) -> Found | None:
+        """The recording to replay: with a ``dir_out``, that occurrence there, else what ``dir``
+        has, else the latest ``dir_out`` has."""
+        if self.dir_out is None:
+            return self.store.find_latest(key, occurrence)
+        out = self.store_out
+        return out.find(key, occurrence) or self.store.find_latest(key, occurrence) or out.find_latest(key, occurrence)
+
+    def _copy_out(self, decision: Decision, found: Found) -> None:
+        """``record-if-missing`` with a ``dir_out``: the answer replayed from ``dir`` is this
+        run's answer too, so ``dir_out`` gets it as this call's occurrence."""
+        out = self.store_out
+        if found.path.parent == out.root or out.root in found.path.parents:
+            return
+        record = {k: v for k, v in found.record.items() if k != "occurrence"}
+        if decision.occurrence > 1:
+            record = {"test_id": record.get("test_id"), "occurrence": decision.occurrence, **record}
+        try:
+            out.write(decision.key, record)
+        except (OSError, ValueError, TypeError) as exc:  # the replay goes on; dir_out lacks this call
+            warnings.warn(f"could not copy {found.path} into {self.dir_out}: {exc}", stacklevel=2)
 
     def missing(self, decision: Decision, reason: str | None = None) -> RecordingNotFoundError:
         """Log a call that has no recording and cannot be made now, and build its error.
@@ -249,6 +321,7 @@ class Recorder:
                 "name": "notebook-recorder",
                 "version": __version__,
                 "recorded_at": _now_iso(),
+                **({"sequence": decision.sequence} if decision.sequence else {}),
                 **({} if isinstance(decision.request, ToolRequest) else decision.sdk),
             },
         }
@@ -259,7 +332,7 @@ class Recorder:
         if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
             record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
         try:
-            path = self.store.write(decision.key, record, expect=decision.before)
+            path = self.store_out.write(decision.key, record, expect=decision.before)
         except (OSError, ValueError, TypeError) as exc:
             self._unsaved(decision, exc, streamed=streamed)
             return None
@@ -272,7 +345,7 @@ class Recorder:
 
     def _unsaved(self, decision: Decision, exc: BaseException, *, streamed: bool) -> None:
         """A recorded call whose file could not be written: warn, naming it, and log it ``unsaved``."""
-        target = display_path(self.store.path_for(decision.key, decision.occurrence))
+        target = display_path(self.store_out.path_for(decision.key, decision.occurrence))
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         warnings.warn(
             f"{decision.request.summary()}: the answer was returned but NOT saved to {target}: {reason}. "

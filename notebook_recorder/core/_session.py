@@ -72,6 +72,8 @@ def start(
     allow_hosts: Iterable[str] = (),
     ignore: Iterable[str] | str | None = None,
     normalize: NormalizeArg = None,
+    dir_out: str | os.PathLike[str] | None = None,
+    pace: float | None = None,
 ) -> Recorder:
     """Record or replay every call in this process from now on, until :func:`stop`.
 
@@ -79,11 +81,21 @@ def start(
     ``block_network=True`` stops network connections that bypass the hooks, except to
     ``allow_hosts`` (see :class:`Recorder`). ``ignore`` and ``normalize`` leave volatile parts
     of requests out of their keys (see :class:`Recorder`). ``dir`` defaults to the project's
-    (``[tool.notebook-recorder] dir``), else ``recordings``.
+    (``[tool.notebook-recorder] dir``), else ``recordings``. ``dir_out`` writes new recordings
+    there and leaves ``dir`` untouched; ``pace`` replays streams at their recorded pace (see
+    :class:`Recorder`).
     """
     global _session
     recorder = Recorder(
-        mode, dir, scope, block_network=block_network, allow_hosts=allow_hosts, ignore=ignore, normalize=normalize
+        mode,
+        dir,
+        scope,
+        block_network=block_network,
+        allow_hosts=allow_hosts,
+        ignore=ignore,
+        normalize=normalize,
+        dir_out=dir_out,
+        pace=pace,
     )
     with _state_lock:
         _session = recorder
@@ -146,6 +158,10 @@ class recording:
     logged (``kind="network"`` in :func:`calls`). ``ignore`` and ``normalize`` leave volatile
     parts of requests out of their keys: ``ignore=["body.metadata.run_id"]``,
     ``normalize={r"\d{4}-\d{2}-\d{2}": "<date>"}`` or a callable (see :class:`Recorder`).
+
+    ``dir_out="runs/new"`` re-records into another directory, leaving ``dir`` as it is (compare
+    the two with :func:`notebook_recorder.diff`); ``pace=1.0`` replays streams at the pace they
+    were recorded at (``2.0``: twice as fast). See :class:`Recorder` for both.
     """
 
     def __init__(
@@ -158,6 +174,8 @@ class recording:
         allow_hosts: Iterable[str] = (),
         ignore: Iterable[str] | str | None = None,
         normalize: NormalizeArg = None,
+        dir_out: str | os.PathLike[str] | None = None,
+        pace: float | None = None,
     ) -> None:
         self._args = (Mode.parse(mode), dir, scope)
         self._network: dict[str, Any] = {
@@ -165,6 +183,8 @@ class recording:
             "allow_hosts": tuple(parse_hosts(allow_hosts)),
             "ignore": tuple([ignore] if isinstance(ignore, str) else ignore or ()),
             "normalize": normalize,
+            "dir_out": dir_out,
+            "pace": pace,
         }
         self._contexts: list[Any] = []
         self._new()  # validate now, not at first use

@@ -6,7 +6,12 @@ Lookup has three tiers, cheapest first:
 2. the file names of the whole tree (subdirectories too), listed once per process.
 3. a content index: the key recomputed from each file's stored request. This finds files whose
    name is not their key, such as every llama-stack file and renamed files. It is built once per
-   directory per process, the first time tiers 1 and 2 miss, and kept current as files are written.
+   directory per process, the first time tiers 1 and 2 miss, and kept current as files are written;
+   later misses look at each directory's modification time (one ``stat`` per directory) and list
+   again only the directories that changed, parsing only their new or replaced files.
+
+A file replayed again is read (one ``read``) and compared with the bytes parsed last time: while
+they are the same, its parsed record is served from a small bounded cache (:class:`_ParsedFiles`).
 
 Only the index ((key, occurrence) -> path) stays in memory, never the recordings themselves.
 
@@ -32,6 +37,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +83,56 @@ def read_recording(path: Path) -> dict[str, Any]:
     return loads(data, path)
 
 
+class _ParsedFiles:
+    """A bounded cache of parsed recordings, by path, served only while the file's bytes are the
+    same: replaying a file again reads it (one ``read``, a fraction of the parse) and compares the
+    bytes, rather than parsing and checking them again. An edit, whatever its timestamps, changes
+    the bytes, so nothing stale is served.
+
+    The records are shared between the calls that replay them: readers must not modify them
+    (replay builds new objects from them, and ``_codec.loads`` returns a fresh record).
+    """
+
+    MAX_BYTES = 32 << 20  # file bytes kept in all (parsed, they weigh a few times more)
+    MAX_FILE_BYTES = 8 << 20  # a larger file is parsed on every call, never kept
+    MAX_FILES = 64
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def read(self, path: str) -> dict[str, Any]:
+        try:
+            data, _ = _files.read_file(path)
+        except OSError as exc:
+            raise RecordingFormatError(Path(path), _files.error_text(exc)) from None
+        with self._lock:
+            hit = self._entries.get(path)
+            if hit is not None and hit[0] == data:
+                self._entries.move_to_end(path)
+                return hit[1]
+        record = loads(data, Path(path))
+        if len(data) <= self.MAX_FILE_BYTES:
+            with self._lock:
+                old = self._entries.pop(path, None)
+                if old is not None:
+                    self._bytes -= len(old[0])
+                self._entries[path] = (data, record)
+                self._bytes += len(data)
+                while self._bytes > self.MAX_BYTES or len(self._entries) > self.MAX_FILES:
+                    self._bytes -= len(self._entries.popitem(last=False)[1][0])
+        return record
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+_parsed = _ParsedFiles()
+
+
 def stale_temp_files(root: Path) -> list[Path]:
     """Temporary files that killed writes left anywhere under ``root`` (see :mod:`._files`)."""
     return [Path(p) for directory in walk_recordings(root).dirs for p in _files.stale_temp_files(directory)]
@@ -114,9 +170,15 @@ class _Index:
     verified: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)  # path -> (mtime, size, key, occ)
     seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
     errors: dict[str, str] = field(default_factory=dict)  # unreadable files and odd entries
+    dirs: dict[str, tuple[int, int]] = field(default_factory=dict)  # directory -> (mtime_ns, inode) when listed
+    pending: list[str] = field(default_factory=list)  # listed, not content-indexed yet
     listed: bool = False
     indexed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _dir_version(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_mtime_ns, st.st_ino)
 
 
 _indexes: dict[tuple[Path, str], _Index] = {}
@@ -134,9 +196,10 @@ def _index_for(root: Path, rules: str = "") -> _Index:
 
 
 def forget_indexes() -> None:
-    """Drop every in-memory index (tests and benchmarks use this to start cold)."""
+    """Drop every in-memory index and parsed file (tests and benchmarks use this to start cold)."""
     with _indexes_lock:
         _indexes.clear()
+    _parsed.clear()
 
 
 Snapshot = tuple[int, int, int] | None
@@ -187,8 +250,9 @@ class Store:
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, path: Path) -> dict[str, Any]:
-        """One recording file, parsed and shape-checked. Errors name the file."""
-        return read_recording(path)
+        """One recording file, parsed and shape-checked (or, when its bytes are those parsed
+        last time, served from a small cache: :class:`_ParsedFiles`). Errors name the file."""
+        return _parsed.read(str(path))
 
     def find(self, key: str, occurrence: int = 1) -> Found | None:
         """Occurrence ``occurrence`` of the recording for ``key``, or ``None``.
@@ -308,27 +372,101 @@ class Store:
         return Found(Path(path), record, occurrence)
 
     def _list_names(self) -> None:
+        """List the tree once: every file by name, every directory with its modification time."""
         index = self._index
         if index.listed:
             return
-        for path in self._walk():
+        walk = self._walk_tree(self._lister)
+        for path in walk.files:
             index.names.setdefault(os.path.basename(path)[:-5], []).append(path)
-        index.listed = True
-
-    def _index_contents(self) -> None:
-        """Parse every file not indexed yet (or changed since) and record its content key."""
-        index = self._index
-        index.indexed = True
-        walk = self._walk_tree()
-        present = set(walk.files)
-        for gone in [path for path in index.errors if path not in present]:
-            del index.errors[gone]  # removed or fixed since; odd entries are listed again below
+        index.pending.extend(walk.files)
         for odd in walk.problems:
             index.errors[odd.path] = odd.problem
-        for path in walk.files:
+        index.listed = True
+
+    def _lister(self, path: str, st: os.stat_result) -> _files.Listing:
+        """:func:`._files.list_dir`, noting the directory's modification time (see :meth:`_refresh`)."""
+        listing = _files.list_dir(path)
+        self._index.dirs[path] = _dir_version(st)
+        return listing
+
+    def _refresh(self) -> None:
+        """Bring the listing up to date from the directories' modification times: a directory whose
+        mtime changed since it was listed (a file added, removed or renamed in it, or replaced by
+        an atomic write) is listed again, and only its new or replaced files are queued for the
+        content index. One ``stat`` per directory, never a walk of the tree. (A file edited in
+        place, not through a rename, keeps its directory's mtime: a lookup that finds it verifies
+        its content, so it never answers for a request it no longer holds; a new process indexes
+        it under its new content.)"""
+        index = self._index
+        for directory, version in list(index.dirs.items()):
+            try:
+                st = os.stat(directory)
+            except OSError:
+                del index.dirs[directory]  # gone: its files fail verification and are dropped then
+                continue
+            if _dir_version(st) == version:
+                continue
+            try:
+                listing = self._lister(directory, st)
+            except OSError as exc:
+                index.errors[directory] = f"cannot list this directory: {_files.error_text(exc)}"
+                continue
+            present = {*listing.files, *(odd.path for odd in listing.problems)}
+            for gone in [p for p in index.errors if os.path.dirname(p) == directory and p not in present]:
+                del index.errors[gone]  # removed or fixed since
+            for odd in listing.problems:
+                index.errors[odd.path] = odd.problem
+            for path in listing.files:
+                paths = index.names.setdefault(os.path.basename(path)[:-5], [])
+                if path not in paths:
+                    paths.append(path)
+                    index.pending.append(path)
+                elif path in index.seen:
+                    index.pending.append(path)  # replaced by a rename, perhaps: stat-checked when indexed
+            for sub in listing.dirs:
+                if sub in index.dirs:
+                    continue
+                try:
+                    walk = _files.walk(sub, lister=self._lister)
+                except OSError:
+                    continue
+                for path in walk.files:
+                    paths = index.names.setdefault(os.path.basename(path)[:-5], [])
+                    if path not in paths:
+                        paths.append(path)
+                    index.pending.append(path)
+                for odd in walk.problems:
+                    index.errors[odd.path] = odd.problem
+
+    def note_own_write(self, path: Path, directory_before: tuple[int, int] | None) -> None:
+        """A file this process wrote (:meth:`write`) is indexed already: when nobody else changed
+        its directory since it was listed, the directory's new mtime is taken as listed, so the
+        next miss does not list it again."""
+        index = self._index
+        directory = str(path.parent)
+        if directory_before is None or index.dirs.get(directory) != directory_before:
+            return
+        try:
+            index.dirs[directory] = _dir_version(os.stat(directory))
+        except OSError:
+            pass
+
+    def _index_contents(self) -> None:
+        """Parse every file listed and not indexed yet (or replaced since) and record its content
+        key. The first call indexes the whole tree; later ones only what :meth:`_refresh` found."""
+        index = self._index
+        if not index.listed:
+            self._list_names()
+        elif index.indexed:
+            self._refresh()
+        index.indexed = True
+        pending, index.pending = index.pending, []
+        for path in pending:
             try:
                 mtime = os.stat(path).st_mtime_ns
             except OSError:
+                index.errors.pop(path, None)
                 continue
             if index.seen.get(path) == mtime:
                 continue
@@ -349,10 +487,10 @@ class Store:
             if index.by_key.setdefault((key, occurrence), path) != path:
                 index.more.setdefault((key, occurrence), set()).add(path)
 
-    def _walk_tree(self) -> _files.Walk:
+    def _walk_tree(self, lister: _files.Lister = _files.list_dir) -> _files.Walk:
         """The tree's recording files and odd entries (see :mod:`._files`); empty if it is gone."""
         try:
-            return _files.walk(str(self.root))
+            return _files.walk(str(self.root), lister=lister)
         except OSError:
             return _files.Walk([], [], [])
 
@@ -492,6 +630,7 @@ class Store:
                 record = with_occurrence(record, occurrence)
                 data = dumps(record)
             path = self.path_for(key, occurrence)
+            directory_before = _dir_version(os.stat(self.root))
             fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
             try:
                 with os.fdopen(fd, "wb") as fh:
@@ -511,6 +650,7 @@ class Store:
             self._index.by_key[(key, occurrence)] = name
             self._index.occurrences.setdefault(key, set()).add(occurrence)
             self._index.seen.pop(name, None)
+            self.note_own_write(path, directory_before)
         return path
 
 

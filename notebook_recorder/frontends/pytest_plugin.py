@@ -95,11 +95,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="with --apirec-block-network: a host name or address that may still be reached (repeatable; "
         "localhost means every loopback address)",
     )
+    group.addoption(
+        "--apirec-dir-out",
+        default=None,
+        metavar="DIR",
+        help="write new recordings to DIR/<test module stem>/ (notebooks: DIR/<notebook stem>/), leaving the "
+        "committed ones untouched; record-if-missing also copies what it replays there. Compare the two runs "
+        "with: notebook-recorder diff tests/recordings DIR",
+    )
+    group.addoption(
+        "--apirec-pace",
+        type=_pace_option,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="F",
+        help="replay streams at their recorded pace, F times as fast (F defaults to 1; 2 is twice as fast)",
+    )
     parser.addini(
         "apirec_dir",
         "root directory of the recordings of marked tests (default: recordings/ beside each test file)",
         default="",
     )
+
+
+def _pace_option(value: str) -> float:
+    from ..core._modes import parse_pace
+
+    try:
+        pace = parse_pace(value, "--apirec-pace")
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    assert pace is not None
+    return pace
+
+
+def _dir_out(config: pytest.Config, stem: str) -> Path | None:
+    """``--apirec-dir-out DIR`` for the test module or notebook ``stem``: ``DIR/<stem>``."""
+    value = config.getoption("apirec_dir_out", None)
+    if not value:
+        return None
+    root = Path(value).expanduser()
+    if not root.is_absolute():
+        root = Path(config.invocation_params.dir) / root
+    return root / stem
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -218,6 +257,8 @@ def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
         allow_hosts=settings["allow_hosts"],
         ignore=settings["ignore"],
         normalize=settings["normalize"],
+        dir_out=_dir_out(item.config, item.path.stem),
+        pace=item.config.getoption("apirec_pace", None),
     )
     if not settings["mode_set_by_test"]:  # --apirec-mode decides: a missing call's error says it first
         recorder.record_command = _record_command(item)
@@ -496,6 +537,20 @@ class NotebookFailure(Exception):
     """A notebook that failed its check; the message is the report."""
 
 
+def _notebook_env(config: pytest.Config, path: Path) -> dict[str, str]:
+    """The kernel's ``APIREC_DIR_OUT`` and ``APIREC_PACE`` for ``--apirec-dir-out`` and ``--apirec-pace``."""
+    from ..core._modes import ENV_DIR_OUT, ENV_PACE
+
+    env: dict[str, str] = {}
+    dir_out = _dir_out(config, path.stem)
+    if dir_out is not None:
+        env[ENV_DIR_OUT] = str(dir_out)
+    pace = config.getoption("apirec_pace", None)
+    if pace is not None:
+        env[ENV_PACE] = repr(pace)
+    return env
+
+
 class NotebookItem(pytest.Item):
     """Runs a notebook in a real kernel (``--apirec-mode``, replay by default) and checks its
     outputs against the stored ones, as ``notebook-recorder run --check`` does."""
@@ -509,7 +564,7 @@ class NotebookItem(pytest.Item):
         mode = session_mode(config)
         shown = _shown_path(self.path, config)
         try:
-            run = execute(self.path, mode=mode.value)
+            run = execute(self.path, mode=mode.value, env=_notebook_env(config, self.path))
         except NotebookError as exc:
             raise NotebookFailure(str(exc)) from None
         counts = config.stash[_counts_key]

@@ -45,7 +45,7 @@ def test_in_plain_code_the_recording_line_comes_first(tmp_path: Path) -> None:
     )
     (tmp_path / "recordings").mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
     )
     assert done.returncode == 0, done.stderr
     hints = _hints(done.stdout)

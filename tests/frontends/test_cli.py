@@ -45,7 +45,7 @@ RAW = (
 )
 VOLATILE = REPO / "tests" / "notebooks_cli" / "volatile.ipynb"
 
-SUBCOMMANDS = ("run", "ls", "show", "verify", "import", "prune")
+SUBCOMMANDS = ("run", "ls", "show", "verify", "import", "prune", "diff")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def kernel(tmp_path: Path) -> Iterator[NotebookClient]:
     client = NotebookClient(
         new_notebook(),
         kernel_name="python3",
-        timeout=60,
+        timeout=180,
         allow_errors=True,
         resources={"metadata": {"path": str(tmp_path)}},
     )
@@ -244,7 +244,7 @@ def test_progress_in_a_kernel_without_ipywidgets(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIREC_", "OPENAI_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
-    client = NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}})
     client.execute(env=env)
     outputs = nb.cells[0].outputs
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

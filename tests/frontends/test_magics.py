@@ -730,11 +730,13 @@ def test_completion_candidates(ip: InteractiveShell) -> None:
     assert hook(ip, "%apirec record-") == ["record-if-missing"]
     assert hook(ip, "%%apirec ") == ["live", "record", "replay", "record-if-missing"]
     assert hook(ip, "%apirec status --") == ["--clear"]
-    flags = ["--block-network", "--allow-host", "--ignore", "--normalize"]
+    flags = ["--block-network", "--allow-host", "--ignore", "--normalize", "--dir-out", "--pace"]
     assert hook(ip, "%apirec replay --") == ["--dir", "--scope", *flags]
     assert hook(ip, "%apirec replay --dir x --") == ["--scope", *flags]
     with pytest.raises(TryNext):  # after --dir, IPython's own file-name completion takes over
         hook(ip, "%apirec replay --dir re")
+    with pytest.raises(TryNext):  # and after --dir-out
+        hook(ip, "%apirec record --dir-out re")
 
 
 def test_completion_through_the_shell(ip: InteractiveShell, tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def request(
 
 def run_urllib_client(base_url: str, question: str = QUESTION, session: str | None = None) -> dict[str, Any]:
     args = [sys.executable, "-I", "-S", str(CLIENTS / "urllib_chat.py"), base_url, question]
-    done = subprocess.run([*args, *([session] if session else [])], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*args, *([session] if session else [])], capture_output=True, text=True, timeout=180)
     assert done.stdout, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -95,7 +95,7 @@ def run_node_client(modules: Path, base_url: str, question: str = QUESTION) -> d
         "OPENAI_API_KEY": TEST_API_KEY,
     }
     done = subprocess.run(
-        ["node", str(CLIENTS / "openai_chat.js"), question], capture_output=True, text=True, env=env, timeout=60
+        ["node", str(CLIENTS / "openai_chat.js"), question], capture_output=True, text=True, env=env, timeout=180
     )
     assert done.stdout, done.stderr
     return dict(json.loads(done.stdout.splitlines()[-1]))
@@ -144,7 +144,7 @@ def test_curl_records_and_replays_plain_and_streamed(recs: Path) -> None:
     def curl(url: str, body: dict[str, Any]) -> str:
         args = ["curl", "-sS", "-N", url + "/v1/chat/completions", "-H", "Content-Type: application/json"]
         args += ["-H", f"Authorization: Bearer {CANARY}", "-d", json.dumps(body)]
-        return subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+        return subprocess.run(args, capture_output=True, text=True, timeout=180, check=True).stdout
 
     with WireServer() as wire, nr.serve("record-if-missing", recs, upstream=wire.base_url, set_env=False) as server:
         plain, streamed = curl(server.url, BODY), curl(server.url, {**BODY, "stream": True})

@@ -543,7 +543,7 @@ def test_apirec_cell_magic_in_a_real_kernel(anthropic_server: AnthropicWireServe
 
     def execute(**env: str) -> Any:
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}})
+        client = NotebookClient(nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}})
         return client.execute(env=_kernel_env(**env))
 
     online = execute(ANTHROPIC_BASE_URL=anthropic_server.base_url, ANTHROPIC_API_KEY=TEST_API_KEY)

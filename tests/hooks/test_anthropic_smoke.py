@@ -272,6 +272,6 @@ def test_anthropic_imported_after_recording_started_is_hooked_too(server: _Serve
 
 def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     return result

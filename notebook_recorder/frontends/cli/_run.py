@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core._errors import RecordingFormatError
-from ...core._modes import Mode
+from ...core._modes import ENV_DIR_OUT, ENV_PACE, Mode
 from ...core._store import read_recording, relative, stale_temp_files, walk_recordings
 from .._render import indent, middle_truncate, plural
 from ._common import PROG, CommandLineError, err, existing_dir, out, print_json
@@ -39,8 +39,25 @@ def _progress(cell: Any, total: int) -> None:
 def _execute(path: Path, args: argparse.Namespace, mode: str) -> Any:
     from ..notebooks._runner import execute
 
-    out(f"{path} (mode {mode})")
-    return execute(path, mode=mode, timeout=args.timeout, kernel_name=args.kernel, on_cell=_progress)
+    env = run_env(path, args)
+    said = ((ENV_DIR_OUT, "writing to"), (ENV_PACE, "pace"))
+    extra = "".join(f", {what} {env[name]}" for name, what in said if name in env)
+    out(f"{path} (mode {mode}{extra})")
+    return execute(path, mode=mode, timeout=args.timeout, kernel_name=args.kernel, on_cell=_progress, env=env)
+
+
+def run_env(path: Path, args: argparse.Namespace) -> dict[str, str]:
+    """The kernel's extra environment for ``--dir-out`` and ``--pace``: new recordings go to
+    ``DIR_OUT/<notebook stem>/`` (the layout of ``recordings/``, so ``diff recordings DIR_OUT``
+    pairs them), streams replay at the recorded pace."""
+    env: dict[str, str] = {}
+    dir_out = getattr(args, "dir_out", None)
+    if dir_out:
+        env[ENV_DIR_OUT] = str(Path(dir_out).expanduser().resolve() / path.stem)
+    pace = getattr(args, "pace", None)
+    if pace is not None:
+        env[ENV_PACE] = repr(pace)
+    return env
 
 
 def failure_lines(run: Any) -> list[str]:

@@ -1,13 +1,17 @@
 """What ``ls`` and ``verify`` see in a tree of recordings: one :class:`Entry` per file.
 
 A scan reads each file once and keeps only what it shows, never the parsed recording, so that a
-directory of thousands of files is fine. Files are listed and read through :mod:`._store`.
+directory of thousands of files is fine. Files are listed and read through :mod:`._store`. A scan
+of many files (:data:`PARALLEL_MIN_FILES`) reads them in worker processes, one per usable CPU.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +31,12 @@ from ...core._keys import (
 from ...core._secrets import leaks
 from ...core._store import name_key_occurrence, read_recording, relative, trusted_patterns, walk_recordings
 from ...core._terminal import one_line
+
+#: Scans of at least this many files are spread over worker processes (one per usable CPU).
+PARALLEL_MIN_FILES = 1000
+#: Set to ``0`` to scan in this process only.
+ENV_SCAN_WORKERS = "NOTEBOOK_RECORDER_SCAN_WORKERS"
+_CHUNK = 200  # files per task handed to a worker
 
 STRICT_MATCH = "strict (no rules)"
 """How ``match`` describes a file keyed without rules."""
@@ -135,10 +145,56 @@ def scan(root: Path, *, deep: bool = False) -> list[Entry]:
     """Every recording under ``root``, and an ``unreadable`` entry for every odd one."""
     walk = walk_recordings(root)
     trusted = trusted_patterns(root)  # once per scan: it looks for the project's pyproject.toml
-    entries = [scan_file(Path(path), root, trusted, deep=deep) for path in walk.files]
+    entries = _scan_files(walk.files, root, trusted, deep)
     for odd in walk.problems:
         path = Path(odd.path)
         entries.append(Entry(path=path, rel=relative(path, root), size=0, problem=odd.problem, kind="unreadable"))
+    return entries
+
+
+def _scan_chunk(paths: list[str], root: Path, trusted: frozenset[str], deep: bool) -> tuple[int, list[Entry]]:
+    return os.getpid(), [scan_file(Path(path), root, trusted, deep=deep) for path in paths]
+
+
+#: The processes that read the files of the last scan (for tests).
+last_scan_pids: set[int] = set()
+
+
+def _workers(n_files: int) -> int:
+    """How many worker processes a scan of ``n_files`` gets: 0 (this process) when few."""
+    if n_files < PARALLEL_MIN_FILES or os.environ.get(ENV_SCAN_WORKERS) == "0":
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
+
+
+def _scan_files(paths: list[str], root: Path, trusted: frozenset[str], deep: bool) -> list[Entry]:
+    """The entries of ``paths``, in order: in worker processes when there are many."""
+    workers = _workers(len(paths))
+    if workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        size = max(1, min(_CHUNK, len(paths) // (4 * workers)))
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+        task = partial(_scan_chunk, root=root, trusted=trusted, deep=deep)
+        try:
+            # spawn: a fresh interpreter, whatever threads this process runs (a kernel, a server)
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                done = list(pool.map(task, chunks))
+        except (OSError, BrokenProcessPool):
+            pass  # no processes to be had here: scan in this one
+        else:
+            last_scan_pids.clear()
+            last_scan_pids.update(pid for pid, _ in done)
+            return list(chain.from_iterable(entries for _, entries in done))
+    pid, entries = _scan_chunk(paths, root, trusted, deep)
+    last_scan_pids.clear()
+    last_scan_pids.add(pid)
     return entries
 
 

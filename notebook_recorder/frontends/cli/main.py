@@ -7,7 +7,9 @@
     notebook-recorder show FILE|KEY [--dir DIR] [--max-chars N]
     notebook-recorder verify DIR [--strict] [--allow-type NAME] [--allow-unknown-types]
     notebook-recorder import SRC... DEST [--scope S]
+    notebook-recorder export DIR... --to OUT
     notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
+    notebook-recorder diff A B | DIR --from REV [--to REV] [--fail-on VERDICT] [--json] [--all]
     notebook-recorder serve --mode MODE [--dir DIR] [--port N] [--upstream URL] [--host ADDR]
 
 - ``run`` executes notebooks in a real kernel with ``APIREC_MODE`` set (``replay`` unless
@@ -25,6 +27,9 @@
   It notes temporary files that interrupted writes left behind (harmless; not a failure).
 - ``import`` copies recordings from another corpus (such as llama-stack's) under their
   canonical names, optionally re-scoped. Running it twice changes nothing.
+- ``diff`` compares two runs, call by call, with a verdict each (:mod:`._diff`).
+- ``export`` writes the recordings as four Parquet datasets (calls, messages, tool_calls,
+  chunks), in batches on every CPU, and brings an earlier export up to date incrementally.
 - ``prune`` runs notebooks in replay mode and lists the recordings none of them used, and stale
   temporary files; it deletes them only with ``--yes``. Entries that are not readable recordings
   are listed and never deleted.
@@ -49,9 +54,12 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from ...analysis._verdicts import DEFAULT_FAIL_ON
 from ...core._modes import ENV_DIR, valid_modes
 from ...core._version import __version__
 from ._common import PROG, CommandLineError
+from ._diff import VERDICT_NAMES, cmd_diff
+from ._export import add_export_parser
 from ._recordings import SORTS, cmd_import, cmd_ls, cmd_show, cmd_verify
 from ._run import cmd_prune, cmd_run
 from ._serve import add_parser as add_serve_parser
@@ -126,6 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="in the record modes, leave the notebook file as it was (by default a record run that "
         "succeeds writes its outputs back into the notebook, so that the next `run NB --check` passes)",
+    )
+    run.add_argument(
+        "--dir-out",
+        metavar="DIR",
+        help="write new recordings to DIR/<notebook stem>/ and leave the notebook's own recordings "
+        "untouched (record: reads nothing; record-if-missing: replays from DIR's and then the notebook's "
+        "recordings, copying what it replays into DIR); then compare with: diff recordings DIR",
+    )
+    run.add_argument(
+        "--pace",
+        type=_positive,
+        nargs="?",
+        const=1.0,
+        metavar="F",
+        help="replay streams at their recorded pace, F times as fast (default F: 1; 2 is twice as fast); "
+        "without --pace, replay is instant",
     )
     _add_kernel_options(run)
     run.set_defaults(parser=run, handler=cmd_run)
@@ -219,8 +243,49 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--yes", action="store_true", help="really delete the unused recordings")
     _add_kernel_options(prune)
     prune.set_defaults(parser=prune, handler=cmd_prune)
+
+    diff = sub.add_parser(
+        "diff",
+        help="compare two runs call by call: what changed when the model, the prompt or the SDK changed",
+        description=textwrap.dedent(
+            """\
+            Compare two directories of recordings (a committed run and a re-recorded one, say:
+            run NB --mode record --dir-out NEW), or two git revisions of one directory (read
+            with git archive; nothing is checked out). Calls are paired by key and occurrence,
+            then, for requests that changed, by their place in the run (test or notebook, then
+            order). Prints the verdict counts and the calls that changed; exits 1 when a call's
+            verdict is in --fail-on.
+            """
+        ),
+        epilog="verdicts:\n"
+        + "\n".join(f"  {name:<19} {_verdict_doc(name)}" for name in VERDICT_NAMES)
+        + f"\n\n--fail-on defaults to: {', '.join(DEFAULT_FAIL_ON)}. A request changed pair fails when its\n"
+        "answer's verdict (the answer column) is in --fail-on.",
+        formatter_class=_Formatter,
+    )
+    diff.add_argument("a", metavar="A", help="the first run: a directory of recordings (or DIR, with --from)")
+    diff.add_argument("b", metavar="B", nargs="?", help="the second run: a directory of recordings")
+    diff.add_argument("--from", dest="rev_from", metavar="REV", help="compare DIR as it was at git revision REV ...")
+    diff.add_argument("--to", dest="rev_to", metavar="REV", help="... with DIR at REV (default: the files on disk)")
+    diff.add_argument(
+        "--fail-on",
+        action="append",
+        metavar="VERDICT",
+        help="exit 1 when a call has this verdict; repeatable or comma-separated; 'none' never fails "
+        f"(default: {', '.join(DEFAULT_FAIL_ON)})",
+    )
+    diff.add_argument("--json", action="store_true", help="print JSON: {a, b, ok, fail_on, counts, calls: [...]}")
+    diff.add_argument("--all", action="store_true", help="list every call, unchanged ones too")
+    diff.set_defaults(parser=diff, handler=cmd_diff)
+    add_export_parser(sub)
     add_serve_parser(sub)
     return parser
+
+
+def _verdict_doc(name: str) -> str:
+    from ._diff import VERDICT_HELP
+
+    return VERDICT_HELP[name]
 
 
 def _add_kernel_options(parser: argparse.ArgumentParser) -> None:

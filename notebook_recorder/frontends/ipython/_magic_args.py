@@ -21,7 +21,7 @@ from ...core._modes import Mode, valid_modes
 from ...core._recorder import Recorder
 
 SUBCOMMANDS = ("status", "off", "serve")
-NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize")
+NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize", "--dir-out", "--pace")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -120,6 +120,21 @@ def apirec_magic(method: _F) -> _F:
             help="before keying, replace every match of the regular expression PATTERN in the request's "
             "strings with REPLACEMENT (split at the last =), e.g. --normalize '\\d{4}-\\d{2}-\\d{2}=<date>'; "
             "repeatable. Adds to pyproject.toml's [tool.notebook-recorder.normalize]",
+        ),
+        _argument(
+            "--dir-out",
+            metavar="DIR",
+            help="write new recordings to DIR and leave --dir untouched (record reads nothing; replay and "
+            "record-if-missing look in DIR first, then in --dir; record-if-missing copies what it replays "
+            "into DIR). Compare the runs with nr.diff or notebook-recorder diff",
+        ),
+        _argument(
+            "--pace",
+            nargs="?",
+            const="1",
+            metavar="F",
+            help="replay streams at their recorded pace, F times as fast (F defaults to 1; 2 is twice as "
+            "fast); without it, replay is instant",
         ),
         _argument("--clear", action="store_true", help="with status: empty the call log"),
         _argument(CELL_FLAG, action="store_true", dest="this_cell", help=argparse.SUPPRESS),
@@ -245,6 +260,23 @@ def network_settings(args: argparse.Namespace, base: Recorder | None) -> dict[st
     return {"block_network": block, "allow_hosts": [unquote(host) for host in hosts]}
 
 
+def output_settings(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
+    """``dir_out`` and ``pace`` from ``--dir-out`` and ``--pace``; a cell (``base`` given) keeps
+    its session's unless it gives its own."""
+    from ...core._modes import parse_pace
+
+    dir_out: Path | None = base.requested_dir_out if base is not None else None
+    if args.dir_out is not None:
+        dir_out = Path(os.path.expanduser(unquote(args.dir_out)))
+    pace = base.requested_pace if base is not None else None
+    if args.pace is not None:
+        try:
+            pace = parse_pace(unquote(args.pace), "--pace")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return {"dir_out": dir_out, "pace": pace}
+
+
 def match_settings(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
     """``ignore`` and ``normalize`` from ``--ignore`` and ``--normalize``; a cell (``base``
     given) adds them to the explicit rules of the recorder it runs under."""
@@ -266,13 +298,13 @@ def match_settings(args: argparse.Namespace, base: Recorder | None) -> dict[str,
 def complete(shell: InteractiveShell, event: Any) -> list[str]:
     """``complete_command`` hook for ``%apirec`` / ``%%apirec``: modes, subcommands and flags.
 
-    After ``--dir`` it defers to IPython's own (file name) completion.
+    After ``--dir`` and ``--dir-out`` it defers to IPython's own (file name) completion.
     """
     text = str(event.text_until_cursor)
     words = text.split()
     previous = words if text[-1:].isspace() else words[:-1]
     cell_magic = bool(words) and words[0].startswith("%%")
-    if previous and previous[-1] in ("--dir", "--scope", "--allow-host", "--ignore", "--normalize"):
+    if previous and previous[-1] in ("--dir", "--dir-out", "--scope", "--allow-host", "--ignore", "--normalize"):
         raise TryNext()
     if len(previous) <= 1:
         return valid_modes() if cell_magic else [*valid_modes(), *SUBCOMMANDS]

@@ -184,7 +184,11 @@ class ApiRecMagics(Magics):
 
     def _start(self, args: argparse.Namespace) -> None:
         mode, directory, scope = flags.recorder_settings(args, _session.session(), self._default_dir)
-        settings = {**flags.network_settings(args, None), **flags.match_settings(args, None)}
+        settings = {
+            **flags.network_settings(args, None),
+            **flags.match_settings(args, None),
+            **flags.output_settings(args, None),
+        }
         with flags.usage_errors():
             recorder = _session.start(mode, directory, scope, **settings)
         if not self.quiet and recorder.mode is not recorder.requested_mode:
@@ -259,7 +263,11 @@ class ApiRecMagics(Magics):
     def _cell_recording(self, args: argparse.Namespace) -> _session.recording:
         base = _session.active()
         mode, directory, scope = flags.recorder_settings(args, base, self._default_dir)
-        settings = {**flags.network_settings(args, base), **flags.match_settings(args, base)}
+        settings = {
+            **flags.network_settings(args, base),
+            **flags.match_settings(args, base),
+            **flags.output_settings(args, base),
+        }
         with flags.usage_errors():
             context = _session.recording(mode, directory, scope, **settings)
         if not self.quiet and (forced := env_mode()) is not None and forced is not mode:

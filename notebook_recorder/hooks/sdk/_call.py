@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pydantic
 
+from ...core import _pace
 from ...core._codec import encode
 from ...core._engine import Tape
 from ...core._errors import RecordingFormatError, json_kind
@@ -396,10 +397,16 @@ class SdkCall:
             if not isinstance(body, list | dict):
                 raise self._format_error(f"the recorded stream is {json_kind(body)}, not a list of chunks")
             chunks = body if isinstance(body, list) else [body]
+            due = self._pace_schedule(response)
             if isinstance(stream, sdk.streams[1]):
-                _compat.set_stream_iterator(stream, _decode.async_chunks(chunks, chunk_type, self._path))
+                iterator: Any = _decode.async_chunks(chunks, chunk_type, self._path)
+                if due is not None:
+                    iterator = _pace.apaced(iterator, due)
             else:
-                _compat.set_stream_iterator(stream, _decode.decoded_chunks(chunks, chunk_type, self._path))
+                iterator = _decode.decoded_chunks(chunks, chunk_type, self._path)
+                if due is not None:
+                    iterator = _pace.paced(iterator, due)
+            _compat.set_stream_iterator(stream, iterator)
             return _compat.post_parse(sdk, self.options, stream)
         try:
             value = _compat.post_parse(sdk, self.options, _decode.decode_result(body, self.cast_to))
@@ -410,6 +417,11 @@ class SdkCall:
             request_id = headers.get(sdk.request_id_header) if isinstance(headers, dict) else None
             _compat.set_request_id(value, request_id if isinstance(request_id, str) else None)
         return value
+
+    def _pace_schedule(self, response: dict[str, Any]) -> list[float] | None:
+        """When each chunk is due, when the recorder replays at a pace (``_pace``); else ``None``."""
+        pace = self.tape.decision.recorder.pace if self.tape is not None else None
+        return None if pace is None else _pace.schedule(response, pace, self._path)
 
     @property
     def _path(self) -> Any:

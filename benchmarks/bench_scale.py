@@ -1,0 +1,302 @@
+"""Benchmark: large corpora (issue 24): export to Parquet, DuckDB, and replay at 100,000 files.
+
+    python -m benchmarks.bench_scale [--files N] [--runs R]     # default N = 10,000
+    python -m benchmarks.bench_scale --files 100000             # the full size (heavy: ~3 GB)
+
+Corpora come from :func:`benchmarks._corpus.build_files` (the llama-stack fixtures, varied), kept
+under ``benchmarks/_corpus-N`` between runs. Every measurement that needs a fresh process (an
+export, a load, the first replay) runs in one, timed inside it; peak RSS is ``ru_maxrss`` of that
+process and of its workers (the largest one: each holds one batch at a time).
+
+1. **Export** of N files with ``nr.export`` (both cores) against ``nr.load_recordings`` of the same
+   files (one process plus its helper), each from a cold process: files per second.
+2. **Peak RSS of the export**: bounded by the batch size, whatever N (goal: under 1 GB).
+3. **Incremental re-export** after adding 1% more files: time against the full export (goal: < 5%).
+4. **DuckDB aggregate** (``select model, sum(total_tokens) ... group by 1`` over ``calls``) against
+   the same aggregate in pandas after ``load_recordings`` of the recordings.
+5. **Replay at N files**: the first replayed call in a fresh process, N recordings against 10
+   (goal: <= 1.25x); a miss once the content index is built (no walk of the tree); memory the
+   content index keeps per file (goal: < 1 KB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+GOAL_RSS_MB = 1024
+GOAL_INCREMENTAL = 0.05
+GOAL_FIRST_REPLAY = 1.25
+GOAL_BYTES_PER_FILE = 1024
+
+
+def _in_fresh_process(code: str) -> dict[str, Any]:
+    """Run ``code`` (which sets ``result``, a dict) in a new interpreter; its result, plus its
+    peak RSS and its children's (MB)."""
+    script = (
+        "import json, resource, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "result = {}\n" + code + "\n"
+        "result['rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "result['children_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print('RESULT' + json.dumps(result))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=7200)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark process failed:\n{done.stderr[-3000:]}")
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    return json.loads(line[6:])  # type: ignore[no-any-return]
+
+
+def corpus(n: int) -> Path:
+    from benchmarks._corpus import build_files
+
+    return build_files(ROOT / "benchmarks" / f"_corpus-{n}", n)
+
+
+# --- 1-4: export, incremental, DuckDB ---------------------------------------------------------
+
+
+def export_rows(n: int) -> dict[str, Any]:
+    from benchmarks._corpus import _vary, files_and_bytes
+
+    src = corpus(n)
+    files, size = files_and_bytes(src)
+    tmp = Path(tempfile.mkdtemp(prefix="nr-bench-scale-"))
+    try:
+        out = tmp / "dataset"
+        export = _in_fresh_process(
+            "import notebook_recorder as nr\n"
+            "t = time.perf_counter()\n"
+            f"r = nr.export({str(src)!r}, to={str(out)!r}, progress=False)\n"
+            "result['seconds'] = time.perf_counter() - t; result['files'] = r.files\n"
+        )
+        load = _in_fresh_process(
+            "import notebook_recorder as nr\n"
+            "t = time.perf_counter()\n"
+            f"df = nr.load_recordings({str(src)!r}, progress=False)\n"
+            "result['seconds'] = time.perf_counter() - t\n"
+            "t = time.perf_counter()\n"
+            "totals = df.groupby('model', observed=True)['total_tokens'].sum()\n"
+            "result['groupby_seconds'] = time.perf_counter() - t\n"
+        )
+        # +1%: new, distinct files in a new folder
+        import orjson
+
+        fixtures = sorted((ROOT / "tests" / "fixtures" / "llama-stack").rglob("*.json"))
+        originals = [orjson.loads(p.read_bytes()) for p in fixtures]
+        extra = src / "zz-added"
+        extra.mkdir(exist_ok=True)
+        added = max(1, n // 100)
+        for i in range(added):
+            body = orjson.dumps(_vary(originals[i % len(originals)], 10_000 + i), option=orjson.OPT_INDENT_2)
+            (extra / f"added-{i}.json").write_bytes(body)
+        try:
+            incremental = _in_fresh_process(
+                "import notebook_recorder as nr\n"
+                "t = time.perf_counter()\n"
+                f"r = nr.export({str(src)!r}, to={str(out)!r}, progress=False)\n"
+                "result['seconds'] = time.perf_counter() - t; result['read'] = r.read\n"
+            )
+        finally:
+            shutil.rmtree(extra)
+        duck = _in_fresh_process(
+            "import notebook_recorder as nr\n"
+            "t = time.perf_counter()\n"
+            f"con = nr.connect({str(out)!r})\n"
+            "rows = con.execute('select model, sum(total_tokens) from calls group by 1').fetchall()\n"
+            "result['seconds'] = time.perf_counter() - t\n"
+        )
+        sliced = _in_fresh_process(
+            "import notebook_recorder as nr\n"
+            "t = time.perf_counter()\n"
+            f"df = nr.load_recordings({str(out)!r}, columns=['model', 'total_tokens'])\n"
+            "df.groupby('model', observed=True)['total_tokens'].sum()\n"
+            "result['seconds'] = time.perf_counter() - t\n"
+        )
+        return {
+            "files": files,
+            "bytes": size,
+            "export": export,
+            "load": load,
+            "incremental": incremental,
+            "added": added,
+            "duckdb": duck,
+            "pandas_slice": sliced,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- 5: replay at N files ---------------------------------------------------------------------
+
+
+def replay_rows(n: int, runs: int) -> dict[str, Any]:
+    from benchmarks.bench_replay import make_directory
+
+    tmp = Path(tempfile.mkdtemp(prefix="nr-bench-replay-scale-"))
+    try:
+        small, large, misnamed = tmp / "small", tmp / "large", tmp / "misnamed"
+        make_directory(small, 10)
+        make_directory(large, n)
+        first = (
+            "import notebook_recorder as nr\n"
+            "from benchmarks.bench_replay import _client\n"
+            "client = _client()\n"
+            "t = time.perf_counter()\n"
+            "messages = [{{'role': 'user', 'content': 'question 0'}}]\n"
+            "with nr.recording('replay', dir={dir!r}):\n"
+            "    client.chat.completions.create(model='gpt-4o', messages=messages)\n"
+            "result['ms'] = (time.perf_counter() - t) * 1000\n"
+        )
+        times: dict[str, list[float]] = {"10": [], "N": []}
+        for _ in range(runs):
+            times["10"].append(_in_fresh_process(first.format(dir=str(small)))["ms"])
+            times["N"].append(_in_fresh_process(first.format(dir=str(large)))["ms"])
+        shutil.rmtree(large)
+        make_directory(misnamed, n, named_by_key=False)
+        index = _in_fresh_process(
+            "import gc, tracemalloc\n"
+            "from notebook_recorder.core._store import Store\n"
+            "from notebook_recorder.core._keys import InferenceRequest\n"
+            f"store = Store({str(misnamed)!r})\n"
+            "def key(i):\n"
+            "    body = {'model': 'gpt-4o', 'messages': [{'role': 'user', 'content': f'question {i}'}]}\n"
+            "    return InferenceRequest('POST', '/v1/chat/completions', body).key(None)\n"
+            "tracemalloc.start()\n"
+            "t = time.perf_counter()\n"
+            "assert store.find(key(0)) is not None\n"
+            "result['build_s'] = time.perf_counter() - t\n"
+            "from notebook_recorder.core import _store\n"
+            "_store._parsed.clear(); gc.collect()\n"
+            "result['retained'] = tracemalloc.get_traced_memory()[0]\n"
+            "tracemalloc.stop()\n"
+            "misses = []\n"
+            "for i in range(50):\n"
+            "    t = time.perf_counter(); store.find(key(-1 - i)); misses.append(time.perf_counter() - t)\n"
+            "hits = []\n"
+            "for i in range(1, 51):\n"
+            "    t = time.perf_counter(); store.find(key(i * 7)); hits.append(time.perf_counter() - t)\n"
+            "import statistics\n"
+            "result['miss_ms'] = statistics.median(misses) * 1000\n"
+            "result['hit_ms'] = statistics.median(hits) * 1000\n"
+        )
+        return {
+            "first_10": statistics.median(times["10"]),
+            "first_N": statistics.median(times["N"]),
+            "index": index,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=10_000, help="corpus size (default 10,000)")
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per first-replay median (default 5)")
+    parser.add_argument("--only", choices=["export", "replay"], help="measure only these rows")
+    args = parser.parse_args(argv)
+    n = args.files
+    rows: list[tuple[str, str, str, str]] = []
+    missed: list[str] = []
+
+    def row(what: str, value: str, goal: str, ok: bool | None) -> None:
+        rows.append((what, value, goal, "" if ok is None else "yes" if ok else "**NO**"))
+        if ok is False:
+            missed.append(what)
+
+    if args.only != "replay":
+        _export_table(export_rows(n), row)
+    if args.only != "export":
+        _replay_table(replay_rows(n, args.runs), n, row)
+    print("| measurement (medians) | result | goal | met |")
+    print("|---|---|---|---|")
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+    if missed:
+        print(f"\nGoals missed: {'; '.join(missed)}")
+    return 1 if missed else 0
+
+
+Row = Any
+
+
+def _export_table(e: dict[str, Any], row: Row) -> None:
+    files, mb = e["files"], e["bytes"] / 1e6
+    ex, load = e["export"], e["load"]
+    row(
+        f"export of {files:,} files ({mb:,.0f} MB) vs load_recordings, cold processes",
+        f"{ex['seconds']:.1f} s = {files / ex['seconds']:,.0f} files/s vs {load['seconds']:.1f} s "
+        f"= {files / load['seconds']:,.0f} files/s",
+        "",
+        None,
+    )
+    peak = max(ex["rss_mb"], ex["children_rss_mb"])
+    row(
+        f"peak RSS of the export, {files:,} files (largest process: main or a worker)",
+        f"{peak:,.0f} MB (main {ex['rss_mb']:,.0f} MB, largest worker {ex['children_rss_mb']:,.0f} MB); "
+        f"load_recordings: {max(load['rss_mb'], load['children_rss_mb']):,.0f} MB",
+        f"< {GOAL_RSS_MB} MB",
+        peak < GOAL_RSS_MB,
+    )
+    inc = e["incremental"]
+    ratio = inc["seconds"] / ex["seconds"]
+    row(
+        f"re-export after adding 1% ({e['added']:,} files)",
+        f"{inc['seconds']:.2f} s = {ratio:.1%} of the full export ({inc['read']:,} files read)",
+        f"< {GOAL_INCREMENTAL:.0%}",
+        ratio < GOAL_INCREMENTAL,
+    )
+    duck, sliced = e["duckdb"], e["pandas_slice"]
+    pandas_total = load["seconds"] + load["groupby_seconds"]
+    row(
+        "tokens by model: DuckDB over the dataset vs pandas after load_recordings, cold processes",
+        f"{duck['seconds'] * 1000:,.0f} ms ({duck['rss_mb']:,.0f} MB) vs {pandas_total:.1f} s "
+        f"({load['rss_mb']:,.0f} MB) = {pandas_total / duck['seconds']:,.0f}x faster",
+        "",
+        None,
+    )
+    row(
+        "  the same in pandas from the dataset, two columns read (load_recordings(OUT, columns=...))",
+        f"{sliced['seconds'] * 1000:,.0f} ms ({sliced['rss_mb']:,.0f} MB)",
+        "",
+        None,
+    )
+
+
+def _replay_table(r: dict[str, Any], n: int, row: Row) -> None:
+    ratio = r["first_N"] / r["first_10"]
+    row(
+        f"first replayed call in a fresh process: {n:,} recordings vs 10",
+        f"{r['first_N']:.2f} ms vs {r['first_10']:.2f} ms = {ratio:.2f}x",
+        f"<= {GOAL_FIRST_REPLAY}x",
+        ratio <= GOAL_FIRST_REPLAY,
+    )
+    idx = r["index"]
+    per_file = idx["retained"] / n
+    row(
+        f"content index of {n:,} misnamed recordings: built once, then a miss and a hit",
+        f"built in {idx['build_s']:.1f} s; a miss {idx['miss_ms']:.3f} ms, a hit {idx['hit_ms']:.3f} ms",
+        "no walk on a miss",
+        None,
+    )
+    row(
+        f"memory the content index keeps, {n:,} recordings",
+        f"{idx['retained'] / 1e6:.1f} MB = {per_file:.0f} B per file",
+        f"< {GOAL_BYTES_PER_FILE} B per file",
+        per_file < GOAL_BYTES_PER_FILE,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

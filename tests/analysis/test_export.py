@@ -1,0 +1,231 @@
+"""Large corpora (issue 24): ``nr.export`` writes the frames as Parquet datasets, incrementally;
+``nr.connect`` queries them with DuckDB; ``load_recordings`` and friends read them back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import notebook_recorder as nr
+from notebook_recorder.analysis import _export
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "llama-stack"
+FRAMES = ("recordings", "messages", "tool_calls", "token_stream")
+HOUR_AGO = time.time() - 3600
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a canonical order: by file, and within a file as the file lists them."""
+    return df.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _assert_same(dataset: Path, src: Path | list[Path]) -> None:
+    """Every frame read from ``dataset`` equals the frame built from ``src``: rows, columns, dtypes."""
+    nr.analysis.clear_cache()
+    frames = nr.load_frames(src)
+    for name, expected in zip(FRAMES, frames, strict=True):
+        got = getattr(nr, name if name != "recordings" else "load_recordings")(dataset)
+        assert list(got.columns) == list(expected.columns), name
+        assert dict(got.dtypes) == dict(expected.dtypes), name
+        pd.testing.assert_frame_equal(_sorted(got), _sorted(expected), check_categorical=False, obj=name)
+
+
+def _copy_fixtures(dest: Path) -> Path:
+    shutil.copytree(FIXTURES, dest)
+    for path in dest.rglob("*.json"):
+        os.utime(path, (HOUR_AGO, HOUR_AGO))  # not "racy": an unchanged file is not read again
+    return dest
+
+
+def test_the_exported_datasets_equal_the_frames_on_the_fixtures(tmp_path: Path) -> None:
+    src = _copy_fixtures(tmp_path / "src")
+    for i, path in enumerate(sorted(src.rglob("*.json"))):
+        if i % 3 == 0:  # these files say nothing of when they were recorded: their mtime tells
+            os.utime(path, (HOUR_AGO - 86400 * 40, HOUR_AGO - 86400 * 40))
+    result = nr.export(src, to=tmp_path / "ds", progress=False)
+    assert result.files == result.read == len(list(FIXTURES.rglob("*.json")))
+    _assert_same(tmp_path / "ds", src)
+    for dataset in ("calls", "messages", "tool_calls", "chunks"):
+        parts = sorted((tmp_path / "ds" / dataset).glob("day=*/part-*.parquet"))
+        assert parts, dataset
+        meta = pq.read_schema(parts[0]).metadata[b"notebook_recorder"]
+        assert b'"schema_version": 1' in meta
+    calls = pq.read_table(tmp_path / "ds" / "calls", partitioning="hive").schema
+    assert str(calls.field("recorded_at").type) == "timestamp[us, tz=UTC]"  # Spark reads us, not ns
+    assert str(calls.field("model").type).startswith("dictionary<")
+    days = {p.name for p in (tmp_path / "ds" / "calls").glob("day=*")}
+    assert len(days) > 1 and all(d[4:8].isdigit() for d in days)  # partitioned by recording day
+
+
+def _hostile(root: Path) -> None:
+    good = sorted(FIXTURES.rglob("*.json"))[:12]
+    for i, path in enumerate(good):
+        shutil.copy(path, root / f"good-{i}.json")
+    (root / "broken.json").write_bytes(b'{"request": {"method": "POST", "bo')
+    (root / "list.json").write_bytes(b"[1, 2, 3]\n")
+    (root / "deep.json").write_bytes(b'{"request": {}, "response": {"body": ' + b"[" * 600 + b"]" * 600 + b"}}")
+    (root / "types.json").write_bytes(b'{"request": {"body": 3}, "response": {"body": {"__type__": 5}}}')
+    (root / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    os.mkfifo(root / "fifo.json")
+    (root / "loop.json").symlink_to(root / "loop.json")
+    for path in root.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, (HOUR_AGO, HOUR_AGO))
+
+
+def test_the_exported_datasets_equal_the_frames_on_hostile_files(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _hostile(src)
+    result = nr.export(src, to=tmp_path / "ds", progress=False)
+    assert result.errors >= 6
+    _assert_same(tmp_path / "ds", src)
+    calls = nr.load_recordings(tmp_path / "ds")
+    assert calls["error"].notna().sum() >= 6
+
+
+def test_an_incremental_export_equals_a_full_one(tmp_path: Path) -> None:
+    src = _copy_fixtures(tmp_path / "src")
+    first = nr.export(src, to=tmp_path / "inc", progress=False)
+    files = sorted(src.rglob("*.json"))
+    # add (a copy of a file that has tool calls), change, delete
+    with_tools = next(p for p in files if b"tool_calls" in p.read_bytes() and b'"tool_call_id"' in p.read_bytes())
+    shutil.copy(with_tools, src / "added.json")
+    os.utime(src / "added.json", (HOUR_AGO, HOUR_AGO))
+    changed = next(p for p in files[:5] if b'"test_id": "' in p.read_bytes())
+    changed.write_bytes(changed.read_bytes().replace(b'"test_id": "', b'"test_id": "changed-', 1))
+    os.utime(changed, (HOUR_AGO + 60, HOUR_AGO + 60))
+    next(p for p in files[5:] if p != with_tools).unlink()
+    (src / "broken.json").write_bytes(b"{")
+    second = nr.export(src, to=tmp_path / "inc", progress=False)
+    assert second.read == 3 and second.removed == 2  # added, changed, broken; changed and deleted removed
+    assert second.files == first.files + 1
+    full = nr.export(src, to=tmp_path / "full", progress=False)
+    assert full.read == full.files == second.files
+    for name in FRAMES:
+        inc = getattr(nr, name if name != "recordings" else "load_recordings")(tmp_path / "inc")
+        whole = getattr(nr, name if name != "recordings" else "load_recordings")(tmp_path / "full")
+        pd.testing.assert_frame_equal(_sorted(inc), _sorted(whole), check_categorical=False, obj=name)
+    _assert_same(tmp_path / "inc", src)
+    assert nr.load_recordings(tmp_path / "inc")["test_id"].str.startswith("changed-").sum() == 1
+    parts = {p: p.stat().st_mtime_ns for p in (tmp_path / "inc" / "tool_calls").glob("day=*/*.parquet")}
+    assert parts
+    third = nr.export(src, to=tmp_path / "inc", progress=False)
+    assert third.read == 1 and third.removed == 1  # only the broken file, which is always read again
+    # the broken file has no tool calls: no tool_calls part is written again
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "inc" / "tool_calls").glob("day=*/*.parquet")} == parts
+
+
+def test_tool_outputs_are_matched_across_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _copy_fixtures(tmp_path / "src")
+    monkeypatch.setattr(_export, "BATCH_FILES", 7)  # many batches: a call and its output apart
+    nr.export(src, to=tmp_path / "ds", progress=False)
+    got = _sorted(nr.tool_calls(tmp_path / "ds"))
+    expected = _sorted(nr.tool_calls(src))
+    assert expected["output"].notna().sum() > 0
+    pd.testing.assert_frame_equal(got, expected, check_categorical=False)
+
+
+def test_export_in_worker_processes_equals_the_frames(tmp_path: Path) -> None:
+    src = _copy_fixtures(tmp_path / "src")
+    result = _export.export(src, tmp_path / "ds", progress=False, workers=2)
+    assert result.read == len(list(src.rglob("*.json")))
+    _assert_same(tmp_path / "ds", src)
+
+
+def test_columns_and_filters_are_pushed_down(tmp_path: Path) -> None:
+    nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+    full = nr.load_recordings(FIXTURES)
+    some = nr.load_recordings(tmp_path / "ds", columns=["model", "total_tokens"], filters=[("model", "=", "gpt-4o")])
+    assert list(some.columns) == ["model", "total_tokens"]
+    assert len(some) == (full["model"] == "gpt-4o").sum() > 0
+    assert some["total_tokens"].sum() == full.loc[full["model"] == "gpt-4o", "total_tokens"].sum()
+    msgs = nr.messages(tmp_path / "ds", columns=["role", "path"], filters=[("role", "=", "tool")])
+    assert set(msgs["role"]) == {"tool"} and list(msgs.columns) == ["role", "path"]
+    assert len(msgs) == (nr.messages(FIXTURES)["role"] == "tool").sum()
+    with pytest.raises(KeyError, match=r"'modle'.*columns are kind, endpoint, model"):
+        nr.load_recordings(tmp_path / "ds", columns=["modle"])
+    with pytest.raises(ValueError, match="filters= applies to a dataset"):
+        nr.load_recordings(FIXTURES, filters=[("model", "=", "x")])
+
+
+def test_connect_gives_duckdb_views_that_agree_with_pandas(tmp_path: Path) -> None:
+    nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+    con = nr.connect(tmp_path / "ds")
+    got = con.sql("select model, sum(total_tokens) as tokens from calls group by 1").df()
+    frame = nr.load_recordings(FIXTURES)
+    expected = frame.groupby("model", observed=True)["total_tokens"].sum()
+    got = got.dropna(subset=["model"]).set_index("model")["tokens"]
+    assert {k: int(v) for k, v in got.items()} == {k: int(v) for k, v in expected.items()}
+    for view, frame_name in (("messages", "messages"), ("tool_calls", "tool_calls"), ("chunks", "token_stream")):
+        (count,) = con.execute(f"select count(*) from {view}").fetchone()  # type: ignore[misc]
+        assert count == len(getattr(nr, frame_name)(FIXTURES)), view
+
+
+def test_connect_to_a_recordings_directory_exports_it_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = _copy_fixtures(tmp_path / "src")
+    con = nr.connect(src)
+    (n,) = con.execute("select count(*) from calls").fetchone()  # type: ignore[misc]
+    assert n == len(list(src.rglob("*.json")))
+    assert _export.is_dataset(_export.default_dataset_dir(src))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    con = nr.connect(empty, to=tmp_path / "empty-ds")
+    assert con.execute("select count(*) from chunks").fetchone() == (0,)
+    assert "total_tokens" in con.sql("select * from calls").columns
+
+
+def test_export_refuses_a_directory_that_is_not_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a notebook-recorder dataset"):
+        nr.export(FIXTURES, to=tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_damaged_manifest_rebuilds_the_dataset(tmp_path: Path) -> None:
+    nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+    manifest = tmp_path / "ds" / _export.MANIFEST
+    manifest.write_bytes(manifest.read_bytes().replace(b'"files":{', b'"files":{"x.json":[1,"2",3],', 1))
+    again = nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+    assert again.read == again.files
+    _assert_same(tmp_path / "ds", FIXTURES)
+
+
+def test_the_command_line_exports(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "notebook_recorder", "export", str(FIXTURES), "--to", str(tmp_path / "ds")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, _export.ENV_EXPORT_WORKERS: "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{len(list(FIXTURES.rglob('*.json')))} file(s)" in done.stdout
+    assert _export.is_dataset(tmp_path / "ds")
+    bad = subprocess.run(
+        [sys.executable, "-m", "notebook_recorder", "export", str(tmp_path / "nope"), "--to", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "no such file or directory" in bad.stderr
+
+
+def test_export_and_connect_are_public_and_light() -> None:
+    assert {"export", "connect", "ExportResult"} <= set(nr.__all__)
+    code = (
+        "import sys, notebook_recorder as nr; nr.export; nr.connect; "
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'duckdb') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
