@@ -64,11 +64,13 @@ $(BINLOW)/.installed-dev: pyproject.toml | $(UV)
 	$(UV_PIP) --python $(BINLOW)/python pytest pytest-asyncio pytest-timeout hypothesis
 	touch $@
 
-# The openai SDK's own tests need their own dev dependencies: a venv with the same openai as .venv.
-$(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
+# The openai and anthropic SDKs' own tests need their own dev dependencies: a venv with the same
+# openai and anthropic as .venv.
+$(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed-dev
 	$(UV_VENV) $(VENV_SDK)
 	$(UV_PIP) --python $(VENV_SDK)/bin/python --group sdk-suite -e . \
-		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
+		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')" \
+		"anthropic==$$($(BIN)/python -c 'import anthropic; print(anthropic.__version__)')"
 	touch $@
 
 # PySpark (local mode; Java 17 from the machine) for the Spark example over an exported dataset.
@@ -177,9 +179,13 @@ spark: $(VENV_SPARK)/bin/.installed-spark
 docs: $(BIN)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(CURDIR)/.cache/site
 
-# The openai sdist's own tests pass with the hook in live and record mode as they do without it.
+# The openai and anthropic sdists' own tests pass with the hook in live and record mode as they
+# do without it (both SDKs run even when the first one fails).
 sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
-	$(VENV_SDK)/bin/python tests/sdk_suite/run.py
+	status=0; \
+	$(VENV_SDK)/bin/python tests/sdk_suite/run.py --sdk openai || status=1; \
+	$(VENV_SDK)/bin/python tests/sdk_suite/run.py --sdk anthropic || status=1; \
+	exit $$status
 
 # Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
 # like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).

@@ -31,6 +31,9 @@ What is served
        (``LONG_STREAM_EVENTS`` events reach the SDK when streamed).
     4. Otherwise the answer of ``ANSWERS`` for the last user text, else ``DEFAULT_ANSWER``.
 ``POST /v1/messages/count_tokens``: ``{"input_tokens": n}`` (about 4 characters a token).
+Bedrock's ``POST /model/{model}/invoke`` and Vertex's ``POST /v1/projects/{p}/locations/{r}/
+    publishers/anthropic/models/{model}:rawPredict`` (``:streamRawPredict``, ``count-tokens``)
+    are answered as ``/v1/messages`` is, with the model the path names.
 ``GET /v1/models``: ``MODELS``, paged with ``limit`` (default 20), ``after_id``, ``before_id``
     (``data``, ``has_more``, ``first_id``, ``last_id``); ``GET /v1/models/{id}``.
 ``/v1/messages/batches``: create (POST), retrieve, list (paged like models), ``cancel``, and
@@ -44,6 +47,7 @@ header, ``x-should-retry: false`` unless ``retryable_errors``)
   429, 500, 529); 429 also sends ``retry-after``.
 * The key ``BAD_API_KEY`` (as ``x-api-key`` or ``Authorization: Bearer``), or no key at all -> 401.
 * ``max_tokens`` missing from ``/v1/messages``, or ``messages`` missing -> 400, as the API says it.
+* ``"model": "wire-echo-auth"``: 401 with a message quoting the ``Authorization`` header received.
 * ``"model": "wire-error-stream"`` with ``stream``: the stream starts, then an ``error`` event
   (``overloaded_error``), as the API does mid-stream.
 * An unknown path -> 404 ``not_found_error``.
@@ -481,6 +485,9 @@ class AnthropicWireServer(WireServer):
         if not key.strip() or key.strip() == BAD_API_KEY:
             return error_reply(401, rid)
         path, method = request.path.rstrip("/"), request.method
+        path, model = platform_route(path)
+        if model is not None and isinstance(request.json, dict):
+            request.json = {**request.json, "model": model}
         if method == "GET" and path == "/v1/models":
             return Reply(body=page(MODELS, request.query))
         if method == "GET" and path.startswith("/v1/models/"):
@@ -502,6 +509,8 @@ class AnthropicWireServer(WireServer):
         status = _error_status(body.get("model"))
         if status is not None:
             return error_reply(status, rid)
+        if body.get("model") == ECHO_AUTH_MODEL:  # a server that quotes the credentials it got
+            return error_reply(401, rid, f"invalid credentials: {request.headers.get('authorization', '')}")
         if path == "/v1/messages/count_tokens":
             return Reply(body={"input_tokens": input_tokens(body)})
         payload = self.answer_for(body)
@@ -580,6 +589,31 @@ class AnthropicWireServer(WireServer):
                 ]
                 return Reply(content=("\n".join(lines) + "\n").encode(), content_type="application/binary")
         return Reply(404, error_body("not_found_error", "Not Found", rid))
+
+
+ECHO_AUTH_MODEL = "wire-echo-auth"
+"""A model whose request is refused (401) with a message that quotes its ``Authorization`` header."""
+
+_BEDROCK_PATH = re.compile(r"/model/(?P<model>[^/]+)/invoke")
+_VERTEX_PATH = re.compile(
+    r"/v1/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/(?P<model>[^/:]+):(?P<verb>\w+)"
+)
+
+
+def platform_route(path: str) -> tuple[str, str | None]:
+    """The first-party path that a Bedrock or Vertex path stands for, and the model the path
+    names (those clients move the model from the body to the path): Bedrock's
+    ``/model/{model}/invoke``, Vertex's ``.../publishers/anthropic/models/{model}:rawPredict`` and
+    ``:streamRawPredict`` (and ``count-tokens:rawPredict``, whose model stays in the body)."""
+    bedrock = _BEDROCK_PATH.fullmatch(path)
+    if bedrock:
+        return "/v1/messages", bedrock.group("model")
+    vertex = _VERTEX_PATH.fullmatch(path)
+    if vertex:
+        if vertex.group("model") == "count-tokens":
+            return "/v1/messages/count_tokens", None
+        return "/v1/messages", vertex.group("model")
+    return path, None
 
 
 def _request_id(seed: str) -> str:

@@ -9,14 +9,22 @@ in volatile strings, and says how to record the missing call.
 
 from __future__ import annotations
 
+import heapq
+import os
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from ._calllog import display_path
-from ._keys import Request, comparable, diff, request_from_record
+from ._errors import RecordingFormatError
+from ._keys import Request, ToolRequest, comparable, diff, request_from_record
 from ._match import volatile_only
 from ._modes import ENV_MODE, Mode, env_mode, env_mode_source
+from ._store import read_recording, walk_recordings
 
 if TYPE_CHECKING:
     from ._match import Rules
@@ -64,20 +72,181 @@ def missing_message(recorder: Recorder, request: Request, key: str) -> str:
     return "\n".join(lines)
 
 
+MAX_COMPARED = 64
+"""Recorded requests diffed at most to explain one miss: the nearest is looked for among those
+of the same endpoint and model first (:class:`_Summary`), so a folder of any size is explained
+in about the same time."""
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """What the search needs to know of a recording without reading it again."""
+
+    group: tuple[str, ...]  # ("tool", provider/name) or (method, endpoint)
+    model: str
+    test_id: str | None
+    mtime_ns: int
+    fields: frozenset[tuple[str, int]]  # the body's (or kwargs') top-level fields, each with a digest
+
+
+def _fields(request: Request) -> frozenset[tuple[str, int]]:
+    """Top-level fields and a hash of each value: how many differ ranks a recording before it is
+    diffed (a recording that differs in one field is diffed before one that differs in five)."""
+    body = request.kwargs if isinstance(request, ToolRequest) else request.body
+    if not isinstance(body, dict):
+        return frozenset()
+    fields = set()
+    for name, value in body.items():
+        try:
+            digest = hash(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+        except TypeError:
+            digest = hash(repr(value))
+        fields.add((str(name), digest))
+    return frozenset(fields)
+
+
+# Per directory: path -> its summary (None: not a request we can compare). Kept for the process,
+# so that each further miss only lists the folder and reads the few files it compares.
+_summaries: dict[Path, dict[str, _Summary | None]] = {}
+_summaries_lock = threading.Lock()
+
+
+def forget_summaries() -> None:
+    """Drop the per-directory summaries (tests and benchmarks use this to start cold)."""
+    with _summaries_lock:
+        _summaries.clear()
+        _listings.clear()
+        _built_from.clear()
+
+
+def _group(request: Request) -> tuple[str, ...]:
+    return ("tool", request.label) if isinstance(request, ToolRequest) else (request.method, request.endpoint)
+
+
+def _model(request: Request) -> str:
+    """The request's model: its ``model`` field, else its body's (older files have no field)."""
+    if request.model or isinstance(request, ToolRequest):
+        return request.model
+    model = request.body.get("model") if isinstance(request.body, dict) else None
+    return model if isinstance(model, str) else ""
+
+
+def _summarize(path: str) -> _Summary | None:
+    try:
+        mtime = os.stat(path).st_mtime_ns
+        record = read_recording(Path(path))
+    except (OSError, RecordingFormatError):
+        return None
+    stored = request_from_record(record)
+    if stored is None:
+        return None
+    test_id = record.get("test_id")
+    scope = test_id if isinstance(test_id, str) else None
+    return _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
+
+
+# Per directory: the mtimes of the directories listed, and the files found. A directory's mtime
+# changes when a file is added, removed or renamed in it: while none changed, the folder is not
+# listed again (30,000 entries take longer to list than the rest of an explanation).
+_listings: dict[Path, tuple[dict[str, int], list[str]]] = {}
+_built_from: dict[Path, list[str]] = {}  # the listing each directory's summaries were last brought up to
+
+
+def _recording_files(root: Path) -> list[str]:
+    cached = _listings.get(root)
+    if cached is not None:
+        mtimes, files = cached
+        try:
+            if all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in mtimes.items()):
+                return files
+        except OSError:
+            pass
+    walk = walk_recordings(root)
+    mtimes = {}
+    for folder in walk.dirs:
+        try:
+            mtimes[folder] = os.stat(folder).st_mtime_ns
+        except OSError:
+            continue
+    with _summaries_lock:
+        _listings[root] = (mtimes, walk.files)
+    return walk.files
+
+
+def _summarized(root: Path) -> dict[str, _Summary | None]:
+    """Every recording under ``root``, summarized; files read once per process (new ones on a
+    later miss; a file found changed when it is compared is summarized again)."""
+    files = _recording_files(root)
+    with _summaries_lock:
+        known = _summaries.setdefault(root, {})
+        if _built_from.get(root) is files:
+            return dict(known)  # the same listing as last time: every file in it is summarized
+        present = set(files)
+        for gone in [path for path in known if path not in present]:
+            del known[gone]
+        new = [path for path in files if path not in known]
+    found = {path: _summarize(path) for path in new}
+    with _summaries_lock:
+        known.update(found)
+        _built_from[root] = files
+        return dict(known)
+
+
+def _candidates(request: Request, scope: str | None, summaries: dict[str, _Summary | None]) -> list[str]:
+    """At most :data:`MAX_COMPARED` files to diff: same endpoint and model first, then the same
+    endpoint, then the rest; within each, the fewest top-level fields changed first, then the
+    same scope, then the newest."""
+    group, model, fields = _group(request), _model(request), _fields(request)
+    ranked: list[tuple[int, int, bool, int, str]] = []
+    for path, summary in summaries.items():
+        if summary is None:
+            continue
+        closeness = 0 if summary.group == group and summary.model == model else 1 if summary.group == group else 2
+        changed = len(summary.fields ^ fields)
+        ranked.append((closeness, changed, summary.test_id != scope, -summary.mtime_ns, path))
+    return [path for *_, path in heapq.nsmallest(MAX_COMPARED, ranked)]
+
+
+def _refresh(root: Path, path: str, stored: Request | None, test_id: Any) -> None:
+    """A compared file's summary as read now (it may have been edited since it was summarized)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return
+    summary = None
+    if stored is not None:
+        scope = test_id if isinstance(test_id, str) else None
+        summary = _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
+    with _summaries_lock:
+        if path in _summaries.get(root, {}):
+            _summaries[root][path] = summary
+
+
 def nearest(recorder: Recorder, request: Request) -> tuple[Path, list[Any]] | None:
-    """The recorded request nearest to ``request`` in the recorder's directory, and the changes."""
+    """The recorded request nearest to ``request`` in the recorder's directory, and the changes.
+
+    Bounded: at most :data:`MAX_COMPARED` recordings are diffed, chosen by endpoint and model
+    from an index of the folder that each file enters once."""
     wanted = comparable(request, recorder.scope, recorder.rules)
+    summaries = _summarized(recorder.store.root)
     best: tuple[tuple[int, float], Path, list[Any]] | None = None
-    for path, record in recorder.store.records():
+    for path in _candidates(request, recorder.scope, summaries):
+        try:
+            record = read_recording(Path(path))
+        except RecordingFormatError:
+            continue
         stored = request_from_record(record)
+        test_id = record.get("test_id")
+        _refresh(recorder.store.root, path, stored, test_id)
         if stored is None or type(stored) is not type(request):
             continue
-        test_id = record.get("test_id")
         changes = diff(comparable(stored, test_id if isinstance(test_id, str) else None, recorder.rules), wanted)
         # Fewest changes first; among those, the most similar values ('3.12' is near '3.13').
+        if best is not None and len(changes) > best[0][0]:
+            continue  # its distance cannot make it nearer (and costs more than the rest)
         rank = (len(changes), sum(change.distance for change in changes))
         if best is None or rank < best[0]:
-            best = (rank, path, changes)
+            best = (rank, Path(path), changes)
     return (best[1], best[2]) if best else None
 
 

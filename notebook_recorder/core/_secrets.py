@@ -75,6 +75,21 @@ CREDENTIAL_NAMES = _names(
     "subscription_key",
     "ocp_apim_subscription_key",
 )
+# Credential-bearing fields of tool and MCP server definitions (anthropic's `mcp_servers[]`,
+# connectors) and of cloud settings (AWS keys, OAuth client credentials).
+CREDENTIAL_NAMES |= _names(
+    "authorization_token",
+    "oauth_token",
+    "access_key",
+    "access_key_id",
+    "secret_access_key",
+    "aws_access_key",
+    "aws_access_key_id",
+    "aws_secret_key",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "service_account_key",
+)
 
 # Names that carry a secret in some APIs (Google's `?key=...`) and ordinary data in others (a
 # file-search filter's `{"key": "region"}`, a lookup tool's `get(key="a")`). Their values are
@@ -85,8 +100,18 @@ AMBIGUOUS_NAMES = _names("key", "token")
 # auth token far more often than data); `key` stays ambiguous.
 TOOL_CREDENTIAL_NAMES = CREDENTIAL_NAMES | _names("token")
 
-# In a query string `key` and `token` are credentials whatever they hold (Google's `?key=`).
+# In a query string `key` and `token` are credentials whatever they hold (Google's `?key=`), and
+# so are the parts of a presigned URL (AWS SigV4's and Google's `X-Amz-Signature`, `X-Goog-Credential`).
 URL_CREDENTIAL_NAMES = CREDENTIAL_NAMES | AMBIGUOUS_NAMES
+URL_CREDENTIAL_NAMES |= _names(
+    "signature",
+    "sig",
+    "x_amz_signature",
+    "x_amz_credential",
+    "x_amz_security_token",
+    "x_goog_signature",
+    "x_goog_credential",
+)
 
 # Headers whose values are credentials (or identify the account): any name containing one of
 # these, plus OpenAI's organization and project headers.
@@ -246,7 +271,7 @@ def scrub_url(url: str) -> str:
 # Client settings that hold credentials, read by name so no SDK module is imported here:
 # openai's `OpenAI` / `AsyncOpenAI` and `AzureOpenAI` (`_azure_ad_token`), anthropic's
 # `Anthropic` / `AsyncAnthropic` (`auth_token`, sent as a bearer token).
-CLIENT_CREDENTIAL_ATTRIBUTES = (
+CLIENT_CREDENTIAL_ATTRIBUTES: tuple[str, ...] = (
     "api_key",
     "auth_token",
     "admin_api_key",
@@ -255,6 +280,8 @@ CLIENT_CREDENTIAL_ATTRIBUTES = (
     "webhook_secret",
     "_azure_ad_token",
 )
+# Bedrock's AWS keys and Vertex's access token (anthropic's `AnthropicBedrock`, `AnthropicVertex`).
+CLIENT_CREDENTIAL_ATTRIBUTES += ("aws_access_key", "aws_secret_key", "aws_session_token", "access_token")
 
 
 def client_credentials(client: Any) -> dict[str, Any]:
@@ -262,9 +289,11 @@ def client_credentials(client: Any) -> dict[str, Any]:
 
     Token *providers* (``azure_ad_token_provider``) are not called here; the token they gave is
     read from the request that was sent, when an error carries it (:func:`sent_request_secrets`).
+    The headers are the client's auth and custom headers, not ``default_headers``: that one runs
+    ``get_platform()``, blocking work the SDK keeps off an event loop.
     """
     values = [getattr(client, name, None) for name in CLIENT_CREDENTIAL_ATTRIBUTES]
-    headers = _safe_property(client, "default_headers")
+    headers = {**_safe_property(client, "auth_headers"), **_safe_property(client, "_custom_headers")}
     query = _safe_property(client, "default_query")
     return {"values": values, "headers": headers, "query": query}
 
@@ -370,6 +399,10 @@ def _header_parts(value: str) -> list[str]:
             parts += [decoded, decoded.partition(":")[2]] if decoded else []
     if "=" in value:
         parts += [cookie.partition("=")[2].strip() for cookie in value.split(";") if "=" in cookie]
+    if scheme.upper().startswith("AWS4-"):  # SigV4: `Credential=<key id>/<scope>, ..., Signature=<hex>`
+        for field in rest.split(","):
+            name, _, part = field.strip().partition("=")
+            parts += [part, part.split("/", 1)[0]] if name == "Credential" else [part]
     return parts
 
 
@@ -586,6 +619,8 @@ SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})")),
     ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
+    ("Google OAuth access token", re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}")),
+    ("AWS SigV4 signature", re.compile(r"\bAWS4-HMAC-SHA256\s+Credential=[^\s\"']{8,}")),
     ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
     ("JSON web token", re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}", re.ASCII)),
     ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import notebook_recorder as nr
+from notebook_recorder.core import _secrets
 from notebook_recorder.core._secrets import leaks, mask, request_secrets, scrub
 from notebook_recorder.frontends.cli.main import main
 
@@ -581,6 +582,48 @@ def _strings(value: Any) -> Iterator[str]:
 def test_scrub_is_idempotent(value: Any) -> None:
     once = scrub(value)
     assert scrub(once) == once
+
+
+# -- issue 28: tool and MCP server definitions, cloud credentials --------------------------------
+
+
+def test_mcp_server_and_connector_tokens_are_scrubbed() -> None:
+    token = "mcp-canary-token-0123456789abcdef"
+    body = {
+        "mcp_servers": [
+            {"type": "url", "url": "https://mcp.example.com/sse", "name": "n", "authorization_token": token}
+        ],
+        "tools": [{"type": "x", "aws_secret_access_key": "canary/AWS/secret/key/0123456789", "oauth_token": token}],
+    }
+    scrubbed = _secrets.scrub(body)
+    assert token not in json.dumps(scrubbed) and "canary/AWS" not in json.dumps(scrubbed)
+    assert scrubbed["mcp_servers"][0] == {"type": "url", "url": "https://mcp.example.com/sse", "name": "n"}
+    assert token in _secrets.request_secrets(body=body)
+
+
+def test_a_sigv4_authorization_gives_its_key_id_and_signature_to_mask() -> None:
+    header = (
+        "AWS4-HMAC-SHA256 Credential=AKIAZZZCANARY0000028/20261207/us-east-1/bedrock/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef"
+    )
+    found = _secrets.request_secrets(headers={"Authorization": header})
+    assert {"AKIAZZZCANARY0000028", "0123456789abcdef0123456789abcdef", header} <= set(found)
+    masked = _secrets.mask({"message": "bad signature 0123456789abcdef0123456789abcdef"}, found)
+    assert masked == {"message": "bad signature ***"}
+
+
+def test_presigned_url_parts_are_dropped_from_urls() -> None:
+    url = "https://bucket.s3.amazonaws.com/f?X-Amz-Credential=AKIA%2Fscope&X-Amz-Signature=abc123&part=1"
+    assert _secrets.scrub_url(url) == "https://bucket.s3.amazonaws.com/f?part=1"
+
+
+def test_the_leak_scan_knows_google_access_tokens_and_sigv4(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    echo = "ya29.a0CanaryGoogleAccessToken28forTests AWS4-HMAC-SHA256 Credential=AKIAZZZ/20261207/x"
+    record = {"response": {"body": {"echo": echo}}}
+    path.write_text(json.dumps(record))
+    kinds = " ".join(_secrets.leaks(path, record))
+    assert "Google OAuth access token" in kinds and "AWS SigV4 signature" in kinds
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""pytest plugin for the openai SDK's own test suite (``-p nr_sdk_hook``; ``run.py`` loads it).
+"""pytest plugin for an SDK's own test suite (``-p nr_sdk_hook``; ``run.py`` loads it).
 
 * ``NR_SDK_SUITE_MODE``: ``none`` (no hook), or a recorder mode (``live``, ``record``) that
   ``notebook_recorder.start`` installs for the whole session, recording into a temporary dir.
-* Deselects the tests listed in ``deselect.txt`` beside this file (each with its reason there).
+* ``NR_SDK_SUITE_DESELECT``: the file of tests to deselect (``deselect_<sdk>.txt`` beside this
+  file, each test with its reason there; openai's by default).
 * ``NR_SDK_SUITE_RESULTS``: a JSON file that gets ``{"tests": {nodeid: [outcome, message]}, ...}``
   for every test, outcome being ``passed``, ``failed``, ``skipped`` or ``xfailed``, and the
-  ``deselect.txt`` ids that matched no collected test (``"unmatched_deselects"``).
+  deselect file's ids that matched no collected test (``"unmatched_deselects"``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-DESELECT_FILE = Path(__file__).with_name("deselect.txt")
+DESELECT_FILE = Path(os.environ.get("NR_SDK_SUITE_DESELECT") or Path(__file__).with_name("deselect_openai.txt"))
 _RANK = {"passed": 0, "xfailed": 1, "skipped": 2, "failed": 3}
 
 
 def deselected_ids(path: Path = DESELECT_FILE) -> set[str]:
-    """The test ids listed in ``deselect.txt`` (``#`` starts a comment; an id without ``[...]``
+    """The test ids listed in the deselect file (``#`` starts a comment; an id without ``[...]``
     stands for all its parametrizations)."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
     return {line for line in lines if line}

@@ -1,15 +1,23 @@
-"""A loopback stand-in for the Prism mock server that the SDK's ``tests/api_resources/chat`` talk to.
+"""A loopback stand-in for the Prism mock server that the SDKs' generated resource tests talk to.
 
-The SDK's generated resource tests send each chat-completions call to ``TEST_API_BASE_URL`` (Prism,
-serving examples from OpenAPI, on ``127.0.0.1:4010`` by default) and check only that the answer
-parses as the declared type, strictly and loosely. This server answers those few routes with
-minimal valid objects, so the tests exercise the SDK (and our hook) over real HTTP:
+The SDKs' generated resource tests send each call to ``TEST_API_BASE_URL`` (Prism, serving
+examples from OpenAPI, on ``127.0.0.1:4010`` by default) and check only that the answer parses as
+the declared type, strictly and loosely. This server answers the routes that ``run.py`` selects
+with minimal valid objects, so the tests exercise the SDK (and our hook) over real HTTP:
+
+openai (``tests/api_resources/chat``):
 
 * ``POST /chat/completions``: a ``ChatCompletion``, or an SSE stream of chunks when ``stream`` is true
 * ``GET /chat/completions``: a page of completions; ``GET|POST|DELETE /chat/completions/{id}``
 * ``GET /chat/completions/{id}/messages``: a page of stored messages
 
-Every answer carries a fresh ``id`` and the current ``created`` time, as a real server's do.
+anthropic (``tests/api_resources/test_messages.py`` and ``test_models.py``):
+
+* ``POST /v1/messages``: a ``Message``, or its SSE events (``event:`` lines) when ``stream`` is true
+* ``POST /v1/messages/count_tokens``: a token count
+* ``GET /v1/models``: a page of ``ModelInfo``; ``GET /v1/models/{id}``: one
+
+Every answer carries a fresh ``id`` and the current time, as a real server's do.
 """
 
 from __future__ import annotations
@@ -57,6 +65,50 @@ def _chunks(model: str) -> list[dict[str, Any]]:
     ]
 
 
+def _message(model: str) -> dict[str, Any]:
+    return {
+        "id": f"msg_standin{next(_ids)}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "string"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+
+
+def _message_events(model: str) -> bytes:
+    start = {**_message(model), "content": [], "stop_reason": None}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "string"}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 1},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+
+
+def _model_info(model_id: str = "claude-opus-5-5") -> dict[str, Any]:
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": created, "lifecycle": "active"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -78,11 +130,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.send_header("x-request-id", f"req_standin{next(_ids)}")
+        self.send_header("request-id", f"req_standin{next(_ids)}")
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, model: str) -> None:
-        data = b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in _chunks(model)) + b"data: [DONE]\n\n"
+    def _stream(self, model: str, data: bytes | None = None) -> None:
+        if data is None:
+            data = b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in _chunks(model)) + b"data: [DONE]\n\n"
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("content-length", str(len(data)))
@@ -94,7 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
         if parts and parts[0] == "v1":
             parts = parts[1:]
         body = self._body() if method == "POST" else {}
-        if parts[:2] != ["chat", "completions"]:
+        if parts[:1] in (["messages"], ["models"]):
+            self._anthropic(method, parts, body)
+        elif parts[:2] != ["chat", "completions"]:
             self._send(404, {"error": {"message": f"stand-in has no route {method} {self.path}", "type": "not_found"}})
         elif len(parts) == 2 and method == "POST":
             model = str(body.get("model") or "gpt-4o")
@@ -110,6 +166,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _page([message]))
         else:
             self._send(404, {"error": {"message": f"stand-in has no route {method} {self.path}", "type": "not_found"}})
+
+    def _anthropic(self, method: str, parts: list[str], body: dict[str, Any]) -> None:
+        model = str(body.get("model") or "claude-opus-5-5")
+        if parts == ["messages"] and method == "POST":
+            self._stream(model, _message_events(model)) if body.get("stream") else self._send(200, _message(model))
+        elif parts == ["messages", "count_tokens"] and method == "POST":
+            self._send(200, {"input_tokens": 1})
+        elif parts == ["models"] and method == "GET":
+            info = _model_info()
+            self._send(200, {"data": [info], "first_id": info["id"], "last_id": info["id"], "has_more": False})
+        elif len(parts) == 2 and parts[0] == "models" and method == "GET":
+            self._send(200, _model_info(parts[1]))
+        else:
+            self._send(
+                404,
+                {
+                    "type": "error",
+                    "error": {"type": "not_found_error", "message": f"stand-in has no route {method} {self.path}"},
+                },
+            )
 
     def do_GET(self) -> None:
         self._route("GET")

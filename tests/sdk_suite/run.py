@@ -1,30 +1,35 @@
-"""Run the openai SDK's own tests with and without our hook, and compare (``make sdk-suite``).
+"""Run an SDK's own tests with and without our hook, and compare (``make sdk-suite``).
 
 Record mode must be transparent: whatever the SDK's tests see without notebook-recorder, they must
-see with the hook installed in ``live`` mode and in ``record`` mode. The openai sdist on PyPI ships
-its test suite, so this script:
+see with the hook installed in ``live`` mode and in ``record`` mode. The openai and anthropic
+sdists on PyPI ship their test suites, so this script, for ``--sdk openai`` (the default) or
+``--sdk anthropic``:
 
-1. downloads the sdist of the installed openai version (``pip download``) into ``.cache/sdk-suite/``
-   and extracts its ``tests/`` and ``pyproject.toml`` (its pytest settings: warnings are errors);
-2. starts a loopback stand-in for the Prism mock server (``prism_standin.py``) for
-   ``tests/api_resources/chat``; the other selected tests mock the transport with the vendored respx2;
-3. runs the selection (``SELECTION``) twice, at the same time, with the ``nr_sdk_hook`` plugin:
+1. downloads the sdist of the installed SDK version (``pip download``) into ``.cache/sdk-suite/``
+   and extracts everything but its sources (``tests/``, ``pyproject.toml`` with its pytest
+   settings, where warnings are errors, and the docs some tests read);
+2. starts a loopback stand-in for the Prism mock server (``prism_standin.py``) for the generated
+   resource tests it selects (openai: ``tests/api_resources/chat``; anthropic: messages,
+   ``count_tokens`` and models); the other selected tests mock the transport (openai's vendored
+   respx2, respx on httpx2's alias for anthropic);
+3. runs the selection (:class:`Suite`) twice, at the same time, with the ``nr_sdk_hook`` plugin:
    ``live`` and ``record`` (``notebook_recorder.start`` for the whole session, recording into a
-   temporary directory); ``deselect.txt`` lists the tests that cannot run here, each with its reason;
+   temporary directory); ``deselect_<sdk>.txt`` lists the tests that cannot run here, each with
+   its reason;
 4. reruns, once and in the same mode, the tests that failed (the suite has socket tests with
    few-second timeouts that a loaded machine can miss; a test that passes then is listed as such);
 5. runs the baseline, ``none`` (no hook), on the tests that did not pass in every hooked mode (a
    test that passes with the hook needs no baseline: it cannot be lost), or on the whole selection
    when ``--modes`` names ``none``;
 6. prints each run's counts and every test that passes without the hook but not with it, and exits
-   1 if there is one, if a test fails without the hook, or if ``deselect.txt`` names a test that
+   1 if there is one, if a test fails without the hook, or if the deselect file names a test that
    no longer exists.
 
-The SDK's test dependencies (pytest-asyncio, inline-snapshot, rich, trio, websockets, aiohttp) are
-the ``sdk-suite`` extra; ``make sdk-suite`` installs them in ``.venv-sdk-suite`` and runs this
-script with that venv's python.  Options: ``--modes record`` to run fewer variants (``--modes
-none,live,record`` for a full baseline run too), ``--jobs 1`` to run them one after the other, and
-``-- ARGS`` for pytest (``-- -k stream``).
+The SDKs' test dependencies are the ``sdk-suite`` extra; ``make sdk-suite`` installs them in
+``.venv-sdk-suite`` and runs this script with that venv's python, once per SDK.  Options:
+``--sdk anthropic``, ``--modes record`` to run fewer variants (``--modes none,live,record`` for a
+full baseline run too), ``--jobs 1`` to run them one after the other, and ``-- ARGS`` for pytest
+(``-- -k stream``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,58 +54,114 @@ REPO = HERE.parents[1]
 CACHE = REPO / ".cache" / "sdk-suite"
 MODES = ("none", "live", "record")
 HOOKED = ("live", "record")  # the default; the baseline ("none") runs only where it is needed
-SELECTION = (
-    "tests/test_client.py",
-    "tests/lib/chat",
-    "tests/lib/streaming",
-    "tests/lib/responses",
-    "tests/api_resources/chat",
-)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One SDK's test suite: what is run, and how."""
+
+    package: str
+    selection: tuple[str, ...]
+    """Paths under the sdist to run; a directory ending in ``/*`` stands for its entries."""
+    left_out: tuple[str, ...] = ()
+    """Entries of a ``/*`` directory left out (tests that need the SDK's real mock server)."""
+    pytest_args: tuple[str, ...] = ()
+    """Plugins its pytest settings load (they are dropped with its ``addopts``)."""
+    env_prefixes: tuple[str, ...] = ()
+    """Environment variables dropped for its runs (settings of this machine)."""
+
+    @property
+    def deselect_file(self) -> Path:
+        return HERE / f"deselect_{self.package}.txt"
+
+    def paths(self, root: Path) -> list[str]:
+        """The selection as paths that exist in the extracted sdist."""
+        found: list[str] = []
+        for path in self.selection:
+            if path.endswith("/*"):
+                folder = root / path[:-2]
+                entries = sorted(p for p in folder.iterdir() if p.is_dir() or p.name.startswith("test_"))
+                found += [str(p.relative_to(root)) for p in entries if str(p.relative_to(root)) not in self.left_out]
+            elif (root / path).exists():
+                found.append(path)
+        return found
+
+
+SUITES = {
+    "openai": Suite(
+        "openai",
+        selection=(
+            "tests/test_client.py",
+            "tests/lib/chat",
+            "tests/lib/streaming",
+            "tests/lib/responses",
+            "tests/api_resources/chat",
+        ),
+        env_prefixes=("OPENAI_", "AZURE_OPENAI_"),
+    ),
+    # Every test outside api_resources (those need the SDK's Prism mock server, whose OpenAPI spec
+    # the sdist lacks), and the resource tests of messages, count_tokens and models against the
+    # stand-in.
+    "anthropic": Suite(
+        "anthropic",
+        selection=("tests/*", "tests/api_resources/test_messages.py", "tests/api_resources/test_models.py"),
+        left_out=("tests/api_resources",),
+        pytest_args=("-p", "tests._alias_httpx"),
+        env_prefixes=("ANTHROPIC_", "AWS_", "GOOGLE_", "CLOUDSDK_", "GCLOUD_"),
+    ),
+}
 Results = dict[str, Any]  # what nr_sdk_hook writes: {"tests": {id: [outcome, message]}, "unmatched_deselects": [...]}
 
 sys.path.insert(0, str(HERE))
 from prism_standin import PrismStandIn  # noqa: E402
 
 
-def sdist_tests(version: str) -> Path:
-    """The extracted sdist of openai ``version`` (tests and pyproject only), downloaded once."""
-    root = CACHE / f"openai-{version}"
+def sdist_tests(package: str, version: str) -> Path:
+    """The extracted sdist of ``package`` ``version`` (all but its sources), downloaded once."""
+    root = CACHE / f"{package}-{version}"
     if (root / "tests").is_dir():
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
-    archive = CACHE / f"openai-{version}.tar.gz"
+    archive = CACHE / f"{package}-{version}.tar.gz"
     if not archive.exists():
-        print(f"sdk-suite: downloading the openai {version} sdist", flush=True)
+        print(f"sdk-suite: downloading the {package} {version} sdist", flush=True)
         pip = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--no-binary", ":all:", "--no-deps", f"openai=={version}", "-d", str(CACHE)], check=True)
-    prefix = f"openai-{version}/"
-    wanted = (prefix + "tests/", prefix + "pyproject.toml")
+        subprocess.run(
+            [*pip, "--no-binary", ":all:", "--no-deps", f"{package}=={version}", "-d", str(CACHE)], check=True
+        )
+    prefix = f"{package}-{version}/"
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp, tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(wanted)]
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and not m.name.startswith(prefix + "src/")]
         tar.extractall(tmp, members=members, filter="data")
         shutil.rmtree(root, ignore_errors=True)
-        os.replace(Path(tmp) / f"openai-{version}", root)
+        os.replace(Path(tmp) / f"{package}-{version}", root)
     return root
 
 
-def start_run(mode: str, name: str, root: Path, base_url: str, out: Path, args: list[str]) -> subprocess.Popen[bytes]:
+def start_run(
+    suite: Suite, mode: str, name: str, root: Path, base_url: str, out: Path, args: list[str]
+) -> subprocess.Popen[bytes]:
     """Start pytest on ``args`` in ``mode``; results go to ``out/NAME.json``, output to ``out/NAME.log``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "APIREC_", "PYTEST_"))}
+    dropped = (*suite.env_prefixes, "APIREC_", "PYTEST_", "NR_SDK_SUITE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env.update(
         NR_SDK_SUITE_MODE=mode,
         NR_SDK_SUITE_RESULTS=str(out / f"{name}.json"),
+        NR_SDK_SUITE_DESELECT=str(suite.deselect_file),
         TEST_API_BASE_URL=base_url,
         PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
     )
     # Our own pytest plugin stays out (it would set a placeholder key in every run): the hook is
     # installed by nr_sdk_hook, in the one mode of this run.
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:notebook_recorder"]
-    command += ["-o", "addopts=", "-p", "nr_sdk_hook"]
+    command += ["-o", "addopts=", *suite.pytest_args, "-p", "nr_sdk_hook"]
     log = (out / f"{name}.log").open("wb")
     return subprocess.Popen([*command, *args], cwd=root, env=env, stdout=log, stderr=log)
 
 
-def run_all(runs: dict[str, tuple[str, list[str]]], root: Path, out: Path, jobs: int) -> dict[str, Results]:
+def run_all(
+    suite: Suite, runs: dict[str, tuple[str, list[str]]], root: Path, out: Path, jobs: int
+) -> dict[str, Results]:
     """Run ``{name: (mode, pytest args)}``, ``jobs`` at a time, against one Prism stand-in."""
     results: dict[str, Results] = {}
     with PrismStandIn() as standin:
@@ -109,7 +171,7 @@ def run_all(runs: dict[str, tuple[str, list[str]]], root: Path, out: Path, jobs:
             while pending and len(running) < max(1, jobs):
                 name = pending.pop(0)
                 mode, args = runs[name]
-                running[name] = start_run(mode, name, root, standin.base_url, out, args)
+                running[name] = start_run(suite, mode, name, root, standin.base_url, out, args)
             for name, proc in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -126,6 +188,7 @@ def run_all(runs: dict[str, tuple[str, list[str]]], root: Path, out: Path, jobs:
 def main(argv: list[str] | None = None) -> int:
     """Run the variants, rerun what failed, print the comparison, return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sdk", default="openai", choices=sorted(SUITES), help="whose test suite (default openai)")
     parser.add_argument("--modes", default=",".join(HOOKED), help="comma-separated, from: none, live, record")
     parser.add_argument("--jobs", type=int, default=len(HOOKED), help="variants run at the same time (default 2)")
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
@@ -138,23 +201,24 @@ def main(argv: list[str] | None = None) -> int:
     if len(modes) == 1:
         parser.error("--modes: name live or record too; none alone compares nothing")
 
-    version = importlib.metadata.version("openai")
-    root = sdist_tests(version)
-    out = CACHE / "runs"
+    suite = SUITES[args.sdk]
+    version = importlib.metadata.version(suite.package)
+    root = sdist_tests(suite.package, version)
+    out = CACHE / "runs" / suite.package
     out.mkdir(parents=True, exist_ok=True)
     runs = ", ".join(modes) if full_baseline else f"{', '.join(modes[1:])} (none: where they do not pass)"
-    print(f"sdk-suite: openai {version} sdist tests, {runs}; logs in {out}", flush=True)
+    print(f"sdk-suite: {suite.package} {version} sdist tests, {runs}; logs in {out}", flush=True)
     started = time.monotonic()
-    selection = [path for path in SELECTION if (root / path).exists()]
+    selection = suite.paths(root)
     first = modes if full_baseline else modes[1:]
-    results = run_all({mode: (mode, [*selection, *args.pytest_args]) for mode in first}, root, out, args.jobs)
+    results = run_all(suite, {mode: (mode, [*selection, *args.pytest_args]) for mode in first}, root, out, args.jobs)
     if len(results) != len(first):
         return 1
     # A test that failed is run once more, alone with the others that failed, in the same mode: the
     # suite has socket tests with few-second timeouts that a loaded machine can miss.
     failed = {mode: sorted(t for t, (o, _) in results[mode]["tests"].items() if o == "failed") for mode in first}
     reruns = {f"{mode}-rerun": (mode, ids) for mode, ids in failed.items() if ids}
-    rerun_results = run_all(reruns, root, out, args.jobs)
+    rerun_results = run_all(suite, reruns, root, out, args.jobs)
     flaky: dict[str, list[str]] = {}
     for mode in first:
         again = rerun_results.get(f"{mode}-rerun", {"tests": {}})["tests"]
@@ -162,13 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         for test in flaky[mode]:
             results[mode]["tests"][test] = again[test]
     if not full_baseline:
-        results["none"] = baseline(modes[1:], results, root, out)
+        results["none"] = baseline(suite, modes[1:], results, root, out)
         flaky["none"] = []
     print(f"sdk-suite: {time.monotonic() - started:.0f} s", flush=True)
-    return compare(modes, results, flaky, check_deselects=not args.pytest_args)
+    return compare(suite, modes, results, flaky, check_deselects=not args.pytest_args)
 
 
-def baseline(hooked: list[str], results: dict[str, Results], root: Path, out: Path) -> Results:
+def baseline(suite: Suite, hooked: list[str], results: dict[str, Results], root: Path, out: Path) -> Results:
     """The ``none`` results: run without the hook on the tests that did not pass in every hooked
     mode; a test that passed in all of them counts as passed (it cannot be lost)."""
     tests: dict[str, Any] = {}
@@ -179,12 +243,14 @@ def baseline(hooked: list[str], results: dict[str, Results], root: Path, out: Pa
     base: Results = {"tests": {t: ["passed", ""] for t in passed}, "unmatched_deselects": [], "only": rest}
     if rest:
         print(f"sdk-suite: {len(rest)} tests did not pass with the hook; running them without it", flush=True)
-        ran = run_all({"none": ("none", rest)}, root, out, 1).get("none", {"tests": {}})["tests"]
+        ran = run_all(suite, {"none": ("none", rest)}, root, out, 1).get("none", {"tests": {}})["tests"]
         base["tests"].update({t: ran.get(t, ["failed", "not run without the hook"]) for t in rest})
     return base
 
 
-def compare(modes: list[str], results: dict[str, Results], flaky: dict[str, list[str]], check_deselects: bool) -> int:
+def compare(
+    suite: Suite, modes: list[str], results: dict[str, Results], flaky: dict[str, list[str]], check_deselects: bool
+) -> int:
     """Print counts and lost tests; 0 when every mode passes what the baseline passes."""
     status = 0
     tests = {mode: results[mode]["tests"] for mode in modes}
@@ -198,13 +264,15 @@ def compare(modes: list[str], results: dict[str, Results], flaky: dict[str, list
         for test in flaky[mode]:
             print(f"           rerun passed: {test}")
         if check_deselects and results[mode]["unmatched_deselects"]:
-            print(f"deselect.txt names tests that {mode} did not collect: {results[mode]['unmatched_deselects']}")
+            unmatched = results[mode]["unmatched_deselects"]
+            print(f"{suite.deselect_file.name} names tests that {mode} did not collect: {unmatched}")
             status = 1
     base = tests["none"]
     base_failed = sorted(t for t, (outcome, _) in base.items() if outcome == "failed")
     if base_failed:
         status = 1
-        print(f"\n{len(base_failed)} tests fail WITHOUT the hook (fix the environment or add them to deselect.txt):")
+        where = suite.deselect_file.name
+        print(f"\n{len(base_failed)} tests fail WITHOUT the hook (fix the environment or add them to {where}):")
         for test in base_failed:
             print(f"  {test}  -- {base[test][1]}")
     for mode in modes[1:]:

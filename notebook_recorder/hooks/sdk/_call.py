@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
@@ -23,7 +24,7 @@ from ...core._engine import Tape
 from ...core._errors import RecordingFormatError, json_kind
 from ...core._keys import InferenceRequest
 from ...core._recorder import Action, exception_response
-from ...core._secrets import sent_request_secrets
+from ...core._secrets import scrub_url, sent_request_secrets
 from ...core._types import allowed_type
 from .._network import sdk_network
 from .._placeholder import REPLAY_KEY_PLACEHOLDER
@@ -46,13 +47,14 @@ class SdkCall:
         stream: bool,
         stream_cls: Any,
         original: Callable[..., Any],
-        current: contextvars.ContextVar[SdkCall | None],
+        current: contextvars.ContextVar[weakref.ref[SdkCall] | None],
     ) -> None:
         self.sdk = sdk
         self.client = client
         self.cast_to = cast_to
         self.options = options
         self.streamed = stream
+        self.sent_stream_cls = stream_cls  # handed to the SDK as the caller gave it
         self.stream_cls: Any = stream_cls or _compat.default_stream_cls(client)
         self.asynchronous = isinstance(client, sdk.clients[1])
         self.raw = bool(_compat.headers_of(sdk, options).get(sdk.raw_response_header))
@@ -87,7 +89,9 @@ class SdkCall:
         """The placeholder key is never sent, and a call with no key at all is not recorded: it is
         missing. In ``live``, a call with no key goes on to the SDK, which raises its own error as
         it does without the hook. A key the call carries in a header (``default_headers={"x-api-key":
-        ...}``) is a key."""
+        ...}``) is a key, and so is every other way the SDKs authenticate: a credentials provider
+        (``custom_auth``), and client classes that sign or fill in each request themselves
+        (Bedrock's SigV4, Vertex's and Google Cloud's access tokens, Azure, ``skip_auth``)."""
         env = self.sdk.env_key
         keys = [getattr(self.client, name, None) for name in self.sdk.auth_attributes]
         placeholder = REPLAY_KEY_PLACEHOLDER in keys
@@ -98,8 +102,11 @@ class SdkCall:
                 f"The client was built while replaying, with notebook-recorder's placeholder in {env} "
                 f"instead of a key: set {env}, build the client again and run again."
             )
-        if placeholder or (all(key is None for key in keys) and not self.secrets()):
+        if placeholder:
             return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
+        if all(key is None for key in keys) and not _compat.authenticates_otherwise(self.sdk, self.client):
+            if not self.secrets():
+                return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
         return None
 
     # -- the exchange: live and record -------------------------------------------------------
@@ -109,24 +116,24 @@ class SdkCall:
         options = self.options if tape is None or self.raw else _compat.without_post_parser(self.sdk, self.options)
         if self.asynchronous:
             return self._acall(tape, options)
-        token = self._current.set(self) if tape is not None else None
+        token = self._current.set(weakref.ref(self)) if tape is not None else None
         self.tape = tape
         try:
             with sdk_network(collect=tape.add_secrets if tape is not None else None):
                 return self._original(
-                    self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
+                    self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.sent_stream_cls
                 )
         finally:
             if token is not None:
                 self._current.reset(token)
 
     async def _acall(self, tape: Tape | None, options: Any) -> Any:
-        token = self._current.set(self) if tape is not None else None
+        token = self._current.set(weakref.ref(self)) if tape is not None else None
         self.tape = tape
         try:
             with sdk_network(collect=tape.add_secrets if tape is not None else None):
                 return await self._original(
-                    self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
+                    self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.sent_stream_cls
                 )
         finally:
             if token is not None:
@@ -137,7 +144,21 @@ class SdkCall:
         if not isinstance(exc, self.sdk.status_error):
             return None
         tape.add_secrets(sent_request_secrets(getattr(exc, "request", None)))
+        self._sent_url(exc)
         return _exception_response(self.sdk, exc)
+
+    def _sent_url(self, sent: Any) -> None:
+        """The URL written is the one sent (a client class routes in its own option preparation:
+        Bedrock's ``/model/{model}/invoke``, Vertex's and Google Cloud's project paths), without
+        credentials."""
+        assert self.tape is not None
+        decision = self.tape.decision
+        try:
+            url = str(getattr(sent, "request", sent).url)
+        except Exception:  # no request after all
+            return
+        if isinstance(decision.request, InferenceRequest) and url:
+            decision.request = dataclasses.replace(decision.request, url=scrub_url(url))
 
     def attach(self, http: Any) -> None:
         """The SDK's HTTP response for a call being recorded, before the SDK reads its body.
@@ -149,14 +170,17 @@ class SdkCall:
         self.http = http
         if self.tape is not None:
             self.tape.add_secrets(sent_request_secrets(http))  # the request as sent: a token provider's too
+            self._sent_url(http)
         if http.is_stream_consumed:
             return
         httpx = _compat.http_library(self.client)
         if self.raw:
             http.stream = _rawtap.tap_class(httpx, asynchronous=self.asynchronous)(http.stream, self)
         elif self.streamed:
+            # Weakly: a stream dropped unread must be freed at once, with what the SDK hangs on its
+            # response (an OpenTelemetry span ends when its body is dropped).
             closing = _rawtap.closing_class(httpx, asynchronous=self.asynchronous)
-            http.stream = closing(http.stream, self._aclosed if self.asynchronous else self._closed)
+            http.stream = closing(http.stream, weakref.WeakMethod(self._aclosed if self.asynchronous else self._closed))
 
     def keep(self, result: Any, tape: Tape) -> Any:
         """Hand a recorded call's result to the caller, as the SDK returned it, and save it
@@ -329,9 +353,11 @@ class SdkCall:
         target = _decode.raw_cast_to(self.sdk, self.cast_to)
         if target is None:
             return data
+        # What the SDK raises where a body does not fit its type (strict clients: its own error).
+        errors: tuple[type[BaseException], ...] = (TypeError, pydantic.ValidationError)
         try:
             return _decode.encode_body(self.sdk, _compat.process_response_data(self.client, data, target, self.http))
-        except (TypeError, pydantic.ValidationError):
+        except errors + _compat.validation_errors(self.sdk):
             return data
 
     # -- the exchange: replay ----------------------------------------------------------------

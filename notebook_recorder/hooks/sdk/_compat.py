@@ -53,6 +53,8 @@ class StainlessSdk:
     replay placeholder) cannot go live, so it is a missing recording."""
     raw_response_classes: tuple[str, ...] = ("_response.BaseAPIResponse",)
     """The SDK's raw response wrappers (``with_raw_response``): ``cast_to`` is their type argument."""
+    key_clients: tuple[str, ...] = ()
+    """The SDK's clients that authenticate with the key attributes only (``Anthropic``, ``OpenAI``)."""
 
     # -- the private pieces, imported on first use --------------------------------------------
 
@@ -149,6 +151,66 @@ def patch(cls: type, name: str, replacement: Callable[..., Any]) -> Callable[...
 
 def prepare_url(client: Any, path: str) -> str:
     return str(client._prepare_url(path))
+
+
+def plain_url(sdk: StainlessSdk, client: Any, path: str) -> str:
+    """``path`` joined to the client's base URL as the SDK's base class does, without a client
+    class's own routing (Google Cloud's ``_prepare_url`` needs the project that its
+    ``_prepare_options`` resolves first). What is written is the URL as sent, once known."""
+    return str(sdk.base_client.BaseClient._prepare_url(client, path))
+
+
+def prepared_options(client: Any, options: Any) -> Any:
+    """The request options as the SDK prepares them before sending (``extra_body`` merged, files
+    and iterators read, markers dropped), where the SDK has that step (anthropic 2.x's
+    ``_copy_and_prepare``); else the options as they are. Preparing again is idempotent."""
+    prepare = getattr(client, "_copy_and_prepare", None)
+    return options if prepare is None else prepare(options)
+
+
+async def aprepared_options(client: Any, options: Any) -> Any:
+    """:func:`prepared_options` for an async client (its preparation is a coroutine)."""
+    prepare = getattr(client, "_copy_and_prepare", None)
+    return options if prepare is None else await prepare(options)
+
+
+def authenticates_otherwise(sdk: StainlessSdk, client: Any) -> bool:
+    """Whether the client authenticates other than with its key attributes: a credentials
+    provider or token cache (``custom_auth``), or a client class that signs or fills in each
+    request itself (Bedrock's SigV4, Vertex's and Google Cloud's access tokens, Foundry's and
+    Azure's tokens, ``skip_auth`` behind a proxy): its ``_prepare_request`` or
+    ``_prepare_options`` is its own."""
+    try:
+        if client.custom_auth is not None:
+            return True
+    except Exception:
+        pass
+    sync, asynchronous = sdk.clients
+    base = sync if isinstance(client, sync) else asynchronous
+    cls = type(client)
+    own = (
+        getattr(cls, name, None) is not getattr(base, name, None) for name in ("_prepare_request", "_prepare_options")
+    )
+    return any(own) and not _is_first_party(sdk, cls)
+
+
+def _is_first_party(sdk: StainlessSdk, cls: type) -> bool:
+    """The SDK's own key-based clients (``Anthropic``, ``OpenAI``) and their subclasses that do not
+    change how requests are prepared (``Anthropic`` overrides nothing of either; kept for safety)."""
+    main = [getattr(sdk.root, name, None) for name in sdk.key_clients]
+    for first in main:
+        if isinstance(first, type) and issubclass(cls, first):
+            return all(
+                getattr(cls, name, None) is getattr(first, name, None)
+                for name in ("_prepare_request", "_prepare_options")
+            )
+    return False
+
+
+def validation_errors(sdk: StainlessSdk) -> tuple[type[BaseException], ...]:
+    """The SDK's own response validation error (strict clients raise it)."""
+    error = getattr(sdk.root, "APIResponseValidationError", None)
+    return (error,) if isinstance(error, type) else ()
 
 
 def base_url(client: Any) -> Any:

@@ -23,7 +23,7 @@ from ._compat import StainlessSdk
 
 def describe(sdk: StainlessSdk, client: Any, options: Any) -> InferenceRequest:
     """The canonical request for an SDK call: method, endpoint, JSON body (or query), model."""
-    url = _url(client, options.url)
+    url = _url(sdk, client, options.url)
     body: Any = options.json_data
     if isinstance(body, dict) and options.extra_json:
         body = {**body, **options.extra_json}
@@ -49,13 +49,16 @@ def describe(sdk: StainlessSdk, client: Any, options: Any) -> InferenceRequest:
 _urls: dict[tuple[int, str], tuple[Any, str]] = {}
 
 
-def _url(client: Any, path: str) -> str:
-    """``client._prepare_url(path)`` as text, cached per base URL (parsing URLs is not free)."""
+def _url(sdk: StainlessSdk, client: Any, path: str) -> str:
+    """``path`` on the client's base URL as text, cached per base URL (parsing URLs is not free).
+
+    Not the client's own ``_prepare_url``: a client class may route there with what its option
+    preparation resolves first (Google Cloud's project). Record mode writes the URL as sent."""
     base = _compat.base_url(client)
     cached = _urls.get((id(base), path))
     if cached is not None and cached[0] is base:
         return cached[1]
-    url = _compat.prepare_url(client, path)
+    url = _compat.plain_url(sdk, client, path)
     if len(_urls) > 512:
         _urls.clear()
     _urls[(id(base), path)] = (base, url)
@@ -97,11 +100,16 @@ def _as_list(value: Any) -> list[Any]:
 
 def jsonable(value: Any, sdk: StainlessSdk | None = None) -> Any:
     """A request body (or error body) as plain JSON. The SDK's "not given" markers (``Omit``,
-    ``NotGiven``), which some SDK versions leave in the body until they send it, are left out."""
+    ``NotGiven``), which some SDK versions leave in the body until they send it, are left out.
+
+    A body nested deeper than :data:`MAX_DEPTH` levels (untyped JSON fields can be) keeps its
+    deeper parts as digests (:func:`shallow`), so nothing here recurses once per level; a body
+    that refers to itself raises ``ValueError``, as the SDKs do."""
     try:
         return orjson.loads(orjson.dumps(value))  # plain JSON already: the usual case, at C speed
     except TypeError:
         pass
+    value = shallow(value)
     if sdk is not None:
         value = _given(sdk, value)
         try:
@@ -124,7 +132,7 @@ def credentials(sdk: StainlessSdk, client: Any, options: Any) -> tuple[str, ...]
         values=settings["values"],
         headers=[*settings["headers"].items(), *headers.items()],
         query=[*settings["query"].items(), *params.items()],
-        body=[options.json_data, options.extra_json],
+        body=[shallow(options.json_data), shallow(options.extra_json)],
     )
 
 
@@ -135,3 +143,111 @@ def _given(sdk: StainlessSdk, value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_given(sdk, v) for v in value if sdk.is_given(v)]
     return value
+
+
+MAX_DEPTH = 64
+"""Levels of a request body described as they are; deeper parts are described by a digest."""
+
+
+def shallow(value: Any, limit: int = MAX_DEPTH) -> Any:
+    """``value`` with each mapping or sequence ``limit`` levels down replaced by
+    ``{"__digest__": sha256}`` of its canonical JSON, without recursion (a body can nest deeper
+    than Python's recursion limit). ``ValueError("Circular reference detected")``, the error the
+    SDKs' own JSON encoding raises, for a body that contains itself."""
+    if not _deeper_than(value, limit):
+        return value
+    root: list[Any] = [None]
+    # (value, container to fill, slot, depth, ids of the containers above)
+    stack: list[tuple[Any, Any, Any, int, frozenset[int]]] = [(value, root, 0, 0, frozenset())]
+    while stack:
+        item, parent, slot, depth, above = stack.pop()
+        if not _is_container(item):
+            parent[slot] = item
+            continue
+        if id(item) in above:
+            raise ValueError("Circular reference detected")
+        if depth >= limit:
+            parent[slot] = {"__digest__": _digest(item)}
+            continue
+        inner = above | {id(item)}
+        if isinstance(item, Mapping):
+            copy: Any = {}
+            for k, v in item.items():
+                copy[k] = None
+                stack.append((v, copy, k, depth + 1, inner))
+        else:
+            copy = [None] * len(item)
+            for i, v in enumerate(item):
+                stack.append((v, copy, i, depth + 1, inner))
+        parent[slot] = copy
+    return root[0]
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, Mapping | list | tuple)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        seen += 1
+        if seen > 1_000_000:
+            return True  # huge: take the careful path
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values() if _is_container(v))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item if _is_container(v))
+    return False
+
+
+def _digest(value: Any) -> str:
+    """sha256 of ``value``'s canonical JSON (sorted keys), computed without recursion, cycle-safe."""
+    digest = hashlib.sha256()
+    # Items are values to write, or literal marks (brackets, separators, keys) around them.
+    stack: list[tuple[Any, frozenset[int]]] = [(value, frozenset())]
+    while stack:
+        item, above = stack.pop()
+        if isinstance(item, _Mark):
+            digest.update(item.text)
+            continue
+        if isinstance(item, Mapping):
+            if id(item) in above:
+                raise ValueError("Circular reference detected")
+            inner = above | {id(item)}
+            digest.update(b"{")
+            stack.append((_Mark(b"}"), above))
+            entries = sorted(item.items(), key=lambda kv: str(kv[0]))
+            for n, (k, v) in enumerate(reversed(entries)):
+                stack.append((v, inner))
+                sep = b"," if n < len(entries) - 1 else b""
+                stack.append((_Mark(sep + orjson.dumps(str(k)) + b":"), above))
+            continue
+        if isinstance(item, list | tuple):
+            if id(item) in above:
+                raise ValueError("Circular reference detected")
+            inner = above | {id(item)}
+            digest.update(b"[")
+            stack.append((_Mark(b"]"), above))
+            for n, v in enumerate(reversed(item)):
+                stack.append((v, inner))
+                if n < len(item) - 1:
+                    stack.append((_Mark(b","), above))
+            continue
+        try:
+            digest.update(orjson.dumps(item))
+        except TypeError:
+            digest.update(orjson.dumps(str(item)))
+    return digest.hexdigest()
+
+
+class _Mark:
+    """Literal bytes of the canonical JSON being digested."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text

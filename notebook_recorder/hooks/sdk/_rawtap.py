@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any, Protocol
@@ -103,9 +104,9 @@ class Closing:
     its end at once, in its own recording context, instead of when it is garbage-collected.
     """
 
-    def __init__(self, inner: Any, on_close: Any) -> None:
+    def __init__(self, inner: Any, on_close: weakref.WeakMethod[Any]) -> None:
         self._inner = inner
-        self._on_close = on_close
+        self._on_close = on_close  # weakly: the call is gone when its stream was dropped
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -119,7 +120,9 @@ class _SyncClosingMixin(Closing):
         try:
             self._inner.close()
         finally:
-            self._on_close()
+            on_close = self._on_close()
+            if on_close is not None:
+                on_close()
 
 
 class _AsyncClosingMixin(Closing):
@@ -131,7 +134,9 @@ class _AsyncClosingMixin(Closing):
         try:
             await self._inner.aclose()
         finally:
-            await self._on_close()
+            on_close = self._on_close()
+            if on_close is not None:
+                await on_close()
 
 
 @functools.lru_cache(maxsize=8)

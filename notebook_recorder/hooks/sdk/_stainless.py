@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,11 @@ _originals: dict[str, dict[tuple[type, str], Callable[..., Any]]] = {}
 _placeholders: set[str] = set()  # the SDKs whose placeholder key we put in the environment
 # The call being recorded in this thread or task, while the SDK makes it: the SDK's
 # ``_process_response`` hands it the HTTP response before anything reads the body.
-_recording: contextvars.ContextVar[SdkCall | None] = contextvars.ContextVar("notebook_recorder_sdk_call", default=None)
+# Held weakly: tasks that the HTTP library starts during the call copy the context, and must not
+# keep the call (and the response it holds) alive after it.
+_recording: contextvars.ContextVar[weakref.ref[SdkCall] | None] = contextvars.ContextVar(
+    "notebook_recorder_sdk_call", default=None
+)
 
 
 def install(sdk: StainlessSdk, mode: Mode | None = None) -> None:
@@ -110,6 +115,9 @@ def _sync_request(sdk: StainlessSdk) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return original(sdk, cls, "request")(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+        # The request is read as the SDK prepares it (its own errors, a circular body's, are raised
+        # here as they are without the hook); preparing it again in the SDK changes nothing.
+        options = _compat.prepared_options(self, options)
         call = SdkCall(sdk, self, cast_to, options, stream, stream_cls, original(sdk, cls, "request"), _recording)
         return run(recorder, call)
 
@@ -123,6 +131,7 @@ def _async_request(sdk: StainlessSdk) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return await original(sdk, cls, "request")(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+        options = await _compat.aprepared_options(self, options)
         call = SdkCall(sdk, self, cast_to, options, stream, stream_cls, original(sdk, cls, "request"), _recording)
         return await arun(recorder, call)
 
@@ -133,7 +142,8 @@ def _sync_process_response(sdk: StainlessSdk) -> Callable[..., Any]:
     cls = sdk.clients[0]
 
     def process_response(self: Any, **kwargs: Any) -> Any:
-        call = _recording.get()
+        ref = _recording.get()
+        call = ref() if ref is not None else None
         if call is not None:
             call.attach(kwargs["response"])
         return original(sdk, cls, "_process_response")(self, **kwargs)
@@ -145,7 +155,8 @@ def _async_process_response(sdk: StainlessSdk) -> Callable[..., Any]:
     cls = sdk.clients[1]
 
     async def process_response(self: Any, **kwargs: Any) -> Any:
-        call = _recording.get()
+        ref = _recording.get()
+        call = ref() if ref is not None else None
         if call is not None:
             call.attach(kwargs["response"])
         return await original(sdk, cls, "_process_response")(self, **kwargs)

@@ -22,6 +22,7 @@ ANTHROPIC = StainlessSdk(
     request_id_header="request-id",
     named_events=lambda event: True,  # every event has its ``event:`` line; the SDK skips others
     auth_attributes=("api_key", "auth_token"),
+    key_clients=("Anthropic", "AsyncAnthropic"),
 )
 
 

@@ -38,6 +38,7 @@ OPENAI = StainlessSdk(
     simple_pages=("pagination.SyncPage", "pagination.AsyncPage"),
     binary_classes=("_legacy_response.HttpxBinaryResponseContent",),
     raw_response_classes=("_response.BaseAPIResponse", "_legacy_response.LegacyAPIResponse"),
+    key_clients=("OpenAI", "AsyncOpenAI"),
 )
 
 
