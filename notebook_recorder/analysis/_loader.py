@@ -416,19 +416,11 @@ class _Helper:
         """A helper for ``paths``, or None when there is no second CPU or no interpreter to run."""
         if not cls.possible():
             return None
-        import subprocess  # here: the helper process itself needs neither
-        import threading
+        import threading  # here: the helper process itself needs it not
 
         request = pickle.dumps((sys.path, paths, started_ns, cls.BATCH), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _HELPER_CODE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                bufsize=0,
-            )
-        except OSError:
+        proc = spawn_helper(_HELPER_CODE)
+        if proc is None:
             return None
         assert proc.stdin is not None and proc.stdout is not None
         fd = proc.stdout.fileno()
@@ -475,6 +467,24 @@ class _Helper:
         self.proc.wait()
         assert self.proc.stdout is not None
         self.proc.stdout.close()
+
+
+def spawn_helper(code: str, *, buffered: bool = False) -> Any:
+    """A fresh interpreter (``-I``) running ``code``, with pipes to its stdin and from its stdout
+    (unbuffered unless ``buffered``: ``pickle.load`` needs whole reads), or None when none can be
+    started: the caller then does the work itself."""
+    import subprocess
+
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=-1 if buffered else 0,
+        )
+    except OSError:
+        return None
 
 
 def _send(pipe: Any, data: bytes) -> None:

@@ -7,7 +7,6 @@ loader does, see ``_loader._Helper``): the result is the same either way.
 from __future__ import annotations
 
 import pickle
-import subprocess
 import sys
 import threading
 from typing import Any
@@ -114,19 +113,13 @@ def check_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
     """:func:`same_or_identical` of each pair; the second half in a helper process when they are
     many and there is a second CPU (``NOTEBOOK_RECORDER_LOAD_HELPER=0``: never). If the helper
     cannot start or fails, this process checks them all: the result is the same."""
-    from ._loader import _Helper, _send
+    from ._loader import _Helper, _send, spawn_helper
 
     if len(pairs) < PARALLEL_MIN_PAIRS or not _Helper.possible():
         return _check_all(pairs)
     half = len(pairs) // 2
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _HELPER_CODE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
+    proc = spawn_helper(_HELPER_CODE, buffered=True)
+    if proc is None:
         return _check_all(pairs)
     request = pickle.dumps((sys.path, pairs[half:]), protocol=pickle.HIGHEST_PROTOCOL)
     threading.Thread(target=_send, args=(proc.stdin, request), daemon=True).start()

@@ -384,6 +384,14 @@ class Store:
             index.errors[odd.path] = odd.problem
         index.listed = True
 
+    def _name(self, path: str) -> bool:
+        """List ``path`` under its file name; whether it was not listed there yet."""
+        paths = self._index.names.setdefault(os.path.basename(path)[:-5], [])
+        if path in paths:
+            return False
+        paths.append(path)
+        return True
+
     def _lister(self, path: str, st: os.stat_result) -> _files.Listing:
         """:func:`._files.list_dir`, noting the directory's modification time (see :meth:`_refresh`)."""
         listing = _files.list_dir(path)
@@ -418,12 +426,8 @@ class Store:
             for odd in listing.problems:
                 index.errors[odd.path] = odd.problem
             for path in listing.files:
-                paths = index.names.setdefault(os.path.basename(path)[:-5], [])
-                if path not in paths:
-                    paths.append(path)
-                    index.pending.append(path)
-                elif path in index.seen:
-                    index.pending.append(path)  # replaced by a rename, perhaps: stat-checked when indexed
+                if self._name(path) or path in index.seen:  # new, or replaced by a rename perhaps:
+                    index.pending.append(path)  # stat-checked when indexed
             for sub in listing.dirs:
                 if sub in index.dirs:
                     continue
@@ -432,9 +436,7 @@ class Store:
                 except OSError:
                     continue
                 for path in walk.files:
-                    paths = index.names.setdefault(os.path.basename(path)[:-5], [])
-                    if path not in paths:
-                        paths.append(path)
+                    self._name(path)
                     index.pending.append(path)
                 for odd in walk.problems:
                     index.errors[odd.path] = odd.problem
