@@ -38,6 +38,7 @@ from ._secrets import mask
 from ._store import Found, Store
 
 DEFAULT_DIR = "recordings"
+DEFAULT_HTTP_MAX_BODY = 10 * 1024 * 1024  # bytes
 
 
 class Action(enum.Enum):
@@ -103,6 +104,11 @@ class Recorder:
     the request (or is a callable taking and returning an API request's body). The
     ``[tool.notebook-recorder]`` table of the nearest ``pyproject.toml`` (``_config``) adds its
     rules, and its ``dir`` is the default directory when ``dir`` is not given.
+
+    Requests that no typed SDK hook handles are recorded at the HTTP library (httpx, httpx2,
+    requests, aiohttp), except to ``ignore_hosts`` (names as in the URL; the project's
+    ``ignore_hosts`` too), and except a response body over ``http_max_body`` bytes (default 10 MiB,
+    or the project's), which is reported rather than stored.
     """
 
     def __init__(
@@ -115,6 +121,8 @@ class Recorder:
         allow_hosts: Iterable[str] = (),
         ignore: Iterable[str] | str | None = None,
         normalize: NormalizeArg = None,
+        ignore_hosts: Iterable[str] = (),
+        http_max_body: int | None = None,
     ) -> None:
         from ._config import project_config
 
@@ -128,6 +136,14 @@ class Recorder:
         self.scope = scope
         self.block_network = bool(block_network)
         self.allow_hosts = parse_hosts(allow_hosts)
+        self.ignore_hosts = parse_hosts([*self.project.ignore_hosts, *parse_hosts(ignore_hosts)])
+        """Hosts whose HTTP requests are neither recorded nor replayed (the project's too)."""
+        if http_max_body is None:
+            http_max_body = self.project.http_max_body
+        if http_max_body is not None and (type(http_max_body) is not int or http_max_body < 0):
+            raise ValueError(f"http_max_body must be a number of bytes (an int >= 0), not {http_max_body!r}")
+        self.http_max_body = DEFAULT_HTTP_MAX_BODY if http_max_body is None else http_max_body
+        """The largest HTTP response body recorded at the HTTP level; a larger one is reported."""
         self.explicit_rules = Rules.build(ignore, normalize)
         """The rules given to this recorder, without the project's."""
         self.rules = self.project.rules.merged(self.explicit_rules)

@@ -77,18 +77,27 @@ def start(
     allow_hosts: Iterable[str] = (),
     ignore: Iterable[str] | str | None = None,
     normalize: NormalizeArg = None,
+    ignore_hosts: Iterable[str] = (),
 ) -> Recorder:
     """Record or replay every call in this process from now on, until :func:`stop`.
 
     This is what ``%apirec MODE`` uses. Clients created earlier are covered too.
     ``block_network=True`` stops network connections that bypass the hooks, except to
     ``allow_hosts`` (see :class:`Recorder`). ``ignore`` and ``normalize`` leave volatile parts
-    of requests out of their keys (see :class:`Recorder`). ``dir`` defaults to the project's
+    of requests out of their keys (see :class:`Recorder`). HTTP requests to ``ignore_hosts`` are
+    neither recorded nor replayed. ``dir`` defaults to the project's
     (``[tool.notebook-recorder] dir``), else ``recordings``.
     """
     global _session
     recorder = Recorder(
-        mode, dir, scope, block_network=block_network, allow_hosts=allow_hosts, ignore=ignore, normalize=normalize
+        mode,
+        dir,
+        scope,
+        block_network=block_network,
+        allow_hosts=allow_hosts,
+        ignore=ignore,
+        normalize=normalize,
+        ignore_hosts=ignore_hosts,
     )
     with _state_lock:
         _session = recorder
@@ -150,7 +159,9 @@ class recording:
     addresses, ``"localhost"`` for every loopback address); without it such connections are only
     logged (``kind="network"`` in :func:`calls`). ``ignore`` and ``normalize`` leave volatile
     parts of requests out of their keys: ``ignore=["body.metadata.run_id"]``,
-    ``normalize={r"\d{4}-\d{2}-\d{2}": "<date>"}`` or a callable (see :class:`Recorder`).
+    ``normalize={r"\d{4}-\d{2}-\d{2}": "<date>"}`` or a callable (see :class:`Recorder`). HTTP
+    requests to ``ignore_hosts`` (a local vector database, a telemetry endpoint) are neither
+    recorded nor replayed.
     """
 
     def __init__(
@@ -163,6 +174,7 @@ class recording:
         allow_hosts: Iterable[str] = (),
         ignore: Iterable[str] | str | None = None,
         normalize: NormalizeArg = None,
+        ignore_hosts: Iterable[str] = (),
     ) -> None:
         self._args = (Mode.parse(mode), dir, scope)
         self._network: dict[str, Any] = {
@@ -170,6 +182,7 @@ class recording:
             "allow_hosts": tuple(parse_hosts(allow_hosts)),
             "ignore": tuple([ignore] if isinstance(ignore, str) else ignore or ()),
             "normalize": normalize,
+            "ignore_hosts": tuple(parse_hosts(ignore_hosts)),
         }
         self._contexts: list[Any] = []
         self._new()  # validate now, not at first use

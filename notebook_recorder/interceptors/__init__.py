@@ -4,6 +4,8 @@
   ``_stainless`` (with ``_call``, ``_describe``, ``_decode``, ``_rawtap``; every private SDK
   member in ``_compat``). A third Stainless SDK is a short module of the same kind.
 - ``tools``: ``@nr.tool``.
+- ``http``: the HTTP libraries (httpx, httpx2, requests, aiohttp), for every request that no SDK
+  hook handles.
 
 :func:`install` patches openai (a dependency) and anthropic when it is installed *and* used: at
 once when it is already imported, else right after its import (a post-import hook), so that
@@ -22,8 +24,14 @@ from typing import Any
 
 from .._modes import Mode
 
-# Optional Stainless SDKs: package -> the hook module that patches it.
-OPTIONAL = {"anthropic": "anthropic_sdk"}
+# Optional packages: package -> the hook module that patches it (Stainless SDKs, then the HTTP
+# libraries: every request no SDK hook handles is recorded at the HTTP level).
+OPTIONAL = {
+    "anthropic": "anthropic_sdk",
+    "httpx": "http.httpx",
+    "httpx2": "http.httpx2",
+    "requests": "http.requests",
+}
 
 _lock = threading.Lock()
 _mode: list[Mode | None] = [None]  # the mode of the last install, for SDKs imported later

@@ -27,6 +27,7 @@ from .._recorder import Action, exception_response
 from .._secrets import sent_request_secrets
 from .._types import allowed_type
 from . import _compat, _decode, _rawtap
+from ._above import above
 from ._compat import StainlessSdk
 from ._describe import credentials, describe, jsonable
 
@@ -111,7 +112,7 @@ class SdkCall:
         token = self._current.set(self) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network():
+            with sdk_network(), above():
                 return self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
                 )
@@ -123,7 +124,7 @@ class SdkCall:
         token = self._current.set(self) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network():
+            with sdk_network(), above():
                 return await self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
                 )

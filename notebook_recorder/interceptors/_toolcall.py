@@ -20,6 +20,7 @@ from .._network import sdk_network
 from .._recorder import Action, exception_response
 from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
 from .._types import allowed_type
+from ._above import above
 
 if TYPE_CHECKING:
     from .tools import ToolInfo
@@ -72,11 +73,11 @@ class ToolCall:
     def call(self, tape: Tape | None) -> Any:
         if self.info.kind == "coroutine":
             return self._acall()
-        with sdk_network():  # the tool's own traffic is recorded through its result
+        with sdk_network(), above():  # the tool's own traffic is recorded through its result
             return self.info.fn(*self.args, **self.kwargs)
 
     async def _acall(self) -> Any:
-        with sdk_network():
+        with sdk_network(), above():
             return await self.info.fn(*self.args, **self.kwargs)
 
     def keep(self, result: Any, tape: Tape) -> Any:
