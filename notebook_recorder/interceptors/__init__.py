@@ -31,6 +31,7 @@ OPTIONAL = {
     "httpx": "http.httpx",
     "httpx2": "http.httpx2",
     "requests": "http.requests",
+    "aiohttp": "http.aiohttp",
 }
 
 _lock = threading.Lock()

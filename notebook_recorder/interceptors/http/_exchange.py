@@ -146,7 +146,8 @@ class HttpCall:
                 found.path if found else "<recording>", f"cannot replay the body: {exc}"
             ) from None
         self.streamed = replayed.streamed
-        return self.build(replayed)
+        built = self.build(replayed)
+        return _ready(built) if self.asynchronous else built
 
     def build(self, replayed: _wire.Replayed) -> Any:
         """The library's response over recorded bytes."""
@@ -159,6 +160,10 @@ class HttpCall:
             "<recording>",
             f"a recorded SDK error cannot be replayed through {self.library}: {message or 'no message'}",
         )
+
+
+async def _ready(value: Any) -> Any:
+    return value
 
 
 class Sink:
@@ -189,6 +194,10 @@ class Sink:
         self.ended = True
         streamed = self.call.streamed
         try:
+            if not complete and self.size <= self.limit:
+                # A client that stops reading at a stream's last event (``data: [DONE]``, an
+                # ollama ``"done": true``) and closes the response has read all of it.
+                complete = _wire.looks_complete(self.headers, b"".join(self.pieces))
             if not complete:
                 self.tape.end(
                     "error", streamed=streamed, error=f"response cut short after {self.size} bytes; not saved"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -196,11 +197,11 @@ def _json_or_text(data: str) -> Any:
     return data
 
 
-def parse_sse(content: bytes) -> list[tuple[dict[str, Any], int]]:
+def parse_sse(content: bytes) -> list[tuple[dict[str, Any], int, str]]:
     """SSE events with the position just after each: ``{"event": name or None, "data": ...}``
     (``id`` too when the event has one). Comments and retry lines are dropped."""
     text = content.decode("utf-8", "replace")
-    events: list[tuple[dict[str, Any], int]] = []
+    events: list[tuple[dict[str, Any], int, str]] = []
     event: str | None = None
     data: list[str] = []
     ident: str | None = None
@@ -213,7 +214,7 @@ def parse_sse(content: bytes) -> list[tuple[dict[str, Any], int]]:
                 item: dict[str, Any] = {"event": event, "data": _json_or_text("\n".join(data))}
                 if ident is not None:
                     item["id"] = ident
-                events.append((item, position))
+                events.append((item, position, "\n".join(data)))
             event, data, ident = None, [], None
             continue
         if stripped.startswith(":"):
@@ -230,23 +231,46 @@ def parse_sse(content: bytes) -> list[tuple[dict[str, Any], int]]:
         item = {"event": event, "data": _json_or_text("\n".join(data))}
         if ident is not None:
             item["id"] = ident
-        events.append((item, position))
+        events.append((item, position, "\n".join(data)))
     return events
 
 
-def parse_ndjson(content: bytes) -> list[tuple[Any, int]] | None:
+def parse_ndjson(content: bytes) -> list[tuple[Any, int, str]] | None:
     """The objects of an NDJSON body with the position after each, or ``None`` if a line is not JSON."""
-    objects: list[tuple[Any, int]] = []
+    objects: list[tuple[Any, int, str]] = []
     position = 0
     for line in content.splitlines(keepends=True):
         position += len(line)
         if not line.strip():
             continue
         try:
-            objects.append((orjson.loads(line), position))
+            objects.append((orjson.loads(line), position, line.decode("utf-8", "replace").strip()))
         except orjson.JSONDecodeError:
             return None
     return objects
+
+
+# The last event of a stream, by format: what a client may stop reading after.
+TERMINAL_EVENTS = frozenset({"message_stop", "message-end", "response.completed", "done", "error"})
+
+
+def looks_complete(headers: Iterable[tuple[str, str]], content: bytes) -> bool:
+    """Whether a stream closed before its end of body had in fact sent its last event: SSE whose
+    last event is ``data: [DONE]`` or a terminal event, NDJSON whose last object is ``done``."""
+    kind = stream_kind(content_type_of(headers))
+    if kind == "sse" and content.rstrip(b"\r\n") != content and content.endswith(b"\n"):
+        events = parse_sse(content)
+        if not events or not content.replace(b"\r\n", b"\n").endswith(b"\n\n"):
+            return False
+        last = events[-1][0]
+        data = last.get("data")
+        kind_name = last.get("event") or (data.get("type") if isinstance(data, dict) else None)
+        return data == "[DONE]" or kind_name in TERMINAL_EVENTS
+    if kind == "ndjson" and content.endswith(b"\n"):
+        objects = parse_ndjson(content)
+        final: Any = objects[-1][0] if objects else None
+        return isinstance(final, dict) and final.get("done") is True
+    return False
 
 
 def encode_response(status: int, headers: Iterable[tuple[str, str]], body: Body, duration_ms: float) -> dict[str, Any]:
@@ -257,23 +281,46 @@ def encode_response(status: int, headers: Iterable[tuple[str, str]], body: Body,
     content = body.content
     kind = stream_kind(content_type)
     response: dict[str, Any] = {"status": status}
-    items: list[tuple[Any, int]] | None = None
+    items: list[tuple[Any, int, str]] | None = None
     if kind == "sse":
         items = list(parse_sse(content))
     elif kind == "ndjson":
         items = parse_ndjson(content)
     if items is not None:
-        response["body"] = [item for item, _ in items]
+        response["body"] = [item for item, _, _ in items]
         response["is_streaming"] = True
-        response["chunk_offsets_ms"] = [body.offset_at(end) for _, end in items]
+        response["chunk_offsets_ms"] = [body.offset_at(end) for _, end, _ in items]
+        datas = [(item.get("data") if kind == "sse" else item, raw) for item, _, raw in items]
     else:
         response.update(_whole_body(content, content_type))
         response["is_streaming"] = False
+        datas = [(response["body"], content.decode("utf-8", "replace"))] if "body_base64" not in response else []
+    style = json_style(datas)
+    if style != "compact":
+        response["json_style"] = style
     if kept:
         response["headers"] = kept
     response["content_type"] = content_type
     response["duration_ms"] = duration_ms
     return response
+
+
+JSON_STYLES: dict[str, Any] = {
+    "compact": lambda value: orjson.dumps(value).decode(),
+    "python": lambda value: json.dumps(value),
+    "python-utf8": lambda value: json.dumps(value, ensure_ascii=False),
+}
+"""How a server wrote its JSON (``response.json_style``, absent for compact): replay writes it
+back the same way, so ``response.text`` and raw stream lines match too, not only parsed values."""
+
+
+def json_style(datas: list[tuple[Any, str]]) -> str:
+    """The first of :data:`JSON_STYLES` that writes every parsed JSON value back as its raw text."""
+    values = [(value, raw) for value, raw in datas if not isinstance(value, str)]
+    for name, dump in JSON_STYLES.items():
+        if all(dump(value) == raw for value, raw in values):
+            return name
+    return "compact"
 
 
 def _whole_body(content: bytes, content_type: str) -> dict[str, Any]:
@@ -314,9 +361,9 @@ class Replayed:
     streamed: bool
 
 
-def _sse_bytes(event: Any) -> bytes:
+def _sse_bytes(event: Any, dump: Any) -> bytes:
     if not isinstance(event, dict):
-        return b"data: " + _data_text(event).encode() + b"\n\n"
+        return b"data: " + _data_text(event, dump).encode() + b"\n\n"
     out = b""
     name = event.get("event")
     if isinstance(name, str):
@@ -324,13 +371,13 @@ def _sse_bytes(event: Any) -> bytes:
     if isinstance(event.get("id"), str):
         out += f"id: {event['id']}\n".encode()
     if "data" in event:
-        for line in _data_text(event["data"]).split("\n"):
+        for line in _data_text(event["data"], dump).split("\n"):
             out += b"data: " + line.encode() + b"\n"
     return out + b"\n"
 
 
-def _data_text(data: Any) -> str:
-    return data if isinstance(data, str) else orjson.dumps(data).decode()
+def _data_text(data: Any, dump: Any) -> str:
+    return data if isinstance(data, str) else str(dump(data))
 
 
 def _sse_line_events(lines: list[Any]) -> list[bytes]:
@@ -360,6 +407,7 @@ def replay_chunks(response: dict[str, Any]) -> Replayed:
         headers["content-type"] = content_type
     body = response.get("body")
     binary = response.get("body_base64")
+    dump = JSON_STYLES.get(str(response.get("json_style", "compact")), JSON_STYLES["compact"])
     if isinstance(binary, str):
         headers.setdefault("content-type", "application/octet-stream")
         return Replayed(status, headers, [base64.b64decode(binary)], False)
@@ -371,14 +419,14 @@ def replay_chunks(response: dict[str, Any]) -> Replayed:
         if kind == "sse":
             if all(isinstance(item, str) for item in body):
                 return Replayed(status, headers, _sse_line_events(body), True)
-            return Replayed(status, headers, [_sse_bytes(event) for event in body], True)
-        return Replayed(status, headers, [orjson.dumps(item) + b"\n" for item in body], True)
+            return Replayed(status, headers, [_sse_bytes(event, dump) for event in body], True)
+        return Replayed(status, headers, [dump(item).encode() + b"\n" for item in body], True)
     if isinstance(body, str) and "json" not in headers.get("content-type", ""):
         return Replayed(status, headers, [body.encode()], False)
     headers.setdefault("content-type", "application/json")
     if isinstance(body, str) and not body and "json" in headers["content-type"]:
         return Replayed(status, headers, [b""], False)
-    return Replayed(status, headers, [orjson.dumps(body)], False)
+    return Replayed(status, headers, [dump(body).encode()], False)
 
 
 def _all_events(body: list[Any]) -> bool:
