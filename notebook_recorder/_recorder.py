@@ -175,12 +175,9 @@ class Recorder:
         return self._store
 
     def check(self) -> None:
-        """Fail early on settings that cannot work: replaying from a directory that does not exist."""
-        if self.mode is Mode.REPLAY and not self.store.exists:
-            raise FileNotFoundError(
-                f"replay mode needs a recordings directory, and {str(self.dir)!r} does not exist "
-                f"(current directory: {os.getcwd()})"
-            )
+        """Fail early on settings that cannot work. A replay from a directory that does not exist
+        is not one of them: it is an empty directory, where each call is a missing recording,
+        explained (a notebook whose recordings were never made or committed)."""
 
     # -- the decision -------------------------------------------------------------------------
 

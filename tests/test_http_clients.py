@@ -9,6 +9,7 @@ and the same calls are replayed: the whole result must come back, ids and timest
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,28 @@ def test_async_client_records_and_replays_offline(name: str, tmp_path: Path) -> 
     recorded, replayed, _ = _record_stop_replay(tmp_path, lambda url: asyncio.run(ASYNC[name](url)))
     assert replayed == recorded
     assert list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", ["groq", "together", "llama-stack-client"])
+def test_stainless_clients_get_the_typed_hook(name: str, tmp_path: Path) -> None:
+    """groq, together and llama-stack-client are recorded by the Stainless SDK hook: their files
+    hold their own ``__type__`` classes and name the SDK, and replay builds their own objects."""
+    recorded, replayed, _ = _record_stop_replay(tmp_path, lambda url: SYNC[name](url))
+    assert replayed == recorded
+    package = name.replace("-", "_")
+    for path in tmp_path.glob("*.json"):
+        record = json.loads(path.read_text())
+        assert record["recorder"]["sdk"] == package
+        body = record["response"]["body"]
+        first = body[0] if isinstance(body, list) else body
+        assert first["__type__"].startswith(f"{package}.types.")
+
+
+@pytest.mark.parametrize("name", sorted(SYNC))
+def test_replay_without_a_recording_raises_before_sending(name: str, tmp_path: Path) -> None:
+    """A hooked request with no recording raises RecordingNotFoundError, itself (not a client's
+    connection error after retries), and the server that is up receives nothing."""
+    with HttpWireServer() as server, nr.recording("replay", dir=tmp_path):
+        with pytest.raises(nr.RecordingNotFoundError, match="No recording of"):
+            SYNC[name](server.url)
+        assert server.requests == 0

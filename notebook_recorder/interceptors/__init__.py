@@ -28,6 +28,9 @@ from .._modes import Mode
 # libraries: every request no SDK hook handles is recorded at the HTTP level).
 OPTIONAL = {
     "anthropic": "anthropic_sdk",
+    "groq": "groq_sdk",
+    "together": "together_sdk",
+    "llama_stack_client": "llama_stack_client_sdk",
     "httpx": "http.httpx",
     "httpx2": "http.httpx2",
     "requests": "http.requests",

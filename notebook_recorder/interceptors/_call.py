@@ -98,7 +98,7 @@ class SdkCall:
                 f"The client was built while replaying, with notebook-recorder's placeholder in {env} "
                 f"instead of a key: set {env}, build the client again and run again."
             )
-        if placeholder or (all(key is None for key in keys) and not self.secrets()):
+        if placeholder or (self.sdk.needs_key and all(key is None for key in keys) and not self.secrets()):
             return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
         return None
 
