@@ -99,7 +99,7 @@ class HttpWireServer:
             return self._json(h, self._gemini(path, body, final=True, text="".join(WORDS)))
         if path.endswith(":streamGenerateContent"):
             events = [self._gemini(path, body, final=i == len(WORDS) - 1, text=w) for i, w in enumerate(WORDS)]
-            return self._sse(h, [(None, e) for e in events])
+            return self._sse(h, [(None, e) for e in events], crlf=True)
         if path == "/v2/chat":
             return self._cohere(h, body)
         if path == "/api/chat":
@@ -144,13 +144,16 @@ class HttpWireServer:
             h.wfile.flush()
         h.wfile.write(b"0\r\n\r\n")
 
-    def _sse(self, h: BaseHTTPRequestHandler, events: list[tuple[str | None, Any]], done: bool = False) -> None:
+    def _sse(
+        self, h: BaseHTTPRequestHandler, events: list[tuple[str | None, Any]], done: bool = False, crlf: bool = False
+    ) -> None:
+        end = "\r\n" if crlf else "\n"  # Gemini ends its SSE lines with CRLF
         pieces = []
         for name, data in events:
-            line = f"event: {name}\n" if name else ""
-            pieces.append(f"{line}data: {json.dumps(data)}\r\n\r\n".encode())
+            line = f"event: {name}{end}" if name else ""
+            pieces.append(f"{line}data: {json.dumps(data)}{end}{end}".encode())
         if done:
-            pieces.append(b"data: [DONE]\n\n")
+            pieces.append(f"data: [DONE]{end}{end}".encode())
         self._chunked(h, "text/event-stream", pieces)
 
     # -- Gemini -------------------------------------------------------------------------------

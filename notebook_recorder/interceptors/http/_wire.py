@@ -291,6 +291,8 @@ def encode_response(status: int, headers: Iterable[tuple[str, str]], body: Body,
         response["is_streaming"] = True
         response["chunk_offsets_ms"] = [body.offset_at(end) for _, end, _ in items]
         datas = [(item.get("data") if kind == "sse" else item, raw) for item, _, raw in items]
+        if kind == "sse" and b"\r\n" in content and b"\n" not in content.replace(b"\r\n", b""):
+            response["line_end"] = "\r\n"  # written back as the server wrote it
     else:
         response.update(_whole_body(content, content_type))
         response["is_streaming"] = False
@@ -361,19 +363,19 @@ class Replayed:
     streamed: bool
 
 
-def _sse_bytes(event: Any, dump: Any) -> bytes:
+def _sse_bytes(event: Any, dump: Any, end: bytes = b"\n") -> bytes:
     if not isinstance(event, dict):
-        return b"data: " + _data_text(event, dump).encode() + b"\n\n"
+        return b"data: " + _data_text(event, dump).encode() + end + end
     out = b""
     name = event.get("event")
     if isinstance(name, str):
-        out += f"event: {name}\n".encode()
+        out += f"event: {name}".encode() + end
     if isinstance(event.get("id"), str):
-        out += f"id: {event['id']}\n".encode()
+        out += f"id: {event['id']}".encode() + end
     if "data" in event:
         for line in _data_text(event["data"], dump).split("\n"):
-            out += b"data: " + line.encode() + b"\n"
-    return out + b"\n"
+            out += b"data: " + line.encode() + end
+    return out + end
 
 
 def _data_text(data: Any, dump: Any) -> str:
@@ -419,7 +421,8 @@ def replay_chunks(response: dict[str, Any]) -> Replayed:
         if kind == "sse":
             if all(isinstance(item, str) for item in body):
                 return Replayed(status, headers, _sse_line_events(body), True)
-            return Replayed(status, headers, [_sse_bytes(event, dump) for event in body], True)
+            end = b"\r\n" if response.get("line_end") == "\r\n" else b"\n"
+            return Replayed(status, headers, [_sse_bytes(event, dump, end) for event in body], True)
         return Replayed(status, headers, [dump(item).encode() + b"\n" for item in body], True)
     if isinstance(body, str) and "json" not in headers.get("content-type", ""):
         return Replayed(status, headers, [body.encode()], False)
