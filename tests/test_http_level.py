@@ -154,7 +154,7 @@ def test_ignored_hosts_from_the_project_table(tmp_path: Path, monkeypatch: pytes
     monkeypatch.chdir(tmp_path)
     with HttpWireServer() as server, nr.recording("record", dir="rec"):
         requests.get(server.url + "/search?q=x")
-    assert not (tmp_path / "rec").exists()
+    assert not (tmp_path / "rec").exists() and not (tmp_path / "rec2").exists()
 
 
 def test_a_body_over_the_limit_is_reported_not_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,3 +221,21 @@ def test_no_recorder_means_no_hook_work(tmp_path: Path) -> None:
             warnings.simplefilter("error")
             assert httpx2.get(server.url + "/search?q=x").status_code == 200
     assert nr.calls() == []
+
+
+def test_the_ignore_host_flag(ip: Any, tmp_path: Path) -> None:
+    """``%apirec MODE --ignore-host HOST`` (session) and in a ``%%apirec`` cell."""
+    ip.user_ns["httpx2"] = httpx2
+    with HttpWireServer() as server:
+        ip.run_line_magic("apirec", "record --dir rec --ignore-host 127.0.0.1")
+        from notebook_recorder._session import session
+
+        assert "127.0.0.1" in session().ignore_hosts  # type: ignore[union-attr]
+        httpx2.get(server.url + "/search?q=x")
+        ip.run_line_magic("apirec", "off")
+        ip.run_cell_magic("apirec", "record --dir rec2 --ignore-host 127.0.0.1", f"httpx2.get('{server.url}/search')")
+        ip.run_line_magic("apirec", "record --dir rec3")
+        httpx2.get(server.url + "/search?q=x")
+        ip.run_line_magic("apirec", "off")
+    assert not (tmp_path / "rec").exists() and not (tmp_path / "rec2").exists()
+    assert len(list((tmp_path / "rec3").glob("*.json"))) == 1

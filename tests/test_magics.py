@@ -723,7 +723,7 @@ def test_completion_candidates(ip: InteractiveShell) -> None:
     assert hook(ip, "%apirec record-") == ["record-if-missing"]
     assert hook(ip, "%%apirec ") == ["live", "record", "replay", "record-if-missing"]
     assert hook(ip, "%apirec status --") == ["--clear"]
-    flags = ["--block-network", "--allow-host", "--ignore", "--normalize"]
+    flags = ["--block-network", "--allow-host", "--ignore-host", "--ignore", "--normalize"]
     assert hook(ip, "%apirec replay --") == ["--dir", "--scope", *flags]
     assert hook(ip, "%apirec replay --dir x --") == ["--scope", *flags]
     with pytest.raises(TryNext):  # after --dir, IPython's own file-name completion takes over
