@@ -37,6 +37,7 @@ from ._calllog import ENV_USAGE_LOG
 from ._comparison import ANSI, merge_streams
 from ._discovery import ENV_NOTEBOOK
 from ._modes import ENV_MODE
+from ._secrets import environment_secrets, mask
 
 RAISES_TAG = "raises-exception"
 
@@ -269,9 +270,19 @@ def read_usage_log(path: Path) -> list[tuple[str, Path]]:
 
 
 def write_notebook(nb: Any, path: Path) -> None:
-    """Write an executed notebook (nbformat v4) to ``path``, creating parent directories."""
+    """Write an executed notebook (nbformat v4) to ``path``, creating parent directories.
+
+    No credential reaches the saved outputs: the values of credential environment variables
+    (which the kernel inherited), printed by a cell or echoed in a live error in ``record``
+    mode, are masked as they are in recordings.
+    """
     import nbformat
 
+    secrets = environment_secrets()
+    if secrets:
+        for cell in nb.get("cells", []):
+            if cell.get("outputs"):
+                cell["outputs"] = nbformat.from_dict(mask(cell["outputs"], secrets))  # type: ignore[no-untyped-call]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))  # type: ignore[no-untyped-call]
 

@@ -34,7 +34,7 @@ from ._keys import Request, ToolRequest, call_kind
 from ._match import NormalizeArg, Rules
 from ._modes import Mode, env_dir, env_mode
 from ._notfound import missing_message
-from ._secrets import mask
+from ._secrets import environment_secrets, mask
 from ._store import Found, Store
 
 DEFAULT_DIR = "recordings"
@@ -220,18 +220,25 @@ class Recorder:
         """Write the recording for a recorded call, and log it.
 
         The response is written as the caller saw it, ids and timestamps included (FORMAT.md,
-        "What is stored is what the caller saw"), with every credential value of
-        ``decision.secrets`` masked first, wherever it is echoed: error messages and bodies,
-        ``response_text``, results, stream chunks.
+        "What is stored is what the caller saw"), with every credential value masked first,
+        wherever it is echoed: error messages and bodies, ``response_text``, results, stream
+        chunks, and the request itself (a key pasted into a prompt). The credential values are
+        ``decision.secrets`` (the client's settings and the request as it was sent) and the values
+        of credential environment variables (``_secrets.environment_secrets``). The file keeps
+        its name, the key of the request as it was sent; when masking changed the request, the
+        file says ``"masked": true`` and is found by its name alone.
         """
-        response = dict(mask(response, decision.secrets))
+        secrets = decision.secrets + environment_secrets()
+        response = dict(mask(response, secrets))
         if "duration_ms" not in response:  # streams time themselves; a plain call ends here
             response["duration_ms"] = round((time.perf_counter() - decision.started) * 1000, 3)
         if response.get("is_exception"):
             response["body"] = None
+        sent = decision.request.to_json(self.scope)
+        request = mask(sent, secrets)
         record: dict[str, Any] = {
             "test_id": self.scope,
-            "request": decision.request.to_json(self.scope),
+            "request": request,
             "response": response,
             "id_normalization_mapping": {},
             "recorder": {
@@ -241,6 +248,8 @@ class Recorder:
                 **({} if isinstance(decision.request, ToolRequest) else decision.sdk),
             },
         }
+        if request is not sent:  # a credential in the request itself: the name is the key of what was sent
+            record["masked"] = True
         if self.rules:  # which rules the key was computed under (FORMAT.md, "Extensions of our own")
             record["match"] = self.rules.to_json()
         if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -382,6 +383,156 @@ def _variants(found: Iterable[str]) -> tuple[str, ...]:
         out.add(quote(secret, safe=""))
         out.add(orjson.dumps(secret).decode()[1:-1])
     return tuple(sorted(out, key=lambda s: (-len(s), s)))
+
+
+_REQUEST_LINE = re.compile(rb"^[A-Z]{3,10} (\S+) HTTP/1\.[01]\r\n")
+
+
+def sent_bytes_secrets(data: bytes) -> tuple[str, ...]:
+    """The credential values in an HTTP/1.x request head as it leaves the process (the first
+    bytes a socket sends): its credential headers and credential query parameters. Whatever
+    built the request (a token provider, an auth flow, ``base_url`` user info, a new SDK
+    release's own helper), this is what was sent. Anything else gives ``()``."""
+    match = _REQUEST_LINE.match(data)
+    if match is None:
+        return ()
+    end = data.find(b"\r\n\r\n")
+    head = data[match.end() : end if end >= 0 else len(data)].decode("latin-1")
+    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in head.split("\r\n") if ":" in line]
+    target = match.group(1).decode("latin-1")
+    query = parse_qsl(urlsplit(target).query, keep_blank_values=True)
+    return request_secrets(headers=headers, query=query)
+
+
+# Environment variables whose values are credentials: these names, and names ending in these words.
+_ENV_NAMES = frozenset(
+    {
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_AD_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "CO_API_KEY",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+    }
+)
+_ENV_SUFFIX = re.compile(r"(?:^|_)(?:API_?KEY|KEY_ID|ACCESS_KEY|SECRET|SECRET_KEY|TOKEN|PASSWORD|PASSWD|PAT)$")
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The values of credential environment variables (``*_API_KEY``, ``*_TOKEN``,
+    ``*_SECRET``, ``*_PASSWORD``, and the providers' own names), with the forms they can be
+    echoed in. A value that reads as a plain word (``enabled``) is no credential.
+
+    Every recorded call asks, so the answer for ``os.environ`` is kept until it changes (a
+    snapshot of its raw items, compared at C speed).
+    """
+    if environ is not None:
+        return _environment_secrets(environ)
+    data = getattr(os.environ, "_data", None)  # CPython's raw mapping: no decoding to compare it
+    snapshot = tuple(data.items()) if isinstance(data, dict) else tuple(os.environ.items())
+    if snapshot != _environment_cache[0]:
+        _environment_cache[:] = [snapshot, _environment_secrets(os.environ)]
+    secrets: tuple[str, ...] = _environment_cache[1]
+    return secrets
+
+
+_environment_cache: list[Any] = [None, ()]
+
+
+def _environment_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    found = []
+    for name, value in environ.items():
+        upper = name.upper()
+        if (upper in _ENV_NAMES or _ENV_SUFFIX.search(upper)) and _credential_like(value):
+            found.append(value)
+    return _variants(found)
+
+
+def _credential_like(value: str) -> bool:
+    if value == REPLAY_KEY_PLACEHOLDER or any(ch.isspace() for ch in value):
+        return False
+    return len(value) >= 16 or (len(value) >= 8 and not value.isalpha())
+
+
+# Tool arguments under these names are HTTP headers: their credential entries are dropped.
+_HEADER_ARGUMENTS = _names("headers", "header", "extra_headers", "default_headers", "http_headers")
+
+
+def scrub_tool_argument(value: Any) -> Any:
+    """A tool argument with the SDK requests' rules applied inside it, on top of :func:`scrub`:
+    header mappings (under ``headers`` and the like) lose their credential headers
+    (``X-Subscription-Token``, ``X-RapidAPI-Key``, ``PRIVATE-TOKEN``), and URLs lose their user
+    info and credential query parameters."""
+    if isinstance(value, str):
+        return scrub_url(value) if _is_url(value) else value
+    if isinstance(value, Mapping):
+        return {
+            k: _scrub_headers(v) if isinstance(k, str) and _normal(k) in _HEADER_ARGUMENTS else scrub_tool_argument(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub_tool_argument(v) for v in value]
+    return value
+
+
+def tool_argument_secrets(value: Any) -> tuple[str, ...]:
+    """The credential values that :func:`scrub_tool_argument` drops, for masking."""
+    found: list[str] = []
+    _collect_tool_secrets(value, found)
+    return _variants(found)
+
+
+def _collect_tool_secrets(value: Any, found: list[str]) -> None:
+    if isinstance(value, str):
+        if _is_url(value):
+            found.extend(_url_secrets(value))
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(k, str) and _normal(k) in _HEADER_ARGUMENTS:
+                found.extend(request_secrets(headers=v if isinstance(v, Mapping) else list(_pairs(v))))
+            else:
+                _collect_tool_secrets(v, found)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect_tool_secrets(v, found)
+
+
+def _scrub_headers(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: v for k, v in value.items() if not (isinstance(k, str) and is_credential_header(k))}
+    if isinstance(value, list | tuple):
+        return [
+            item
+            for item in value
+            if not (isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str))
+            or not is_credential_header(item[0])
+        ]
+    return scrub_tool_argument(value)
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://", "ws://", "wss://")) and len(value) < 65536
+
+
+def _url_secrets(url: str) -> list[str]:
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    if parts.username and looks_secret(parts.username):  # https://TOKEN@host
+        found.append(parts.username)
+    found += [
+        v for k, v in parse_qsl(parts.query, keep_blank_values=True) if is_credential_name(k, URL_CREDENTIAL_NAMES)
+    ]
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

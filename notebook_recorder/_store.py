@@ -286,7 +286,10 @@ class Store:
         version = (stat.st_mtime_ns, stat.st_size, key, occurrence)
         verified = self._index.verified
         if verified.get(path) != version:
-            if record_occurrence(record) != occurrence or _content_key(record, path, self.rules) != key:
+            if record_occurrence(record) != occurrence:
+                return None
+            # A request that held a credential was written masked: its name is the key of what was sent.
+            if _content_key(record, path, self.rules) != key and record.get("masked") is not True:
                 return None
             verified[path] = version
         return Found(Path(path), record, occurrence)

@@ -23,6 +23,35 @@ from notebook_recorder._store import forget_indexes
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+# The releases the hooks are tested on. `make test` installs the newest ones the declared ranges
+# allow, so a new SDK release that breaks a guarantee fails here first: each failure names them.
+_WATCHED_RELEASES = ("openai", "anthropic", "httpx", "httpx2", "websockets")
+
+
+def _releases() -> str:
+    import importlib.metadata
+
+    found = []
+    for name in _WATCHED_RELEASES:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def pytest_report_header() -> str:
+    return f"notebook-recorder tested on: {_releases()}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed:
+        report.sections.append(("SDK releases", f"this failure happened on {_releases()}"))
+    return report
+
+
 _ENV_TO_CLEAR = (
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",

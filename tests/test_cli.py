@@ -858,3 +858,23 @@ def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: Wi
     by_ls = {row["key"]: row["kind"] for row in listed["recordings"]}
     assert logged == framed == by_ls
     assert sorted(framed.values()) == ["embedding", "inference", "model_list"]
+
+
+@pytest.mark.frontend
+def test_run_output_saves_no_credential_of_the_environment(tmp_path: Path) -> None:
+    """A cell that prints a key (or a live error in record mode that echoes one) does not put it
+    in the notebook that ``run --output`` saves."""
+    nb = tmp_path / "leaky.ipynb"
+    cells = [
+        nbformat.v4.new_code_cell("import os\nprint('key:', os.environ['SEARCH_API_KEY'])"),
+        nbformat.v4.new_code_cell("os.environ['SEARCH_API_KEY']"),
+        nbformat.v4.new_code_cell("raise RuntimeError('401: bad key ' + os.environ['SEARCH_API_KEY'])"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), nb)
+    key = "srch-canary-0d9f2a77c1e54b6a"
+    saved = tmp_path / "saved.ipynb"
+    result = cli("run", nb, "--output", saved, env={"SEARCH_API_KEY": key})
+    assert result.returncode == 1  # the last cell fails, as written
+    text = saved.read_text()
+    assert key not in text
+    assert text.count("***") >= 3  # each place it was printed, as the recordings mask it

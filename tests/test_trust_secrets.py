@@ -581,3 +581,109 @@ def _strings(value: Any) -> Iterator[str]:
 def test_scrub_is_idempotent(value: Any) -> None:
     once = scrub(value)
     assert scrub(once) == once
+
+
+# ---------------------------------------------------------------------------------------------
+# The backstop: what was actually sent, the environment, tool headers and URLs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_http_basic_auth_of_a_custom_http_client_is_masked(echo_server: _EchoServer, tmp_path: Path) -> None:
+    # The credentials are added by the HTTP library's own auth flow, after the SDK built the
+    # request: only the request as it left the process holds them.
+    httpx_module = pytest.importorskip("httpx2" if openai.__version__.startswith("3.") else "httpx")
+    c = Canaries()
+    password = c("basic-password")
+    http_client = httpx_module.Client(auth=("someone", password))
+    client = openai.OpenAI(base_url=echo_server.url + "/v1", api_key="sk-basic-test-key", http_client=http_client)
+    with nr.recording("record", dir=tmp_path), pytest.raises(openai.AuthenticationError):
+        client.with_options(max_retries=0).chat.completions.create(model="echo-401", messages=HI)  # type: ignore[arg-type]
+    assert "basic" in str(echo_server.seen[-1]["headers"]).lower()  # it was sent
+    _assert_none_written(tmp_path, c)
+
+
+def test_base_url_user_info_is_masked(echo_server: _EchoServer, tmp_path: Path) -> None:
+    c = Canaries()
+    password = c("userinfo-password")
+    url = echo_server.url.replace("http://", f"http://someone:{password}@") + "/v1"
+    client = openai.OpenAI(base_url=url, api_key="sk-userinfo-test-key", max_retries=0)
+    with nr.recording("record", dir=tmp_path), pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="echo-401", messages=HI)  # type: ignore[arg-type]
+    _assert_none_written(tmp_path, c)
+
+
+def test_a_key_pasted_into_a_prompt_is_masked_and_the_call_still_replays(
+    echo_server: _EchoServer, tmp_path: Path
+) -> None:
+    key = f"sk-pasted-{uuid.uuid4().hex}"
+    client = openai.OpenAI(base_url=echo_server.url + "/v1", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": f"why does {key} not work?"}]
+    with nr.recording("record", dir=tmp_path):
+        recorded = client.chat.completions.create(model="echo-200", messages=messages)  # type: ignore[arg-type]
+    assert key.encode() not in _written(tmp_path)
+    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert record["masked"] is True and "***" in record["request"]["body"]["messages"][0]["content"]
+    with nr.recording("replay", dir=tmp_path):  # found by its name, the key of what was sent
+        replayed = client.chat.completions.create(model="echo-200", messages=messages)  # type: ignore[arg-type]
+    assert replayed.id == recorded.id and key not in (replayed.choices[0].message.content or "")
+
+
+def test_credential_environment_variables_are_masked_in_tool_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = Canaries()
+    search_key, db_password = c("env-search-key"), c("env-db-password")
+    monkeypatch.setenv("MYSEARCH_API_KEY", search_key)
+    monkeypatch.setenv("WAREHOUSE_PASSWORD", db_password)
+    monkeypatch.setenv("FEATURE_TOKEN", "enabled")  # a plain word is no credential
+
+    @nr.tool(provider="p", name="lookup")
+    def lookup(query: str) -> dict[str, Any]:
+        return {"query": query, "debug": f"key={search_key} dsn=pg://u:{db_password}@db", "flag": "enabled"}
+
+    with nr.recording("record", dir=tmp_path):
+        assert search_key in lookup("q")["debug"]
+    _assert_none_written(tmp_path, c)
+    assert b"enabled" in _written(tmp_path)
+
+
+def test_tool_header_arguments_and_urls_are_scrubbed_and_masked(tmp_path: Path) -> None:
+    c = Canaries()
+    subscription, rapid, private, api_secret = c("sub"), c("rapid"), c("private"), c("api-secret")
+    url_password, url_key = c("url-password"), c("url-key")
+    headers = {
+        "X-Subscription-Token": subscription,
+        "X-RapidAPI-Key": rapid,
+        "PRIVATE-TOKEN": private,
+        "X-Api-Secret": api_secret,
+        "Accept": "application/json",
+    }
+    url = f"https://someone:{url_password}@search.example/v1?q=x&api_key={url_key}"
+
+    @nr.tool(provider="p", name="get")
+    def get(url: str, headers: dict[str, str]) -> str:
+        return f"fetched {url} with {json.dumps(headers)}"
+
+    with nr.recording("record", dir=tmp_path):
+        assert rapid in get(url, headers)
+    _assert_none_written(tmp_path, c)
+    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert record["request"]["kwargs"]["headers"] == {"Accept": "application/json"}  # dropped, as SDK headers are
+    assert record["request"]["kwargs"]["url"] == "https://search.example/v1?q=x"
+    with nr.recording("replay", dir=tmp_path):  # other credentials, the same call
+        assert get(url.replace(url_key, "another-key-123"), {**headers, "X-RapidAPI-Key": "other"}).startswith(
+            "fetched"
+        )
+
+
+def test_sent_bytes_secrets_reads_a_request_head() -> None:
+    from notebook_recorder._secrets import sent_bytes_secrets
+
+    head = (
+        b"POST /v1/chat?api_key=query-secret-1&q=x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer bearer-secret-2\r\n"
+        b"X-Custom-Token: custom-secret-3\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    found = sent_bytes_secrets(head)
+    assert {"query-secret-1", "bearer-secret-2", "custom-secret-3"} <= set(found)
+    assert sent_bytes_secrets(b"\x16\x03\x01 tls record") == ()
+    assert sent_bytes_secrets(b'{"a": 1}') == ()

@@ -112,7 +112,7 @@ class SdkCall:
         token = self._current.set(self) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network(), above():
+            with sdk_network(collect=tape.add_secrets if tape is not None else None), above():
                 return self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
                 )
@@ -124,7 +124,7 @@ class SdkCall:
         token = self._current.set(self) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network(), above():
+            with sdk_network(collect=tape.add_secrets if tape is not None else None), above():
                 return await self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.stream_cls
                 )

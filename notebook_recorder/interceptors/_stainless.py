@@ -34,6 +34,7 @@ from typing import Any
 
 from .._engine import arun, run
 from .._modes import Mode
+from .._network import hooked_packages
 from .._placeholder import drop_placeholder_key, set_placeholder_key
 from .._session import active
 from . import _compat
@@ -69,6 +70,7 @@ def install(sdk: StainlessSdk, mode: Mode | None = None) -> None:
                 (asynchronous, "_process_response", _async_process_response(sdk)),
             ):
                 originals[cls, name] = _compat.patch(cls, name, replacement)
+        hooked_packages.add(sdk.package)  # the backstop: in replay, this package's own code sends nothing
         if mode is not None and mode.reads and set_placeholder_key(sdk.env_key):
             _placeholders.add(sdk.package)
 
@@ -78,6 +80,7 @@ def uninstall(sdk: StainlessSdk) -> None:
     with _lock:
         for (cls, name), original in _originals.pop(sdk.package, {}).items():
             _compat.patch(cls, name, original)
+        hooked_packages.discard(sdk.package)
         if sdk.package in _placeholders:
             drop_placeholder_key(sdk.env_key)
             _placeholders.discard(sdk.package)

@@ -18,7 +18,14 @@ from .._errors import RecordedToolError, RecordingFormatError
 from .._keys import ToolRequest
 from .._network import sdk_network
 from .._recorder import Action, exception_response
-from .._secrets import TOOL_CREDENTIAL_NAMES, is_credential, request_secrets, scrub
+from .._secrets import (
+    TOOL_CREDENTIAL_NAMES,
+    is_credential,
+    request_secrets,
+    scrub,
+    scrub_tool_argument,
+    tool_argument_secrets,
+)
 from .._types import allowed_type
 from ._above import above
 
@@ -290,7 +297,8 @@ def tool_request(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         if _is_credential_argument(arg_name, value):
             continue
         try:
-            encoded[arg_name] = scrub(to_jsonable(value), TOOL_CREDENTIAL_NAMES)
+            scrubbed = scrub(to_jsonable(value), TOOL_CREDENTIAL_NAMES)
+            encoded[arg_name] = scrub_tool_argument({arg_name: scrubbed})[arg_name]  # `headers=` is a header map
         except TypeError as exc:
             raise TypeError(
                 f"tool {info.label}: argument {arg_name!r} cannot be recorded ({exc}). Arguments must be "
@@ -325,7 +333,7 @@ def _credential_values(info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, 
             named[name] = to_jsonable(value)  # a model or dataclass holding a credential field
         except Exception:  # kept as it is: its strings are still found in mappings and lists
             pass
-    return request_secrets(body=named, names=TOOL_CREDENTIAL_NAMES)
+    return request_secrets(body=named, names=TOOL_CREDENTIAL_NAMES) + tool_argument_secrets(named)
 
 
 def _exception_response(info: ToolInfo, exc: Exception) -> dict[str, Any]:

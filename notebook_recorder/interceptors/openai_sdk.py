@@ -71,7 +71,9 @@ def is_installed() -> bool:
 # ``sideband``, ``forks`` and realtime ``translations``) bypass ``request``. Each is a
 # ``...ConnectionManager`` whose ``__enter__`` / ``__aenter__`` (aliased as ``enter``), and whose
 # reconnects in 3.x, open the socket through the ``websockets`` package: sync paths call
-# ``websockets.sync.client.connect()``, imported at call time; async paths build a
+# ``websockets.sync.client.connect()``, imported at call time (openai 3.63 and later build a
+# subclass of ``websockets.sync.client.reconnect`` instead, whose ``__init__`` and ``connect`` are
+# wrapped as the async class's are); async paths build a
 # ``websockets.asyncio.client.connect`` (in 3.x through a subclass of it) and await it. That is
 # the one place all of them pass through in both SDK majors, so it is patched there: the sync
 # function is replaced, and the async class's ``__init__`` and connecting coroutine are wrapped
@@ -106,6 +108,11 @@ def _install_websockets() -> None:
     sync.connect = _ws_connect_sync(sync.connect)
     aio.connect.__init__ = _ws_init(aio.connect.__init__)
     setattr(aio.connect, connecting, _ws_connecting(getattr(aio.connect, connecting)))
+    reconnect: Any = getattr(sync, "reconnect", None)  # websockets >= 17.1; openai 3.63 builds a subclass of it
+    if reconnect is not None and hasattr(reconnect, "connect"):
+        _ws_originals.update(sync_init=reconnect.__init__, sync_connecting=reconnect.connect)
+        reconnect.__init__ = _ws_init(reconnect.__init__)
+        reconnect.connect = _ws_connecting_sync(reconnect.connect)
 
 
 def _uninstall_websockets() -> None:
@@ -116,6 +123,9 @@ def _uninstall_websockets() -> None:
     sync.connect = _ws_originals["sync"]
     aio.connect.__init__ = _ws_originals["init"]
     setattr(aio.connect, _ws_connecting_name[0], _ws_originals["connecting"])
+    if "sync_init" in _ws_originals:
+        sync.reconnect.__init__ = _ws_originals["sync_init"]
+        sync.reconnect.connect = _ws_originals["sync_connecting"]
     _ws_originals.clear()
 
 
@@ -187,5 +197,16 @@ def _ws_connecting(original: Callable[..., Any]) -> Callable[..., Any]:
             return await original(self)
         with sdk_network():
             return await original(self)
+
+    return connecting
+
+
+def _ws_connecting_sync(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def connecting(self: Any) -> Any:
+        if not getattr(self, _WS_SDK, False):
+            return original(self)
+        with sdk_network():
+            return original(self)
 
     return connecting

@@ -103,13 +103,16 @@ class HttpCall:
         raise NotImplementedError
 
     def call(self, tape: Tape | None) -> Any:
+        """The library's own send, marked as a hooked call; while recording, the credentials of the
+        request head as it leaves the process are collected to be masked too."""
+        collect = tape.add_secrets if tape is not None else None
         if self.asynchronous:
-            return self._acall()
-        with sdk_network(), above():
+            return self._acall(collect)
+        with sdk_network(collect=collect), above():
             return self.send()
 
-    async def _acall(self) -> Any:
-        with sdk_network(), above():
+    async def _acall(self, collect: Any) -> Any:
+        with sdk_network(collect=collect), above():
             return await self.send()
 
     asynchronous = False
