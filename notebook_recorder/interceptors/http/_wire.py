@@ -378,6 +378,28 @@ def _sse_bytes(event: Any, dump: Any, end: bytes = b"\n") -> bytes:
     return out + end
 
 
+def _compact_sse(body: list[Any]) -> list[bytes]:
+    """:func:`_sse_bytes` for the usual stream (compact JSON, LF lines), in one tight loop: the
+    hot path of an HTTP-level replay."""
+    dumps = orjson.dumps
+    chunks: list[bytes] = []
+    add = chunks.append
+    for event in body:
+        if type(event) is dict and "data" in event and "id" not in event:
+            data, name = event["data"], event.get("event")
+            if type(data) is str:
+                if "\n" in data:
+                    add(_sse_bytes(event, JSON_STYLES["compact"]))
+                    continue
+                payload = data.encode()
+            else:
+                payload = dumps(data)
+            add((b"event: " + name.encode() + b"\ndata: " if type(name) is str else b"data: ") + payload + b"\n\n")
+        else:
+            add(_sse_bytes(event, JSON_STYLES["compact"]))
+    return chunks
+
+
 def _data_text(data: Any, dump: Any) -> str:
     return data if isinstance(data, str) else str(dump(data))
 
@@ -422,6 +444,8 @@ def replay_chunks(response: dict[str, Any]) -> Replayed:
             if all(isinstance(item, str) for item in body):
                 return Replayed(status, headers, _sse_line_events(body), True)
             end = b"\r\n" if response.get("line_end") == "\r\n" else b"\n"
+            if dump is JSON_STYLES["compact"] and end == b"\n":
+                return Replayed(status, headers, _compact_sse(body), True)
             return Replayed(status, headers, [_sse_bytes(event, dump, end) for event in body], True)
         return Replayed(status, headers, [dump(item).encode() + b"\n" for item in body], True)
     if isinstance(body, str) and "json" not in headers.get("content-type", ""):
