@@ -26,7 +26,7 @@ from typing import Any
 from ..._engine import Tape
 from ..._errors import NotRecordedWarning, RecordingFormatError
 from ..._keys import InferenceRequest
-from ..._network import sdk_network
+from ..._network import hooked_packages, sdk_network
 from ..._placeholder import REPLAY_KEY_PLACEHOLDER
 from ..._recorder import Action, Recorder
 from .._above import above
@@ -236,10 +236,22 @@ class Sink:
 
 
 def ignored(recorder: Recorder, host: str | None, port: int | None) -> bool:
-    """Whether the recorder leaves requests to this host alone (``ignore_hosts``: a name, or
-    ``name:port``)."""
+    """Whether the HTTP-level hooks leave this request alone: its host is in ``ignore_hosts`` (a
+    name, or ``name:port``), or it comes from inside an SDK that has a typed hook (a call path
+    that hook does not know: the network backstop of ``_network`` refuses it in replay, naming
+    the SDK release, rather than it being recorded under the wrong layer)."""
     hosts = recorder.ignore_hosts
-    if not hosts or not host:
-        return False
-    host = host.lower().strip("[]")
-    return host in hosts or (port is not None and f"{host}:{port}" in hosts)
+    if hosts and host:
+        host = host.lower().strip("[]")
+        if host in hosts or (port is not None and f"{host}:{port}" in hosts):
+            return True
+    return bool(hooked_packages) and _inside_hooked_sdk()
+
+
+def _inside_hooked_sdk() -> bool:
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        if str(frame.f_globals.get("__name__") or "").partition(".")[0] in hooked_packages:
+            return True
+        frame = frame.f_back
+    return False
