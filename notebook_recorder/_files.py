@@ -298,7 +298,8 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
     - an ``id_normalization_mapping`` that is not an object of strings to strings;
     - a malformed ``__type__`` name (not ``<module>.<qualname>``) where replay starts decoding:
       the response body, each item of a list body, a tool's ``return_value``;
-    - an API call (not a tool) that did not fail, whose body is a number, string or boolean.
+    - an API call (not a tool, not an HTTP-level recording with its ``content_type``) that did not
+      fail, whose body is a number, string or boolean.
     """
     if depth:
         check_depth(record, path)
@@ -324,7 +325,8 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
             _check_type(value, part, None, path)
     body = response.get("body")
     api_call = "body" in request and isinstance(request.get("method"), str) and "tool_name" not in request
-    if api_call and not response.get("is_exception") and isinstance(body, str | int | float | bool):
+    http_level = "content_type" in response  # FORMAT.md's HTTP-level recordings: a text body is text
+    if api_call and not http_level and not response.get("is_exception") and isinstance(body, str | int | float | bool):
         raise RecordingFormatError(
             path, f"response.body is {json_kind(body)}; an API call's result is an object or a list"
         )

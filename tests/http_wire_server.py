@@ -22,6 +22,8 @@ served from the recording, not from this server. Routes:
     An OpenAI-style model list.
 ``GET /search?q=...``
     A plain JSON search API: hits for the query, a fresh ``request_id``.
+``GET /robots.txt``
+    Plain text, with a fresh id in it.
 ``GET /download``
     ``size`` bytes of ``application/octet-stream``.
 
@@ -115,6 +117,8 @@ class HttpWireServer:
         if path == "/search":
             hits = [{"title": f"{query.get('q', '')} result {i}", "score": 1.0 / (i + 1)} for i in range(3)]
             return self._json(h, {"request_id": _fresh_id(), "query": query.get("q"), "hits": hits})
+        if path == "/robots.txt":
+            return self._send(h, 200, "text/plain; charset=utf-8", f"User-agent: *\n# {_fresh_id()}\n".encode())
         if path == "/download":
             size = int(query.get("size", "1024"))
             return self._send(h, 200, "application/octet-stream", bytes(i % 251 for i in range(size)))

@@ -239,3 +239,17 @@ def test_the_ignore_host_flag(ip: Any, tmp_path: Path) -> None:
         ip.run_line_magic("apirec", "off")
     assert not (tmp_path / "rec").exists() and not (tmp_path / "rec2").exists()
     assert len(list((tmp_path / "rec3").glob("*.json"))) == 1
+
+
+def test_text_and_error_bodies_replay_as_sent(tmp_path: Path) -> None:
+    with HttpWireServer() as server, nr.recording("record", dir=tmp_path):
+        text = requests.get(server.url + "/robots.txt")
+        missing = httpx2.get(server.url + "/nowhere")
+    with nr.recording("replay", dir=tmp_path):
+        again = requests.get(server.url + "/robots.txt")
+        assert (again.status_code, again.text, again.headers["content-type"]) == (
+            200,
+            text.text,
+            "text/plain; charset=utf-8",
+        )
+        assert httpx2.get(server.url + "/nowhere").status_code == missing.status_code == 404
