@@ -26,7 +26,7 @@ UV := $(UV_HOME)/bin/uv
 UV_VENV = $(UV) venv --quiet --allow-existing --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 UV_PIP := $(UV) pip install --quiet
 
-.PHONY: demo test venvs checks lint typecheck unit unit-openai2 test-lowest notebooks sdk-suite frameworks bench clean
+.PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite frameworks bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_HOME)
@@ -38,15 +38,16 @@ $(BIN)/.installed: pyproject.toml | $(UV)
 	$(UV_PIP) --python $(BIN)/python -e .
 	touch $@
 
-# Set-up for tests: the same venv plus the [dev] extra.
+# Set-up for tests: the same venv plus the `dev` and `docs` dependency groups (PEP 735,
+# pyproject.toml's [dependency-groups]: the test tools and the docs site's; not published as extras).
 $(BIN)/.installed-dev: $(BIN)/.installed
-	$(UV_PIP) --python $(BIN)/python -e '.[dev]'
+	$(UV_PIP) --python $(BIN)/python --group dev --group docs -e .
 	touch $@
 
 # A second venv pinned to the newest openai 2.x (built on httpx, where 3.x uses httpx2).
 $(BIN2)/.installed-dev: pyproject.toml | $(UV)
 	$(UV_VENV) $(VENV2)
-	$(UV_PIP) --python $(BIN2)/python -e '.[dev]' 'openai>=2,<3'
+	$(UV_PIP) --python $(BIN2)/python --group dev -e . 'openai>=2,<3'
 	touch $@
 
 # A third venv with the lowest versions pyproject.toml allows for every runtime dependency
@@ -60,7 +61,7 @@ $(BINLOW)/.installed-dev: pyproject.toml | $(UV)
 # The openai SDK's own tests need their own dev dependencies: a venv with the same openai as .venv.
 $(VENV_SDK)/bin/.installed-sdk-suite: pyproject.toml $(BIN)/.installed
 	$(UV_VENV) $(VENV_SDK)
-	$(UV_PIP) --python $(VENV_SDK)/bin/python -e '.[sdk-suite]' \
+	$(UV_PIP) --python $(VENV_SDK)/bin/python --group sdk-suite -e . \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
 	touch $@
 
@@ -68,18 +69,50 @@ demo: $(BIN)/.installed
 	$(BIN)/notebook-recorder run notebooks/01_quickstart.ipynb --mode replay --check
 
 # The venvs are built first, two at a time. Then the parts run two at a time, the longest first
-# (-j2; -k: every part runs and reports, and any failure fails `make test`), each part's output
-# printed whole when it ends. Both suites use two xdist workers that steal queued tests from each
+# (-j2; -k: every part runs and reports, and any failure fails `make test`). Each part writes its
+# output to .cache/logs/PART.log and prints a line when it starts and when it ends (with the
+# log's last lines when it failed). Last, `summary` names the parts that failed, with their
+# FAILED and ERROR lines. Both suites use two xdist workers that steal queued tests from each
 # other (--dist worksteal), so that a core is idle only at the very end.
+LOGS := .cache/logs
 test:
 	@$(MAKE) --no-print-directory -j2 venvs
-	@$(MAKE) --no-print-directory -k -j2 --output-sync=target checks
-	@echo "make test: every part passed: $(CHECKS)"
+	@rm -rf $(LOGS) && mkdir -p $(LOGS)
+	@$(MAKE) --no-print-directory -k -j2 checks; status=$$?; \
+		$(MAKE) --no-print-directory summary; exit $$status
 
 venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite
 
-CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks typecheck lint
-checks: $(CHECKS)
+CHECKS := unit-openai2 unit sdk-suite test-lowest notebooks docs typecheck lint
+checks: $(addprefix logged-,$(CHECKS))
+
+# One part of `make test`, its output in $(LOGS)/PART.log.
+logged-%:
+	@mkdir -p $(LOGS) && rm -f $(LOGS)/$*.failed
+	@echo "[$$(date +%T)] $* started (output: $(LOGS)/$*.log)"
+	@start=$$(date +%s); \
+	if $(MAKE) --no-print-directory $* > $(LOGS)/$*.log 2>&1; then \
+		echo "[$$(date +%T)] $* passed ($$(( $$(date +%s) - start )) s)"; \
+	else \
+		touch $(LOGS)/$*.failed; \
+		echo "[$$(date +%T)] $* FAILED ($$(( $$(date +%s) - start )) s); the end of $(LOGS)/$*.log:"; \
+		tail -n 25 $(LOGS)/$*.log | sed 's/^/    /'; \
+		exit 1; \
+	fi
+
+# What failed, last: each failed part's FAILED/ERROR lines (pytest's short summary, the notebooks',
+# mypy's and ruff's errors, mkdocs' warnings), or its last lines when it has none.
+SUMMARY_LINES := ^(FAILED|ERROR)|[Ee]rror:|^WARNING|^[^ :]+:[0-9]+:[0-9]+: [A-Z]+[0-9]+|^Would reformat|^=+ .*(failed|error)
+summary:
+	@failed=$$(for f in $(LOGS)/*.failed; do [ -e "$$f" ] && basename "$$f" .failed; done); \
+	if [ -z "$$failed" ]; then echo "make test: every part passed: $(CHECKS)"; exit 0; fi; \
+	for part in $$failed; do \
+		echo ""; echo "==== $$part FAILED (the whole output: $(LOGS)/$$part.log)"; \
+		if grep -qE '$(SUMMARY_LINES)' $(LOGS)/$$part.log; then \
+			grep -E '$(SUMMARY_LINES)' $(LOGS)/$$part.log | head -n 60 | sed 's/^/    /'; \
+		else tail -n 15 $(LOGS)/$$part.log | sed 's/^/    /'; fi; \
+	done; \
+	echo ""; echo "make test: FAILED:" $$failed
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check notebook_recorder tests benchmarks
@@ -96,17 +129,17 @@ unit: $(BIN)/.installed-dev
 # (httpx and httpx2, the SDK's internals), and the end-to-end kernel and pytest-session tests.
 # Left out, as they run in `unit`: the tests marked `frontend`, which start kernels, pytest
 # sessions or the CLI to test our front ends' own behaviour (run and --check, the plugin's options,
-# the README's blocks), and tests/test_analysis.py, which exercises pandas, not openai (it runs on
+# the README's blocks), and tests/analysis/, which exercises pandas, not openai (it runs on
 # 2.x in `test-lowest`).
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/test_analysis.py
+	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/analysis
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
 # tests skip. The rest of the suite does not depend on those versions and runs in `unit`.
-LOWEST_TESTS := tests/test_analysis.py tests/test_openai_record_replay.py tests/test_magics.py \
-	tests/test_kernel.py tests/test_codec.py
+LOWEST_TESTS := tests/analysis/test_analysis.py tests/hooks/test_openai_record_replay.py \
+	tests/frontends/test_magics.py tests/frontends/test_kernel.py tests/core/test_codec.py
 test-lowest: $(BINLOW)/.installed-dev
 	$(BINLOW)/python -c "import openai, pandas, IPython; print('lowest: openai', openai.__version__, 'pandas', pandas.__version__, 'ipython', IPython.__version__)"
 	$(BINLOW)/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
@@ -115,6 +148,12 @@ test-lowest: $(BINLOW)/.installed-dev
 notebooks: $(BIN)/.installed-dev
 	env -u OPENAI_API_KEY $(BIN)/notebook-recorder run notebooks/*.ipynb --mode replay --check
 
+# The documentation site: the README's sections as pages, the tutorials and the API reference from
+# the docstrings (mkdocs.yml, docs/). --strict: a broken link or reference fails the build. Nothing
+# is fetched from the network (no web fonts, no external inventories). Open .cache/site/index.html.
+docs: $(BIN)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(CURDIR)/.cache/site
+
 # The openai sdist's own tests pass with the hook in live and record mode as they do without it.
 sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 	$(VENV_SDK)/bin/python tests/sdk_suite/run.py
@@ -122,9 +161,9 @@ sdk-suite: $(VENV_SDK)/bin/.installed-sdk-suite
 # Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
 # like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).
 frameworks: $(BIN)/.installed-dev
-	$(UV_PIP) --python $(BIN)/python -e '.[dev,frameworks]' \
+	$(UV_PIP) --python $(BIN)/python --group dev --group frameworks -e . \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
-	$(BIN)/python -m pytest tests/test_frameworks.py
+	$(BIN)/python -m pytest tests/hooks/test_frameworks.py
 
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev

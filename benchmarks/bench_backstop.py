@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_backstop [--runs N] [--calls N]
 
-Two backstops sit below the SDK hooks (``notebook_recorder._network``): in ``replay`` a hooked
+Two backstops sit below the SDK hooks (``notebook_recorder.hooks._network``): in ``replay`` a hooked
 SDK's own code opens no connection and sends nothing, and while a call is recorded every HTTP/1.x
 request head it sends is read for the credentials it carried (``_secrets.sent_bytes_secrets``).
 Both live in the Python-level socket send methods, which are wrapped once for the life of the
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from wire_server import TEST_API_KEY, WireServer
 
     import notebook_recorder as nr
-    from notebook_recorder import _network
+    from notebook_recorder.hooks import _network
 
     server = WireServer().start()
     client = openai.OpenAI(base_url=server.base_url, api_key=TEST_API_KEY, max_retries=0)

@@ -175,7 +175,7 @@ def _first_chunk(runs: int) -> tuple[float, float]:
 
 
 def _idle_cost(runs: int, calls: int) -> tuple[float, float]:
-    from notebook_recorder.interceptors.http import _httpx
+    from notebook_recorder.hooks.http import _httpx
 
     server = _Server()
     client = httpx2.Client()

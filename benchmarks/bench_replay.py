@@ -158,7 +158,7 @@ def stream_replay(runs: int, with_vcr: bool) -> dict[str, Any]:
 
 def _without_hook(fn: Callable[[], Any]) -> Callable[[], Any]:
     """``fn`` run with notebook-recorder's SDK hook removed, so that vcrpy alone answers."""
-    from notebook_recorder.interceptors import openai_sdk as hook
+    from notebook_recorder.hooks.sdk import openai_sdk as hook
 
     def run() -> Any:
         hook.uninstall()
@@ -325,8 +325,8 @@ def anthropic_rows(result: dict[str, Any] | None, row: Callable[[str, str, str, 
 
 
 def _chat_record(content: str, key_of: Callable[[dict[str, Any]], str]) -> tuple[str, bytes]:
-    from notebook_recorder._codec import dumps
-    from notebook_recorder._keys import InferenceRequest
+    from notebook_recorder.core._codec import dumps
+    from notebook_recorder.core._keys import InferenceRequest
 
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
     request = InferenceRequest("POST", "/v1/chat/completions", body, model="gpt-4o", url="https://api.openai.com/v1")
@@ -371,7 +371,7 @@ def make_directory(root: Path, count: int, named_by_key: bool = True) -> int:
 
 def directory_size(runs: int) -> dict[str, Any]:
     import notebook_recorder as nr
-    from notebook_recorder._store import Store, forget_indexes
+    from notebook_recorder.core._store import Store, forget_indexes
 
     tmp = Path(tempfile.mkdtemp(prefix="nr-bench-dir-"))
     try:
@@ -487,7 +487,7 @@ def record_latency(runs: int) -> dict[str, Any]:
 
 def replay_memory(count: int = 10_000, calls: int = 100) -> dict[str, Any]:
     import notebook_recorder as nr
-    from notebook_recorder._store import forget_indexes
+    from notebook_recorder.core._store import forget_indexes
 
     tmp = Path(tempfile.mkdtemp(prefix="nr-bench-mem-"))
     try:

@@ -17,8 +17,8 @@ from anthropic_wire_server import TEST_API_KEY as ANTHROPIC_TEST_KEY, AnthropicW
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
-from notebook_recorder import _config
-from notebook_recorder._store import forget_indexes
+from notebook_recorder.core import _config
+from notebook_recorder.core._store import forget_indexes
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -133,7 +133,7 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveS
     with no notebook named by the environment; the extension is unloaded afterwards."""
     from IPython.testing import globalipapp
 
-    from notebook_recorder._discovery import ENV_NOTEBOOK
+    from notebook_recorder.frontends._discovery import ENV_NOTEBOOK
 
     monkeypatch.chdir(tmp_path)
     for name in (ENV_NOTEBOOK, "JPY_SESSION_NAME"):

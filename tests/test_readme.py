@@ -192,7 +192,7 @@ def _check_toml(block: Block, scratch: Path) -> None:
     one the package accepts (every key known, every path and pattern valid)."""
     import tomllib
 
-    from notebook_recorder._config import clear_cache, project_config
+    from notebook_recorder.core._config import clear_cache, project_config
 
     try:
         table = tomllib.loads(block.code)

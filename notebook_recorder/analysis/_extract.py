@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._errors import RecordingFormatError
-from .._keys import call_kind
+from ..core._errors import RecordingFormatError
+from ..core._keys import call_kind
 from . import _shapes
 from ._rows import (
     CALL_FIELDS as CALL_FIELDS,

@@ -61,7 +61,11 @@ def _c(name: str, dtype: str, doc: str) -> Column:
 # Human columns first, the 64-hex ``key`` and the ``path`` (named by it) last.
 RECORDING_COLUMNS: tuple[Column, ...] = (
     _c("kind", "category", "inference, embedding, model_list, tool, http, other or exception (see the README)"),
-    _c("endpoint", "category", "API path, such as /v1/chat/completions (the URL path for http)"),
+    _c(
+        "endpoint",
+        "category",
+        "API path, such as /v1/chat/completions (the URL path for http); for a tool, provider/name (tavily/web_search)",
+    ),
     _c("model", "category", "the requested model"),
     _c("recorded_at", "datetime", "when the call was recorded (UTC): the file says, else its modification time"),
     _c("test_id", "str", "the scope of the call: a pytest node id, a notebook, or NaN"),

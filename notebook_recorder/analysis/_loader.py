@@ -13,7 +13,7 @@ A load of many new files (:data:`PARALLEL_MIN_FILES`) reads them from both ends 
 once, the second half in a helper process on another CPU (:class:`_Helper`); the result is the
 same as when one process reads them all.
 
-Files are listed and read through :mod:`notebook_recorder._files`, as the store and the command
+Files are listed and read through :mod:`notebook_recorder.core._files`, as the store and the command
 line do: a FIFO, socket or device named ``*.json``, a link loop, a broken link or an entry that
 cannot be examined becomes a row with ``error`` set, and never stops or hangs a load.
 """
@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from .. import _files
-from .._errors import RecordingFormatError
-from .._keys import name_occurrence
+from ..core import _files
+from ..core._errors import RecordingFormatError
+from ..core._keys import name_occurrence
 from ._extract import extract
 from ._progress import Progress
 from ._rows import Extracted
@@ -108,7 +108,7 @@ _DIRS: dict[str, _Listing] = {}
 
 
 def _listing(root: str, st: os.stat_result) -> _files.Listing:
-    """:func:`notebook_recorder._files.list_dir`, cached by the directory's stat. A listing with
+    """:func:`notebook_recorder.core._files.list_dir`, cached by the directory's stat. A listing with
     odd entries is never trusted: a link's target can change without its directory changing."""
     key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     c = _DIRS.get(root)

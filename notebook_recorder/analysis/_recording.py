@@ -7,7 +7,8 @@ import os
 import textwrap
 from typing import Any
 
-from .._errors import RecordingFormatError
+from ..core._errors import RecordingFormatError
+from ..core._terminal import one_line
 from ._loader import parse_file
 from ._rows import MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
 
@@ -150,7 +151,7 @@ class Recording:
         what = str(c["kind"])
         if c["is_streaming"]:
             what += f", streamed in {c['n_chunks']} chunks"
-        return f"Recording {self.key} ({what})"
+        return one_line(f"Recording {self.key} ({what})")
 
     def _response_tool_calls(self) -> list[dict[str, Any]]:
         return [t for t in self.tool_calls if t["source"] == "response"]
@@ -165,22 +166,22 @@ class Recording:
         c = self.call
         out = [self._title()]
         for k, v in self._header():
-            out.append(f"  {k + ':':<10}{v}")
+            out.append(f"  {k + ':':<10}{one_line(v)}")
 
         def block(text: str, indent: str = "    ") -> None:
             out.extend(textwrap.indent(_short(text, max_chars), indent).splitlines() or [indent])
 
         def call_line(t: dict[str, Any]) -> str:
             ident = f"  [{t['call_id']}]" if t["call_id"] else ""
-            return f"→ {t['name']}({t['arguments'] or ''}){ident}"
+            return one_line(f"→ {t['name']}({t['arguments'] or ''}){ident}")
 
         if c["kind"] in ("tool",) or (c["kind"] == "exception" and c["tool_name"]):
             inv = next((t for t in self.tool_calls if t["source"] == "invocation"), None)
             if inv is not None:
                 out.append("")
-                out.append(f"Call: {inv['name']}({inv['arguments'] or ''})")
+                out.append(one_line(f"Call: {inv['name']}({inv['arguments'] or ''})"))
                 if inv["error"]:
-                    out.append(f"Raised: {inv['error']}")
+                    out.append(f"Raised: {one_line(inv['error'])}")
                 elif inv["output"] is not None:
                     out.append("Result:")
                     block(inv["output"])
@@ -207,7 +208,8 @@ class Recording:
         out.append("")
         if c["exception_type"] or c["exception_message"]:
             status = f" ({c['status_code']})" if c["status_code"] is not None else ""
-            out.append(f"Error: {c['exception_type'] or 'error'}{status}: {c['exception_message'] or ''}")
+            message = one_line(c["exception_message"] or "")
+            out.append(f"Error: {one_line(c['exception_type'] or 'error')}{status}: {message}")
         if c["kind"] in ("model_list", "embedding", "other") and not c["text"]:
             out.append(f"Response: {c['response_type'] or 'data'}")
             return "\n".join(out)

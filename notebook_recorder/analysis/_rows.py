@@ -111,7 +111,7 @@ def unwrap(value: Any) -> Any:
 def encoded_class_name(value: Any) -> str | None:
     """The short class name of an encoded value (``ChatCompletionChunk``), else None.
 
-    Not :func:`notebook_recorder._types.type_name`, which gives a class's full
+    Not :func:`notebook_recorder.core._types.type_name`, which gives a class's full
     ``<module>.<qualname>``: this reads the ``__type__`` of a value already encoded.
     """
     if type(value) is dict:

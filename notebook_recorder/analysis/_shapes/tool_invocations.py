@@ -36,6 +36,9 @@ def read_invocation(
     call["kind"] = "tool"
     call["tool_name"] = request.get("tool_name")
     call["provider"] = request.get("provider")
+    # Where a reader of the frame looks first, as `ls`, `nr.calls()` and `%apirec status` show it.
+    name = "/".join(str(part) for part in (call["provider"], call["tool_name"]) if part)
+    call["endpoint"] = name or None
     body = response.get("body")
     tokens: Stream | None = None
     output: str | None

@@ -1,0 +1,557 @@
+"""A directory of recordings: lookup by key, a content index, and atomic writes.
+
+Lookup has three tiers, cheapest first:
+
+1. ``<dir>/<key>.json``: one ``stat``, O(1). This is every file we wrote ourselves.
+2. the file names of the whole tree (subdirectories too), listed once per process.
+3. a content index: the key recomputed from each file's stored request. This finds files whose
+   name is not their key, such as every llama-stack file and renamed files. It is built once per
+   directory per process, the first time tiers 1 and 2 miss, and kept current as files are written.
+
+Only the index ((key, occurrence) -> path) stays in memory, never the recordings themselves.
+
+Occurrences (FORMAT.md, "Repeated identical requests"): the k-th identical request of a recording
+context is ``<key>-<k>.json`` with ``"occurrence": k`` (``<key>.json`` for the first). The name is
+the fast path; the content index files every recording under the key and occurrence its content
+says, so a renamed or misnamed occurrence file is still found.
+
+Files are listed and read through :mod:`._files`: an odd entry (a FIFO, a link loop, a file that
+cannot be parsed or has the wrong shape) is remembered as an error for that file, shown when a
+lookup misses (:meth:`Store.errors`), and never stops or hangs a lookup of another file.
+
+The command line asks a ``Store`` too: :meth:`Store.find_prefix` for ``show KEY``,
+:func:`._importing.import_into` for ``import``, and :func:`walk_recordings` / :func:`read_recording`
+for any tree or file of recordings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _files
+from ._codec import dumps, loads
+from ._errors import RecordingFormatError
+from ._keys import name_occurrence, record_key, record_occurrence, recording_name
+
+if TYPE_CHECKING:
+    from ._match import Rules
+
+
+MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
+"""llama-stack's name for a model list: ``models-<key>-<digest8>.json``."""
+
+
+def name_key_occurrence(path: Path) -> tuple[str, int]:
+    """The key and occurrence a file's name claims (FORMAT.md, "Repeated identical requests"): its
+    stem, ``<key>-<k>`` for an occurrence, or the hash part of ``models-<hash>-<digest8>``."""
+    match = MODEL_LIST_NAME.fullmatch(path.stem)
+    return (match.group("key"), 1) if match else name_occurrence(path.stem)
+
+
+def walk_recordings(root: Path) -> _files.Walk:
+    """The ``*.json`` files under ``root`` (or ``root`` itself), sorted, hidden entries skipped,
+    and the entries that cannot be read (FIFOs, link loops...: see :mod:`._files`)."""
+    if root.is_file():
+        return _files.Walk([str(root)], [], [])
+    try:
+        return _files.walk(str(root))
+    except OSError as exc:
+        return _files.Walk([], [_files.Problem(str(root), _files.error_text(exc))], [])
+
+
+def read_recording(path: Path) -> dict[str, Any]:
+    """One recording file, parsed and shape-checked. Errors name the file."""
+    try:
+        data, _ = _files.read_file(str(path))
+    except OSError as exc:
+        raise RecordingFormatError(path, _files.error_text(exc)) from None
+    return loads(data, path)
+
+
+def stale_temp_files(root: Path) -> list[Path]:
+    """Temporary files that killed writes left anywhere under ``root`` (see :mod:`._files`)."""
+    return [Path(p) for directory in walk_recordings(root).dirs for p in _files.stale_temp_files(directory)]
+
+
+def trusted_patterns(root: Path) -> frozenset[str]:
+    """The ``normalize`` patterns of the ``pyproject.toml`` nearest ``root``: the only regular
+    expressions from a recording file's ``match`` field that are run (a hostile pattern in a file
+    could run for ever)."""
+    from ._config import project_config
+
+    try:
+        return frozenset(dict(project_config(root).rules.normalize))
+    except ValueError:
+        return frozenset()
+
+
+def relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when it is below it, else as it is."""
+    try:
+        return str(path.relative_to(root)) or path.name
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class _Index:
+    """What one process knows about one directory. Paths are kept as ``str``: a ``Path`` object
+    weighs several times more, and this is all that replay keeps in memory per file."""
+
+    names: dict[str, list[str]] = field(default_factory=dict)  # file stem -> paths
+    by_key: dict[tuple[str, int], str] = field(default_factory=dict)  # content (key, occurrence) -> path
+    more: dict[tuple[str, int], set[str]] = field(default_factory=dict)  # (key, occurrence) -> other files
+    occurrences: dict[str, set[int]] = field(default_factory=dict)  # content key -> occurrences indexed
+    verified: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)  # path -> (mtime, size, key, occ)
+    seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
+    errors: dict[str, str] = field(default_factory=dict)  # unreadable files and odd entries
+    listed: bool = False
+    indexed: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_indexes: dict[tuple[Path, str], _Index] = {}
+_indexes_lock = threading.Lock()
+
+
+def _index_for(root: Path, rules: str = "") -> _Index:
+    """The index of ``root`` under the match rules with fingerprint ``rules`` (``""``: strict):
+    the content index keys every stored request under the rules in force (``_match``)."""
+    with _indexes_lock:
+        index = _indexes.get((root, rules))
+        if index is None:
+            index = _indexes[root, rules] = _Index()
+        return index
+
+
+def forget_indexes() -> None:
+    """Drop every in-memory index (tests and benchmarks use this to start cold)."""
+    with _indexes_lock:
+        _indexes.clear()
+
+
+Snapshot = tuple[int, int, int] | None
+"""What :meth:`Store.snapshot` says is on disk for one occurrence."""
+
+
+class Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+UNCHECKED = Unchecked.UNCHECKED
+""":meth:`Store.write` without ``expect``: write over whatever is there (``import``)."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A recording found for a key: the file, its parsed content, and which occurrence it is."""
+
+    path: Path
+    record: dict[str, Any]
+    occurrence: int = 1
+
+
+class Store:
+    """The recordings under one directory, looked up under match ``rules`` (strict by default):
+    a stored request is found when its key under these rules is the key asked for, whatever rules
+    it was recorded under."""
+
+    def __init__(self, root: str | os.PathLike[str], rules: Rules | None = None) -> None:
+        from ._match import STRICT
+
+        self.root = Path(root).expanduser().resolve()
+        self.rules = rules if rules is not None else STRICT
+        self._index = _index_for(self.root, self.rules.fingerprint)
+        self._cleaned = False  # stale temporary files removed (on the first write)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def path_for(self, key: str, occurrence: int = 1) -> Path:
+        """Where occurrence ``occurrence`` of the recording of ``key`` is written."""
+        return self.root / recording_name(key, occurrence)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, path: Path) -> dict[str, Any]:
+        """One recording file, parsed and shape-checked. Errors name the file."""
+        return read_recording(path)
+
+    def find(self, key: str, occurrence: int = 1) -> Found | None:
+        """Occurrence ``occurrence`` of the recording for ``key``, or ``None``.
+
+        A malformed file that *is* the one asked for raises ``RecordingFormatError``; malformed
+        files elsewhere never affect other lookups.
+        """
+        return self._find(key, occurrence, latest=False)
+
+    def find_latest(self, key: str, occurrence: int) -> Found | None:
+        """What replay serves to the ``occurrence``-th call of ``key``: that occurrence when it is
+        recorded, else the latest one recorded before it, else (a gap at the start, left by a call
+        that failed while recording) the first one after it. ``None`` when ``key`` has none.
+        """
+        return self._find(key, occurrence, latest=True)
+
+    def _find(self, key: str, occurrence: int, *, latest: bool) -> Found | None:
+        found = self._verified(str(self.path_for(key, occurrence)), key, occurrence)
+        if found is not None:
+            return found
+        if not self.exists:
+            return None
+        with self._index.lock:
+            self._list_names()
+            for path in self._index.names.get(recording_name(key, occurrence)[:-5], []):
+                found = self._verified(path, key, occurrence)
+                if found is not None:
+                    return found
+            found = self._indexed(key, occurrence, latest=latest) if self._index.indexed else None
+            if found is None:
+                # Build the content index, or refresh it: files written by another process, moved
+                # or edited since it was built are picked up here, on a miss, never on a hit.
+                self._index_contents()
+                found = self._indexed(key, occurrence, latest=latest)
+        return found
+
+    def find_all(self, key: str, occurrence: int = 1) -> list[Found]:
+        """Every readable recording with ``key`` and ``occurrence``, the one :meth:`find` returns first.
+
+        llama-stack writes one model list per server it listed, all with the same request:
+        replaying ``models.list()`` merges them. This builds the content index.
+        """
+        first = self.find(key, occurrence)
+        if first is None:
+            return []
+        wanted = (key, occurrence)
+        with self._index.lock:
+            if not self._index.indexed:
+                self._index_contents()
+            others = sorted(self._index.more.get(wanted, set()) | {self._index.by_key.get(wanted, str(first.path))})
+        found = [first]
+        for path in others:
+            if path != str(first.path):
+                try:
+                    hit = self._verified(path, key, occurrence)
+                except RecordingFormatError:
+                    continue
+                if hit is not None:
+                    found.append(hit)
+        return found
+
+    def _indexed(self, key: str, occurrence: int, *, latest: bool) -> Found | None:
+        """From the content index: occurrence ``occurrence`` of ``key``; with ``latest``, failing
+        that, the latest one before it, else the first one after it."""
+        if not latest:
+            return self._indexed_one(key, occurrence)
+        known = self._index.occurrences.get(key)
+        if not known:
+            return None
+        before = sorted((k for k in known if k <= occurrence), reverse=True)
+        after = sorted(k for k in known if k > occurrence)
+        for candidate in [*before, *after]:
+            found = self._indexed_one(key, candidate)
+            if found is not None:
+                return found
+        return None
+
+    def _indexed_one(self, key: str, occurrence: int) -> Found | None:
+        index, wanted = self._index, (key, occurrence)
+        while (path := index.by_key.get(wanted)) is not None:
+            try:
+                found = self._verified(path, key, occurrence)
+            except RecordingFormatError:
+                found = None
+            if found is not None:
+                return found
+            del index.by_key[wanted]  # gone or edited: stale; another file with the same content may do
+            others = index.more.get(wanted)
+            if others:
+                index.by_key[wanted] = others.pop()
+        index.occurrences.get(key, set()).discard(occurrence)
+        return None
+
+    def _verified(self, path: str, key: str, occurrence: int = 1) -> Found | None:
+        """``path`` parsed, if its content really has ``key`` and ``occurrence``; a renamed file
+        does not count.
+
+        Recomputing the key costs more than parsing a small file, so a file already verified
+        and unchanged since (same mtime and size) is not verified again.
+        """
+        try:
+            stat = os.stat(path)  # before reading: a later change is seen next time
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RecordingFormatError(Path(path), _files.error_text(exc)) from None
+        record = self.read(Path(path))
+        version = (stat.st_mtime_ns, stat.st_size, key, occurrence)
+        verified = self._index.verified
+        if verified.get(path) != version:
+            if record_occurrence(record) != occurrence:
+                return None
+            # A request that held a credential was written masked: its name is the key of what was sent.
+            if _content_key(record, path, self.rules) != key and record.get("masked") is not True:
+                return None
+            verified[path] = version
+        return Found(Path(path), record, occurrence)
+
+    def _list_names(self) -> None:
+        index = self._index
+        if index.listed:
+            return
+        for path in self._walk():
+            index.names.setdefault(os.path.basename(path)[:-5], []).append(path)
+        index.listed = True
+
+    def _index_contents(self) -> None:
+        """Parse every file not indexed yet (or changed since) and record its content key."""
+        index = self._index
+        index.indexed = True
+        walk = self._walk_tree()
+        present = set(walk.files)
+        for gone in [path for path in index.errors if path not in present]:
+            del index.errors[gone]  # removed or fixed since; odd entries are listed again below
+        for odd in walk.problems:
+            index.errors[odd.path] = odd.problem
+        for path in walk.files:
+            try:
+                mtime = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+            if index.seen.get(path) == mtime:
+                continue
+            index.seen[path] = mtime
+            try:
+                record = self.read(Path(path))
+                key, occurrence = _content_key(record, path, self.rules), record_occurrence(record)
+            except RecordingFormatError as exc:
+                index.errors[path] = exc.problem
+                continue
+            if occurrence is None:
+                index.errors[path] = f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}"
+                continue
+            index.errors.pop(path, None)
+            if key is None:
+                continue
+            index.occurrences.setdefault(key, set()).add(occurrence)
+            if index.by_key.setdefault((key, occurrence), path) != path:
+                index.more.setdefault((key, occurrence), set()).add(path)
+
+    def _walk_tree(self) -> _files.Walk:
+        """The tree's recording files and odd entries (see :mod:`._files`); empty if it is gone."""
+        try:
+            return _files.walk(str(self.root))
+        except OSError:
+            return _files.Walk([], [], [])
+
+    def _walk(self) -> Iterator[str]:
+        """Every recording file in the tree, hidden files and directories (``.``) left out."""
+        return iter(self._walk_tree().files)
+
+    def _json_files(self) -> Iterator[Path]:
+        return map(Path, self._walk())
+
+    def replay_response(self, found: Found, key: str) -> dict[str, Any]:
+        """The recorded ``response`` that replaying ``found`` serves.
+
+        llama-stack wrote one model list (``models-*.json``) per server it listed, all for the
+        same request: like llama-stack, replay serves their union (items told apart by ``id``).
+        """
+        response: dict[str, Any] = found.record["response"]
+        body = response.get("body")
+        if not isinstance(body, list) or not found.path.name.startswith("models-"):
+            return response
+        merged: dict[Any, Any] = {}
+        for other in self.find_all(key, found.occurrence):
+            items = other.record["response"].get("body")
+            for item in items if isinstance(items, list) else []:
+                data = item.get("__data__", item) if isinstance(item, dict) and "__type__" in item else item
+                merged.setdefault(data.get("id") if isinstance(data, dict) else repr(data), item)
+        return {**response, "body": list(merged.values()) or body}
+
+    def records(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Every readable recording in the tree (for error messages and tools, not for replay)."""
+        for path in self._json_files():
+            try:
+                yield path, self.read(path)
+            except RecordingFormatError:
+                continue
+
+    def errors(self) -> dict[Path, str]:
+        """Files that could not be read, and odd entries (FIFOs, link loops...), as of the last
+        time the content index looked: path -> why."""
+        with self._index.lock:
+            return {Path(path): problem for path, problem in self._index.errors.items()}
+
+    def find_prefix(self, prefix: str, *, shown: str | None = None) -> Path:
+        """The file of the recording whose key is ``prefix`` (64 hex digits) or starts with it, by
+        name or by content; the first occurrence when one request was recorded several times.
+
+        :class:`LookupError` when none or several match; its message names them, the unreadable
+        files, and the directory as ``shown`` (default: :attr:`root`).
+        """
+        where = shown or str(self.root)
+        if len(prefix) == 64:
+            if (self.root / f"{prefix}.json").is_file():  # by name: also a file keyed under match rules
+                return self.root / f"{prefix}.json"
+            try:
+                found = self.find_latest(prefix, 1)  # its first occurrence recorded
+            except RecordingFormatError as exc:
+                raise LookupError(str(exc)) from None
+            if found is not None:
+                return found.path
+            raise LookupError(f"no recording with key {prefix} in {where}")
+        matches: dict[Path, str] = {}
+        walk = walk_recordings(self.root)
+        unreadable = [f"  {relative(Path(odd.path), self.root)}: {odd.problem}" for odd in walk.problems]
+        for file in map(Path, walk.files):
+            name_key = name_key_occurrence(file)[0]
+            if name_key.startswith(prefix):
+                matches[file] = name_key
+                continue
+            try:
+                content_key = record_key(read_recording(file))
+            except RecordingFormatError as exc:
+                unreadable.append(f"  {relative(file, self.root)}: {exc.problem}")
+                continue
+            except Exception as exc:  # an odd shape: that file cannot match, the others still can
+                unreadable.append(f"  {relative(file, self.root)}: unexpected content ({type(exc).__name__})")
+                continue
+            if content_key is not None and content_key.startswith(prefix):
+                matches[file] = content_key
+        if not matches:
+            message = f"no recording whose key starts with {prefix} in {where}"
+            if unreadable:
+                message += f"\n{len(unreadable)} file(s) there could not be read:\n" + "\n".join(unreadable[:10])
+            raise LookupError(message)
+        if len(matches) > 1 and len(set(matches.values())) == 1:
+            # One request recorded several times (occurrences): the first.
+            first = [p for p in matches if name_key_occurrence(p)[1] == 1]
+            if len(first) == 1:
+                return first[0]
+        if len(matches) > 1:
+            listed = "\n".join(f"  {k[:16]}…  {relative(p, self.root)}" for p, k in list(matches.items())[:10])
+            raise LookupError(f"{len(matches)} recordings in {where} have keys starting with {prefix}:\n{listed}")
+        return next(iter(matches))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def snapshot(self, key: str, occurrence: int = 1) -> Snapshot:
+        """What occurrence ``occurrence`` of ``key`` is on disk now, as :meth:`write` compares it:
+        ``(inode, mtime_ns, size)`` of its file, or ``None`` when there is none."""
+        try:
+            st = os.stat(self.path_for(key, occurrence))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def write(self, key: str, record: Mapping[str, Any], *, expect: Snapshot | Unchecked = UNCHECKED) -> Path:
+        """Write a recording atomically: a temporary file in the same directory, then a rename.
+
+        The file is named by ``key`` and the record's own ``occurrence`` (1 when absent), so a
+        name always agrees with its content. A reader, or a process killed mid-write, never sees a
+        truncated file. The first write of a ``Store`` removes temporary files that killed writes
+        left behind (:mod:`._files`).
+
+        ``expect`` is the :meth:`snapshot` of that occurrence taken when the call was decided.
+        When the file is no longer what it was (another process, or another recorder, wrote the
+        same occurrence meanwhile), this answer is not written over theirs: it is kept under the
+        next occurrence that has no file, and the path returned says which. The check and the
+        rename happen under a lock on the directory (``flock`` on the directory itself), so two
+        writers cannot both see the old file.
+
+        Raises ``OSError`` when the file cannot be written (disk full, file too large, no
+        permission) and ``ValueError`` / ``TypeError`` when the record cannot be written as JSON
+        (a NaN, an integer past 64 bits, a lone surrogate: :func:`._codec.dumps`); nothing is
+        left behind then.
+        """
+        occurrence = record_occurrence(record)
+        if occurrence is None:
+            raise ValueError(f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._cleaned:
+            self._cleaned = True
+            _files.remove_stale_temp_files(str(self.root))
+        data = dumps(record)
+        with _directory_lock(self.root) if expect is not UNCHECKED else contextlib.nullcontext():
+            if expect is not UNCHECKED and self.snapshot(key, occurrence) != expect:
+                while os.path.lexists(self.path_for(key, occurrence)):
+                    occurrence += 1
+                record = with_occurrence(record, occurrence)
+                data = dumps(record)
+            path = self.path_for(key, occurrence)
+            fd, tmp = tempfile.mkstemp(prefix=_files.temp_name_prefix(key), suffix=".tmp", dir=self.root)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        name = str(path)
+        with self._index.lock:
+            if self._index.listed:
+                paths = self._index.names.setdefault(path.name[:-5], [])
+                if name not in paths:
+                    paths.append(name)
+            self._index.by_key[(key, occurrence)] = name
+            self._index.occurrences.setdefault(key, set()).add(occurrence)
+            self._index.seen.pop(name, None)
+        return path
+
+
+def with_occurrence(record: Mapping[str, Any], occurrence: int) -> dict[str, Any]:
+    """``record`` saying it is occurrence ``occurrence`` (FORMAT.md: the field after ``test_id``,
+    absent for the first)."""
+    rest = {k: v for k, v in record.items() if k not in ("test_id", "occurrence")}
+    head: dict[str, Any] = {"test_id": record.get("test_id")} if "test_id" in record else {}
+    if occurrence > 1:
+        head["occurrence"] = occurrence
+    return {**head, **rest}
+
+
+_thread_locks: dict[Path, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def _directory_lock(root: Path) -> Iterator[None]:
+    """Hold the write lock of the directory ``root``: a thread lock, and (where ``fcntl`` exists)
+    an exclusive ``flock`` on the directory itself, which other processes take too. No file is
+    created for it: nothing appears among the recordings."""
+    with _indexes_lock:
+        lock = _thread_locks.setdefault(root, threading.Lock())
+    with lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: threads only
+            yield
+            return
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _content_key(record: Mapping[str, Any], path: str | Path, rules: Rules) -> str | None:
+    """:func:`record_key` under ``rules``, with a shape no one foresaw reported as that file's
+    format error."""
+    try:
+        return record_key(record, rules)
+    except Exception as exc:  # a file's odd content must not stop lookups of other files
+        raise RecordingFormatError(path, f"cannot compute its key ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,42 @@
+"""Text from recordings made safe to print on a terminal (``ls``, ``show``, ``verify``).
+
+A recording is data from anyone (DESIGN.md, "Trust"): its text and its file's name may hold
+control characters. Printed as they are, an escape sequence could clear the screen, set the
+window title, write the clipboard (OSC 52) or move the cursor, and a carriage return or a newline
+in a file name could overwrite a line or forge one (``OK: 3 files, no problems``). Every control
+character (C0, DEL, C1), the Unicode line and paragraph separators and the bidirectional
+overrides are shown escaped instead, as Python writes them in a string: ``\\x1b``, ``\\r``,
+``\\u202e``.
+
+:func:`one_line` escapes newlines and tabs too (file names, labels, one-line fields);
+:func:`printable` keeps them (multi-line text whose layout is the renderer's).
+"""
+
+from __future__ import annotations
+
+__all__ = ["one_line", "printable"]
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
+_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *_BIDI]
+
+
+def _escaped(code: int) -> str:
+    char = chr(code)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_ONE_LINE = {code: _escaped(code) for code in _CONTROLS}
+_KEEP_LAYOUT = {code: text for code, text in _ONE_LINE.items() if chr(code) not in "\n\t"}
+
+
+def one_line(text: object) -> str:
+    """``text`` as one printable line: every control character escaped, newlines and tabs too."""
+    return str(text).translate(_ONE_LINE)
+
+
+def printable(text: object) -> str:
+    """``text`` with every control character escaped but newlines and tabs (its own layout)."""
+    return str(text).translate(_KEEP_LAYOUT)
