@@ -69,10 +69,10 @@ def extract(data: Any, key: str, path: object = "<recording>") -> Extracted:
     if is_exception:
         _read_exception(response, call)
 
+    slots: Slots = {}
     if "tool_name" in request:
         tokens = read_invocation(request, response, call, tools)
     else:
-        slots: Slots = {}
         request_body = _read_call_kind(request, response, call)
         endpoint = call["endpoint"] if type(call["endpoint"]) is str else ""
         model = request.get("model")
@@ -93,9 +93,19 @@ def extract(data: Any, key: str, path: object = "<recording>") -> Extracted:
         if slots:
             tools.extend(slot_rows(slots))
         call["n_tool_calls"] = len(slots)
+    if _http_level(response) and not is_exception:
+        call["status_code"] = int_or_none(response.get("status"))
+        if not (messages or slots or call["text"] or call["prompt_tokens"] is not None):
+            call["kind"] = "http"  # a search API, a download: no LLM shape in it
     if is_exception:
         call["kind"] = "exception"
     return Extracted(tuple(call.values()), messages, [tuple(r) for r in tools], tokens)
+
+
+def _http_level(response: dict[str, Any]) -> bool:
+    """Whether a file was recorded at the HTTP level (FORMAT.md: a ``status`` and the body's
+    ``content_type`` beside the body)."""
+    return "status" in response and "content_type" in response
 
 
 def _read_metadata(data: dict[str, Any], request: dict[str, Any], response: dict[str, Any], call: Call) -> None:

@@ -49,6 +49,27 @@ def sse_events(lines: list[Any]) -> tuple[list[Any], list[int]]:
     return events, where
 
 
+def _is_sse_event(chunk: Any) -> bool:
+    """An HTTP-level recording's SSE event: ``{"event": NAME, "data": ...}`` (FORMAT.md)."""
+    return type(chunk) is dict and "data" in chunk and "event" in chunk and len(chunk) <= 3
+
+
+def _event_datas(events: list[Any]) -> list[Any]:
+    """The data of HTTP-level SSE events, typed by their event name when the data says nothing."""
+    datas: list[Any] = []
+    for event in events:
+        if not _is_sse_event(event):
+            datas.append(event)
+            continue
+        data, name = event["data"], event.get("event")
+        if data == "[DONE]":
+            data = {"__sse_done__": True}
+        elif type(name) is str and type(data) is dict and "type" not in data and "event_type" not in data:
+            data = {**data, "type": name}
+        datas.append(data)
+    return datas
+
+
 _get_data = operator.itemgetter("__data__")
 
 
@@ -73,6 +94,8 @@ def read_stream(chunks: list[Any], offsets: list[Any] | None, call: Call, slots:
     where: list[int] | None = None
     if chunks and type(chunks[0]) is str:
         chunks, where = sse_events(chunks)
+    elif chunks and _is_sse_event(chunks[0]):
+        chunks = _event_datas(chunks)
     state = StreamState(call, slots)
     deltas: list[str] = []
     roles: list[Any] = []

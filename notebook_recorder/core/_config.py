@@ -5,6 +5,8 @@
     [tool.notebook-recorder]
     dir = "recordings"                          # default recordings directory, relative to this file
     ignore = ["body.metadata.run_id", "body.user"]
+    ignore_hosts = ["localhost:6333"]            # HTTP requests to these hosts are not recorded
+    http_max_body = 10485760                    # bytes: a larger HTTP response is reported, not recorded
     [tool.notebook-recorder.normalize]
     '\\d{4}-\\d{2}-\\d{2}' = "<date>"
 
@@ -28,7 +30,7 @@ from typing import Any
 from ._match import STRICT, Rules
 
 TABLE = "notebook-recorder"
-KEYS = ("dir", "ignore", "normalize")
+KEYS = ("dir", "ignore", "normalize", "ignore_hosts", "http_max_body")
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,11 @@ class ProjectConfig:
     path: Path | None = None  # the pyproject.toml read, None when none was found
     rules: Rules = STRICT
     dir: Path | None = None  # absolute: relative paths are relative to the pyproject.toml
+    ignore_hosts: tuple[str, ...] = ()  # hosts the HTTP-level hooks leave alone
+    http_max_body: int | None = None  # bytes: a larger HTTP response body is reported, not recorded
 
     def __bool__(self) -> bool:
-        return bool(self.rules) or self.dir is not None
+        return bool(self.rules) or self.dir is not None or bool(self.ignore_hosts) or self.http_max_body is not None
 
 
 EMPTY = ProjectConfig()
@@ -113,12 +117,20 @@ def _read(path: Path) -> ProjectConfig:
     directory: Any = table.get("dir")
     if directory is not None and (not isinstance(directory, str) or not directory.strip()):
         raise ValueError(f"{where}: dir must be a directory path (a string), not {directory!r}")
+    hosts: Any = table.get("ignore_hosts", [])
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise ValueError(f'{where}: ignore_hosts must be a list of host names such as "localhost", not {hosts!r}')
+    max_body: Any = table.get("http_max_body")
+    if max_body is not None and (type(max_body) is not int or max_body < 0):
+        raise ValueError(f"{where}: http_max_body must be a number of bytes (an integer >= 0), not {max_body!r}")
     try:
         rules = Rules.build(ignore, dict(normalize))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: {exc}") from None
     resolved = (path.parent / Path(directory).expanduser()) if directory else None
-    return ProjectConfig(path=path, rules=rules, dir=resolved)
+    return ProjectConfig(path=path, rules=rules, dir=resolved, ignore_hosts=tuple(hosts), http_max_body=max_body)
 
 
 def clear_cache() -> None:

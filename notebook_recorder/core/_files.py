@@ -340,7 +340,8 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
     - an ``exception_data`` that is not an object;
     - a ``content-encoding`` among the response headers (bodies are stored decoded: replay never
       decompresses anything a file holds);
-    - an API call (not a tool) that did not fail, whose body is a number, string or boolean.
+    - an API call (not a tool, not an HTTP-level recording with its ``content_type``) that did not
+      fail, whose body is a number, string or boolean.
     """
     if depth:
         check_depth(record, path)
@@ -382,7 +383,8 @@ def check_record(record: dict[str, Any], path: object = "<recording>", *, depth:
         )
     body = response.get("body")
     api_call = "body" in request and isinstance(request.get("method"), str) and "tool_name" not in request
-    if api_call and not response.get("is_exception") and isinstance(body, str | int | float | bool):
+    http_level = "content_type" in response  # FORMAT.md's HTTP-level recordings: a text body is text
+    if api_call and not http_level and not response.get("is_exception") and isinstance(body, str | int | float | bool):
         raise RecordingFormatError(
             path, f"response.body is {json_kind(body)}; an API call's result is an object or a list"
         )

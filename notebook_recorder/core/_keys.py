@@ -52,13 +52,36 @@ def canonical_endpoint(endpoint: str, url: str = "") -> str:
 
     ``url`` helps with old llama-stack files whose ``endpoint`` lacks the ``/v1`` prefix.
     """
-    path = urlsplit(endpoint).path if "://" in endpoint else endpoint.split("?", 1)[0]
+    query = ""
+    if "://" in endpoint:
+        path = urlsplit(endpoint).path
+    else:  # an HTTP-level recording's endpoint keeps its (sorted) query: it is part of the key
+        path, _, query = endpoint.partition("?")
     path = "/" + path.lstrip("/")
     while path.startswith("/v1/v1/") or path == "/v1/v1":
         path = path[3:]
     if url and not path.startswith(("/v1/", "/api/")) and urlsplit(url).path.endswith("/v1" + path):
         path = "/v1" + path
-    return path
+    return f"{path}?{query}" if query else path
+
+
+def http_endpoint(url: str) -> str:
+    """An HTTP-level recording's endpoint: the URL's path, with its query sorted and credential
+    parameters removed (FORMAT.md, "HTTP-level recordings")."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from ._secrets import URL_CREDENTIAL_NAMES, is_credential_name
+
+    parts = urlsplit(url)
+    path = "/" + parts.path.lstrip("/")
+    if not parts.query:
+        return path
+    query = sorted(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not is_credential_name(k, URL_CREDENTIAL_NAMES)
+    )
+    return f"{path}?{urlencode(query)}" if query else path
 
 
 @dataclass(frozen=True)
@@ -173,6 +196,18 @@ def request_from_record(record: Mapping[str, Any]) -> Request | None:
             provider=str(request.get("provider", "")),
             tool_name=str(request["tool_name"]),
             kwargs=kwargs if isinstance(kwargs, Mapping) else {},
+        )
+    if "body" not in request and "payload" in request and isinstance(request.get("url"), str):
+        # llama-stack's raw HTTP recordings: `payload` in place of `body`, the URL's path as endpoint.
+        url = request["url"]
+        return InferenceRequest(
+            method=str(request.get("method") or "POST").upper(),
+            endpoint=canonical_endpoint(http_endpoint(url)),
+            body=request["payload"] if request["payload"] is not None else {},
+            model=str(request.get("model") or (request["payload"] or {}).get("model") or "")
+            if isinstance(request["payload"], Mapping | None)
+            else "",
+            url=url,
         )
     if "body" in request and isinstance(request.get("method"), str):
         body = request["body"]

@@ -55,7 +55,9 @@ def missing_message(recorder: Recorder, request: Request, key: str) -> str:
     if recorder.rules:
         lines.append(f"Requests are matched under these rules: {recorder.rules.summary()}.")
     closest = nearest(recorder, request)
-    if closest is None:
+    if closest is None and not recorder.store.exists:
+        lines.append("That directory does not exist: nothing has been recorded there yet.")
+    elif closest is None:
         lines.append("There is no recorded request to compare it with in that directory.")
     else:
         path, changes = closest

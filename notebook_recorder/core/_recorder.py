@@ -39,6 +39,7 @@ from ._store import UNCHECKED, Found, Snapshot, Store, Unchecked
 from ._version import __version__
 
 DEFAULT_DIR = "recordings"
+DEFAULT_HTTP_MAX_BODY = 10 * 1024 * 1024  # bytes
 
 
 class Action(enum.Enum):
@@ -127,6 +128,11 @@ class Recorder:
     ``pace`` replays streams at their recorded pace: each chunk waits the recorded gap since the
     one before it (``response.chunk_offsets_ms``), divided by ``pace`` (``2.0`` is twice as fast).
     ``None`` (the default) replays at once. ``APIREC_PACE`` overrides it.
+
+    Requests that no typed SDK hook handles are recorded at the HTTP library (httpx, httpx2,
+    requests, aiohttp), except to ``ignore_hosts`` (names as in the URL; the project's
+    ``ignore_hosts`` too), and except a response body over ``http_max_body`` bytes (default 10 MiB,
+    or the project's), which is reported rather than stored.
     """
 
     record_command: str | None = None
@@ -145,6 +151,8 @@ class Recorder:
         normalize: NormalizeArg = None,
         dir_out: str | os.PathLike[str] | None = None,
         pace: float | None = None,
+        ignore_hosts: Iterable[str] = (),
+        http_max_body: int | None = None,
     ) -> None:
         from ._config import project_config
 
@@ -158,6 +166,14 @@ class Recorder:
         self.scope = scope
         self.block_network = bool(block_network)
         self.allow_hosts = parse_hosts(allow_hosts)
+        self.ignore_hosts = parse_hosts([*self.project.ignore_hosts, *parse_hosts(ignore_hosts)])
+        """Hosts whose HTTP requests are neither recorded nor replayed (the project's too)."""
+        if http_max_body is None:
+            http_max_body = self.project.http_max_body
+        if http_max_body is not None and (type(http_max_body) is not int or http_max_body < 0):
+            raise ValueError(f"http_max_body must be a number of bytes (an int >= 0), not {http_max_body!r}")
+        self.http_max_body = DEFAULT_HTTP_MAX_BODY if http_max_body is None else http_max_body
+        """The largest HTTP response body recorded at the HTTP level; a larger one is reported."""
         self.explicit_rules = Rules.build(ignore, normalize)
         """The rules given to this recorder, without the project's."""
         self.rules = self.project.rules.merged(self.explicit_rules)
@@ -214,12 +230,9 @@ class Recorder:
         return self._store
 
     def check(self) -> None:
-        """Fail early on settings that cannot work: replaying from a directory that does not exist."""
-        if self.mode is Mode.REPLAY and not self.store.exists:
-            raise FileNotFoundError(
-                f"replay mode needs a recordings directory, and {str(self.dir)!r} does not exist "
-                f"(current directory: {os.getcwd()})"
-            )
+        """Fail early on settings that cannot work. A replay from a directory that does not exist
+        is not one of them: it is an empty directory, where each call is a missing recording,
+        explained (a notebook whose recordings were never made or committed)."""
 
     # -- the decision -------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ def start(
     normalize: NormalizeArg = None,
     dir_out: str | os.PathLike[str] | None = None,
     pace: float | None = None,
+    ignore_hosts: Iterable[str] = (),
 ) -> Recorder:
     """Record or replay every call in this process from now on, until :func:`stop`.
 
@@ -84,6 +85,7 @@ def start(
     (``[tool.notebook-recorder] dir``), else ``recordings``. ``dir_out`` writes new recordings
     there and leaves ``dir`` untouched; ``pace`` replays streams at their recorded pace (see
     :class:`Recorder`).
+    HTTP requests to ``ignore_hosts`` are neither recorded nor replayed.
     """
     global _session
     recorder = Recorder(
@@ -96,6 +98,7 @@ def start(
         normalize=normalize,
         dir_out=dir_out,
         pace=pace,
+        ignore_hosts=ignore_hosts,
     )
     with _state_lock:
         _session = recorder
@@ -162,6 +165,8 @@ class recording:
     ``dir_out="runs/new"`` re-records into another directory, leaving ``dir`` as it is (compare
     the two with :func:`notebook_recorder.diff`); ``pace=1.0`` replays streams at the pace they
     were recorded at (``2.0``: twice as fast). See :class:`Recorder` for both.
+    HTTP requests to ``ignore_hosts`` (a local vector database, a telemetry endpoint) are neither
+    recorded nor replayed.
     """
 
     def __init__(
@@ -176,6 +181,7 @@ class recording:
         normalize: NormalizeArg = None,
         dir_out: str | os.PathLike[str] | None = None,
         pace: float | None = None,
+        ignore_hosts: Iterable[str] = (),
     ) -> None:
         self._args = (Mode.parse(mode), dir, scope)
         self._network: dict[str, Any] = {
@@ -185,6 +191,7 @@ class recording:
             "normalize": normalize,
             "dir_out": dir_out,
             "pace": pace,
+            "ignore_hosts": tuple(parse_hosts(ignore_hosts)),
         }
         self._contexts: list[Any] = []
         self._new()  # validate now, not at first use

@@ -60,6 +60,12 @@ class SdkTypes:
 SDKS: tuple[SdkTypes, ...] = (
     SdkTypes(models=("openai.types", "openai.pagination"), error="openai.OpenAIError"),
     SdkTypes(models=("anthropic.types", "anthropic.pagination"), error="anthropic.AnthropicError"),
+    SdkTypes(models=("groq.types", "groq.pagination"), error="groq.GroqError"),
+    SdkTypes(models=("together.types", "together.pagination"), error="together.TogetherError"),
+    SdkTypes(
+        models=("llama_stack_client.types", "llama_stack_client.pagination"),
+        error="llama_stack_client.LlamaStackClientError",
+    ),
 )
 
 # Foreign ``__type__`` names seen in real recordings (llama-stack's own tool results, the ollama

@@ -29,6 +29,7 @@ from ..core._secrets import (
     tool_argument_secrets,
 )
 from ..core._types import allowed_type, register_declared
+from ._above import above
 from ._network import sdk_network
 
 
@@ -134,11 +135,11 @@ class ToolCall:
     def call(self, tape: Tape | None) -> Any:
         if self.info.kind == "coroutine":
             return self._acall()
-        with sdk_network():  # the tool's own traffic is recorded through its result
+        with sdk_network(), above():  # the tool's own traffic is recorded through its result
             return self.info.fn(*self.args, **self.kwargs)
 
     async def _acall(self) -> Any:
-        with sdk_network():
+        with sdk_network(), above():
             return await self.info.fn(*self.args, **self.kwargs)
 
     def keep(self, result: Any, tape: Tape) -> Any:

@@ -129,7 +129,7 @@ def test_llama_stack_tool_files_are_named_by_the_unscoped_formula() -> None:
         ("/v1/chat/completions", "", "/v1/chat/completions"),
         ("/v1/v1/chat/completions", "", "/v1/chat/completions"),
         ("https://api.openai.com/v1/v1/embeddings", "", "/v1/embeddings"),
-        ("v1/models?limit=2", "", "/v1/models"),
+        ("v1/models?limit=2", "", "/v1/models?limit=2"),  # an HTTP-level endpoint keeps its sorted query
         ("/chat/completions", "http://0.0.0.0:11434/v1/chat/completions", "/v1/chat/completions"),
         ("/chat/completions", "", "/chat/completions"),
         ("/api/generate", "http://0.0.0.0:11434/api/generate", "/api/generate"),
@@ -180,8 +180,10 @@ def test_request_from_record_reads_each_kind() -> None:
     assert record_key(inference) == request.key("t")
     tool = {"test_id": None, "request": {"provider": "p", "tool_name": "t", "kwargs": {"a": 1}}}
     assert isinstance(request_from_record(tool), ToolRequest)
-    raw_http = {"request": {"method": "POST", "url": "https://x/v1/messages", "payload": {}}}
-    assert request_from_record(raw_http) is None
+    raw_http = {"request": {"method": "POST", "url": "https://x/v1/messages?b=2&a=1&key=s", "payload": {"m": 1}}}
+    found = request_from_record(raw_http)  # llama-stack's raw HTTP recordings are keyed as HTTP-level ones
+    assert isinstance(found, InferenceRequest)
+    assert (found.endpoint, found.body) == ("/v1/messages?a=1&b=2", {"m": 1})
     assert request_from_record({"request": "nope"}) is None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import notebook_recorder as nr
+from notebook_recorder.core._keys import InferenceRequest
 from notebook_recorder.core._modes import Mode, env_dir, env_mode, valid_modes
 from notebook_recorder.core._recorder import Recorder
 
@@ -68,20 +69,25 @@ def test_env_mode_wins_inside_recording(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert recorder.mode is Mode.REPLAY
 
 
-def test_replay_needs_an_existing_directory(tmp_path: Path) -> None:
+def test_replay_from_a_missing_directory_is_an_empty_one(tmp_path: Path) -> None:
+    # Issue 21, item 9: nothing recorded yet is not a configuration error; each call is missing.
     missing = tmp_path / "nope"
-    with pytest.raises(FileNotFoundError, match="nope"):
-        nr.recording("replay", dir=missing)
-    for mode in ("live", "record", "record-if-missing"):
+    for mode in ("replay", "live", "record", "record-if-missing"):
         with nr.recording(mode, dir=missing):
             pass
     assert not missing.exists()  # created on the first write, not before
+    with nr.recording("replay", dir=missing) as recorder:
+        request = InferenceRequest(method="POST", endpoint="/v1/chat/completions", body={"model": "m"})
+        with pytest.raises(nr.RecordingNotFoundError, match="does not exist: nothing has been recorded there yet"):
+            recorder.decide(request)
 
 
-def test_replay_on_a_missing_env_dir_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_replay_on_a_missing_env_dir_is_an_empty_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("APIREC_DIR", os.fspath(tmp_path / "absent"))
-    with pytest.raises(FileNotFoundError, match="absent"):
-        nr.recording("replay", dir=tmp_path)
+    with nr.recording("replay", dir=tmp_path) as recorder:
+        request = InferenceRequest(method="GET", endpoint="/search?q=x", body={})
+        with pytest.raises(nr.RecordingNotFoundError, match="absent"):
+            recorder.decide(request)
 
 
 def test_relative_directory_is_fixed_when_recording_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

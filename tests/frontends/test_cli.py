@@ -415,9 +415,9 @@ def test_import_notes_what_it_skips(tmp_path: Path, capsys: pytest.CaptureFixtur
     broken.write_text("[1, 2")
     code, out, _ = run_main(capsys, "import", RAW, broken, CHAT, tmp_path / "dest")
     assert code == 0
-    assert f"skipped    {RAW}: no keyable request" in out
+    assert f"skipped    {RAW}" not in out  # a raw HTTP recording is keyed as an HTTP-level one now
     assert f"skipped    {broken}: not valid JSON" in out
-    assert out.splitlines()[-1] == "1 imported, 0 updated, 0 unchanged, 2 skipped"
+    assert out.splitlines()[-1] == "2 imported, 0 updated, 0 unchanged, 1 skipped"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def test_a_never_recorded_test_in_replay_without_a_recordings_directory(pytester
         [
             "E       *RecordingNotFoundError: No recording of POST /v1/embeddings (model text-embedding-3-small) "
             "in recordings/test_new/ *",
-            "E       There is no recorded request to compare it with in that directory.",
+            "E       That directory does not exist: nothing has been recorded there yet.",
         ]
     )
     assert not (pytester.path / "recordings").exists()  # replay writes nothing

@@ -9,6 +9,7 @@ not be importable. Each module reads one family:
 - :mod:`.anthropic`: Anthropic Messages
 - :mod:`.gemini`: Gemini ``generate_content`` and interactions
 - :mod:`.ollama`: Ollama's ``/api/chat``, ``/api/generate`` and token counts
+- :mod:`.cohere`: Cohere's v2 chat and its typed stream events
 - :mod:`.other`: embeddings' usage, HTTP error bodies and stream error events
 - :mod:`.tool_invocations`: tool recordings
 
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._rows import NOTHING, Call, ChunkInfo, EventReader, MessageRow, Slots, StreamState, ToolRow
-from . import anthropic, gemini, ollama, openai_chat, openai_responses, other
+from . import anthropic, cohere, gemini, ollama, openai_chat, openai_responses, other
 
 ResponseReader = Callable[[dict[str, Any], Call, Slots], None]
 RequestReader = Callable[[dict[str, Any], list[MessageRow], list[ToolRow]], None]
@@ -34,6 +35,7 @@ RESPONSE_READERS: tuple[tuple[Callable[[dict[str, Any]], bool], ResponseReader],
     (openai_chat.is_response, openai_chat.read_response),
     (openai_responses.is_response, openai_responses.read_response),
     (gemini.is_response, gemini.read_response),
+    (cohere.is_response, cohere.read_response),
     (ollama.is_chat_response, ollama.read_chat_response),
     (ollama.is_generate_response, ollama.read_generate_response),
     (anthropic.is_response, anthropic.read_response),
@@ -73,6 +75,12 @@ EVENT_READERS: dict[str, EventReader] = {
     # Gemini interactions
     "content.delta": gemini.content_delta,
     "interaction.complete": gemini.interaction_complete,
+    # Cohere v2 chat
+    "message-start": cohere.message_start,
+    "content-delta": cohere.content_delta,
+    "tool-call-start": cohere.tool_call_start,
+    "tool-call-delta": cohere.tool_call_delta,
+    "message-end": cohere.message_end,
     # any stream that ends in an error event
     "error": other.read_error_event,
 }

@@ -1,5 +1,6 @@
 """Google Gemini: ``generate_content`` (raw dicts without ``__type__``: ``candidates`` answers,
-``contents`` requests) and the stream events of the interactions API, whose requests have an
+``contents`` requests; the SDK's snake_case names, or the wire's camelCase in HTTP-level
+recordings) and the stream events of the interactions API, whose requests have an
 ``input`` read as the Responses API's (``openai_responses.read_request``)."""
 
 from __future__ import annotations
@@ -28,30 +29,43 @@ def _first_candidate(body: dict[str, Any], slots: Slots) -> tuple[str, Any, bool
             text = part.get("text")
             if type(text) is str and not part.get("thought"):
                 texts.append(text)
-            function_call = part.get("function_call")
+            function_call = part.get("function_call") or part.get("functionCall")
             if type(function_call) is dict:
                 has_tool = True
                 slot(slots, len(slots)).add(
                     function_call.get("id"), function_call.get("name"), function_call.get("args"), "function"
                 )
-    return "".join(texts), candidate.get("finish_reason"), has_tool
+    return "".join(texts), candidate.get("finish_reason") or candidate.get("finishReason"), has_tool
 
 
 def is_response(body: dict[str, Any]) -> bool:
     return "candidates" in body
 
 
+def _usage_metadata(body: dict[str, Any]) -> Any:
+    """``usage_metadata`` (the SDK's names), or the wire's ``usageMetadata`` in snake_case."""
+    usage = body.get("usage_metadata")
+    if usage is None and type(body.get("usageMetadata")) is dict:
+        usage = {_snake(k): v for k, v in body["usageMetadata"].items()}
+    return usage
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
 def read_response(body: dict[str, Any], call: Call, slots: Slots) -> None:
     call["text"], call["finish_reason"], _ = _first_candidate(body, slots)
-    set_usage(call, usage_of(body.get("usage_metadata")))
+    set_usage(call, usage_of(_usage_metadata(body)))
 
 
 def read_chunk(chunk: dict[str, Any], state: StreamState) -> ChunkInfo:
     text, finish_reason, has_tool = _first_candidate(chunk, state.slots)
-    if chunk.get("usage_metadata"):
-        state.usage = usage_of(chunk["usage_metadata"])
+    usage = _usage_metadata(chunk)
+    if usage:
+        state.usage = usage_of(usage)
     if state.call["response_model"] is None:
-        state.call["response_model"] = chunk.get("model_version")
+        state.call["response_model"] = chunk.get("model_version") or chunk.get("modelVersion")
     return text, None, finish_reason, has_tool
 
 
@@ -103,7 +117,7 @@ def read_request(body: dict[str, Any], messages: list[MessageRow], tools: list[T
             text = part.get("text")
             if type(text) is str:
                 texts.append(text)
-            function_call = part.get("function_call")
+            function_call = part.get("function_call") or part.get("functionCall")
             if type(function_call) is dict:
                 tools.append(
                     tool_row(
@@ -117,7 +131,7 @@ def read_request(body: dict[str, Any], messages: list[MessageRow], tools: list[T
                     )
                 )
                 n_calls += 1
-            function_response = part.get("function_response")
+            function_response = part.get("function_response") or part.get("functionResponse")
             if type(function_response) is dict:
                 output = json_text(function_response.get("response"))
                 texts.append(output)

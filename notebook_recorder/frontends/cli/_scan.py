@@ -132,6 +132,10 @@ def _scan_record(entry: Entry, record: dict[str, Any], trusted: frozenset[str]) 
             entry.kind = "other"
             entry.label = "/".join(str(request[k]) for k in ("provider", "api") if request.get(k)) or "?"
         entry.model = str(payload.get("model") or "") if isinstance(payload, Mapping) else ""
+    elif "payload" in request or ("status" in response and "content_type" in response):
+        entry.kind = "http"  # recorded at the HTTP level (llama-stack's raw files, or ours)
+        entry.label = parsed.label
+        entry.model = parsed.model
     else:
         entry.kind = "tool" if isinstance(parsed, ToolRequest) else call_kind(parsed.label)
         entry.label = parsed.label

@@ -21,7 +21,7 @@ from ...core._modes import Mode, valid_modes
 from ...core._recorder import Recorder
 
 SUBCOMMANDS = ("status", "off", "serve")
-NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore", "--normalize", "--dir-out", "--pace")
+NETWORK_FLAGS = ("--block-network", "--allow-host", "--ignore-host", "--ignore", "--normalize", "--dir-out", "--pace")
 CELL_FLAG = "--this-cell"  # hidden flag: the input transformer's way of saying "for this cell only"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -105,6 +105,14 @@ def apirec_magic(method: _F) -> _F:
             "address (blocked otherwise, as in pytest-recording)",
         ),
         _argument(
+            "--ignore-host",
+            action="append",
+            metavar="HOST",
+            help="HTTP requests to this host (a name, or name:port) are neither recorded nor replayed: a "
+            "local vector database, a telemetry endpoint; repeat it or separate hosts with commas. Adds "
+            "to pyproject.toml's [tool.notebook-recorder] ignore_hosts",
+        ),
+        _argument(
             "--ignore",
             action="append",
             metavar="PATH",
@@ -179,12 +187,12 @@ def usage(cell_magic: bool) -> str:
     if cell_magic:
         return (
             f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-            "[--ignore PATH] [--normalize PATTERN=REPLACEMENT]"
+            "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT]"
         )
     modes = ",".join([*valid_modes(), *SUBCOMMANDS])
     return (
         f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-        "[--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]; "
+        "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]; "
         "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]"
     )
 
@@ -257,7 +265,8 @@ def network_settings(args: argparse.Namespace, base: Recorder | None) -> dict[st
         raise UsageError("--allow-host only means something with --block-network")
     block = bool(args.block_network or (base is not None and base.block_network))
     hosts = [*(base.allow_hosts if base is not None else ()), *(args.allow_host or ())]
-    return {"block_network": block, "allow_hosts": [unquote(host) for host in hosts]}
+    ignored = [*(base.ignore_hosts if base is not None else ()), *(unquote(h) for h in args.ignore_host or ())]
+    return {"block_network": block, "allow_hosts": [unquote(host) for host in hosts], "ignore_hosts": ignored}
 
 
 def output_settings(args: argparse.Namespace, base: Recorder | None) -> dict[str, Any]:
@@ -304,7 +313,15 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     words = text.split()
     previous = words if text[-1:].isspace() else words[:-1]
     cell_magic = bool(words) and words[0].startswith("%%")
-    if previous and previous[-1] in ("--dir", "--dir-out", "--scope", "--allow-host", "--ignore", "--normalize"):
+    if previous and previous[-1] in (
+        "--dir",
+        "--dir-out",
+        "--scope",
+        "--allow-host",
+        "--ignore-host",
+        "--ignore",
+        "--normalize",
+    ):
         raise TryNext()
     if len(previous) <= 1:
         return valid_modes() if cell_magic else [*valid_modes(), *SUBCOMMANDS]
@@ -319,7 +336,8 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
         flags = []
     else:
         flags = ["--dir", "--scope", *NETWORK_FLAGS]
-    return [flag for flag in flags if flag not in previous or flag in ("--allow-host", "--ignore", "--normalize")]
+    repeatable = ("--allow-host", "--ignore-host", "--ignore", "--normalize")
+    return [flag for flag in flags if flag not in previous or flag in repeatable]
 
 
 def add_completer(shell: InteractiveShell) -> None:

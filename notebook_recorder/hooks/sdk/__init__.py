@@ -5,6 +5,8 @@ May import ``notebook_recorder.core`` and ``hooks._network``/``_placeholder``; n
 - ``openai_sdk`` and ``anthropic_sdk``: the Stainless SDKs, through the shared hook
   ``_stainless`` (with ``_call``, ``_describe``, ``_decode``, ``_rawtap``; every private SDK
   member in ``_compat``). A third Stainless SDK is a short module of the same kind.
+- ``..http``: the HTTP libraries (httpx, httpx2, requests, aiohttp), for every request that no SDK
+  hook handles; installed from here, at once or after their import, as the optional SDKs are.
 
 :func:`install` patches openai (a dependency) and anthropic when it is installed *and* used: at
 once when it is already imported, else right after its import (a post-import hook), so that
@@ -23,8 +25,18 @@ from typing import Any
 
 from ...core._modes import Mode
 
-# Optional Stainless SDKs: package -> the hook module that patches it.
-OPTIONAL = {"anthropic": "anthropic_sdk"}
+# Optional packages: package -> the hook module that patches it (Stainless SDKs, then the HTTP
+# libraries: every request no SDK hook handles is recorded at the HTTP level).
+OPTIONAL = {
+    "anthropic": "anthropic_sdk",
+    "groq": "groq_sdk",
+    "together": "together_sdk",
+    "llama_stack_client": "llama_stack_client_sdk",
+    "httpx": "..http.httpx",
+    "httpx2": "..http.httpx2",
+    "requests": "..http.requests",
+    "aiohttp": "..http.aiohttp",
+}
 
 _lock = threading.Lock()
 _mode: list[Mode | None] = [None]  # the mode of the last install, for SDKs imported later
@@ -58,7 +70,8 @@ def uninstall() -> None:
 
 
 def _hook(name: str) -> Any:
-    return importlib.import_module(f"{__name__}.{name}")
+    """The hook module ``name``, relative to this package (``..http.httpx`` is an HTTP hook)."""
+    return importlib.import_module(name if name.startswith("..") else f".{name}", __name__)
 
 
 def _imported(package: str) -> None:

@@ -26,6 +26,7 @@ from ...core._keys import InferenceRequest
 from ...core._recorder import Action, exception_response
 from ...core._secrets import scrub_url, sent_request_secrets
 from ...core._types import allowed_type
+from .._above import above
 from .._network import sdk_network
 from .._placeholder import REPLAY_KEY_PLACEHOLDER
 from . import _compat, _decode, _rawtap
@@ -104,7 +105,11 @@ class SdkCall:
             )
         if placeholder:
             return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
-        if all(key is None for key in keys) and not _compat.authenticates_otherwise(self.sdk, self.client):
+        if (
+            self.sdk.needs_key  # llama-stack's own server runs without a key
+            and all(key is None for key in keys)
+            and not _compat.authenticates_otherwise(self.sdk, self.client)
+        ):
             if not self.secrets():
                 return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
         return None
@@ -119,7 +124,7 @@ class SdkCall:
         token = self._current.set(weakref.ref(self)) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network(collect=tape.add_secrets if tape is not None else None):
+            with sdk_network(collect=tape.add_secrets if tape is not None else None), above():
                 return self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.sent_stream_cls
                 )
@@ -131,7 +136,7 @@ class SdkCall:
         token = self._current.set(weakref.ref(self)) if tape is not None else None
         self.tape = tape
         try:
-            with sdk_network(collect=tape.add_secrets if tape is not None else None):
+            with sdk_network(collect=tape.add_secrets if tape is not None else None), above():
                 return await self._original(
                     self.client, self.cast_to, options, stream=self.streamed, stream_cls=self.sent_stream_cls
                 )

@@ -51,6 +51,8 @@ class StainlessSdk:
     auth_attributes: tuple[str, ...] = ("api_key",)
     """Client attributes holding its credentials: a call with none of them set (or with the
     replay placeholder) cannot go live, so it is a missing recording."""
+    needs_key: bool = True
+    """Whether a call needs a key to go live (llama-stack's own server runs without one)."""
     raw_response_classes: tuple[str, ...] = ("_response.BaseAPIResponse",)
     """The SDK's raw response wrappers (``with_raw_response``): ``cast_to`` is their type argument."""
     key_clients: tuple[str, ...] = ()
@@ -293,8 +295,21 @@ def set_request_id(value: Any, request: str | None) -> None:
 
 
 def sse_stream(stream_cls: Any, chunk_type: Any, http: Any, client: Any, options: Any) -> Any:
-    """The SDK's own stream class over an HTTP response."""
-    return stream_cls(cast_to=chunk_type, response=http, client=client, options=options)
+    """The SDK's own stream class over an HTTP response (older generations take no ``options``)."""
+    if _takes_options(stream_cls):
+        return stream_cls(cast_to=chunk_type, response=http, client=client, options=options)
+    return stream_cls(cast_to=chunk_type, response=http, client=client)
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_options(stream_cls: Any) -> bool:
+    import inspect
+
+    init = getattr(getattr(stream_cls, "__origin__", stream_cls), "__init__", None)
+    try:
+        return "options" in inspect.signature(init).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
 
 
 def files_of(options: Any) -> Iterable[Any] | Mapping[str, Any] | None:
