@@ -49,11 +49,15 @@ class SdkCall:
         stream_cls: Any,
         original: Callable[..., Any],
         current: contextvars.ContextVar[weakref.ref[SdkCall] | None],
+        given: Any = None,
     ) -> None:
         self.sdk = sdk
         self.client = client
         self.cast_to = cast_to
         self.options = options
+        # The options as the SDK's resource method built them, before the client prepared them:
+        # the key's body is read from these (see describe()).
+        self.given = given if given is not None else options
         self.streamed = stream
         self.sent_stream_cls = stream_cls  # handed to the SDK as the caller gave it
         self.stream_cls: Any = stream_cls or _compat.default_stream_cls(client)
@@ -80,7 +84,11 @@ class SdkCall:
     # -- the exchange: describing ------------------------------------------------------------
 
     def describe(self) -> InferenceRequest:
-        self.request = describe(self.sdk, self.client, self.options)
+        """The request: its URL and method as the SDK prepared them, its body (and so its key) as
+        the resource method built it. A client's preparation serializes SDK objects in the body
+        (``response.content`` passed back as a message) without their unset fields; keying that
+        would change the key of every such call recorded before, and they must keep replaying."""
+        self.request = describe(self.sdk, self.client, self.options, body_options=self.given)
         return self.request
 
     def secrets(self) -> tuple[str, ...]:

@@ -21,14 +21,16 @@ from . import _compat
 from ._compat import StainlessSdk
 
 
-def describe(sdk: StainlessSdk, client: Any, options: Any) -> InferenceRequest:
-    """The canonical request for an SDK call: method, endpoint, JSON body (or query), model."""
+def describe(sdk: StainlessSdk, client: Any, options: Any, body_options: Any = None) -> InferenceRequest:
+    """The canonical request for an SDK call: method, endpoint, JSON body (or query), model.
+    The body (JSON or query) is read from ``body_options`` when given."""
     url = _url(sdk, client, options.url)
-    body: Any = options.json_data
-    if isinstance(body, dict) and options.extra_json:
-        body = {**body, **options.extra_json}
+    source = options if body_options is None else body_options
+    body: Any = source.json_data
+    if isinstance(body, dict) and source.extra_json:
+        body = {**body, **source.extra_json}
     if body is None and options.method.lower() == "get":
-        body = dict(options.params) if options.params else {}
+        body = dict(source.params) if source.params else {}
     body = scrub(jsonable(body if body is not None else {}, sdk))
     files = _compat.files_of(options)
     if files and isinstance(body, dict):

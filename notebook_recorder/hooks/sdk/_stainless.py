@@ -117,8 +117,10 @@ def _sync_request(sdk: StainlessSdk) -> Callable[..., Any]:
             return original(sdk, cls, "request")(self, cast_to, options, stream=stream, stream_cls=stream_cls)
         # The request is read as the SDK prepares it (its own errors, a circular body's, are raised
         # here as they are without the hook); preparing it again in the SDK changes nothing.
-        options = _compat.prepared_options(self, options)
-        call = SdkCall(sdk, self, cast_to, options, stream, stream_cls, original(sdk, cls, "request"), _recording)
+        prepared = _compat.prepared_options(self, options)
+        call = SdkCall(
+            sdk, self, cast_to, prepared, stream, stream_cls, original(sdk, cls, "request"), _recording, options
+        )
         return run(recorder, call)
 
     return request
@@ -131,8 +133,10 @@ def _async_request(sdk: StainlessSdk) -> Callable[..., Any]:
         recorder = active()
         if recorder is None:
             return await original(sdk, cls, "request")(self, cast_to, options, stream=stream, stream_cls=stream_cls)
-        options = await _compat.aprepared_options(self, options)
-        call = SdkCall(sdk, self, cast_to, options, stream, stream_cls, original(sdk, cls, "request"), _recording)
+        prepared = await _compat.aprepared_options(self, options)
+        call = SdkCall(
+            sdk, self, cast_to, prepared, stream, stream_cls, original(sdk, cls, "request"), _recording, options
+        )
         return await arun(recorder, call)
 
     return request
