@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ...core._modes import valid_modes
 from ._common import PROG, CommandLineError
@@ -71,6 +72,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ..serve._server import run_forever
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise CommandLineError(str(exc)) from None
+    if args.mode == "replay" and args.dir is not None and not Path(args.dir).is_dir():
+        # In a notebook a missing directory is one with nothing recorded yet, each call explained;
+        # a server that could only ever answer 404 is a mistyped --dir.
+        raise CommandLineError(f"--dir {args.dir} does not exist: a replay server would have nothing to serve")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *rest: print(f"{PROG} serve: warning: {message}", file=sys.stderr)
