@@ -29,9 +29,9 @@ from ...core._modes import Mode
 # libraries: every request no SDK hook handles is recorded at the HTTP level).
 OPTIONAL = {
     "anthropic": "anthropic_sdk",
-    "groq": "groq_sdk",
-    "together": "together_sdk",
-    "llama_stack_client": "llama_stack_client_sdk",
+    "groq": "stainless_family:groq",
+    "together": "stainless_family:together",
+    "llama_stack_client": "stainless_family:llama_stack_client",
     "httpx": "..http.httpx",
     "httpx2": "..http.httpx2",
     "requests": "..http.requests",
@@ -70,8 +70,11 @@ def uninstall() -> None:
 
 
 def _hook(name: str) -> Any:
-    """The hook module ``name``, relative to this package (``..http.httpx`` is an HTTP hook)."""
-    return importlib.import_module(name if name.startswith("..") else f".{name}", __name__)
+    """The hook ``name``: a module relative to this package (``..http.httpx`` is an HTTP hook),
+    or ``module:attribute`` for one of several hooks in a module (``stainless_family:groq``)."""
+    module, _, attribute = name.partition(":")
+    found = importlib.import_module(module if module.startswith("..") else f".{module}", __name__)
+    return getattr(found, attribute) if attribute else found
 
 
 def _imported(package: str) -> None:

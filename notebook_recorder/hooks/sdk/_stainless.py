@@ -96,6 +96,26 @@ def is_installed(sdk: StainlessSdk) -> bool:
     return sdk.package in _originals
 
 
+class Hook:
+    """One SDK's hook as the registry (``hooks.sdk``) calls it: ``install``, ``uninstall`` and
+    ``is_installed`` of the shared hook, for the SDK that ``sdk`` describes."""
+
+    def __init__(self, sdk: StainlessSdk) -> None:
+        self.sdk = sdk
+
+    def install(self, mode: Mode | None = None) -> None:
+        """Patch the SDK's base clients (idempotent)."""
+        install(self.sdk, mode)
+
+    def uninstall(self) -> None:
+        """Restore the SDK's own methods and drop the placeholder key, if we set it."""
+        uninstall(self.sdk)
+
+    def is_installed(self) -> bool:
+        """Whether the SDK is currently patched."""
+        return is_installed(self.sdk)
+
+
 def original(sdk: StainlessSdk, cls: type, name: str) -> Callable[..., Any]:
     """The SDK's own method. The patch may be removed while a call is in flight: then the
     class's own method is the original again."""
