@@ -105,10 +105,13 @@ def read_manifest(out: Path) -> dict[str, Entry] | None:
     if not isinstance(files, dict):
         return None
     out_files: dict[str, Entry] = {}
-    for path, entry in files.items():
-        if not (isinstance(entry, list) and len(entry) == 3 and all(type(v) is int for v in entry)):
+    for path, entry in files.items():  # one entry per file: kept tight
+        if type(entry) is not list or len(entry) != 3:
             return None
-        out_files[path] = (entry[0], entry[1], entry[2])
+        size, mtime, batch = entry
+        if type(size) is not int or type(mtime) is not int or type(batch) is not int:
+            return None
+        out_files[path] = (size, mtime, batch)
     return out_files
 
 
@@ -271,8 +274,9 @@ def _digest(value: Any) -> bytes:
     return hashlib.blake2b(orjson.dumps(value), digest_size=16).digest()
 
 
-def _match_key(test_id: Any, call_id: Any) -> str:
-    return orjson.dumps([test_id, call_id]).decode()
+def _match_key(test_id: Any, call_id: Any) -> bytes:
+    """(test_id, call_id) as 16 bytes: what the index stores and compares."""
+    return hashlib.blake2b(orjson.dumps([test_id, call_id]), digest_size=16).digest()
 
 
 def _index_schema() -> Any:
@@ -284,7 +288,7 @@ def _index_schema() -> Any:
             ("pos", pa.int64()),
             ("path", pa.string()),
             ("row", pa.int64()),
-            ("key", pa.string()),
+            ("key", pa.binary(16)),
             ("give", pa.bool_()),
             ("digest", pa.binary(16)),
         ]
@@ -319,7 +323,7 @@ def _read_index(out: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
     return table.replace_schema_metadata(None), parts
 
 
-def _index_rows(table: Any, name: str) -> tuple[Any, set[str]]:
+def _index_rows(table: Any, name: str) -> tuple[Any, set[bytes]]:
     """The index rows of the raw part ``name`` (its table), and the match keys of its rows."""
     import pyarrow as pa
     import pyarrow.compute as pc  # type: ignore[import-untyped]
@@ -340,9 +344,9 @@ def _index_rows(table: Any, name: str) -> tuple[Any, set[str]]:
         {
             "part": pa.array([name] * len(keys), pa.string()),
             "pos": taken,
-            "path": table["path"].take(taken).cast(pa.string()),
+            "path": pc.if_else(give.take(taken), table["path"].take(taken).cast(pa.string()), None),  # gives' only
             "row": table[_ROW].take(taken).cast(pa.int64()),
-            "key": pa.array(keys, pa.string()),
+            "key": pa.array(keys, pa.binary(16)),
             "give": pa.array(gives, pa.bool_()),
             "digest": pa.array(digests, pa.binary(16)),
         },
@@ -377,7 +381,7 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> 
     index, known = _read_index(out)
     stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written}
     stale |= set(known) - set(on_disk)
-    keys: set[str] = set()  # whose winning output may change, or whose wants are all filled anew
+    keys: set[bytes] = set()  # whose winning output may change, or whose wants are all filled anew
     if stale:
         gone = pc.is_in(index["part"], value_set=pa.array(sorted(stale), pa.string()))
         keys.update(index.filter(gone)["key"].to_pylist())
@@ -389,10 +393,10 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> 
             pieces.append(rows)
             keys |= part_keys
         index = pa.concat_tables(pieces)
-    selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.string()))
+    selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
     rest, need = index.filter(pc.invert(selected)), index.filter(selected)
     # the winner of each key: its last output, in file order
-    winners: dict[str, tuple[tuple[int, int], str, int, bytes]] = {}
+    winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
     for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
         if give:
@@ -558,6 +562,7 @@ def export(
     started = time.perf_counter()
     out = Path(to)
     manifest = read_manifest(out)
+    fresh = manifest is None
     if manifest is None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             if not is_dataset(out) and not _manifest_path(out).exists():
@@ -612,7 +617,8 @@ def export(
         bar.close()
     if changed or removed or not (out / "tool_calls").exists():
         _rebuild_tool_calls(out, order, touched)
-    _write_manifest(out, manifest)
+    if changed or removed or fresh:
+        _write_manifest(out, manifest)
     return ExportResult(out, len(manifest), len(changed), len(removed), errors, time.perf_counter() - started)
 
 
