@@ -13,10 +13,11 @@ time).
 1. **Export** of N files with ``nr.export`` (both cores) against ``nr.load_recordings`` of the same
    files (one process plus its helper), each from a cold process: files per second.
 2. **Peak RSS of the export**: bounded by the batch size, whatever N (goal: under 1 GB).
-3. **Incremental re-export** after adding 1% more files: time against the full export (goal: < 5%),
+3. **Incremental re-export** after adding 1% more files (median of three rounds): time against the
+   full export (goal: < 5%),
    both timed after pandas and pyarrow are imported (as in a notebook that uses the frames; the
    import, a fixed cost of about half a second, is reported apart), and a re-export with nothing
-   changed (one ``stat`` per file, the manifest read and written).
+   changed (one ``stat`` per file and the manifest read), and one after deleting them again.
 4. **DuckDB aggregate** (``select model, sum(total_tokens) ... group by 1`` over ``calls``) against
    the same aggregate in pandas after ``load_recordings`` of the recordings.
 5. **Replay at N files**: the first replayed call in a fresh process, N recordings against 10
@@ -45,6 +46,12 @@ GOAL_RSS_MB = 1024
 GOAL_INCREMENTAL = 0.05
 GOAL_FIRST_REPLAY = 1.25
 GOAL_BYTES_PER_FILE = 1024
+INCREMENTAL_ROUNDS = 3
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median ``seconds``."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
 def _in_fresh_process(code: str) -> dict[str, Any]:
@@ -102,29 +109,33 @@ def export_rows(n: int, where: Path | None = None) -> dict[str, Any]:
             "totals = df.groupby('model', observed=True)['total_tokens'].sum()\n"
             "result['groupby_seconds'] = time.perf_counter() - t\n"
         )
-        # +1%: new, distinct files in a new folder
+        # +1%: new, distinct files in a new folder (median of INCREMENTAL_ROUNDS rounds)
         import orjson
 
         fixtures = sorted((ROOT / "tests" / "fixtures" / "llama-stack").rglob("*.json"))
         originals = [orjson.loads(p.read_bytes()) for p in fixtures]
         extra = src / "zz-added"
-        extra.mkdir(exist_ok=True)
         added = max(1, n // 100)
-        for i in range(added):
-            body = orjson.dumps(_vary(originals[i % len(originals)], 10_000 + i), option=orjson.OPT_INDENT_2)
-            (extra / f"added-{i}.json").write_bytes(body)
-            hour_ago = time.time() - 3600  # not "racy" (just written): the next export need not read it again
-            os.utime(extra / f"added-{i}.json", (hour_ago, hour_ago))
         again = (
             "import notebook_recorder as nr\n" + _IMPORTS + "t = time.perf_counter()\n"
             f"r = nr.export({str(src)!r}, to={str(out)!r}, progress=False)\n"
-            "result['seconds'] = time.perf_counter() - t; result['read'] = r.read\n"
+            "result['seconds'] = time.perf_counter() - t; result['read'] = r.read; result['removed'] = r.removed\n"
         )
-        try:
-            incremental = _in_fresh_process(again)
-            unchanged = _in_fresh_process(again)
-        finally:
-            shutil.rmtree(extra)
+        rounds: dict[str, list[dict[str, Any]]] = {"incremental": [], "unchanged": [], "deleted": []}
+        for _ in range(INCREMENTAL_ROUNDS):  # add 1%, export, export again, delete them, export
+            extra.mkdir()
+            try:
+                for i in range(added):
+                    body = orjson.dumps(_vary(originals[i % len(originals)], 10_000 + i), option=orjson.OPT_INDENT_2)
+                    (extra / f"added-{i}.json").write_bytes(body)
+                    hour_ago = time.time() - 3600  # not "racy" (just written): read once, not again
+                    os.utime(extra / f"added-{i}.json", (hour_ago, hour_ago))
+                rounds["incremental"].append(_in_fresh_process(again))
+                rounds["unchanged"].append(_in_fresh_process(again))
+            finally:
+                shutil.rmtree(extra)
+            rounds["deleted"].append(_in_fresh_process(again))
+        incremental, unchanged, deleted = (_median_run(rounds[k]) for k in ("incremental", "unchanged", "deleted"))
         duck = _in_fresh_process(
             "import notebook_recorder as nr\n"
             "t = time.perf_counter()\n"
@@ -146,6 +157,7 @@ def export_rows(n: int, where: Path | None = None) -> dict[str, Any]:
             "load": load,
             "incremental": incremental,
             "unchanged": unchanged,
+            "deleted": deleted,
             "added": added,
             "duckdb": duck,
             "pandas_slice": sliced,
@@ -284,6 +296,13 @@ def _export_table(e: dict[str, Any], row: Row) -> None:
     row(
         "  re-export with nothing changed",
         f"{same['seconds']:.2f} s = {same['seconds'] / ex['seconds']:.1%} ({same['read']:,} files read)",
+        "",
+        None,
+    )
+    gone = e["deleted"]
+    row(
+        "  re-export after deleting them again",
+        f"{gone['seconds']:.2f} s = {gone['seconds'] / ex['seconds']:.1%} ({gone['removed']:,} files removed)",
         "",
         None,
     )

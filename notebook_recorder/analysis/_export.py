@@ -443,7 +443,7 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> 
     index = pa.concat_tables([rest, need]).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     (out / STATE).mkdir(exist_ok=True)
     tmp = out / STATE / f".{_INDEX}.{os.getpid()}.tmp"
-    feather.write_feather(index, tmp, compression="lz4")
+    feather.write_feather(index, tmp, compression="uncompressed")  # read and written in milliseconds
     os.replace(tmp, out / STATE / _INDEX)
     (out / STATE / "tool_fills.json").unlink(missing_ok=True)  # what an earlier version kept
 
