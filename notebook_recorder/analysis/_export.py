@@ -360,6 +360,17 @@ def _raw_name(part: Path) -> str:
 
 
 def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> None:
+    """See :func:`_update_tool_calls`; when the index leads it astray (a position or part that is
+    not there: an index that is not this dataset's), the index is dropped and every part rebuilt."""
+    import pyarrow as pa
+
+    try:
+        _update_tool_calls(out, order, touched, trust_index=True)
+    except (IndexError, FileNotFoundError, pa.ArrowException):
+        _update_tool_calls(out, order, touched, trust_index=False)
+
+
+def _update_tool_calls(out: Path, order: dict[str, int], touched: set[str], *, trust_index: bool) -> None:
     """Bring ``out/tool_calls/`` up to date from the raw parts: a call the model asked for gets
     the output that a request of the same test carried (the last one, in file order), as
     :func:`tool_calls` does. Only the raw parts that changed (``touched``, or whose size or time
@@ -378,7 +389,7 @@ def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> 
         st = part.stat()
         on_disk[_raw_name(part)] = (st.st_size, st.st_mtime_ns)
     written = {_raw_name(p) for p in target.glob("day=*/part-*.parquet")}
-    index, known = _read_index(out)
+    index, known = _read_index(out) if trust_index else (_index_schema().empty_table(), {})
     stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written}
     stale |= set(known) - set(on_disk)
     keys: set[bytes] = set()  # whose winning output may change, or whose wants are all filled anew

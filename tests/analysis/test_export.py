@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -332,6 +334,15 @@ def test_a_damaged_tool_index_is_rebuilt(tmp_path: Path) -> None:
         nr.export(src, to=ds, progress=False)
         assert _outputs(ds) == {"a-ask.json": damage.decode() or "empty"}
         _assert_same(ds, src)
+    # an index that is readable but not this dataset's: positions that are not there
+    (src / "b-give.json").unlink()
+    nr.export(src, to=ds, progress=False)
+    table = feather.read_table(index)
+    table = table.set_column(table.schema.get_field_index("pos"), "pos", pa.array([10_000] * table.num_rows))
+    feather.write_feather(table, index, compression="uncompressed")
+    _write(src / "b-give.json", _tool_file("t1", "call_1", "rebuilt"))
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds) == {"a-ask.json": "rebuilt"}
     # a raw part changed behind the index's back (an export that stopped half way) is read again
     raw = next((ds / _export.STATE / _export._RAW_TOOLS).glob("day=*/part-000000.parquet"))
     part = ds / "tool_calls" / raw.parent.name / raw.name
