@@ -53,6 +53,8 @@ BATCH_FILES = 2000
 BATCH_BYTES = 96 << 20
 #: Exports of fewer files than this are done in this process, without workers.
 PARALLEL_MIN_FILES = 1000
+#: A worker process reads this many batches at most, then a fresh one takes over.
+TASKS_PER_WORKER = 8
 #: Set to ``0`` to export in this process only.
 ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
 _META_KEY = b"notebook_recorder"
@@ -640,13 +642,17 @@ def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: a fresh interpreter, whatever threads this process runs (a kernel, a server);
-        # each worker holds one batch at a time.
-        with ProcessPoolExecutor(
-            min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=8
-        ) as pool:
-            futures = [pool.submit(export_batch, *task) for task in tasks]
-            for future in as_completed(futures):
-                yield future.result()
+        # each worker holds one batch at a time, and a fresh pool takes over every
+        # TASKS_PER_WORKER batches a worker (what a long-lived worker's memory keeps stays
+        # bounded). Not max_tasks_per_child: on Python 3.11 the pool hangs once its first workers
+        # retire, every task having been submitted.
+        per_pool = workers * TASKS_PER_WORKER
+        for start in range(0, len(tasks), per_pool):
+            group = tasks[start : start + per_pool]
+            with ProcessPoolExecutor(min(workers, len(group)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(export_batch, *task) for task in group]
+                for future in as_completed(futures):
+                    yield future.result()
         return
     for task in tasks:
         yield export_batch(*task)
