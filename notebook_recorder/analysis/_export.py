@@ -257,10 +257,10 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
 
 # --- matching tool outputs across batches -----------------------------------------------------
 #
-# ``OUT/_state/tool_index.parquet`` lists every row of the raw parts that gives an output (a
+# ``OUT/_state/tool_index.arrow`` lists every row of the raw parts that gives an output (a
 # request carrying a tool's result) or wants one (a call the model asked for, without output):
-# its part and position, its file and row (the order that decides which output wins), its match
-# key (test_id, call_id) and a digest: of the output it gives, or of the output it was given in
+# its part and position, its file and row (for an output: the order that decides which one wins),
+# a digest of its match key (test_id, call_id) and a digest: of the output it gives, or of the output it was given in
 # ``OUT/tool_calls/``. Its metadata holds each raw part's size and modification time when it was
 # indexed. An export reads only the raw parts that changed (or that the index does not know), and
 # writes only the ``tool_calls`` parts whose outputs change: matching costs what the change costs,
@@ -269,7 +269,6 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
 _INDEX = "tool_index.arrow"  # Arrow IPC (Feather): read in milliseconds
 _INDEX_VERSION = 1
 _INDEX_COLUMNS = ("part", "pos", "path", "row", "key", "give", "digest")
-_NO_OUTPUT = b"null"  # what a want with no matching output is given
 
 
 def _digest(value: Any) -> bytes:
