@@ -57,14 +57,20 @@ _INSTALLED = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.s
 class Opener(NamedTuple):
     """Who made a request or opened a connection (see the module docstring)."""
 
-    origin: str | None
-    """``file:line`` of the user's code (or of the library, when no user frame is on the stack)."""
+    filename: str | None
+    """The file of the user's code (or of the library, when no user frame is on the stack)."""
+    line: int
     module: str
     """The top-level module of the frame ``origin`` names (``__main__``, ``tornado``...)."""
     library: str
     """The installed package that made the request, as its distribution (``google-genai``), or ``""``."""
     http: str
     """The HTTP library it went through (``httpx2``, ``requests``, ``urllib``...), or ``""``."""
+
+    @property
+    def origin(self) -> str | None:
+        """``file:line`` of the user's code (or of the library, when no user frame is on the stack)."""
+        return f"{display_path(self.filename)}:{self.line}" if self.filename else None
 
     @property
     def client(self) -> str | None:
@@ -85,7 +91,7 @@ class Opener(NamedTuple):
 def find(frame: FrameType | None) -> Opener:
     """The :class:`Opener` of the call in progress, walking out from ``frame``."""
     http = library = ""
-    first: tuple[str, str] | None = None  # the first library frame: the origin when no user frame
+    first: tuple[str, int, str] | None = None  # the first library frame: the origin when no user frame
     while frame is not None:
         name = str(frame.f_globals.get("__name__") or "")
         top = name.partition(".")[0]
@@ -102,12 +108,13 @@ def find(frame: FrameType | None) -> Opener:
             if not library:
                 library = library_name(name)
             if first is None:
-                first = (f"{display_path(filename)}:{frame.f_lineno}", top)
+                first = (filename, frame.f_lineno, top)
         else:
-            return Opener(f"{display_path(filename)}:{frame.f_lineno}", top, library, http)
+            return Opener(filename, frame.f_lineno, top, library, http)
         frame = frame.f_back
-    origin, module = first if first is not None else (None, "")
-    return Opener(origin, module, library, http)
+    if first is None:
+        return Opener(None, 0, "", library, http)
+    return Opener(first[0], first[1], first[2], library, http)
 
 
 def caller(depth: int = 1) -> Opener:
