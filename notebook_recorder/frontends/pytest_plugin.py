@@ -84,8 +84,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--apirec-block-network",
         action="store_true",
         default=False,
-        help="in marked tests, a network connection that bypasses the openai SDK and @nr.tool (a framework's "
-        "own HTTP client) raises NetworkBlockedError before anything is sent",
+        help="in marked tests, a network connection that no hook records (a raw socket, a C library, an "
+        "ignored host) raises NetworkBlockedError before anything is sent",
     )
     group.addoption(
         "--apirec-allow-host",

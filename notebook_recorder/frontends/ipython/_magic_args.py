@@ -91,8 +91,8 @@ def apirec_magic(method: _F) -> _F:
         _argument(
             "--block-network",
             action="store_true",
-            help="a network connection that bypasses the openai SDK and @nr.tool (a framework's own HTTP "
-            "client) raises NetworkBlockedError before any byte is sent; without this flag it is only "
+            help="a network connection that no hook records (a raw socket, a C library, an ignored host) "
+            "raises NetworkBlockedError before any byte is sent; without this flag it is only "
             "reported (cell note, status). A %%%%apirec cell inside a blocking session blocks too; "
             "%%apirec MODE without the flag stops blocking",
         ),

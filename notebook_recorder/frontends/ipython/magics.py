@@ -126,7 +126,8 @@ class ApiRecMagics(Magics):
         Without --dir the directory in use is kept; the first one is recordings/<notebook
         stem>/ beside the notebook when the kernel can tell which notebook it runs, else
         ./recordings/. A note after each cell says what was replayed or recorded, and which
-        network connections bypassed the openai SDK (not recorded, so they would not replay);
+        network connections no hook recorded (so they would not replay), and which library
+        opened each (google-genai via httpx2);
         turn it off with %config ApiRecMagics.quiet = True. The notes, the state and the status
         table are tagged in their output metadata, so `notebook-recorder run --check` does not
         compare them. A trailing # comment is ignored (a # inside quotes is kept). The line is
