@@ -158,7 +158,8 @@ class ApiRecMagics(Magics):
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
         elif args.mode == "serve":
-            flags.reject(args, *NETWORK_FLAGS, "--clear", command="%apirec serve")
+            serve_rejects = [flag for flag in NETWORK_FLAGS if flag != "--pace"]
+            flags.reject(args, *serve_rejects, "--clear", command="%apirec serve")
             self._serve(args)
         elif args.mode == "off":
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
@@ -216,6 +217,7 @@ class ApiRecMagics(Magics):
         base = _session.session()
         args.mode = mode
         _, directory, scope = flags.recorder_settings(args, base, self._default_dir)
+        pace = flags.output_settings(args, base)["pace"]  # the session's, unless --pace is given
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -224,10 +226,11 @@ class ApiRecMagics(Magics):
                 from ..serve._server import serve
             except ImportError as exc:
                 raise UsageError(str(exc)) from None
-            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope)
+            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope, pace=pace)
         server = self._server
+        paced = f" (streams at pace {server.pace:g})" if server.pace is not None else ""
         self._show(
-            f"{NOTE_PREFIX}serving {server.mode} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
+            f"{NOTE_PREFIX}serving {server.mode}{paced} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
             "OPENAI_BASE_URL and ANTHROPIC_BASE_URL point subprocesses at it (%apirec serve off stops it)"
         )
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ...core import _pace
 from ...core._engine import Tape
 from ...core._errors import RecordingNotFoundError
 from ...core._modes import Mode
@@ -93,6 +94,7 @@ class ServeApp:
         upstream: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        pace: float | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         try:
@@ -101,10 +103,11 @@ class ServeApp:
             import uvicorn  # noqa: F401
         except ImportError:
             raise _missing_extra() from None
-        self.recorder = Recorder(mode, dir, scope)
+        self.recorder = Recorder(mode, dir, scope, pace=pace)
         """The recorder of requests without a session header (one count for the server's run)."""
         self._sessions: dict[str, Recorder] = {}
         self._args = (mode, dir, scope)
+        self._pace = self.recorder.requested_pace
         self.upstream = upstream.rstrip("/") if upstream else None
         self.max_body = int(max_body)
         self.body_timeout = float(body_timeout)
@@ -123,7 +126,7 @@ class ServeApp:
         if recorder is None:
             if len(self._sessions) >= MAX_SESSIONS:  # the oldest session's counts are forgotten
                 del self._sessions[next(iter(self._sessions))]
-            recorder = self._sessions[session] = Recorder(*self._args)
+            recorder = self._sessions[session] = Recorder(*self._args, pace=self._pace)
         return recorder
 
     # -- the application ------------------------------------------------------------------------
@@ -221,9 +224,14 @@ class ServeApp:
         error = None
         if response.get("is_exception"):
             error = str((response.get("exception_data") or {}).get("type") or "error")
+        due = None
+        pace = decision.recorder.pace
+        if reply.events is not None and pace is not None:
+            due = _pace.schedule(response, pace, decision.found.path)
         tape.end("replayed", streamed=reply.events is not None, error=error)
-        self._note(f"replayed {summary} <- {decision.found.path.name}")
-        return _response(reply)
+        paced = "" if due is None else f" at pace {pace:g}"
+        self._note(f"replayed {summary} <- {decision.found.path.name}{paced}")
+        return _response(reply, due)
 
     async def _forward(
         self, api: Api, tape: Tape, method: str, endpoint: str, url: str, headers: list[tuple[str, str]], raw: bytes
@@ -285,7 +293,9 @@ class ServeApp:
             self.log(text)
 
 
-def _response(reply: Answer) -> Any:
+def _response(reply: Answer, due: list[float] | None = None) -> Any:
+    """The starlette response for an answer; its SSE events ``due[i]`` seconds after the first
+    when replayed at a pace (:mod:`notebook_recorder.core._pace`), else at once."""
     from starlette.responses import Response, StreamingResponse
 
     if reply.events is None:
@@ -296,7 +306,8 @@ def _response(reply: Answer) -> Any:
         for event in events:
             yield event
 
-    return StreamingResponse(each(), status_code=reply.status, headers=reply.headers)
+    body = each() if due is None else _pace.apaced(each(), due)
+    return StreamingResponse(body, status_code=reply.status, headers=reply.headers)
 
 
 class _Relay:
@@ -456,7 +467,10 @@ class serve:
     construct (it is never forwarded). ``upstream`` is where ``record``/``live`` forward
     (default: OpenAI's or Anthropic's API, by the request). ``scope`` enters every key as
     ``test_id``. Clients that send ``X-Apirec-Session: NAME`` get their own occurrence counts.
-    Listening on another address than loopback needs ``host=`` and warns.
+    ``pace`` replays streams at their recorded pace, ``pace`` times as fast (``1.0``: as
+    recorded; ``None``, the default: at once), as ``nr.recording(..., pace=...)`` does in
+    process; ``APIREC_PACE`` overrides it. Listening on another address than loopback needs
+    ``host=`` and warns.
     """
 
     def __init__(
@@ -469,9 +483,10 @@ class serve:
         upstream: str | None = None,
         scope: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        pace: float | None = None,
         set_env: bool = True,
     ) -> None:
-        self.app = ServeApp(mode, dir, scope=scope, upstream=upstream, max_body=max_body)
+        self.app = ServeApp(mode, dir, scope=scope, upstream=upstream, max_body=max_body, pace=pace)
         self._server = uvicorn_server(self.app)
         self._socket = bind(host, port)
         self.url: str = url_of(self._socket)
@@ -506,6 +521,11 @@ class serve:
     def dir(self) -> Path:
         """The recordings directory in force."""
         return self.app.recorder.dir
+
+    @property
+    def pace(self) -> float | None:
+        """The replay pace in force (``APIREC_PACE`` overrides the one asked for; ``None``: at once)."""
+        return self.app.recorder.pace
 
     @property
     def running(self) -> bool:
@@ -556,6 +576,8 @@ class serve:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
+        if self.pace is not None:
+            state += f", pace {self.pace:g}"
         return f"<notebook_recorder.serve {self.mode.value} {str(self.dir)!r} at {self.url} ({state})>"
 
 
@@ -569,10 +591,11 @@ def run_forever(
     scope: str | None,
     max_body: int,
     quiet: bool,
+    pace: float | None = None,
 ) -> Iterator[str]:
     """The command line's server: yields its URL once listening, then serves until interrupted."""
     log = None if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    app = ServeApp(mode, dir, scope=scope, upstream=upstream, max_body=max_body, log=log)
+    app = ServeApp(mode, dir, scope=scope, upstream=upstream, max_body=max_body, pace=pace, log=log)
     server = uvicorn_server(app)
     sock = bind(host, port)
     try:
