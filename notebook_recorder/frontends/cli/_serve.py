@@ -118,6 +118,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"{PROG} serve: {args.mode} at {url}", flush=True)
     print(f"  export OPENAI_BASE_URL={url}/v1", flush=True)
     print(f"  export ANTHROPIC_BASE_URL={url}", flush=True)
+    if args.mode != "replay" and not args.quiet:
+        from ..serve._upstream import environment_proxies
+
+        for proxy in dict.fromkeys(environment_proxies().by_scheme.values()):
+            said = proxy.problem or f"forwarding through {proxy.shown} (NO_PROXY and loopback upstreams go direct)"
+            print(f"{PROG} serve: {said}", file=sys.stderr)
     if args.pace is not None and not args.quiet:
         print(f"{PROG} serve: replayed streams arrive at their recorded pace x{args.pace:g}", file=sys.stderr)
     try:

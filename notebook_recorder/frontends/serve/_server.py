@@ -306,7 +306,10 @@ class ServeApp:
         try:
             if isinstance(pending, UpstreamError):
                 raise pending
-            upstream = await pending.response()
+            from ...hooks._network import sdk_network
+
+            with sdk_network():  # a kept connection found closed is replaced: the server's own too
+                upstream = await pending.response()
         except BaseException as exc:
             if isinstance(pending, Pending):
                 pending.cancel()
