@@ -568,3 +568,17 @@ def test_pace_reaches_the_server_from_the_command_line_and_the_magic(
         assert magics._server.pace is None
     finally:
         ip.run_line_magic("apirec", "serve off")
+
+
+def test_the_command_line_names_a_port_in_use(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from notebook_recorder.cli import main
+
+    with nr.serve("replay", recs, set_env=False) as server:
+        assert main(["serve", "--mode", "replay", "--dir", str(recs), "--port", str(server.port)]) == 2
+    assert f"--port {server.port}: already in use on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_methods_the_apis_do_not_take_get_a_405_in_the_envelope(recs: Path) -> None:
+    with nr.serve("replay", recs, set_env=False) as server:
+        status, _, content = request(server.url + "/v1/chat/completions", method="OPTIONS")
+    assert status == 405 and "not an API method" in json.loads(content)["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -113,7 +114,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 pace=args.pace,
             )
             url = next(server)
-        except (ImportError, FileNotFoundError, ValueError, OSError) as exc:
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                message = f"--port {args.port}: already in use on {args.host} (another server?); --port 0 picks a free one"
+                raise CommandLineError(message) from None
+            raise CommandLineError(str(exc)) from None
+        except (ImportError, ValueError) as exc:
             raise CommandLineError(str(exc)) from None
     print(f"{PROG} serve: {args.mode} at {url}", flush=True)
     print(f"  export OPENAI_BASE_URL={url}/v1", flush=True)
