@@ -121,6 +121,7 @@ class ApiRecMagics(Magics):
           %apirec off                            back to live calls, the SDK unpatched
           %apirec serve replay                   an HTTP endpoint for subprocesses (!curl, node):
                                                  OPENAI_BASE_URL / ANTHROPIC_BASE_URL point at it
+          %apirec serve replay --pace 2          ... its streams at twice their recorded pace
           %apirec serve off                      stop it
 
         Without --dir the directory in use is kept; the first one is recordings/<notebook

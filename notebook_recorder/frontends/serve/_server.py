@@ -69,7 +69,7 @@ LOOPBACK = "127.0.0.1"
 # Request headers never forwarded: hop-by-hop, recomputed, or ours.
 _DROP_REQUEST = frozenset(
     {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-     "accept-encoding", "proxy-authorization", "proxy-connection", SESSION_HEADER}
+     "accept-encoding", "proxy-authorization", "proxy-connection", "expect", SESSION_HEADER}
 )  # fmt: skip
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 """The methods the APIs take; another (HEAD, OPTIONS, CONNECT...) gets a 405 in the envelope."""
