@@ -116,7 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             url = next(server)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                message = f"--port {args.port}: already in use on {args.host} (another server?); --port 0 picks a free one"
+                message = f"--port {args.port}: already in use on {args.host} (another server?); "
+                message += "--port 0 picks a free one"
                 raise CommandLineError(message) from None
             raise CommandLineError(str(exc)) from None
         except (ImportError, ValueError) as exc:
