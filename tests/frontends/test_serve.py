@@ -582,3 +582,28 @@ def test_methods_the_apis_do_not_take_get_a_405_in_the_envelope(recs: Path) -> N
     with nr.serve("replay", recs, set_env=False) as server:
         status, _, content = request(server.url + "/v1/chat/completions", method="OPTIONS")
     assert status == 405 and "not an API method" in json.loads(content)["error"]["message"]
+
+
+@pytest.mark.frontend
+def test_the_command_line_replays_at_the_pace_asked(recs: Path) -> None:
+    with WireServer(chunk_delay=0.01) as wire, nr.recording("record", dir=recs):
+        with openai.OpenAI(base_url=wire.base_url, api_key=TEST_API_KEY, max_retries=0) as client:
+            list(client.chat.completions.create(model="gpt-4o", messages=BODY["messages"], stream=True))  # type: ignore[arg-type]
+    cli = shutil.which("notebook-recorder", path=str(Path(sys.executable).parent))
+    assert cli is not None
+    process = subprocess.Popen(
+        [cli, "serve", "--mode", "replay", "--dir", str(recs), "--pace", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" at ", 1)[1].strip()
+        status, _, content = request(url + "/v1/chat/completions", {**BODY, "stream": True})
+        assert status == 200 and content.rstrip().endswith(b"data: [DONE]")
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert "replayed streams arrive at their recorded pace x2" in err
+    assert "replayed POST /v1/chat/completions (model gpt-4o)" in err and "at pace 2" in err
