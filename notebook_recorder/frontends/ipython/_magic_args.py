@@ -48,7 +48,7 @@ HELP_USAGE = (
     "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
-    "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]\n"
+    "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL] [--pace [F]]\n"
     "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
 )
 
@@ -193,7 +193,7 @@ def usage(cell_magic: bool) -> str:
     return (
         f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
         "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]; "
-        "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]"
+        "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL] [--pace [F]]"
     )
 
 
@@ -331,7 +331,7 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     elif command == "serve":
         if len(previous) == 2:
             return [*valid_modes(), "off"]
-        flags = ["--dir", "--scope", "--port", "--upstream"]
+        flags = ["--dir", "--scope", "--port", "--upstream", "--pace"]
     elif command == "off":
         flags = []
     else:

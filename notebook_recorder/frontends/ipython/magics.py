@@ -121,6 +121,7 @@ class ApiRecMagics(Magics):
           %apirec off                            back to live calls, the SDK unpatched
           %apirec serve replay                   an HTTP endpoint for subprocesses (!curl, node):
                                                  OPENAI_BASE_URL / ANTHROPIC_BASE_URL point at it
+          %apirec serve replay --pace 2          ... its streams at twice their recorded pace
           %apirec serve off                      stop it
 
         Without --dir the directory in use is kept; the first one is recordings/<notebook
@@ -159,7 +160,8 @@ class ApiRecMagics(Magics):
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
         elif args.mode == "serve":
-            flags.reject(args, *NETWORK_FLAGS, "--clear", command="%apirec serve")
+            serve_rejects = [flag for flag in NETWORK_FLAGS if flag != "--pace"]
+            flags.reject(args, *serve_rejects, "--clear", command="%apirec serve")
             self._serve(args)
         elif args.mode == "off":
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
@@ -217,6 +219,7 @@ class ApiRecMagics(Magics):
         base = _session.session()
         args.mode = mode
         _, directory, scope = flags.recorder_settings(args, base, self._default_dir)
+        pace = flags.output_settings(args, base)["pace"]  # the session's, unless --pace is given
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -225,10 +228,11 @@ class ApiRecMagics(Magics):
                 from ..serve._server import serve
             except ImportError as exc:
                 raise UsageError(str(exc)) from None
-            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope)
+            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope, pace=pace)
         server = self._server
+        paced = f" (streams at pace {server.pace:g})" if server.pace is not None else ""
         self._show(
-            f"{NOTE_PREFIX}serving {server.mode} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
+            f"{NOTE_PREFIX}serving {server.mode}{paced} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
             "OPENAI_BASE_URL and ANTHROPIC_BASE_URL point subprocesses at it (%apirec serve off stops it)"
         )
 
