@@ -78,7 +78,7 @@ KEYED: tuple[KeyedClients, ...] = (
 
 _lock = threading.RLock()
 _recording = False  # a recorder is active (the hook registry installed this)
-_session = False  # the pytest plugin runs a session in a mode that replays
+_sessions = 0  # pytest sessions in a mode that replays (pytester nests them in one process)
 # class -> the constructor it had (None: it had none of its own), while wrapped
 _wrapped: dict[type, Callable[..., Any] | None] = {}
 
@@ -109,17 +109,17 @@ def uninstall() -> None:
 def session_started() -> None:
     """The pytest plugin runs a session in a mode that replays: clients built outside any
     recorder (at module level, in an unmarked test) get the placeholder too."""
-    global _session
+    global _sessions
     with _lock:
-        _session = True
+        _sessions += 1
         _start()
 
 
 def session_stopped() -> None:
     """The pytest session ended."""
-    global _session
+    global _sessions
     with _lock:
-        _session = False
+        _sessions = max(0, _sessions - 1)
         _stop()
 
 
@@ -131,7 +131,7 @@ def _applies() -> bool:
     recorder = active()
     if recorder is not None:
         return recorder.mode.reads
-    return _session
+    return _sessions > 0
 
 
 def _start() -> None:
@@ -143,7 +143,7 @@ def _start() -> None:
 
 
 def _stop() -> None:
-    if _recording or _session:
+    if _recording or _sessions:
         return
     for keyed in KEYED:
         _afterimport.unwatch(keyed.module, _imported)
@@ -159,7 +159,7 @@ def _stop() -> None:
 
 def _imported(module: ModuleType) -> None:
     with _lock:
-        if not (_recording or _session):
+        if not (_recording or _sessions):
             return
         for keyed in KEYED:
             if keyed.module == module.__name__:
