@@ -279,6 +279,7 @@ def test_a_client_that_needs_a_key_gets_the_placeholder_only_while_replaying(nam
         with nr.recording(mode, dir=tmp_path):
             assert key_of(build()) == REPLAY_KEY_PLACEHOLDER
             assert key_of(build(api_key="explicit-key-0000")) == "explicit-key-0000"
+            assert REPLAY_KEY_PLACEHOLDER not in os.environ.values()
     for mode in ("record", "live"):
         with nr.recording(mode, dir=tmp_path), pytest.raises(error):
             build()
@@ -302,12 +303,14 @@ def test_a_key_in_the_environment_is_used_as_given(name: str, tmp_path: Path, mo
     monkeypatch.setenv(ENVIRONMENT_KEYS[name], "environment-key-0000")
     with nr.recording("replay", dir=tmp_path):
         assert key_of(build()) == "environment-key-0000"
+        assert REPLAY_KEY_PLACEHOLDER not in os.environ.values()
 
 
 def test_a_key_given_positionally_is_used_as_given(tmp_path: Path) -> None:
     with nr.recording("replay", dir=tmp_path):
         assert cohere.Client("positional-key-0000")._client_wrapper._token == "positional-key-0000"
         assert cohere.ClientV2("positional-key-0000")._client_wrapper._token == "positional-key-0000"
+        assert REPLAY_KEY_PLACEHOLDER not in os.environ.values()
 
 
 def test_a_client_that_fails_for_another_reason_raises_the_sdks_own_error(tmp_path: Path) -> None:
@@ -316,6 +319,7 @@ def test_a_client_that_fails_for_another_reason_raises_the_sdks_own_error(tmp_pa
     with pytest.raises(openai.OpenAIError) as unhooked:
         openai.AzureOpenAI(azure_endpoint="http://127.0.0.1:9")
     with nr.recording("replay", dir=tmp_path), pytest.raises(openai.OpenAIError) as replaying:
+        assert REPLAY_KEY_PLACEHOLDER not in os.environ.values()
         openai.AzureOpenAI(azure_endpoint="http://127.0.0.1:9")
     assert str(replaying.value) == str(unhooked.value)
 
@@ -342,6 +346,7 @@ def test_a_client_built_in_a_worker_thread_while_replaying_gets_it_too(tmp_path:
         worker = threading.Thread(target=lambda: built.append(openai.OpenAI()))
         worker.start()
         worker.join()
+        assert REPLAY_KEY_PLACEHOLDER not in os.environ.values()
     assert built[0].api_key == REPLAY_KEY_PLACEHOLDER
 
 
