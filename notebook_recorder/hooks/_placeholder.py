@@ -1,4 +1,4 @@
-"""No key needed to replay: a client that will not be built without a key gets the placeholder at its constructor.
+"""No key needed to replay: a client that cannot work without a key gets the placeholder at its constructor.
 
 Several SDKs refuse to build a client when no key is given and none is in their environment
 variable (``OpenAI()``, ``Groq()``, ``cohere.ClientV2()``, ``genai.Client()``...), and a notebook
@@ -13,9 +13,11 @@ needed, so:
   already imported, else right after its import (``_afterimport``); the wrappers are removed when
   the last reason ends. A wrapped constructor runs as it is; only when it raises its SDK's error
   and was given no key is it run again with :data:`REPLAY_KEY_PLACEHOLDER` as its key argument. If
-  it still fails, the SDK's own first error is raised. A key given explicitly, or one in the
-  environment, is used as given; clients that build without a key (``Anthropic()``, mistralai,
-  huggingface_hub, ollama, llama-stack-client) are not touched.
+  it still fails, the SDK's own first error is raised. (langchain-openai's ``ChatOpenAI`` builds
+  without a key but then has no client to call with: it is built again with the placeholder when
+  it ends up with no key.) A key given explicitly, or one in the environment, is used as given;
+  clients that build and call without a key (``Anthropic()``, mistralai, huggingface_hub, ollama,
+  llama-stack-client, litellm) are not touched.
 - **Nothing in** ``os.environ``. The user's own code sees the environment as it is:
   ``os.environ.get("OPENAI_API_KEY", "local-key")`` is ``"local-key"``, a ``skipif`` on the key is
   still skipped, another library (vcrpy) reads what it always reads.
@@ -54,14 +56,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class KeyedClients:
-    """Clients of one module that raise when built without a key."""
+    """Clients of one module that need a key to be built, or to call once built."""
 
     module: str
     """The module that defines them (watched for its import): ``openai``, ``cohere.client``."""
     classes: tuple[str, ...]
     """Their names in that module (a name the installed release lacks is skipped)."""
-    error: str
+    error: str | None = None
     """``module:name`` of the error their constructor raises for a missing key."""
+    unset: str | None = None
+    """Or, for clients that build without a key but cannot call (langchain-openai's): the
+    attribute that is ``None`` once built without one."""
     argument: str = "api_key"
     """The constructor argument that takes the key."""
 
@@ -73,6 +78,8 @@ KEYED: tuple[KeyedClients, ...] = (
     # ClientV2 and AsyncClientV2 build through these two, which read the key.
     KeyedClients("cohere.client", ("Client", "AsyncClient"), "cohere.core.api_error:ApiError"),
     KeyedClients("google.genai", ("Client",), "builtins:ValueError"),
+    # Built without a key, they make no sync client ("Sync client is not available" at the call).
+    KeyedClients("langchain_openai", ("ChatOpenAI", "OpenAIEmbeddings"), unset="openai_api_key"),
 )
 """The clients given the placeholder when they will not be built without a key."""
 
@@ -172,11 +179,13 @@ def _imported(module: ModuleType) -> None:
 
 
 def _wrap(keyed: KeyedClients, module: ModuleType) -> None:
-    where, _, name = keyed.error.partition(":")
-    try:
-        error = getattr(importlib.import_module(where), name)
-    except (ImportError, AttributeError):  # another release: leave its clients as they are
-        return
+    error: type[BaseException] | None = None
+    if keyed.error is not None:
+        where, _, name = keyed.error.partition(":")
+        try:
+            error = getattr(importlib.import_module(where), name)
+        except (ImportError, AttributeError):  # another release: leave its clients as they are
+            return
     for class_name in keyed.classes:
         cls = getattr(module, class_name, None)
         if not isinstance(cls, type) or cls in _wrapped:
@@ -184,17 +193,19 @@ def _wrap(keyed: KeyedClients, module: ModuleType) -> None:
         own = cls.__dict__.get("__init__")
         _wrapped[cls] = own
         init = own if own is not None else getattr(cls, "__init__")  # noqa: B009  (the inherited one)
-        setattr(cls, "__init__", _keyless(init, error, keyed.argument))  # noqa: B010
+        setattr(cls, "__init__", _keyless(init, keyed, error))  # noqa: B010
 
 
-def _keyless(init: Callable[..., Any], error: type[BaseException], argument: str) -> Callable[..., Any]:
+def _keyless(init: Callable[..., Any], keyed: KeyedClients, error: type[BaseException] | None) -> Callable[..., Any]:
+    argument = keyed.argument
+    errors: tuple[type[BaseException], ...] = (error,) if error is not None else ()
     signature: list[inspect.Signature] = []
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         try:
             init(self, *args, **kwargs)
-        except error:
+        except errors:
             if not _applies():
                 raise
             if not signature:
@@ -203,15 +214,24 @@ def _keyless(init: Callable[..., Any], error: type[BaseException], argument: str
             if bound.arguments.get(argument) is not None or argument not in signature[0].parameters:
                 raise  # a key was given: the error is not about its absence
             bound.arguments[argument] = REPLAY_KEY_PLACEHOLDER
-            from ._network import guard_placeholder
-
-            guard_placeholder()
+            _handed_out()
             try:
                 init(*bound.args, **bound.kwargs)
                 return
             except Exception:
                 pass
             raise  # it fails with a key too: the SDK's own first error
+        if keyed.unset is not None and getattr(self, keyed.unset, None) is None and _applies():
+            # Built without a key (none given, none in the environment): build it again with one.
+            _handed_out()
+            init(self, *args, **{**kwargs, argument: REPLAY_KEY_PLACEHOLDER})
 
     __init__.__notebook_recorder_keyless__ = True  # type: ignore[attr-defined]
     return __init__
+
+
+def _handed_out() -> None:
+    """The placeholder is given to a client: from now on, no socket sends it."""
+    from ._network import guard_placeholder
+
+    guard_placeholder()
