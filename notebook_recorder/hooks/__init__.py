@@ -57,5 +57,5 @@ def _uninstall_placeholder() -> None:
 
 
 _hooks.register("sdk", _install_sdks, _uninstall_sdks)
-_hooks.register("placeholder", _install_placeholder, _uninstall_placeholder)
 _hooks.register("network", _install_network, _uninstall_network)
+_hooks.register("placeholder", _install_placeholder, _uninstall_placeholder)
