@@ -26,12 +26,13 @@ network. Three small guards make that visible and stoppable:
    loopback is blocked too unless allowed: ``allow_hosts=["localhost"]`` (``--allow-host
    localhost``) allows every loopback address; other entries are host names (as the code asked
    for them; see 4) or addresses.
-3. **The replay placeholder key is never sent.** In a mode that replays with no
-   ``OPENAI_API_KEY`` set, the openai hook puts a placeholder key in ``os.environ`` so that
-   ``OpenAI()`` can be built; anything may read it from there. From the moment it is first put
-   there, the Python-level send paths of every socket in the process (``socket.socket.send``,
-   ``sendall``, ``sendto``, ``sendmsg``, ``ssl.SSLSocket.send``/``sendall`` and
-   ``ssl.SSLObject.write``, which asyncio's TLS uses, all before encryption) refuse a buffer that
+3. **The replay placeholder key is never sent.** In a mode that replays, a client that will not
+   be built without a key (``OpenAI()``, ``Groq()``, ``genai.Client()``...) gets a placeholder key
+   at its constructor (``_placeholder``; nothing is put in ``os.environ``), and code may read it
+   from the client. From the moment one is first handed out, the Python-level send paths of
+   every socket in the process (``socket.socket.send``, ``sendall``, ``sendto``, ``sendmsg``,
+   ``ssl.SSLSocket.send``/``sendall`` and ``ssl.SSLObject.write``, which asyncio's TLS uses, all
+   before encryption) refuse a buffer that
    contains the placeholder with ``NetworkBlockedError``, whatever the destination (loopback
    included), the mode, or whether recording is still on (a client built during replay keeps the
    placeholder after ``%apirec off``). These wrappers stay for the life of the process. Limits:
@@ -113,7 +114,7 @@ def sdk_network(collect: Callable[[tuple[str, ...]], None] | None = None) -> Ite
 
 def install() -> None:
     """Called when a recording context starts: add the audit hook (once), name lookups, and the
-    placeholder guard when the placeholder key is in the environment."""
+    send guards."""
     global _hook_added, _armed
     with _lock:
         if not _hook_added:
@@ -121,8 +122,6 @@ def install() -> None:
             _hook_added = True
         if socket.getaddrinfo is _real_getaddrinfo:  # not replaced by someone else since
             socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
-        if os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
-            guard_placeholder()
         _guard_sends()
         _armed = True
 
@@ -414,7 +413,7 @@ _sends_guarded = False
 
 def guard_placeholder() -> None:
     """Refuse to send the placeholder key from now on, for the life of the process. Called
-    whenever the placeholder is put in the environment."""
+    whenever the placeholder is handed to a client (or, by ``nr.serve``, to the processes it starts)."""
     global _placeholder_guarded
     _placeholder_guarded = True
     _guard_sends()
@@ -545,10 +544,10 @@ def _refuse(sock: Any) -> None:
         recorder.log_event("network", destination, "blocked", error="replay placeholder key", origin=origin)
     raise NetworkBlockedError(
         f"notebook-recorder refused to send its replay placeholder API key to {destination} "
-        f"(sent by {origin or 'unknown code'}, outside the openai SDK): nothing was sent. The placeholder is "
-        "in OPENAI_API_KEY only so that OpenAI() can be built while replaying; a call that reads it is not "
-        "recorded and would not replay. Set OPENAI_API_KEY to make this call live, or record it through the "
-        "openai SDK.",
+        f"(sent by {origin or 'unknown code'}, outside a recorded call): nothing was sent. A client built "
+        "without a key while replaying holds the placeholder only so that it could be built; it is not a "
+        "key. Give the client a real key (its api_key= argument or its environment variable) and build it "
+        "again to make this call live.",
         destination=destination,
         origin=origin,
     )

@@ -326,17 +326,12 @@ def test_start_takes_block_network(listener: Listener, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _send_with_the_environment_key(port: int) -> None:
-    """What a framework with its own HTTP client does: read OPENAI_API_KEY and send it."""
-    import os
-
+def _send_with_the_clients_key(client: openai.OpenAI, port: int) -> None:
+    """What a framework with its own HTTP client does: take the key of the client it was given and send it."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.request(
-            "POST",
-            "/v1/chat/completions",
-            body=b"{}",
-            headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]},
+            "POST", "/v1/chat/completions", body=b"{}", headers={"Authorization": f"Bearer {client.api_key}"}
         )
         connection.getresponse().read()
     finally:
@@ -344,9 +339,11 @@ def _send_with_the_environment_key(port: int) -> None:
 
 
 def test_the_placeholder_key_is_never_sent(listener: Listener, tmp_path: Path) -> None:
-    with nr.recording("replay", dir=tmp_path):  # no OPENAI_API_KEY: the placeholder is installed
+    with nr.recording("replay", dir=tmp_path):
+        client = openai.OpenAI()  # no OPENAI_API_KEY: it is built with the placeholder
+        assert client.api_key == REPLAY_KEY_PLACEHOLDER
         with pytest.raises(nr.NetworkBlockedError, match="placeholder"):
-            _send_with_the_environment_key(listener.port)
+            _send_with_the_clients_key(client, listener.port)
         with pytest.raises(nr.NetworkBlockedError):
             urllib.request.urlopen(
                 urllib.request.Request(

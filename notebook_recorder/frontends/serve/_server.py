@@ -47,9 +47,9 @@ from typing import Any
 from ...core import _pace
 from ...core._engine import Tape
 from ...core._errors import RecordingNotFoundError
-from ...core._modes import Mode
+from ...core._modes import REPLAY_KEY_PLACEHOLDER, Mode
 from ...core._recorder import Action, Recorder
-from ...hooks._placeholder import REPLAY_KEY_PLACEHOLDER, drop_placeholder_key, set_placeholder_key
+from ...hooks._network import guard_placeholder
 from . import _wire as wire
 from ._upstream import Pending, Upstream, UpstreamError
 from ._wire import SESSION_HEADER, Answer, Api, answer, api_for, envelope
@@ -592,9 +592,10 @@ class serve:
     ``with`` block). ``port=0`` picks a free port (``server.port``, ``server.url``). While it runs,
     ``OPENAI_BASE_URL`` (``server.url + "/v1"``) and ``ANTHROPIC_BASE_URL`` are set in
     ``os.environ`` for subprocesses (``set_env=False`` leaves them), and in ``replay`` an unset
-    ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` gets notebook-recorder's placeholder so that clients
-    construct (it is never forwarded). ``upstream`` is where ``record``/``live`` forward
-    (default: OpenAI's or Anthropic's API, by the request). ``scope`` enters every key as
+    ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` gets notebook-recorder's placeholder so that the
+    subprocesses' clients construct (it is never forwarded, and this process never sends it).
+    ``upstream`` is where ``record``/``live`` forward (default: OpenAI's or Anthropic's API, by
+    the request). ``scope`` enters every key as
     ``test_id``. Clients that send ``X-Apirec-Session: NAME`` get their own occurrence counts.
     ``pace`` replays streams at their recorded pace, ``pace`` times as fast (``1.0``: as
     recorded; ``None``, the default: at once), as ``nr.recording(..., pace=...)`` does in
@@ -670,9 +671,14 @@ class serve:
             self._env[name] = os.environ.get(name)
             os.environ[name] = value
         if self.mode is Mode.REPLAY:
+            # For the processes it starts, which nothing of this one can reach (``node agent.js``):
+            # the one place notebook-recorder puts its placeholder in the environment.
             for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-                if set_placeholder_key(name):
+                if not os.environ.get(name):
+                    os.environ[name] = REPLAY_KEY_PLACEHOLDER
                     self._placeholders.append(name)
+            if self._placeholders:
+                guard_placeholder()
 
     def _restore_env(self) -> None:
         for name, value in self._env.items():
@@ -683,7 +689,8 @@ class serve:
                     os.environ[name] = value
         self._env.clear()
         for name in self._placeholders:
-            drop_placeholder_key(name)
+            if os.environ.get(name) == REPLAY_KEY_PLACEHOLDER:
+                del os.environ[name]
         self._placeholders.clear()
 
     def stop(self) -> None:
