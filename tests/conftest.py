@@ -26,15 +26,29 @@ from notebook_recorder.hooks import _placeholder
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-# httpx and httpx2 import httpcore/httpcore2 lazily, when their first transport is built, and map
-# its exceptions through a table loaded once. pytester's in-process runs (`runpytest_inprocess`)
-# drop every module first imported during the run: if that was httpcore2, the next transport
-# imports a second copy, whose ConnectError the table does not know, and a refused connection
-# escapes as a raw httpcore2.ConnectError instead of the SDK's APIConnectionError. Importing them
-# here puts them in every snapshot, as a notebook's process would have them.
-for _lazy in ("httpcore", "httpcore2"):
-    with contextlib.suppress(ImportError):
-        importlib.import_module(_lazy)
+
+# pytester's in-process runs (`runpytest_inprocess`) drop every module first imported during the
+# run, and the next import makes a second copy. httpx and httpx2 import httpcore/httpcore2 lazily,
+# when their first transport is built, and map its exceptions through a table loaded once: with a
+# second copy, a refused connection escaped as a raw httpcore2.ConnectError instead of the SDK's
+# APIConnectionError. Our own lazily imported modules (hooks, front ends, analysis) likewise got
+# second copies whose objects were not the ones `notebook_recorder` exports. Importing them here
+# puts them in every snapshot, as a notebook's long-lived process would have them.
+def _import_up_front() -> None:
+    import pkgutil
+
+    for name in ("httpcore", "httpcore2"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    for module in pkgutil.walk_packages(nr.__path__, f"{nr.__name__}."):
+        if module.name.rpartition(".")[2] in ("__main__", "cli"):
+            continue  # entry points, not modules to import
+        with contextlib.suppress(ImportError):  # an optional extra that is not installed
+            importlib.import_module(module.name)
+
+
+_import_up_front()
+
 
 # The releases the hooks are tested on. `make test` installs the newest ones the declared ranges
 # allow, so a new SDK release that breaks a guarantee fails here first: each failure names them.

@@ -286,6 +286,20 @@ def test_live_forwards_and_writes_nothing(recs: Path) -> None:
     assert list(recs.iterdir()) == []
 
 
+def test_a_stream_read_just_before_the_server_stops_is_saved(recs: Path) -> None:
+    """The stream's file is written on a worker thread after the client has read the last chunk;
+    stopping the server at once (leaving `nr.serve`) waits for it: an answer paid for is kept."""
+    for n in range(3):
+        with (
+            WireServer(chunk_delay=0.01) as wire,
+            nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server,
+        ):
+            content = request(server.url + "/v1/chat/completions", {**BODY, "stream": True, "n": n + 1})[2]
+            assert b"data: [DONE]" in content
+        assert len(files(recs)) == n + 1  # written before nr.serve returned
+    assert [c.outcome for c in nr.calls()] == ["recorded"] * 3
+
+
 # ---------------------------------------------------------------------------------------------
 # Safe by default
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ calls go through the core's :class:`~notebook_recorder.Recorder` (decide, save, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import ipaddress
 import os
 import socket
@@ -117,7 +119,25 @@ class ServeApp:
         self.log = log
         self._client: Upstream | None = None
         self._secrets: dict[int, tuple[Any, str, Any]] = {}  # calls being recorded: what carries keys
+        self._saver: concurrent.futures.ThreadPoolExecutor | None = None
         self.asgi = self._build()
+
+    # -- saving streams -------------------------------------------------------------------------
+
+    def save_later(self, save: Callable[[], None]) -> concurrent.futures.Future[None]:
+        """Run ``save`` on a worker thread: a recorded stream is parsed and written there, so that
+        other clients' requests (and their first chunks) do not wait for it."""
+        if self._saver is None:
+            self._saver = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="notebook-recorder-serve-save")
+        return self._saver.submit(save)
+
+    def wait_for_saves(self) -> None:
+        """Block until every stream handed to :meth:`save_later` is written. The server calls it
+        once it has stopped: an answer that was paid for is saved even when the server stops (or
+        cancels the request's task) right after the client has read it."""
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.shutdown(wait=True)
 
     # -- recorders ------------------------------------------------------------------------------
 
@@ -484,25 +504,32 @@ class _Relay:
         self.complete = True
 
     async def _end(self) -> None:
-        await self.upstream.aclose()
+        # The save is handed to the app's worker thread before anything here can be cancelled
+        # (the server stopping): from then on it completes, and the server waits for it.
+        saving = self._finish()
+        try:
+            await self.upstream.aclose()
+        finally:
+            if saving is not None:
+                await asyncio.wrap_future(saving)
+
+    def _finish(self) -> concurrent.futures.Future[None] | None:
+        """End the call's tape: not saved (cut short, or live), or its save started."""
         tape = self.tape
         if tape is None:  # not described: passed on, not recorded
-            return
+            return None
         summary = tape.decision.request.summary()
         if not self.complete:
             tape.end("error", streamed=True, error=f"stream cut short after {len(self.pieces)} reads; not saved")
             self.app._secrets.pop(id(tape), None)
             self.app._note(f"cut short {summary}: not saved")
-            return
+            return None
         if tape.action is Action.LIVE:
             tape.end("live", streamed=True)
             self.app._note(f"live {summary} (stream)")
-            return
-        # Parsing the stream with the SDK and writing the file take a few ms: on a worker thread,
-        # so that other clients' requests (and their first chunks) do not wait for them.
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(self._save, tape)
+            return None
+        # Parsing the stream with the SDK and writing the file take a few ms.
+        return self.app.save_later(functools.partial(self._save, tape))
 
     def _save(self, tape: Tape) -> None:
         summary = tape.decision.request.summary()
@@ -699,6 +726,7 @@ class serve:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+        self.app.wait_for_saves()
 
     close = stop
 
@@ -739,3 +767,4 @@ def run_forever(
         server.run(sockets=[sock])
     finally:
         sock.close()
+        app.wait_for_saves()
