@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import heapq
 import os
+import struct
 import sys
 import threading
-from dataclasses import dataclass
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import orjson
-
+from . import _nearest_cache
 from ._calllog import display_path
 from ._errors import RecordingFormatError
-from ._keys import Request, ToolRequest, comparable, diff, request_from_record
+from ._keys import Request, ToolRequest, comparable, diff, normalize, request_from_record
 from ._match import volatile_only
 from ._modes import ENV_MODE, Mode, env_mode, env_mode_source
 from ._store import read_recording, walk_recordings
@@ -79,46 +80,114 @@ MAX_COMPARED = 64
 of the same endpoint and model first (:class:`_Summary`), so a folder of any size is explained
 in about the same time."""
 
+MAX_LEAVES = 512
+"""Leaves of a request summarized at most (a longer request is ranked by its first ones)."""
 
-@dataclass(frozen=True)
-class _Summary:
-    """What the search needs to know of a recording without reading it again."""
+
+class _Summary(NamedTuple):
+    """What the search needs to know of a recording without reading it again. A file that holds
+    no request we can compare (unreadable, or of a kind without a key) has an empty ``group``."""
 
     group: tuple[str, ...]  # ("tool", provider/name) or (method, endpoint)
     model: str
     test_id: str | None
+    size: int
     mtime_ns: int
-    fields: frozenset[tuple[str, int]]  # the body's (or kwargs') top-level fields, each with a digest
+    fields: str  # one 8-byte digest per leaf of the body (or kwargs), in hex: see _leaves
 
 
-def _fields(request: Request) -> frozenset[tuple[str, int]]:
-    """Top-level fields and a hash of each value: how many differ ranks a recording before it is
-    diffed (a recording that differs in one field is diffed before one that differs in five)."""
+_path_digests: dict[str, int] = {}  # leaf paths repeat from file to file: each is hashed once
+
+
+def _path_digest(path: str) -> int:
+    digest = _path_digests.get(path)
+    if digest is None:
+        digest = zlib.crc32(path.encode("utf-8", "surrogatepass"))
+        if len(_path_digests) < 100_000:
+            _path_digests[path] = digest
+    return digest
+
+
+def _value_digest(value: Any) -> int:
+    kind = type(value)
+    if kind is str:
+        if "." in value:
+            value = normalize(value)  # long decimals in strings, as keys and diffs see them
+        return zlib.crc32(value.encode("utf-8", "surrogatepass"), 1)  # not the digest of its repr
+    if kind is float:
+        value = round(value, 5)
+    return zlib.crc32(repr(value).encode("utf-8", "surrogatepass"))
+
+
+def _leaves(request: Request) -> str:
+    """One digest per leaf of the request's body (or a tool's kwargs), as :func:`._keys.diff`
+    sees them: the path's CRC in the high 32 bits, the value's in the low 32, packed and in hex.
+    How many leaves two requests do not share estimates how many changes their diff has (so a
+    recording that differs in one value is diffed before one that differs in five), without
+    reading it again. Stable across processes (they are kept on disk by :mod:`._nearest_cache`)."""
     body = request.kwargs if isinstance(request, ToolRequest) else request.body
-    if not isinstance(body, dict):
-        return frozenset()
-    fields = set()
-    for name, value in body.items():
-        try:
-            digest = hash(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-        except TypeError:
-            digest = hash(repr(value))
-        fields.add((str(name), digest))
-    return frozenset(fields)
+    digests: list[int] = []
+    _walk(body, "", digests)
+    return struct.pack(f">{len(digests)}Q", *digests).hex()
 
 
-# Per directory: path -> its summary (None: not a request we can compare). Kept for the process,
-# so that each further miss only lists the folder and reads the few files it compares.
-_summaries: dict[Path, dict[str, _Summary | None]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _walk(value: Any, prefix: str, digests: list[int]) -> None:
+    """The leaves of ``value`` at the paths :func:`._keys.diff` names them, into ``digests``."""
+    if type(value) in _SCALARS:
+        if len(digests) < MAX_LEAVES:
+            digests.append(_path_digest(prefix or "(value)") << 32 | _value_digest(value))
+    elif (type(value) is dict or isinstance(value, Mapping)) and value:
+        for name, item in value.items():
+            if len(digests) >= MAX_LEAVES:
+                return
+            _walk(item, f"{prefix}.{name}" if prefix else str(name), digests)
+    elif isinstance(value, list | tuple) and value:
+        for i, item in enumerate(value):
+            if len(digests) >= MAX_LEAVES:
+                return
+            _walk(item, f"{prefix}[{i}]", digests)
+    elif len(digests) < MAX_LEAVES:
+        digests.append(_path_digest(prefix or "(value)") << 32 | _value_digest(value))
+
+
+def _digests(fields: str) -> tuple[int, ...]:
+    """The digests of :func:`_leaves` (none when ``fields`` is not theirs: a cache can be wrong)."""
+    try:
+        packed = bytes.fromhex(fields)
+        return struct.unpack(f">{len(packed) // 8}Q", packed)
+    except (ValueError, struct.error):
+        return ()
+
+
+def _estimate(wanted: frozenset[int], wanted_paths: frozenset[int], fields: str) -> int:
+    """About how many changes the diff between two requests has: the leaf paths of either that
+    are not the same leaf (same path, same value) in both."""
+    digests = _digests(fields)
+    paths = {digest >> 32 for digest in digests}
+    return len(paths) + len(wanted_paths) - len(wanted_paths.intersection(paths)) - len(wanted.intersection(digests))
+
+
+# Per directory: path -> its summary. Kept for the process, so that each further miss only lists
+# the folder and reads the few files it compares; a large folder's summaries are also kept on
+# disk between processes (:mod:`._nearest_cache`).
+_summaries: dict[Path, dict[str, _Summary]] = {}
 _summaries_lock = threading.Lock()
+_unsaved: set[Path] = set()  # directories whose summaries changed since the cache was written
+_unchecked: dict[Path, set[str]] = {}  # summaries from the cache on disk, not stat-ed yet
 
 
 def forget_summaries() -> None:
-    """Drop the per-directory summaries (tests and benchmarks use this to start cold)."""
+    """Drop the per-directory summaries held in memory (tests and benchmarks use this to start
+    as a new process would; the cache on disk is kept)."""
     with _summaries_lock:
         _summaries.clear()
         _listings.clear()
         _built_from.clear()
+        _unsaved.clear()
+        _unchecked.clear()
 
 
 def _group(request: Request) -> tuple[str, ...]:
@@ -133,18 +202,24 @@ def _model(request: Request) -> str:
     return model if isinstance(model, str) else ""
 
 
-def _summarize(path: str) -> _Summary | None:
-    try:
-        mtime = os.stat(path).st_mtime_ns
-        record = read_recording(Path(path))
-    except (OSError, RecordingFormatError):
-        return None
-    stored = request_from_record(record)
+def _summary_of(stored: Request | None, test_id: Any, size: int, mtime_ns: int) -> _Summary:
     if stored is None:
-        return None
-    test_id = record.get("test_id")
+        return _Summary((), "", None, size, mtime_ns, "")
     scope = test_id if isinstance(test_id, str) else None
-    return _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
+    return _Summary(_group(stored), _model(stored), scope, size, mtime_ns, _leaves(stored))
+
+
+def _summarize(path: str) -> _Summary | None:
+    """The summary of one file as it is now; ``None`` when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    try:
+        record = read_recording(Path(path))
+    except RecordingFormatError:
+        return _summary_of(None, None, st.st_size, st.st_mtime_ns)
+    return _summary_of(request_from_record(record), record.get("test_id"), st.st_size, st.st_mtime_ns)
 
 
 # Per directory: the mtimes of the directories listed, and the files found. A directory's mtime
@@ -175,71 +250,178 @@ def _recording_files(root: Path) -> list[str]:
     return walk.files
 
 
-def _summarized(root: Path) -> dict[str, _Summary | None]:
+def _from_cache(root: Path, new: list[str], files: int) -> dict[str, _Summary]:
+    """The summaries the folder's cache on disk holds for ``new`` files; a malformed entry is not
+    used. Each is checked against its file (same size and modification time) before its leaves
+    are compared (:func:`_checked`): the endpoint and model of the files never ranked are
+    taken as cached, which spares a ``stat`` of every file in the folder."""
+    if files < _nearest_cache.MIN_FILES:
+        return {}
+    rows, cached = _nearest_cache.load(root, files)
+    groups: list[tuple[tuple[str, ...], str] | None] = []
+    for row in rows:
+        ok = isinstance(row, list) and len(row) == 2 and isinstance(row[0], list) and isinstance(row[1], str)
+        ok = ok and len(row[0]) <= 2 and all(isinstance(part, str) for part in row[0])
+        groups.append((tuple(row[0]), row[1]) if ok else None)
+    prefix = str(root) + os.sep
+    found = {}
+    for path in new:
+        entry = cached.get(path[len(prefix) :]) if path.startswith(prefix) else None
+        if type(entry) is not list or len(entry) != 5:
+            continue
+        size, mtime_ns, row, test_id, fields = entry
+        if type(size) is not int or type(mtime_ns) is not int or type(row) is not int or not 0 <= row < len(groups):
+            continue
+        kind = groups[row]
+        if kind is None or (test_id is not None and type(test_id) is not str) or type(fields) is not str:
+            continue
+        if len(fields) <= 16 * MAX_LEAVES:
+            found[path] = _Summary(kind[0], kind[1], test_id, size, mtime_ns, fields)
+    return found
+
+
+def _summarized(root: Path) -> dict[str, _Summary]:
     """Every recording under ``root``, summarized; files read once per process (new ones on a
-    later miss; a file found changed when it is compared is summarized again)."""
+    later miss; a file found changed when it is compared is summarized again), or not at all
+    when the folder's cache on disk has them as they are."""
     files = _recording_files(root)
     with _summaries_lock:
         known = _summaries.setdefault(root, {})
         if _built_from.get(root) is files:
             return dict(known)  # the same listing as last time: every file in it is summarized
         present = set(files)
-        for gone in [path for path in known if path not in present]:
-            del known[gone]
+        gone = [path for path in known if path not in present]
+        for path in gone:
+            del known[path]
         new = [path for path in files if path not in known]
-    found = {path: _summarize(path) for path in new}
+        cold = not known and not gone
+    reused = _from_cache(root, new, len(files)) if cold else {}
+    found = dict(reused)
+    for path in new:
+        if path not in found:
+            summary = _summarize(path)
+            if summary is not None:
+                found[path] = summary
     with _summaries_lock:
+        if gone or len(found) > len(reused):
+            _unsaved.add(root)
+        if reused:
+            _unchecked.setdefault(root, set()).update(reused)
         known.update(found)
         _built_from[root] = files
         return dict(known)
 
 
-def _candidates(request: Request, scope: str | None, summaries: dict[str, _Summary | None]) -> list[str]:
-    """At most :data:`MAX_COMPARED` files to diff: same endpoint and model first, then the same
-    endpoint, then the rest; within each, the fewest top-level fields changed first, then the
-    same scope, then the newest."""
-    group, model, fields = _group(request), _model(request), _fields(request)
-    ranked: list[tuple[int, int, bool, int, str]] = []
-    for path, summary in summaries.items():
-        if summary is None:
-            continue
-        closeness = 0 if summary.group == group and summary.model == model else 1 if summary.group == group else 2
-        changed = len(summary.fields ^ fields)
-        ranked.append((closeness, changed, summary.test_id != scope, -summary.mtime_ns, path))
-    return [path for *_, path in heapq.nsmallest(MAX_COMPARED, ranked)]
-
-
-def _refresh(root: Path, path: str, stored: Request | None, test_id: Any) -> None:
-    """A compared file's summary as read now (it may have been edited since it was summarized)."""
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return
-    summary = None
-    if stored is not None:
-        scope = test_id if isinstance(test_id, str) else None
-        summary = _Summary(_group(stored), _model(stored), scope, mtime, _fields(stored))
+def _checked(root: Path, path: str, summary: _Summary) -> _Summary | None:
+    """``summary`` if it is ``path``'s as the file is now; else the file summarized again
+    (``None``: it is gone). Only summaries from the cache on disk are checked: this process's
+    own are brought up to date when compared (:func:`_refresh`)."""
     with _summaries_lock:
-        if path in _summaries.get(root, {}):
-            _summaries[root][path] = summary
+        unchecked = _unchecked.get(root)
+        if unchecked is None or path not in unchecked:
+            return summary
+        unchecked.discard(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and st.st_size == summary.size and st.st_mtime_ns == summary.mtime_ns:
+        return summary
+    fresh = _summarize(path) if st is not None else None
+    _refresh(root, path, fresh)
+    return fresh
+
+
+def _save(root: Path) -> None:
+    """Keep a large folder's summaries on disk for the next process, when they changed."""
+    with _summaries_lock:
+        if root not in _unsaved:
+            return
+        _unsaved.discard(root)
+        known = dict(_summaries.get(root, {}))
+    if len(known) < _nearest_cache.MIN_FILES:
+        return
+    prefix = str(root) + os.sep
+    rows: dict[tuple[tuple[str, ...], str], int] = {}
+    entries = {}
+    for path, summary in known.items():
+        if path.startswith(prefix):
+            row = rows.setdefault((summary.group, summary.model), len(rows))
+            entries[path[len(prefix) :]] = [summary.size, summary.mtime_ns, row, summary.test_id, summary.fields]
+    _nearest_cache.save(root, [[list(group), model] for group, model in rows], entries)
+
+
+def _candidates(
+    request: Request, scope: str | None, summaries: dict[str, _Summary], root: Path | None = None
+) -> list[str]:
+    """At most :data:`MAX_COMPARED` files to diff: same endpoint and model first, then the same
+    endpoint, then the rest; within each, the fewest changes estimated from the leaves first
+    (:func:`_leaves`), then the same scope, then the newest. With ``root``, each summary ranked
+    by its leaves is checked first (:func:`_checked`)."""
+    group, model = _group(request), _model(request)
+    leaves = _digests(_leaves(request))
+    wanted, wanted_paths = frozenset(leaves), frozenset(digest >> 32 for digest in leaves)
+
+    def closeness(summary: _Summary) -> int:
+        return 0 if summary.group == group and summary.model == model else 1 if summary.group == group else 2
+
+    brackets: tuple[list[tuple[str, _Summary]], ...] = ([], [], [])
+    for path, summary in summaries.items():
+        if summary.group:
+            brackets[closeness(summary)].append((path, summary))
+    chosen: list[str] = []
+    for level, bracket in enumerate(brackets):
+        room = MAX_COMPARED - len(chosen)
+        if room <= 0:
+            break
+        ranked = []
+        for path, summary in bracket:
+            current = _checked(root, path, summary) if root is not None else summary
+            if current is None or not current.group or closeness(current) != level:
+                continue  # gone, or changed its endpoint or model since it was cached
+            ranked.append(
+                (_estimate(wanted, wanted_paths, current.fields), current.test_id != scope, -current.mtime_ns, path)
+            )
+        chosen += [path for *_, path in heapq.nsmallest(room, ranked)]
+    return chosen
+
+
+def _refresh(root: Path, path: str, summary: _Summary | None) -> None:
+    """A compared file's summary as read now (it may have been edited since it was summarized)."""
+    with _summaries_lock:
+        known = _summaries.get(root, {})
+        if path not in known or known[path] == summary:
+            return
+        if summary is None:
+            del known[path]
+        else:
+            known[path] = summary
+        _unsaved.add(root)
 
 
 def nearest(recorder: Recorder, request: Request) -> tuple[Path, list[Any]] | None:
     """The recorded request nearest to ``request`` in the recorder's directory, and the changes.
 
-    Bounded: at most :data:`MAX_COMPARED` recordings are diffed, chosen by endpoint and model
-    from an index of the folder that each file enters once."""
+    Bounded: at most :data:`MAX_COMPARED` recordings are diffed, chosen by endpoint, model and
+    the leaves they share with ``request`` from an index of the folder that each file enters
+    once (and, for a large folder, once for all processes: :mod:`._nearest_cache`)."""
+    root = recorder.store.root
     wanted = comparable(request, recorder.scope, recorder.rules)
-    summaries = _summarized(recorder.store.root)
+    summaries = _summarized(root)
     best: tuple[tuple[int, float], Path, list[Any]] | None = None
-    for path in _candidates(request, recorder.scope, summaries):
+    for path in _candidates(request, recorder.scope, summaries, root):
         try:
+            st = os.stat(path)
             record = read_recording(Path(path))
+        except OSError:
+            _refresh(root, path, None)
+            continue
         except RecordingFormatError:
+            _refresh(root, path, _summary_of(None, None, st.st_size, st.st_mtime_ns))
             continue
         stored = request_from_record(record)
         test_id = record.get("test_id")
-        _refresh(recorder.store.root, path, stored, test_id)
+        _refresh(root, path, _summary_of(stored, test_id, st.st_size, st.st_mtime_ns))
         if stored is None or type(stored) is not type(request):
             continue
         changes = diff(comparable(stored, test_id if isinstance(test_id, str) else None, recorder.rules), wanted)
@@ -249,6 +431,7 @@ def nearest(recorder: Recorder, request: Request) -> tuple[Path, list[Any]] | No
         rank = (len(changes), sum(change.distance for change in changes))
         if best is None or rank < best[0]:
             best = (rank, Path(path), changes)
+    _save(root)
     return (best[1], best[2]) if best else None
 
 
