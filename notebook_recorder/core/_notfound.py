@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import struct
 import sys
 import threading
@@ -22,7 +23,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from . import _nearest_cache
 from ._calllog import display_path
 from ._errors import RecordingFormatError
-from ._keys import Request, ToolRequest, comparable, diff, normalize, request_from_record
+from ._keys import (
+    SHARED_ENDPOINTS,
+    InferenceRequest,
+    Request,
+    ToolRequest,
+    comparable,
+    diff,
+    normalize,
+    request_from_record,
+)
 from ._match import volatile_only
 from ._modes import ENV_MODE, Mode, env_mode, env_mode_source
 from ._store import read_recording, walk_recordings
@@ -131,6 +141,7 @@ def _leaves(request: Request) -> str:
     return struct.pack(f">{len(digests)}Q", *digests).hex()
 
 
+_HEX = re.compile(r"[0-9a-f]*")
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -250,13 +261,14 @@ def _recording_files(root: Path) -> list[str]:
     return walk.files
 
 
-def _from_cache(root: Path, new: list[str], files: int) -> dict[str, _Summary]:
+def _from_cache(root: Path, new: list[str], files: int) -> tuple[dict[str, _Summary], bool]:
     """The summaries the folder's cache on disk holds for ``new`` files; a malformed entry is not
     used. Each is checked against its file (same size and modification time) before its leaves
     are compared (:func:`_checked`): the endpoint and model of the files never ranked are
-    taken as cached, which spares a ``stat`` of every file in the folder."""
+    taken as cached, which spares a ``stat`` of every file in the folder. Also whether the cache
+    holds entries of other files (gone since, or malformed), so that it is written again."""
     if files < _nearest_cache.MIN_FILES:
-        return {}
+        return {}, False
     rows, cached = _nearest_cache.load(root, files)
     groups: list[tuple[tuple[str, ...], str] | None] = []
     for row in rows:
@@ -277,7 +289,7 @@ def _from_cache(root: Path, new: list[str], files: int) -> dict[str, _Summary]:
             continue
         if len(fields) <= 16 * MAX_LEAVES:
             found[path] = _Summary(kind[0], kind[1], test_id, size, mtime_ns, fields)
-    return found
+    return found, len(found) != len(cached)
 
 
 def _summarized(root: Path) -> dict[str, _Summary]:
@@ -295,7 +307,7 @@ def _summarized(root: Path) -> dict[str, _Summary]:
             del known[path]
         new = [path for path in files if path not in known]
         cold = not known and not gone
-    reused = _from_cache(root, new, len(files)) if cold else {}
+    reused, stale = _from_cache(root, new, len(files)) if cold else ({}, False)
     found = dict(reused)
     for path in new:
         if path not in found:
@@ -303,7 +315,7 @@ def _summarized(root: Path) -> dict[str, _Summary]:
             if summary is not None:
                 found[path] = summary
     with _summaries_lock:
-        if gone or len(found) > len(reused):
+        if gone or stale or len(found) > len(reused):
             _unsaved.add(root)
         if reused:
             _unchecked.setdefault(root, set()).update(reused)
@@ -313,7 +325,7 @@ def _summarized(root: Path) -> dict[str, _Summary]:
 
 
 def _checked(root: Path, path: str, summary: _Summary) -> _Summary | None:
-    """``summary`` if it is ``path``'s as the file is now; else the file summarized again
+    """``summary`` if it is ``path``'s as the file is now (and well formed); else the file summarized again
     (``None``: it is gone). Only summaries from the cache on disk are checked: this process's
     own are brought up to date when compared (:func:`_refresh`)."""
     with _summaries_lock:
@@ -325,7 +337,8 @@ def _checked(root: Path, path: str, summary: _Summary) -> _Summary | None:
         st = os.stat(path)
     except OSError:
         st = None
-    if st is not None and st.st_size == summary.size and st.st_mtime_ns == summary.mtime_ns:
+    same = st is not None and st.st_size == summary.size and st.st_mtime_ns == summary.mtime_ns
+    if same and len(summary.fields) % 16 == 0 and _HEX.fullmatch(summary.fields):
         return summary
     fresh = _summarize(path) if st is not None else None
     _refresh(root, path, fresh)
@@ -361,6 +374,8 @@ def _candidates(
     group, model = _group(request), _model(request)
     leaves = _digests(_leaves(request))
     wanted, wanted_paths = frozenset(leaves), frozenset(digest >> 32 for digest in leaves)
+    # comparable() keeps the scope of an API call (not of a tool call, nor of a model list)
+    scoped = isinstance(request, InferenceRequest) and request.endpoint not in SHARED_ENDPOINTS
 
     def closeness(summary: _Summary) -> int:
         return 0 if summary.group == group and summary.model == model else 1 if summary.group == group else 2
@@ -379,9 +394,9 @@ def _candidates(
             current = _checked(root, path, summary) if root is not None else summary
             if current is None or not current.group or closeness(current) != level:
                 continue  # gone, or changed its endpoint or model since it was cached
-            ranked.append(
-                (_estimate(wanted, wanted_paths, current.fields), current.test_id != scope, -current.mtime_ns, path)
-            )
+            other_scope = current.test_id != scope
+            changes = _estimate(wanted, wanted_paths, current.fields) + (scoped and other_scope)
+            ranked.append((changes, other_scope, -current.mtime_ns, path))
         chosen += [path for *_, path in heapq.nsmallest(room, ranked)]
     return chosen
 
