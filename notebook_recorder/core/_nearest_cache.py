@@ -25,7 +25,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,8 +35,8 @@ FORMAT = "notebook-recorder nearest-recording summaries"
 VERSION = 1
 MIN_FILES = 1_000
 """Folders with fewer recordings are summarized in well under a second: they are not cached."""
-MAX_BYTES_PER_FILE = 4_096
-"""A cache file larger than this times the number of recordings (plus 1 MiB) is not read."""
+MAX_BYTES = 256 << 20
+"""A larger cache file is not read (30,000 recordings take about 7 MB)."""
 
 
 def cache_dir() -> Path:
@@ -52,34 +52,41 @@ def cache_path(root: Path) -> Path:
     return cache_dir() / f"{name}-{digest}.json"
 
 
-def load(root: Path, files: int) -> tuple[list[Any], dict[str, Any]]:
-    """The cached summaries of ``root``: the table of (group, model) rows and, by path relative to
-    ``root``, each file's entry (checked by the caller, :mod:`._notfound`); empty when there are
-    none or the cache file cannot be trusted (see the module's docstring). Never raises."""
+class Cached(NamedTuple):
+    """What the cache file holds (checked by :mod:`._notfound` before any of it is used)."""
+
+    groups: list[Any]  # [[group, model], ...]: the rows the entries point to
+    files: dict[str, Any]  # path relative to the folder ("/"-separated) -> [size, mtime_ns, row, test_id, leaves]
+    dirs: dict[str, Any]  # the folder's directories ("" for itself) -> mtime_ns when listed
+    listed_at: int  # when the folder was listed (time.time_ns())
+
+
+def load(root: Path) -> Cached | None:
+    """The cache of ``root``, or ``None`` when there is none or it cannot be trusted (see the
+    module's docstring). Never raises."""
     path = cache_path(root)
     try:
-        if os.stat(path).st_size > (files + 1) * MAX_BYTES_PER_FILE + (1 << 20):
-            return [], {}
+        if os.stat(path).st_size > MAX_BYTES:
+            return None
         data, _ = _files.read_file(str(path))
         document = orjson.loads(data)
     except (OSError, orjson.JSONDecodeError):
-        return [], {}
+        return None
     if not isinstance(document, dict):
-        return [], {}
+        return None
     if document.get("format") != FORMAT or document.get("version") != VERSION or document.get("root") != str(root):
-        return [], {}
-    groups, entries = document.get("groups"), document.get("files")
-    if not isinstance(groups, list) or not isinstance(entries, dict):
-        return [], {}
-    return groups, entries
+        return None
+    groups, entries, dirs, listed_at = (document.get(name) for name in ("groups", "files", "dirs", "listed_at"))
+    if not isinstance(groups, list) or not isinstance(entries, dict) or not isinstance(dirs, dict):
+        return None
+    return Cached(groups, entries, dirs, listed_at) if type(listed_at) is int else None
 
 
-def save(root: Path, groups: list[Any], entries: dict[str, Any]) -> None:
-    """Replace the cache of ``root`` with ``groups`` and ``entries`` (atomically); a cache
-    directory that cannot be written is left alone (the next process summarizes the folder
-    again)."""
+def save(root: Path, cached: Cached) -> None:
+    """Replace the cache of ``root`` (atomically); a cache directory that cannot be written is
+    left alone (the next process summarizes the folder again)."""
     path = cache_path(root)
-    document = {"format": FORMAT, "version": VERSION, "root": str(root), "groups": groups, "files": entries}
+    document = {"format": FORMAT, "version": VERSION, "root": str(root), **cached._asdict()}
     try:
         data = orjson.dumps(document)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import re
 import struct
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -233,22 +234,35 @@ def _summarize(path: str) -> _Summary | None:
     return _summary_of(request_from_record(record), record.get("test_id"), st.st_size, st.st_mtime_ns)
 
 
-# Per directory: the mtimes of the directories listed, and the files found. A directory's mtime
-# changes when a file is added, removed or renamed in it: while none changed, the folder is not
-# listed again (30,000 entries take longer to list than the rest of an explanation).
-_listings: dict[Path, tuple[dict[str, int], list[str]]] = {}
+# Per directory: the mtimes of the directories listed, when they were listed, and the files
+# found. A directory's mtime changes when a file is added, removed or renamed in it: while none
+# changed, the folder is not listed again (30,000 entries take longer to list than the rest of an
+# explanation).
+_listings: dict[Path, tuple[dict[str, int], int, list[str]]] = {}
 _built_from: dict[Path, list[str]] = {}  # the listing each directory's summaries were last brought up to
+RACY_NS = 2_000_000_000
+"""A directory changed less than this before it was listed may change again within the same
+timestamp: its listing is not kept in the cache on disk (see :func:`_listed_on_disk`)."""
 
 
-def _recording_files(root: Path) -> list[str]:
+def _unchanged(mtimes: dict[str, int]) -> bool:
+    try:
+        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in mtimes.items())
+    except OSError:
+        return False
+
+
+def _recording_files(root: Path, on_disk: _nearest_cache.Cached | None = None) -> list[str]:
+    """The recording files under ``root``: as listed last time by this process, or by an earlier
+    one (``on_disk``), while none of its directories changed since; else listed now."""
     cached = _listings.get(root)
-    if cached is not None:
-        mtimes, files = cached
-        try:
-            if all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in mtimes.items()):
-                return files
-        except OSError:
-            pass
+    if cached is not None and _unchanged(cached[0]):
+        return cached[2]
+    if on_disk is not None:
+        files = _listed_on_disk(root, on_disk)
+        if files is not None:
+            return files
+    listed_at = time.time_ns()
     walk = walk_recordings(root)
     mtimes = {}
     for folder in walk.dirs:
@@ -257,38 +271,66 @@ def _recording_files(root: Path) -> list[str]:
         except OSError:
             continue
     with _summaries_lock:
-        _listings[root] = (mtimes, walk.files)
+        _listings[root] = (mtimes, listed_at, walk.files)
     return walk.files
 
 
-def _from_cache(root: Path, new: list[str], files: int) -> tuple[dict[str, _Summary], bool]:
+def _listed_on_disk(root: Path, on_disk: _nearest_cache.Cached) -> list[str] | None:
+    """The listing kept in the cache on disk, if none of the folder's directories changed since
+    (nor shortly before it was made): the files of its entries. Names that are not plain
+    relative paths of ``*.json`` files in the directories listed are refused with the listing."""
+    prefix = str(root) + os.sep
+    mtimes: dict[str, int] = {}
+    for name, mtime in on_disk.dirs.items():
+        if type(mtime) is not int or mtime > on_disk.listed_at - RACY_NS or not _plain(name, ""):
+            return None
+        mtimes[str(root) if name == "" else prefix + name] = mtime
+    if str(root) not in mtimes or not _unchanged(mtimes):
+        return None
+    dirs = {name + "/" if name else "" for name in on_disk.dirs}
+    for name in on_disk.files:
+        if not _plain(name, ".json") or name[: name.rfind("/") + 1] not in dirs:
+            return None
+    files = sorted(prefix + name.replace("/", os.sep) for name in on_disk.files)
+    with _summaries_lock:
+        _listings[root] = (mtimes, on_disk.listed_at, files)
+    return files
+
+
+def _plain(name: str, suffix: str) -> bool:
+    """Whether ``name`` is a relative path with no hidden, empty, ``..`` or absolute part."""
+    if not isinstance(name, str) or not name.endswith(suffix) or "\\" in name or "\0" in name:
+        return False
+    return name == "" or all(part and part[0] != "." for part in name.split("/"))
+
+
+def _from_cache(root: Path, new: list[str], on_disk: _nearest_cache.Cached) -> tuple[dict[str, _Summary], bool]:
     """The summaries the folder's cache on disk holds for ``new`` files; a malformed entry is not
     used. Each is checked against its file (same size and modification time) before its leaves
     are compared (:func:`_checked`): the endpoint and model of the files never ranked are
     taken as cached, which spares a ``stat`` of every file in the folder. Also whether the cache
     holds entries of other files (gone since, or malformed), so that it is written again."""
-    if files < _nearest_cache.MIN_FILES:
-        return {}, False
-    rows, cached = _nearest_cache.load(root, files)
     groups: list[tuple[tuple[str, ...], str] | None] = []
-    for row in rows:
+    for row in on_disk.groups:
         ok = isinstance(row, list) and len(row) == 2 and isinstance(row[0], list) and isinstance(row[1], str)
         ok = ok and len(row[0]) <= 2 and all(isinstance(part, str) for part in row[0])
         groups.append((tuple(row[0]), row[1]) if ok else None)
+    cached = on_disk.files
     prefix = str(root) + os.sep
+    cut, get, make, rows_count, longest = len(prefix), cached.get, _Summary._make, len(groups), 16 * MAX_LEAVES
     found = {}
     for path in new:
-        entry = cached.get(path[len(prefix) :]) if path.startswith(prefix) else None
-        if type(entry) is not list or len(entry) != 5:
+        entry = get(path[cut:].replace(os.sep, "/"))
+        if type(entry) is not list or len(entry) != 5 or not path.startswith(prefix):
             continue
         size, mtime_ns, row, test_id, fields = entry
-        if type(size) is not int or type(mtime_ns) is not int or type(row) is not int or not 0 <= row < len(groups):
+        if type(size) is not int or type(mtime_ns) is not int or type(row) is not int or not 0 <= row < rows_count:
             continue
         kind = groups[row]
         if kind is None or (test_id is not None and type(test_id) is not str) or type(fields) is not str:
             continue
-        if len(fields) <= 16 * MAX_LEAVES:
-            found[path] = _Summary(kind[0], kind[1], test_id, size, mtime_ns, fields)
+        if len(fields) <= longest:
+            found[path] = make((kind[0], kind[1], test_id, size, mtime_ns, fields))
     return found, len(found) != len(cached)
 
 
@@ -296,7 +338,8 @@ def _summarized(root: Path) -> dict[str, _Summary]:
     """Every recording under ``root``, summarized; files read once per process (new ones on a
     later miss; a file found changed when it is compared is summarized again), or not at all
     when the folder's cache on disk has them as they are."""
-    files = _recording_files(root)
+    on_disk = _nearest_cache.load(root) if not _summaries.get(root) else None
+    files = _recording_files(root, on_disk)
     with _summaries_lock:
         known = _summaries.setdefault(root, {})
         if _built_from.get(root) is files:
@@ -307,7 +350,7 @@ def _summarized(root: Path) -> dict[str, _Summary]:
             del known[path]
         new = [path for path in files if path not in known]
         cold = not known and not gone
-    reused, stale = _from_cache(root, new, len(files)) if cold else ({}, False)
+    reused, stale = _from_cache(root, new, on_disk) if cold and on_disk is not None else ({}, False)
     found = dict(reused)
     for path in new:
         if path not in found:
@@ -352,16 +395,26 @@ def _save(root: Path) -> None:
             return
         _unsaved.discard(root)
         known = dict(_summaries.get(root, {}))
-    if len(known) < _nearest_cache.MIN_FILES:
+    listing = _listings.get(root)
+    if len(known) < _nearest_cache.MIN_FILES or listing is None:
         return
+    mtimes, listed_at, files = listing
+    if len(files) != len(known):
+        return  # changed since it was listed: kept on disk by a later miss
     prefix = str(root) + os.sep
+    dirs = {
+        "" if folder == str(root) else folder[len(prefix) :].replace(os.sep, "/"): mtime
+        for folder, mtime in mtimes.items()
+    }
     rows: dict[tuple[tuple[str, ...], str], int] = {}
     entries = {}
     for path, summary in known.items():
         if path.startswith(prefix):
             row = rows.setdefault((summary.group, summary.model), len(rows))
-            entries[path[len(prefix) :]] = [summary.size, summary.mtime_ns, row, summary.test_id, summary.fields]
-    _nearest_cache.save(root, [[list(group), model] for group, model in rows], entries)
+            name = path[len(prefix) :].replace(os.sep, "/")
+            entries[name] = [summary.size, summary.mtime_ns, row, summary.test_id, summary.fields]
+    groups = [[list(group), model] for group, model in rows]
+    _nearest_cache.save(root, _nearest_cache.Cached(groups, entries, dirs, listed_at))
 
 
 def _candidates(
@@ -380,10 +433,12 @@ def _candidates(
     def closeness(summary: _Summary) -> int:
         return 0 if summary.group == group and summary.model == model else 1 if summary.group == group else 2
 
-    brackets: tuple[list[tuple[str, _Summary]], ...] = ([], [], [])
+    brackets: list[list[tuple[str, _Summary]]] = [[], []]
     for path, summary in summaries.items():
-        if summary.group:
-            brackets[closeness(summary)].append((path, summary))
+        if summary.group == group:
+            brackets[summary.model != model].append((path, summary))
+    if len(brackets[0]) + len(brackets[1]) < MAX_COMPARED:  # the other endpoints are needed too
+        brackets.append([(path, summary) for path, summary in summaries.items() if summary.group not in (group, ())])
     chosen: list[str] = []
     for level, bracket in enumerate(brackets):
         room = MAX_COMPARED - len(chosen)

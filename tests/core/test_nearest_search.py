@@ -218,6 +218,7 @@ def cached_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path
     folder.mkdir()
     for i in range(40):
         _write(folder, _chat(_conversation(i)))
+    _age(folder)
     near = folder / f"{_chat(_conversation(7)).key(None)}.json"
     far = folder / f"{_chat(_conversation(30)).key(None)}.json"
     wanted = _chat(_conversation(7, answer="answer seven"))
@@ -232,7 +233,38 @@ def test_a_new_process_ranks_from_the_cache_without_reading_the_folder(
 ) -> None:
     folder, wanted, near, _ = cached_folder
     monkeypatch.setattr(_notfound, "_summarize", _unexpected)
+    monkeypatch.setattr(_notfound, "walk_recordings", _unexpected)  # the folder is not even listed
     assert _nearest(folder, wanted) == (near, ["body.messages[1].content: 'answer 7' -> 'answer seven'"])
+
+
+def test_a_file_added_since_the_cache_was_written_is_found(
+    cached_folder: tuple[Path, InferenceRequest, Path, Path],
+) -> None:
+    """The listing kept on disk is used only while the folder's directories are unchanged."""
+    folder, wanted, *_ = cached_folder
+    added = _write(folder, wanted)
+    assert _nearest(folder, wanted) == (added, [])
+
+
+def test_a_cache_that_lists_a_file_outside_the_folder_is_not_used_to_list_it(
+    cached_folder: tuple[Path, InferenceRequest, Path, Path], tmp_path: Path
+) -> None:
+    """A cache file naming ``../secret.json`` (which holds the very request asked for) as one of
+    the folder's files: the listing it holds is refused, and the folder is listed instead."""
+    folder, wanted, near, _ = cached_folder
+    secret = _write(tmp_path, wanted)
+    secret.rename(tmp_path / "secret.json")
+    _age(tmp_path)
+    cache = _nearest_cache.cache_path(folder.resolve())
+    document = orjson.loads(cache.read_bytes())
+    document["dirs"][".."] = tmp_path.stat().st_mtime_ns  # as if the folder's parent were in it
+    entry = document["files"][near.name]
+    for name in ("../secret.json", str(tmp_path / "secret.json"), "sub/../../secret.json"):
+        document["files"][name] = entry
+        cache.write_bytes(orjson.dumps(document))
+        _notfound.forget_summaries()
+        assert _nearest(folder, wanted)[0] == near
+        del document["files"][name]
 
 
 def test_the_cache_is_json_in_the_user_cache_dir_and_nothing_is_written_in_the_folder(
@@ -276,10 +308,17 @@ def test_a_deleted_file_is_not_named_and_leaves_the_cache(
     assert near.name not in document["files"] and len(document["files"]) == 39
 
 
+def _age(folder: Path) -> None:
+    """Date ``folder``'s last change an hour back: a listing made now is then kept on disk (a
+    directory changed just before it was listed may change again within the same timestamp)."""
+    old = folder.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(folder, ns=(old, old))
+
+
 def _hostile_documents(folder: Path, near: Path, far: Path) -> dict[str, bytes]:
     root = str(folder.resolve())
-    header = {"format": _nearest_cache.FORMAT, "version": _nearest_cache.VERSION, "root": root}
     ours = orjson.loads(_nearest_cache.cache_path(folder.resolve()).read_bytes())
+    header = {key: ours[key] for key in ("format", "version", "root", "dirs", "listed_at")}
     entry = ours["files"][near.name]
     lying = dict(ours["files"])
     # far's (real size and mtime) claiming near's leaves, and a path outside the folder
@@ -351,7 +390,7 @@ def test_a_cache_path_that_is_a_fifo_or_too_large_is_not_read(
     _notfound.forget_summaries()
     cache.unlink()
     with cache.open("wb") as out:
-        out.truncate(64 << 20)  # sparse: 64 MiB for a 40-file folder
+        out.truncate(_nearest_cache.MAX_BYTES + 1)  # sparse
     assert _nearest(folder, wanted)[0] == near
 
 
