@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -198,6 +198,7 @@ def forget_summaries() -> None:
         _summaries.clear()
         _listings.clear()
         _built_from.clear()
+        _disk_listings.clear()
         _unsaved.clear()
         _unchecked.clear()
 
@@ -240,6 +241,7 @@ def _summarize(path: str) -> _Summary | None:
 # explanation).
 _listings: dict[Path, tuple[dict[str, int], int, list[str]]] = {}
 _built_from: dict[Path, list[str]] = {}  # the listing each directory's summaries were last brought up to
+_disk_listings: dict[Path, list[str]] = {}  # listings just taken from the cache on disk
 RACY_NS = 2_000_000_000
 """A directory changed less than this before it was listed may change again within the same
 timestamp: its listing is not kept in the cache on disk (see :func:`_listed_on_disk`)."""
@@ -287,14 +289,24 @@ def _listed_on_disk(root: Path, on_disk: _nearest_cache.Cached) -> list[str] | N
         mtimes[str(root) if name == "" else prefix + name] = mtime
     if str(root) not in mtimes or not _unchanged(mtimes):
         return None
-    dirs = {name + "/" if name else "" for name in on_disk.dirs}
-    for name in on_disk.files:
-        if not _plain(name, ".json") or name[: name.rfind("/") + 1] not in dirs:
+    names = list(on_disk.files)
+    flat = len(on_disk.dirs) == 1  # the folder alone: no "/" in any name
+    if not (_FLAT_NAMES if flat else _NAMES).fullmatch("\n".join(names) + "\n"):
+        return None
+    if not flat:
+        dirs = {name + "/" if name else "" for name in on_disk.dirs}
+        if any(name[: name.rfind("/") + 1] not in dirs for name in names):
             return None
-    files = sorted(prefix + name.replace("/", os.sep) for name in on_disk.files)
+    files = [prefix + name for name in names] if os.sep == "/" else [prefix + n.replace("/", os.sep) for n in names]
     with _summaries_lock:
         _listings[root] = (mtimes, on_disk.listed_at, files)
+        _disk_listings[root] = files
     return files
+
+
+_PART = r"[^./\n\\\0][^/\n\\\0]*"  # a file or directory name, not hidden
+_FLAT_NAMES = re.compile(rf"(?:{_PART}\.json\n)*")  # one name a line
+_NAMES = re.compile(rf"(?:(?:{_PART}/)*{_PART}\.json\n)*")
 
 
 def _plain(name: str, suffix: str) -> bool:
@@ -319,8 +331,11 @@ def _from_cache(root: Path, new: list[str], on_disk: _nearest_cache.Cached) -> t
     prefix = str(root) + os.sep
     cut, get, make, rows_count, longest = len(prefix), cached.get, _Summary._make, len(groups), 16 * MAX_LEAVES
     found = {}
-    for path in new:
-        entry = get(path[cut:].replace(os.sep, "/"))
+    if _disk_listings.pop(root, None) is new:  # the listing kept with them: in the same order
+        pairs: Iterable[tuple[str, Any]] = zip(new, cached.values(), strict=True)
+    else:
+        pairs = ((path, get(path[cut:].replace(os.sep, "/"))) for path in new)
+    for path, entry in pairs:
         if type(entry) is not list or len(entry) != 5 or not path.startswith(prefix):
             continue
         size, mtime_ns, row, test_id, fields = entry
@@ -348,8 +363,8 @@ def _summarized(root: Path) -> dict[str, _Summary]:
         gone = [path for path in known if path not in present]
         for path in gone:
             del known[path]
-        new = [path for path in files if path not in known]
         cold = not known and not gone
+        new = files if cold else [path for path in files if path not in known]
     reused, stale = _from_cache(root, new, on_disk) if cold and on_disk is not None else ({}, False)
     found = dict(reused)
     for path in new:
