@@ -143,6 +143,15 @@ def _leaves(request: Request) -> str:
 
 
 _HEX = re.compile(r"[0-9a-f]*")
+
+
+def _well_formed(fields: Any) -> bool:
+    """Whether ``fields`` is what :func:`_leaves` makes (a cache can hold anything)."""
+    return (
+        type(fields) is str and len(fields) <= 16 * MAX_LEAVES and not len(fields) % 16 and bool(_HEX.fullmatch(fields))
+    )
+
+
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -329,23 +338,20 @@ def _from_cache(root: Path, new: list[str], on_disk: _nearest_cache.Cached) -> t
         groups.append((tuple(row[0]), row[1]) if ok else None)
     cached = on_disk.files
     prefix = str(root) + os.sep
-    cut, get, make, rows_count, longest = len(prefix), cached.get, _Summary._make, len(groups), 16 * MAX_LEAVES
+    cut, get, make, rows_count = len(prefix), cached.get, _Summary._make, len(groups)
     found = {}
     if _disk_listings.pop(root, None) is new:  # the listing kept with them: in the same order
         pairs: Iterable[tuple[str, Any]] = zip(new, cached.values(), strict=True)
     else:
         pairs = ((path, get(path[cut:].replace(os.sep, "/"))) for path in new)
     for path, entry in pairs:
-        if type(entry) is not list or len(entry) != 5 or not path.startswith(prefix):
+        # Only the endpoint and model are checked here: the rest is checked before it is used
+        # (_checked), for the few files ranked by their leaves.
+        if type(entry) is not list or len(entry) != 5 or type(entry[2]) is not int or not 0 <= entry[2] < rows_count:
             continue
-        size, mtime_ns, row, test_id, fields = entry
-        if type(size) is not int or type(mtime_ns) is not int or type(row) is not int or not 0 <= row < rows_count:
-            continue
-        kind = groups[row]
-        if kind is None or (test_id is not None and type(test_id) is not str) or type(fields) is not str:
-            continue
-        if len(fields) <= longest:
-            found[path] = make((kind[0], kind[1], test_id, size, mtime_ns, fields))
+        kind = groups[entry[2]]
+        if kind is not None:
+            found[path] = make((kind[0], kind[1], entry[3], entry[0], entry[1], entry[4]))
     return found, len(found) != len(cached)
 
 
@@ -396,7 +402,7 @@ def _checked(root: Path, path: str, summary: _Summary) -> _Summary | None:
     except OSError:
         st = None
     same = st is not None and st.st_size == summary.size and st.st_mtime_ns == summary.mtime_ns
-    if same and len(summary.fields) % 16 == 0 and _HEX.fullmatch(summary.fields):
+    if same and (summary.test_id is None or type(summary.test_id) is str) and _well_formed(summary.fields):
         return summary
     fresh = _summarize(path) if st is not None else None
     _refresh(root, path, fresh)

@@ -341,12 +341,16 @@ def _hostile_documents(folder: Path, near: Path, far: Path) -> dict[str, bytes]:
             }
         ),
         "not hex": orjson.dumps({**ours, "files": {n: [*e[:4], "zz" * 8] for n, e in ours["files"].items()}}),
+        "odd values": orjson.dumps(
+            {**ours, "files": {n: [str(e[0]), e[1], e[2], 5, [1]] for n, e in ours["files"].items()}}
+        ),
         "lying": orjson.dumps({**ours, "files": lying}),
     }
 
 
 @pytest.mark.parametrize(
-    "kind", ["not json", "a list", "another folder", "another version", "malformed entries", "not hex"]
+    "kind",
+    ["not json", "a list", "another folder", "another version", "malformed entries", "not hex", "odd values"],
 )
 def test_a_hostile_cache_file_changes_nothing_shown(
     cached_folder: tuple[Path, InferenceRequest, Path, Path], kind: str, monkeypatch: pytest.MonkeyPatch
