@@ -103,7 +103,9 @@ $(NODE_OPENAI_PKG):
 	test -f .cache/npm/package.json || echo '{"private": true}' > .cache/npm/package.json
 	cd .cache/npm && npm install --no-audit --no-fund --loglevel=error openai@$(NODE_OPENAI)
 
-CHECKS := unit unit-openai2 sdk-suite-anthropic sdk-suite-openai test-lowest notebooks docs spark typecheck lint
+# The anthropic SDK's suite (about 12 minutes, its live and record runs side by side) starts first,
+# on one slot; the other parts (about as long together) follow one another on the second.
+CHECKS := sdk-suite-anthropic unit unit-openai2 sdk-suite-openai test-lowest notebooks docs spark typecheck lint
 checks: $(addprefix logged-,$(CHECKS))
 
 # One part of `make test`, its output in $(LOGS)/PART.log.

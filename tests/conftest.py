@@ -7,6 +7,8 @@ Append further fixtures below.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,16 @@ from notebook_recorder.core._store import forget_indexes
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+
+# httpx and httpx2 import httpcore/httpcore2 lazily, when their first transport is built, and map
+# its exceptions through a table loaded once. pytester's in-process runs (`runpytest_inprocess`)
+# drop every module first imported during the run: if that was httpcore2, the next transport
+# imports a second copy, whose ConnectError the table does not know, and a refused connection
+# escapes as a raw httpcore2.ConnectError instead of the SDK's APIConnectionError. Importing them
+# here puts them in every snapshot, as a notebook's process would have them.
+for _lazy in ("httpcore", "httpcore2"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_lazy)
 
 # The releases the hooks are tested on. `make test` installs the newest ones the declared ranges
 # allow, so a new SDK release that breaks a guarantee fails here first: each failure names them.

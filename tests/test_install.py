@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -61,7 +62,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel built from this checkout (and pytest) installed: its bin directory."""
     uv, work = _uv(), tmp_path_factory.mktemp("install")
     env = _clean_env()
-    _run([uv, "build", "--wheel", "--out-dir", work / "dist", ROOT], cwd=work, env=env)
+    # The sdist, then the wheel built from it (as a package index's builders do).
+    _run([uv, "build", "--out-dir", work / "dist", ROOT], cwd=work, env=env)
+    (sdist,) = (work / "dist").glob("notebook_recorder-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        top = {name.split("/", 2)[1] for name in archive.getnames() if name.count("/")}
+    # hatchling adds .gitignore to every sdist (its wheel build from the sdist reads it).
+    expected = {"notebook_recorder", "README.md", "CHANGELOG.md", "LICENSE", "pyproject.toml", "PKG-INFO", ".gitignore"}
+    assert top == expected, top
     (wheel,) = (work / "dist").glob("notebook_recorder-*.whl")
     assert wheel.name == f"notebook_recorder-{nr.__version__}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as archive:
