@@ -19,8 +19,11 @@ time of the explanation only, not of the imports), medians over ``--runs``:
   the goal is **under 0.5 s**;
 - **later misses** in the same process;
 - **first miss ever** (no cache on disk: every file is read once, then the cache is written);
-- for context, the whole replay miss of a new process: the store's lookup (which builds its
-  content index, parsing every file, before any explanation) and then the explanation.
+- the **whole replay miss of a new process**: the store's lookup (which, on a miss by name, builds
+  its content index of every file's key) and then the explanation. With the folder seen before
+  (the content index and the summaries cached on disk: ``core/_index_cache.py``) the goal is
+  **under 1 s**; the first time ever, each file is parsed once (the summaries are built from the
+  content index's parse) and both caches are written.
 
 Every run checks that each explanation is the same message; ``--full-scan`` also checks that it
 names the same nearest recording and diff as the search before issue 28 (every file diffed;
@@ -46,6 +49,7 @@ CORPUS = ROOT / ".cache" / "bench-notfound"
 XDG = CORPUS / "xdg"  # the benchmark's own user cache directory
 BASELINE_FILES = 100
 GOAL_SECONDS = 0.5
+WHOLE_GOAL_SECONDS = 1.0
 MODELS = [f"model-{i}" for i in range(12)]
 ENDPOINTS = ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"]
 
@@ -133,6 +137,7 @@ def child(folder: Path, files: int, lookup: bool) -> dict[str, Any]:
 
 def _in_new_process(folder: Path, files: int, *, lookup: bool = False) -> dict[str, Any]:
     env = {**os.environ, "XDG_CACHE_HOME": str(XDG), "PYTHONPATH": str(ROOT)}
+    env.pop("APIREC_CACHE_DIR", None)  # the benchmark's own cache directory: $XDG_CACHE_HOME/notebook-recorder
     argv = [sys.executable, "-m", "benchmarks.bench_notfound", "--child", str(folder), "--files", str(files)]
     done = subprocess.run(
         [*argv, *(["--lookup"] if lookup else [])], env=env, cwd=ROOT, capture_output=True, check=True
@@ -160,27 +165,34 @@ def main(argv: list[str] | None = None) -> int:
         print(orjson.dumps(child(args.child, args.files, args.lookup)).decode())
         return 0
 
-    from notebook_recorder.core._nearest_cache import cache_path
+    from notebook_recorder.core import _user_cache
 
     folder, small = build(CORPUS, args.files), build(CORPUS, BASELINE_FILES)
-    saved = os.environ.get("XDG_CACHE_HOME")
+    saved = {name: os.environ.pop(name, None) for name in ("XDG_CACHE_HOME", "APIREC_CACHE_DIR")}
     os.environ["XDG_CACHE_HOME"] = str(XDG)  # this process's searches too (--full-scan)
     try:
-        return _measure(args, folder, small, cache_path(folder.resolve()))
+        caches = [_user_cache.cache_path(part, folder.resolve()) for part in ("nearest", "index")]
+        return _measure(args, folder, small, [cache for cache in caches if cache is not None])
     finally:
-        if saved is None:
-            del os.environ["XDG_CACHE_HOME"]
-        else:
-            os.environ["XDG_CACHE_HOME"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def _measure(args: argparse.Namespace, folder: Path, small: Path, cache: Path) -> int:
+def _measure(args: argparse.Namespace, folder: Path, small: Path, caches: list[Path]) -> int:
     """The rows of the table (see the module's docstring)."""
+
+    def forget() -> None:
+        for cache in caches:
+            cache.unlink(missing_ok=True)
+
     messages: set[str] = set()
-    baseline, cold, warm, later, lookups, ends = [], [], [], [], [], []
+    baseline, cold, warm, later, whole_cold, whole_warm, lookups = [], [], [], [], [], [], []
     for _ in range(args.runs):
         baseline.append(_in_new_process(small, BASELINE_FILES)["first"])
-        cache.unlink(missing_ok=True)
+        forget()
         result = _in_new_process(folder, args.files)  # no cache on disk: every file read, then cached
         cold.append(result["first"])
         messages.update(result["messages"])
@@ -188,10 +200,13 @@ def _measure(args: argparse.Namespace, folder: Path, small: Path, cache: Path) -
         warm.append(result["first"])
         later += result["later"]
         messages.update(result["messages"])
-    for _ in range(min(args.runs, 3)):
-        result = _in_new_process(folder, args.files, lookup=True)
+        forget()
+        result = _in_new_process(folder, args.files, lookup=True)  # the whole miss, the first time ever
+        whole_cold.append(result["lookup"] + result["first"])
+        messages.update(result["messages"])
+        result = _in_new_process(folder, args.files, lookup=True)  # and in the next process
+        whole_warm.append(result["lookup"] + result["first"])
         lookups.append(result["lookup"])
-        ends.append(result["lookup"] + result["first"])
         messages.update(result["messages"])
     same = "not checked (--full-scan)"
     if args.full_scan:
@@ -204,23 +219,33 @@ def _measure(args: argparse.Namespace, folder: Path, small: Path, cache: Path) -
         match = found[0] == expected[0] and [str(c) for c in found[1]] == [str(c) for c in expected[1]]
         same = "yes" if match else "NO"
 
-    reference = statistics.median(baseline)
+    median = statistics.median
+    reference = median(baseline)
 
     def row(what: str, seconds: float, goal: str = "") -> str:
         return f"| {what} | {seconds * 1000:,.0f} ms | {seconds / reference:.1f}x | {goal} |"
 
     files = sum(1 for name in os.listdir(folder) if name.endswith(".json"))
-    warm_median = statistics.median(warm)
-    met = warm_median < GOAL_SECONDS
+    warm_median, whole_median = statistics.median(warm), statistics.median(whole_warm)
+    met = warm_median < GOAL_SECONDS and whole_median < WHOLE_GOAL_SECONDS
     print(f"Missing-recording explanation, {files:,} recordings in the folder (medians of {args.runs} runs)\n")
     print("| miss | time | vs. 100 files | goal |")
     print("| --- | ---: | ---: | ---: |")
     print(row(f"baseline: first miss of a new process, {BASELINE_FILES} recordings", reference, "1x"))
-    print(row("first miss of a new process, summaries cached on disk", warm_median, _goal(met)))
+    print(row("first miss of a new process, summaries cached on disk", warm_median, _goal(warm, GOAL_SECONDS)))
     print(row("later misses in the same process", statistics.median(later)))
     print(row("first miss ever (no cache: every file read once, then cached)", statistics.median(cold)))
-    print(row("whole replay miss of a new process: the store's lookup and content index", statistics.median(lookups)))
-    print(row("... then the explanation: the whole miss", statistics.median(ends)))
+    print(
+        row(
+            "whole replay miss of a new process (lookup and explanation), folder seen before",
+            whole_median,
+            _goal(whole_warm, WHOLE_GOAL_SECONDS),
+        )
+    )
+    print(row("... of which the store's lookup (content index from the cache)", statistics.median(lookups)))
+    print(
+        row("whole replay miss, the first time ever (no cache: each file parsed once)", statistics.median(whole_cold))
+    )
     one = len(messages) == 1
     print(
         f"\nThe same message on every miss: {'yes' if one else 'NO'}; the same nearest and diff as a full scan: {same}"
@@ -228,8 +253,8 @@ def _measure(args: argparse.Namespace, folder: Path, small: Path, cache: Path) -
     return 0 if met and one and same != "NO" else 1
 
 
-def _goal(met: bool) -> str:
-    return f"< {GOAL_SECONDS:.1f} s: {'met' if met else 'MISSED'}"
+def _goal(times: list[float], goal: float) -> str:
+    return f"< {goal:.1f} s: {'met' if statistics.median(times) < goal else 'MISSED'}"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from . import _nearest_cache
+from . import _nearest_cache, _user_cache
 from ._calllog import display_path
 from ._errors import RecordingFormatError
 from ._keys import (
@@ -36,7 +36,7 @@ from ._keys import (
 )
 from ._match import volatile_only
 from ._modes import ENV_MODE, Mode, env_mode, env_mode_source
-from ._store import read_recording, walk_recordings
+from ._store import on_parse, read_recording, walk_recordings
 
 if TYPE_CHECKING:
     from ._match import Rules
@@ -251,7 +251,7 @@ def _summarize(path: str) -> _Summary | None:
 _listings: dict[Path, tuple[dict[str, int], int, list[str]]] = {}
 _built_from: dict[Path, list[str]] = {}  # the listing each directory's summaries were last brought up to
 _disk_listings: dict[Path, list[str]] = {}  # listings just taken from the cache on disk
-RACY_NS = 2_000_000_000
+RACY_NS = _user_cache.RACY_NS
 """A directory changed less than this before it was listed may change again within the same
 timestamp: its listing is not kept in the cache on disk (see :func:`_listed_on_disk`)."""
 
@@ -359,7 +359,7 @@ def _summarized(root: Path) -> dict[str, _Summary]:
     """Every recording under ``root``, summarized; files read once per process (new ones on a
     later miss; a file found changed when it is compared is summarized again), or not at all
     when the folder's cache on disk has them as they are."""
-    on_disk = _nearest_cache.load(root) if not _summaries.get(root) else None
+    on_disk = _nearest_cache.load(root) if root not in _built_from else None
     files = _recording_files(root, on_disk)
     with _summaries_lock:
         known = _summaries.setdefault(root, {})
@@ -371,7 +371,7 @@ def _summarized(root: Path) -> dict[str, _Summary]:
             del known[path]
         cold = not known and not gone
         new = files if cold else [path for path in files if path not in known]
-    reused, stale = _from_cache(root, new, on_disk) if cold and on_disk is not None else ({}, False)
+    reused, stale = _from_cache(root, new, on_disk) if new and on_disk is not None else ({}, False)
     found = dict(reused)
     for path in new:
         if path not in found:
@@ -386,6 +386,26 @@ def _summarized(root: Path) -> dict[str, _Summary]:
         known.update(found)
         _built_from[root] = files
         return dict(known)
+
+
+def _observe(root: Path, path: str, record: dict[str, Any] | None, st: os.stat_result) -> None:
+    """A file the store's content index has just parsed (:func:`._store.on_parse`), summarized
+    from that parse: the first miss in a folder reads each file once, not once for the index and
+    once for the explanation."""
+    stored = request_from_record(record) if record is not None else None
+    test_id = record.get("test_id") if record is not None else None
+    summary = _summary_of(stored, test_id, st.st_size, st.st_mtime_ns)
+    with _summaries_lock:
+        known = _summaries.setdefault(root, {})
+        if known.get(path) != summary:
+            known[path] = summary
+            _unsaved.add(root)
+        unchecked = _unchecked.get(root)
+        if unchecked is not None:
+            unchecked.discard(path)
+
+
+on_parse(_observe)
 
 
 def _checked(root: Path, path: str, summary: _Summary) -> _Summary | None:

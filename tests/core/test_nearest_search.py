@@ -22,7 +22,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from notebook_recorder.core import _nearest_cache, _notfound
+from notebook_recorder.core import _nearest_cache, _notfound, _user_cache
 from notebook_recorder.core._keys import InferenceRequest, Request, comparable, diff, request_from_record
 from notebook_recorder.core._recorder import Recorder
 from notebook_recorder.core._store import forget_indexes
@@ -36,6 +36,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "llama-stack"
 def _cache_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test starts as a new process would, with its own (empty) user cache directory."""
     home = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.delenv("APIREC_CACHE_DIR", raising=False)  # the session's (tests/conftest.py): XDG's is used
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     _notfound.forget_summaries()
     forget_indexes()
@@ -394,7 +395,7 @@ def test_a_cache_path_that_is_a_fifo_or_too_large_is_not_read(
     _notfound.forget_summaries()
     cache.unlink()
     with cache.open("wb") as out:
-        out.truncate(_nearest_cache.MAX_BYTES + 1)  # sparse
+        out.truncate(_user_cache.MAX_BYTES + 1)  # sparse
     assert _nearest(folder, wanted)[0] == near
 
 
