@@ -26,7 +26,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _user_cache
 
@@ -68,7 +68,7 @@ def load(root: Path, rules: Rules) -> dict[str, Entry] | None:
     document = _user_cache.load(PART, root, FORMAT, VERSION, kept_variant)
     if document is None:
         return None
-    columns = [document.get(name) for name in ("names", "sizes", "mtimes", "keys", "occurrences", "problems")]
+    columns: list[Any] = [document.get(name) for name in ("names", "sizes", "mtimes", "keys", "occurrences", "problems")]
     if not all(type(column) is list for column in columns) or len({len(c) for c in columns}) != 1:
         return None
     names, sizes, mtimes, keys, occurrences, problems = columns
