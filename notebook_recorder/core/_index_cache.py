@@ -68,7 +68,8 @@ def load(root: Path, rules: Rules) -> dict[str, Entry] | None:
     document = _user_cache.load(PART, root, FORMAT, VERSION, kept_variant)
     if document is None:
         return None
-    columns: list[Any] = [document.get(name) for name in ("names", "sizes", "mtimes", "keys", "occurrences", "problems")]
+    fields = ("names", "sizes", "mtimes", "keys", "occurrences", "problems")
+    columns: list[Any] = [document.get(name) for name in fields]
     if not all(type(column) is list for column in columns) or len({len(c) for c in columns}) != 1:
         return None
     names, sizes, mtimes, keys, occurrences, problems = columns
