@@ -8,7 +8,9 @@ Lookup has three tiers, cheapest first:
    name is not their key, such as every llama-stack file and renamed files. It is built once per
    directory per process, the first time tiers 1 and 2 miss, and kept current as files are written;
    later misses look at each directory's modification time (one ``stat`` per directory) and list
-   again only the directories that changed, parsing only their new or replaced files.
+   again only the directories that changed, parsing only their new or replaced files. A large
+   folder's index is kept on disk between processes (:mod:`._index_cache`): a new process parses
+   only the files whose size or modification time changed since.
 
 A file replayed again is read (one ``read``) and compared with the bytes parsed last time: while
 they are the same, its parsed record is served from a small bounded cache (:class:`_ParsedFiles`).
