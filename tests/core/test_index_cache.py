@@ -36,12 +36,13 @@ URL = "http://127.0.0.1/v1/chat/completions"
 ENDPOINT = "/v1/chat/completions"
 OLD = 1_700_000_000_000_000_000  # files dated long ago: none changed "just before" it was kept
 
-_opened: list[str] | None = None
+_collecting: list[list[str]] = []
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "open" and _opened is not None and isinstance(args[0], str):
-        _opened.append(args[0])
+    if event == "open" and _collecting and isinstance(args[0], str):
+        for paths in _collecting:
+            paths.append(args[0])
 
 
 sys.addaudithook(_audit)  # cannot be removed: it records only inside opened_in()
@@ -50,14 +51,15 @@ sys.addaudithook(_audit)  # cannot be removed: it records only inside opened_in(
 @contextmanager
 def opened_in(folder: Path) -> Iterator[list[str]]:
     """The files under ``folder`` opened (``open`` audit events) inside the ``with`` block."""
-    global _opened
-    _opened, found = [], []
+    seen: list[str] = []
+    found: list[str] = []
+    _collecting.append(seen)
     try:
         yield found
     finally:
+        _collecting.pop()  # the innermost: nested blocks end in order
         prefix = str(folder.resolve()) + os.sep
-        found.extend(path for path in _opened or [] if path.startswith(prefix))
-        _opened = None
+        found.extend(path for path in seen if path.startswith(prefix))
 
 
 @pytest.fixture(autouse=True)
@@ -201,6 +203,15 @@ def test_a_new_process_uses_the_kept_index(folder: Path) -> None:
         found = Store(folder).find(_chat(11).key(None))
     assert found is not None and found.path.name == "file-11.json"
     assert opened == [str(folder.resolve() / "file-11.json")]  # read to check its key, nothing else
+
+
+def test_a_hit_by_name_does_not_load_the_kept_index(folder: Path, _cache_dir: Path) -> None:
+    named = _write(folder / f"{_chat('named').key(None)}.json", _chat("named"))
+    _age(folder)
+    with opened_in(_cache_dir) as cache_opened, opened_in(folder) as opened:
+        found = Store(folder).find(_chat("named").key(None))
+    assert found is not None and found.path == named.resolve()
+    assert cache_opened == [] and opened == [str(named.resolve())]
 
 
 def test_a_file_added_since_is_parsed_and_found(folder: Path) -> None:
