@@ -21,6 +21,7 @@ from wire_server import TEST_API_KEY, WireServer
 import notebook_recorder as nr
 from notebook_recorder.core import _config
 from notebook_recorder.core._store import forget_indexes
+from notebook_recorder.hooks import _placeholder
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -91,12 +92,16 @@ def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts alike and cleans up after itself.
 
-    No real API key, base URL or recorder mode/dir from the shell; no recorder active, an empty
-    call log, and no directory index or project configuration remembered from an earlier test.
+    No real API key, base URL or recorder mode/dir from the shell; no replay key fallback from this
+    session's own plugin; no recorder active, an empty call log, and no directory index or project
+    configuration remembered from an earlier test.
     Afterwards recording is stopped (the SDK hook removed) whatever the test did.
     """
     for name in _ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
+    # This suite is not a user's replaying session: the fallback its own plugin turned on at
+    # configure (a keyless client gets the placeholder) is off in each test, as without the plugin.
+    monkeypatch.setattr(_placeholder, "_sessions", 0)
     forget_indexes()
     _config.clear_cache()
     nr.clear_calls()

@@ -64,6 +64,9 @@ def missing_message(recorder: Recorder, request: Request, key: str) -> str:
     """Why ``request`` (keyed ``key``) has no recording under ``recorder``, and what to do."""
     directory = display_path(recorder.store.root)
     lines = [f"No recording of {request.summary()} in {directory}/ (key {key[:12]}…, scope {recorder.scope!r})."]
+    client = getattr(request, "client", "")
+    if client:
+        lines.append(f"The request was made by {client}.")
     if recorder.rules:
         lines.append(f"Requests are matched under these rules: {recorder.rules.summary()}.")
     closest = nearest(recorder, request)

@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _files, _index_cache
 from ._codec import dumps, loads
@@ -53,6 +53,8 @@ from ._keys import name_occurrence, record_key, record_occurrence, recording_nam
 if TYPE_CHECKING:
     from ._match import Rules
 
+
+_T = TypeVar("_T")
 
 MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
 """llama-stack's name for a model list: ``models-<key>-<digest8>.json``."""
@@ -93,6 +95,10 @@ class _ParsedFiles:
 
     The records are shared between the calls that replay them: readers must not modify them
     (replay builds new objects from them, and ``_codec.loads`` returns a fresh record).
+
+    A hook may keep what it derives from a cached record beside it (:meth:`derived`: the bytes an
+    HTTP-level replay serves), so a file replayed again is read and compared, and neither parsed
+    nor converted again; the derived values go when their record does.
     """
 
     MAX_BYTES = 32 << 20  # file bytes kept in all (parsed, they weigh a few times more)
@@ -103,6 +109,9 @@ class _ParsedFiles:
         self._entries: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        # id(record) -> what hooks derived from it (:meth:`derived`); only for cached records,
+        # which the entries keep alive, so an id is never reused while it is here.
+        self._derived: dict[int, dict[str, Any]] = {}
 
     def read(self, path: str) -> dict[str, Any]:
         try:
@@ -119,20 +128,46 @@ class _ParsedFiles:
             with self._lock:
                 old = self._entries.pop(path, None)
                 if old is not None:
-                    self._bytes -= len(old[0])
+                    self._drop(old)
                 self._entries[path] = (data, record)
                 self._bytes += len(data)
+                self._derived[id(record)] = {}
                 while self._bytes > self.MAX_BYTES or len(self._entries) > self.MAX_FILES:
-                    self._bytes -= len(self._entries.popitem(last=False)[1][0])
+                    self._drop(self._entries.popitem(last=False)[1])
         return record
+
+    def _drop(self, entry: tuple[bytes, dict[str, Any]]) -> None:
+        self._bytes -= len(entry[0])
+        self._derived.pop(id(entry[1]), None)
+
+    def derived(self, record: dict[str, Any], name: str, build: Callable[[], _T]) -> _T:
+        """``build()``, kept beside ``record`` while ``record`` is in the cache (the same object
+        :meth:`read` returned), so that the next call for the same unchanged file gets it back
+        without building it again. ``build`` must depend on nothing but ``record``, and its value
+        must not be modified by whoever uses it: it is shared, as the record is. Not cached (built
+        every time) for a record that is not in the cache: a large file, or one replaced since."""
+        with self._lock:
+            slot = self._derived.get(id(record))
+            if slot is not None and name in slot:
+                return cast(_T, slot[name])
+        value = build()
+        with self._lock:
+            slot = self._derived.get(id(record))
+            if slot is not None:
+                slot[name] = value
+        return value
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._derived.clear()
             self._bytes = 0
 
 
 _parsed = _ParsedFiles()
+
+derived = _parsed.derived
+"""What a hook derived from a parsed recording, kept beside it (:meth:`_ParsedFiles.derived`)."""
 
 
 def stale_temp_files(root: Path) -> list[Path]:

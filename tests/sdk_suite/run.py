@@ -156,7 +156,7 @@ def start_run(
         TEST_API_BASE_URL=base_url,
         PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
     )
-    # Our own pytest plugin stays out (it would set a placeholder key in every run): the hook is
+    # Our own pytest plugin stays out (it would replay by default, with the key fallback): the hook is
     # installed by nr_sdk_hook, in the one mode of this run.
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:notebook_recorder"]
     command += ["-o", "addopts=", *suite.pytest_args, "-p", "nr_sdk_hook"]
