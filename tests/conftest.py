@@ -92,6 +92,16 @@ _ENV_TO_CLEAR = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The library's cache of large folders (``APIREC_CACHE_DIR``, see ``core/_user_cache.py``)
+    is a temporary directory for the whole session, in this process and in every process a test
+    starts: the suite never writes to the user's ``~/.cache``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APIREC_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts alike and cleans up after itself.
