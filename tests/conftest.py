@@ -21,19 +21,34 @@ from wire_server import TEST_API_KEY, WireServer
 import notebook_recorder as nr
 from notebook_recorder.core import _config
 from notebook_recorder.core._store import forget_indexes
+from notebook_recorder.hooks import _placeholder
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-# httpx and httpx2 import httpcore/httpcore2 lazily, when their first transport is built, and map
-# its exceptions through a table loaded once. pytester's in-process runs (`runpytest_inprocess`)
-# drop every module first imported during the run: if that was httpcore2, the next transport
-# imports a second copy, whose ConnectError the table does not know, and a refused connection
-# escapes as a raw httpcore2.ConnectError instead of the SDK's APIConnectionError. Importing them
-# here puts them in every snapshot, as a notebook's process would have them.
-for _lazy in ("httpcore", "httpcore2"):
-    with contextlib.suppress(ImportError):
-        importlib.import_module(_lazy)
+
+# pytester's in-process runs (`runpytest_inprocess`) drop every module first imported during the
+# run, and the next import makes a second copy. httpx and httpx2 import httpcore/httpcore2 lazily,
+# when their first transport is built, and map its exceptions through a table loaded once: with a
+# second copy, a refused connection escaped as a raw httpcore2.ConnectError instead of the SDK's
+# APIConnectionError. Our own lazily imported modules (hooks, front ends, analysis) likewise got
+# second copies whose objects were not the ones `notebook_recorder` exports. Importing them here
+# puts them in every snapshot, as a notebook's long-lived process would have them.
+def _import_up_front() -> None:
+    import pkgutil
+
+    for name in ("httpcore", "httpcore2"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    for module in pkgutil.walk_packages(nr.__path__, f"{nr.__name__}."):
+        if module.name.rpartition(".")[2] in ("__main__", "cli"):
+            continue  # entry points, not modules to import
+        with contextlib.suppress(ImportError):  # an optional extra that is not installed
+            importlib.import_module(module.name)
+
+
+_import_up_front()
+
 
 # The releases the hooks are tested on. `make test` installs the newest ones the declared ranges
 # allow, so a new SDK release that breaks a guarantee fails here first: each failure names them.
@@ -77,16 +92,30 @@ _ENV_TO_CLEAR = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The library's cache of large folders (``APIREC_CACHE_DIR``, see ``core/_user_cache.py``)
+    is a temporary directory for the whole session, in this process and in every process a test
+    starts: the suite never writes to the user's ``~/.cache``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APIREC_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts alike and cleans up after itself.
 
-    No real API key, base URL or recorder mode/dir from the shell; no recorder active, an empty
-    call log, and no directory index or project configuration remembered from an earlier test.
+    No real API key, base URL or recorder mode/dir from the shell; no replay key fallback from this
+    session's own plugin; no recorder active, an empty call log, and no directory index or project
+    configuration remembered from an earlier test.
     Afterwards recording is stopped (the SDK hook removed) whatever the test did.
     """
     for name in _ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
+    # This suite is not a user's replaying session: the fallback its own plugin turned on at
+    # configure (a keyless client gets the placeholder) is off in each test, as without the plugin.
+    monkeypatch.setattr(_placeholder, "_sessions", 0)
     forget_indexes()
     _config.clear_cache()
     nr.clear_calls()

@@ -46,6 +46,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
         if not k.startswith(("APIREC_", "OPENAI_", "ANTHROPIC_", "PYTEST_", "NOTEBOOK_RECORDER_", "VIRTUAL_ENV"))
         and k not in ("PYTHONPATH", "COV_CORE_SOURCE")
     }
+    env["APIREC_CACHE_DIR"] = os.environ.get("APIREC_CACHE_DIR", "off")  # conftest.py's, never ~/.cache
     return {**env, **extra}
 
 

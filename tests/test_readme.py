@@ -119,6 +119,7 @@ def scratch(tmp_path: Path) -> Path:
 
 def _env(server: WireServer, anthropic_server: AnthropicWireServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIREC_", "OPENAI_", "ANTHROPIC_"))}
+    env["APIREC_CACHE_DIR"] = os.environ.get("APIREC_CACHE_DIR", "off")  # conftest.py's, never ~/.cache
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["OPENAI_BASE_URL"] = server.base_url

@@ -43,6 +43,10 @@ class Call:
     call with no recording (live, missing), the call's own count."""
     origin: str | None = None
     """For ``kind="network"``: the ``file:line`` of the code that opened the connection."""
+    client: str | None = None
+    """Which library made the call or opened the connection, and through which HTTP library:
+    ``google-genai via httpx2``, ``requests`` (the user's own call), ``None`` when not known (a
+    typed SDK call, a raw socket)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

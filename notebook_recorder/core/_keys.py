@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -93,6 +93,9 @@ class InferenceRequest:
     body: Any
     model: str = ""
     url: str = ""
+    client: str = field(default="", compare=False)
+    """Who made the request, for messages and the call log only (``google-genai via httpx2``);
+    neither keyed nor written."""
 
     def key(self, test_id: str | None, rules: Rules | None = None) -> str:
         """The recording key for this request made in scope ``test_id``, under match ``rules``

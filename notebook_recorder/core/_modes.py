@@ -21,9 +21,11 @@ ENV_PACE = "APIREC_PACE"
 ENV_RUN_MODE = "NOTEBOOK_RECORDER_RUN_MODE"
 
 REPLAY_KEY_PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
-"""What ``OPENAI_API_KEY`` is set to in the modes that replay when it is unset, so that ``OpenAI()``
-can be constructed. Never sent: the hooks set it (``hooks._placeholder``) and the network guard
-refuses to send it (``hooks._network``); the credential rules (``_secrets``) re-export it."""
+"""The key given, in the modes that replay, to a client built without one that needs one (``OpenAI()``
+with no ``OPENAI_API_KEY``), so that it can be constructed; never put in ``os.environ`` (but by
+``nr.serve``, for its subprocesses). Never sent: the hooks hand it out (``hooks._placeholder``) and
+the network guard refuses to send it (``hooks._network``); the credential rules (``_secrets``)
+re-export it."""
 
 
 class Mode(enum.StrEnum):

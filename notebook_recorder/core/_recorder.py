@@ -395,6 +395,7 @@ class Recorder:
             streamed=streamed,
             error=error,
             occurrence=occurrence,
+            client=getattr(request, "client", "") or None,
         )
         if path is not None:
             log_usage(outcome, path)
@@ -405,10 +406,18 @@ class Recorder:
                     log_usage("merged", other.path)
 
     def log_event(
-        self, kind: str, endpoint: str, outcome: str, *, error: str | None = None, origin: str | None = None
+        self,
+        kind: str,
+        endpoint: str,
+        outcome: str,
+        *,
+        error: str | None = None,
+        origin: str | None = None,
+        client: str | None = None,
     ) -> None:
         """Log something that is not a recordable request: a network connection that bypassed the
-        hooks (``kind="network"``) or a realtime connection (``kind="realtime"``)."""
+        hooks (``kind="network"``, with the ``client`` that opened it) or a realtime connection
+        (``kind="realtime"``)."""
         log.append(
             kind=kind,
             endpoint=endpoint,
@@ -422,6 +431,7 @@ class Recorder:
             streamed=False,
             error=error,
             origin=origin,
+            client=client,
         )
 
 

@@ -8,7 +8,9 @@ Lookup has three tiers, cheapest first:
    name is not their key, such as every llama-stack file and renamed files. It is built once per
    directory per process, the first time tiers 1 and 2 miss, and kept current as files are written;
    later misses look at each directory's modification time (one ``stat`` per directory) and list
-   again only the directories that changed, parsing only their new or replaced files.
+   again only the directories that changed, parsing only their new or replaced files. A large
+   folder's index is kept on disk between processes (:mod:`._index_cache`): a new process parses
+   only the files whose size or modification time changed since.
 
 A file replayed again is read (one ``read``) and compared with the bytes parsed last time: while
 they are the same, its parsed record is served from a small bounded cache (:class:`_ParsedFiles`).
@@ -38,12 +40,12 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from . import _files
+from . import _files, _index_cache
 from ._codec import dumps, loads
 from ._errors import RecordingFormatError
 from ._keys import name_occurrence, record_key, record_occurrence, recording_name
@@ -51,6 +53,8 @@ from ._keys import name_occurrence, record_key, record_occurrence, recording_nam
 if TYPE_CHECKING:
     from ._match import Rules
 
+
+_T = TypeVar("_T")
 
 MODEL_LIST_NAME = re.compile(r"models-(?P<key>[0-9a-f]{64})-(?P<digest>[0-9a-f]{8})")
 """llama-stack's name for a model list: ``models-<key>-<digest8>.json``."""
@@ -91,6 +95,10 @@ class _ParsedFiles:
 
     The records are shared between the calls that replay them: readers must not modify them
     (replay builds new objects from them, and ``_codec.loads`` returns a fresh record).
+
+    A hook may keep what it derives from a cached record beside it (:meth:`derived`: the bytes an
+    HTTP-level replay serves), so a file replayed again is read and compared, and neither parsed
+    nor converted again; the derived values go when their record does.
     """
 
     MAX_BYTES = 32 << 20  # file bytes kept in all (parsed, they weigh a few times more)
@@ -101,6 +109,9 @@ class _ParsedFiles:
         self._entries: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        # id(record) -> what hooks derived from it (:meth:`derived`); only for cached records,
+        # which the entries keep alive, so an id is never reused while it is here.
+        self._derived: dict[int, dict[str, Any]] = {}
 
     def read(self, path: str) -> dict[str, Any]:
         try:
@@ -117,20 +128,46 @@ class _ParsedFiles:
             with self._lock:
                 old = self._entries.pop(path, None)
                 if old is not None:
-                    self._bytes -= len(old[0])
+                    self._drop(old)
                 self._entries[path] = (data, record)
                 self._bytes += len(data)
+                self._derived[id(record)] = {}
                 while self._bytes > self.MAX_BYTES or len(self._entries) > self.MAX_FILES:
-                    self._bytes -= len(self._entries.popitem(last=False)[1][0])
+                    self._drop(self._entries.popitem(last=False)[1])
         return record
+
+    def _drop(self, entry: tuple[bytes, dict[str, Any]]) -> None:
+        self._bytes -= len(entry[0])
+        self._derived.pop(id(entry[1]), None)
+
+    def derived(self, record: dict[str, Any], name: str, build: Callable[[], _T]) -> _T:
+        """``build()``, kept beside ``record`` while ``record`` is in the cache (the same object
+        :meth:`read` returned), so that the next call for the same unchanged file gets it back
+        without building it again. ``build`` must depend on nothing but ``record``, and its value
+        must not be modified by whoever uses it: it is shared, as the record is. Not cached (built
+        every time) for a record that is not in the cache: a large file, or one replaced since."""
+        with self._lock:
+            slot = self._derived.get(id(record))
+            if slot is not None and name in slot:
+                return cast(_T, slot[name])
+        value = build()
+        with self._lock:
+            slot = self._derived.get(id(record))
+            if slot is not None:
+                slot[name] = value
+        return value
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._derived.clear()
             self._bytes = 0
 
 
 _parsed = _ParsedFiles()
+
+derived = _parsed.derived
+"""What a hook derived from a parsed recording, kept beside it (:meth:`_ParsedFiles.derived`)."""
 
 
 def stale_temp_files(root: Path) -> list[Path]:
@@ -169,6 +206,7 @@ class _Index:
     occurrences: dict[str, set[int]] = field(default_factory=dict)  # content key -> occurrences indexed
     verified: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)  # path -> (mtime, size, key, occ)
     seen: dict[str, int] = field(default_factory=dict)  # path -> mtime_ns when indexed
+    contents: dict[str, _index_cache.Entry] = field(default_factory=dict)  # path -> what it held then
     errors: dict[str, str] = field(default_factory=dict)  # unreadable files and odd entries
     dirs: dict[str, tuple[int, int]] = field(default_factory=dict)  # directory -> (mtime_ns, inode) when listed
     pending: list[str] = field(default_factory=list)  # listed, not content-indexed yet
@@ -193,6 +231,19 @@ def _index_for(root: Path, rules: str = "") -> _Index:
         if index is None:
             index = _indexes[root, rules] = _Index()
         return index
+
+
+ParseObserver = Callable[[Path, str, "dict[str, Any] | None", os.stat_result], None]
+"""Called with the folder, a file's path, its parsed record (``None``: unreadable) and its stat."""
+_observers: list[ParseObserver] = []
+
+
+def on_parse(observer: ParseObserver) -> None:
+    """Call ``observer(root, path, record, stat)`` for each file the content index parses
+    (``record`` ``None``: it cannot be read), so that another index of the folder is built from
+    the same parse (:mod:`._notfound`'s summaries) rather than by reading every file again."""
+    if observer not in _observers:
+        _observers.append(observer)
 
 
 def forget_indexes() -> None:
@@ -456,38 +507,103 @@ class Store:
 
     def _index_contents(self) -> None:
         """Parse every file listed and not indexed yet (or replaced since) and record its content
-        key. The first call indexes the whole tree; later ones only what :meth:`_refresh` found."""
+        key. The first call indexes the whole tree; later ones only what :meth:`_refresh` found.
+
+        A large folder's index is kept on disk between processes (:mod:`._index_cache`): the
+        first call of a new process parses only the files whose size or modification time
+        changed since. Each file parsed is shown to the observers (:func:`on_parse`)."""
         index = self._index
         if not index.listed:
             self._list_names()
         elif index.indexed:
             self._refresh()
-        index.indexed = True
+        first, index.indexed = not index.indexed, True
         pending, index.pending = index.pending, []
+        kept = _index_cache.load(self.root, self.rules) if first and len(pending) >= _index_cache.MIN_FILES else None
+        if kept:
+            pending = self._index_kept(pending, kept)
+        stat, seen, contents, errors = os.stat, index.seen, index.contents, index.errors
+        occurrences, by_key = index.occurrences, index.by_key
+        parsed = 0
         for path in pending:
             try:
-                mtime = os.stat(path).st_mtime_ns
+                st = stat(path)
             except OSError:
-                index.errors.pop(path, None)
+                errors.pop(path, None)
                 continue
-            if index.seen.get(path) == mtime:
+            mtime = st.st_mtime_ns
+            if seen.get(path) == mtime:
                 continue
-            index.seen[path] = mtime
-            try:
-                record = self.read(Path(path))
-                key, occurrence = _content_key(record, path, self.rules), record_occurrence(record)
-            except RecordingFormatError as exc:
-                index.errors[path] = exc.problem
+            seen[path] = mtime
+            contents[path] = entry = self._parse(path, st)
+            parsed += 1
+            _, _, key, occurrence, problem = entry
+            if problem is not None:
+                errors[path] = problem
                 continue
-            if occurrence is None:
-                index.errors[path] = f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}"
+            errors.pop(path, None)
+            if key is None or occurrence is None:
                 continue
-            index.errors.pop(path, None)
-            if key is None:
-                continue
-            index.occurrences.setdefault(key, set()).add(occurrence)
-            if index.by_key.setdefault((key, occurrence), path) != path:
+            occurrences.setdefault(key, set()).add(occurrence)
+            if by_key.setdefault((key, occurrence), path) != path:
                 index.more.setdefault((key, occurrence), set()).add(path)
+        gone = kept is not None and len(kept) != len(contents)  # files deleted since it was kept
+        if (parsed or gone) and len(contents) >= _index_cache.MIN_FILES:
+            _index_cache.save(self.root, self.rules, contents)
+
+    def _index_kept(self, pending: list[str], kept: dict[str, _index_cache.Entry]) -> list[str]:
+        """The first index of a new process from the index kept on disk: each file's entry when
+        its size and mtime are still those kept. Returns the files to parse. Kept lean: a new
+        process's first miss goes through every file of the folder here."""
+        index, stat, get = self._index, os.stat, kept.get
+        cut, slash = len(str(self.root)) + 1, os.sep == "/"
+        stale: list[str] = []
+        paths: list[str] = []
+        entries: list[_index_cache.Entry] = []
+        for path in pending:
+            try:
+                st = stat(path)
+            except OSError:
+                continue
+            entry = get(path[cut:] if slash else path[cut:].replace(os.sep, "/"))
+            if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
+                stale.append(path)
+            else:
+                paths.append(path)
+                entries.append(entry)
+        index.seen.update(zip(paths, [entry[1] for entry in entries], strict=True))
+        index.contents.update(zip(paths, entries, strict=True))
+        occurrences, by_key, more = index.occurrences, index.by_key, index.more
+        for path, (_, _, key, occurrence, problem) in zip(paths, entries, strict=True):
+            if problem is not None:
+                index.errors[path] = problem
+            elif key is not None and occurrence is not None:
+                occurrences.setdefault(key, set()).add(occurrence)
+                if by_key.setdefault((key, occurrence), path) != path:
+                    more.setdefault((key, occurrence), set()).add(path)
+        return stale
+
+    def _parse(self, path: str, st: os.stat_result) -> _index_cache.Entry:
+        """What the content index keeps of one file (read now), shown to the observers."""
+        record: dict[str, Any] | None = None
+        try:
+            record = self.read(Path(path))
+            key, occurrence = _content_key(record, path, self.rules), record_occurrence(record)
+        except RecordingFormatError as exc:
+            entry: _index_cache.Entry = (st.st_size, st.st_mtime_ns, None, None, exc.problem)
+            record = None
+        else:
+            if occurrence is None:
+                problem = f"occurrence must be a whole number >= 1, not {record.get('occurrence')!r}"
+                entry = (st.st_size, st.st_mtime_ns, None, None, problem)
+            else:
+                entry = (st.st_size, st.st_mtime_ns, key, occurrence, None)
+        for observer in _observers:
+            try:
+                observer(self.root, path, record, st)
+            except Exception:  # an observer's trouble must not stop a lookup
+                continue
+        return entry
 
     def _walk_tree(self, lister: _files.Lister = _files.list_dir) -> _files.Walk:
         """The tree's recording files and odd entries (see :mod:`._files`); empty if it is gone."""
@@ -652,6 +768,7 @@ class Store:
             self._index.by_key[(key, occurrence)] = name
             self._index.occurrences.setdefault(key, set()).add(occurrence)
             self._index.seen.pop(name, None)
+            self._index.contents.pop(name, None)
             self.note_own_write(path, directory_before)
         return path
 

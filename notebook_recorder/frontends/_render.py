@@ -126,7 +126,7 @@ class CallTable:
                 str(call.index),
                 "" if call.cell is None else str(call.cell),
                 call.kind,
-                call.endpoint,
+                f"{call.endpoint} ({call.client})" if call.client else call.endpoint,
                 call.model or "",
                 _outcome(call),
                 str(call.occurrence),  # the k-th identical request of its recording context
@@ -233,7 +233,8 @@ def cell_note(calls: Sequence[Call]) -> str | None:
 
 
 def _network_note(calls: Sequence[Call]) -> str | None:
-    """``apirec: 2 network connections outside the openai SDK, not recorded: host:443 (from x.py:3)``."""
+    """``apirec: 2 network connections not recorded: host:443 (google-genai via httpx2, from x.py:3)``:
+    each names the library that opened it, when known, and the user's line."""
     network = [call for call in calls if call.kind == "network"]
     if not network:
         return None
@@ -242,13 +243,19 @@ def _network_note(calls: Sequence[Call]) -> str | None:
         chosen = [call for call in network if call.outcome == outcome]
         if not chosen:
             continue
-        places = dict.fromkeys(
-            f"{call.endpoint} (from {call.origin})" if call.origin else call.endpoint for call in chosen
-        )
+        places = dict.fromkeys(_place(call) for call in chosen)
         shown = ", ".join(list(places)[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
         noun = plural(len(chosen), "network connection")
-        lines.append(f"{NOTE_PREFIX}{noun} outside the openai SDK, {verb}: {shown}")
+        lines.append(f"{NOTE_PREFIX}{noun} {verb}: {shown}")
     return "\n".join(lines) or None
+
+
+def _place(call: Call) -> str:
+    """``host:443 (google-genai via httpx2, from x.py:3)``, ``host:443 (from x.py:3)``."""
+    who = [call.client] if call.client else []
+    if call.origin:
+        who.append(f"from {call.origin}")
+    return f"{call.endpoint} ({', '.join(who)})" if who else call.endpoint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +288,7 @@ def format_state(recorder: Recorder | None, set_by: str, user_ns: dict[str, Any]
             rows.append(("match", recorder.rules.summary() + origin))
         if recorder.block_network:
             allowed = ", ".join(sorted(recorder.allow_hosts)) or "nothing"
-            rows.append(("network", f"blocked outside the openai SDK (allowed: {allowed})"))
+            rows.append(("network", f"blocked unless a hook records the call (allowed: {allowed})"))
     if forced_mode is None:
         rows.append((ENV_MODE, "not set"))
     else:

@@ -32,7 +32,6 @@ import pytest
 from .. import hooks  # noqa: F401  (imported, the hooks register themselves with the core)
 from ..core._errors import RecordingNotFoundError
 from ..core._modes import ENV_MODE, Mode, env_mode, valid_modes
-from ..hooks._placeholder import drop_placeholder_key, set_placeholder_key
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, Traceback, TracebackEntry
@@ -84,8 +83,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--apirec-block-network",
         action="store_true",
         default=False,
-        help="in marked tests, a network connection that bypasses the openai SDK and @nr.tool (a framework's "
-        "own HTTP client) raises NetworkBlockedError before anything is sent",
+        help="in marked tests, a network connection that no hook records (a raw socket, a C library, an "
+        "ignored host) raises NetworkBlockedError before anything is sent",
     )
     group.addoption(
         "--apirec-allow-host",
@@ -152,18 +151,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_used_key] = False
     config.stash[_notebook_roots_key] = _notebook_roots(config)
     # A module-level ``OpenAI()`` is built while the test modules are imported, before any test
-    # runs: in a mode that replays, give it a placeholder key to construct with. The openai hook
-    # never sends it (a call that would have to go live with it is a missing recording).
+    # runs: in a mode that replays, a client that will not be built without a key gets the
+    # placeholder at its constructor (``hooks._placeholder``; the environment is left as it is).
+    # The hooks never send it (a call that would have to go live with it is a missing recording).
     try:
         mode = session_mode(config)
     except ValueError as exc:  # APIREC_MODE names no mode
         raise pytest.UsageError(str(exc)) from None
-    config.stash[_placeholder_key] = mode.reads and set_placeholder_key()
+    config.stash[_placeholder_key] = mode.reads
+    if mode.reads:
+        from ..hooks import _placeholder
+
+        _placeholder.session_started()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_placeholder_key, False):
-        drop_placeholder_key()
+        from ..hooks import _placeholder
+
+        _placeholder.session_stopped()
         config.stash[_placeholder_key] = False
 
 

@@ -7,7 +7,9 @@ hooks with the core (:mod:`notebook_recorder.core._hooks`), which installs them 
 - ``http/``: the HTTP-library hooks (one module per library).
 - ``tools``: ``@nr.tool`` (with ``_toolcall``, one call of a tool under a recorder).
 - ``_network``: the network guard (logs or blocks connections that bypass the hooks);
-  ``_placeholder``: sets the replay placeholder key.
+  ``_placeholder``: while replaying, a client that will not be built without a key gets the
+  placeholder at its constructor (nothing is put in ``os.environ``); ``_afterimport``: patching a
+  package right after its import.
 
 The modules themselves load only when a recorder is first installed, so importing this package is light.
 """
@@ -42,5 +44,18 @@ def _uninstall_network() -> None:
     _network.uninstall()
 
 
+def _install_placeholder(mode: Mode | None) -> None:
+    from . import _placeholder
+
+    _placeholder.install(mode)
+
+
+def _uninstall_placeholder() -> None:
+    from . import _placeholder
+
+    _placeholder.uninstall()
+
+
 _hooks.register("sdk", _install_sdks, _uninstall_sdks)
 _hooks.register("network", _install_network, _uninstall_network)
+_hooks.register("placeholder", _install_placeholder, _uninstall_placeholder)

@@ -7,8 +7,9 @@ network. Three small guards make that visible and stoppable:
 1. **Seen and reported.** An audit hook (:func:`sys.addaudithook`) watches the ``socket.connect``
    event. Inside a recording context (a session, a ``recording()`` block), an ``AF_INET`` or
    ``AF_INET6`` connection that is not made by a hooked call is logged as a ``kind="network"``
-   :class:`~notebook_recorder.core._calllog.Call`: ``endpoint`` is ``host:port`` and ``origin`` is the
-   ``file:line`` of the first frame outside the standard library and the HTTP libraries. The
+   :class:`~notebook_recorder.core._calllog.Call`: ``endpoint`` is ``host:port``, ``origin`` is the
+   ``file:line`` of the user's code that opened it, and ``client`` the library that did, with the
+   HTTP library it went through (``google-genai via httpx2``; see :mod:`._opener`). The
    hooked calls (the openai SDK's own request in ``live``/``record``, a realtime connection that
    is let through in ``record``) run inside :func:`sdk_network` and are not reported. ``live``
    recorders report nothing (everything is live there), and hosts in ``allow_hosts`` are neither
@@ -25,12 +26,13 @@ network. Three small guards make that visible and stoppable:
    loopback is blocked too unless allowed: ``allow_hosts=["localhost"]`` (``--allow-host
    localhost``) allows every loopback address; other entries are host names (as the code asked
    for them; see 4) or addresses.
-3. **The replay placeholder key is never sent.** In a mode that replays with no
-   ``OPENAI_API_KEY`` set, the openai hook puts a placeholder key in ``os.environ`` so that
-   ``OpenAI()`` can be built; anything may read it from there. From the moment it is first put
-   there, the Python-level send paths of every socket in the process (``socket.socket.send``,
-   ``sendall``, ``sendto``, ``sendmsg``, ``ssl.SSLSocket.send``/``sendall`` and
-   ``ssl.SSLObject.write``, which asyncio's TLS uses, all before encryption) refuse a buffer that
+3. **The replay placeholder key is never sent.** In a mode that replays, a client that will not
+   be built without a key (``OpenAI()``, ``Groq()``, ``genai.Client()``...) gets a placeholder key
+   at its constructor (``_placeholder``; nothing is put in ``os.environ``), and code may read it
+   from the client. From the moment one is first handed out, the Python-level send paths of
+   every socket in the process (``socket.socket.send``, ``sendall``, ``sendto``, ``sendmsg``,
+   ``ssl.SSLSocket.send``/``sendall`` and ``ssl.SSLObject.write``, which asyncio's TLS uses, all
+   before encryption) refuse a buffer that
    contains the placeholder with ``NetworkBlockedError``, whatever the destination (loopback
    included), the mode, or whether recording is still on (a client built during replay keeps the
    placeholder after ``%apirec off``). These wrappers stay for the life of the process. Limits:
@@ -62,7 +64,6 @@ import os
 import re
 import socket
 import sys
-import sysconfig
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -74,6 +75,7 @@ from ..core import _calllog, _recorder, _session
 from ..core._errors import NetworkBlockedError
 from ..core._modes import REPLAY_KEY_PLACEHOLDER, Mode
 from ..core._secrets import sent_bytes_secrets
+from . import _opener
 
 __all__ = ["hooked_packages", "install", "sdk_network", "uninstall"]
 
@@ -112,7 +114,7 @@ def sdk_network(collect: Callable[[tuple[str, ...]], None] | None = None) -> Ite
 
 def install() -> None:
     """Called when a recording context starts: add the audit hook (once), name lookups, and the
-    placeholder guard when the placeholder key is in the environment."""
+    send guards."""
     global _hook_added, _armed
     with _lock:
         if not _hook_added:
@@ -120,8 +122,6 @@ def install() -> None:
             _hook_added = True
         if socket.getaddrinfo is _real_getaddrinfo:  # not replaced by someone else since
             socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
-        if os.environ.get("OPENAI_API_KEY") == REPLAY_KEY_PLACEHOLDER:
-            guard_placeholder()
         _guard_sends()
         _armed = True
 
@@ -177,18 +177,19 @@ def _connection(recorder: _recorder.Recorder, address: str, port: Any) -> None:
             _refuse_sdk(recorder, _destination(name or address, port), sdk)
     if not recorder.block_network and recorder.mode is Mode.LIVE:
         return
-    origin, module = _origin()
-    if _is_loopback(address) and module in _JUPYTER:
+    who = _opener.caller()
+    if _is_loopback(address) and _is_jupyter(who):
         return
+    origin, client = who.origin, who.client
     destination = _destination(name or address, port)
     if not recorder.block_network:
-        recorder.log_event("network", destination, "unrecorded", origin=origin)
+        recorder.log_event("network", destination, "unrecorded", origin=origin, client=client)
         return
-    recorder.log_event("network", destination, "blocked", error="NetworkBlockedError", origin=origin)
+    recorder.log_event("network", destination, "blocked", error="NetworkBlockedError", origin=origin, client=client)
     host = name or address
     raise NetworkBlockedError(
-        f"notebook-recorder blocked a network connection to {destination}, opened by {origin or 'unknown code'} "
-        f"outside the recorded SDK calls, because block_network is on ({recorder.mode.value} mode): nothing was "
+        f"notebook-recorder blocked a network connection to {destination}, opened by {who.described()} and not "
+        f"through a recorded call, because block_network is on ({recorder.mode.value} mode): nothing was "
         f"sent. Such a call is not recorded and would not replay. To allow this host, add it: "
         f'nr.recording(..., block_network=True, allow_hosts=["{host}"]) or %apirec ... --block-network '
         f"--allow-host {host} (--allow-host localhost allows loopback); or drop block_network.",
@@ -205,13 +206,14 @@ def _lookup(recorder: _recorder.Recorder, host: Any) -> None:
     name = _text(host) if isinstance(host, bytes) else str(host)
     if _is_address(name) or _is_local_name(name) or _allowed(recorder.allow_hosts, name, name):
         return
-    origin, module = _origin()
-    if module in _JUPYTER:
+    who = _opener.caller()
+    if _is_jupyter(who):
         return
-    recorder.log_event("network", name, "blocked", error="NetworkBlockedError", origin=origin)
+    origin = who.origin
+    recorder.log_event("network", name, "blocked", error="NetworkBlockedError", origin=origin, client=who.client)
     raise NetworkBlockedError(
-        f"notebook-recorder blocked a DNS lookup of {name}, made by {origin or 'unknown code'} outside the "
-        f"recorded SDK calls, because block_network is on ({recorder.mode.value} mode): nothing was sent. To "
+        f"notebook-recorder blocked a DNS lookup of {name}, made by {who.described()} and not through a "
+        f"recorded call, because block_network is on ({recorder.mode.value} mode): nothing was sent. To "
         f'allow this host, add it: nr.recording(..., block_network=True, allow_hosts=["{name}"]) or '
         f"--allow-host {name}; or drop block_network.",
         destination=name,
@@ -358,49 +360,20 @@ def _destination(host: str, port: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-# Frames in these packages are skipped when looking for the code that opened a connection.
-_LIBRARIES = frozenset(
-    {
-        "notebook_recorder",
-        "urllib3",
-        "requests",
-        "httpx",
-        "httpx2",
-        "httpcore",
-        "httpcore2",
-        "h11",
-        "h2",
-        "anyio",
-        "sniffio",
-        "aiohttp",
-        "aiohappyeyeballs",
-        "websockets",
-        "certifi",
-    }
-)
 # Jupyter's own machinery: its loopback connections are not the notebook's traffic.
-_JUPYTER = frozenset({"ipykernel", "debugpy", "_pydevd_bundle", "pydevd", "zmq", "tornado", "jupyter_client"})
-_STDLIB = tuple(
-    {os.path.realpath(path) + os.sep for key in ("stdlib", "platstdlib") if (path := sysconfig.get_paths().get(key))}
+_JUPYTER = frozenset(
+    {"ipykernel", "debugpy", "_pydevd_bundle", "pydevd", "zmq", "pyzmq", "tornado", "jupyter_client", "jupyter-client"}
 )
 
 
 def _origin() -> tuple[str | None, str]:
-    """``file:line`` and top-level module of the first frame outside the stdlib and HTTP libraries."""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        module = str(frame.f_globals.get("__name__") or "").partition(".")[0]
-        filename = frame.f_code.co_filename
-        if module not in _LIBRARIES and not _in_stdlib(filename):
-            return f"{_calllog.display_path(filename)}:{frame.f_lineno}", module
-        frame = frame.f_back
-    return None, ""
+    """``file:line`` and top-level module of the code that opened a connection (:mod:`._opener`)."""
+    who = _opener.caller(2)
+    return who.origin, who.module
 
 
-def _in_stdlib(filename: str) -> bool:
-    if filename.startswith("<frozen "):
-        return True
-    return filename.startswith(_STDLIB) and "site-packages" not in filename
+def _is_jupyter(who: _opener.Opener) -> bool:
+    return who.module in _JUPYTER or who.library in _JUPYTER
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +413,7 @@ _sends_guarded = False
 
 def guard_placeholder() -> None:
     """Refuse to send the placeholder key from now on, for the life of the process. Called
-    whenever the placeholder is put in the environment."""
+    whenever the placeholder is handed to a client (or, by ``nr.serve``, to the processes it starts)."""
     global _placeholder_guarded
     _placeholder_guarded = True
     _guard_sends()
@@ -571,10 +544,10 @@ def _refuse(sock: Any) -> None:
         recorder.log_event("network", destination, "blocked", error="replay placeholder key", origin=origin)
     raise NetworkBlockedError(
         f"notebook-recorder refused to send its replay placeholder API key to {destination} "
-        f"(sent by {origin or 'unknown code'}, outside the openai SDK): nothing was sent. The placeholder is "
-        "in OPENAI_API_KEY only so that OpenAI() can be built while replaying; a call that reads it is not "
-        "recorded and would not replay. Set OPENAI_API_KEY to make this call live, or record it through the "
-        "openai SDK.",
+        f"(sent by {origin or 'unknown code'}, outside a recorded call): nothing was sent. A client built "
+        "without a key while replaying holds the placeholder only so that it could be built; it is not a "
+        "key. Give the client a real key (its api_key= argument or its environment variable) and build it "
+        "again to make this call live.",
         destination=destination,
         origin=origin,
     )

@@ -83,6 +83,40 @@ def test_the_parsed_cache_is_bounded(tmp_path: Path) -> None:
     assert len(_store._parsed._entries) == _store._ParsedFiles.MAX_FILES
 
 
+def test_what_a_hook_derives_from_a_file_is_kept_while_the_file_is_the_same(tmp_path: Path) -> None:
+    """``derived``: built once per parsed file; built again when the file changes (its bytes, not
+    its timestamps) or leaves the cache; never kept for a record the cache does not hold."""
+    key, record = _record("derived")
+    path = tmp_path / f"{key}.json"
+    path.write_bytes(dumps(record))
+    store = Store(tmp_path)
+    built: list[str] = []
+
+    def build_from(found: _store.Found) -> object:
+        def build() -> object:
+            built.append(found.record["response"]["body"]["content"])
+            return [found.record["response"]["body"]["content"]]
+
+        return _store.derived(found.record, "test.derived", build)
+
+    first = build_from(store.find(key))  # type: ignore[arg-type]
+    assert build_from(store.find(key)) is first  # type: ignore[arg-type]
+    assert built == ["derived"]
+    head, _sep, tail = dumps(record).rpartition(b'"content": "derived"')  # the response's
+    path.write_bytes(head + b'"content": "DERIVED"' + tail)
+    assert build_from(store.find(key)) == ["DERIVED"]  # type: ignore[arg-type]
+    assert built == ["derived", "DERIVED"]
+    assert _store.derived({"not": "cached"}, "test.derived", lambda: 1) == 1
+    assert _store.derived({"not": "cached"}, "test.derived", lambda: 2) == 2  # not kept
+    for i in range(_store._ParsedFiles.MAX_FILES):  # pushes the first file out of the cache
+        other_key, other = _record(f"other{i}")
+        (tmp_path / f"{other_key}.json").write_bytes(dumps(other))
+        assert store.find(other_key) is not None
+    assert len(_store._parsed._derived) == len(_store._parsed._entries) == _store._ParsedFiles.MAX_FILES
+    build_from(store.find(key))  # type: ignore[arg-type]
+    assert built == ["derived", "DERIVED", "DERIVED"]
+
+
 class CountingListings:
     """Counts the directories the store lists."""
 

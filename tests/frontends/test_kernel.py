@@ -243,6 +243,7 @@ def test_progress_in_a_kernel_without_ipywidgets(tmp_path: Path) -> None:
         ]
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIREC_", "OPENAI_"))}
+    env["APIREC_CACHE_DIR"] = os.environ.get("APIREC_CACHE_DIR", "off")  # conftest.py's, never ~/.cache
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     client = NotebookClient(nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}})
     client.execute(env=env)

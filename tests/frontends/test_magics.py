@@ -725,7 +725,7 @@ def hook(ip: InteractiveShell, line: str) -> list[str]:
 def test_completion_candidates(ip: InteractiveShell) -> None:
     assert hook(ip, "%apirec ") == ["live", "record", "replay", "record-if-missing", "status", "off", "serve"]
     assert hook(ip, "%apirec serve ") == ["live", "record", "replay", "record-if-missing", "off"]
-    assert hook(ip, "%apirec serve replay --") == ["--dir", "--scope", "--port", "--upstream"]
+    assert hook(ip, "%apirec serve replay --") == ["--dir", "--scope", "--port", "--upstream", "--pace"]
     assert hook(ip, "%apirec record-") == ["record-if-missing"]
     assert hook(ip, "%%apirec ") == ["live", "record", "replay", "record-if-missing"]
     assert hook(ip, "%apirec status --") == ["--clear"]

@@ -424,17 +424,54 @@ def test_a_bad_apirec_mode_in_the_environment_is_a_usage_error(
     result.stderr.fnmatch_lines(["*APIREC_MODE: unknown mode 'replya'; valid modes are: live, record, replay*"])
 
 
-def test_the_placeholder_key_set_at_configure_is_never_sent(
+KEY_VARIABLES = ("OPENAI_API_KEY", "GROQ_API_KEY", "CO_API_KEY", "COHERE_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+
+def test_a_replaying_session_needs_no_key_and_leaves_the_environment_alone(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unmarked test that sends ``OPENAI_API_KEY`` with its own HTTP client, in a session that
-    set the placeholder: nothing is sent, and the error says why."""
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    """In a session that replays (the default), module-level clients build without a key, and
+    nothing is put in ``os.environ``: a ``skipif`` on the key still skips, the user's own default
+    for a missing key is still used. A client's placeholder, sent by the test's own HTTP client, is
+    refused and never reaches the server. A subprocess, as a user's ``pytest`` runs: the plugin is
+    configured before openai and the other SDKs are imported."""
+    for name in KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(
-        test_own_client="""
+        test_keyless=f"""
         import os, socket, threading, urllib.request
-        import pytest
+        import cohere, groq, pytest
+        from google import genai
+        from openai import AsyncOpenAI, OpenAI
         import notebook_recorder as nr
+
+        PLACEHOLDER = "sk-notebook-recorder-replay-placeholder"
+        client = OpenAI(max_retries=0)  # at import time, no key anywhere
+        others = [AsyncOpenAI(), groq.Groq(), cohere.ClientV2(), genai.Client()]
+
+
+        def keys_in_the_environment():
+            assert PLACEHOLDER not in os.environ.values()
+            return [name for name in {KEY_VARIABLES!r} if name in os.environ]
+
+
+        @pytest.mark.skipif(not os.environ.get("OPENAI_API_KEY"), reason="needs OPENAI_API_KEY")
+        def test_needs_a_real_key():
+            raise AssertionError("ran without a key")
+
+
+        def test_the_environment_is_the_users():
+            assert client.api_key == PLACEHOLDER
+            assert os.environ.get("OPENAI_API_KEY", "local-key") == "local-key"
+            assert keys_in_the_environment() == []
+
+
+        @pytest.mark.apirec
+        def test_marked(apirec):
+            assert OpenAI().api_key == PLACEHOLDER
+            assert os.environ.get("OPENAI_API_KEY", "local-key") == "local-key"
+            assert keys_in_the_environment() == []
+
 
         def test_own_client():
             server = socket.create_server(("127.0.0.1", 0))
@@ -449,17 +486,34 @@ def test_the_placeholder_key_set_at_configure_is_never_sent(
                 conn.close()
             thread = threading.Thread(target=serve, daemon=True)
             thread.start()
-            key = os.environ["OPENAI_API_KEY"]
             request = urllib.request.Request(
-                f"http://127.0.0.1:{server.getsockname()[1]}/v1/models", headers={"Authorization": f"Bearer {key}"}
+                f"http://127.0.0.1:{{server.getsockname()[1]}}/v1/models",
+                headers={{"Authorization": f"Bearer {{client.api_key}}"}},
             )
             with pytest.raises(nr.NetworkBlockedError, match="placeholder"):
                 urllib.request.urlopen(request, timeout=5)
             thread.join(5)
-            assert not any(key.encode() in data for data in received)
+            assert not any(PLACEHOLDER.encode() in data for data in received)
         """
     )
-    run(pytester).assert_outcomes(passed=1)
+    result = run(pytester, "-rs", in_subprocess=True)
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*needs OPENAI_API_KEY*"])
+
+
+def test_a_recording_session_gives_no_placeholder(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--apirec-mode=record`` is the SDK as it is: ``OpenAI()`` without a key raises its own error."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pytester.makepyfile(
+        test_record="""
+        import openai, pytest
+
+        def test_no_key():
+            with pytest.raises(openai.OpenAIError, match="OPENAI_API_KEY"):
+                openai.OpenAI()
+        """
+    )
+    run(pytester, "--apirec-mode=record").assert_outcomes(passed=1)
 
 
 def test_block_network_option_and_marker(pytester: pytest.Pytester) -> None:

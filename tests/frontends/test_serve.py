@@ -286,6 +286,20 @@ def test_live_forwards_and_writes_nothing(recs: Path) -> None:
     assert list(recs.iterdir()) == []
 
 
+def test_a_stream_read_just_before_the_server_stops_is_saved(recs: Path) -> None:
+    """The stream's file is written on a worker thread after the client has read the last chunk;
+    stopping the server at once (leaving `nr.serve`) waits for it: an answer paid for is kept."""
+    for n in range(3):
+        with (
+            WireServer(chunk_delay=0.01) as wire,
+            nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server,
+        ):
+            content = request(server.url + "/v1/chat/completions", {**BODY, "stream": True, "n": n + 1})[2]
+            assert b"data: [DONE]" in content
+        assert len(files(recs)) == n + 1  # written before nr.serve returned
+    assert [c.outcome for c in nr.calls()] == ["recorded"] * 3
+
+
 # ---------------------------------------------------------------------------------------------
 # Safe by default
 # ---------------------------------------------------------------------------------------------
@@ -505,3 +519,105 @@ def test_a_key_the_upstream_echoes_is_masked_in_the_file(recs: Path) -> None:
     (path,) = recs.glob("*.json")
     text = path.read_text()
     assert "sk-bad" not in text and json.loads(text)["response"]["exception_data"]["status_code"] == 401
+
+
+# ---------------------------------------------------------------------------------------------
+# Paced replay: streams arrive with their recorded gaps
+# ---------------------------------------------------------------------------------------------
+
+
+def _timed_stream(base_url: str) -> tuple[list[float], str]:
+    """A streamed chat completion through the openai SDK (a plain HTTP client of the server):
+    each chunk's arrival, in seconds after the request was sent, and the text."""
+    with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        sent = time.perf_counter()
+        arrivals, text = [], ""
+        for chunk in client.chat.completions.create(model="gpt-4o", messages=BODY["messages"], stream=True):  # type: ignore[arg-type]
+            arrivals.append(time.perf_counter() - sent)
+            text += "".join(c.delta.content or "" for c in chunk.choices)
+    return arrivals, text
+
+
+def test_paced_replay_spaces_the_chunks_as_recorded(recs: Path) -> None:
+    """With a pace, chunk i leaves the server (offset[i] - offset[0]) / pace seconds after the
+    first, which left after the request was sent: each arrival is at least that late. Without a
+    pace the whole stream comes at once. (Lower bounds only: a loaded machine makes it later.)"""
+    with WireServer(chunk_delay=0.04) as wire, nr.serve("record", recs, upstream=wire.base_url, set_env=False) as s:
+        _, recorded = _timed_stream(s.url + "/v1")
+    (record,) = files(recs).values()
+    offsets = record["response"]["chunk_offsets_ms"]
+    due = [(ms - offsets[0]) / 1000 for ms in offsets]
+    span = due[-1]
+    assert len(due) > 10 and span > 0.5  # recorded with the upstream's gaps
+    with nr.serve("replay", recs, set_env=False, pace=1.0) as server:
+        assert server.pace == 1.0 and "pace 1" in repr(server)
+        paced, text = _timed_stream(server.url + "/v1")
+    assert text == recorded and len(paced) == len(due)
+    assert all(arrived >= wait - 0.002 for arrived, wait in zip(paced, due, strict=True)), (paced, due)
+    with nr.serve("replay", recs, set_env=False, pace=2.0) as server:
+        twice, _ = _timed_stream(server.url + "/v1")
+    assert all(arrived >= wait / 2 - 0.002 for arrived, wait in zip(twice, due, strict=True)), (twice, due)
+    with nr.serve("replay", recs, set_env=False) as server:
+        instant, text = _timed_stream(server.url + "/v1")
+    assert text == recorded and instant[-1] < span / 2  # far from the recorded span
+
+
+def test_pace_reaches_the_server_from_the_command_line_and_the_magic(
+    ip: Any, recs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from notebook_recorder.cli import main
+
+    for bad, why in (("fast", "not a number: 'fast' (give a factor such as 1 or 2)"), ("0", "must be a positive")):
+        assert main(["serve", "--mode", "replay", "--dir", str(recs), "--pace", bad]) == 2
+        assert f"argument --pace: {why}" in capsys.readouterr().err
+    with pytest.raises(Exception, match="--pace: must be a positive number, not '-1'"):
+        ip.run_line_magic("apirec", f"serve replay --dir {recs} --pace -1")
+    magics = ip.magics_manager.registry["ApiRecMagics"]
+    ip.run_line_magic("apirec", f"serve replay --dir {recs} --pace 2")
+    try:
+        assert magics._server.pace == 2.0
+        ip.run_line_magic("apirec", f"serve replay --dir {recs} --pace")  # alone: as recorded
+        assert magics._server.pace == 1.0
+        ip.run_line_magic("apirec", f"serve replay --dir {recs}")
+        assert magics._server.pace is None
+    finally:
+        ip.run_line_magic("apirec", "serve off")
+
+
+def test_the_command_line_names_a_port_in_use(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from notebook_recorder.cli import main
+
+    with nr.serve("replay", recs, set_env=False) as server:
+        assert main(["serve", "--mode", "replay", "--dir", str(recs), "--port", str(server.port)]) == 2
+    assert f"--port {server.port}: already in use on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_methods_the_apis_do_not_take_get_a_405_in_the_envelope(recs: Path) -> None:
+    with nr.serve("replay", recs, set_env=False) as server:
+        status, _, content = request(server.url + "/v1/chat/completions", method="OPTIONS")
+    assert status == 405 and "not an API method" in json.loads(content)["error"]["message"]
+
+
+@pytest.mark.frontend
+def test_the_command_line_replays_at_the_pace_asked(recs: Path) -> None:
+    with WireServer(chunk_delay=0.01) as wire, nr.recording("record", dir=recs):
+        with openai.OpenAI(base_url=wire.base_url, api_key=TEST_API_KEY, max_retries=0) as client:
+            list(client.chat.completions.create(model="gpt-4o", messages=BODY["messages"], stream=True))  # type: ignore[arg-type]
+    cli = shutil.which("notebook-recorder", path=str(Path(sys.executable).parent))
+    assert cli is not None
+    process = subprocess.Popen(
+        [cli, "serve", "--mode", "replay", "--dir", str(recs), "--pace", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" at ", 1)[1].strip()
+        status, _, content = request(url + "/v1/chat/completions", {**BODY, "stream": True})
+        assert status == 200 and content.rstrip().endswith(b"data: [DONE]")
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert "replayed streams arrive at their recorded pace x2" in err
+    assert "replayed POST /v1/chat/completions (model gpt-4o)" in err and "at pace 2" in err

@@ -400,16 +400,18 @@ def test_replay_needs_no_key(anthropic_server: AnthropicWireServer, tmp_path: Pa
             client.messages.create(model=MODEL, max_tokens=65, messages=HELLO)
 
 
-def test_live_without_a_key_is_the_sdks_own_error_and_the_placeholder_is_refused(
+def test_live_without_a_key_is_the_sdks_own_error_even_for_a_client_built_while_replaying(
     anthropic_server: AnthropicWireServer, tmp_path: Path
 ) -> None:
     """``live`` is the SDK as if unhooked: a client with no key raises anthropic's own error, not a
-    missing recording. A client built while replaying holds the placeholder key: refused, unsent."""
+    missing recording. ``Anthropic()`` builds without a key, so one built while replaying is given
+    nothing (no placeholder, nothing in ``ANTHROPIC_API_KEY``): in ``live`` it is the same keyless
+    client, and nothing is sent."""
     keyless = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0)
 
-    def refusal() -> str:
+    def refusal(client: Any = keyless) -> str:
         with pytest.raises(TypeError, match="Could not resolve authentication method") as info:
-            keyless.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+            client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
         return str(info.value)
 
     unhooked = refusal()
@@ -419,10 +421,10 @@ def test_live_without_a_key_is_the_sdks_own_error_and_the_placeholder_is_refused
 
     with nr.recording("replay", dir=tmp_path):
         built_while_replaying = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0)
-    with nr.recording("live", dir=tmp_path), pytest.raises(nr.NetworkBlockedError) as blocked:
-        built_while_replaying.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
-    assert "placeholder in ANTHROPIC_API_KEY instead of a key: set ANTHROPIC_API_KEY" in str(blocked.value)
-    assert blocked.value.destination == anthropic_server.base_url.split("//")[1].rstrip("/")
+        assert "ANTHROPIC_API_KEY" not in os.environ
+    assert built_while_replaying.api_key is None
+    with nr.recording("live", dir=tmp_path):
+        assert refusal(built_while_replaying) == unhooked
     assert anthropic_server.requests == []
 
 

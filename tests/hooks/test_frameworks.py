@@ -15,6 +15,7 @@ is fixed.
 from __future__ import annotations
 
 import asyncio
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,8 @@ def record_then_replay(tmp_path: Path, run: Run) -> tuple[Answer, Answer]:
         assert served >= 1
         with nr.recording("replay", dir=tmp_path):
             replayed = run(base_url, None)  # no key: the recorder's placeholder stands in
+            # given at the clients' constructors, never put in the environment
+            assert "OPENAI_API_KEY" not in os.environ
     assert recorded[0], "the framework returned no content"
     return recorded, replayed
 

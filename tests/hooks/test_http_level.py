@@ -119,6 +119,42 @@ def test_streams_pass_through_and_are_stored_as_events(tmp_path: Path) -> None:
     assert ollama["body"][-1]["done"] is True and ollama["content_type"] == "application/x-ndjson"
 
 
+def test_a_stream_replayed_again_is_served_from_the_bytes_built_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes of a replayed stream are built once per parsed file (the store's cache of
+    parsed files): a replay again reads and compares the file and serves them; an edited file is
+    converted again, so nothing stale is served."""
+    from notebook_recorder.core._store import forget_indexes
+    from notebook_recorder.hooks.http import _wire
+
+    forget_indexes()
+    body = {"model": "c", "stream": True}
+    with HttpWireServer() as server:
+        with nr.recording("record", dir=tmp_path), httpx2.stream("POST", server.url + "/v2/chat", json=body) as r:
+            recorded = list(r.iter_lines())
+        url = server.url
+    built = []
+    original = _wire.replay_chunks
+
+    def counting(response: dict[str, Any]) -> _wire.Replayed:
+        built.append(response)
+        return original(response)
+
+    monkeypatch.setattr(_wire, "replay_chunks", counting)
+    for _ in range(3):
+        with nr.recording("replay", dir=tmp_path), httpx2.stream("POST", url + "/v2/chat", json=body) as r:
+            assert list(r.iter_lines()) == recorded
+        with nr.recording("replay", dir=tmp_path):
+            assert requests.post(url + "/v2/chat", json=body).text.splitlines() == recorded
+    assert len(built) == 1
+    (path,) = tmp_path.glob("*.json")
+    path.write_text(path.read_text().replace('"Paris"', '"Rome"'))
+    with nr.recording("replay", dir=tmp_path), httpx2.stream("POST", url + "/v2/chat", json=body) as r:
+        assert list(r.iter_lines()) == [line.replace('"Paris"', '"Rome"') for line in recorded] != recorded
+    assert len(built) == 2
+
+
 def test_a_stream_cut_short_is_not_saved(tmp_path: Path) -> None:
     with HttpWireServer() as server, nr.recording("record", dir=tmp_path):
         with httpx2.stream("POST", server.url + "/v2/chat", json={"model": "c", "stream": True}) as r:

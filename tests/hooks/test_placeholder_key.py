@@ -1,4 +1,7 @@
-"""Without OPENAI_API_KEY, modes that replay still let `OpenAI()` be built, and never send a fake key."""
+"""Without OPENAI_API_KEY, modes that replay still let `OpenAI()` be built, and never send a fake key.
+
+The other clients, os.environ left alone and the pytest session: tests/hooks/test_keyless_replay.py.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def test_record_if_missing_without_a_key_replays_what_exists(wire_server: WireSe
         assert "record-if-missing" in str(info.value)
 
     assert len(wire_server.requests) == served  # the placeholder key was never sent
-    assert "OPENAI_API_KEY" not in os.environ  # and it is gone with the recorder
+    assert "OPENAI_API_KEY" not in os.environ  # and never put in the environment
     assert [c.outcome for c in nr.calls()[-2:]] == ["replayed", "missing"]
 
 
@@ -43,8 +46,8 @@ def test_a_client_built_while_replaying_is_refused_in_live_mode(wire_server: Wir
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
     assert str(info.value) == (
         f"POST /v1/chat/completions (model gpt-4o): not sent to {info.value.destination}. The client was built "
-        "while replaying, with notebook-recorder's placeholder in OPENAI_API_KEY instead of a key: set "
-        "OPENAI_API_KEY, build the client again and run again."
+        "while replaying, with no key, so it holds notebook-recorder's placeholder instead of one: set "
+        "OPENAI_API_KEY (or pass api_key=), build the client again and run again."
     )
     assert wire_server.base_url.startswith(f"http://{info.value.destination}/")
     assert wire_server.requests == []

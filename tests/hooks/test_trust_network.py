@@ -326,17 +326,12 @@ def test_start_takes_block_network(listener: Listener, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _send_with_the_environment_key(port: int) -> None:
-    """What a framework with its own HTTP client does: read OPENAI_API_KEY and send it."""
-    import os
-
+def _send_with_the_clients_key(client: openai.OpenAI, port: int) -> None:
+    """What a framework with its own HTTP client does: take the key of the client it was given and send it."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.request(
-            "POST",
-            "/v1/chat/completions",
-            body=b"{}",
-            headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]},
+            "POST", "/v1/chat/completions", body=b"{}", headers={"Authorization": f"Bearer {client.api_key}"}
         )
         connection.getresponse().read()
     finally:
@@ -344,9 +339,11 @@ def _send_with_the_environment_key(port: int) -> None:
 
 
 def test_the_placeholder_key_is_never_sent(listener: Listener, tmp_path: Path) -> None:
-    with nr.recording("replay", dir=tmp_path):  # no OPENAI_API_KEY: the placeholder is installed
+    with nr.recording("replay", dir=tmp_path):
+        client = openai.OpenAI()  # no OPENAI_API_KEY: it is built with the placeholder
+        assert client.api_key == REPLAY_KEY_PLACEHOLDER
         with pytest.raises(nr.NetworkBlockedError, match="placeholder"):
-            _send_with_the_environment_key(listener.port)
+            _send_with_the_clients_key(client, listener.port)
         with pytest.raises(nr.NetworkBlockedError):
             urllib.request.urlopen(
                 urllib.request.Request(
@@ -386,7 +383,7 @@ def test_magic_block_network_flag(ip: InteractiveShell, listener: Listener, caps
     result = ip.run_cell(connect, store_history=True)
     assert isinstance(result.error_in_exec, nr.NetworkBlockedError)
     ip.run_cell("%apirec", store_history=True).raise_error()
-    assert "blocked outside the openai SDK (allowed: nothing)" in capsys.readouterr().out
+    assert "blocked unless a hook records the call (allowed: nothing)" in capsys.readouterr().out
     # A cell inside a blocking session blocks too; --allow-host opens one host.
     result = ip.run_cell(f"%%apirec replay\n{connect}", store_history=True)
     assert isinstance(result.error_in_exec, nr.NetworkBlockedError)
@@ -400,7 +397,7 @@ def test_magic_block_network_flag(ip: InteractiveShell, listener: Listener, caps
     capsys.readouterr()
     ip.run_cell(connect, store_history=True).raise_error()
     note = capsys.readouterr().out
-    assert note.startswith("apirec: 1 network connection outside the openai SDK, not recorded: ")
+    assert note.startswith("apirec: 1 network connection not recorded: ")
     assert listener.address in note and f"{HERE}" not in note  # the cell's own file, not this one
     ip.run_cell("%apirec status", store_history=True).raise_error()
     status = capsys.readouterr().out
@@ -428,12 +425,11 @@ def test_cell_note_lists_network_connections() -> None:
         )  # fmt: skip
 
     assert cell_note([call("unrecorded")]) == (
-        "apirec: 1 network connection outside the openai SDK, not recorded: api.example.com:443 (from cell.py:3)"
+        "apirec: 1 network connection not recorded: api.example.com:443 (from cell.py:3)"
     )
     note = cell_note([call("replayed", kind="inference", endpoint="/v1/chat"), call("blocked"), call("blocked")])
     assert note == (
-        "apirec: replayed 1 call from recs\n"
-        "apirec: 2 network connections outside the openai SDK, blocked: api.example.com:443 (from cell.py:3)"
+        "apirec: replayed 1 call from recs\napirec: 2 network connections blocked: api.example.com:443 (from cell.py:3)"
     )
 
 
@@ -487,7 +483,7 @@ def test_in_a_real_kernel_only_the_notebooks_own_traffic_is_reported(listener: L
     assert error.ename == "NetworkBlockedError" and listener.address in error.evalue
     assert text(executed[3]) == "1\n"  # the kernel's own machinery is never reported
     note = notes(executed[5])
-    assert note.startswith(f"apirec: 1 network connection outside the openai SDK, not recorded: {listener.address}")
+    assert note.startswith(f"apirec: 1 network connection not recorded: {listener.address}")
     assert text(executed[6]) == "idle\n"
     listener.settle()
     assert listener.connections == 1

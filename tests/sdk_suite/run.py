@@ -144,14 +144,19 @@ def start_run(
     """Start pytest on ``args`` in ``mode``; results go to ``out/NAME.json``, output to ``out/NAME.log``."""
     dropped = (*suite.env_prefixes, "APIREC_", "PYTEST_", "NR_SDK_SUITE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    # The library keeps a large folder's index in the user's cache directory (the anthropic suite
+    # records ~27,600 files in one): each run keeps its own, beside its log, never in ~/.cache.
+    user_cache = out / f"{name}.user-cache"
+    shutil.rmtree(user_cache, ignore_errors=True)
     env.update(
+        APIREC_CACHE_DIR=str(user_cache),
         NR_SDK_SUITE_MODE=mode,
         NR_SDK_SUITE_RESULTS=str(out / f"{name}.json"),
         NR_SDK_SUITE_DESELECT=str(suite.deselect_file),
         TEST_API_BASE_URL=base_url,
         PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
     )
-    # Our own pytest plugin stays out (it would set a placeholder key in every run): the hook is
+    # Our own pytest plugin stays out (it would replay by default, with the key fallback): the hook is
     # installed by nr_sdk_hook, in the one mode of this run.
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:notebook_recorder"]
     command += ["-o", "addopts=", *suite.pytest_args, "-p", "nr_sdk_hook"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ record and record-if-missing forward to the upstream with the client's own key, 
 answer back as it arrives and write the same files an in-process recording would; live
 forwards and writes nothing. Headers are never written. Clients that send
 X-Apirec-Session: NAME get their own occurrence counts (else one count per server run).
+--pace replays streams with their recorded gaps between chunks (as run --pace does).
 Needs the serve extra: pip install 'notebook-recorder[serve]'."""
 
 
@@ -50,6 +52,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     serve.add_argument(
         "--max-body", type=_port, default=32 * 1024 * 1024, metavar="BYTES", help="largest request body (413 beyond)"
     )
+    serve.add_argument(
+        "--pace",
+        type=_pace,
+        nargs="?",
+        const=1.0,
+        metavar="F",
+        help="in replay, streams arrive at their recorded pace, F times as fast (default F: 1; 2 is twice "
+        "as fast, 0.5 half as fast); without --pace, replay is instant",
+    )
     serve.add_argument("--quiet", action="store_true", help="no line per request on stderr")
     serve.set_defaults(parser=serve, handler=cmd_serve)
 
@@ -62,6 +73,17 @@ def _port(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
     return number
+
+
+def _pace(value: str) -> float:
+    from ...core._modes import parse_pace
+
+    try:
+        pace = parse_pace(value, "--pace")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--pace: ")) from None
+    assert pace is not None
+    return pace
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -89,13 +111,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 scope=args.scope,
                 max_body=args.max_body,
                 quiet=args.quiet,
+                pace=args.pace,
             )
             url = next(server)
-        except (ImportError, FileNotFoundError, ValueError, OSError) as exc:
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                message = f"--port {args.port}: already in use on {args.host} (another server?); "
+                message += "--port 0 picks a free one"
+                raise CommandLineError(message) from None
+            raise CommandLineError(str(exc)) from None
+        except (ImportError, ValueError) as exc:
             raise CommandLineError(str(exc)) from None
     print(f"{PROG} serve: {args.mode} at {url}", flush=True)
     print(f"  export OPENAI_BASE_URL={url}/v1", flush=True)
     print(f"  export ANTHROPIC_BASE_URL={url}", flush=True)
+    if args.mode != "replay" and not args.quiet:
+        from ..serve._upstream import environment_proxies
+
+        for proxy in dict.fromkeys(environment_proxies().by_scheme.values()):
+            said = proxy.problem or f"forwarding through {proxy.shown} (NO_PROXY and loopback upstreams go direct)"
+            print(f"{PROG} serve: {said}", file=sys.stderr)
+    if args.pace is not None and not args.quiet:
+        print(f"{PROG} serve: replayed streams arrive at their recorded pace x{args.pace:g}", file=sys.stderr)
     try:
         next(server, None)
     except KeyboardInterrupt:

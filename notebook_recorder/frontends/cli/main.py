@@ -10,7 +10,7 @@
     notebook-recorder export DIR... --to OUT
     notebook-recorder prune DIR --used-by NB... [--yes] [--timeout S]
     notebook-recorder diff A B | DIR --from REV [--to REV] [--fail-on VERDICT] [--json] [--all]
-    notebook-recorder serve --mode MODE [--dir DIR] [--port N] [--upstream URL] [--host ADDR]
+    notebook-recorder serve --mode MODE [--dir DIR] [--port N] [--upstream URL] [--host ADDR] [--pace [F]]
 
 - ``run`` executes notebooks in a real kernel with ``APIREC_MODE`` set (``replay`` unless
   ``--mode`` says otherwise), printing a line per cell and a summary. It exits 1 when a cell

@@ -48,7 +48,7 @@ HELP_USAGE = (
     "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
-    "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]\n"
+    "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL] [--pace [F]]\n"
     "  %%%%apirec MODE [--dir DIR] [--scope S]   (first line of a cell)"
 )
 
@@ -91,8 +91,8 @@ def apirec_magic(method: _F) -> _F:
         _argument(
             "--block-network",
             action="store_true",
-            help="a network connection that bypasses the openai SDK and @nr.tool (a framework's own HTTP "
-            "client) raises NetworkBlockedError before any byte is sent; without this flag it is only "
+            help="a network connection that no hook records (a raw socket, a C library, an ignored host) "
+            "raises NetworkBlockedError before any byte is sent; without this flag it is only "
             "reported (cell note, status). A %%%%apirec cell inside a blocking session blocks too; "
             "%%apirec MODE without the flag stops blocking",
         ),
@@ -193,7 +193,7 @@ def usage(cell_magic: bool) -> str:
     return (
         f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
         "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]; "
-        "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL]"
+        "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL] [--pace [F]]"
     )
 
 
@@ -331,7 +331,7 @@ def complete(shell: InteractiveShell, event: Any) -> list[str]:
     elif command == "serve":
         if len(previous) == 2:
             return [*valid_modes(), "off"]
-        flags = ["--dir", "--scope", "--port", "--upstream"]
+        flags = ["--dir", "--scope", "--port", "--upstream", "--pace"]
     elif command == "off":
         flags = []
     else:

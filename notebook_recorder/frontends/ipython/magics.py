@@ -121,12 +121,14 @@ class ApiRecMagics(Magics):
           %apirec off                            back to live calls, the SDK unpatched
           %apirec serve replay                   an HTTP endpoint for subprocesses (!curl, node):
                                                  OPENAI_BASE_URL / ANTHROPIC_BASE_URL point at it
+          %apirec serve replay --pace 2          ... its streams at twice their recorded pace
           %apirec serve off                      stop it
 
         Without --dir the directory in use is kept; the first one is recordings/<notebook
         stem>/ beside the notebook when the kernel can tell which notebook it runs, else
         ./recordings/. A note after each cell says what was replayed or recorded, and which
-        network connections bypassed the openai SDK (not recorded, so they would not replay);
+        network connections no hook recorded (so they would not replay), and which library
+        opened each (google-genai via httpx2);
         turn it off with %config ApiRecMagics.quiet = True. The notes, the state and the status
         table are tagged in their output metadata, so `notebook-recorder run --check` does not
         compare them. A trailing # comment is ignored (a # inside quotes is kept). The line is
@@ -158,7 +160,8 @@ class ApiRecMagics(Magics):
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", command="%apirec status")
             self._status(clear=args.clear)
         elif args.mode == "serve":
-            flags.reject(args, *NETWORK_FLAGS, "--clear", command="%apirec serve")
+            serve_rejects = [flag for flag in NETWORK_FLAGS if flag != "--pace"]
+            flags.reject(args, *serve_rejects, "--clear", command="%apirec serve")
             self._serve(args)
         elif args.mode == "off":
             flags.reject(args, *NETWORK_FLAGS, "--dir", "--scope", "--clear", command="%apirec off")
@@ -216,6 +219,7 @@ class ApiRecMagics(Magics):
         base = _session.session()
         args.mode = mode
         _, directory, scope = flags.recorder_settings(args, base, self._default_dir)
+        pace = flags.output_settings(args, base)["pace"]  # the session's, unless --pace is given
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -224,10 +228,11 @@ class ApiRecMagics(Magics):
                 from ..serve._server import serve
             except ImportError as exc:
                 raise UsageError(str(exc)) from None
-            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope)
+            self._server = serve(mode, directory, port=args.port or 0, upstream=args.upstream, scope=scope, pace=pace)
         server = self._server
+        paced = f" (streams at pace {server.pace:g})" if server.pace is not None else ""
         self._show(
-            f"{NOTE_PREFIX}serving {server.mode} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
+            f"{NOTE_PREFIX}serving {server.mode}{paced} from {display_path(server.dir).rstrip('/')}/ at {server.url}; "
             "OPENAI_BASE_URL and ANTHROPIC_BASE_URL point subprocesses at it (%apirec serve off stops it)"
         )
 

@@ -5,7 +5,7 @@ records and replays the API calls of other processes (front-end layer).
   ``serve`` (a background thread) / ``run_forever`` (the command line);
 - :mod:`._wire`: an HTTP request as the request the SDK hook describes, an answer as the response
   it records (through the SDK's own classes), and a recording back as the bytes the API sent;
-- :mod:`._upstream`: forwarding to the upstream over h11 and asyncio.
+- :mod:`._upstream`: forwarding to the upstream over asyncio, its answers parsed by httptools.
 
 Nothing here is imported by ``import notebook_recorder``; starlette and uvicorn load when a
 server starts.

@@ -27,29 +27,12 @@ from ...core._engine import Tape
 from ...core._errors import NotRecordedWarning, RecordingFormatError
 from ...core._keys import InferenceRequest
 from ...core._recorder import Action, Recorder
+from ...core._store import derived
+from .. import _opener
 from .._above import above
 from .._network import hooked_packages, sdk_network
 from .._placeholder import REPLAY_KEY_PLACEHOLDER
 from . import _wire
-
-# Frames of these packages are skipped when naming the client that made a request.
-_PLUMBING = frozenset(
-    {"notebook_recorder", "httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3", "aiohttp", "anyio"}
-)
-
-
-def client_name(depth: int = 2) -> str:
-    """The top-level package of the code that made the request (``google``, ``mistralai``,
-    ``__main__``...): the first frame outside the HTTP libraries and this package."""
-    frame: Any = sys._getframe(depth)
-    while frame is not None:
-        module = str(frame.f_globals.get("__name__") or "").partition(".")[0]
-        if module and module not in _PLUMBING and not module.startswith("_"):
-            return module
-        if module == "__main__":
-            return module
-        frame = frame.f_back
-    return ""
 
 
 class HttpCall:
@@ -68,8 +51,21 @@ class HttpCall:
         self.headers = headers
         self.content = content
         self.streamed = False
-        self.client = client_name(3)
+        self.opener = _opener.caller()
         self.request: InferenceRequest | None = None
+
+    @property
+    def client(self) -> str:
+        """The library that made the request (``google-genai``), else the top-level module of the
+        user's code that did (``__main__``): written as the recording's ``recorder.client``."""
+        return self.opener.library or self.opener.module
+
+    @property
+    def client_label(self) -> str:
+        """``google-genai via httpx2``, or the HTTP library alone for the user's own call: what
+        messages and the call log say made the request."""
+        library = self.opener.library
+        return f"{library} via {self.library}" if library and self.library else library or self.library
 
     @property
     def sdk_versions(self) -> dict[str, str]:
@@ -81,7 +77,7 @@ class HttpCall:
     # -- the exchange: describing ------------------------------------------------------------
 
     def describe(self) -> InferenceRequest:
-        self.request = _wire.describe(self.method, self.url, self.headers, self.content)
+        self.request = _wire.describe(self.method, self.url, self.headers, self.content, client=self.client_label)
         return self.request
 
     def secrets(self) -> tuple[str, ...]:
@@ -141,10 +137,15 @@ class HttpCall:
     # -- replay -------------------------------------------------------------------------------
 
     def replay(self, response: dict[str, Any], tape: Tape) -> Any:
+        found = tape.decision.found
         try:
-            replayed = _wire.replay_chunks(response)
+            if found is not None and found.record.get("response") is response:
+                # Built once per parsed file: a file replayed again is read and compared by the
+                # store, and its bytes are served as they were built the first time.
+                replayed = derived(found.record, "http.replayed", lambda: _wire.replay_chunks(response))
+            else:
+                replayed = _wire.replay_chunks(response)
         except (TypeError, ValueError) as exc:
-            found = tape.decision.found
             raise RecordingFormatError(
                 found.path if found else "<recording>", f"cannot replay the body: {exc}"
             ) from None

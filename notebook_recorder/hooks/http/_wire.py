@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import hashlib
 import json
 import re
@@ -108,8 +109,11 @@ def _digest(content: bytes, content_type: str) -> dict[str, Any]:
     return {"content_type": content_type, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
 
 
-def describe(method: str, url: str, headers: Sequence[tuple[str, str]], content: bytes) -> InferenceRequest:
-    """The request as it is keyed and written (FORMAT.md, "HTTP-level recordings")."""
+def describe(
+    method: str, url: str, headers: Sequence[tuple[str, str]], content: bytes, *, client: str = ""
+) -> InferenceRequest:
+    """The request as it is keyed and written (FORMAT.md, "HTTP-level recordings"); ``client``
+    says who made it, for messages (neither keyed nor written)."""
     body = request_body(content, content_type_of(headers))
     model = body.get("model") if isinstance(body, dict) else None
     if not isinstance(model, str):
@@ -121,6 +125,7 @@ def describe(method: str, url: str, headers: Sequence[tuple[str, str]], content:
         body=body,
         model=model,
         url=scrub_url(url),
+        client=client,
     )
 
 
@@ -353,14 +358,25 @@ def _textual(kind: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Replayed:
-    """A recorded response as the client receives it: status, headers, the body in chunks."""
+    """A recorded response as the client receives it: status, headers, the body in chunks.
+
+    One is built per parsed recording and shared by every replay of it (``_exchange``): users
+    copy ``headers`` before changing them, and ``chunks`` is a tuple."""
 
     status: int
     headers: dict[str, str]
-    chunks: list[bytes]
+    chunks: Sequence[bytes]
     streamed: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chunks", tuple(self.chunks))
+
+    @functools.cached_property
+    def content(self) -> bytes:
+        """The whole body, joined once (the libraries that hand the client one buffer)."""
+        return b"".join(self.chunks)
 
 
 def _sse_bytes(event: Any, dump: Any, end: bytes = b"\n") -> bytes:

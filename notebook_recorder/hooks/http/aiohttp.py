@@ -171,7 +171,7 @@ class _AiohttpCall(HttpCall):
             **extra,
         )
         headers = dict(replayed.headers)
-        content = b"".join(replayed.chunks)
+        content = replayed.content
         if not replayed.streamed:
             headers["content-length"] = str(len(content))
         response.status = replayed.status

@@ -104,7 +104,7 @@ class _RequestsCall(HttpCall):
     def build(self, replayed: _wire.Replayed) -> Any:
         from urllib3 import HTTPResponse
 
-        content = b"".join(replayed.chunks)
+        content = replayed.content
         headers = dict(replayed.headers)
         if not replayed.streamed:
             headers["content-length"] = str(len(content))

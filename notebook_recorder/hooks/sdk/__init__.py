@@ -1,6 +1,6 @@
 """The SDK hooks: the Stainless SDKs (openai, anthropic), each handing its calls to the core's engine (``_engine``).
 
-May import ``notebook_recorder.core`` and ``hooks._network``/``_placeholder``; never a front end.
+May import ``notebook_recorder.core`` and ``hooks._network``/``_placeholder``/``_afterimport``; never a front end.
 
 - ``openai_sdk`` and ``anthropic_sdk``: the Stainless SDKs, through the shared hook
   ``_stainless`` (with ``_call``, ``_describe``, ``_decode``, ``_rawtap``; every private SDK
@@ -10,20 +10,19 @@ May import ``notebook_recorder.core`` and ``hooks._network``/``_placeholder``; n
 
 :func:`install` patches openai (a dependency) and anthropic when it is installed *and* used: at
 once when it is already imported, else right after its import (a post-import hook), so that
-neither ``import notebook_recorder`` nor starting a recording imports it.
+neither ``import notebook_recorder`` nor starting a recording imports it (``.._afterimport``).
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
+import importlib
 import sys
 import threading
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 from ...core._modes import Mode
+from .. import _afterimport
 
 # Optional packages: package -> the hook module that patches it (Stainless SDKs, then the HTTP
 # libraries: every request no SDK hook handles is recorded at the HTTP level).
@@ -40,6 +39,7 @@ OPTIONAL = {
 
 _lock = threading.Lock()
 _mode: list[Mode | None] = [None]  # the mode of the last install, for SDKs imported later
+_installed = [False]  # whether the hooks are installed, so that an SDK imported now is patched
 
 
 def install(mode: Mode | None = None) -> None:
@@ -49,11 +49,11 @@ def install(mode: Mode | None = None) -> None:
     openai_sdk.install(mode)
     with _lock:
         _mode[0] = mode
+        _installed[0] = True
         for package, hook in OPTIONAL.items():
+            _afterimport.watch(package, _imported)
             if package in sys.modules:
                 _hook(hook).install(mode)
-            elif _finder not in sys.meta_path:
-                sys.meta_path.insert(0, _finder)
 
 
 def uninstall() -> None:
@@ -62,9 +62,9 @@ def uninstall() -> None:
 
     openai_sdk.uninstall()
     with _lock:
-        if _finder in sys.meta_path:
-            sys.meta_path.remove(_finder)
+        _installed[0] = False
         for package, hook in OPTIONAL.items():
+            _afterimport.unwatch(package, _imported)
             if package in sys.modules:
                 _hook(hook).uninstall()
 
@@ -77,47 +77,8 @@ def _hook(name: str) -> Any:
     return getattr(found, attribute) if attribute else found
 
 
-def _imported(package: str) -> None:
+def _imported(module: ModuleType) -> None:
     """An optional SDK was just imported while the hooks are installed: patch it too."""
     with _lock:
-        if _finder in sys.meta_path:
-            _hook(OPTIONAL[package]).install(_mode[0])
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of an optional SDK's package so that its hook is
-    installed once the package has been executed."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in OPTIONAL:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _Loader(spec.loader, fullname)
-                return spec
-        return None
-
-
-class _Loader(importlib.abc.Loader):
-    def __init__(self, inner: Any, package: str) -> None:
-        self._inner = inner
-        self._package = package
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._inner.create_module(spec)  # type: ignore[no-any-return]
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._inner.exec_module(module)
-        _imported(self._package)
-
-    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package...
-        return getattr(self._inner, name)
-
-
-_finder = _AfterImport()
+        if _installed[0]:
+            _hook(OPTIONAL[module.__name__]).install(_mode[0])

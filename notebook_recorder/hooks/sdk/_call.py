@@ -108,8 +108,8 @@ class SdkCall:
             if not placeholder:
                 return None
             return (
-                f"The client was built while replaying, with notebook-recorder's placeholder in {env} "
-                f"instead of a key: set {env}, build the client again and run again."
+                f"The client was built while replaying, with no key, so it holds notebook-recorder's "
+                f"placeholder instead of one: set {env} (or pass api_key=), build the client again and run again."
             )
         if placeholder:
             return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."

@@ -37,7 +37,6 @@ from ...core._engine import arun, run
 from ...core._modes import Mode
 from ...core._session import active
 from .._network import hooked_packages
-from .._placeholder import drop_placeholder_key, set_placeholder_key
 from . import _compat
 from ._call import SdkCall
 from ._compat import StainlessSdk
@@ -45,7 +44,6 @@ from ._compat import StainlessSdk
 _lock = threading.Lock()
 # Per SDK package: the methods the patch replaced, by (class, name).
 _originals: dict[str, dict[tuple[type, str], Callable[..., Any]]] = {}
-_placeholders: set[str] = set()  # the SDKs whose placeholder key we put in the environment
 # The call being recorded in this thread or task, while the SDK makes it: the SDK's
 # ``_process_response`` hands it the HTTP response before anything reads the body.
 # Held weakly: tasks that the HTTP library starts during the call copy the context, and must not
@@ -58,11 +56,10 @@ _recording: contextvars.ContextVar[weakref.ref[SdkCall] | None] = contextvars.Co
 def install(sdk: StainlessSdk, mode: Mode | None = None) -> None:
     """Patch the SDK's base clients (idempotent).
 
-    In a mode that replays (``replay``, ``record-if-missing``) with no key in ``sdk.env_key``, a
-    placeholder key is put in the environment so that the client can be constructed. It is
-    never sent anywhere: a call that would have to go to the network with it fails with
-    ``RecordingNotFoundError`` instead, or in ``live`` with ``NetworkBlockedError``
-    (:meth:`SdkCall.unavailable`).
+    In a mode that replays, a client built without a key may hold the replay placeholder
+    (``.._placeholder``). It is never sent anywhere: a call that would have to go to the network
+    with it fails with ``RecordingNotFoundError`` instead, or in ``live`` with
+    ``NetworkBlockedError`` (:meth:`SdkCall.unavailable`). ``mode`` is unused here.
     """
     with _lock:
         if sdk.package not in _originals:
@@ -76,19 +73,14 @@ def install(sdk: StainlessSdk, mode: Mode | None = None) -> None:
             ):
                 originals[cls, name] = _compat.patch(cls, name, replacement)
         hooked_packages.add(sdk.package)  # the backstop: in replay, this package's own code sends nothing
-        if mode is not None and mode.reads and set_placeholder_key(sdk.env_key):
-            _placeholders.add(sdk.package)
 
 
 def uninstall(sdk: StainlessSdk) -> None:
-    """Restore the SDK's own methods and drop the placeholder key, if we set it."""
+    """Restore the SDK's own methods."""
     with _lock:
         for (cls, name), original in _originals.pop(sdk.package, {}).items():
             _compat.patch(cls, name, original)
         hooked_packages.discard(sdk.package)
-        if sdk.package in _placeholders:
-            drop_placeholder_key(sdk.env_key)
-            _placeholders.discard(sdk.package)
 
 
 def is_installed(sdk: StainlessSdk) -> bool:
@@ -108,7 +100,7 @@ class Hook:
         install(self.sdk, mode)
 
     def uninstall(self) -> None:
-        """Restore the SDK's own methods and drop the placeholder key, if we set it."""
+        """Restore the SDK's own methods."""
         uninstall(self.sdk)
 
     def is_installed(self) -> bool:

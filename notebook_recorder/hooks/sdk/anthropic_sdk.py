@@ -32,7 +32,7 @@ def install(mode: Mode | None = None) -> None:
 
 
 def uninstall() -> None:
-    """Restore the SDK's own methods and drop the placeholder key, if we set it."""
+    """Restore the SDK's own methods."""
     _stainless.uninstall(ANTHROPIC)
 
 

@@ -45,15 +45,15 @@ OPENAI = StainlessSdk(
 def install(mode: Mode | None = None) -> None:
     """Patch the openai SDK's base clients and its websocket connections (idempotent).
 
-    In a mode that replays with no ``OPENAI_API_KEY`` set, a placeholder key is put in the
-    environment so that ``OpenAI()`` can be constructed; it is never sent anywhere.
+    In a mode that replays, ``OpenAI()`` builds without a key (``.._placeholder``); the
+    placeholder it holds is never sent anywhere.
     """
     _stainless.install(OPENAI, mode)
     _install_websockets()
 
 
 def uninstall() -> None:
-    """Restore the SDK's own methods and drop the placeholder key, if we set it."""
+    """Restore the SDK's own methods."""
     _stainless.uninstall(OPENAI)
     _uninstall_websockets()
 

@@ -1,0 +1,96 @@
+"""Running a hook right after a module is imported, without importing it: one finder on ``sys.meta_path``.
+
+The hooks patch optional packages only once the user's code imports them, so that neither
+``import notebook_recorder`` nor starting a recording imports an SDK. :func:`watch` asks for a
+callback to run with the module once it has been executed (the SDK hooks, the replay key
+fallback of ``_placeholder``); :func:`unwatch` withdraws it. The finder finds nothing itself: it
+asks the finders after it and wraps the loader of a watched module. It is on ``sys.meta_path``
+only while something is watched, and one finder serves every watcher, so that two of them never
+wrap each other.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+__all__ = ["unwatch", "watch"]
+
+Callback = Callable[[ModuleType], None]
+
+_lock = threading.Lock()
+_watched: dict[str, list[Callback]] = {}  # module name -> callbacks, in the order they were added
+
+
+def watch(name: str, callback: Callback) -> None:
+    """Call ``callback(module)`` each time the module ``name`` (``openai``, ``google.genai``) is
+    imported from now on, right after its code has run. Adding the same callback twice adds it once."""
+    with _lock:
+        callbacks = _watched.setdefault(name, [])
+        if callback not in callbacks:
+            callbacks.append(callback)
+        if _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+
+
+def unwatch(name: str, callback: Callback) -> None:
+    """Stop calling ``callback`` for ``name`` (nothing if it was not watched)."""
+    with _lock:
+        callbacks = _watched.get(name, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            _watched.pop(name, None)
+        if not _watched and _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+
+
+def _imported(module: ModuleType, name: str) -> None:
+    with _lock:
+        callbacks = list(_watched.get(name, ()))
+    for callback in callbacks:
+        callback(module)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader of a watched module so that its callbacks run once
+    the module has been executed."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _watched:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _Loader(spec.loader, fullname)
+                return spec
+        return None
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner: Any, name: str) -> None:
+        self._inner = inner
+        self._name = name
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._inner.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._inner.exec_module(module)
+        _imported(module, self._name)
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package...
+        return getattr(self._inner, name)
+
+
+_finder = _AfterImport()
