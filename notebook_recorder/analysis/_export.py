@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from ..core import _user_cache
 from ._layout import _FORMAT, DATASETS, MANIFEST, SCHEMA_VERSION, is_dataset
 from ._loader import Loaded, _Cached, _read_one, _usable_cpus, find_files, gc_paused
 from ._progress import Progress
@@ -661,9 +662,10 @@ def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers
 
 
 def default_dataset_dir(src: str | os.PathLike[str]) -> Path:
-    """Where :func:`connect` exports a recordings directory: under the user's cache directory,
-    one dataset per source directory."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "notebook-recorder" / "datasets"
+    """Where :func:`connect` exports a recordings directory: ``datasets/`` under the user's cache
+    directory (``APIREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/notebook-recorder``; with the cache
+    turned off, the latter: the dataset is needed), one dataset per source directory."""
+    base = (_user_cache.cache_root() or _user_cache.default_root()) / "datasets"
     resolved = str(Path(src).expanduser().resolve())
     return base / f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
 

@@ -180,12 +180,16 @@ def test_connect_gives_duckdb_views_that_agree_with_pandas(tmp_path: Path) -> No
 
 
 def test_connect_to_a_recordings_directory_exports_it_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("APIREC_CACHE_DIR", str(tmp_path / "cache"))
     src = _copy_fixtures(tmp_path / "src")
     con = nr.connect(src)
     (n,) = con.execute("select count(*) from calls").fetchone()  # type: ignore[misc]
     assert n == len(list(src.rglob("*.json")))
-    assert _export.is_dataset(_export.default_dataset_dir(src))
+    (dataset,) = (tmp_path / "cache" / "datasets").iterdir()  # under the library's cache directory
+    assert dataset == _export.default_dataset_dir(src) and _export.is_dataset(dataset)
+    monkeypatch.setenv("APIREC_CACHE_DIR", "off")  # no cache: the dataset still needs a home
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _export.default_dataset_dir(src).parent == tmp_path / "xdg" / "notebook-recorder" / "datasets"
     empty = tmp_path / "empty"
     empty.mkdir()
     con = nr.connect(empty, to=tmp_path / "empty-ds")
