@@ -274,3 +274,19 @@ class HttpWireServer:
             events += [(None, chunk({"content": w})) for w in WORDS]
         events.append((None, chunk({}, "tool_calls" if tool else "stop", usage=usage)))
         self._sse(h, events, done=done)
+
+
+def plain(value: Any) -> Any:
+    """A client's result as plain data to compare: models dumped, the HTTP response headers that a
+    client keeps on its result (google-genai's ``sdk_http_response``) left out."""
+    import pydantic
+
+    if isinstance(value, pydantic.BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if k != "sdk_http_response"}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return plain(vars(value))
+    return value

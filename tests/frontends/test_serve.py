@@ -10,6 +10,7 @@ for the same request (same names, same bodies), and each replays through the oth
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -435,32 +437,41 @@ def test_many_concurrent_clients_are_served(recs: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def serve_command(recs: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
+    """``notebook-recorder serve --mode replay --dir RECS OPTIONS`` as a command: its URL (from
+    its first line), the process, and (filled once it has stopped) what it wrote to stderr."""
+    cli = shutil.which("notebook-recorder", path=str(Path(sys.executable).parent))
+    assert cli is not None
+    process = subprocess.Popen(
+        [cli, "serve", "--mode", "replay", "--dir", str(recs), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    err: list[str] = []
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("notebook-recorder serve: replay at http://127.0.0.1:"), first
+        yield first.split(" at ", 1)[1].strip(), process, err
+    finally:
+        process.terminate()
+        err.append(process.communicate(timeout=20)[1])
+
+
 @pytest.mark.frontend
 def test_the_command_line_serves_until_stopped(recs: Path) -> None:
     with WireServer() as wire, nr.recording("record", dir=recs):
         with openai.OpenAI(base_url=wire.base_url, api_key=TEST_API_KEY, max_retries=0) as client:
             client.chat.completions.create(model="gpt-4o", messages=BODY["messages"])  # type: ignore[arg-type]
-    cli = shutil.which("notebook-recorder", path=str(Path(sys.executable).parent))
-    assert cli is not None
-    process = subprocess.Popen(
-        [cli, "serve", "--mode", "replay", "--dir", str(recs), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with serve_command(recs, "--port", "0") as (url, process, err):
         assert process.stdout is not None
-        first = process.stdout.readline()
-        assert first.startswith("notebook-recorder serve: replay at http://127.0.0.1:"), first
-        url = first.split(" at ", 1)[1].strip()
         assert process.stdout.readline().strip() == f"export OPENAI_BASE_URL={url}/v1"
         assert run_urllib_client(url + "/v1")["status"] == 404  # the streamed request was not recorded
         status, _, content = request(url + "/v1/chat/completions", BODY)
         assert status == 200 and json.loads(content)["choices"][0]["message"]["content"]
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=20)
-    assert "replayed POST /v1/chat/completions (model gpt-4o)" in err
+    assert "replayed POST /v1/chat/completions (model gpt-4o)" in err[0]
 
 
 def test_the_command_line_refuses_a_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -603,21 +614,8 @@ def test_the_command_line_replays_at_the_pace_asked(recs: Path) -> None:
     with WireServer(chunk_delay=0.01) as wire, nr.recording("record", dir=recs):
         with openai.OpenAI(base_url=wire.base_url, api_key=TEST_API_KEY, max_retries=0) as client:
             list(client.chat.completions.create(model="gpt-4o", messages=BODY["messages"], stream=True))  # type: ignore[arg-type]
-    cli = shutil.which("notebook-recorder", path=str(Path(sys.executable).parent))
-    assert cli is not None
-    process = subprocess.Popen(
-        [cli, "serve", "--mode", "replay", "--dir", str(recs), "--pace", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().split(" at ", 1)[1].strip()
+    with serve_command(recs, "--pace", "2") as (url, _, err):
         status, _, content = request(url + "/v1/chat/completions", {**BODY, "stream": True})
         assert status == 200 and content.rstrip().endswith(b"data: [DONE]")
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=20)
-    assert "replayed streams arrive at their recorded pace x2" in err
-    assert "replayed POST /v1/chat/completions (model gpt-4o)" in err and "at pace 2" in err
+    assert "replayed streams arrive at their recorded pace x2" in err[0]
+    assert "replayed POST /v1/chat/completions (model gpt-4o)" in err[0] and "at pace 2" in err[0]

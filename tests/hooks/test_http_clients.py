@@ -14,27 +14,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import pytest
-from http_wire_server import HttpWireServer
+from http_wire_server import HttpWireServer, plain
 
 import notebook_recorder as nr
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def plain(value: Any) -> Any:
-    """A result as plain data to compare: models dumped, the HTTP response headers that a client
-    keeps on its result (google-genai's ``sdk_http_response``) left out."""
-    if isinstance(value, pydantic.BaseModel):
-        value = value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items() if k != "sdk_http_response"}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if hasattr(value, "__dict__") and not isinstance(value, type):
-        return plain(vars(value))
-    return value
 
 
 # -- the clients, each a sync and (where the client has one) an async call style --------------

@@ -23,14 +23,13 @@ import anthropic
 import cohere
 import groq
 import openai
-import pydantic
 import pytest
 import together
 from anthropic_wire_server import TEST_API_KEY as ANTHROPIC_TEST_KEY, AnthropicWireServer
 from cohere.core.api_error import ApiError as CohereError
 from google import genai
 from google.genai import types as genai_types
-from http_wire_server import HttpWireServer
+from http_wire_server import HttpWireServer, plain
 
 import notebook_recorder as nr
 from notebook_recorder.core._modes import REPLAY_KEY_PLACEHOLDER
@@ -68,19 +67,6 @@ def no_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in KEY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-
-
-def plain(value: Any) -> Any:
-    """A result as plain data to compare (google-genai's ``sdk_http_response`` left out)."""
-    if isinstance(value, pydantic.BaseModel):
-        value = value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items() if k != "sdk_http_response"}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if hasattr(value, "__dict__") and not isinstance(value, type):
-        return plain(vars(value))
-    return value
 
 
 # -- each client, given a key or (None) not ---------------------------------------------------
