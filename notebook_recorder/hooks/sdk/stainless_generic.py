@@ -115,12 +115,13 @@ def _stainless_request(method: object) -> bool:
 
 def base_error(package: str) -> str | None:
     """The name of the SDK's base error (``CerebrasError``): the class ``APIError`` derives from,
-    defined in the SDK's ``_exceptions``."""
+    defined in the SDK's ``_exceptions`` (which the package's ``__init__`` renames to its own
+    ``__module__`` once it has run)."""
     api_error = getattr(sys.modules.get(f"{package}._exceptions"), "APIError", None)
     if not isinstance(api_error, type):
         return None
     parent = api_error.__bases__[0]
-    if parent.__module__ != f"{package}._exceptions" or not issubclass(parent, Exception):
+    if parent.__module__ not in (f"{package}._exceptions", package) or not issubclass(parent, Exception):
         return None
     return parent.__name__
 
