@@ -96,6 +96,7 @@ def hooked_package(module: str) -> str | None:
             return package
     return None
 
+
 _sdk_call: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_recorder_sdk_network", default=False)
 _collect: contextvars.ContextVar[Callable[[tuple[str, ...]], None] | None] = contextvars.ContextVar(
     "notebook_recorder_sent_secrets", default=None

@@ -111,7 +111,8 @@ import notebook_recorder as nr
 from notebook_recorder.core._codec import decode
 from notebook_recorder.hooks._network import hooked_packages
 
-typed = {"__type__": "cerebras.cloud.sdk.types.model_list_response.ModelMetadataList", "__data__": {"data": [], "object": "list"}}
+name = "cerebras.cloud.sdk.types.model_list_response.ModelMetadataList"
+typed = {"__type__": name, "__data__": {"data": [], "object": "list"}}
 evil = {"__type__": "nr_evil.types.Model", "__data__": {"x": 1}}
 with nr.recording("replay", dir=sys.argv[1]), warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
