@@ -16,9 +16,10 @@ metadata (key ``notebook_recorder``).
   two seconds of an export is read again next time (its timestamp could hide a second edit).
 - **Bad files** are rows of ``calls`` with ``error`` set, as in the frames.
 - ``tool_calls.output`` of a call the model asked for comes from a later request of the same
-  test, which may be in another batch: each batch keeps its tool calls unmatched under
-  ``OUT/_state/``, and ``OUT/tool_calls/`` is rebuilt from them (only tool calls, not the corpus)
-  at the end of every export.
+  test, which may be in another batch or another export: each batch keeps its tool calls
+  unmatched under ``OUT/_state/``, and a small index of the rows that give or want an output
+  (``OUT/_state/tool_index.arrow``) tells which ``OUT/tool_calls/`` parts an export must write:
+  those of its own batches, and those whose matched output changes.
 
 pyarrow and pandas are imported here; DuckDB by :func:`connect` only.
 """
@@ -38,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from ..core import _user_cache
 from ._layout import _FORMAT, DATASETS, MANIFEST, SCHEMA_VERSION, is_dataset
 from ._loader import Loaded, _Cached, _read_one, _usable_cpus, find_files, gc_paused
 from ._progress import Progress
@@ -52,6 +54,8 @@ BATCH_FILES = 2000
 BATCH_BYTES = 96 << 20
 #: Exports of fewer files than this are done in this process, without workers.
 PARALLEL_MIN_FILES = 1000
+#: A worker process reads this many batches at most, then a fresh one takes over.
+TASKS_PER_WORKER = 8
 #: Set to ``0`` to export in this process only.
 ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
 _META_KEY = b"notebook_recorder"
@@ -104,10 +108,13 @@ def read_manifest(out: Path) -> dict[str, Entry] | None:
     if not isinstance(files, dict):
         return None
     out_files: dict[str, Entry] = {}
-    for path, entry in files.items():
-        if not (isinstance(entry, list) and len(entry) == 3 and all(type(v) is int for v in entry)):
+    for path, entry in files.items():  # one entry per file: kept tight
+        if type(entry) is not list or len(entry) != 3:
             return None
-        out_files[path] = (entry[0], entry[1], entry[2])
+        size, mtime, batch = entry
+        if type(size) is not int or type(mtime) is not int or type(batch) is not int:
+            return None
+        out_files[path] = (size, mtime, batch)
     return out_files
 
 
@@ -132,6 +139,7 @@ class _Batch:
     batch: int
     stats: dict[str, tuple[int, int]]  # path -> size, mtime_ns (-1 when racy or unreadable)
     errors: int
+    raw_parts: list[str]  # the raw tool-call parts written (``day=D/part-N.parquet``)
 
 
 def _part_name(batch: int) -> str:
@@ -158,16 +166,20 @@ def _write_arrow(table: Any, path: Path, dataset: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> None:
+def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> list[str]:
     """``df`` written as ``out/dataset/day=D/part-<batch>.parquet``, one file per day it has
-    (converted to Arrow once, then cut by day)."""
+    (converted to Arrow once, then cut by day); the parts' names (``day=D/part-N.parquet``)."""
     import pyarrow as pa
 
     if not len(df):
-        return
+        return []
     table = pa.Table.from_pandas(df, preserve_index=False)
+    names = []
     for day, index in df.groupby(days, sort=True, observed=True).indices.items():
-        _write_arrow(table.take(pa.array(index)), out / dataset / f"day={day}" / _part_name(batch), dataset)
+        name = f"day={day}/{_part_name(batch)}"
+        _write_arrow(table.take(pa.array(index)), out / dataset / name, dataset)
+        names.append(name)
+    return names
 
 
 def _loaded(paths: Sequence[str], problems: Sequence[tuple[str, str]], started_ns: int) -> tuple[Loaded, list[int]]:
@@ -209,7 +221,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
             _write_by_day(df, by_path(df), root, dataset, batch)
             del df
         raw = _raw_tool_calls(loaded)
-        _write_by_day(raw, by_path(raw), root / STATE, _RAW_TOOLS, batch)
+        raw_parts = _write_by_day(raw, by_path(raw), root / STATE, _RAW_TOOLS, batch)
         del raw
         clear_cache()  # the frame cache: nothing of this batch stays in memory
     stats: dict[str, tuple[int, int]] = {}
@@ -219,7 +231,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
     ):
         stats[path] = (-1 if size is None else size, mtime if ok and not isinstance(result, str) else -1)
         errors += isinstance(result, str)
-    return _Batch(batch, stats, errors)
+    return _Batch(batch, stats, errors, raw_parts)
 
 
 def _raw_tool_calls(loaded: Loaded) -> Any:
@@ -245,77 +257,228 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
 
 
 # --- matching tool outputs across batches -----------------------------------------------------
+#
+# ``OUT/_state/tool_index.arrow`` lists every row of the raw parts that gives an output (a
+# request carrying a tool's result) or wants one (a call the model asked for, without output):
+# its part and position, its file and row (for an output: the order that decides which one wins),
+# a digest of its match key (test_id, call_id) and a digest: of the output it gives, or of the output it was given in
+# ``OUT/tool_calls/``. Its metadata holds each raw part's size and modification time when it was
+# indexed. An export reads only the raw parts that changed (or that the index does not know), and
+# writes only the ``tool_calls`` parts whose outputs change: matching costs what the change costs,
+# not what the corpus holds.
+
+_INDEX = "tool_index.arrow"  # Arrow IPC (Feather): read in milliseconds
+_INDEX_VERSION = 1
+_INDEX_COLUMNS = ("part", "pos", "path", "row", "key", "give", "digest")
 
 
-_FILLS = "tool_fills.json"  # raw part -> digest of the outputs matched into it last time
+def _digest(value: Any) -> bytes:
+    return hashlib.blake2b(orjson.dumps(value), digest_size=16).digest()
+
+
+def _match_key(test_id: Any, call_id: Any) -> bytes:
+    """(test_id, call_id) as 16 bytes: what the index stores and compares."""
+    return hashlib.blake2b(orjson.dumps([test_id, call_id]), digest_size=16).digest()
+
+
+def _index_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("part", pa.string()),
+            ("pos", pa.int64()),
+            ("path", pa.string()),
+            ("row", pa.int64()),
+            ("key", pa.binary(16)),
+            ("give", pa.bool_()),
+            ("digest", pa.binary(16)),
+        ]
+    )
+
+
+def _read_index(out: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
+    """The index and the raw parts it describes (name -> size, mtime_ns); an empty index when
+    there is none that this version wrote (every raw part is then read again)."""
+    import pyarrow as pa
+    import pyarrow.feather as feather  # type: ignore[import-untyped]
+
+    empty: tuple[Any, dict[str, tuple[int, int]]] = (_index_schema().empty_table(), {})
+    try:
+        table = feather.read_table(out / STATE / _INDEX)
+        meta = json.loads((table.schema.metadata or {})[_META_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return empty
+    if (
+        not isinstance(meta, dict)
+        or meta.get("index_version") != _INDEX_VERSION
+        or not isinstance(meta.get("parts"), dict)
+    ):
+        return empty
+    if not table.schema.remove_metadata().equals(_index_schema()):
+        return empty
+    parts: dict[str, tuple[int, int]] = {}
+    for name, stat in meta["parts"].items():
+        if not (isinstance(stat, list) and len(stat) == 2 and all(type(v) is int for v in stat)):
+            return empty
+        parts[name] = (stat[0], stat[1])
+    return table.replace_schema_metadata(None), parts
+
+
+def _index_rows(table: Any, name: str) -> tuple[Any, set[bytes]]:
+    """The index rows of the raw part ``name`` (its table), and the match keys of its rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    source = table["source"].cast(pa.string())
+    has_id = pc.and_(pc.is_valid(table["call_id"]), pc.not_equal(table["call_id"], ""))
+    give = pc.fill_null(pc.and_(pc.and_(pc.equal(source, "request"), pc.is_valid(table["output"])), has_id), False)
+    want = pc.fill_null(pc.and_(pc.and_(pc.equal(source, "response"), pc.is_null(table["output"])), has_id), False)
+    taken = pc.indices_nonzero(pc.or_(give, want)).cast(pa.int64())
+    gives = give.take(taken).to_pylist()
+    outputs = table["output"].take(taken).to_pylist()
+    keys = [
+        _match_key(t, c)
+        for t, c in zip(table[_TEST_ID].take(taken).to_pylist(), table["call_id"].take(taken).to_pylist(), strict=True)
+    ]
+    digests = [_digest(o) if g else None for g, o in zip(gives, outputs, strict=True)]
+    rows = pa.table(
+        {
+            "part": pa.array([name] * len(keys), pa.string()),
+            "pos": taken,
+            "path": pc.if_else(give.take(taken), table["path"].take(taken).cast(pa.string()), None),  # gives' only
+            "row": table[_ROW].take(taken).cast(pa.int64()),
+            "key": pa.array(keys, pa.binary(16)),
+            "give": pa.array(gives, pa.bool_()),
+            "digest": pa.array(digests, pa.binary(16)),
+        },
+        schema=_index_schema(),
+    )
+    return rows, set(keys)
+
+
+def _raw_name(part: Path) -> str:
+    return f"{part.parent.name}/{part.name}"
 
 
 def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> None:
+    """See :func:`_update_tool_calls`; when the index leads it astray (a position or part that is
+    not there: an index that is not this dataset's), the index is dropped and every part rebuilt."""
+    import pyarrow as pa
+
+    try:
+        _update_tool_calls(out, order, touched, trust_index=True)
+    except (IndexError, FileNotFoundError, pa.ArrowException):
+        _update_tool_calls(out, order, touched, trust_index=False)
+
+
+def _update_tool_calls(out: Path, order: dict[str, int], touched: set[str], *, trust_index: bool) -> None:
     """Bring ``out/tool_calls/`` up to date from the raw parts: a call the model asked for gets
     the output that a request of the same test carried (the last one, in file order), as
-    :func:`tool_calls` does. Only tool calls are read, never the corpus; a part is written again
-    only when its raw part changed (``touched``: ``day=D/part-N.parquet`` names) or the outputs
-    matched into it did."""
+    :func:`tool_calls` does. Only the raw parts that changed (``touched``, or whose size or time
+    differs from the index's record) are read, and a ``tool_calls`` part is written only when its
+    raw part changed or an output matched into it did."""
     import pyarrow as pa
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
+    import pyarrow.compute as pc
+    import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
     _write_schema_files(out)
     raw_root = out / STATE / _RAW_TOOLS
-    parts = sorted(raw_root.glob("day=*/part-*.parquet"))
-    found: list[tuple[int, int, str, str, str]] = []
-    wants: dict[Path, tuple[list[int], list[Any], list[Any]]] = {}
-    for part in parts:
-        t = pq.read_table(part, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW])
-        source = t["source"].cast(pa.string())
-        has_id = pc.and_(pc.is_valid(t["call_id"]), pc.not_equal(t["call_id"], ""))
-        give = pc.fill_null(pc.and_(pc.and_(pc.equal(source, "request"), pc.is_valid(t["output"])), has_id), False)
-        g = t.filter(give)
-        columns = (g[c].to_pylist() for c in ("path", _ROW, _TEST_ID, "call_id", "output"))
-        for path, row, tid, cid, output in zip(*columns, strict=True):
-            found.append((order.get(path, -1), row, tid, cid, output))
-        want = pc.fill_null(pc.and_(pc.and_(pc.equal(source, "response"), pc.is_null(t["output"])), has_id), False)
-        taken = pc.indices_nonzero(want).cast(pa.int64())
-        rows = taken.to_pylist()
-        wants[part] = (rows, t[_TEST_ID].take(taken).to_pylist(), t["call_id"].take(taken).to_pylist())
-    found.sort(key=lambda f: (f[0], f[1]))
-    outputs = {(tid, cid): output for _, _, tid, cid, output in found}
-    del found
     target = out / "tool_calls"
-    schema = pq.read_schema(target / "_schema.parquet")
-    try:
-        before = orjson.loads((out / STATE / _FILLS).read_bytes())
-        before = before if isinstance(before, dict) else {}
-    except (OSError, orjson.JSONDecodeError):
-        before = {}
-    fills: dict[str, str] = {}
-    names = set()
-    for part in parts:
-        name = f"{part.parent.name}/{part.name}"
-        names.add(name)
-        rows, tids, cids = wants[part]
-        values = [outputs.get((tid, cid)) for tid, cid in zip(tids, cids, strict=True)]
-        fills[name] = hashlib.sha256(orjson.dumps(values)).hexdigest()
-        path = target / part.parent.name / part.name
-        if name not in touched and before.get(name) == fills[name] and path.exists():
+    on_disk: dict[str, tuple[int, int]] = {}
+    for part in raw_root.glob("day=*/part-*.parquet"):
+        st = part.stat()
+        on_disk[_raw_name(part)] = (st.st_size, st.st_mtime_ns)
+    written = {_raw_name(p) for p in target.glob("day=*/part-*.parquet")}
+    index, known = _read_index(out) if trust_index else (_index_schema().empty_table(), {})
+    stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written}
+    stale |= set(known) - set(on_disk)
+    keys: set[bytes] = set()  # whose winning output may change, or whose wants are all filled anew
+    if stale:
+        gone = pc.is_in(index["part"], value_set=pa.array(sorted(stale), pa.string()))
+        keys.update(index.filter(gone)["key"].to_pylist())
+        pieces = [index.filter(pc.invert(gone))]
+        for name in sorted(stale & set(on_disk)):
+            rows, part_keys = _index_rows(
+                pq.read_table(raw_root / name, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW]), name
+            )
+            pieces.append(rows)
+            keys |= part_keys
+        index = pa.concat_tables(pieces)
+    selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
+    rest, need = index.filter(pc.invert(selected)), index.filter(selected)
+    # the winner of each key: its last output, in file order
+    winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
+    cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
+    for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
+        if give:
+            rank = (order.get(path, -1), row)
+            best = winners.get(key)
+            if best is None or rank >= best[0]:
+                winners[key] = (rank, part, pos, digest)
+    # what each want of those keys gets; a part is written when a want's output changes
+    no_output = _digest(None)
+    fills: dict[str, list[tuple[int, str | None, int]]] = {}  # part -> (pos, winner part, pos)
+    digests: list[bytes | None] = []
+    for part, pos, _, _, key, give, digest in zip(*cols, strict=True):
+        if give:
+            digests.append(digest)
             continue
-        t = pq.read_table(part)
-        if any(v is not None for v in values):
-            column = t["output"].to_pylist()
-            for i, v in zip(rows, values, strict=True):
-                column[i] = v
-            i_out = t.schema.get_field_index("output")
-            t = t.set_column(i_out, t.schema.field(i_out), pa.array(column, type=t.schema.field(i_out).type))
-        t = t.drop_columns([_TEST_ID, _ROW]).replace_schema_metadata(schema.metadata)  # the frame's pandas dtypes
+        win = winners.get(key)
+        new = no_output if win is None else win[3]
+        digests.append(new)
+        if part in stale or new != digest:
+            fills.setdefault(part, []).append((pos, None if win is None else win[1], -1 if win is None else win[2]))
+    need = need.set_column(need.schema.get_field_index("digest"), "digest", pa.array(digests, pa.binary(16)))
+    schema = pq.read_schema(target / "_schema.parquet")
+    outputs = _OutputCache(raw_root)
+    for name in sorted((stale | set(fills)) & set(on_disk)):
+        if name in stale:
+            table = pq.read_table(raw_root / name).drop_columns([_TEST_ID, _ROW])
+        else:
+            table = pq.read_table(target / name)
+        changes = fills.get(name, [])
+        if changes:
+            column = table["output"].to_pylist()
+            for pos, win_part, win_pos in changes:
+                column[pos] = None if win_part is None else outputs.get(win_part, win_pos)
+            i_out = table.schema.get_field_index("output")
+            table = table.set_column(i_out, table.schema.field(i_out), pa.array(column, table.schema.field(i_out).type))
+        path = target / name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(t, tmp, **_PARQUET_OPTIONS)
+        pq.write_table(table.replace_schema_metadata(schema.metadata), tmp, **_PARQUET_OPTIONS)  # the frame's dtypes
         os.replace(tmp, path)
-    for old in target.glob("day=*/part-*.parquet"):
-        if f"{old.parent.name}/{old.name}" not in names:
-            old.unlink()  # its raw part is gone: every row of it was removed
+    for name in written - set(on_disk):
+        (target / name).unlink()  # its raw part is gone: every row of it was removed
+    meta = {"index_version": _INDEX_VERSION, "parts": {n: list(s) for n, s in sorted(on_disk.items())}}
+    index = pa.concat_tables([rest, need]).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     (out / STATE).mkdir(exist_ok=True)
-    _atomic_write(out / STATE / _FILLS, orjson.dumps(fills))
+    tmp = out / STATE / f".{_INDEX}.{os.getpid()}.tmp"
+    feather.write_feather(index, tmp, compression="uncompressed")  # read and written in milliseconds
+    os.replace(tmp, out / STATE / _INDEX)
+    (out / STATE / "tool_fills.json").unlink(missing_ok=True)  # what an earlier version kept
+
+
+class _OutputCache:
+    """The ``output`` column of the last few raw parts read (winning outputs are mostly in the
+    part being written, or in one of the same test's)."""
+
+    def __init__(self, root: Path, size: int = 8) -> None:
+        self.root, self.size = root, size
+        self.columns: dict[str, Any] = {}
+
+    def get(self, part: str, pos: int) -> Any:
+        import pyarrow.parquet as pq
+
+        column = self.columns.pop(part, None)
+        if column is None:
+            column = pq.read_table(self.root / part, columns=["output"])["output"]
+            if len(self.columns) >= self.size:
+                del self.columns[next(iter(self.columns))]
+        self.columns[part] = column
+        return column[pos].as_py()
 
 
 # --- the export -------------------------------------------------------------------------------
@@ -339,22 +502,22 @@ def _batches(paths: Sequence[str], sizes: Sequence[int]) -> list[list[str]]:
 def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
     """Drop the rows of the files ``gone`` from the parts of ``batches`` (a part left empty is
     deleted); the raw tool-call parts changed (``day=D/part-N.parquet``)."""
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     dirs = [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]
     touched: set[str] = set()
+    values = pa.array(sorted(gone), pa.string())
     for batch in sorted(batches):
         name = _part_name(batch)
         for d in dirs:
             for part in d.glob(f"day=*/{name}"):
-                table = pq.read_table(part)
-                keep = pc.invert(
-                    pc.is_in(table["path"], value_set=pc.cast(list(gone), table.schema.field("path").type))
-                )
-                kept = table.filter(keep)
-                if kept.num_rows == table.num_rows:
+                paths = pq.read_table(part, columns=["path"])["path"]  # most parts hold none of them
+                keep = pc.invert(pc.is_in(paths, value_set=values.cast(paths.type)))
+                if pc.all(keep).as_py():
                     continue
+                kept = pq.read_table(part).filter(keep)
                 if d.name == _RAW_TOOLS:
                     touched.add(f"{part.parent.name}/{part.name}")
                 if kept.num_rows == 0:
@@ -412,6 +575,7 @@ def export(
     started = time.perf_counter()
     out = Path(to)
     manifest = read_manifest(out)
+    fresh = manifest is None
     if manifest is None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             if not is_dataset(out) and not _manifest_path(out).exists():
@@ -460,15 +624,14 @@ def export(
             for path, (size, mtime) in result.stats.items():
                 manifest[path] = (size, mtime, result.batch)
             errors += result.errors
+            touched.update(result.raw_parts)
             bar.advance(len(result.stats))
     finally:
         bar.close()
     if changed or removed or not (out / "tool_calls").exists():
-        new_parts = {_part_name(task[0]) for task in tasks}
-        raw = out / STATE / _RAW_TOOLS
-        touched |= {f"{p.parent.name}/{p.name}" for p in raw.glob("day=*/part-*.parquet") if p.name in new_parts}
         _rebuild_tool_calls(out, order, touched)
-    _write_manifest(out, manifest)
+    if changed or removed or fresh:
+        _write_manifest(out, manifest)
     return ExportResult(out, len(manifest), len(changed), len(removed), errors, time.perf_counter() - started)
 
 
@@ -479,13 +642,17 @@ def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: a fresh interpreter, whatever threads this process runs (a kernel, a server);
-        # each worker holds one batch at a time.
-        with ProcessPoolExecutor(
-            min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=8
-        ) as pool:
-            futures = [pool.submit(export_batch, *task) for task in tasks]
-            for future in as_completed(futures):
-                yield future.result()
+        # each worker holds one batch at a time, and a fresh pool takes over every
+        # TASKS_PER_WORKER batches a worker (what a long-lived worker's memory keeps stays
+        # bounded). Not max_tasks_per_child: on Python 3.11 the pool hangs once its first workers
+        # retire, every task having been submitted.
+        per_pool = workers * TASKS_PER_WORKER
+        for start in range(0, len(tasks), per_pool):
+            group = tasks[start : start + per_pool]
+            with ProcessPoolExecutor(min(workers, len(group)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(export_batch, *task) for task in group]
+                for future in as_completed(futures):
+                    yield future.result()
         return
     for task in tasks:
         yield export_batch(*task)
@@ -495,9 +662,10 @@ def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers
 
 
 def default_dataset_dir(src: str | os.PathLike[str]) -> Path:
-    """Where :func:`connect` exports a recordings directory: under the user's cache directory,
-    one dataset per source directory."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "notebook-recorder" / "datasets"
+    """Where :func:`connect` exports a recordings directory: ``datasets/`` under the user's cache
+    directory (``APIREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/notebook-recorder``; with the cache
+    turned off, the latter: the dataset is needed), one dataset per source directory."""
+    base = (_user_cache.cache_root() or _user_cache.default_root()) / "datasets"
     resolved = str(Path(src).expanduser().resolve())
     return base / f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
 

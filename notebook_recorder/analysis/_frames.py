@@ -645,7 +645,11 @@ def read_dataset(
             raise KeyError(
                 f"unknown column(s) {', '.join(map(repr, unknown))} of {frame}; columns are {', '.join(names)}"
             )
-    source = ds.dataset(Path(out, dataset), format="parquet", partitioning="hive")
+    root = Path(out, dataset)
+    if any(root.glob("day=*/part-*.parquet")):
+        source = ds.dataset(root, format="parquet", partitioning="hive")
+    else:  # no rows yet (no streamed call, say): the columns, from the schema file
+        source = ds.dataset(root / "_schema.parquet", format="parquet")
     expression = _filter_expression(filters)
     wanted = [c for c in names if columns is None or c in columns]
     table = source.to_table(columns=wanted, filter=expression)

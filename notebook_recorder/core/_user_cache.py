@@ -51,6 +51,12 @@ def cache_root() -> Path | None:
         return None
     if chosen:
         return Path(chosen).expanduser()
+    return default_root()
+
+
+def default_root() -> Path:
+    """``$XDG_CACHE_HOME/notebook-recorder`` (``~/.cache/notebook-recorder`` when it is unset or
+    relative): the cache directory when ``APIREC_CACHE_DIR`` does not name one."""
     base = os.environ.get("XDG_CACHE_HOME") or ""
     return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "notebook-recorder"
 

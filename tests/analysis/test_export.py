@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import notebook_recorder as nr
 from notebook_recorder.analysis import _export
@@ -134,8 +138,13 @@ def test_tool_outputs_are_matched_across_batches(tmp_path: Path, monkeypatch: py
     pd.testing.assert_frame_equal(got, expected, check_categorical=False)
 
 
-def test_export_in_worker_processes_equals_the_frames(tmp_path: Path) -> None:
+@pytest.mark.timeout(150)
+def test_export_in_worker_processes_equals_the_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _copy_fixtures(tmp_path / "src")
+    # more batches than the workers take before fresh ones take over (at 100,000 files, 50
+    # batches on 2 workers once hung: max_tasks_per_child=8 on Python 3.11)
+    batches = 2 * _export.TASKS_PER_WORKER + 2
+    monkeypatch.setattr(_export, "BATCH_FILES", len(list(src.rglob("*.json"))) // batches)
     result = _export.export(src, tmp_path / "ds", progress=False, workers=2)
     assert result.read == len(list(src.rglob("*.json")))
     _assert_same(tmp_path / "ds", src)
@@ -171,12 +180,16 @@ def test_connect_gives_duckdb_views_that_agree_with_pandas(tmp_path: Path) -> No
 
 
 def test_connect_to_a_recordings_directory_exports_it_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("APIREC_CACHE_DIR", str(tmp_path / "cache"))
     src = _copy_fixtures(tmp_path / "src")
     con = nr.connect(src)
     (n,) = con.execute("select count(*) from calls").fetchone()  # type: ignore[misc]
     assert n == len(list(src.rglob("*.json")))
-    assert _export.is_dataset(_export.default_dataset_dir(src))
+    (dataset,) = (tmp_path / "cache" / "datasets").iterdir()  # under the library's cache directory
+    assert dataset == _export.default_dataset_dir(src) and _export.is_dataset(dataset)
+    monkeypatch.setenv("APIREC_CACHE_DIR", "off")  # no cache: the dataset still needs a home
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _export.default_dataset_dir(src).parent == tmp_path / "xdg" / "notebook-recorder" / "datasets"
     empty = tmp_path / "empty"
     empty.mkdir()
     con = nr.connect(empty, to=tmp_path / "empty-ds")
@@ -229,3 +242,152 @@ def test_export_and_connect_are_public_and_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+# --- tool outputs that arrive in a later export -----------------------------------------------
+
+
+def _completion(message: dict[str, object]) -> dict[str, object]:
+    data = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": message}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    return {"__type__": "openai.types.chat.chat_completion.ChatCompletion", "__data__": data}
+
+
+def _tool_file(test_id: str, call_id: str, output: str | None) -> bytes:
+    """A chat completion of ``test_id``: the model asking for ``call_id`` (``output`` None), or a
+    later request carrying the tool's ``output`` for it."""
+    call = {"id": call_id, "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}
+    messages: list[dict[str, object]] = [{"role": "user", "content": f"ask {call_id}"}]
+    if output is None:
+        answer: dict[str, object] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    else:
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "content": output},
+        ]
+        answer = {"role": "assistant", "content": "done"}
+    body = {"model": "gpt-4o", "messages": messages}
+    request = {"method": "POST", "url": "http://127.0.0.1/v1/chat/completions", "headers": {}, "body": body}
+    return orjson.dumps(
+        {"test_id": test_id, "request": request, "response": {"body": _completion(answer), "is_streaming": False}}
+    )
+
+
+def _write(path: Path, data: bytes, stamp: float = HOUR_AGO) -> None:
+    path.write_bytes(data)
+    os.utime(path, (stamp, stamp))
+
+
+def _tool_parts(ds: Path) -> dict[str, int]:
+    return {str(p.relative_to(ds)): p.stat().st_mtime_ns for p in (ds / "tool_calls").glob("day=*/*.parquet")}
+
+
+def _outputs(ds: Path) -> dict[str, object]:
+    tc = nr.tool_calls(ds)
+    wants = tc[tc["source"] == "response"]
+    return {Path(p).name: None if pd.isna(o) else o for p, o in zip(wants["path"], wants["output"], strict=True)}
+
+
+def test_a_tool_output_that_arrives_in_a_later_export_is_matched_into_the_earlier_part(tmp_path: Path) -> None:
+    src, ds = tmp_path / "src", tmp_path / "ds"
+    src.mkdir()
+    _write(src / "a-ask.json", _tool_file("t1", "call_1", None))
+    _write(src / "b-ask.json", _tool_file("t2", "call_1", None))  # the same call id in another test
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds) == {"a-ask.json": None, "b-ask.json": None}
+    before = _tool_parts(ds)
+
+    _write(src / "c-other.json", _tool_file("t3", "call_9", "unrelated"))  # nothing of t1 or t2
+    assert nr.export(src, to=ds, progress=False).read == 1
+    after = _tool_parts(ds)
+    assert {p: after[p] for p in before} == before  # the earlier parts are not written again
+
+    _write(src / "d-give.json", _tool_file("t1", "call_1", "forty-two"))
+    assert nr.export(src, to=ds, progress=False).read == 1
+    assert _outputs(ds) == {"a-ask.json": "forty-two", "b-ask.json": None}
+    _assert_same(ds, src)
+    now = _tool_parts(ds)
+    assert [p for p in after if now[p] != after[p]] == [p for p in before if p in after]  # a-ask's part only
+
+    _write(src / "e-give.json", _tool_file("t1", "call_1", "the last one wins"))  # later in file order
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds)["a-ask.json"] == "the last one wins"
+    _write(src / "d-give.json", _tool_file("t1", "call_1", "changed, but not the last"), HOUR_AGO + 60)
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds)["a-ask.json"] == "the last one wins"
+    (src / "e-give.json").unlink()
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds)["a-ask.json"] == "changed, but not the last"
+    _assert_same(ds, src)
+    (src / "d-give.json").unlink()
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds) == {"a-ask.json": None, "b-ask.json": None}
+    _assert_same(ds, src)
+
+
+def test_a_damaged_tool_index_is_rebuilt(tmp_path: Path) -> None:
+    src, ds = tmp_path / "src", tmp_path / "ds"
+    src.mkdir()
+    _write(src / "a-ask.json", _tool_file("t1", "call_1", None))
+    nr.export(src, to=ds, progress=False)
+    index = ds / _export.STATE / _export._INDEX
+    for damage in (b"not arrow at all", b""):
+        index.write_bytes(damage)
+        _write(src / "b-give.json", _tool_file("t1", "call_1", damage.decode() or "empty"))
+        nr.export(src, to=ds, progress=False)
+        assert _outputs(ds) == {"a-ask.json": damage.decode() or "empty"}
+        _assert_same(ds, src)
+    # an index that is readable but not this dataset's: positions that are not there
+    (src / "b-give.json").unlink()
+    nr.export(src, to=ds, progress=False)
+    table = feather.read_table(index)
+    table = table.set_column(table.schema.get_field_index("pos"), "pos", pa.array([10_000] * table.num_rows))
+    feather.write_feather(table, index, compression="uncompressed")
+    _write(src / "b-give.json", _tool_file("t1", "call_1", "rebuilt"))
+    nr.export(src, to=ds, progress=False)
+    assert _outputs(ds) == {"a-ask.json": "rebuilt"}
+    # a raw part changed behind the index's back (an export that stopped half way) is read again
+    raw = next((ds / _export.STATE / _export._RAW_TOOLS).glob("day=*/part-000000.parquet"))
+    part = ds / "tool_calls" / raw.parent.name / raw.name
+    part.unlink()
+    nr.export(src, to=ds, progress=False)  # nothing changed in src: no export work, the part stays missing
+    _write(src / "c.json", _tool_file("t9", "call_9", "x"))
+    nr.export(src, to=ds, progress=False)
+    assert part.exists()
+    _assert_same(ds, src)
+
+
+NAMES = [f"f{i}.json" for i in range(6)]
+FILE = st.tuples(st.sampled_from(["t1", "t2"]), st.sampled_from(["c1", "c2"]), st.sampled_from([None, "x", "y"]))
+STEP = st.dictionaries(st.sampled_from(NAMES), st.one_of(st.none(), FILE), min_size=1, max_size=3)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(STEP, min_size=1, max_size=4))
+def test_incremental_exports_match_tool_outputs_as_the_frames_do(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[dict[str, tuple[str, str, str | None] | None]]
+) -> None:
+    """Files asking for a tool call and files giving its output, added, changed and deleted over
+    several exports (in batches of two files): every export's tool calls equal the frame's."""
+    root = tmp_path_factory.mktemp("steps")
+    src, ds = root / "src", root / "ds"
+    src.mkdir()
+    _write(src / "base.json", _tool_file("t1", "c1", None))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_export, "BATCH_FILES", 2)
+        for i, step in enumerate(steps):
+            for name, content in step.items():
+                if content is None:
+                    (src / name).unlink(missing_ok=True)
+                else:
+                    _write(src / name, _tool_file(*content), HOUR_AGO + i)
+            nr.export(src, to=ds, progress=False)
+            nr.analysis.clear_cache()
+            got, expected = _sorted(nr.tool_calls(ds)), _sorted(nr.tool_calls(src))
+            pd.testing.assert_frame_equal(got, expected, check_categorical=False)
