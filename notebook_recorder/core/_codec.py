@@ -114,7 +114,8 @@ def _warn_unknown(name: object) -> None:
     warnings.warn(
         f"recorded type {shown!r} is not built here: it is not an SDK model or error, a builtin "
         "exception, a type a wrapped tool declares, or a type registered with nr.register_types(); "
-        "returning its raw data instead",
+        "returning its raw data instead (another Stainless SDK's types are built once that SDK "
+        "is installed and imported; nothing a recording names is ever imported)",
         UnknownTypeWarning,
         stacklevel=4,
     )

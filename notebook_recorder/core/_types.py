@@ -35,7 +35,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KNOWN_FOREIGN_TYPES", "SDKS", "SdkTypes", "allowed_type", "is_known_foreign", "register_types"]
+__all__ = [
+    "KNOWN_FOREIGN_TYPES",
+    "SDKS",
+    "SdkTypes",
+    "allowed_type",
+    "is_known_foreign",
+    "register_sdk",
+    "register_types",
+]
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,8 @@ class SdkTypes:
 
     @property
     def package(self) -> str:
-        """The SDK's top-level package (``openai``)."""
-        return self.error.split(".", 1)[0]
+        """The SDK's package (``openai``; ``cerebras.cloud.sdk`` for a nested one)."""
+        return self.error.rpartition(".")[0]
 
 
 # One line per SDK (each with a hook in ``interceptors``). Nothing here imports an SDK until a
@@ -79,6 +87,23 @@ KNOWN_FOREIGN_TYPES: tuple[str, ...] = (
     "ogx_api.tools.ToolInvocationResult",
     "ollama._types.*",
 )
+
+# Stainless SDKs detected at run time (``hooks.sdk.stainless_generic``): added only once the
+# user's code has imported the SDK and it has the whole Stainless shape, never from a file.
+_detected: list[SdkTypes] = []
+
+
+def register_sdk(package: str, error: str) -> None:
+    """Allow the response models and errors of a Stainless SDK detected at run time:
+    ``register_sdk("cerebras.cloud.sdk", "CerebrasError")`` allows ``<package>.types``,
+    ``<package>.pagination`` and the errors deriving from ``<package>.<error>``. Called by the
+    generic SDK hook once the SDK is imported; a recording never adds a package here."""
+    sdk = SdkTypes(models=(f"{package}.types", f"{package}.pagination"), error=f"{package}.{error}")
+    with _registered_lock:
+        if all(known.package != package for known in (*SDKS, *_detected)):
+            _detected.append(sdk)
+            _builtin_or_sdk.cache_clear()  # a name looked up before may be allowed now
+
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})+")
@@ -179,7 +204,7 @@ def _builtin_or_sdk(name: str) -> type | None:
     if module_name == "builtins":
         obj = getattr(builtins, qualname, None)
         return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
-    for sdk in SDKS:
+    for sdk in (*SDKS, *_detected):
         for prefix in sdk.models:
             if name.startswith(prefix + "."):
                 return _sdk_model(name, prefix)

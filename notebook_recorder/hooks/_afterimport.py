@@ -19,12 +19,15 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["unwatch", "watch"]
+__all__ = ["unwatch", "unwatch_suffix", "watch", "watch_suffix"]
 
 Callback = Callable[[ModuleType], None]
 
 _lock = threading.Lock()
 _watched: dict[str, list[Callback]] = {}  # module name -> callbacks, in the order they were added
+# Name endings (``._base_client``) -> callbacks, for modules of packages not known in advance.
+_suffixes: dict[str, list[Callback]] = {}
+_endings: list[tuple[str, ...]] = [()]  # the keys of ``_suffixes``, for one ``str.endswith`` per import
 
 
 def watch(name: str, callback: Callback) -> None:
@@ -38,6 +41,31 @@ def watch(name: str, callback: Callback) -> None:
             sys.meta_path.insert(0, _finder)
 
 
+def watch_suffix(suffix: str, callback: Callback) -> None:
+    """Call ``callback(module)`` each time a module whose name ends in ``suffix`` (``._base_client``)
+    is imported from now on. It costs one ``str.endswith`` per import of another module."""
+    with _lock:
+        callbacks = _suffixes.setdefault(suffix, [])
+        if callback not in callbacks:
+            callbacks.append(callback)
+        _endings[0] = tuple(_suffixes)
+        if _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+
+
+def unwatch_suffix(suffix: str, callback: Callback) -> None:
+    """Stop calling ``callback`` for modules ending in ``suffix``."""
+    with _lock:
+        callbacks = _suffixes.get(suffix, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            _suffixes.pop(suffix, None)
+        _endings[0] = tuple(_suffixes)
+        if not _watched and not _suffixes and _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+
+
 def unwatch(name: str, callback: Callback) -> None:
     """Stop calling ``callback`` for ``name`` (nothing if it was not watched)."""
     with _lock:
@@ -46,13 +74,14 @@ def unwatch(name: str, callback: Callback) -> None:
             callbacks.remove(callback)
         if not callbacks:
             _watched.pop(name, None)
-        if not _watched and _finder in sys.meta_path:
+        if not _watched and not _suffixes and _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
 
 
 def _imported(module: ModuleType, name: str) -> None:
     with _lock:
         callbacks = list(_watched.get(name, ()))
+        callbacks += [c for suffix, found in _suffixes.items() if name.endswith(suffix) for c in found]
     for callback in callbacks:
         callback(module)
 
@@ -64,7 +93,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _watched:
+        if fullname not in _watched and not fullname.endswith(_endings[0]):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

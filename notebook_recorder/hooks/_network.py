@@ -77,12 +77,25 @@ from ..core._modes import REPLAY_KEY_PLACEHOLDER, Mode
 from ..core._secrets import sent_bytes_secrets
 from . import _opener
 
-__all__ = ["hooked_packages", "install", "sdk_network", "uninstall"]
+__all__ = ["hooked_package", "hooked_packages", "install", "sdk_network", "uninstall"]
 
-# The top-level packages of the SDKs whose calls are hooked (``openai``, ``anthropic``...): the
-# hooks add theirs when they install and drop it when they uninstall. In ``replay``, their code
-# opens no connection and sends nothing outside a hooked call (the backstop, point 4).
+# The packages of the SDKs whose calls are hooked (``openai``, ``anthropic``, a nested one such
+# as ``cerebras.cloud.sdk``): the hooks add theirs when they install and drop it when they
+# uninstall. In ``replay``, their code opens no connection and sends nothing outside a hooked
+# call (the backstop, point 4).
 hooked_packages: set[str] = set()
+
+
+def hooked_package(module: str) -> str | None:
+    """The package in :data:`hooked_packages` that the module ``module`` belongs to, if any."""
+    top = module.partition(".")[0]
+    if top in hooked_packages:
+        return top
+    for package in tuple(hooked_packages):
+        if "." in package and module.startswith(package) and module[len(package) : len(package) + 1] in ("", "."):
+            return package
+    return None
+
 
 _sdk_call: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_recorder_sdk_network", default=False)
 _collect: contextvars.ContextVar[Callable[[tuple[str, ...]], None] | None] = contextvars.ContextVar(
@@ -256,8 +269,8 @@ def _sdk_frame() -> tuple[str, str] | None:
         return None
     frame: FrameType | None = sys._getframe(2)
     while frame is not None:
-        package = str(frame.f_globals.get("__name__") or "").partition(".")[0]
-        if package in hooked_packages:
+        package = hooked_package(str(frame.f_globals.get("__name__") or ""))
+        if package is not None:
             return package, f"{_calllog.display_path(frame.f_code.co_filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None

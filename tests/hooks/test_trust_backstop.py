@@ -95,7 +95,8 @@ def _url(server: ThreadingHTTPServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+# cerebras-cloud-sdk: a Stainless SDK in a nested package, hooked by the generic detection.
+@pytest.fixture(params=["openai", "anthropic", "cerebras.cloud.sdk"])
 def sdk(request: pytest.FixtureRequest) -> str:
     importlib.import_module(request.param)
     return str(request.param)

@@ -30,7 +30,7 @@ from ...core._recorder import Action, Recorder
 from ...core._store import derived
 from .. import _opener
 from .._above import above
-from .._network import hooked_packages, sdk_network
+from .._network import hooked_package, hooked_packages, sdk_network
 from .._placeholder import REPLAY_KEY_PLACEHOLDER
 from . import _wire
 
@@ -252,7 +252,7 @@ def ignored(recorder: Recorder, host: str | None, port: int | None) -> bool:
 def _inside_hooked_sdk() -> bool:
     frame: Any = sys._getframe(2)
     while frame is not None:
-        if str(frame.f_globals.get("__name__") or "").partition(".")[0] in hooked_packages:
+        if hooked_package(str(frame.f_globals.get("__name__") or "")) is not None:
             return True
         frame = frame.f_back
     return False

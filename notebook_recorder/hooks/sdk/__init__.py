@@ -4,7 +4,8 @@ May import ``notebook_recorder.core`` and ``hooks._network``/``_placeholder``/``
 
 - ``openai_sdk`` and ``anthropic_sdk``: the Stainless SDKs, through the shared hook
   ``_stainless`` (with ``_call``, ``_describe``, ``_decode``, ``_rawtap``; every private SDK
-  member in ``_compat``). A third Stainless SDK is a short module of the same kind.
+  member in ``_compat``). A third Stainless SDK is a short module of the same kind;
+  ``stainless_generic`` detects any other one (cerebras-cloud-sdk) when it is imported.
 - ``..http``: the HTTP libraries (httpx, httpx2, requests, aiohttp), for every request that no SDK
   hook handles; installed from here, at once or after their import, as the optional SDKs are.
 
@@ -37,6 +38,9 @@ OPTIONAL = {
     "aiohttp": "..http.aiohttp",
 }
 
+# Any other Stainless SDK is detected when its ``<package>._base_client`` is imported (``stainless_generic``).
+_SUFFIX = "._base_client"
+
 _lock = threading.Lock()
 _mode: list[Mode | None] = [None]  # the mode of the last install, for SDKs imported later
 _installed = [False]  # whether the hooks are installed, so that an SDK imported now is patched
@@ -54,6 +58,12 @@ def install(mode: Mode | None = None) -> None:
             _afterimport.watch(package, _imported)
             if package in sys.modules:
                 _hook(hook).install(mode)
+        _afterimport.watch_suffix(_SUFFIX, _base_client_imported)
+        if any(name.endswith(_SUFFIX) for name in list(sys.modules)):
+            from . import stainless_generic
+
+            for generic in stainless_generic.imported():
+                generic.install(mode)
 
 
 def uninstall() -> None:
@@ -67,6 +77,12 @@ def uninstall() -> None:
             _afterimport.unwatch(package, _imported)
             if package in sys.modules:
                 _hook(hook).uninstall()
+        _afterimport.unwatch_suffix(_SUFFIX, _base_client_imported)
+        if "notebook_recorder.hooks.sdk.stainless_generic" in sys.modules:
+            from . import stainless_generic
+
+            for generic in stainless_generic.hooks():
+                generic.uninstall()
 
 
 def _hook(name: str) -> Any:
@@ -82,3 +98,16 @@ def _imported(module: ModuleType) -> None:
     with _lock:
         if _installed[0]:
             _hook(OPTIONAL[module.__name__]).install(_mode[0])
+
+
+def _base_client_imported(module: ModuleType) -> None:
+    """A module named ``*._base_client`` was just imported while the hooks are installed: if its
+    package is a Stainless SDK with no hook of its own, patch it (``stainless_generic``)."""
+    with _lock:
+        if not _installed[0]:
+            return
+        from . import stainless_generic
+
+        hook = stainless_generic.detected(module)
+        if hook is not None:
+            hook.install(_mode[0])
