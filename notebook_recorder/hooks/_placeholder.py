@@ -48,6 +48,7 @@ __all__ = [
     "REPLAY_KEY_PLACEHOLDER",
     "KeyedClients",
     "install",
+    "register",
     "session_started",
     "session_stopped",
     "uninstall",
@@ -61,7 +62,8 @@ class KeyedClients:
     module: str
     """The module that defines them (watched for its import): ``openai``, ``cohere.client``."""
     classes: tuple[str, ...]
-    """Their names in that module (a name the installed release lacks is skipped)."""
+    """Their names in that module (a name the installed release lacks is skipped); empty: every
+    class the module defines that derives from one of :attr:`bases`."""
     error: str | None = None
     """``module:name`` of the error their constructor raises for a missing key."""
     unset: str | None = None
@@ -69,6 +71,9 @@ class KeyedClients:
     attribute that is ``None`` once built without one."""
     argument: str = "api_key"
     """The constructor argument that takes the key."""
+    bases: tuple[str, ...] = ()
+    """``module:name`` of the base classes that make a class of :attr:`module` a client, when
+    :attr:`classes` does not name them (a Stainless SDK found by ``sdk.stainless_generic``)."""
 
 
 KEYED: tuple[KeyedClients, ...] = (
@@ -82,6 +87,26 @@ KEYED: tuple[KeyedClients, ...] = (
     KeyedClients("langchain_openai", ("ChatOpenAI", "OpenAIEmbeddings"), unset="openai_api_key"),
 )
 """The clients given the placeholder when they will not be built without a key."""
+_registered: list[KeyedClients] = []  # found at run time: Stainless SDKs without a hook of their own
+
+
+def register(keyed: KeyedClients) -> None:
+    """Give the clients of ``keyed`` the placeholder too (from now on, and at once while a
+    replaying recorder or pytest session is active)."""
+    with _lock:
+        if keyed in _registered or keyed in KEYED:
+            return
+        _registered.append(keyed)
+        if _recording or _sessions:
+            _afterimport.watch(keyed.module, _imported)
+            module = sys.modules.get(keyed.module)
+            if module is not None:
+                _wrap(keyed, module)
+
+
+def _keyed() -> tuple[KeyedClients, ...]:
+    return (*KEYED, *_registered)
+
 
 _lock = threading.RLock()
 _recording = False  # a recorder is active (the hook registry installed this)
@@ -142,7 +167,7 @@ def _applies() -> bool:
 
 
 def _start() -> None:
-    for keyed in KEYED:
+    for keyed in _keyed():
         _afterimport.watch(keyed.module, _imported)
         module = sys.modules.get(keyed.module)
         if module is not None:
@@ -152,7 +177,7 @@ def _start() -> None:
 def _stop() -> None:
     if _recording or _sessions:
         return
-    for keyed in KEYED:
+    for keyed in _keyed():
         _afterimport.unwatch(keyed.module, _imported)
     for cls, init in list(_wrapped.items()):
         current = cls.__dict__.get("__init__")
@@ -168,7 +193,7 @@ def _imported(module: ModuleType) -> None:
     with _lock:
         if not (_recording or _sessions):
             return
-        for keyed in KEYED:
+        for keyed in _keyed():
             if keyed.module == module.__name__:
                 _wrap(keyed, module)
 
@@ -186,7 +211,7 @@ def _wrap(keyed: KeyedClients, module: ModuleType) -> None:
             error = getattr(importlib.import_module(where), name)
         except (ImportError, AttributeError):  # another release: leave its clients as they are
             return
-    for class_name in keyed.classes:
+    for class_name in keyed.classes or _clients_by_base(keyed, module):
         cls = getattr(module, class_name, None)
         if not isinstance(cls, type) or cls in _wrapped:
             continue
@@ -194,6 +219,22 @@ def _wrap(keyed: KeyedClients, module: ModuleType) -> None:
         _wrapped[cls] = own
         init = own if own is not None else getattr(cls, "__init__")  # noqa: B009  (the inherited one)
         setattr(cls, "__init__", _keyless(init, keyed, error))  # noqa: B010
+
+
+def _clients_by_base(keyed: KeyedClients, module: ModuleType) -> list[str]:
+    """The names of the classes in ``module`` that derive from one of ``keyed.bases`` (not the
+    bases themselves; a Stainless package renames its classes' ``__module__`` to its own)."""
+    bases: list[type] = []
+    for base in keyed.bases:
+        where, _, name = base.partition(":")
+        found = getattr(sys.modules.get(where), name, None)
+        if isinstance(found, type):
+            bases.append(found)
+    return [
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, tuple(bases)) and value not in bases
+    ]
 
 
 def _keyless(init: Callable[..., Any], keyed: KeyedClients, error: type[BaseException] | None) -> Callable[..., Any]:

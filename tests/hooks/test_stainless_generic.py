@@ -75,6 +75,32 @@ def test_cerebras_replays_offline_as_its_own_classes(asynchronous: bool, tmp_pat
         assert first["__type__"].startswith("cerebras.cloud.sdk.types.chat.")
 
 
+def test_a_cerebras_client_builds_without_a_key_in_replay_and_nothing_is_put_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its clients are found by their base classes: in replay, ``Cerebras()`` with no key given and
+    none set builds with the placeholder at its constructor and replays; ``os.environ`` is left
+    as it is, and once the recording ends the SDK asks for its key again."""
+    import os
+
+    from cerebras.cloud.sdk import AsyncCerebras, Cerebras, CerebrasError
+
+    monkeypatch.delenv("CEREBRAS_API_KEY", raising=False)
+    with HttpWireServer() as server:
+        with nr.recording("record", dir=tmp_path):
+            recorded = chat(server.url)
+    environ = dict(os.environ)
+    with nr.recording("replay", dir=tmp_path):
+        client = Cerebras(base_url=server.url, warm_tcp_connection=False)
+        whole = client.chat.completions.create(model="llama-3.3", messages=MESSAGES)  # type: ignore[arg-type]
+        AsyncCerebras(base_url=server.url, warm_tcp_connection=False)
+        assert dict(os.environ) == environ
+    assert whole == recorded[0]
+    assert dict(os.environ) == environ
+    with pytest.raises(CerebrasError, match="api_key"):
+        Cerebras(base_url=server.url, warm_tcp_connection=False)
+
+
 def test_replay_without_a_recording_raises_before_sending(tmp_path: Path) -> None:
     """A missing recording is the recorder's own error, raised before the SDK's retry loop."""
     with HttpWireServer() as server, nr.recording("replay", dir=tmp_path):

@@ -30,6 +30,7 @@ import threading
 from types import ModuleType
 
 from ...core._types import register_sdk
+from .. import _placeholder
 from ._compat import StainlessSdk
 from ._stainless import Hook
 
@@ -158,6 +159,15 @@ def detected(module: ModuleType) -> Hook | None:
         error = base_error(package)
         assert error is not None
         register_sdk(package, error)
+        # Its clients (in ``_client``, not yet imported) raise the base error without a key.
+        _placeholder.register(
+            _placeholder.KeyedClients(
+                f"{package}._client",
+                (),
+                f"{package}._exceptions:{error}",
+                bases=(f"{package}._base_client:SyncAPIClient", f"{package}._base_client:AsyncAPIClient"),
+            )
+        )
         hook = _hooks[package] = Hook(describe(package))
         return hook
 
