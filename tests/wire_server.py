@@ -960,6 +960,8 @@ class _Handler(BaseHTTPRequestHandler):
             if delay:
                 time.sleep(delay)
             self._write_chunk(b"data: [DONE]\n\n")
+        if wire.end_delay:
+            time.sleep(wire.end_delay)
         self._write_chunk(b"")
 
     def _abort(self) -> None:
@@ -989,6 +991,7 @@ class WireServer:
       gzip_streams: SSE streams are sent with ``Content-Encoding: gzip``, flushed per event.
       hold: when set to a ``threading.Event``, every stream sends its first event, then waits for
         the event to be set (at most 30 s) before it sends the rest.
+      end_delay: seconds slept between a stream's last event and the end of its body.
     """
 
     def __init__(
@@ -1005,6 +1008,7 @@ class WireServer:
         self.count_answers = count_answers
         self.answers = 0
         self.hold: threading.Event | None = None
+        self.end_delay = 0.0
         self.gzip_streams = False
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()

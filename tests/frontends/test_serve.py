@@ -335,6 +335,24 @@ def test_a_client_leaving_mid_stream_leaves_no_file_and_chunks_pass_through_live
     assert not list(recs.glob(".*.tmp"))
 
 
+def test_a_client_leaving_after_the_last_event_keeps_the_answer(recs: Path) -> None:
+    """An SDK closes a stream's response once it has read ``data: [DONE]``, which may be before
+    the body's end has arrived: the answer is complete upstream, and it is saved."""
+    with WireServer() as wire, nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server:
+        wire.end_delay = 0.5  # the body's end comes well after the last event
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        body = json.dumps({**BODY, "stream": True}).encode()
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"{head}Authorization: Bearer {CANARY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = b""
+        while b"data: [DONE]" not in received:
+            received += sock.recv(65536)
+        sock.close()  # before the body's end
+    (record,) = files(recs).values()
+    assert record["response"]["is_streaming"] and len(record["response"]["body"]) > 1
+    assert [c.outcome for c in nr.calls()] == ["recorded"]
+
+
 def test_an_upstream_failing_mid_stream_is_not_saved(recs: Path) -> None:
     with WireServer(error_after_chunks=3) as wire:
         with nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server:

@@ -444,6 +444,10 @@ def _response(reply: Answer, due: list[float] | None = None) -> Any:
     return StreamingResponse(body, status_code=reply.status, headers=reply.headers)
 
 
+_END_GRACE = 2.0
+"""Seconds the upstream is still read, after a client that had the last event left, for its end."""
+
+
 class _Relay:
     """A live stream passed to the client piece by piece as the upstream sends it, and recorded
     when (and only when) it was read to its end and delivered: a client that disconnects, or an
@@ -470,6 +474,11 @@ class _Relay:
             while (await receive())["type"] != "http.disconnect":
                 pass
             left = True
+            if self._has_last_event():
+                # The client left once it had the stream's last event (an SDK closes the
+                # response there): the upstream's end is on its way, and with it the whole
+                # answer, which is saved. Only a stalled upstream is cut, after a grace.
+                await asyncio.sleep(_END_GRACE)
             relay.cancel()  # the client left: stop reading the upstream
 
         watcher = asyncio.get_running_loop().create_task(watch())
@@ -484,6 +493,13 @@ class _Relay:
             if self.tape is None:
                 self.tape = _booked(self.app, self.book)
             await self._end()
+
+    def _has_last_event(self) -> bool:
+        """Whether the pieces relayed so far end with the stream's last event (OpenAI's
+        ``data: [DONE]``, Anthropic's ``message_stop``)."""
+        end = self.call.api.sdk.stream_end or b"event: message_stop"
+        tail = b"".join(piece for _, piece in self.pieces[-2:])
+        return end in tail[-(len(end) + 256) :]
 
     async def _relay(self, send: Any) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
