@@ -307,16 +307,22 @@ def test_a_stream_read_just_before_the_server_stops_is_saved(recs: Path) -> None
 # ---------------------------------------------------------------------------------------------
 
 
+def send_streamed_request(port: int) -> socket.socket:
+    """A streamed chat request sent over a raw socket (read it and close it at will)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = json.dumps({**BODY, "stream": True}).encode()
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Authorization: Bearer {CANARY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
+
+
 def test_a_client_leaving_mid_stream_leaves_no_file_and_chunks_pass_through_live(recs: Path) -> None:
     """The first event reaches the client while the upstream still holds the rest (nothing is
     buffered); the client then disconnects: nothing is saved, and the server keeps serving."""
     hold = threading.Event()
     with WireServer() as wire, nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server:
         wire.hold = hold
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        body = json.dumps({**BODY, "stream": True}).encode()
-        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        sock.sendall(f"{head}Authorization: Bearer {CANARY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock = send_streamed_request(server.port)
         received = b""
         while b"data: {" not in received:
             received += sock.recv(65536)  # the first event, while the upstream is held
@@ -340,10 +346,7 @@ def test_a_client_leaving_after_the_last_event_keeps_the_answer(recs: Path) -> N
     the body's end has arrived: the answer is complete upstream, and it is saved."""
     with WireServer() as wire, nr.serve("record", recs, upstream=wire.base_url, set_env=False) as server:
         wire.end_delay = 0.5  # the body's end comes well after the last event
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        body = json.dumps({**BODY, "stream": True}).encode()
-        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        sock.sendall(f"{head}Authorization: Bearer {CANARY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock = send_streamed_request(server.port)
         received = b""
         while b"data: [DONE]" not in received:
             received += sock.recv(65536)
