@@ -497,7 +497,10 @@ class _Relay:
     def _has_last_event(self) -> bool:
         """Whether the pieces relayed so far end with the stream's last event (OpenAI's
         ``data: [DONE]``, Anthropic's ``message_stop``)."""
-        end = self.call.api.sdk.stream_end or b"event: message_stop"
+        sdk = self.call.api.sdk
+        end = sdk.stream_end or sdk.last_event
+        if end is None:  # the API's stream has no mark of its end
+            return False
         tail = b"".join(piece for _, piece in self.pieces[-2:])
         return end in tail[-(len(end) + 256) :]
 

@@ -44,6 +44,9 @@ class StainlessSdk:
     """Whether a stream event of this ``type`` is written with an ``event:`` line on the wire."""
     stream_end: bytes | None = None
     """The SSE line after the last event (``data: [DONE]``), if the API sends one."""
+    last_event: bytes | None = None
+    """What marks a stream's last event on the wire when :attr:`stream_end` does not
+    (Anthropic's ``event: message_stop``)."""
     simple_pages: tuple[str, ...] = ()
     """Page classes (``pagination.SyncPage``) stored as the list of their items, as llama-stack does."""
     binary_classes: tuple[str, ...] = ()

@@ -21,6 +21,7 @@ ANTHROPIC = StainlessSdk(
     kept_header_prefixes=("anthropic-ratelimit-",),
     request_id_header="request-id",
     named_events=lambda event: True,  # every event has its ``event:`` line; the SDK skips others
+    last_event=b"event: message_stop",
     auth_attributes=("api_key", "auth_token"),
     key_clients=("Anthropic", "AsyncAnthropic"),
 )
