@@ -47,7 +47,7 @@ wire_server._Handler.disable_nagle_algorithm = True
 GOAL_FIRST_CHUNK_MS = 2.0
 CLIENTS = 8
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "What is the latest version of Python?"}]}
-HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench-0123456789abcdef"}
+HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench-canary-key"}
 
 
 def _start_server(mode: str, directory: str, upstream: str | None = None) -> tuple[subprocess.Popen[str], str]:
