@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -873,21 +874,28 @@ def test_a_dead_kernel_is_named_with_its_last_words(tmp_path: Path, monkeypatch:
     assert [o.get("text") for o in first.outputs] == ["from a subprocess\n"], first.outputs
 
 
-def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer) -> None:
+def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer, claude: Any) -> None:
+    """Counting tokens is its own kind (Anthropic's count_tokens, OpenAI's input_tokens)."""
     import openai
 
     client = openai.OpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0)
+    counts = hasattr(client.responses, "input_tokens")  # openai >= 2.5
+    hello = [{"role": "user", "content": "Hi"}]
     with nr.recording("record", dir=tmp_path):
         client.embeddings.create(model="text-embedding-3-small", input="hello")
         client.models.list()
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
-    logged = {Path(c.path).stem: c.kind for c in nr.calls()[-3:] if c.path}
+        client.chat.completions.create(model="gpt-4o", messages=hello)  # type: ignore[arg-type]
+        assert claude.messages.count_tokens(model="claude-sonnet-4-5", messages=hello).input_tokens > 0
+        if counts:
+            assert client.responses.input_tokens.count(model="gpt-4o", input="Hi").input_tokens > 0
+    calls = 5 if counts else 4
+    logged = {Path(c.path).stem: c.kind for c in nr.calls()[-calls:] if c.path}
     frame = nr.load_recordings(tmp_path)
     framed = dict(zip(frame["key"], frame["kind"].astype(str), strict=True))
     listed = json.loads(cli("ls", tmp_path, "--json").stdout)
     by_ls = {row["key"]: row["kind"] for row in listed["recordings"]}
     assert logged == framed == by_ls
-    assert sorted(framed.values()) == ["embedding", "inference", "model_list"]
+    assert sorted(framed.values()) == ["embedding", "inference", "model_list", *["token_count"] * (calls - 3)]
 
 
 @pytest.mark.frontend
