@@ -11,6 +11,7 @@ no key needed. Then the same through ``%%apirec`` in a real kernel, the pytest p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -425,6 +426,77 @@ def test_live_without_a_key_is_the_sdks_own_error_even_for_a_client_built_while_
     assert built_while_replaying.api_key is None
     with nr.recording("live", dir=tmp_path):
         assert refusal(built_while_replaying) == unhooked
+    assert anthropic_server.requests == []
+
+
+def _credentials_file_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """A ``user_oauth`` profile on disk, chosen by ``ANTHROPIC_PROFILE`` (anthropic >= 2.14)."""
+    config = tmp_path / "anthropic-config"
+    (config / "configs").mkdir(parents=True)
+    (config / "credentials").mkdir()
+    (config / "configs" / "work.json").write_text(json.dumps({"authentication": {"type": "user_oauth"}}))
+    token = config / "credentials" / "work.json"
+    token.write_text(json.dumps({"access_token": "sk-ant-oat-from-a-file", "expires_at": None}))
+    token.chmod(0o600)
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(config))
+    monkeypatch.setenv("ANTHROPIC_PROFILE", "work")
+    return {}
+
+
+def _token_provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    from anthropic.lib.credentials import AccessToken
+
+    return {"credentials": lambda force_refresh=False: AccessToken("sk-ant-oat-from-a-provider")}
+
+
+def _auth_token_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-ant-token-from-the-environment")
+    return {}
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        lambda monkeypatch, tmp_path: {"auth_token": "sk-ant-token-given"},
+        _auth_token_env,
+        _token_provider,
+        _credentials_file_profile,
+        lambda monkeypatch, tmp_path: {"default_headers": {"x-api-key": "sk-ant-key-in-a-header"}},
+        lambda monkeypatch, tmp_path: {"default_headers": {"Authorization": anthropic.Omit()}},
+    ],
+    ids=["auth_token", "ANTHROPIC_AUTH_TOKEN", "credentials provider", "profile file", "key header", "auth omitted"],
+)
+def test_every_credential_the_sdk_would_use_is_a_key(
+    credentials: Callable[..., dict[str, Any]],
+    anthropic_server: AnthropicWireServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing call is made (and recorded) with whatever credentials the SDK itself would send,
+    not only ``ANTHROPIC_API_KEY``: the rule asks the SDK. With none at all, it is missing."""
+    try:
+        extra = credentials(monkeypatch, tmp_path)
+        client = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0, **extra)
+    except (ImportError, TypeError) as exc:  # an older anthropic without that way
+        pytest.skip(f"anthropic {anthropic.__version__}: {exc}")
+    # Sent as the SDK would send it, even with no credentials in it (a proxy may add them; here, a 401).
+    sent = contextlib.suppress(anthropic.AuthenticationError)
+    with nr.recording("record-if-missing", dir=tmp_path / "rec"):
+        with sent:
+            client.messages.count_tokens(model=MODEL, messages=HELLO)
+        # Authorization omitted by the call itself.
+        other = [{"role": "user", "content": "Another question"}]
+        with sent:
+            client.messages.count_tokens(model=MODEL, messages=other, extra_headers={"Authorization": anthropic.Omit()})
+    assert len(anthropic_server.requests) == 2
+    assert [c.outcome for c in nr.calls()] == ["recorded", "recorded"]  # an API error is recorded too
+
+
+def test_no_credentials_at_all_is_a_missing_recording(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
+    client = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0)
+    with nr.recording("record-if-missing", dir=tmp_path), pytest.raises(nr.RecordingNotFoundError) as info:
+        client.messages.count_tokens(model=MODEL, messages=HELLO)
+    assert "ANTHROPIC_API_KEY is not set and the client has no other credentials" in str(info.value)
     assert anthropic_server.requests == []
 
 
