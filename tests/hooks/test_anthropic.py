@@ -786,6 +786,66 @@ def test_anthropic_imported_after_recording_started(anthropic_server: AnthropicW
     assert len(anthropic_server.requests) == 1
 
 
+@pytest.mark.frontend
+@pytest.mark.parametrize("already_recording", [False, True], ids=["recording starts", "recording stops and starts"])
+def test_anthropic_imported_in_one_thread_while_another_starts_or_stops_recording(
+    tmp_path: Path, already_recording: bool
+) -> None:
+    """``import anthropic`` in one thread while another starts (or stops and starts again)
+    recording: both succeed, and the hook is in place afterwards. Installing the hook imported
+    anthropic's private modules while the other thread was still importing them: each saw the
+    other's half-run modules, and both failed ("partially initialized module"), every time."""
+    code = f"""
+        import faulthandler, sys, threading
+        import notebook_recorder as nr
+        faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails the test, not the suite
+        errors, importing, imported = [], threading.Event(), threading.Event()
+
+        def importer():
+            importing.wait()
+            try:
+                import anthropic  # noqa: F401
+            except Exception as exc:
+                errors.append(f"import: {{exc!r}}")
+            imported.set()
+
+        def recorder():
+            try:
+                recording = nr.recording("replay", dir={str(tmp_path)!r})
+                if {already_recording!r}:
+                    recording.__enter__()
+                importing.set()
+                while not imported.is_set():
+                    if {already_recording!r}:
+                        recording.__exit__(None, None, None)
+                    recording = nr.recording("replay", dir={str(tmp_path)!r})
+                    recording.__enter__()
+                    if not {already_recording!r}:
+                        break
+                recording.__exit__(None, None, None)
+            except Exception as exc:
+                errors.append(f"recording: {{exc!r}}")
+                importing.set()
+
+        threads = [threading.Thread(target=importer), threading.Thread(target=recorder)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        import anthropic
+        with nr.recording("replay", dir={str(tmp_path)!r}):
+            claude = anthropic.Anthropic(api_key="sk-ant-unused", base_url="http://127.0.0.1:9", max_retries=0)
+            try:
+                claude.messages.create(model={MODEL!r}, max_tokens=8, messages={HELLO!r})
+            except nr.RecordingNotFoundError:
+                errors.append("hooked")
+        print(errors)
+    """
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['hooked']", done.stdout
+
+
 def test_the_stored_body_is_the_json_that_was_sent(
     claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path
 ) -> None:
