@@ -64,7 +64,11 @@ def _c(name: str, dtype: str, doc: str) -> Column:
 
 # Human columns first, the 64-hex ``key`` and the ``path`` (named by it) last.
 RECORDING_COLUMNS: tuple[Column, ...] = (
-    _c("kind", "category", "inference, embedding, model_list, tool, http, other or exception (see the README)"),
+    _c(
+        "kind",
+        "category",
+        "inference, embedding, model_list, token_count, tool, http, other or exception (see the README)",
+    ),
     _c(
         "endpoint",
         "category",
