@@ -552,6 +552,51 @@ def test_batches_create_and_retrieve(claude: Any, anthropic_server: AnthropicWir
     ]
 
 
+def test_batch_results_are_recorded_and_replayed(
+    claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    """``messages.batches.results()`` returns a ``JSONLDecoder`` that reads the response as the
+    caller iterates it: it went through live, logged "body unread", no file, and replay was a
+    missing recording. (``results()`` retrieves the batch first, then GETs its ``results_url``.)"""
+    requests = [
+        {"custom_id": f"q{i}", "params": {"model": MODEL, "max_tokens": 64, "messages": HELLO}} for i in range(2)
+    ]
+
+    def call() -> Any:
+        batch = claude.messages.batches.create(requests=requests)
+        claude.messages.batches.retrieve(batch.id)  # ended
+        return [(r.custom_id, r.result.type, r.result.message) for r in claude.messages.batches.results(batch.id)]
+
+    recorded, replayed = record_then_replay(call, anthropic_server, tmp_path, requests=4)
+    assert [r[:2] for r in recorded] == [("q0", "succeeded"), ("q1", "succeeded")]
+    assert snap(replayed) == snap(recorded)
+    assert isinstance(replayed[0][2], Message)
+    assert [r["request"]["endpoint"].rsplit("/", 1)[-1] for r in records(tmp_path)].count("results") == 1
+
+
+async def test_async_batch_results_are_recorded_and_replayed(
+    anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    requests = [{"custom_id": "q", "params": {"model": MODEL, "max_tokens": 64, "messages": HELLO}}]
+    client = anthropic.AsyncAnthropic(base_url=anthropic_server.base_url, api_key=TEST_API_KEY, max_retries=0)
+
+    async def call() -> Any:
+        batch = await client.messages.batches.create(requests=requests)
+        await client.messages.batches.retrieve(batch.id)
+        return [(r.custom_id, r.result.message) async for r in await client.messages.batches.results(batch.id)]
+
+    with nr.recording("record", dir=tmp_path):
+        recorded = await call()
+    assert [c.outcome for c in nr.calls()] == ["recorded"] * 4
+    anthropic_server.stop()
+    nr.clear_calls()
+    with nr.recording("replay", dir=tmp_path):
+        replayed = await call()
+    assert [c.outcome for c in nr.calls()] == ["replayed"] * 4
+    assert snap(replayed) == snap(recorded) and recorded[0][0] == "q"
+    await client.close()
+
+
 def test_a_long_stream_replays_every_event(claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
     def call() -> Any:
         messages = [{"role": "user", "content": LONG_PROMPT}]
