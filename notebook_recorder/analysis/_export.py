@@ -26,12 +26,15 @@ pyarrow and pandas are imported here; DuckDB by :func:`connect` only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -40,8 +43,9 @@ from typing import Any
 import orjson
 
 from ..core import _user_cache
-from ._layout import _FORMAT, DATASETS, MANIFEST, SCHEMA_VERSION, is_dataset
-from ._loader import Loaded, _Cached, _read_one, _usable_cpus, find_files, gc_paused
+from ._layout import DATASETS, MANIFEST, OLD_MANIFEST, SCHEMA_VERSION, is_dataset
+from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_sources
+from ._manifest import Manifest
 from ._progress import Progress
 
 STATE = "_state"
@@ -58,6 +62,9 @@ PARALLEL_MIN_FILES = 1000
 TASKS_PER_WORKER = 8
 #: Set to ``0`` to export in this process only.
 ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
+#: Files per batch, instead of :data:`BATCH_FILES` (smaller batches: more parts, and an export
+#: that stops keeps more of its work; tests use it to have many batches).
+ENV_BATCH_FILES = "NOTEBOOK_RECORDER_EXPORT_BATCH_FILES"
 _META_KEY = b"notebook_recorder"
 # Timestamps in microseconds: Spark cannot read Parquet's nanosecond timestamps, and recorded_at
 # is never finer (files say seconds or microseconds; a modification time is cut to the second).
@@ -84,49 +91,6 @@ class ExportResult:
             f"{self.out}: {self.files} file(s); {self.read} read, {self.removed} removed, "
             f"{self.errors} unreadable, in {self.seconds:.1f} s"
         )
-
-
-# --- the manifest -----------------------------------------------------------------------------
-
-Entry = tuple[int, int, int]  # size, mtime_ns (-1: read again next time), batch
-
-
-def _manifest_path(out: Path) -> Path:
-    return out / MANIFEST
-
-
-def read_manifest(out: Path) -> dict[str, Entry] | None:
-    """The files of the dataset at ``out`` (path -> size, mtime_ns, batch), or None when there is
-    no valid manifest of this schema version (the dataset is then rebuilt)."""
-    try:
-        data = orjson.loads(_manifest_path(out).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != _FORMAT or data.get("schema_version") != SCHEMA_VERSION:
-        return None
-    files = data.get("files")
-    if not isinstance(files, dict):
-        return None
-    out_files: dict[str, Entry] = {}
-    for path, entry in files.items():  # one entry per file: kept tight
-        if type(entry) is not list or len(entry) != 3:
-            return None
-        size, mtime, batch = entry
-        if type(size) is not int or type(mtime) is not int or type(batch) is not int:
-            return None
-        out_files[path] = (size, mtime, batch)
-    return out_files
-
-
-def _write_manifest(out: Path, files: dict[str, Entry]) -> None:
-    data = {"format": _FORMAT, "schema_version": SCHEMA_VERSION, "datasets": list(DATASETS), "files": files}
-    _atomic_write(_manifest_path(out), orjson.dumps(data))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --- one batch --------------------------------------------------------------------------------
@@ -361,18 +325,24 @@ def _raw_name(part: Path) -> str:
     return f"{part.parent.name}/{part.name}"
 
 
-def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> None:
+def _rebuild_tool_calls(
+    out: Path, order_of: Callable[[Iterable[str]], dict[str, int]], touched: set[str], *, trust_index: bool = True
+) -> None:
     """See :func:`_update_tool_calls`; when the index leads it astray (a position or part that is
     not there: an index that is not this dataset's), the index is dropped and every part rebuilt."""
     import pyarrow as pa
 
     try:
-        _update_tool_calls(out, order, touched, trust_index=True)
+        _update_tool_calls(out, order_of, touched, trust_index=trust_index)
     except (IndexError, FileNotFoundError, pa.ArrowException):
-        _update_tool_calls(out, order, touched, trust_index=False)
+        if not trust_index:
+            raise
+        _update_tool_calls(out, order_of, touched, trust_index=False)
 
 
-def _update_tool_calls(out: Path, order: dict[str, int], touched: set[str], *, trust_index: bool) -> None:
+def _update_tool_calls(
+    out: Path, order_of: Callable[[Iterable[str]], dict[str, int]], touched: set[str], *, trust_index: bool
+) -> None:
     """Bring ``out/tool_calls/`` up to date from the raw parts: a call the model asked for gets
     the output that a request of the same test carried (the last one, in file order), as
     :func:`tool_calls` does. Only the raw parts that changed (``touched``, or whose size or time
@@ -411,6 +381,7 @@ def _update_tool_calls(out: Path, order: dict[str, int], touched: set[str], *, t
     # the winner of each key: its last output, in file order
     winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
+    order = order_of({path for path, give in zip(cols[2], cols[5], strict=True) if give})  # looked up on disk
     for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
         if give:
             rank = (order.get(path, -1), row)
@@ -483,24 +454,61 @@ class _OutputCache:
 
 # --- the export -------------------------------------------------------------------------------
 
+Task = tuple[int, list[str], list[tuple[str, str]], str]  # batch, paths, unreadable entries, out
+LOCK = "_export.lock"
 
-def _batches(paths: Sequence[str], sizes: Sequence[int]) -> list[list[str]]:
-    batches: list[list[str]] = []
-    current: list[str] = []
+
+def _walk_entries(src: Any) -> Iterator[tuple[str, int, int, str | None]]:
+    """The files of ``src`` as :func:`find_files` finds them, as it goes (one directory listed at
+    a time, nothing kept): (path, size, mtime_ns, None), or (path, -1, -1, problem) for an entry
+    that cannot be read; a file that cannot be stat'ed has size and time -1 (read, which says why)."""
+    stat = os.stat
+    for item in iter_sources(src):
+        if type(item) is str:
+            try:
+                st = stat(item)
+            except OSError:
+                yield item, -1, -1, None
+                continue
+            yield item, st.st_size, st.st_mtime_ns, None
+        else:
+            yield item.path, -1, -1, item.problem  # type: ignore[union-attr]
+
+
+def _batch_files(n_files: int, workers: int) -> int:
+    """Files per batch: at most :data:`BATCH_FILES`, and as many batches as keep every worker
+    busy to the end (a multiple of ``workers``)."""
+    try:
+        most = int(os.environ.get(ENV_BATCH_FILES) or BATCH_FILES)
+    except ValueError:
+        most = BATCH_FILES
+    batches = -(-n_files // max(1, most))
+    if workers > 1:
+        batches = -(-batches // workers) * workers
+    return max(1, -(-n_files // max(1, batches)))
+
+
+def _tasks(todo: Iterator[tuple[str, int, str | None]], first: int, per_batch: int, out: Path) -> Iterator[Task]:
+    """Batches of the files to read, formed as they are read from the manifest."""
+    batch = first
+    paths: list[str] = []
+    problems: list[tuple[str, str]] = []
     total = 0
-    for path, size in zip(paths, sizes, strict=True):
-        if current and (len(current) >= BATCH_FILES or total + size > BATCH_BYTES):
-            batches.append(current)
-            current, total = [], 0
-        current.append(path)
+    for path, size, problem in todo:
+        if (paths or problems) and (len(paths) + len(problems) >= per_batch or total + size > BATCH_BYTES):
+            yield batch, paths, problems, str(out)
+            batch, paths, problems, total = batch + 1, [], [], 0
+        if problem is None:
+            paths.append(path)
+        else:
+            problems.append((path, problem))
         total += max(size, 0)
-    if current:
-        batches.append(current)
-    return batches
+    if paths or problems:
+        yield batch, paths, problems, str(out)
 
 
-def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
-    """Drop the rows of the files ``gone`` from the parts of ``batches`` (a part left empty is
+def _remove_rows(out: Path, batch: int, gone: list[str]) -> set[str]:
+    """Drop the rows of the files ``gone`` from the parts of ``batch`` (a part left empty is
     deleted); the raw tool-call parts changed (``day=D/part-N.parquet``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -509,24 +517,40 @@ def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
     dirs = [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]
     touched: set[str] = set()
     values = pa.array(sorted(gone), pa.string())
-    for batch in sorted(batches):
-        name = _part_name(batch)
-        for d in dirs:
-            for part in d.glob(f"day=*/{name}"):
-                paths = pq.read_table(part, columns=["path"])["path"]  # most parts hold none of them
-                keep = pc.invert(pc.is_in(paths, value_set=values.cast(paths.type)))
-                if pc.all(keep).as_py():
-                    continue
-                kept = pq.read_table(part).filter(keep)
-                if d.name == _RAW_TOOLS:
-                    touched.add(f"{part.parent.name}/{part.name}")
-                if kept.num_rows == 0:
-                    part.unlink()
-                    continue
-                tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
-                pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
-                os.replace(tmp, part)
+    name = _part_name(batch)
+    for d in dirs:
+        for part in d.glob(f"day=*/{name}"):
+            paths = pq.read_table(part, columns=["path"])["path"]  # most parts hold none of them
+            keep = pc.invert(pc.is_in(paths, value_set=values.cast(paths.type)))
+            if pc.all(keep).as_py():
+                continue
+            kept = pq.read_table(part).filter(keep)
+            if d.name == _RAW_TOOLS:
+                touched.add(f"{part.parent.name}/{part.name}")
+            if kept.num_rows == 0:
+                part.unlink()
+                continue
+            tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
+            pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
+            os.replace(tmp, part)
     return touched
+
+
+def _remove_orphans(out: Path, known: set[int]) -> None:
+    """Delete the parts of batches the manifest does not know (an export stopped while writing
+    them), and temporary files left behind."""
+    for d in [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]:
+        for part in d.glob("day=*/*"):
+            name = part.name
+            if name.startswith("."):
+                part.unlink(missing_ok=True)  # a part being written when the export stopped
+            elif name.startswith("part-") and name.endswith(".parquet"):
+                try:
+                    batch = int(name[5:-8])
+                except ValueError:
+                    continue
+                if batch not in known:
+                    part.unlink(missing_ok=True)
 
 
 def _write_schema_files(out: Path) -> None:
@@ -558,6 +582,29 @@ def _workers(n_files: int, workers: int | None) -> int:
     return cpus if cpus > 1 else 0
 
 
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[int]:
+    """Hold the export lock of ``out`` (``flock`` on ``OUT/_export.lock``): a second export of
+    the same dataset waits, saying so once on stderr. The descriptor is passed to the workers,
+    so an export killed while they finish a batch holds the lock until they are gone."""
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            yield fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"notebook-recorder: {out} is being exported by another process; waiting for it", file=sys.stderr)
+            sys.stderr.flush()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock (the workers, when still alive, hold it until they end)
+
+
 def export(
     src: Any,
     to: str | os.PathLike[str],
@@ -569,93 +616,193 @@ def export(
     export up to date (only new and changed files are read; rows of deleted files are removed).
 
     ``src`` is what :func:`load_recordings` takes: a directory, a file, or a list of them. ``to``
-    is created; an existing directory must be an earlier export (its ``_manifest.json``) or empty.
+    is created; an existing directory must be an earlier export (its manifest) or empty.
     ``workers``: worker processes (default: one per usable CPU for large exports; ``0``: none).
+    Two exports to the same ``to`` run one after the other (the second waits for the first).
     """
     started = time.perf_counter()
     out = Path(to)
-    manifest = read_manifest(out)
-    fresh = manifest is None
-    if manifest is None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            if not is_dataset(out) and not _manifest_path(out).exists():
-                raise FileExistsError(
-                    f"{str(out)!r} exists and is not a notebook-recorder dataset (no {MANIFEST}): "
-                    "export to a new or empty directory"
-                )
-        for d in (*DATASETS, STATE):  # an older schema or a damaged manifest: rebuilt whole
-            shutil.rmtree(out / d, ignore_errors=True)
-        manifest = {}
+    if out.exists() and not is_dataset(out) and not any(os.path.lexists(out / m) for m in (MANIFEST, OLD_MANIFEST)):
+        if not out.is_dir() or any(p.name != LOCK for p in out.iterdir()):  # a damaged manifest: rebuilt
+            raise FileExistsError(
+                f"{str(out)!r} exists and is not a notebook-recorder dataset (no {MANIFEST}): "
+                "export to a new or empty directory"
+            )
     out.mkdir(parents=True, exist_ok=True)
-    paths, _, problems = find_files(src)
-    current: dict[str, tuple[int, int]] = {}
-    for path in paths:
+    with _locked(out) as lock:
         try:
-            st = os.stat(path)
-            current[path] = (st.st_size, st.st_mtime_ns)
-        except OSError:
-            current[path] = (-1, -1)
-    odd = {p.path: p.problem for p in problems if p.path not in current}
-    for path in odd:
-        current[path] = (-1, -1)
-    order = {path: i for i, path in enumerate(current)}
-    changed = [
-        p
-        for p, (size, mtime) in current.items()
-        if (e := manifest.get(p)) is None or e[1] == -1 or e[:2] != (size, mtime)
-    ]
-    gone = {p for p in manifest if p not in current}
-    removed = gone | {p for p in changed if p in manifest}
-    touched: set[str] = set()
-    if removed:
-        touched = _remove_rows(out, {manifest[p][2] for p in removed}, removed)
-        for p in removed:
-            del manifest[p]
-    next_batch = max((e[2] for e in manifest.values()), default=-1) + 1
-    todo = _batches(changed, [current[p][0] for p in changed])
-    tasks = [
-        (next_batch + i, [p for p in batch if p not in odd], [(p, odd[p]) for p in batch if p in odd], str(out))
-        for i, batch in enumerate(todo)
-    ]
-    errors = 0
-    bar = Progress(len(changed), progress, "Exporting recordings")
+            return _export(src, out, progress, workers, started, lock, rebuild=False)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # a full disk, a read-only directory...
+                raise
+            # the manifest is damaged in a way its check did not see: rebuilt whole
+            return _export(src, out, progress, workers, started, lock, rebuild=True)
+
+
+def _export(
+    src: Any, out: Path, progress: bool | None, workers: int | None, started: float, lock: int, *, rebuild: bool
+) -> ExportResult:
+    manifest = None if rebuild else Manifest.open(out)
+    fresh = manifest is None
+    if manifest is None:  # none, an older layout, damaged: the dataset is rebuilt whole
+        for d in (*DATASETS, STATE):
+            shutil.rmtree(out / d, ignore_errors=True)
+        (out / OLD_MANIFEST).unlink(missing_ok=True)
+        manifest = Manifest.create(out)
     try:
-        for result in _run(tasks, _workers(len(changed), workers)):
-            for path, (size, mtime) in result.stats.items():
-                manifest[path] = (size, mtime, result.batch)
-            errors += result.errors
-            touched.update(result.raw_parts)
-            bar.advance(len(result.stats))
+        manifest.load_walk(_walk_entries(src))
+        n_todo, n_stale, n_bytes = manifest.counts()
+        dirty = manifest.dirty
+        if not (n_todo or n_stale or dirty):
+            return ExportResult(out, manifest.files(), 0, 0, 0, time.perf_counter() - started)
+        manifest.begin()
+        if dirty and not fresh:  # the last export stopped half way: its unrecorded batches go
+            _remove_orphans(out, manifest.batches())
+        touched: set[str] = set()
+        for batch, paths in manifest.stale_by_batch():
+            touched |= _remove_rows(out, batch, paths)
+        manifest.drop_stale()
+        n_workers = _workers(n_todo, workers)
+        per_batch = _batch_files(n_todo, n_workers)
+        tasks = _tasks(manifest.todo(), manifest.next_batch(), per_batch, out)
+        if -(-n_todo // per_batch) <= 1 and n_bytes <= BATCH_BYTES:
+            n_workers = 0  # one batch: read here
+        errors = 0
+        bar = Progress(n_todo, progress, "Exporting recordings")
+        try:
+            for result in _run(tasks, n_workers, lock):
+                manifest.add(result.batch, [(p, size, mtime) for p, (size, mtime) in result.stats.items()])
+                errors += result.errors
+                touched.update(result.raw_parts)
+                bar.advance(len(result.stats))
+        finally:
+            bar.close()
+        _rebuild_tool_calls(out, manifest.order_of, touched, trust_index=not dirty)
+        manifest.finish()
+        return ExportResult(out, manifest.files(), n_todo, n_stale, errors, time.perf_counter() - started)
     finally:
-        bar.close()
-    if changed or removed or not (out / "tool_calls").exists():
-        _rebuild_tool_calls(out, order, touched)
-    if changed or removed or fresh:
-        _write_manifest(out, manifest)
-    return ExportResult(out, len(manifest), len(changed), len(removed), errors, time.perf_counter() - started)
+        manifest.close()
 
 
-def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers: int) -> Any:
-    """The batches' results as they complete: in worker processes, or here."""
-    if workers and len(tasks) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+# --- worker processes ---------------------------------------------------------------------------
+#
+# Fresh interpreters (``python -I -c``, as the loader's helper): not forked (a kernel or a server
+# runs threads), and not multiprocessing's spawn, which runs the caller's ``__main__`` again (a
+# script calling ``nr.export`` at its top level would export in every worker). Each takes one
+# batch at a time over a pipe (pickled), and answers with its :class:`_Batch`; at most one batch
+# per worker is in flight, formed when a worker is free.
 
-        # spawn: a fresh interpreter, whatever threads this process runs (a kernel, a server);
-        # each worker holds one batch at a time, and a fresh pool takes over every
-        # TASKS_PER_WORKER batches a worker (what a long-lived worker's memory keeps stays
-        # bounded). Not max_tasks_per_child: on Python 3.11 the pool hangs once its first workers
-        # retire, every task having been submitted.
-        per_pool = workers * TASKS_PER_WORKER
-        for start in range(0, len(tasks), per_pool):
-            group = tasks[start : start + per_pool]
-            with ProcessPoolExecutor(min(workers, len(group)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(export_batch, *task) for task in group]
-                for future in as_completed(futures):
-                    yield future.result()
+_WORKER_CODE = """\
+import pickle, sys
+sys.path[:] = pickle.load(sys.stdin.buffer)
+from notebook_recorder.analysis._export import _worker_main
+_worker_main()
+"""
+
+
+def _worker_main() -> None:
+    """A worker process: read tasks on stdin until it closes, answer each on stdout."""
+    import pickle
+    import traceback
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            task = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", export_batch(*task))
+        except BaseException as e:
+            answer = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+
+class _Worker:
+    def __init__(self, lock: int) -> None:
+        import pickle
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WORKER_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(lock,),
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        pickle.dump(sys.path, self.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.done = 0
+
+    def send(self, task: Task) -> None:
+        import pickle
+
+        pickle.dump(task, self.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.stdin.flush()
+
+    def receive(self) -> _Batch:
+        import pickle
+
+        try:
+            status, value = pickle.load(self.stdout)
+        except EOFError:
+            raise RuntimeError(f"an export worker ended unexpectedly (exit code {self.proc.wait()})") from None
+        if status != "ok":
+            raise RuntimeError(f"an export worker failed: {value}")
+        self.done += 1
+        return value  # type: ignore[no-any-return]
+
+    def close(self, *, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        try:
+            self.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+        self.stdout.close()
+
+
+def _run(tasks: Iterator[Task], workers: int, lock: int) -> Iterator[_Batch]:
+    """The batches' results as they complete: in up to ``workers`` worker processes, or here.
+    A worker that has read :data:`TASKS_PER_WORKER` batches is replaced by a fresh one (what a
+    long-lived process's allocator keeps stays bounded)."""
+    if not workers:
+        for task in tasks:
+            yield export_batch(*task)
         return
-    for task in tasks:
-        yield export_batch(*task)
+    import select
+
+    idle: list[_Worker] = []
+    busy: dict[int, _Worker] = {}
+    more = True
+    try:
+        while True:
+            while more and len(busy) < workers:
+                next_task = next(tasks, None)
+                if next_task is None:
+                    more = False
+                    break
+                worker = idle.pop() if idle else _Worker(lock)
+                worker.send(next_task)
+                busy[worker.stdout.fileno()] = worker
+            if not busy:
+                return
+            ready, _, _ = select.select(list(busy), [], [])
+            for fd in ready:
+                worker = busy.pop(fd)
+                result = worker.receive()
+                if worker.done >= TASKS_PER_WORKER:
+                    worker.close()
+                else:
+                    idle.append(worker)
+                yield result
+    finally:
+        for worker in idle:
+            worker.close()
+        for worker in busy.values():
+            worker.close(kill=True)
 
 
 # --- DuckDB -----------------------------------------------------------------------------------
