@@ -104,6 +104,7 @@ class _Batch:
     stats: dict[str, tuple[int, int]]  # path -> size, mtime_ns (-1 when racy or unreadable)
     errors: int
     raw_parts: list[str]  # the raw tool-call parts written (``day=D/part-N.parquet``)
+    index: Any  # their rows of the tool index (a pyarrow Table, None without tool calls)
 
 
 def _part_name(batch: int) -> str:
@@ -128,6 +129,15 @@ def _write_arrow(table: Any, path: Path, dataset: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp, **_PARQUET_OPTIONS)
     os.replace(tmp, path)
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None) -> Any:
+    """One Parquet file as a table (``ParquetFile``: several times faster than ``read_table``,
+    which sets up a dataset for every file)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
 
 
 def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> list[str]:
@@ -185,7 +195,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
             _write_by_day(df, by_path(df), root, dataset, batch)
             del df
         raw = _raw_tool_calls(loaded)
-        raw_parts = _write_by_day(raw, by_path(raw), root / STATE, _RAW_TOOLS, batch)
+        raw_parts, index = _write_tool_parts(raw, by_path(raw), root, batch, loaded.paths)
         del raw
         clear_cache()  # the frame cache: nothing of this batch stays in memory
     stats: dict[str, tuple[int, int]] = {}
@@ -195,7 +205,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
     ):
         stats[path] = (-1 if size is None else size, mtime if ok and not isinstance(result, str) else -1)
         errors += isinstance(result, str)
-    return _Batch(batch, stats, errors, raw_parts)
+    return _Batch(batch, stats, errors, raw_parts, index)
 
 
 def _raw_tool_calls(loaded: Loaded) -> Any:
@@ -218,6 +228,95 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
     df[_TEST_ID] = [None if t is None else str(t) for t in np.repeat(np.array(test_ids, dtype=object), counts)]
     df[_ROW] = np.arange(len(rows), dtype=np.int64)
     return df
+
+
+def _write_tool_parts(raw: Any, days: Any, out: Path, batch: int, paths: list[str]) -> tuple[list[str], Any]:
+    """Write the raw tool calls of a batch (``OUT/_state/tool_calls_raw/``) and its
+    ``tool_calls`` parts, with outputs matched within the batch (the export matches them across
+    batches afterwards, and writes a part again only when that changes an output); the parts'
+    names and their rows of the tool index."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not len(raw):
+        return [], None
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    parts: dict[str, Any] = {}
+    for day, index in raw.groupby(days, sort=True, observed=True).indices.items():
+        name = f"day={day}/{_part_name(batch)}"
+        parts[name] = part = table.take(pa.array(index))
+        _write_arrow(part, out / STATE / _RAW_TOOLS / name, _RAW_TOOLS)
+    rows = pa.concat_tables([_index_rows(part, name)[0] for name, part in parts.items()])
+    cols = [rows[c].to_pylist() for c in _INDEX_COLUMNS]
+    order = {path: i for i, path in enumerate(paths)}
+    fills, digests = _fill_plan(cols, _winners(cols, order), set(parts))
+    rows = rows.set_column(rows.schema.get_field_index("digest"), "digest", pa.array(digests, pa.binary(16)))
+    metadata = pq.read_schema(out / "tool_calls" / "_schema.parquet").metadata
+    for name, part in parts.items():
+        filled = _filled(part.drop_columns([_TEST_ID, _ROW]), fills.get(name, []), lambda p, i: parts[p]["output"][i])
+        _write_parquet(filled.replace_schema_metadata(metadata), out / "tool_calls" / name)
+    return list(parts), rows
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    """``table`` written to ``path`` (through a temporary file: a reader sees the old part or
+    the new one)."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, **_PARQUET_OPTIONS)
+    os.replace(tmp, path)
+
+
+Fill = tuple[int, "str | None", int]  # a want's position, and its winner's part and position
+
+
+def _winners(cols: list[list[Any]], order: dict[str, int]) -> dict[bytes, tuple[tuple[int, int], str, int, bytes]]:
+    """The winning output of each match key among the index rows ``cols`` (columns as lists):
+    its last one in file order (``order``: a file's place in the walk), then in row order."""
+    winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
+    for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
+        if give:
+            rank = (order.get(path, -1), row)
+            best = winners.get(key)
+            if best is None or rank >= best[0]:
+                winners[key] = (rank, part, pos, digest)
+    return winners
+
+
+def _fill_plan(
+    cols: list[list[Any]], winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]], stale: set[str]
+) -> tuple[dict[str, list[Fill]], list[bytes | None]]:
+    """What each want among ``cols`` gets (by part: those of a part in ``stale``, written anew,
+    and those whose output changes), and every row's digest (a want's: of its output)."""
+    no_output = _digest(None)
+    fills: dict[str, list[Fill]] = {}
+    digests: list[bytes | None] = []
+    for part, pos, _, _, key, give, digest in zip(*cols, strict=True):
+        if give:
+            digests.append(digest)
+            continue
+        win = winners.get(key)
+        new = no_output if win is None else win[3]
+        digests.append(new)
+        if part in stale or new != digest:
+            fills.setdefault(part, []).append((pos, None if win is None else win[1], -1 if win is None else win[2]))
+    return fills, digests
+
+
+def _filled(table: Any, fills: list[Fill], output: Callable[[str, int], Any]) -> Any:
+    """``table`` with the outputs ``fills`` set (``output(part, pos)``: a winner's output)."""
+    import pyarrow as pa
+
+    if not fills:
+        return table
+    column = table["output"].to_pylist()
+    for pos, win_part, win_pos in fills:
+        value = None if win_part is None else output(win_part, win_pos)
+        column[pos] = value.as_py() if isinstance(value, pa.Scalar) else value
+    i_out = table.schema.get_field_index("output")
+    return table.set_column(i_out, table.schema.field(i_out), pa.array(column, table.schema.field(i_out).type))
 
 
 # --- matching tool outputs across batches -----------------------------------------------------
@@ -326,28 +425,39 @@ def _raw_name(part: Path) -> str:
 
 
 def _rebuild_tool_calls(
-    out: Path, order_of: Callable[[Iterable[str]], dict[str, int]], touched: set[str], *, trust_index: bool = True
+    out: Path,
+    order_of: Callable[[Iterable[str]], dict[str, int]],
+    touched: set[str],
+    new_rows: list[Any],
+    *,
+    trust_index: bool = True,
 ) -> None:
     """See :func:`_update_tool_calls`; when the index leads it astray (a position or part that is
     not there: an index that is not this dataset's), the index is dropped and every part rebuilt."""
     import pyarrow as pa
 
     try:
-        _update_tool_calls(out, order_of, touched, trust_index=trust_index)
+        _update_tool_calls(out, order_of, touched, new_rows, trust_index=trust_index)
     except (IndexError, FileNotFoundError, pa.ArrowException):
-        if not trust_index:
+        if not trust_index and not new_rows:
             raise
-        _update_tool_calls(out, order_of, touched, trust_index=False)
+        _update_tool_calls(out, order_of, touched, [], trust_index=False)
 
 
 def _update_tool_calls(
-    out: Path, order_of: Callable[[Iterable[str]], dict[str, int]], touched: set[str], *, trust_index: bool
+    out: Path,
+    order_of: Callable[[Iterable[str]], dict[str, int]],
+    touched: set[str],
+    new_rows: list[Any],
+    *,
+    trust_index: bool,
 ) -> None:
     """Bring ``out/tool_calls/`` up to date from the raw parts: a call the model asked for gets
     the output that a request of the same test carried (the last one, in file order), as
-    :func:`tool_calls` does. Only the raw parts that changed (``touched``, or whose size or time
-    differs from the index's record) are read, and a ``tool_calls`` part is written only when its
-    raw part changed or an output matched into it did."""
+    :func:`tool_calls` does. The batches of this export wrote their parts with outputs matched
+    within the batch, and their index rows (``new_rows``); of the other raw parts, only those
+    that changed (``touched``, or whose size or time differs from the index's record) are read.
+    A ``tool_calls`` part is written when its raw part changed or an output matched into it did."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.feather as feather
@@ -362,65 +472,44 @@ def _update_tool_calls(
         on_disk[_raw_name(part)] = (st.st_size, st.st_mtime_ns)
     written = {_raw_name(p) for p in target.glob("day=*/part-*.parquet")}
     index, known = _read_index(out) if trust_index else (_index_schema().empty_table(), {})
-    stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written}
+    fresh = {name for rows in new_rows for name in rows["part"].unique().to_pylist()} & set(on_disk) & written
+    stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written} - fresh
     stale |= set(known) - set(on_disk)
     keys: set[bytes] = set()  # whose winning output may change, or whose wants are all filled anew
-    if stale:
-        gone = pc.is_in(index["part"], value_set=pa.array(sorted(stale), pa.string()))
+    if stale or fresh:
+        gone = pc.is_in(index["part"], value_set=pa.array(sorted(stale | fresh), pa.string()))
         keys.update(index.filter(gone)["key"].to_pylist())
         pieces = [index.filter(pc.invert(gone))]
         for name in sorted(stale & set(on_disk)):
             rows, part_keys = _index_rows(
-                pq.read_table(raw_root / name, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW]), name
+                _read_parquet(raw_root / name, ["source", "call_id", "output", "path", _TEST_ID, _ROW]), name
             )
             pieces.append(rows)
             keys |= part_keys
+        for rows in new_rows:
+            rows = rows.filter(pc.is_in(rows["part"], value_set=pa.array(sorted(fresh), pa.string())))
+            pieces.append(rows)
+            keys.update(rows["key"].to_pylist())
         index = pa.concat_tables(pieces)
     selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
     rest, need = index.filter(pc.invert(selected)), index.filter(selected)
-    # the winner of each key: its last output, in file order
-    winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
     order = order_of({path for path, give in zip(cols[2], cols[5], strict=True) if give})  # looked up on disk
-    for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
-        if give:
-            rank = (order.get(path, -1), row)
-            best = winners.get(key)
-            if best is None or rank >= best[0]:
-                winners[key] = (rank, part, pos, digest)
-    # what each want of those keys gets; a part is written when a want's output changes
-    no_output = _digest(None)
-    fills: dict[str, list[tuple[int, str | None, int]]] = {}  # part -> (pos, winner part, pos)
-    digests: list[bytes | None] = []
-    for part, pos, _, _, key, give, digest in zip(*cols, strict=True):
-        if give:
-            digests.append(digest)
-            continue
-        win = winners.get(key)
-        new = no_output if win is None else win[3]
-        digests.append(new)
-        if part in stale or new != digest:
-            fills.setdefault(part, []).append((pos, None if win is None else win[1], -1 if win is None else win[2]))
+    fills, digests = _fill_plan(cols, _winners(cols, order), stale)
     need = need.set_column(need.schema.get_field_index("digest"), "digest", pa.array(digests, pa.binary(16)))
-    schema = pq.read_schema(target / "_schema.parquet")
+    metadata = pq.read_schema(target / "_schema.parquet").metadata  # the frame's dtypes
     outputs = _OutputCache(raw_root)
     for name in sorted((stale | set(fills)) & set(on_disk)):
         if name in stale:
-            table = pq.read_table(raw_root / name).drop_columns([_TEST_ID, _ROW])
+            table = _read_parquet(raw_root / name).drop_columns([_TEST_ID, _ROW])
         else:
-            table = pq.read_table(target / name)
-        changes = fills.get(name, [])
-        if changes:
-            column = table["output"].to_pylist()
-            for pos, win_part, win_pos in changes:
-                column[pos] = None if win_part is None else outputs.get(win_part, win_pos)
-            i_out = table.schema.get_field_index("output")
-            table = table.set_column(i_out, table.schema.field(i_out), pa.array(column, table.schema.field(i_out).type))
-        path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(table.replace_schema_metadata(schema.metadata), tmp, **_PARQUET_OPTIONS)  # the frame's dtypes
-        os.replace(tmp, path)
+            table = _read_parquet(target / name)
+        here = table["output"]  # a give's output is the same in the raw part and in tool_calls
+
+        def output(part: str, pos: int, name: str = name, here: Any = here) -> Any:
+            return here[pos] if part == name else outputs.get(part, pos)
+
+        _write_parquet(_filled(table, fills.get(name, []), output).replace_schema_metadata(metadata), target / name)
     for name in written - set(on_disk):
         (target / name).unlink()  # its raw part is gone: every row of it was removed
     meta = {"index_version": _INDEX_VERSION, "parts": {n: list(s) for n, s in sorted(on_disk.items())}}
@@ -441,15 +530,14 @@ class _OutputCache:
         self.columns: dict[str, Any] = {}
 
     def get(self, part: str, pos: int) -> Any:
-        import pyarrow.parquet as pq
 
         column = self.columns.pop(part, None)
         if column is None:
-            column = pq.read_table(self.root / part, columns=["output"])["output"]
+            column = _read_parquet(self.root / part, ["output"])["output"]
             if len(self.columns) >= self.size:
                 del self.columns[next(iter(self.columns))]
         self.columns[part] = column
-        return column[pos].as_py()
+        return column[pos]
 
 
 # --- the export -------------------------------------------------------------------------------
@@ -520,11 +608,11 @@ def _remove_rows(out: Path, batch: int, gone: list[str]) -> set[str]:
     name = _part_name(batch)
     for d in dirs:
         for part in d.glob(f"day=*/{name}"):
-            paths = pq.read_table(part, columns=["path"])["path"]  # most parts hold none of them
+            paths = _read_parquet(part, ["path"])["path"]  # most parts hold none of them
             keep = pc.invert(pc.is_in(paths, value_set=values.cast(paths.type)))
             if pc.all(keep).as_py():
                 continue
-            kept = pq.read_table(part).filter(keep)
+            kept = _read_parquet(part).filter(keep)
             if d.name == _RAW_TOOLS:
                 touched.add(f"{part.parent.name}/{part.name}")
             if kept.num_rows == 0:
@@ -539,7 +627,7 @@ def _remove_rows(out: Path, batch: int, gone: list[str]) -> set[str]:
 def _remove_orphans(out: Path, known: set[int]) -> None:
     """Delete the parts of batches the manifest does not know (an export stopped while writing
     them), and temporary files left behind."""
-    for d in [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]:
+    for d in [out / d for d in DATASETS] + [out / STATE / _RAW_TOOLS]:
         for part in d.glob("day=*/*"):
             name = part.name
             if name.startswith("."):
@@ -668,16 +756,19 @@ def _export(
         if -(-n_todo // per_batch) <= 1 and n_bytes <= BATCH_BYTES:
             n_workers = 0  # one batch: read here
         errors = 0
+        new_rows: list[Any] = []  # the tool index's rows of this export's batches
+        _write_schema_files(out)
         bar = Progress(n_todo, progress, "Exporting recordings")
         try:
             for result in _run(tasks, n_workers, lock):
                 manifest.add(result.batch, [(p, size, mtime) for p, (size, mtime) in result.stats.items()])
                 errors += result.errors
-                touched.update(result.raw_parts)
+                if result.index is not None:
+                    new_rows.append(result.index)
                 bar.advance(len(result.stats))
         finally:
             bar.close()
-        _rebuild_tool_calls(out, manifest.order_of, touched, trust_index=not dirty)
+        _rebuild_tool_calls(out, manifest.order_of, touched, new_rows, trust_index=not dirty)
         manifest.finish()
         return ExportResult(out, manifest.files(), n_todo, n_stale, errors, time.perf_counter() - started)
     finally:
