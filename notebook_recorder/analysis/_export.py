@@ -487,10 +487,16 @@ def _update_tool_calls(
             pieces.append(rows)
             keys |= part_keys
         for rows in new_rows:
-            rows = rows.filter(pc.is_in(rows["part"], value_set=pa.array(sorted(fresh), pa.string())))
-            pieces.append(rows)
-            keys.update(rows["key"].to_pylist())
+            pieces.append(rows.filter(pc.is_in(rows["part"], value_set=pa.array(sorted(fresh), pa.string()))))
         index = pa.concat_tables(pieces)
+        if fresh:
+            # a key of this export's batches is matched again when it is in more than one part
+            # (in one part only, its batch matched it already): mostly none of them
+            spread = index.group_by("key").aggregate([("part", "count_distinct")])
+            shared = spread.filter(pc.greater(spread["part_count_distinct"], 1))["key"]
+            in_fresh = pc.is_in(index["part"], value_set=pa.array(sorted(fresh), pa.string()))
+            candidates = index.filter(in_fresh)["key"]
+            keys.update(candidates.filter(pc.is_in(candidates, value_set=shared)).unique().to_pylist())
     selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
     rest, need = index.filter(pc.invert(selected)), index.filter(selected)
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
@@ -705,7 +711,8 @@ def export(
 
     ``src`` is what :func:`load_recordings` takes: a directory, a file, or a list of them. ``to``
     is created; an existing directory must be an earlier export (its manifest) or empty.
-    ``workers``: worker processes (default: one per usable CPU for large exports; ``0``: none).
+    ``workers``: processes that read the files, this one included (default: one per usable CPU
+    for large exports; ``0`` or ``1``: this one only).
     Two exports to the same ``to`` run one after the other (the second waits for the first).
     """
     started = time.perf_counter()
@@ -856,21 +863,42 @@ class _Worker:
 
 
 def _run(tasks: Iterator[Task], workers: int, lock: int) -> Iterator[_Batch]:
-    """The batches' results as they complete: in up to ``workers`` worker processes, or here.
-    A worker that has read :data:`TASKS_PER_WORKER` batches is replaced by a fresh one (what a
-    long-lived process's allocator keeps stays bounded)."""
-    if not workers:
+    """The batches' results as they complete, read by ``workers`` processes: this one (in a
+    thread, while the first worker processes start) and ``workers - 1`` worker processes; or
+    all here, one after the other. A worker that has read :data:`TASKS_PER_WORKER` batches is
+    replaced by a fresh one (what a long-lived process's allocator keeps stays bounded)."""
+    if workers <= 1:
         for task in tasks:
             yield export_batch(*task)
         return
     import select
+    import threading
 
     idle: list[_Worker] = []
     busy: dict[int, _Worker] = {}
+    wake_r, wake_w = os.pipe()  # the thread reading a batch here says it is done
+    here: dict[str, Any] = {}
+    thread: threading.Thread | None = None
+
+    def read_here(task: Task) -> None:
+        try:
+            here["result"] = export_batch(*task)
+        except BaseException as e:
+            here["error"] = e
+        finally:
+            os.write(wake_w, b".")
+
     more = True
     try:
         while True:
-            while more and len(busy) < workers:
+            if more and thread is None:
+                next_task = next(tasks, None)
+                if next_task is None:
+                    more = False
+                else:
+                    thread = threading.Thread(target=read_here, args=(next_task,), daemon=True)
+                    thread.start()
+            while more and len(busy) < workers - 1:
                 next_task = next(tasks, None)
                 if next_task is None:
                     more = False
@@ -878,10 +906,19 @@ def _run(tasks: Iterator[Task], workers: int, lock: int) -> Iterator[_Batch]:
                 worker = idle.pop() if idle else _Worker(lock)
                 worker.send(next_task)
                 busy[worker.stdout.fileno()] = worker
-            if not busy:
+            if not busy and thread is None:
                 return
-            ready, _, _ = select.select(list(busy), [], [])
+            ready, _, _ = select.select([wake_r, *busy], [], [])
             for fd in ready:
+                if fd == wake_r:
+                    os.read(wake_r, 1)
+                    assert thread is not None
+                    thread.join()
+                    thread = None
+                    if "error" in here:
+                        raise here.pop("error")
+                    yield here.pop("result")
+                    continue
                 worker = busy.pop(fd)
                 result = worker.receive()
                 if worker.done >= TASKS_PER_WORKER:
@@ -894,6 +931,10 @@ def _run(tasks: Iterator[Task], workers: int, lock: int) -> Iterator[_Batch]:
             worker.close()
         for worker in busy.values():
             worker.close(kill=True)
+        if thread is not None:
+            thread.join()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 # --- DuckDB -----------------------------------------------------------------------------------
