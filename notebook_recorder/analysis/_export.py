@@ -58,8 +58,9 @@ BATCH_FILES = 2000
 BATCH_BYTES = 96 << 20
 #: Exports of fewer files than this are done in this process, without workers.
 PARALLEL_MIN_FILES = 1000
-#: A worker process reads this many batches at most, then a fresh one takes over.
-TASKS_PER_WORKER = 8
+#: A worker process reads this many batches at most, then a fresh one takes over (a safety
+#: bound: measured, a worker's memory does not grow over 25 batches).
+TASKS_PER_WORKER = 50
 #: Set to ``0`` to export in this process only.
 ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
 #: Files per batch, instead of :data:`BATCH_FILES` (smaller batches: more parts, and an export

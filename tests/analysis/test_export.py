@@ -145,9 +145,10 @@ def test_tool_outputs_are_matched_across_batches(tmp_path: Path, monkeypatch: py
 @pytest.mark.timeout(150)
 def test_export_in_worker_processes_equals_the_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _copy_fixtures(tmp_path / "src")
-    # more batches than the workers take before fresh ones take over (at 100,000 files, 50
+    # more batches than a worker takes before a fresh one takes over (at 100,000 files, 50
     # batches on 2 workers once hung: max_tasks_per_child=8 on Python 3.11)
-    batches = 2 * _export.TASKS_PER_WORKER + 2
+    monkeypatch.setattr(_export, "TASKS_PER_WORKER", 3)
+    batches = 3 * _export.TASKS_PER_WORKER + 2
     monkeypatch.setattr(_export, "BATCH_FILES", len(list(src.rglob("*.json"))) // batches)
     result = _export.export(src, tmp_path / "ds", progress=False, workers=2)
     assert result.read == len(list(src.rglob("*.json")))
