@@ -118,6 +118,11 @@ def export_rows(n: int, where: Path | None = None, rounds: int = EXPORT_ROUNDS) 
                     "result['groupby_seconds'] = time.perf_counter() - t\n"
                 )
             )
+        print(
+            "export rounds (s): "
+            + ", ".join(f"{e['seconds']:.2f} vs {ld['seconds']:.2f}" for e, ld in zip(exports, loads, strict=False)),
+            file=sys.stderr,
+        )
         export, load = _median_run(exports), _median_run(loads)
         ratios = sorted(e["seconds"] / ld["seconds"] for e, ld in zip(exports, loads, strict=True))
         export["ratio"] = ratios[len(ratios) // 2]  # the median of each round's ratio

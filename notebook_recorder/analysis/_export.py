@@ -8,18 +8,26 @@ Spark and pyarrow read as a ``day`` column). Every Parquet file carries ``schema
 metadata (key ``notebook_recorder``).
 
 - **Batches.** Files are read in batches of at most :data:`BATCH_FILES` files and
-  :data:`BATCH_BYTES` bytes; a batch's frames are written and dropped before the next one, so
-  memory does not grow with the corpus. Batches run in worker processes, one per usable CPU.
-- **Incremental.** ``OUT/_manifest.json`` lists every exported file with its size, modification
-  time and batch. A second export reads only the files that are new or changed; the rows of
-  changed and deleted files are removed from the parts that held them. A file modified within
-  two seconds of an export is read again next time (its timestamp could hide a second edit).
+  :data:`BATCH_BYTES` bytes, formed as the walk's results are read back from the manifest (no
+  list of every file in memory); a batch's frames are written and dropped before the next one.
+  Batches are read by this process (in a thread) and by worker processes, one per usable CPU in
+  all, each given one batch at a time.
+- **Incremental.** ``OUT/_manifest.sqlite`` (see :mod:`._manifest`) lists every exported file
+  with its size, modification time and batch. A second export reads only the files that are new
+  or changed; the rows of changed and deleted files are removed from the parts that held them.
+  A file modified within two seconds of an export is read again next time (its timestamp could
+  hide a second edit). The manifest is compared and updated on disk, a row per changed file.
+- **One at a time.** An export holds ``flock`` on ``OUT/_export.lock``; a second one waits
+  (saying so once on stderr), then finds the work done.
+- **Stopped half way** (killed, a full disk): what the manifest records is complete, and the
+  next export removes what it does not record and finishes the work: the dataset is then what
+  a full export makes.
 - **Bad files** are rows of ``calls`` with ``error`` set, as in the frames.
 - ``tool_calls.output`` of a call the model asked for comes from a later request of the same
-  test, which may be in another batch or another export: each batch keeps its tool calls
-  unmatched under ``OUT/_state/``, and a small index of the rows that give or want an output
-  (``OUT/_state/tool_index.arrow``) tells which ``OUT/tool_calls/`` parts an export must write:
-  those of its own batches, and those whose matched output changes.
+  test, which may be in another batch or another export: each batch matches its own and keeps
+  its tool calls unmatched under ``OUT/_state/``, and a small index of the rows that give or
+  want an output (``OUT/_state/tool_index.arrow``) tells which ``OUT/tool_calls/`` parts an
+  export must write again: those whose matched output changes.
 
 pyarrow and pandas are imported here; DuckDB by :func:`connect` only.
 """
@@ -670,9 +678,9 @@ def _write_schema_files(out: Path) -> None:
 
 def _workers(n_files: int, workers: int | None) -> int:
     if workers is not None:
-        return max(0, workers)
-    if n_files < PARALLEL_MIN_FILES or os.environ.get(ENV_EXPORT_WORKERS) == "0":
-        return 0
+        return max(0, workers) if os.name == "posix" else 0
+    if n_files < PARALLEL_MIN_FILES or os.environ.get(ENV_EXPORT_WORKERS) == "0" or os.name != "posix":
+        return 0  # (the workers' pipes are watched with select(), which takes sockets only on Windows)
     cpus = _usable_cpus()
     return cpus if cpus > 1 else 0
 
