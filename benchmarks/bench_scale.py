@@ -48,7 +48,7 @@ GOAL_FIRST_REPLAY = 1.25
 GOAL_BYTES_PER_FILE = 1024
 INCREMENTAL_ROUNDS = 3
 EXPORT_ROUNDS = 3
-GOAL_EXPORT_RATIO = 1.5
+GOAL_EXPORT_RATIO = 3.0
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -64,8 +64,9 @@ _ROW = "__row"
 BATCH_FILES = 2000
 #: ... and this many bytes of JSON (its frames weigh a few times more, in one worker).
 BATCH_BYTES = 96 << 20
-#: Exports of fewer files than this are done in this process, without workers.
-PARALLEL_MIN_FILES = 1000
+#: Exports of fewer files than this are done in this process, without workers (a worker takes
+#: about a second to start: importing pandas and pyarrow).
+PARALLEL_MIN_FILES = 5000
 #: A worker process reads this many batches at most, then a fresh one takes over (a safety
 #: bound: measured, a worker's memory does not grow over 25 batches).
 TASKS_PER_WORKER = 50

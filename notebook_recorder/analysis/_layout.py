@@ -22,7 +22,7 @@ DATASETS: dict[str, str] = {
 MANIFEST = "_manifest.sqlite"
 """The manifest: an SQLite database of the exported files (see ``_export``)."""
 OLD_MANIFEST = "_manifest.json"
-"""The manifest of exports before 0.3 (JSON): such a dataset is read, and rebuilt by an export."""
+"""The manifest of earlier builds (JSON): such a dataset is read, and rebuilt by an export."""
 APPLICATION_ID = 0x6E724453  # "nrDS", in the SQLite header (``PRAGMA application_id``)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _FORMAT = "notebook-recorder dataset"
