@@ -562,21 +562,22 @@ Task = tuple[int, list[str], list[tuple[str, str]], str]  # batch, paths, unread
 LOCK = "_export.lock"
 
 
-def _walk_entries(src: Any) -> Iterator[tuple[str, int, int, str | None]]:
+def _walk_entries(src: Any) -> Iterator[tuple[str, int, int, int, str | None]]:
     """The files of ``src`` as :func:`find_files` finds them, as it goes (one directory listed at
-    a time, nothing kept): (path, size, mtime_ns, None), or (path, -1, -1, problem) for an entry
-    that cannot be read; a file that cannot be stat'ed has size and time -1 (read, which says why)."""
+    a time, nothing kept): (path, size, mtime_ns, place, None), or (path, -1, -1, place, problem)
+    for an entry that cannot be read; a file that cannot be stat'ed has size and time -1 (it is
+    read, which says why)."""
     stat = os.stat
-    for item in iter_sources(src):
+    for seq, item in enumerate(iter_sources(src)):
         if type(item) is str:
             try:
                 st = stat(item)
             except OSError:
-                yield item, -1, -1, None
+                yield item, -1, -1, seq, None
                 continue
-            yield item, st.st_size, st.st_mtime_ns, None
+            yield item, st.st_size, st.st_mtime_ns, seq, None
         else:
-            yield item.path, -1, -1, item.problem  # type: ignore[union-attr]
+            yield item.path, -1, -1, seq, item.problem  # type: ignore[union-attr]
 
 
 def _batch_files(n_files: int, workers: int) -> int:

@@ -35,7 +35,7 @@ from pathlib import Path
 from ._layout import _FORMAT, APPLICATION_ID, MANIFEST, SCHEMA_VERSION
 
 MANIFEST_VERSION = 1
-#: Rows per statement when the walk fills its table (and per page when batches are formed).
+#: Rows per page when batches are formed from the files to read.
 CHUNK = 5000
 
 _TABLES = {  # name -> the exact statement that made it (a manifest with anything else is rebuilt)
@@ -104,9 +104,9 @@ class Manifest:
 
     # --- this export's files ---
 
-    def load_walk(self, entries: Iterable[tuple[str, int, int, str | None]]) -> None:
-        """Fill the temporary table ``walk`` with the files found: (path, size, mtime_ns,
-        problem), in order (``seq``); a path seen twice keeps its first place."""
+    def load_walk(self, entries: Iterable[tuple[str, int, int, int, str | None]]) -> None:
+        """Fill the temporary table ``walk`` with the files found: (path, size, mtime_ns, seq,
+        problem), ``seq`` their order; a path seen twice keeps its first place."""
         con = self.con
         con.execute("DROP TABLE IF EXISTS temp.walk")
         con.execute(
@@ -114,13 +114,7 @@ class Manifest:
             " WITHOUT ROWID"
         )
         con.execute("BEGIN")
-        chunk: list[tuple[str, int, int, int, str | None]] = []
-        for seq, (path, size, mtime_ns, problem) in enumerate(entries):
-            chunk.append((path, size, mtime_ns, seq, problem))
-            if len(chunk) >= CHUNK:
-                con.executemany("INSERT OR IGNORE INTO walk VALUES (?, ?, ?, ?, ?)", chunk)
-                chunk.clear()
-        con.executemany("INSERT OR IGNORE INTO walk VALUES (?, ?, ?, ?, ?)", chunk)
+        con.executemany("INSERT OR IGNORE INTO walk VALUES (?, ?, ?, ?, ?)", entries)  # one row at a time
         # todo: what to read (new, changed, or read again), in walk order; stale: the manifest's
         # files whose rows go (changed, read again, or deleted)
         con.execute("DROP TABLE IF EXISTS temp.todo")

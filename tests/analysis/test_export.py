@@ -303,19 +303,22 @@ def test_two_exports_at_once_run_one_after_the_other(tmp_path: Path) -> None:
     holder = os.open(out / _export.LOCK, os.O_RDWR | os.O_CREAT)
     fcntl.flock(holder, fcntl.LOCK_EX)  # a third export holds the dataset: both wait for it
     procs = [_export_process(src, out, **{_export.ENV_EXPORT_WORKERS: "0"}) for _ in range(2)]
+    before: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while not all((out / _export.LOCK).exists() for _ in procs) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(3)  # they started, and wait
+        for proc in procs:  # each says it waits (once both do, both are blocked on the lock)
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                before.append(line)
+                if "waiting" in line:
+                    break
         assert [p.poll() for p in procs] == [None, None]
         assert not (out / _export.MANIFEST).exists()  # neither wrote anything
     finally:
         os.close(holder)  # the lock is released
     done = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in done]
-    for _, err in done:
-        assert err.count("is being exported by another process; waiting") == 1, err
+    waits = "".join(before) + "".join(e for _, e in done)
+    assert waits.count("is being exported by another process; waiting") == 2, waits
     n = len(list(src.rglob("*.json")))
     assert sorted(tuple(map(int, o.split())) for o, _ in done) == [(0, n), (n, n)]  # the second found it done
     _assert_same(out, src)
