@@ -227,7 +227,7 @@ class SdkCall:
             value = _compat.post_parse(sdk, self.options, result)
             if value is not result and isinstance(value, sdk.base_model):
                 # The SDK sets the request id after its post-parser; ours ran after the SDK.
-                _compat.set_request_id(value, _compat.request_id(result))
+                _compat.set_response_ids(sdk, value, _compat.response_ids(result))
             return value
         http = self.http
         if http is not None and http.is_stream_consumed:
@@ -443,9 +443,7 @@ class SdkCall:
         except RecordingFormatError as exc:
             raise self._format_error(exc.problem) from None
         if isinstance(value, sdk.base_model):  # as the SDK does: None when the file has no headers
-            headers = response.get("headers")
-            request_id = headers.get(sdk.request_id_header) if isinstance(headers, dict) else None
-            _compat.set_request_id(value, request_id if isinstance(request_id, str) else None)
+            _compat.set_response_ids(sdk, value, _compat.recorded_response_ids(sdk, response.get("headers")))
         return value
 
     def _pace_schedule(self, response: dict[str, Any]) -> list[float] | None:
