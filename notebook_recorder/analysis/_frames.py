@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..core._terminal import encodable
 from ._jsonarray import JSONArray
 from ._layout import DATASETS, is_dataset
 from ._loader import _CLEAR_HOOKS, Loaded, Source, _key_of, gc_paused, load_entries
@@ -190,7 +191,7 @@ def _str_array(values: Sequence[Any]) -> Any:
 def _utf8(value: str | None) -> str | None:
     """``value`` with its lone surrogates escaped (``\\udc9b``), as Arrow stores only UTF-8: a file
     whose name is not valid UTF-8 (each undecodable byte is a surrogate in Python) keeps its row."""
-    return value if value is None or value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value if value is None else encodable(value)
 
 
 def _array(values: Any, dtype: str) -> Any:
