@@ -150,6 +150,21 @@ def test_stream():
 """
 
 
+CONFIG = """
+import pytest
+
+
+@pytest.fixture
+def apirec_config():
+    return {"pace": 1.0, "ignore_hosts": ["docs.example.invalid"], "http_max_body": 1234}
+
+
+@pytest.fixture(autouse=True)
+def show_settings(apirec):
+    print("SETTINGS", sorted(apirec.ignore_hosts), apirec.http_max_body)
+"""
+
+
 def seconds(result: pytest.RunResult) -> float:
     (found,) = [re.search(r"SECONDS (\S+)", line) for line in result.outlines if "SECONDS " in line]
     assert found is not None
@@ -180,4 +195,13 @@ def test_pytest_dir_out_and_pace(pytester: pytest.Pytester, monkeypatch: pytest.
     assert seconds(paced) > 0.8 and 0.4 < seconds(twice) < seconds(paced) and seconds(instant) < 0.3
     bad = pytester.runpytest_inprocess(*args, "--apirec-pace=0")
     assert "--apirec-pace: must be a positive number" in bad.stderr.str()
+    # a directory's apirec_config (or a marker) sets pace, ignore_hosts and http_max_body too;
+    # --apirec-pace wins over it
+    pytester.makeconftest(CONFIG)
+    by_config = pytester.runpytest_inprocess(*args)
+    by_config.assert_outcomes(passed=1)
+    overridden = pytester.runpytest_inprocess(*args, "--apirec-pace=4")
+    overridden.assert_outcomes(passed=1)
+    assert seconds(by_config) > 0.8 and seconds(overridden) < 0.6
+    assert "SETTINGS ['docs.example.invalid'] 1234" in by_config.stdout.str()
     assert nr.diff(committed, pytester.path / "new" / "test_paced")["verdict"].tolist() == ["identical"]

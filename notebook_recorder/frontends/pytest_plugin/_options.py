@@ -13,7 +13,18 @@ from ...core._modes import Mode, env_mode, valid_modes
 MARKER = "apirec"
 """``@pytest.mark.apirec``: record or replay the test's calls."""
 
-CONFIG_KEYS = ("dir", "mode", "scope", "block_network", "allow_hosts", "ignore", "normalize")
+CONFIG_KEYS = (
+    "dir",
+    "mode",
+    "scope",
+    "block_network",
+    "allow_hosts",
+    "ignore",
+    "normalize",
+    "ignore_hosts",
+    "http_max_body",
+    "pace",
+)
 """What ``@pytest.mark.apirec(...)`` and the ``apirec_config`` fixture may set."""
 
 counts_key = pytest.StashKey[Counter[str]]()  # the calls' outcomes, for the summary line

@@ -86,7 +86,9 @@ def _recorder(item: pytest.Item, defaults: Mapping[str, Any]) -> Recorder:
         ignore=settings["ignore"],
         normalize=settings["normalize"],
         dir_out=dir_out(item.config, item.path.stem),
-        pace=item.config.getoption("apirec_pace", None),
+        pace=settings["pace"],
+        ignore_hosts=settings["ignore_hosts"],
+        http_max_body=settings["http_max_body"],
     )
     if not settings["mode_set_by_test"]:  # --apirec-mode decides: a missing call's error says it first
         recorder.record_command = record_command(item)
@@ -119,7 +121,8 @@ def _test_recorder_class() -> type[Recorder]:
 
 
 def _settings(item: pytest.Item, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``mode``, ``dir`` and ``scope`` for one test.
+    """The Recorder's settings for one test: ``mode``, ``dir``, ``scope`` and the rest of
+    :data:`CONFIG_KEYS`.
 
     The mode: the marker's, else ``--apirec-mode`` when given, else ``apirec_config``'s, else
     ``replay`` (and ``APIREC_MODE`` over all of them, in the Recorder). A relative ``dir`` is
@@ -167,6 +170,10 @@ def _settings(item: pytest.Item, defaults: Mapping[str, Any]) -> dict[str, Any]:
         "allow_hosts": allow_hosts,
         "ignore": given.get("ignore") or (),
         "normalize": given.get("normalize"),
+        "ignore_hosts": given.get("ignore_hosts") or (),
+        "http_max_body": given.get("http_max_body"),
+        # --apirec-pace wins over a test's (as APIREC_PACE over the code's)
+        "pace": options.apirec_pace if options.apirec_pace is not None else given.get("pace"),
         "mode_set_by_test": given.get("mode") is not None,
     }
 
