@@ -21,6 +21,7 @@ Which payload is served
     reused cyclically.
 ``GET /v1/models`` and ``GET /v1/models/{id}``: the union of the ``models-*.json`` recordings.
 ``POST /v1/responses``: JSON ``Response`` or the Responses SSE event sequence.
+``POST /v1/responses/input_tokens``: ``{"object": "response.input_tokens", "input_tokens": n}``.
 ``POST /v1/audio/speech``: binary "audio" bytes derived from ``input`` (``audio/mpeg``, or the
     requested ``response_format``'s type); every byte value occurs, so it is not valid UTF-8.
 ``GET /v1/files/{id}/content``: binary file content derived from the id (``application/octet-stream``).
@@ -781,11 +782,18 @@ def responses_route(body: JSON) -> Payload:
     return response_events(body) if body.get("stream") else response_payload(body)
 
 
+def input_tokens_payload(body: JSON) -> JSON:
+    """``POST /v1/responses/input_tokens``: the count, about 4 characters a token."""
+    text = json.dumps([body.get("instructions"), body.get("input")])
+    return {"object": "response.input_tokens", "input_tokens": max(1, len(text) // 4)}
+
+
 POST_ROUTES: dict[str, Callable[[JSON], Payload]] = {
     "/v1/chat/completions": chat_payload,
     "/v1/completions": completion_payload,
     "/v1/embeddings": embedding_payload,
     "/v1/responses": responses_route,
+    "/v1/responses/input_tokens": input_tokens_payload,
 }
 
 

@@ -8,30 +8,41 @@ Spark and pyarrow read as a ``day`` column). Every Parquet file carries ``schema
 metadata (key ``notebook_recorder``).
 
 - **Batches.** Files are read in batches of at most :data:`BATCH_FILES` files and
-  :data:`BATCH_BYTES` bytes; a batch's frames are written and dropped before the next one, so
-  memory does not grow with the corpus. Batches run in worker processes, one per usable CPU.
-- **Incremental.** ``OUT/_manifest.json`` lists every exported file with its size, modification
-  time and batch. A second export reads only the files that are new or changed; the rows of
-  changed and deleted files are removed from the parts that held them. A file modified within
-  two seconds of an export is read again next time (its timestamp could hide a second edit).
+  :data:`BATCH_BYTES` bytes, formed as the walk's results are read back from the manifest (no
+  list of every file in memory); a batch's frames are written and dropped before the next one.
+  Batches are read by this process (in a thread) and by worker processes, one per usable CPU in
+  all, each given one batch at a time.
+- **Incremental.** ``OUT/_manifest.sqlite`` (see :mod:`._manifest`) lists every exported file
+  with its size, modification time and batch. A second export reads only the files that are new
+  or changed; the rows of changed and deleted files are removed from the parts that held them.
+  A file modified within two seconds of an export is read again next time (its timestamp could
+  hide a second edit). The manifest is compared and updated on disk, a row per changed file.
+- **One at a time.** An export holds ``flock`` on ``OUT/_export.lock``; a second one waits
+  (saying so once on stderr), then finds the work done.
+- **Stopped half way** (killed, a full disk): what the manifest records is complete, and the
+  next export removes what it does not record and finishes the work: the dataset is then what
+  a full export makes.
 - **Bad files** are rows of ``calls`` with ``error`` set, as in the frames.
 - ``tool_calls.output`` of a call the model asked for comes from a later request of the same
-  test, which may be in another batch or another export: each batch keeps its tool calls
-  unmatched under ``OUT/_state/``, and a small index of the rows that give or want an output
-  (``OUT/_state/tool_index.arrow``) tells which ``OUT/tool_calls/`` parts an export must write:
-  those of its own batches, and those whose matched output changes.
+  test, which may be in another batch or another export: each batch matches its own and keeps
+  its tool calls unmatched under ``OUT/_state/``, and a small index of the rows that give or
+  want an output (``OUT/_state/tool_index.arrow``) tells which ``OUT/tool_calls/`` parts an
+  export must write again: those whose matched output changes.
 
 pyarrow and pandas are imported here; DuckDB by :func:`connect` only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -40,8 +51,9 @@ from typing import Any
 import orjson
 
 from ..core import _user_cache
-from ._layout import _FORMAT, DATASETS, MANIFEST, SCHEMA_VERSION, is_dataset
-from ._loader import Loaded, _Cached, _read_one, _usable_cpus, find_files, gc_paused
+from ._layout import DATASETS, MANIFEST, OLD_MANIFEST, SCHEMA_VERSION, is_dataset
+from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_sources
+from ._manifest import Manifest
 from ._progress import Progress
 
 STATE = "_state"
@@ -52,12 +64,17 @@ _ROW = "__row"
 BATCH_FILES = 2000
 #: ... and this many bytes of JSON (its frames weigh a few times more, in one worker).
 BATCH_BYTES = 96 << 20
-#: Exports of fewer files than this are done in this process, without workers.
-PARALLEL_MIN_FILES = 1000
-#: A worker process reads this many batches at most, then a fresh one takes over.
-TASKS_PER_WORKER = 8
+#: Exports of fewer files than this are done in this process, without workers (a worker takes
+#: about a second to start: importing pandas and pyarrow).
+PARALLEL_MIN_FILES = 5000
+#: A worker process reads this many batches at most, then a fresh one takes over (a safety
+#: bound: measured, a worker's memory does not grow over 25 batches).
+TASKS_PER_WORKER = 50
 #: Set to ``0`` to export in this process only.
 ENV_EXPORT_WORKERS = "NOTEBOOK_RECORDER_EXPORT_WORKERS"
+#: Files per batch, instead of :data:`BATCH_FILES` (smaller batches: more parts, and an export
+#: that stops keeps more of its work; tests use it to have many batches).
+ENV_BATCH_FILES = "NOTEBOOK_RECORDER_EXPORT_BATCH_FILES"
 _META_KEY = b"notebook_recorder"
 # Timestamps in microseconds: Spark cannot read Parquet's nanosecond timestamps, and recorded_at
 # is never finer (files say seconds or microseconds; a modification time is cut to the second).
@@ -86,49 +103,6 @@ class ExportResult:
         )
 
 
-# --- the manifest -----------------------------------------------------------------------------
-
-Entry = tuple[int, int, int]  # size, mtime_ns (-1: read again next time), batch
-
-
-def _manifest_path(out: Path) -> Path:
-    return out / MANIFEST
-
-
-def read_manifest(out: Path) -> dict[str, Entry] | None:
-    """The files of the dataset at ``out`` (path -> size, mtime_ns, batch), or None when there is
-    no valid manifest of this schema version (the dataset is then rebuilt)."""
-    try:
-        data = orjson.loads(_manifest_path(out).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != _FORMAT or data.get("schema_version") != SCHEMA_VERSION:
-        return None
-    files = data.get("files")
-    if not isinstance(files, dict):
-        return None
-    out_files: dict[str, Entry] = {}
-    for path, entry in files.items():  # one entry per file: kept tight
-        if type(entry) is not list or len(entry) != 3:
-            return None
-        size, mtime, batch = entry
-        if type(size) is not int or type(mtime) is not int or type(batch) is not int:
-            return None
-        out_files[path] = (size, mtime, batch)
-    return out_files
-
-
-def _write_manifest(out: Path, files: dict[str, Entry]) -> None:
-    data = {"format": _FORMAT, "schema_version": SCHEMA_VERSION, "datasets": list(DATASETS), "files": files}
-    _atomic_write(_manifest_path(out), orjson.dumps(data))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # --- one batch --------------------------------------------------------------------------------
 
 
@@ -140,6 +114,7 @@ class _Batch:
     stats: dict[str, tuple[int, int]]  # path -> size, mtime_ns (-1 when racy or unreadable)
     errors: int
     raw_parts: list[str]  # the raw tool-call parts written (``day=D/part-N.parquet``)
+    index: Any  # their rows of the tool index (a pyarrow Table, None without tool calls)
 
 
 def _part_name(batch: int) -> str:
@@ -164,6 +139,15 @@ def _write_arrow(table: Any, path: Path, dataset: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp, **_PARQUET_OPTIONS)
     os.replace(tmp, path)
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None) -> Any:
+    """One Parquet file as a table (``ParquetFile``: several times faster than ``read_table``,
+    which sets up a dataset for every file)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
 
 
 def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> list[str]:
@@ -221,7 +205,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
             _write_by_day(df, by_path(df), root, dataset, batch)
             del df
         raw = _raw_tool_calls(loaded)
-        raw_parts = _write_by_day(raw, by_path(raw), root / STATE, _RAW_TOOLS, batch)
+        raw_parts, index = _write_tool_parts(raw, by_path(raw), root, batch, loaded.paths)
         del raw
         clear_cache()  # the frame cache: nothing of this batch stays in memory
     stats: dict[str, tuple[int, int]] = {}
@@ -231,7 +215,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
     ):
         stats[path] = (-1 if size is None else size, mtime if ok and not isinstance(result, str) else -1)
         errors += isinstance(result, str)
-    return _Batch(batch, stats, errors, raw_parts)
+    return _Batch(batch, stats, errors, raw_parts, index)
 
 
 def _raw_tool_calls(loaded: Loaded) -> Any:
@@ -254,6 +238,95 @@ def _raw_tool_calls(loaded: Loaded) -> Any:
     df[_TEST_ID] = [None if t is None else str(t) for t in np.repeat(np.array(test_ids, dtype=object), counts)]
     df[_ROW] = np.arange(len(rows), dtype=np.int64)
     return df
+
+
+def _write_tool_parts(raw: Any, days: Any, out: Path, batch: int, paths: list[str]) -> tuple[list[str], Any]:
+    """Write the raw tool calls of a batch (``OUT/_state/tool_calls_raw/``) and its
+    ``tool_calls`` parts, with outputs matched within the batch (the export matches them across
+    batches afterwards, and writes a part again only when that changes an output); the parts'
+    names and their rows of the tool index."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not len(raw):
+        return [], None
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    parts: dict[str, Any] = {}
+    for day, index in raw.groupby(days, sort=True, observed=True).indices.items():
+        name = f"day={day}/{_part_name(batch)}"
+        parts[name] = part = table.take(pa.array(index))
+        _write_arrow(part, out / STATE / _RAW_TOOLS / name, _RAW_TOOLS)
+    rows = pa.concat_tables([_index_rows(part, name)[0] for name, part in parts.items()])
+    cols = [rows[c].to_pylist() for c in _INDEX_COLUMNS]
+    order = {path: i for i, path in enumerate(paths)}
+    fills, digests = _fill_plan(cols, _winners(cols, order), set(parts))
+    rows = rows.set_column(rows.schema.get_field_index("digest"), "digest", pa.array(digests, pa.binary(16)))
+    metadata = pq.read_schema(out / "tool_calls" / "_schema.parquet").metadata
+    for name, part in parts.items():
+        filled = _filled(part.drop_columns([_TEST_ID, _ROW]), fills.get(name, []), lambda p, i: parts[p]["output"][i])
+        _write_parquet(filled.replace_schema_metadata(metadata), out / "tool_calls" / name)
+    return list(parts), rows
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    """``table`` written to ``path`` (through a temporary file: a reader sees the old part or
+    the new one)."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, **_PARQUET_OPTIONS)
+    os.replace(tmp, path)
+
+
+Fill = tuple[int, "str | None", int]  # a want's position, and its winner's part and position
+
+
+def _winners(cols: list[list[Any]], order: dict[str, int]) -> dict[bytes, tuple[tuple[int, int], str, int, bytes]]:
+    """The winning output of each match key among the index rows ``cols`` (columns as lists):
+    its last one in file order (``order``: a file's place in the walk), then in row order."""
+    winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
+    for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
+        if give:
+            rank = (order.get(path, -1), row)
+            best = winners.get(key)
+            if best is None or rank >= best[0]:
+                winners[key] = (rank, part, pos, digest)
+    return winners
+
+
+def _fill_plan(
+    cols: list[list[Any]], winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]], stale: set[str]
+) -> tuple[dict[str, list[Fill]], list[bytes | None]]:
+    """What each want among ``cols`` gets (by part: those of a part in ``stale``, written anew,
+    and those whose output changes), and every row's digest (a want's: of its output)."""
+    no_output = _digest(None)
+    fills: dict[str, list[Fill]] = {}
+    digests: list[bytes | None] = []
+    for part, pos, _, _, key, give, digest in zip(*cols, strict=True):
+        if give:
+            digests.append(digest)
+            continue
+        win = winners.get(key)
+        new = no_output if win is None else win[3]
+        digests.append(new)
+        if part in stale or new != digest:
+            fills.setdefault(part, []).append((pos, None if win is None else win[1], -1 if win is None else win[2]))
+    return fills, digests
+
+
+def _filled(table: Any, fills: list[Fill], output: Callable[[str, int], Any]) -> Any:
+    """``table`` with the outputs ``fills`` set (``output(part, pos)``: a winner's output)."""
+    import pyarrow as pa
+
+    if not fills:
+        return table
+    column = table["output"].to_pylist()
+    for pos, win_part, win_pos in fills:
+        value = None if win_part is None else output(win_part, win_pos)
+        column[pos] = value.as_py() if isinstance(value, pa.Scalar) else value
+    i_out = table.schema.get_field_index("output")
+    return table.set_column(i_out, table.schema.field(i_out), pa.array(column, table.schema.field(i_out).type))
 
 
 # --- matching tool outputs across batches -----------------------------------------------------
@@ -361,23 +434,40 @@ def _raw_name(part: Path) -> str:
     return f"{part.parent.name}/{part.name}"
 
 
-def _rebuild_tool_calls(out: Path, order: dict[str, int], touched: set[str]) -> None:
+def _rebuild_tool_calls(
+    out: Path,
+    order_of: Callable[[Iterable[str]], dict[str, int]],
+    touched: set[str],
+    new_rows: list[Any],
+    *,
+    trust_index: bool = True,
+) -> None:
     """See :func:`_update_tool_calls`; when the index leads it astray (a position or part that is
     not there: an index that is not this dataset's), the index is dropped and every part rebuilt."""
     import pyarrow as pa
 
     try:
-        _update_tool_calls(out, order, touched, trust_index=True)
+        _update_tool_calls(out, order_of, touched, new_rows, trust_index=trust_index)
     except (IndexError, FileNotFoundError, pa.ArrowException):
-        _update_tool_calls(out, order, touched, trust_index=False)
+        if not trust_index and not new_rows:
+            raise
+        _update_tool_calls(out, order_of, touched, [], trust_index=False)
 
 
-def _update_tool_calls(out: Path, order: dict[str, int], touched: set[str], *, trust_index: bool) -> None:
+def _update_tool_calls(
+    out: Path,
+    order_of: Callable[[Iterable[str]], dict[str, int]],
+    touched: set[str],
+    new_rows: list[Any],
+    *,
+    trust_index: bool,
+) -> None:
     """Bring ``out/tool_calls/`` up to date from the raw parts: a call the model asked for gets
     the output that a request of the same test carried (the last one, in file order), as
-    :func:`tool_calls` does. Only the raw parts that changed (``touched``, or whose size or time
-    differs from the index's record) are read, and a ``tool_calls`` part is written only when its
-    raw part changed or an output matched into it did."""
+    :func:`tool_calls` does. The batches of this export wrote their parts with outputs matched
+    within the batch, and their index rows (``new_rows``); of the other raw parts, only those
+    that changed (``touched``, or whose size or time differs from the index's record) are read.
+    A ``tool_calls`` part is written when its raw part changed or an output matched into it did."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.feather as feather
@@ -392,64 +482,50 @@ def _update_tool_calls(out: Path, order: dict[str, int], touched: set[str], *, t
         on_disk[_raw_name(part)] = (st.st_size, st.st_mtime_ns)
     written = {_raw_name(p) for p in target.glob("day=*/part-*.parquet")}
     index, known = _read_index(out) if trust_index else (_index_schema().empty_table(), {})
-    stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written}
+    fresh = {name for rows in new_rows for name in rows["part"].unique().to_pylist()} & set(on_disk) & written
+    stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written} - fresh
     stale |= set(known) - set(on_disk)
     keys: set[bytes] = set()  # whose winning output may change, or whose wants are all filled anew
-    if stale:
-        gone = pc.is_in(index["part"], value_set=pa.array(sorted(stale), pa.string()))
+    if stale or fresh:
+        gone = pc.is_in(index["part"], value_set=pa.array(sorted(stale | fresh), pa.string()))
         keys.update(index.filter(gone)["key"].to_pylist())
         pieces = [index.filter(pc.invert(gone))]
         for name in sorted(stale & set(on_disk)):
             rows, part_keys = _index_rows(
-                pq.read_table(raw_root / name, columns=["source", "call_id", "output", "path", _TEST_ID, _ROW]), name
+                _read_parquet(raw_root / name, ["source", "call_id", "output", "path", _TEST_ID, _ROW]), name
             )
             pieces.append(rows)
             keys |= part_keys
+        for rows in new_rows:
+            pieces.append(rows.filter(pc.is_in(rows["part"], value_set=pa.array(sorted(fresh), pa.string()))))
         index = pa.concat_tables(pieces)
+        if fresh:
+            # a key of this export's batches is matched again when it is in more than one part
+            # (in one part only, its batch matched it already): mostly none of them
+            spread = index.group_by("key").aggregate([("part", "count_distinct")])
+            shared = spread.filter(pc.greater(spread["part_count_distinct"], 1))["key"]
+            in_fresh = pc.is_in(index["part"], value_set=pa.array(sorted(fresh), pa.string()))
+            candidates = index.filter(in_fresh)["key"]
+            keys.update(candidates.filter(pc.is_in(candidates, value_set=shared)).unique().to_pylist())
     selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
     rest, need = index.filter(pc.invert(selected)), index.filter(selected)
-    # the winner of each key: its last output, in file order
-    winners: dict[bytes, tuple[tuple[int, int], str, int, bytes]] = {}
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
-    for part, pos, path, row, key, give, digest in zip(*cols, strict=True):
-        if give:
-            rank = (order.get(path, -1), row)
-            best = winners.get(key)
-            if best is None or rank >= best[0]:
-                winners[key] = (rank, part, pos, digest)
-    # what each want of those keys gets; a part is written when a want's output changes
-    no_output = _digest(None)
-    fills: dict[str, list[tuple[int, str | None, int]]] = {}  # part -> (pos, winner part, pos)
-    digests: list[bytes | None] = []
-    for part, pos, _, _, key, give, digest in zip(*cols, strict=True):
-        if give:
-            digests.append(digest)
-            continue
-        win = winners.get(key)
-        new = no_output if win is None else win[3]
-        digests.append(new)
-        if part in stale or new != digest:
-            fills.setdefault(part, []).append((pos, None if win is None else win[1], -1 if win is None else win[2]))
+    order = order_of({path for path, give in zip(cols[2], cols[5], strict=True) if give})  # looked up on disk
+    fills, digests = _fill_plan(cols, _winners(cols, order), stale)
     need = need.set_column(need.schema.get_field_index("digest"), "digest", pa.array(digests, pa.binary(16)))
-    schema = pq.read_schema(target / "_schema.parquet")
+    metadata = pq.read_schema(target / "_schema.parquet").metadata  # the frame's dtypes
     outputs = _OutputCache(raw_root)
     for name in sorted((stale | set(fills)) & set(on_disk)):
         if name in stale:
-            table = pq.read_table(raw_root / name).drop_columns([_TEST_ID, _ROW])
+            table = _read_parquet(raw_root / name).drop_columns([_TEST_ID, _ROW])
         else:
-            table = pq.read_table(target / name)
-        changes = fills.get(name, [])
-        if changes:
-            column = table["output"].to_pylist()
-            for pos, win_part, win_pos in changes:
-                column[pos] = None if win_part is None else outputs.get(win_part, win_pos)
-            i_out = table.schema.get_field_index("output")
-            table = table.set_column(i_out, table.schema.field(i_out), pa.array(column, table.schema.field(i_out).type))
-        path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(table.replace_schema_metadata(schema.metadata), tmp, **_PARQUET_OPTIONS)  # the frame's dtypes
-        os.replace(tmp, path)
+            table = _read_parquet(target / name)
+        here = table["output"]  # a give's output is the same in the raw part and in tool_calls
+
+        def output(part: str, pos: int, name: str = name, here: Any = here) -> Any:
+            return here[pos] if part == name else outputs.get(part, pos)
+
+        _write_parquet(_filled(table, fills.get(name, []), output).replace_schema_metadata(metadata), target / name)
     for name in written - set(on_disk):
         (target / name).unlink()  # its raw part is gone: every row of it was removed
     meta = {"index_version": _INDEX_VERSION, "parts": {n: list(s) for n, s in sorted(on_disk.items())}}
@@ -470,37 +546,74 @@ class _OutputCache:
         self.columns: dict[str, Any] = {}
 
     def get(self, part: str, pos: int) -> Any:
-        import pyarrow.parquet as pq
 
         column = self.columns.pop(part, None)
         if column is None:
-            column = pq.read_table(self.root / part, columns=["output"])["output"]
+            column = _read_parquet(self.root / part, ["output"])["output"]
             if len(self.columns) >= self.size:
                 del self.columns[next(iter(self.columns))]
         self.columns[part] = column
-        return column[pos].as_py()
+        return column[pos]
 
 
 # --- the export -------------------------------------------------------------------------------
 
+Task = tuple[int, list[str], list[tuple[str, str]], str]  # batch, paths, unreadable entries, out
+LOCK = "_export.lock"
 
-def _batches(paths: Sequence[str], sizes: Sequence[int]) -> list[list[str]]:
-    batches: list[list[str]] = []
-    current: list[str] = []
+
+def _walk_entries(src: Any) -> Iterator[tuple[str, int, int, int, str | None]]:
+    """The files of ``src`` as :func:`find_files` finds them, as it goes (one directory listed at
+    a time, nothing kept): (path, size, mtime_ns, place, None), or (path, -1, -1, place, problem)
+    for an entry that cannot be read; a file that cannot be stat'ed has size and time -1 (it is
+    read, which says why)."""
+    stat = os.stat
+    for seq, item in enumerate(iter_sources(src)):
+        if type(item) is str:
+            try:
+                st = stat(item)
+            except OSError:
+                yield item, -1, -1, seq, None
+                continue
+            yield item, st.st_size, st.st_mtime_ns, seq, None
+        else:
+            yield item.path, -1, -1, seq, item.problem  # type: ignore[union-attr]
+
+
+def _batch_files(n_files: int, workers: int) -> int:
+    """Files per batch: at most :data:`BATCH_FILES`, and as many batches as keep every worker
+    busy to the end (a multiple of ``workers``)."""
+    try:
+        most = int(os.environ.get(ENV_BATCH_FILES) or BATCH_FILES)
+    except ValueError:
+        most = BATCH_FILES
+    batches = -(-n_files // max(1, most))
+    if workers > 1:
+        batches = -(-batches // workers) * workers
+    return max(1, -(-n_files // max(1, batches)))
+
+
+def _tasks(todo: Iterator[tuple[str, int, str | None]], first: int, per_batch: int, out: Path) -> Iterator[Task]:
+    """Batches of the files to read, formed as they are read from the manifest."""
+    batch = first
+    paths: list[str] = []
+    problems: list[tuple[str, str]] = []
     total = 0
-    for path, size in zip(paths, sizes, strict=True):
-        if current and (len(current) >= BATCH_FILES or total + size > BATCH_BYTES):
-            batches.append(current)
-            current, total = [], 0
-        current.append(path)
+    for path, size, problem in todo:
+        if (paths or problems) and (len(paths) + len(problems) >= per_batch or total + size > BATCH_BYTES):
+            yield batch, paths, problems, str(out)
+            batch, paths, problems, total = batch + 1, [], [], 0
+        if problem is None:
+            paths.append(path)
+        else:
+            problems.append((path, problem))
         total += max(size, 0)
-    if current:
-        batches.append(current)
-    return batches
+    if paths or problems:
+        yield batch, paths, problems, str(out)
 
 
-def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
-    """Drop the rows of the files ``gone`` from the parts of ``batches`` (a part left empty is
+def _remove_rows(out: Path, batch: int, gone: list[str]) -> set[str]:
+    """Drop the rows of the files ``gone`` from the parts of ``batch`` (a part left empty is
     deleted); the raw tool-call parts changed (``day=D/part-N.parquet``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -509,24 +622,40 @@ def _remove_rows(out: Path, batches: set[int], gone: set[str]) -> set[str]:
     dirs = [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]
     touched: set[str] = set()
     values = pa.array(sorted(gone), pa.string())
-    for batch in sorted(batches):
-        name = _part_name(batch)
-        for d in dirs:
-            for part in d.glob(f"day=*/{name}"):
-                paths = pq.read_table(part, columns=["path"])["path"]  # most parts hold none of them
-                keep = pc.invert(pc.is_in(paths, value_set=values.cast(paths.type)))
-                if pc.all(keep).as_py():
-                    continue
-                kept = pq.read_table(part).filter(keep)
-                if d.name == _RAW_TOOLS:
-                    touched.add(f"{part.parent.name}/{part.name}")
-                if kept.num_rows == 0:
-                    part.unlink()
-                    continue
-                tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
-                pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
-                os.replace(tmp, part)
+    name = _part_name(batch)
+    for d in dirs:
+        for part in d.glob(f"day=*/{name}"):
+            paths = _read_parquet(part, ["path"])["path"]  # most parts hold none of them
+            keep = pc.invert(pc.is_in(paths, value_set=values.cast(paths.type)))
+            if pc.all(keep).as_py():
+                continue
+            kept = _read_parquet(part).filter(keep)
+            if d.name == _RAW_TOOLS:
+                touched.add(f"{part.parent.name}/{part.name}")
+            if kept.num_rows == 0:
+                part.unlink()
+                continue
+            tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
+            pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
+            os.replace(tmp, part)
     return touched
+
+
+def _remove_orphans(out: Path, known: set[int]) -> None:
+    """Delete the parts of batches the manifest does not know (an export stopped while writing
+    them), and temporary files left behind."""
+    for d in [out / d for d in DATASETS] + [out / STATE / _RAW_TOOLS]:
+        for part in d.glob("day=*/*"):
+            name = part.name
+            if name.startswith("."):
+                part.unlink(missing_ok=True)  # a part being written when the export stopped
+            elif name.startswith("part-") and name.endswith(".parquet"):
+                try:
+                    batch = int(name[5:-8])
+                except ValueError:
+                    continue
+                if batch not in known:
+                    part.unlink(missing_ok=True)
 
 
 def _write_schema_files(out: Path) -> None:
@@ -551,11 +680,34 @@ def _write_schema_files(out: Path) -> None:
 
 def _workers(n_files: int, workers: int | None) -> int:
     if workers is not None:
-        return max(0, workers)
-    if n_files < PARALLEL_MIN_FILES or os.environ.get(ENV_EXPORT_WORKERS) == "0":
-        return 0
+        return max(0, workers) if os.name == "posix" else 0
+    if n_files < PARALLEL_MIN_FILES or os.environ.get(ENV_EXPORT_WORKERS) == "0" or os.name != "posix":
+        return 0  # (the workers' pipes are watched with select(), which takes sockets only on Windows)
     cpus = _usable_cpus()
     return cpus if cpus > 1 else 0
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[int]:
+    """Hold the export lock of ``out`` (``flock`` on ``OUT/_export.lock``): a second export of
+    the same dataset waits, saying so once on stderr. The descriptor is passed to the workers,
+    so an export killed while they finish a batch holds the lock until they are gone."""
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            yield fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"notebook-recorder: {out} is being exported by another process; waiting for it", file=sys.stderr)
+            sys.stderr.flush()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock (the workers, when still alive, hold it until they end)
 
 
 def export(
@@ -569,93 +721,231 @@ def export(
     export up to date (only new and changed files are read; rows of deleted files are removed).
 
     ``src`` is what :func:`load_recordings` takes: a directory, a file, or a list of them. ``to``
-    is created; an existing directory must be an earlier export (its ``_manifest.json``) or empty.
-    ``workers``: worker processes (default: one per usable CPU for large exports; ``0``: none).
+    is created; an existing directory must be an earlier export (its manifest) or empty.
+    ``workers``: processes that read the files, this one included (default: one per usable CPU
+    for large exports; ``0`` or ``1``: this one only).
+    Two exports to the same ``to`` run one after the other (the second waits for the first).
     """
     started = time.perf_counter()
     out = Path(to)
-    manifest = read_manifest(out)
-    fresh = manifest is None
-    if manifest is None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            if not is_dataset(out) and not _manifest_path(out).exists():
-                raise FileExistsError(
-                    f"{str(out)!r} exists and is not a notebook-recorder dataset (no {MANIFEST}): "
-                    "export to a new or empty directory"
-                )
-        for d in (*DATASETS, STATE):  # an older schema or a damaged manifest: rebuilt whole
-            shutil.rmtree(out / d, ignore_errors=True)
-        manifest = {}
+    if out.exists() and not is_dataset(out) and not any(os.path.lexists(out / m) for m in (MANIFEST, OLD_MANIFEST)):
+        if not out.is_dir() or any(p.name != LOCK for p in out.iterdir()):  # a damaged manifest: rebuilt
+            raise FileExistsError(
+                f"{str(out)!r} exists and is not a notebook-recorder dataset (no {MANIFEST}): "
+                "export to a new or empty directory"
+            )
     out.mkdir(parents=True, exist_ok=True)
-    paths, _, problems = find_files(src)
-    current: dict[str, tuple[int, int]] = {}
-    for path in paths:
+    with _locked(out) as lock:
         try:
-            st = os.stat(path)
-            current[path] = (st.st_size, st.st_mtime_ns)
-        except OSError:
-            current[path] = (-1, -1)
-    odd = {p.path: p.problem for p in problems if p.path not in current}
-    for path in odd:
-        current[path] = (-1, -1)
-    order = {path: i for i, path in enumerate(current)}
-    changed = [
-        p
-        for p, (size, mtime) in current.items()
-        if (e := manifest.get(p)) is None or e[1] == -1 or e[:2] != (size, mtime)
-    ]
-    gone = {p for p in manifest if p not in current}
-    removed = gone | {p for p in changed if p in manifest}
-    touched: set[str] = set()
-    if removed:
-        touched = _remove_rows(out, {manifest[p][2] for p in removed}, removed)
-        for p in removed:
-            del manifest[p]
-    next_batch = max((e[2] for e in manifest.values()), default=-1) + 1
-    todo = _batches(changed, [current[p][0] for p in changed])
-    tasks = [
-        (next_batch + i, [p for p in batch if p not in odd], [(p, odd[p]) for p in batch if p in odd], str(out))
-        for i, batch in enumerate(todo)
-    ]
-    errors = 0
-    bar = Progress(len(changed), progress, "Exporting recordings")
+            return _export(src, out, progress, workers, started, lock, rebuild=False)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # a full disk, a read-only directory...
+                raise
+            # the manifest is damaged in a way its check did not see: rebuilt whole
+            return _export(src, out, progress, workers, started, lock, rebuild=True)
+
+
+def _export(
+    src: Any, out: Path, progress: bool | None, workers: int | None, started: float, lock: int, *, rebuild: bool
+) -> ExportResult:
+    manifest = None if rebuild else Manifest.open(out)
+    fresh = manifest is None
+    if manifest is None:  # none, an older layout, damaged: the dataset is rebuilt whole
+        for d in (*DATASETS, STATE):
+            shutil.rmtree(out / d, ignore_errors=True)
+        (out / OLD_MANIFEST).unlink(missing_ok=True)
+        manifest = Manifest.create(out)
     try:
-        for result in _run(tasks, _workers(len(changed), workers)):
-            for path, (size, mtime) in result.stats.items():
-                manifest[path] = (size, mtime, result.batch)
-            errors += result.errors
-            touched.update(result.raw_parts)
-            bar.advance(len(result.stats))
+        manifest.load_walk(_walk_entries(src))
+        n_todo, n_stale, n_bytes = manifest.counts()
+        dirty = manifest.dirty
+        if not (n_todo or n_stale or dirty):
+            return ExportResult(out, manifest.files(), 0, 0, 0, time.perf_counter() - started)
+        manifest.begin()
+        if dirty and not fresh:  # the last export stopped half way: its unrecorded batches go
+            _remove_orphans(out, manifest.batches())
+        touched: set[str] = set()
+        for batch, paths in manifest.stale_by_batch():
+            touched |= _remove_rows(out, batch, paths)
+        manifest.drop_stale()
+        n_workers = _workers(n_todo, workers)
+        per_batch = _batch_files(n_todo, n_workers)
+        tasks = _tasks(manifest.todo(), manifest.next_batch(), per_batch, out)
+        if -(-n_todo // per_batch) <= 1 and n_bytes <= BATCH_BYTES:
+            n_workers = 0  # one batch: read here
+        errors = 0
+        new_rows: list[Any] = []  # the tool index's rows of this export's batches
+        _write_schema_files(out)
+        bar = Progress(n_todo, progress, "Exporting recordings")
+        try:
+            for result in _run(tasks, n_workers, lock):
+                manifest.add(result.batch, [(p, size, mtime) for p, (size, mtime) in result.stats.items()])
+                errors += result.errors
+                if result.index is not None:
+                    new_rows.append(result.index)
+                bar.advance(len(result.stats))
+        finally:
+            bar.close()
+        _rebuild_tool_calls(out, manifest.order_of, touched, new_rows, trust_index=not dirty)
+        manifest.finish()
+        return ExportResult(out, manifest.files(), n_todo, n_stale, errors, time.perf_counter() - started)
     finally:
-        bar.close()
-    if changed or removed or not (out / "tool_calls").exists():
-        _rebuild_tool_calls(out, order, touched)
-    if changed or removed or fresh:
-        _write_manifest(out, manifest)
-    return ExportResult(out, len(manifest), len(changed), len(removed), errors, time.perf_counter() - started)
+        manifest.close()
 
 
-def _run(tasks: list[tuple[int, list[str], list[tuple[str, str]], str]], workers: int) -> Any:
-    """The batches' results as they complete: in worker processes, or here."""
-    if workers and len(tasks) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+# --- worker processes ---------------------------------------------------------------------------
+#
+# Fresh interpreters (``python -I -c``, as the loader's helper): not forked (a kernel or a server
+# runs threads), and not multiprocessing's spawn, which runs the caller's ``__main__`` again (a
+# script calling ``nr.export`` at its top level would export in every worker). Each takes one
+# batch at a time over a pipe (pickled), and answers with its :class:`_Batch`; at most one batch
+# per worker is in flight, formed when a worker is free.
 
-        # spawn: a fresh interpreter, whatever threads this process runs (a kernel, a server);
-        # each worker holds one batch at a time, and a fresh pool takes over every
-        # TASKS_PER_WORKER batches a worker (what a long-lived worker's memory keeps stays
-        # bounded). Not max_tasks_per_child: on Python 3.11 the pool hangs once its first workers
-        # retire, every task having been submitted.
-        per_pool = workers * TASKS_PER_WORKER
-        for start in range(0, len(tasks), per_pool):
-            group = tasks[start : start + per_pool]
-            with ProcessPoolExecutor(min(workers, len(group)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(export_batch, *task) for task in group]
-                for future in as_completed(futures):
-                    yield future.result()
+_WORKER_CODE = """\
+import pickle, sys
+sys.path[:] = pickle.load(sys.stdin.buffer)
+from notebook_recorder.analysis._export import _worker_main
+_worker_main()
+"""
+
+
+def _worker_main() -> None:
+    """A worker process: read tasks on stdin until it closes, answer each on stdout."""
+    import pickle
+    import traceback
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            task = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", export_batch(*task))
+        except BaseException as e:
+            answer = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+
+class _Worker:
+    def __init__(self, lock: int) -> None:
+        import pickle
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WORKER_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(lock,),
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        pickle.dump(sys.path, self.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.done = 0
+
+    def send(self, task: Task) -> None:
+        import pickle
+
+        pickle.dump(task, self.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.stdin.flush()
+
+    def receive(self) -> _Batch:
+        import pickle
+
+        try:
+            status, value = pickle.load(self.stdout)
+        except EOFError:
+            raise RuntimeError(f"an export worker ended unexpectedly (exit code {self.proc.wait()})") from None
+        if status != "ok":
+            raise RuntimeError(f"an export worker failed: {value}")
+        self.done += 1
+        return value  # type: ignore[no-any-return]
+
+    def close(self, *, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        try:
+            self.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+        self.stdout.close()
+
+
+def _run(tasks: Iterator[Task], workers: int, lock: int) -> Iterator[_Batch]:
+    """The batches' results as they complete, read by ``workers`` processes: this one (in a
+    thread, while the first worker processes start) and ``workers - 1`` worker processes; or
+    all here, one after the other. A worker that has read :data:`TASKS_PER_WORKER` batches is
+    replaced by a fresh one (what a long-lived process's allocator keeps stays bounded)."""
+    if workers <= 1:
+        for task in tasks:
+            yield export_batch(*task)
         return
-    for task in tasks:
-        yield export_batch(*task)
+    import select
+    import threading
+
+    idle: list[_Worker] = []
+    busy: dict[int, _Worker] = {}
+    wake_r, wake_w = os.pipe()  # the thread reading a batch here says it is done
+    here: dict[str, Any] = {}
+    thread: threading.Thread | None = None
+
+    def read_here(task: Task) -> None:
+        try:
+            here["result"] = export_batch(*task)
+        except BaseException as e:
+            here["error"] = e
+        finally:
+            os.write(wake_w, b".")
+
+    more = True
+    try:
+        while True:
+            if more and thread is None:
+                next_task = next(tasks, None)
+                if next_task is None:
+                    more = False
+                else:
+                    thread = threading.Thread(target=read_here, args=(next_task,), daemon=True)
+                    thread.start()
+            while more and len(busy) < workers - 1:
+                next_task = next(tasks, None)
+                if next_task is None:
+                    more = False
+                    break
+                worker = idle.pop() if idle else _Worker(lock)
+                worker.send(next_task)
+                busy[worker.stdout.fileno()] = worker
+            if not busy and thread is None:
+                return
+            ready, _, _ = select.select([wake_r, *busy], [], [])
+            for fd in ready:
+                if fd == wake_r:
+                    os.read(wake_r, 1)
+                    assert thread is not None
+                    thread.join()
+                    thread = None
+                    if "error" in here:
+                        raise here.pop("error")
+                    yield here.pop("result")
+                    continue
+                worker = busy.pop(fd)
+                result = worker.receive()
+                if worker.done >= TASKS_PER_WORKER:
+                    worker.close()
+                else:
+                    idle.append(worker)
+                yield result
+    finally:
+        for worker in idle:
+            worker.close()
+        for worker in busy.values():
+            worker.close(kill=True)
+        if thread is not None:
+            thread.join()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 # --- DuckDB -----------------------------------------------------------------------------------

@@ -64,7 +64,11 @@ def _c(name: str, dtype: str, doc: str) -> Column:
 
 # Human columns first, the 64-hex ``key`` and the ``path`` (named by it) last.
 RECORDING_COLUMNS: tuple[Column, ...] = (
-    _c("kind", "category", "inference, embedding, model_list, tool, http, other or exception (see the README)"),
+    _c(
+        "kind",
+        "category",
+        "inference, embedding, model_list, token_count, tool, http, other or exception (see the README)",
+    ),
     _c(
         "endpoint",
         "category",
@@ -495,6 +499,26 @@ def load_recordings(
     return _recordings_frame(loaded, cols)
 
 
+def _child_frame_of(
+    src: Source,
+    name: str,
+    cols: Sequence[Column],
+    strict: bool,
+    progress: bool | None,
+    columns: Sequence[str] | None,
+    filters: Any,
+) -> pd.DataFrame:
+    """The frame ``name`` (``messages``, ``tool_calls``, ``token_stream``) of ``src``: read from a
+    dataset (``columns``, ``filters`` pushed down), or built from the recordings."""
+    if (df := _from_dataset(src, name, columns, filters)) is not None:
+        return df
+    if columns is not None:
+        raise ValueError("columns= applies to a dataset written by nr.export()")
+    loaded = load_entries(src, strict=strict, progress=progress)
+    _warn_unreadable(loaded, f"{name}()")
+    return _child_frame(name, loaded, cols)
+
+
 def messages(
     src: Source,
     *,
@@ -504,13 +528,7 @@ def messages(
     filters: Any = None,
 ) -> pd.DataFrame:
     """One row per message (or Responses API input item) in each recording's request."""
-    if (df := _from_dataset(src, "messages", columns, filters)) is not None:
-        return df
-    if columns is not None:
-        raise ValueError("columns= applies to a dataset written by nr.export()")
-    loaded = load_entries(src, strict=strict, progress=progress)
-    _warn_unreadable(loaded, "messages()")
-    return _child_frame("messages", loaded, MESSAGE_COLUMNS)
+    return _child_frame_of(src, "messages", MESSAGE_COLUMNS, strict, progress, columns, filters)
 
 
 def tool_calls(
@@ -527,13 +545,7 @@ def tool_calls(
     tool message answering the call in the same request, or, for a call the model asked for, in
     a later request of the same test; for an invocation it is the tool's result.
     """
-    if (df := _from_dataset(src, "tool_calls", columns, filters)) is not None:
-        return df
-    if columns is not None:
-        raise ValueError("columns= applies to a dataset written by nr.export()")
-    loaded = load_entries(src, strict=strict, progress=progress)
-    _warn_unreadable(loaded, "tool_calls()")
-    return _child_frame("tool_calls", loaded, TOOL_CALL_COLUMNS)
+    return _child_frame_of(src, "tool_calls", TOOL_CALL_COLUMNS, strict, progress, columns, filters)
 
 
 def token_stream(
@@ -545,13 +557,7 @@ def token_stream(
     filters: Any = None,
 ) -> pd.DataFrame:
     """One row per streamed chunk, with its text delta, arrival offset and running length."""
-    if (df := _from_dataset(src, "token_stream", columns, filters)) is not None:
-        return df
-    if columns is not None:
-        raise ValueError("columns= applies to a dataset written by nr.export()")
-    loaded = load_entries(src, strict=strict, progress=progress)
-    _warn_unreadable(loaded, "token_stream()")
-    return _child_frame("token_stream", loaded, TOKEN_COLUMNS)
+    return _child_frame_of(src, "token_stream", TOKEN_COLUMNS, strict, progress, columns, filters)
 
 
 class Frames(NamedTuple):

@@ -208,6 +208,31 @@ def find_files(src: Source) -> tuple[list[str], list[Stat], list[_files.Problem]
 _MISSING = os.stat_result((0,) * 16)  # stands for a file that vanished
 
 
+def iter_sources(src: Source) -> Iterator[str | _files.Problem]:
+    """What :func:`find_files` finds, as it goes and without keeping it (for sources too large to
+    list in memory): each recording's path, or a :class:`~notebook_recorder.core._files.Problem`
+    for an entry that cannot be read; in the same order, duplicates included (the caller drops
+    them). Directory listings are not cached (:func:`find_files` caches them by their stat)."""
+    if _is_frame(src):
+        paths, _, _ = find_files(src)  # the frame holds them all already
+        yield from paths
+        return
+    items: Iterable[Any] = [src] if isinstance(src, (str, os.PathLike)) else src
+    for item in items:
+        p = os.fspath(item)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise  # a path that does not exist is the user's to see
+        except OSError as e:  # a link loop...: a row that says so
+            yield _files.Problem(p, _files.error_text(e))
+            continue
+        if stat_module.S_ISDIR(st.st_mode):
+            yield from _files.iter_walk(p, st)
+        else:
+            yield p
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 

@@ -12,6 +12,9 @@ from ..core._terminal import one_line
 from ._loader import parse_file
 from ._rows import MESSAGE_FIELDS, TOKEN_FIELDS, TOOL_CALL_FIELDS, Extracted
 
+ANSWERLESS = ("model_list", "embedding", "token_count", "other")
+"""Kinds whose response is data, not a model's answer: shown by its type when it has no text."""
+
 _ROLE_COLOURS = {
     "system": "#6b7280",
     "developer": "#6b7280",
@@ -210,7 +213,7 @@ class Recording:
             status = f" ({c['status_code']})" if c["status_code"] is not None else ""
             message = one_line(c["exception_message"] or "")
             out.append(f"Error: {one_line(c['exception_type'] or 'error')}{status}: {message}")
-        if c["kind"] in ("model_list", "embedding", "other") and not c["text"]:
+        if c["kind"] in ANSWERLESS and not c["text"]:
             out.append(f"Response: {c['response_type'] or 'data'}")
             return "\n".join(out)
         if c["kind"] == "exception":
@@ -308,7 +311,7 @@ class Recording:
                 f'<div style="margin-top:8px;color:#b91c1c"><b>{e(str(c["exception_type"] or "error"))}{status}</b>: '
                 f"{e(str(c['exception_message'] or ''))}</div>"
             )
-        if c["kind"] != "exception" and not (c["kind"] in ("model_list", "embedding", "other") and not c["text"]):
+        if c["kind"] != "exception" and not (c["kind"] in ANSWERLESS and not c["text"]):
             fr = f" · finish_reason={c['finish_reason']}" if c["finish_reason"] else ""
             h.append(
                 f'<div style="margin-top:8px">{role_badge("answer")}<span style="color:#6b7280">{e(fr)}</span></div>'
@@ -319,7 +322,7 @@ class Recording:
                 h.append(pre(str(c["text"])))
             for t in self._response_tool_calls():
                 h.append(call_html(t))
-        elif c["kind"] in ("model_list", "embedding", "other"):
+        elif c["kind"] in ANSWERLESS:
             h.append(
                 f'<div style="margin-top:8px;color:#6b7280">response: {e(str(c["response_type"] or "data"))}</div>'
             )

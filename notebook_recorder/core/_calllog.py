@@ -78,7 +78,7 @@ log = _CallLog()
 def calls() -> list[Call]:
     """This process's intercepted calls, oldest first: endpoint or tool, model, outcome, file, timing.
 
-    ``kind`` is the call's kind (``"inference"``, ``"embedding"``, ``"model_list"``..., as in the
+    ``kind`` is the call's kind (``"inference"``, ``"embedding"``, ``"token_count"``..., as in the
     README's table of kinds) or ``"tool"``; also ``"realtime"`` for an SDK websocket connection
     (not recorded), and ``"network"`` for a connection that bypassed the hooks inside a recording
     context (``endpoint`` is ``host:port``, ``origin`` the code that opened it, ``outcome``

@@ -33,7 +33,7 @@ import os
 import re
 import stat as stat_module
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import orjson
@@ -161,21 +161,36 @@ def walk(root: str, st: os.stat_result | None = None, lister: Lister = list_dir)
     files: list[str] = []
     problems: list[Problem] = []
     dirs: list[str] = []
+    for item in iter_walk(root, st, lister, dirs):
+        if type(item) is str:
+            files.append(item)
+        else:
+            problems.append(item)  # type: ignore[arg-type]
+    return Walk(files, problems, dirs)
+
+
+def iter_walk(
+    root: str, st: os.stat_result | None = None, lister: Lister = list_dir, dirs: list[str] | None = None
+) -> Iterator[str | Problem]:
+    """:func:`walk` as it goes, one directory listed at a time: each recording file's path (a
+    ``str``) and each :class:`Problem`, in :func:`walk`'s order (a directory's files and odd
+    entries, then its subdirectories'); the directories listed are appended to ``dirs``."""
     if st is None:
         st = os.stat(root)
     seen: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
     ancestors: set[tuple[int, int]] = set()
 
-    def visit(path: str, st: os.stat_result) -> None:
+    def visit(path: str, st: os.stat_result) -> Iterator[str | Problem]:
         ident = (st.st_dev, st.st_ino)
         try:
             listing = lister(path, st)
         except OSError as exc:
-            problems.append(Problem(path, f"cannot list this directory: {error_text(exc)}"))
+            yield Problem(path, f"cannot list this directory: {error_text(exc)}")
             return
-        dirs.append(path)
-        files.extend(listing.files)
-        problems.extend(listing.problems)
+        if dirs is not None:
+            dirs.append(path)
+        yield from listing.files
+        yield from listing.problems
         ancestors.add(ident)
         for sub in listing.dirs:
             try:
@@ -183,20 +198,19 @@ def walk(root: str, st: os.stat_result | None = None, lister: Lister = list_dir)
             except FileNotFoundError:  # removed while we looked
                 continue
             except OSError as exc:
-                problems.append(Problem(sub, error_text(exc)))
+                yield Problem(sub, error_text(exc))
                 continue
             if not stat_module.S_ISDIR(sub_st.st_mode):
                 continue  # replaced while we looked
             sub_ident = (sub_st.st_dev, sub_st.st_ino)
             if sub_ident in ancestors:
-                problems.append(Problem(sub, "a link back to a directory that contains it (a loop); not followed"))
+                yield Problem(sub, "a link back to a directory that contains it (a loop); not followed")
             elif sub_ident not in seen:
                 seen.add(sub_ident)
-                visit(sub, sub_st)
+                yield from visit(sub, sub_st)
         ancestors.discard(ident)
 
-    visit(root, st)
-    return Walk(files, problems, dirs)
+    yield from visit(root, st)
 
 
 def open_regular(path: str) -> tuple[int, os.stat_result]:

@@ -365,15 +365,24 @@ def comparable(request: Request, test_id: str | None, rules: Rules | None = None
 #: Endpoints that list models without ``/models`` in their path (ollama's).
 MODEL_LIST_ENDPOINTS = frozenset({"/api/tags", "/api/ps"})
 
+#: How the paths of the endpoints that count a request's tokens end, no model answering:
+#: Anthropic's ``/v1/messages/count_tokens``, OpenAI's ``/v1/responses/input_tokens``, Gemini's and
+#: Vertex's ``models/M:countTokens``, Bedrock's ``/model/M/count-tokens``.
+TOKEN_COUNT_SUFFIXES = ("/count_tokens", "/input_tokens", ":counttokens", "/count-tokens")
+
 
 def call_kind(endpoint: str) -> str:
-    """The kind of an API call by its endpoint: ``embedding``, ``model_list`` or ``inference``.
+    """The kind of an API call by its endpoint: ``token_count``, ``embedding``, ``model_list`` or
+    ``inference``.
 
     One vocabulary for ``ls``, ``%apirec status``, :func:`calls` and the frames' ``kind``
     column, which adds ``tool``, ``http``, ``other`` and ``exception`` (see the README's table).
     """
-    if "embed" in endpoint:
+    path = endpoint.partition("?")[0].rstrip("/")
+    if path.lower().endswith(TOKEN_COUNT_SUFFIXES):  # before "embed": an embedding model's count
+        return "token_count"
+    if "embed" in path:
         return "embedding"
-    if endpoint.rstrip("/").endswith("/models") or endpoint in MODEL_LIST_ENDPOINTS:
+    if path.endswith("/models") or path in MODEL_LIST_ENDPOINTS:
         return "model_list"
     return "inference"

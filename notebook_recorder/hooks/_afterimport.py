@@ -7,19 +7,36 @@ fallback of ``_placeholder``); :func:`unwatch` withdraws it. The finder finds no
 asks the finders after it and wraps the loader of a watched module. It is on ``sys.meta_path``
 only while something is watched, and one finder serves every watcher, so that two of them never
 wrap each other.
+
+Installing a hook while another thread imports its package
+-----------------------------------------------------------
+A hook's ``install`` and ``uninstall`` run under the hook's own lock and import the package's
+modules (an SDK's private ones); a callback runs in the importing thread, under the import
+system's lock of the module just executed, and takes the hook's lock. A package is in
+``sys.modules`` from the moment its import starts. Had a hook been installed on a package another
+thread was still importing, this thread would have run the package's modules beside that
+thread's import of them: each saw the other's half-run modules and both failed ("cannot import
+name ... from partially initialized module"), the user's ``import anthropic`` included; or, with
+that thread in a callback, the two would have waited for each other for ever (an import lock then
+the hook's lock, against the hook's lock then an import lock). So a hook calls :func:`settle` on
+the packages it is about to touch *before* taking its lock: importing each waits, under the
+import system's own lock only, until the other thread has finished, and that thread's callbacks
+take the hook's lock freely meanwhile. This module's own ``_lock`` is never held while a
+callback runs or anything is imported.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["unwatch", "unwatch_suffix", "watch", "watch_suffix"]
+__all__ = ["settle", "unwatch", "unwatch_suffix", "watch", "watch_suffix"]
 
 Callback = Callable[[ModuleType], None]
 
@@ -76,6 +93,18 @@ def unwatch(name: str, callback: Callback) -> None:
             _watched.pop(name, None)
         if not _watched and not _suffixes and _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
+
+
+def settle(names: Iterable[str]) -> None:
+    """Wait until each module of ``names`` that is in ``sys.modules`` has been imported to the end
+    (another thread may still be running it); call it holding no lock. A module already imported
+    costs a dictionary lookup; one whose import fails is that import's to report."""
+    for name in names:
+        if name in sys.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the importing thread has the error to report
+                pass
 
 
 def _imported(module: ModuleType, name: str) -> None:

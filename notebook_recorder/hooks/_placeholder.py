@@ -125,6 +125,7 @@ def install(mode: Mode | None = None) -> None:
     global _recording
     if mode is None or not mode.reads:
         return
+    _afterimport.settle(keyed.module for keyed in _keyed())  # holding no lock (see _afterimport)
     with _lock:
         _recording = True
         _start()
@@ -142,6 +143,7 @@ def session_started() -> None:
     """The pytest plugin runs a session in a mode that replays: clients built outside any
     recorder (at module level, in an unmarked test) get the placeholder too."""
     global _sessions
+    _afterimport.settle(keyed.module for keyed in _keyed())
     with _lock:
         _sessions += 1
         _start()

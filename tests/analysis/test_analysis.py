@@ -635,7 +635,11 @@ def test_anthropic_calls_have_the_openai_call_columns() -> None:
     assert (thinking["prompt_tokens"], thinking["completion_tokens"]) == (12, 25)
 
     count = df.loc[str(ANTHROPIC_COUNT)]
-    assert (count["endpoint"], count["kind"], count["prompt_tokens"]) == ("/v1/messages/count_tokens", "inference", 431)
+    assert (count["endpoint"], count["kind"], count["prompt_tokens"]) == (
+        "/v1/messages/count_tokens",
+        "token_count",
+        431,
+    )
     assert count["response_type"] == "MessageTokensCount"
 
     # the same columns are filled for openai and anthropic answers

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -141,9 +145,10 @@ def test_tool_outputs_are_matched_across_batches(tmp_path: Path, monkeypatch: py
 @pytest.mark.timeout(150)
 def test_export_in_worker_processes_equals_the_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _copy_fixtures(tmp_path / "src")
-    # more batches than the workers take before fresh ones take over (at 100,000 files, 50
+    # more batches than a worker takes before a fresh one takes over (at 100,000 files, 50
     # batches on 2 workers once hung: max_tasks_per_child=8 on Python 3.11)
-    batches = 2 * _export.TASKS_PER_WORKER + 2
+    monkeypatch.setattr(_export, "TASKS_PER_WORKER", 3)
+    batches = 3 * _export.TASKS_PER_WORKER + 2
     monkeypatch.setattr(_export, "BATCH_FILES", len(list(src.rglob("*.json"))) // batches)
     result = _export.export(src, tmp_path / "ds", progress=False, workers=2)
     assert result.read == len(list(src.rglob("*.json")))
@@ -205,13 +210,178 @@ def test_export_refuses_a_directory_that_is_not_a_dataset(tmp_path: Path) -> Non
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_a_damaged_manifest_rebuilds_the_dataset(tmp_path: Path) -> None:
-    nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+def _sql(manifest: Path, *statements: str) -> None:
+    con = sqlite3.connect(manifest, isolation_level=None)
+    for statement in statements:
+        con.execute(statement)
+    con.close()
+
+
+DAMAGES: dict[str, Callable[[Path], None]] = {
+    "not SQLite": lambda m: m.write_bytes(b"not a database at all, " * 100),
+    "empty": lambda m: m.write_bytes(b""),
+    "truncated": lambda m: m.write_bytes(m.read_bytes()[:5000]),
+    "a damaged page": lambda m: m.write_bytes(m.read_bytes()[:4096] + b"\xff" * 4096 + m.read_bytes()[8192:]),
+    "another application's database": lambda m: _sql(m, "PRAGMA application_id = 7"),
+    "another manifest version": lambda m: _sql(m, "UPDATE meta SET value = 99 WHERE key = 'manifest_version'"),
+    "another schema version": lambda m: _sql(m, "UPDATE meta SET value = 0 WHERE key = 'schema_version'"),
+    "a value of the wrong type": lambda m: _sql(
+        m, "UPDATE files SET batch = 'x' WHERE path = (SELECT min(path) FROM files)"
+    ),
+    "a negative batch": lambda m: _sql(m, "UPDATE files SET batch = -3"),
+    "a trigger": lambda m: _sql(m, "CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END"),
+    "a missing table": lambda m: _sql(m, "DROP TABLE meta"),
+    "a link elsewhere": lambda m: (m.unlink(), m.symlink_to(m.parent.parent / "elsewhere.sqlite")),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_or_hostile_manifest_rebuilds_the_dataset(tmp_path: Path, damage: str) -> None:
+    src = _copy_fixtures(tmp_path / "src")
+    nr.export(src, to=tmp_path / "ds", progress=False)
     manifest = tmp_path / "ds" / _export.MANIFEST
-    manifest.write_bytes(manifest.read_bytes().replace(b'"files":{', b'"files":{"x.json":[1,"2",3],', 1))
-    again = nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+    if damage == "a link elsewhere":
+        shutil.copy(manifest, tmp_path / "elsewhere.sqlite")
+    DAMAGES[damage](manifest)
+    next(src.rglob("*.json")).unlink()  # a change: a dataset kept as it was would show the file
+    again = nr.export(src, to=tmp_path / "ds", progress=False)
+    assert again.read == again.files == len(list(src.rglob("*.json")))
+    _assert_same(tmp_path / "ds", src)
+    assert _export.is_dataset(tmp_path / "ds") and not manifest.is_symlink()
+    assert nr.export(src, to=tmp_path / "ds", progress=False).read == 0  # and trusted again
+
+
+def test_a_dataset_of_the_older_layout_is_read_and_rebuilt(tmp_path: Path) -> None:
+    """Exports before the SQLite manifest wrote ``_manifest.json``: such a dataset is still one
+    (readable, not refused) and the next export rebuilds it."""
+    ds = tmp_path / "ds"
+    nr.export(FIXTURES, to=ds, progress=False)
+    (ds / _export.MANIFEST).unlink()
+    old = {"format": "notebook-recorder dataset", "schema_version": 1, "files": {"gone.json": [1, 2, 0]}}
+    (ds / "_manifest.json").write_bytes(orjson.dumps(old))
+    assert _export.is_dataset(ds)
+    assert len(nr.load_recordings(ds)) == len(list(FIXTURES.rglob("*.json")))
+    again = nr.export(FIXTURES, to=ds, progress=False)
     assert again.read == again.files
-    _assert_same(tmp_path / "ds", FIXTURES)
+    assert not (ds / "_manifest.json").exists()
+    _assert_same(ds, FIXTURES)
+
+
+def test_is_dataset_reads_the_manifest_header_only(tmp_path: Path) -> None:
+    nr.export(FIXTURES, to=tmp_path / "ds", progress=False)
+    assert _export.is_dataset(tmp_path / "ds") and _export.is_dataset(str(tmp_path / "ds"))
+    assert not _export.is_dataset(FIXTURES) and not _export.is_dataset(tmp_path / "nope")
+    other = tmp_path / "other"
+    other.mkdir()
+    _sql(other / _export.MANIFEST, "CREATE TABLE t (x)")  # SQLite, not ours
+    assert not _export.is_dataset(other)
+
+
+# --- two exports at once, and an export killed half way ----------------------------------------
+
+
+def _export_process(src: Path, out: Path, **env: str) -> subprocess.Popen[str]:
+    code = (
+        "import sys, notebook_recorder as nr\n"
+        "r = nr.export(sys.argv[1], to=sys.argv[2], progress=False)\n"
+        "print(r.read, r.files)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(src), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.timeout(300)
+def test_two_exports_at_once_run_one_after_the_other(tmp_path: Path) -> None:
+    src = _copy_fixtures(tmp_path / "src")
+    out = tmp_path / "ds"
+    out.mkdir()
+    holder = os.open(out / _export.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a third export holds the dataset: both wait for it
+    procs = [_export_process(src, out, **{_export.ENV_EXPORT_WORKERS: "0"}) for _ in range(2)]
+    before: list[str] = []
+    try:
+        for proc in procs:  # each says it waits (once both do, both are blocked on the lock)
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                before.append(line)
+                if "waiting" in line:
+                    break
+        assert [p.poll() for p in procs] == [None, None]
+        assert not (out / _export.MANIFEST).exists()  # neither wrote anything
+    finally:
+        os.close(holder)  # the lock is released
+    done = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in done]
+    waits = "".join(before) + "".join(e for _, e in done)
+    assert waits.count("is being exported by another process; waiting") == 2, waits
+    n = len(list(src.rglob("*.json")))
+    assert sorted(tuple(map(int, o.split())) for o, _ in done) == [(0, n), (n, n)]  # the second found it done
+    _assert_same(out, src)
+
+
+@pytest.mark.timeout(300)
+def test_an_export_killed_half_way_is_finished_by_the_next_one(tmp_path: Path) -> None:
+    """SIGKILL of an export (with its two workers) once its first batch is recorded: the next
+    export makes exactly what a full export makes."""
+    src = _copy_fixtures(tmp_path / "src")
+    for i, path in enumerate(sorted(src.rglob("*.json"))[:40]):  # and a grown copy: more batches
+        shutil.copy(path, src / f"copy-{i}.json")
+        os.utime(src / f"copy-{i}.json", (HOUR_AGO, HOUR_AGO))
+    out = tmp_path / "killed"
+    code = (
+        "import sys\n"
+        "from notebook_recorder.analysis import _export\n"
+        "_export.export(sys.argv[1], sys.argv[2], progress=False, workers=2)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(src), str(out)],
+        stderr=subprocess.PIPE,
+        env={**os.environ, _export.ENV_BATCH_FILES: "10"},
+    )
+    try:
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _recorded_files(out / _export.MANIFEST):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    recorded = _recorded_files(out / _export.MANIFEST)
+    n = len(list(src.rglob("*.json")))
+    assert 0 < recorded < n  # killed half way
+    again = nr.export(src, to=out, progress=False)  # waits for the workers, which finish a batch
+    assert again.files == n and again.read < n  # the recorded batches are kept
+    nr.export(src, to=tmp_path / "full", progress=False)
+    for name in FRAMES:
+        got = getattr(nr, name if name != "recordings" else "load_recordings")(out)
+        whole = getattr(nr, name if name != "recordings" else "load_recordings")(tmp_path / "full")
+        pd.testing.assert_frame_equal(_sorted(got), _sorted(whole), check_categorical=False, obj=name)
+    _assert_same(out, src)
+    assert not list(out.rglob(".*.tmp"))
+
+
+def _recorded_files(manifest: Path) -> int:
+    """How many files the manifest records (0 while there is none, or it is being written)."""
+    if not manifest.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=0.1)
+        try:
+            (n,) = con.execute("SELECT count(*) FROM files").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+    return int(n)
 
 
 def test_the_command_line_exports(tmp_path: Path) -> None:

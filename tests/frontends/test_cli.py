@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -843,21 +844,58 @@ def test_a_kernel_that_cannot_start_is_named_with_its_last_output(tmp_path: Path
     assert "The kernel's last output:\n  ImportError: no ipykernel here" in result.stderr
 
 
-def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer) -> None:
+@pytest.mark.frontend
+def test_a_dead_kernel_is_named_with_its_last_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the kernel process wrote to its descriptors just before it died (which ipykernel's
+    forwarding thread never read) is in the message, its last 40 lines, credentials masked; output
+    written to the descriptors by a cell that does not die still reaches the notebook."""
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # under pytest, ipykernel leaves descriptors alone
+    secret = "sk-proj-lastwords0123456789abcdef"
+    dies = (
+        "import os\n"
+        "os.write(1, ''.join(f'line {i}\\n' for i in range(60)).encode())\n"
+        "os.write(2, b'fatal: the key was ' + os.environ['OPENAI_API_KEY'].encode() + b'\\n')\n"
+        "os._exit(1)"
+    )
+    cells = [
+        nbformat.v4.new_code_cell("import os; _ = os.system('echo from a subprocess')"),
+        nbformat.v4.new_code_cell(dies),
+    ]
+    nb = tmp_path / "dies.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), nb)
+    result = cli("run", nb, "--output", tmp_path / "out.ipynb", env={"OPENAI_API_KEY": secret})
+    assert result.returncode == 1
+    assert "cell 2: DeadKernelError" in result.stderr
+    words = result.stderr.split("The kernel's last output:\n", 1)[1].splitlines()
+    assert words[:2] == ["  line 21", "  line 22"] and words[38] == "  line 59", words
+    assert words[39] == "  fatal: the key was ***", words
+    assert secret not in result.stderr
+    (first, _) = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    assert [o.get("text") for o in first.outputs] == ["from a subprocess\n"], first.outputs
+
+
+def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer, claude: Any) -> None:
+    """Counting tokens is its own kind (Anthropic's count_tokens, OpenAI's input_tokens)."""
     import openai
 
     client = openai.OpenAI(base_url=wire_server.base_url, api_key=TEST_API_KEY, max_retries=0)
+    counts = hasattr(client.responses, "input_tokens")  # openai >= 2.5
+    hello = [{"role": "user", "content": "Hi"}]
     with nr.recording("record", dir=tmp_path):
         client.embeddings.create(model="text-embedding-3-small", input="hello")
         client.models.list()
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
-    logged = {Path(c.path).stem: c.kind for c in nr.calls()[-3:] if c.path}
+        client.chat.completions.create(model="gpt-4o", messages=hello)  # type: ignore[arg-type]
+        assert claude.messages.count_tokens(model="claude-sonnet-4-5", messages=hello).input_tokens > 0
+        if counts:
+            assert client.responses.input_tokens.count(model="gpt-4o", input="Hi").input_tokens > 0
+    calls = 5 if counts else 4
+    logged = {Path(c.path).stem: c.kind for c in nr.calls()[-calls:] if c.path}
     frame = nr.load_recordings(tmp_path)
     framed = dict(zip(frame["key"], frame["kind"].astype(str), strict=True))
     listed = json.loads(cli("ls", tmp_path, "--json").stdout)
     by_ls = {row["key"]: row["kind"] for row in listed["recordings"]}
     assert logged == framed == by_ls
-    assert sorted(framed.values()) == ["embedding", "inference", "model_list"]
+    assert sorted(framed.values()) == ["embedding", "inference", "model_list", *["token_count"] * (calls - 3)]
 
 
 @pytest.mark.frontend

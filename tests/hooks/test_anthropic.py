@@ -11,6 +11,7 @@ no key needed. Then the same through ``%%apirec`` in a real kernel, the pytest p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -428,6 +429,77 @@ def test_live_without_a_key_is_the_sdks_own_error_even_for_a_client_built_while_
     assert anthropic_server.requests == []
 
 
+def _credentials_file_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """A ``user_oauth`` profile on disk, chosen by ``ANTHROPIC_PROFILE`` (anthropic >= 2.14)."""
+    config = tmp_path / "anthropic-config"
+    (config / "configs").mkdir(parents=True)
+    (config / "credentials").mkdir()
+    (config / "configs" / "work.json").write_text(json.dumps({"authentication": {"type": "user_oauth"}}))
+    token = config / "credentials" / "work.json"
+    token.write_text(json.dumps({"access_token": "sk-ant-oat-from-a-file", "expires_at": None}))
+    token.chmod(0o600)
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(config))
+    monkeypatch.setenv("ANTHROPIC_PROFILE", "work")
+    return {}
+
+
+def _token_provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    from anthropic.lib.credentials import AccessToken
+
+    return {"credentials": lambda force_refresh=False: AccessToken("sk-ant-oat-from-a-provider")}
+
+
+def _auth_token_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-ant-token-from-the-environment")
+    return {}
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        lambda monkeypatch, tmp_path: {"auth_token": "sk-ant-token-given"},
+        _auth_token_env,
+        _token_provider,
+        _credentials_file_profile,
+        lambda monkeypatch, tmp_path: {"default_headers": {"x-api-key": "sk-ant-key-in-a-header"}},
+        lambda monkeypatch, tmp_path: {"default_headers": {"Authorization": anthropic.Omit()}},
+    ],
+    ids=["auth_token", "ANTHROPIC_AUTH_TOKEN", "credentials provider", "profile file", "key header", "auth omitted"],
+)
+def test_every_credential_the_sdk_would_use_is_a_key(
+    credentials: Callable[..., dict[str, Any]],
+    anthropic_server: AnthropicWireServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing call is made (and recorded) with whatever credentials the SDK itself would send,
+    not only ``ANTHROPIC_API_KEY``: the rule asks the SDK. With none at all, it is missing."""
+    try:
+        extra = credentials(monkeypatch, tmp_path)
+        client = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0, **extra)
+    except (ImportError, TypeError) as exc:  # an older anthropic without that way
+        pytest.skip(f"anthropic {anthropic.__version__}: {exc}")
+    # Sent as the SDK would send it, even with no credentials in it (a proxy may add them; here, a 401).
+    sent = contextlib.suppress(anthropic.AuthenticationError)
+    with nr.recording("record-if-missing", dir=tmp_path / "rec"):
+        with sent:
+            client.messages.count_tokens(model=MODEL, messages=HELLO)
+        # Authorization omitted by the call itself.
+        other = [{"role": "user", "content": "Another question"}]
+        with sent:
+            client.messages.count_tokens(model=MODEL, messages=other, extra_headers={"Authorization": anthropic.Omit()})
+    assert len(anthropic_server.requests) == 2
+    assert [c.outcome for c in nr.calls()] == ["recorded", "recorded"]  # an API error is recorded too
+
+
+def test_no_credentials_at_all_is_a_missing_recording(anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
+    client = anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0)
+    with nr.recording("record-if-missing", dir=tmp_path), pytest.raises(nr.RecordingNotFoundError) as info:
+        client.messages.count_tokens(model=MODEL, messages=HELLO)
+    assert "ANTHROPIC_API_KEY is not set and the client has no other credentials" in str(info.value)
+    assert anthropic_server.requests == []
+
+
 def test_openai_and_anthropic_in_one_recording_block(
     claude: Any,
     anthropic_server: AnthropicWireServer,
@@ -712,6 +784,66 @@ def test_anthropic_imported_after_recording_started(anthropic_server: AnthropicW
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.splitlines() == [recorded.stdout.splitlines()[0], "['replayed']"]
     assert len(anthropic_server.requests) == 1
+
+
+@pytest.mark.frontend
+@pytest.mark.parametrize("already_recording", [False, True], ids=["recording starts", "recording stops and starts"])
+def test_anthropic_imported_in_one_thread_while_another_starts_or_stops_recording(
+    tmp_path: Path, already_recording: bool
+) -> None:
+    """``import anthropic`` in one thread while another starts (or stops and starts again)
+    recording: both succeed, and the hook is in place afterwards. Installing the hook imported
+    anthropic's private modules while the other thread was still importing them: each saw the
+    other's half-run modules, and both failed ("partially initialized module"), every time."""
+    code = f"""
+        import faulthandler, sys, threading
+        import notebook_recorder as nr
+        faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails the test, not the suite
+        errors, importing, imported = [], threading.Event(), threading.Event()
+
+        def importer():
+            importing.wait()
+            try:
+                import anthropic  # noqa: F401
+            except Exception as exc:
+                errors.append(f"import: {{exc!r}}")
+            imported.set()
+
+        def recorder():
+            try:
+                recording = nr.recording("replay", dir={str(tmp_path)!r})
+                if {already_recording!r}:
+                    recording.__enter__()
+                importing.set()
+                while not imported.is_set():
+                    if {already_recording!r}:
+                        recording.__exit__(None, None, None)
+                    recording = nr.recording("replay", dir={str(tmp_path)!r})
+                    recording.__enter__()
+                    if not {already_recording!r}:
+                        break
+                recording.__exit__(None, None, None)
+            except Exception as exc:
+                errors.append(f"recording: {{exc!r}}")
+                importing.set()
+
+        threads = [threading.Thread(target=importer), threading.Thread(target=recorder)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        import anthropic
+        with nr.recording("replay", dir={str(tmp_path)!r}):
+            claude = anthropic.Anthropic(api_key="sk-ant-unused", base_url="http://127.0.0.1:9", max_retries=0)
+            try:
+                claude.messages.create(model={MODEL!r}, max_tokens=8, messages={HELLO!r})
+            except nr.RecordingNotFoundError:
+                errors.append("hooked")
+        print(errors)
+    """
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['hooked']", done.stdout
 
 
 def test_the_stored_body_is_the_json_that_was_sent(

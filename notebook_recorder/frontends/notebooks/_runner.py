@@ -37,7 +37,14 @@ from ...core._calllog import ENV_USAGE_LOG
 from ...core._modes import ENV_MODE, ENV_RUN_MODE
 from ...core._secrets import environment_secrets, mask
 from .._discovery import ENV_NOTEBOOK
+from . import _kernel_tee
 from ._comparison import ANSI, merge_streams
+from ._kernel_tee import ENV_KERNEL_TAIL
+
+IPYTHON_KERNELS = frozenset({"python", "python2", "python3"})
+"""Kernel names that are ipykernel, the rule nbclient and jupyter_client use."""
+LAST_LINES = 40
+"""How many of the last lines a dead kernel wrote its message shows."""
 
 RAISES_TAG = "raises-exception"
 MERGED = "merged"
@@ -153,9 +160,17 @@ def execute(
         resources={"metadata": {"path": str(path.parent)}},
         config=_kernel_config(),
     )
+    if kernel_name in IPYTHON_KERNELS:  # the kernel's last words (see _kernel_tee)
+        client.extra_arguments = [
+            *client.extra_arguments,
+            f"--InteractiveShellApp.extra_extensions={_kernel_tee.__name__}",
+        ]
     fd, log_name = tempfile.mkstemp(prefix="notebook-recorder-usage-", suffix=".log")
     os.close(fd)
     usage_log = Path(log_name)
+    fd, tail_name = tempfile.mkstemp(prefix="notebook-recorder-kernel-tail-", suffix=".log")
+    os.close(fd)
+    kernel_tail = Path(tail_name)
     kernel_env = {
         **os.environ,
         **(env or {}),
@@ -163,6 +178,7 @@ def execute(
         ENV_RUN_MODE: mode,
         ENV_NOTEBOOK: str(path),
         ENV_USAGE_LOG: str(usage_log),
+        ENV_KERNEL_TAIL: str(kernel_tail),
     }
     cells: list[CellRun] = []
     started = time.perf_counter()
@@ -192,7 +208,7 @@ def execute(
                 except CellTimeoutError:
                     status, ename, evalue = "timeout", "CellTimeoutError", f"no reply within {timeout} s"
                 except DeadKernelError as exc:
-                    evalue = (str(exc) or "the kernel died") + _last_lines(kernel_output)
+                    evalue = (str(exc) or "the kernel died") + _last_words(kernel_tail, kernel_output)
                     status, ename = "dead-kernel", "DeadKernelError"
                 else:
                     cell.outputs = merge_streams(cell.get("outputs", []))
@@ -225,6 +241,7 @@ def execute(
         usage = read_usage_log(usage_log)
     finally:
         usage_log.unlink(missing_ok=True)
+        kernel_tail.unlink(missing_ok=True)
     return NotebookRun(
         path=path,
         stored=stored,
@@ -236,11 +253,33 @@ def execute(
     )
 
 
-def _last_lines(output: IO[bytes], count: int = 20) -> str:
+def _last_lines(output: IO[bytes], count: int = LAST_LINES) -> str:
     """The last ``count`` lines a kernel wrote to its own output, as a paragraph to add to an
-    error ("" when it wrote nothing)."""
+    error ("" when it wrote nothing), credentials masked."""
     output.seek(0)
-    lines = output.read().decode("utf-8", "replace").splitlines()[-count:]
+    return _paragraph(output.read(), count)
+
+
+def _last_words(tail: Path, output: IO[bytes], count: int = LAST_LINES) -> str:
+    """What a dead kernel wrote last: the file its descriptors were copied to (``_kernel_tee``),
+    once the copying process has caught up, or its own output when that file is empty (a kernel
+    that is not ipykernel, or without notebook_recorder)."""
+    size, deadline = -1, time.monotonic() + 2
+    while time.monotonic() < deadline:  # the copy may be a few chunks behind the kernel's death
+        now = tail.stat().st_size if tail.exists() else 0
+        if now == size:
+            break
+        size = now
+        time.sleep(0.1)
+    data = tail.read_bytes() if size > 0 else b""
+    if not data:
+        return _last_lines(output, count)
+    return _paragraph(data, count)
+
+
+def _paragraph(data: bytes, count: int) -> str:
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()][-count:]
+    lines = mask(lines, environment_secrets())
     return "".join(f"\n  {line}" for line in ["The kernel's last output:", *lines]) if lines else ""
 
 

@@ -51,6 +51,7 @@ def install(mode: Mode | None = None) -> None:
     from . import openai_sdk
 
     openai_sdk.install(mode)
+    _settle()
     with _lock:
         _mode[0] = mode
         _installed[0] = True
@@ -71,6 +72,7 @@ def uninstall() -> None:
     from . import openai_sdk
 
     openai_sdk.uninstall()
+    _settle()
     with _lock:
         _installed[0] = False
         for package, hook in OPTIONAL.items():
@@ -83,6 +85,12 @@ def uninstall() -> None:
 
             for generic in stainless_generic.hooks():
                 generic.uninstall()
+
+
+def _settle() -> None:
+    """Wait, holding no lock, for the packages another thread is still importing (``_afterimport``)."""
+    modules = list(sys.modules)
+    _afterimport.settle([*OPTIONAL, *(name[: -len(_SUFFIX)] for name in modules if name.endswith(_SUFFIX))])
 
 
 def _hook(name: str) -> Any:

@@ -95,12 +95,17 @@ class SdkCall:
         return credentials(self.sdk, self.client, self.options)
 
     def unavailable(self, action: Action) -> str | None:
-        """The placeholder key is never sent, and a call with no key at all is not recorded: it is
-        missing. In ``live``, a call with no key goes on to the SDK, which raises its own error as
-        it does without the hook. A key the call carries in a header (``default_headers={"x-api-key":
-        ...}``) is a key, and so is every other way the SDKs authenticate: a credentials provider
-        (``custom_auth``), and client classes that sign or fill in each request themselves
-        (Bedrock's SigV4, Vertex's and Google Cloud's access tokens, Azure, ``skip_auth``)."""
+        """The placeholder key is never sent, and a call with no credentials at all is not
+        recorded: it is missing. In ``live``, a call with no key goes on to the SDK, which raises
+        its own error as it does without the hook. Whether a client without a key attribute has
+        credentials is asked of the SDK (``_compat.resolves_credentials``): a key the call carries
+        in a header (``default_headers={"x-api-key": ...}``), an auth token, a credentials provider
+        or profile, ``Authorization`` omitted on purpose, a client class that signs or fills in
+        each request itself (Bedrock's SigV4, Vertex's and Google Cloud's access tokens, Azure,
+        ``skip_auth``). An SDK that cannot be asked is judged by what the call carries. It is
+        asked only when every key attribute is ``None``: openai's ``api_key`` is ``""`` when a key
+        provider or workload identity fills in each request while it is prepared (after this
+        point), so openai's own error is left to openai."""
         env = self.sdk.env_key
         keys = [getattr(self.client, name, None) for name in self.sdk.auth_attributes]
         placeholder = REPLAY_KEY_PLACEHOLDER in keys
@@ -113,14 +118,17 @@ class SdkCall:
             )
         if placeholder:
             return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
-        if (
-            self.sdk.needs_key  # llama-stack's own server runs without a key
-            and all(key is None for key in keys)
-            and not _compat.authenticates_otherwise(self.sdk, self.client)
-        ):
-            if not self.secrets():
-                return f"{env} is not set, so the call cannot be made or recorded now: set it and run again."
-        return None
+        if not self.sdk.needs_key or any(key is not None for key in keys):  # llama-stack's server needs none
+            return None
+        found = _compat.resolves_credentials(self.client, self.options)
+        if found is None:
+            found = _compat.authenticates_otherwise(self.sdk, self.client) or bool(self.secrets())
+        if found:
+            return None
+        return (
+            f"{env} is not set and the client has no other credentials, so the call cannot be made or "
+            f"recorded now: set it and run again."
+        )
 
     # -- the exchange: live and record -------------------------------------------------------
 

@@ -179,6 +179,26 @@ async def aprepared_options(client: Any, options: Any) -> Any:
     return options if prepare is None else await prepare(options)
 
 
+def resolves_credentials(client: Any, options: Any) -> bool | None:
+    """Whether the SDK itself finds credentials for this call, by its own check: the headers it
+    would build for ``options`` (the client's defaults, its credential headers, the call's extra
+    headers), validated as it validates them before sending (``_validate_headers``, which raises
+    "Could not resolve authentication method" when nothing authenticates). So every way the SDK
+    authenticates counts, without listing them: a key or auth token, a credentials provider or
+    profile (anthropic's token cache), a header, ``Authorization`` explicitly omitted, a client
+    class that signs each request. ``None`` when this SDK cannot be asked."""
+    build = getattr(client, "_build_headers", None)
+    if build is None:
+        return None
+    try:
+        build(options)
+    except TypeError as exc:
+        return False if "authentication" in str(exc) else None
+    except Exception:  # a credentials file that cannot be read: the SDK will say so itself
+        return None
+    return True
+
+
 def authenticates_otherwise(sdk: StainlessSdk, client: Any) -> bool:
     """Whether the client authenticates other than with its key attributes: a credentials
     provider or token cache (``custom_auth``), or a client class that signs or fills in each
