@@ -462,7 +462,11 @@ class AnthropicWireServer(WireServer):
         return f"http://127.0.0.1:{self.port}"
 
     def reply_headers(self, request_id: str) -> dict[str, str]:
-        return {"request-id": request_id, "anthropic-organization-id": "f3a1c2d4-0000-4000-8000-00000000wire"}
+        return {
+            "request-id": request_id,
+            "anthropic-organization-id": "f3a1c2d4-0000-4000-8000-00000000wire",
+            "anthropic-workspace-id": WORKSPACE_ID,
+        }
 
     @staticmethod
     def answer_for(body: JSON, endpoint: str = "/v1/messages") -> Any:
@@ -590,6 +594,9 @@ class AnthropicWireServer(WireServer):
                 return Reply(content=("\n".join(lines) + "\n").encode(), content_type="application/binary")
         return Reply(404, error_body("not_found_error", "Not Found", rid))
 
+
+WORKSPACE_ID = "wrkspc_01WireWorkspace0000000000"
+"""The ``anthropic-workspace-id`` every reply carries (anthropic 2.17 sets it as ``_workspace_id``)."""
 
 ECHO_AUTH_MODEL = "wire-echo-auth"
 """A model whose request is refused (401) with a message that quotes its ``Authorization`` header."""

@@ -53,7 +53,7 @@ import orjson
 from ..core import _user_cache
 from ._layout import DATASETS, MANIFEST, OLD_MANIFEST, SCHEMA_VERSION, is_dataset
 from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_sources
-from ._manifest import Manifest
+from ._manifest import Manifest, row_path
 from ._progress import Progress
 
 STATE = "_state"
@@ -190,7 +190,8 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
         loaded, trusted = _loaded(paths, problems, started_ns)
         calls = _recordings_frame(loaded, RECORDING_COLUMNS)
         day_of = calls["recorded_at"].dt.strftime("%Y-%m-%d").fillna("unknown")
-        days = dict(zip(loaded.paths, day_of.tolist(), strict=True))
+        names = [row_path(p) for p in loaded.paths]  # as the rows carry them
+        days = dict(zip(names, day_of.tolist(), strict=True))
 
         def by_path(df: pd.DataFrame) -> Any:
             return df["path"].map(days).fillna("unknown").to_numpy()
@@ -205,7 +206,7 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
             _write_by_day(df, by_path(df), root, dataset, batch)
             del df
         raw = _raw_tool_calls(loaded)
-        raw_parts, index = _write_tool_parts(raw, by_path(raw), root, batch, loaded.paths)
+        raw_parts, index = _write_tool_parts(raw, by_path(raw), root, batch, names)
         del raw
         clear_cache()  # the frame cache: nothing of this batch stays in memory
     stats: dict[str, tuple[int, int]] = {}

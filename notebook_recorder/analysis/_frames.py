@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..core._terminal import encodable
 from ._jsonarray import JSONArray
 from ._layout import DATASETS, is_dataset
 from ._loader import _CLEAR_HOOKS, Loaded, Source, _key_of, gc_paused, load_entries
@@ -182,7 +183,15 @@ def _str_array(values: Sequence[Any]) -> Any:
         arr = pa.array(values, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         arr = pa.array(_str_values(values), type=pa.large_string(), from_pandas=True)
+    except UnicodeEncodeError:  # a lone surrogate: a file name that is not valid UTF-8
+        arr = pa.array([_utf8(v) for v in _str_values(values)], type=pa.large_string(), from_pandas=True)
     return _STR_DTYPE.__from_arrow__(arr)
+
+
+def _utf8(value: str | None) -> str | None:
+    """``value`` with its lone surrogates escaped (``\\udc9b``), as Arrow stores only UTF-8: a file
+    whose name is not valid UTF-8 (each undecodable byte is a surrogate in Python) keeps its row."""
+    return value if value is None else encodable(value)
 
 
 def _array(values: Any, dtype: str) -> Any:
@@ -224,7 +233,11 @@ def _repeat_paths(paths: list[str], counts: list[int]) -> Any:
     idx = np.repeat(np.arange(len(paths), dtype=np.int64), counts)
     if pa is None:
         return pd.array(np.array(paths, dtype=object)[idx], dtype=_STR_DTYPE)
-    return _STR_DTYPE.__from_arrow__(pa.array(paths, type=pa.large_string()).take(pa.array(idx)))
+    try:
+        arr = pa.array(paths, type=pa.large_string())
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8
+        arr = pa.array([_utf8(p) for p in paths], type=pa.large_string())
+    return _STR_DTYPE.__from_arrow__(arr.take(pa.array(idx)))
 
 
 def _frame(columns: Sequence[Column], data: dict[str, Any], n: int, frame: str) -> pd.DataFrame:

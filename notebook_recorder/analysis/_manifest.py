@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..core._terminal import encodable
 from ._layout import _FORMAT, APPLICATION_ID, MANIFEST, SCHEMA_VERSION
 
 MANIFEST_VERSION = 1
@@ -106,21 +107,25 @@ class Manifest:
 
     def load_walk(self, entries: Iterable[tuple[str, int, int, int, str | None]]) -> None:
         """Fill the temporary table ``walk`` with the files found: (path, size, mtime_ns, seq,
-        problem), ``seq`` their order; a path seen twice keeps its first place."""
+        problem), ``seq`` their order; a path seen twice keeps its first place.
+
+        A path is known by the name its rows carry (:func:`row_path`); a name that is not valid
+        UTF-8 keeps its bytes beside it (``raw``), which are what is read."""
         con = self.con
         con.execute("DROP TABLE IF EXISTS temp.walk")
         con.execute(
-            "CREATE TEMP TABLE walk (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, seq INTEGER, problem TEXT)"
-            " WITHOUT ROWID"
+            "CREATE TEMP TABLE walk (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, seq INTEGER, problem TEXT,"
+            " raw BLOB) WITHOUT ROWID"
         )
         con.execute("BEGIN")
-        con.executemany("INSERT OR IGNORE INTO walk VALUES (?, ?, ?, ?, ?)", entries)  # one row at a time
+        con.executemany("INSERT OR IGNORE INTO walk VALUES (?, ?, ?, ?, ?, ?)", map(_walk_row, entries))
         # todo: what to read (new, changed, or read again), in walk order; stale: the manifest's
         # files whose rows go (changed, read again, or deleted)
         con.execute("DROP TABLE IF EXISTS temp.todo")
         con.execute("DROP TABLE IF EXISTS temp.stale")
         con.execute(
-            "CREATE TEMP TABLE todo AS SELECT w.seq AS seq, w.path AS path, w.size AS size, w.problem AS problem "
+            "CREATE TEMP TABLE todo AS SELECT w.seq AS seq, w.path AS path, w.size AS size, w.problem AS problem, "
+            "w.raw AS raw "
             f"FROM walk w LEFT JOIN files f ON f.path = w.path WHERE f.path IS NULL OR {_CHANGED} ORDER BY w.seq"
         )
         con.execute(
@@ -143,12 +148,12 @@ class Manifest:
         last = -1
         while True:
             rows = self.con.execute(
-                "SELECT rowid, path, size, problem FROM todo WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, CHUNK)
+                "SELECT rowid, path, size, problem, raw FROM todo WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, CHUNK)
             ).fetchall()
             if not rows:
                 return
-            for _, path, size, problem in rows:
-                yield path, size, problem
+            for _, path, size, problem, raw in rows:
+                yield (path if raw is None else os.fsdecode(raw)), size, problem
             last = rows[-1][0]
 
     def order_of(self, paths: Iterable[str]) -> dict[str, int]:
@@ -196,7 +201,9 @@ class Manifest:
         """Record the files of a batch whose parts are all written: (path, size, mtime_ns)."""
         con = self.con
         con.execute("BEGIN IMMEDIATE")
-        con.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", ((p, s, m, batch) for p, s, m in stats))
+        con.executemany(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", ((row_path(p), s, m, batch) for p, s, m in stats)
+        )
         con.execute("COMMIT")
 
     def files(self) -> int:
@@ -209,6 +216,19 @@ class Manifest:
         con.execute("UPDATE meta SET value = 0 WHERE key = 'dirty'")
         con.execute("COMMIT")
         self.dirty = False
+
+
+def row_path(path: str) -> str:
+    """The name a file's rows carry in the datasets (``path``), which the manifest knows it by:
+    the path, with the lone surrogates of a name that is not valid UTF-8 escaped (``\\udc9b``),
+    as the frames write it (Arrow and SQLite store only UTF-8)."""
+    return encodable(path)
+
+
+def _walk_row(entry: tuple[str, int, int, int, str | None]) -> tuple[str, int, int, int, str | None, bytes | None]:
+    path, size, mtime_ns, seq, problem = entry
+    known = row_path(path)
+    return known, size, mtime_ns, seq, problem, None if known == path else os.fsencode(path)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -11,8 +11,9 @@ analysis loader) goes through here.
 - Symbolic-link loops, broken links and entries that cannot be examined (``EACCES``) are
   reported, never raised.
 - A symbolic link to a directory is followed once per real directory: a link back to a
-  directory being listed (a loop) is reported and not followed; a second link to a directory
-  already listed elsewhere is skipped silently, since its files are listed there.
+  directory being listed or to one above the root (a loop) is reported and not followed; a
+  second link to a directory already listed elsewhere is skipped silently, since its files are
+  listed there.
 - Hidden entries (names starting with ``.``) are skipped: our temporary files among them.
 - A parsed recording passes :func:`check_record` before anything walks it: nesting is bounded
   (:data:`MAX_DEPTH`), so no recursive reader (keys, decoding, ``verify``) meets Python's
@@ -178,7 +179,7 @@ def iter_walk(
     if st is None:
         st = os.stat(root)
     seen: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
-    ancestors: set[tuple[int, int]] = set()
+    ancestors: set[tuple[int, int]] = _above(root)
 
     def visit(path: str, st: os.stat_result) -> Iterator[str | Problem]:
         ident = (st.st_dev, st.st_ino)
@@ -211,6 +212,24 @@ def iter_walk(
         ancestors.discard(ident)
 
     yield from visit(root, st)
+
+
+def _above(root: str) -> set[tuple[int, int]]:
+    """The directories that contain ``root`` (its real path's parents, up to ``/``): a link to one
+    of them is a loop too, and followed it would list everything beside ``root`` (a link to ``/``
+    in a downloaded folder, the whole disk)."""
+    found: set[tuple[int, int]] = set()
+    path = os.path.realpath(root)
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        path = parent
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
 
 
 def open_regular(path: str) -> tuple[int, os.stat_result]:

@@ -27,6 +27,10 @@ T = TypeVar("T")
 __all__ = ["PaceWarning", "apaced", "paced", "schedule"]
 
 
+MAX_GAP = 60.0
+"""The longest wait between two chunks of a paced replay, in seconds."""
+
+
 class PaceWarning(UserWarning):
     """A stream asked to replay at its recorded pace has no recorded timing: it replays at once."""
 
@@ -35,7 +39,9 @@ def schedule(response: dict[str, Any], pace: float, where: Any = "<recording>") 
     """Seconds after the first chunk at which each chunk is due, or ``None`` (with a
     :class:`PaceWarning`) when the recording has no usable ``chunk_offsets_ms``.
 
-    Offsets that are not numbers, or that go backwards, count as no gap.
+    Offsets that are not numbers, or that go backwards, count as no gap; a gap longer than
+    :data:`MAX_GAP` seconds (once divided by ``pace``) is cut to it, with a :class:`PaceWarning`
+    (a stranger's file with an offset of a year must not stop the replay).
     """
     offsets = response.get("chunk_offsets_ms")
     if not isinstance(offsets, list) or not offsets:
@@ -47,14 +53,24 @@ def schedule(response: dict[str, Any], pace: float, where: Any = "<recording>") 
         )
         return None
     due: list[float] = []
-    first: float | None = None
+    previous: float | None = None  # the last usable offset, in ms
     last = 0.0
+    cut = 0
     for value in offsets:
         if (type(value) is int or type(value) is float) and value == value:
-            if first is None:
-                first = float(value)
-            last = max(last, (float(value) - first) / 1000.0 / pace)
+            if previous is not None and value > previous:
+                gap = (float(value) - previous) / 1000.0 / pace
+                if gap > MAX_GAP:
+                    gap, cut = MAX_GAP, cut + 1
+                last += gap
+            previous = value if previous is None else max(previous, value)
         due.append(last)
+    if cut:
+        warnings.warn(
+            f"{where}: {cut} gap(s) between chunks longer than {MAX_GAP:g} s replay as {MAX_GAP:g} s",
+            PaceWarning,
+            stacklevel=2,
+        )
     return due
 
 

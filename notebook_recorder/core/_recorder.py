@@ -58,6 +58,10 @@ class Occurrences:
         self._counts: dict[tuple[str, str], int] = {}
         self._calls = 0
         self._lock = threading.Lock()
+        # When the context began (wall clock, as file times are): a recording file modified
+        # since was written by another run going on beside this one, never left by an earlier
+        # run, so ``record`` keeps its own answer beside it rather than over it (Store.write).
+        self.began_ns = time.time_ns()
 
     def next(self, directory: Path, key: str) -> int:
         """Count one more request of ``key`` in ``directory``: 1 for the first, then 2, 3, ..."""
@@ -314,7 +318,8 @@ class Recorder:
         integer past 64 bits, a lone surrogate), the caller still gets the answer; a
         :class:`~notebook_recorder.NotRecordedWarning` names the call, the file not written and
         why, the call is logged as ``unsaved``, and ``None`` is returned. When another process
-        recorded the same occurrence meanwhile, this answer is kept under the next free one
+        recorded the same occurrence meanwhile, or since this recording context began (two runs
+        recording into one directory at once), this answer is kept under the next free one
         (``Store.write``).
         """
         secrets = decision.secrets + environment_secrets()
@@ -345,7 +350,9 @@ class Recorder:
         if decision.occurrence > 1:  # FORMAT.md, "Repeated identical requests"
             record = {"test_id": self.scope, "occurrence": decision.occurrence, **record}
         try:
-            path = self.store_out.write(decision.key, record, expect=decision.before)
+            path = self.store_out.write(
+                decision.key, record, expect=decision.before, others_since_ns=self.occurrences.began_ns
+            )
         except (OSError, ValueError, TypeError) as exc:
             self._unsaved(decision, exc, streamed=streamed)
             return None

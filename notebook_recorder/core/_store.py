@@ -713,7 +713,14 @@ class Store:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def write(self, key: str, record: Mapping[str, Any], *, expect: Snapshot | Unchecked = UNCHECKED) -> Path:
+    def write(
+        self,
+        key: str,
+        record: Mapping[str, Any],
+        *,
+        expect: Snapshot | Unchecked = UNCHECKED,
+        others_since_ns: int | None = None,
+    ) -> Path:
         """Write a recording atomically: a temporary file in the same directory, then a rename.
 
         The file is named by ``key`` and the record's own ``occurrence`` (1 when absent), so a
@@ -726,7 +733,11 @@ class Store:
         same occurrence meanwhile), this answer is not written over theirs: it is kept under the
         next occurrence that has no file, and the path returned says which. The check and the
         rename happen under a lock on the directory (``flock`` on the directory itself), so two
-        writers cannot both see the old file.
+        writers cannot both see the old file. ``others_since_ns`` (the writer's recording context
+        began then, wall clock) says more: a file of that occurrence modified after it is another
+        run's answer even when it was there before this call began (two processes recording the
+        same requests into one directory, one a step ahead of the other), and is kept too. A file
+        older than that was left by an earlier run, and is replaced, as ``record`` always has.
 
         Raises ``OSError`` when the file cannot be written (disk full, file too large, no
         permission) and ``ValueError`` / ``TypeError`` when the record cannot be written as JSON
@@ -742,7 +753,10 @@ class Store:
             _files.remove_stale_temp_files(str(self.root))
         data = dumps(record)
         with _directory_lock(self.root) if expect is not UNCHECKED else contextlib.nullcontext():
-            if expect is not UNCHECKED and self.snapshot(key, occurrence) != expect:
+            now = self.snapshot(key, occurrence) if expect is not UNCHECKED else None
+            if expect is not UNCHECKED and (
+                now != expect or (now is not None and others_since_ns is not None and now[1] > others_since_ns)
+            ):
                 while os.path.lexists(self.path_for(key, occurrence)):
                     occurrence += 1
                 record = with_occurrence(record, occurrence)

@@ -6,7 +6,10 @@ window title, write the clipboard (OSC 52) or move the cursor, and a carriage re
 in a file name could overwrite a line or forge one (``OK: 3 files, no problems``). Every control
 character (C0, DEL, C1), the Unicode line and paragraph separators and the bidirectional
 overrides are shown escaped instead, as Python writes them in a string: ``\\x1b``, ``\\r``,
-``\\u202e``.
+``\\u202e``. So are lone surrogates (``\\udc9b``): a file name that is not valid UTF-8 reaches
+Python with each undecodable byte as one (``surrogateescape``), and printed it would either send
+that raw byte (``0x9b`` is a C1 CSI to a terminal that reads 8-bit controls) or, where the
+terminal's encoding is strict, stop the command with ``UnicodeEncodeError``.
 
 :func:`one_line` escapes newlines and tabs too (file names, labels, one-line fields);
 :func:`printable` keeps them (multi-line text whose layout is the renderer's).
@@ -14,11 +17,12 @@ overrides are shown escaped instead, as Python writes them in a string: ``\\x1b`
 
 from __future__ import annotations
 
-__all__ = ["one_line", "printable"]
+__all__ = ["encodable", "one_line", "printable"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
-_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *_BIDI]
+_SURROGATES = range(0xD800, 0xE000)
+_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *_BIDI, *_SURROGATES]
 
 
 def _escaped(code: int) -> str:
@@ -40,3 +44,13 @@ def one_line(text: object) -> str:
 def printable(text: object) -> str:
     """``text`` with every control character escaped but newlines and tabs (its own layout)."""
     return str(text).translate(_KEEP_LAYOUT)
+
+
+def encodable(text: str) -> str:
+    """``text`` with its lone surrogates (and only those) escaped, so that it encodes as UTF-8.
+
+    For output that has its own escaping already (JSON) or that is ours (messages naming a path):
+    a file name that is not valid UTF-8 must not stop the command that prints it."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

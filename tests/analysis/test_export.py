@@ -561,3 +561,29 @@ def test_incremental_exports_match_tool_outputs_as_the_frames_do(
             nr.analysis.clear_cache()
             got, expected = _sorted(nr.tool_calls(ds)), _sorted(nr.tool_calls(src))
             pd.testing.assert_frame_equal(got, expected, check_categorical=False)
+
+
+def test_a_file_name_that_is_not_utf8_is_exported_and_kept_up_to_date(tmp_path: Path) -> None:
+    """A stranger's folder may hold a name that is not valid UTF-8 (each undecodable byte is a
+    lone surrogate in Python): it is a row like any other, in the dataset as in the frames, and
+    a change to it replaces its rows (the manifest knows it by the name the rows carry)."""
+    src = _copy_fixtures(tmp_path / "src")
+    good = sorted(src.rglob("*.json"))[0]
+    raw = os.path.join(os.fsencode(src), b"y\x9b31mRAW.json")
+    shutil.copyfile(good, raw)
+    os.utime(raw, (HOUR_AGO, HOUR_AGO))
+    out = tmp_path / "dataset"
+    first = nr.export(src, to=out, progress=False)
+    assert first.errors == 0
+    _assert_same(out, src)
+    assert any("\\udc9b" in p for p in nr.load_recordings(out, columns=["path"])["path"])
+    with open(raw, "ab") as f:  # changed: read again, its old rows removed
+        f.write(b"\n")
+    os.utime(raw, (HOUR_AGO + 60, HOUR_AGO + 60))
+    again = nr.export(src, to=out, progress=False)
+    assert (again.read, again.removed) == (1, 1)
+    _assert_same(out, src)
+    os.unlink(raw)
+    gone = nr.export(src, to=out, progress=False)
+    assert (gone.read, gone.removed) == (0, 1)
+    _assert_same(out, src)

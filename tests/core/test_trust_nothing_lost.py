@@ -283,6 +283,44 @@ def test_a_file_written_while_the_call_ran_moves_the_answer_to_the_next_occurren
     assert _recordings(tmp_path) == files
 
 
+def test_a_run_a_step_ahead_in_the_same_directory_keeps_its_answers_and_ours(tmp_path: Path) -> None:
+    """Two runs record the same requests into one directory, one a step ahead of the other (two
+    `notebook-recorder run`s sharing `APIREC_DIR`): the run behind finds the other's files there
+    before its calls begin, yet they were written since it began, so they are not an earlier
+    run's to replace. Found by two processes of 15 identical calls each: 15 files of 30, every
+    answer of one process lost. Real openai client, real loopback HTTP; the server numbers its
+    answers."""
+    openai = pytest.importorskip("openai")
+    from wire_server import TEST_API_KEY, WireServer
+
+    hi = [{"role": "user", "content": "Hi"}]
+    with WireServer(count_answers=True) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key=TEST_API_KEY, max_retries=0)
+
+        def ask() -> str:
+            return client.chat.completions.create(model="gpt-4o", messages=hi).choices[0].message.content or ""
+
+        with nr.recording("record", dir=tmp_path):  # the run behind: it begins first...
+            with nr.recording("record", dir=tmp_path):  # ...and the other records meanwhile
+                ahead = [ask(), ask()]
+            behind = [ask(), ask()]
+        assert [a[:4] for a in ahead + behind] == ["[1] ", "[2] ", "[3] ", "[4] "]
+        files = _recordings(tmp_path)
+        assert len(files) == 4, files
+        kept = {
+            json.loads((tmp_path / f).read_text())["response"]["body"]["__data__"]["choices"][0]["message"]["content"]
+            for f in files
+        }
+        assert kept == set(ahead + behind)
+
+        # A later run replaces what these left, as `record` always has.
+        with nr.recording("record", dir=tmp_path):
+            later = [ask(), ask()]
+        assert _recordings(tmp_path) == files
+        with nr.recording("replay", dir=tmp_path):
+            assert [ask(), ask(), ask(), ask()] == [*later, *behind]
+
+
 # ---------------------------------------------------------------------------------------------
 # tool calls are keyed with their test_id
 # ---------------------------------------------------------------------------------------------

@@ -109,6 +109,9 @@ def test_help_comes_from_magic_arguments(ip: InteractiveShell) -> None:
     doc = magics(ip).apirec.__doc__ or ""
     assert "%apirec [MODE] [--dir DIR] [--scope S]" in doc
     assert "%%apirec MODE [--dir DIR] [--scope S]" in doc
+    assert "[--ignore-host HOST]" in doc.split("Record or replay")[0]  # every flag in the synopsis
+    assert "[--dir-out DIR] [--pace [F]]" in doc.split("Record or replay")[0]
+    assert "anthropic" in doc and "the openai SDK calls" not in doc
     for flag in ("--dir DIR", "--scope S", "--clear"):
         assert flag in doc
     assert "--this-cell" not in doc  # the transformer's private flag stays hidden

@@ -38,6 +38,7 @@ from anthropic_wire_server import (  # noqa: E402
     TEST_API_KEY,
     WEATHER,
     WEATHER_TOOL,
+    WORKSPACE_ID,
     AnthropicWireServer,
 )
 from sdk_values import snap, stream_cut_errors  # noqa: E402
@@ -550,6 +551,82 @@ def test_batches_create_and_retrieve(claude: Any, anthropic_server: AnthropicWir
         "/v1/messages/batches",
         f"/v1/messages/batches/{recorded[0].id}",
     ]
+
+
+def test_batch_results_are_recorded_and_replayed(
+    claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    """``messages.batches.results()`` returns a ``JSONLDecoder`` that reads the response as the
+    caller iterates it: it went through live, logged "body unread", no file, and replay was a
+    missing recording. (``results()`` retrieves the batch first, then GETs its ``results_url``.)"""
+    requests = [
+        {"custom_id": f"q{i}", "params": {"model": MODEL, "max_tokens": 64, "messages": HELLO}} for i in range(2)
+    ]
+
+    def call() -> Any:
+        batch = claude.messages.batches.create(requests=requests)
+        claude.messages.batches.retrieve(batch.id)  # ended
+        return [(r.custom_id, r.result.type, r.result.message) for r in claude.messages.batches.results(batch.id)]
+
+    recorded, replayed = record_then_replay(call, anthropic_server, tmp_path, requests=4)
+    assert [r[:2] for r in recorded] == [("q0", "succeeded"), ("q1", "succeeded")]
+    assert snap(replayed) == snap(recorded)
+    assert isinstance(replayed[0][2], Message)
+    assert [r["request"]["endpoint"].rsplit("/", 1)[-1] for r in records(tmp_path)].count("results") == 1
+
+
+async def test_async_batch_results_are_recorded_and_replayed(
+    anthropic_server: AnthropicWireServer, tmp_path: Path
+) -> None:
+    requests = [{"custom_id": "q", "params": {"model": MODEL, "max_tokens": 64, "messages": HELLO}}]
+    client = anthropic.AsyncAnthropic(base_url=anthropic_server.base_url, api_key=TEST_API_KEY, max_retries=0)
+
+    async def call() -> Any:
+        batch = await client.messages.batches.create(requests=requests)
+        await client.messages.batches.retrieve(batch.id)
+        return [(r.custom_id, r.result.message) async for r in await client.messages.batches.results(batch.id)]
+
+    with nr.recording("record", dir=tmp_path):
+        recorded = await call()
+    assert [c.outcome for c in nr.calls()] == ["recorded"] * 4
+    anthropic_server.stop()
+    nr.clear_calls()
+    with nr.recording("replay", dir=tmp_path):
+        replayed = await call()
+    assert [c.outcome for c in nr.calls()] == ["replayed"] * 4
+    assert snap(replayed) == snap(recorded) and recorded[0][0] == "q"
+    await client.close()
+
+
+def test_the_tool_runner_replays(claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:
+    """anthropic 2.17's tool runner reads ``_workspace_id`` back from each reply, which the SDK
+    sets beside ``_request_id`` on every top-level model: replay set only ``_request_id``, so the
+    runner raised ``AttributeError: 'BetaMessage' object has no attribute '_workspace_id'``."""
+    if not hasattr(claude.beta.messages, "tool_runner"):
+        pytest.skip("this anthropic has no tool runner")
+
+    @anthropic.beta_tool
+    def get_weather(location: str) -> str:
+        """The weather for a location."""
+        return f"Sunny in {location}"
+
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+    def call() -> Any:
+        runner = claude.beta.messages.tool_runner(model=MODEL, max_tokens=256, tools=[get_weather], messages=ask)
+        replies = list(runner)
+        streamed = claude.beta.messages.tool_runner(
+            model=MODEL, max_tokens=256, tools=[get_weather], messages=ask, stream=True
+        )
+        return replies, [s.get_final_message() for s in streamed]
+
+    (recorded, recorded_streamed), (replayed, replayed_streamed) = record_then_replay(
+        call, anthropic_server, tmp_path, requests=4
+    )
+    assert [m.stop_reason for m in replayed] == ["tool_use", "end_turn"]
+    assert snap(replayed) == snap(recorded) and snap(replayed_streamed) == snap(recorded_streamed)
+    assert [(m._request_id, m._workspace_id) for m in replayed] == [(m._request_id, m._workspace_id) for m in recorded]
+    assert recorded[0]._workspace_id == WORKSPACE_ID
 
 
 def test_a_long_stream_replays_every_event(claude: Any, anthropic_server: AnthropicWireServer, tmp_path: Path) -> None:

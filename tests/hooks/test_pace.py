@@ -19,6 +19,7 @@ import pytest
 from wire_server import TEST_API_KEY, ReceivedRequest, Reply, WireServer
 
 import notebook_recorder as nr
+from notebook_recorder.core import _pace
 from notebook_recorder.core._pace import PaceWarning
 
 MESSAGES = [{"role": "user", "content": "Stream twenty chunks"}]
@@ -126,6 +127,24 @@ def test_a_stream_without_offsets_replays_at_once_with_a_note(recorded: tuple[Pa
     with pytest.warns(PaceWarning, match="recorded without chunk timing"):
         seconds, n = replay_seconds(tmp_path, pace=1.0)
     assert n == 20 and seconds < 0.25
+
+
+def test_a_gap_of_a_year_in_a_strangers_file_does_not_stop_the_replay(
+    recorded: tuple[Path, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offsets a year and 1e300 ms apart wait MAX_GAP each (here 0.2 s), with a warning."""
+    monkeypatch.setattr(_pace, "MAX_GAP", 0.2)
+    directory, _ = recorded
+    (path,) = directory.glob("*.json")
+    record = json.loads(path.read_text())
+    offsets = [0.0] * 20
+    offsets[5:] = [365 * 86400 * 1000.0] * 15
+    offsets[12:] = [1e300] * 8
+    record["response"]["chunk_offsets_ms"] = offsets
+    (tmp_path / path.name).write_text(json.dumps(record))
+    with pytest.warns(PaceWarning, match=r"2 gap\(s\) between chunks longer than 0.2 s"):
+        seconds, n = replay_seconds(tmp_path, pace=1.0)
+    assert n == 20 and 0.35 < seconds < 3
 
 
 def test_a_bad_pace_is_refused(tmp_path: Path) -> None:

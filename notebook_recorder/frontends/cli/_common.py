@@ -4,9 +4,12 @@ where output goes (results to stdout, failures to stderr)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from ...core._terminal import encodable
 
 PROG = "notebook-recorder"
 
@@ -18,19 +21,32 @@ class CommandLineError(Exception):
 
 
 def out(*lines: str) -> None:
-    """Results: to stdout, a line each, flushed."""
+    """Results: to stdout, a line each, flushed (a name that is not valid UTF-8 escaped, never an
+    ``UnicodeEncodeError``)."""
     for line in lines:
-        print(line, flush=True)
+        print(encodable(line), flush=True)
 
 
 def err(*lines: str) -> None:
     """Failures and errors: to stderr, so a script reading stdout (or ``--json``) sees only results."""
     for line in lines:
-        print(line, file=sys.stderr, flush=True)
+        print(encodable(line), file=sys.stderr, flush=True)
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
+    """``value`` as JSON on stdout; a lone surrogate (a file name that is not valid UTF-8) is
+    written as its JSON escape (``"\\udc9b"``), which reads back as the same string."""
+    print(encodable_json(json.dumps(value, indent=2, ensure_ascii=False)), flush=True)
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def encodable_json(text: str) -> str:
+    """JSON text with each lone surrogate written as its ``\\uXXXX`` escape (valid JSON)."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def existing_dir(value: str) -> Path:

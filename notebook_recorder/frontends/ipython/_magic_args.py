@@ -45,7 +45,8 @@ def _kwds(**kwargs: Any) -> Callable[[_F], _F]:
 # argparse %-formats usage and help strings: "%%" prints "%".
 HELP_USAGE = (
     "apirec [MODE] [--dir DIR] [--scope S] [--block-network [--allow-host HOST]]\n"
-    "               [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
+    "               [--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT]\n"
+    "               [--dir-out DIR] [--pace [F]]\n"
     "  %%apirec status [--clear]\n"
     "  %%apirec off\n"
     "  %%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL] [--pace [F]]\n"
@@ -187,12 +188,13 @@ def usage(cell_magic: bool) -> str:
     if cell_magic:
         return (
             f"%%apirec {{{','.join(valid_modes())}}} [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-            "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT]"
+            "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--dir-out DIR] [--pace [F]]"
         )
     modes = ",".join([*valid_modes(), *SUBCOMMANDS])
     return (
         f"%apirec [{{{modes}}}] [--dir DIR] [--scope S] [--block-network] [--allow-host HOST] "
-        "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--clear]; "
+        "[--ignore-host HOST] [--ignore PATH] [--normalize PATTERN=REPLACEMENT] [--dir-out DIR] [--pace [F]] "
+        "[--clear]; "
         "%apirec serve {replay,record,record-if-missing,live,off} [--dir DIR] [--port N] [--upstream URL] [--pace [F]]"
     )
 

@@ -99,7 +99,8 @@ class ApiRecMagics(Magics):
 
     @flags.apirec_magic
     def apirec(self, line: str, cell: str | None = None) -> None:
-        """Record or replay the openai SDK calls (and @nr.tool calls) of this session or one cell.
+        """Record or replay the API calls of this session or one cell: openai, anthropic, every
+        other HTTP client (google-genai, requests, httpx, aiohttp...) and @nr.tool functions.
 
         Modes: live (calls the API, writes nothing), record (calls the API, overwrites the
         recording), replay (returns the recording, no network; a missing one raises

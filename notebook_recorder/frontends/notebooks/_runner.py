@@ -45,6 +45,8 @@ IPYTHON_KERNELS = frozenset({"python", "python2", "python3"})
 """Kernel names that are ipykernel, the rule nbclient and jupyter_client use."""
 LAST_LINES = 40
 """How many of the last lines a dead kernel wrote its message shows."""
+TAIL_WAIT = 5.0
+"""How long a dead kernel's last output is waited for (see :func:`_last_words`)."""
 
 RAISES_TAG = "raises-exception"
 MERGED = "merged"
@@ -242,6 +244,7 @@ def execute(
     finally:
         usage_log.unlink(missing_ok=True)
         kernel_tail.unlink(missing_ok=True)
+        Path(_kernel_tee.copying(str(kernel_tail))).unlink(missing_ok=True)  # a child outlived the kernel
     return NotebookRun(
         path=path,
         stored=stored,
@@ -262,16 +265,14 @@ def _last_lines(output: IO[bytes], count: int = LAST_LINES) -> str:
 
 def _last_words(tail: Path, output: IO[bytes], count: int = LAST_LINES) -> str:
     """What a dead kernel wrote last: the file its descriptors were copied to (``_kernel_tee``),
-    once the copying process has caught up, or its own output when that file is empty (a kernel
-    that is not ipykernel, or without notebook_recorder)."""
-    size, deadline = -1, time.monotonic() + 2
-    while time.monotonic() < deadline:  # the copy may be a few chunks behind the kernel's death
-        now = tail.stat().st_size if tail.exists() else 0
-        if now == size:
-            break
-        size = now
-        time.sleep(0.1)
-    data = tail.read_bytes() if size > 0 else b""
+    once the copying process has caught up (it ends when the kernel and its children have gone;
+    waited for :data:`TAIL_WAIT` seconds at most: a child may outlive the kernel), or the
+    kernel's own output when that file is empty (a kernel that is not ipykernel, or without
+    notebook_recorder)."""
+    mark, deadline = Path(_kernel_tee.copying(str(tail))), time.monotonic() + TAIL_WAIT
+    while mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    data = tail.read_bytes() if tail.exists() else b""
     if not data:
         return _last_lines(output, count)
     return _paragraph(data, count)

@@ -227,10 +227,19 @@ class SdkCall:
             value = _compat.post_parse(sdk, self.options, result)
             if value is not result and isinstance(value, sdk.base_model):
                 # The SDK sets the request id after its post-parser; ours ran after the SDK.
-                _compat.set_request_id(value, _compat.request_id(result))
+                _compat.set_response_ids(sdk, value, _compat.response_ids(result))
             return value
-        if self.http is not None and self.http.is_stream_consumed:
-            self.save_body(self.http.content, binary=True)  # audio, file contents, text
+        http = self.http
+        if http is not None and http.is_stream_consumed:
+            self.save_body(http.content, binary=True)  # audio, file contents, text
+        elif http is not None and not isinstance(http.stream, _rawtap.Tap):
+            # A result that reads its body later, as the caller iterates it (anthropic's
+            # ``messages.batches.results()``, a ``JSONLDecoder`` over the response's bytes): its
+            # body is tapped as a raw one's is, and saved once read to the end; replay gives the
+            # SDK the same bytes to decode again.
+            http.stream = _rawtap.tap_class(_compat.http_library(self.client), asynchronous=self.asynchronous)(
+                http.stream, self
+            )
         else:
             tape.end("live", error=f"{type(result).__name__} response not recorded: body unread")
         return result
@@ -434,9 +443,7 @@ class SdkCall:
         except RecordingFormatError as exc:
             raise self._format_error(exc.problem) from None
         if isinstance(value, sdk.base_model):  # as the SDK does: None when the file has no headers
-            headers = response.get("headers")
-            request_id = headers.get(sdk.request_id_header) if isinstance(headers, dict) else None
-            _compat.set_request_id(value, request_id if isinstance(request_id, str) else None)
+            _compat.set_response_ids(sdk, value, _compat.recorded_response_ids(sdk, response.get("headers")))
         return value
 
     def _pace_schedule(self, response: dict[str, Any]) -> list[float] | None:

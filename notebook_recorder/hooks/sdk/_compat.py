@@ -40,6 +40,10 @@ class StainlessSdk:
     kept_header_prefixes: tuple[str, ...] = ()
     request_id_header: str = "x-request-id"
     """The response header the SDK reads ``_request_id`` from."""
+    workspace_id_header: str | None = None
+    """The response header the SDK reads ``_workspace_id`` from, when it sets one on every
+    top-level model as it sets ``_request_id`` (anthropic 2.17's ``add_response_ids``; its tool
+    runner reads it back from each reply)."""
     named_events: Callable[[str], bool] = lambda event: False
     """Whether a stream event of this ``type`` is written with an ``event:`` line on the wire."""
     stream_end: bytes | None = None
@@ -307,14 +311,30 @@ def headers_of(sdk: StainlessSdk, options: Any) -> Mapping[str, Any]:
     return headers if sdk.is_given(headers) and headers else {}
 
 
-def request_id(value: Any) -> str | None:
-    request = getattr(value, "_request_id", None)
-    return request if isinstance(request, str) else None
+ResponseIds = tuple[str | None, str | None]
+"""A top-level model's ``_request_id`` and ``_workspace_id``."""
 
 
-def set_request_id(value: Any, request: str | None) -> None:
-    """What the SDK's ``add_request_id`` does: a private attribute on a top-level model."""
-    value._request_id = request
+def response_ids(value: Any) -> ResponseIds:
+    request, workspace = getattr(value, "_request_id", None), getattr(value, "_workspace_id", None)
+    return (request if isinstance(request, str) else None, workspace if isinstance(workspace, str) else None)
+
+
+def recorded_response_ids(sdk: StainlessSdk, headers: Any) -> ResponseIds:
+    """The ids a recorded response's headers give (``None`` for one the file does not hold)."""
+    if not isinstance(headers, dict):
+        return None, None
+    request = headers.get(sdk.request_id_header)
+    workspace = headers.get(sdk.workspace_id_header) if sdk.workspace_id_header else None
+    return (request if isinstance(request, str) else None, workspace if isinstance(workspace, str) else None)
+
+
+def set_response_ids(sdk: StainlessSdk, value: Any, ids: ResponseIds) -> None:
+    """What the SDK's ``add_request_id`` / ``add_response_ids`` do: private attributes on a
+    top-level model, each ``None`` when the response had no such header."""
+    value._request_id = ids[0]
+    if sdk.workspace_id_header is not None:
+        value._workspace_id = ids[1]
 
 
 def sse_stream(stream_cls: Any, chunk_type: Any, http: Any, client: Any, options: Any) -> Any:

@@ -17,9 +17,10 @@ from ._compat import StainlessSdk
 ANTHROPIC = StainlessSdk(
     package="anthropic",
     env_key="ANTHROPIC_API_KEY",
-    kept_headers=frozenset({"request-id", "content-type"}),
+    kept_headers=frozenset({"request-id", "anthropic-workspace-id", "content-type"}),
     kept_header_prefixes=("anthropic-ratelimit-",),
     request_id_header="request-id",
+    workspace_id_header="anthropic-workspace-id",
     named_events=lambda event: True,  # every event has its ``event:`` line; the SDK skips others
     last_event=b"event: message_stop",
     auth_attributes=("api_key", "auth_token"),
