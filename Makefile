@@ -32,7 +32,7 @@ UV_PIP := $(UV) pip install --quiet
 NODE_OPENAI := 6.30.1
 NODE_OPENAI_PKG := .cache/npm/node_modules/openai/package.json
 
-.PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite sdk-suite-openai sdk-suite-anthropic spark frameworks bench clean
+.PHONY: demo test venvs checks summary lint typecheck unit unit-openai2 test-lowest notebooks docs sdk-suite sdk-suite-openai sdk-suite-anthropic sdk-suite-anthropic-live sdk-suite-anthropic-record spark frameworks bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_HOME)
@@ -103,9 +103,12 @@ $(NODE_OPENAI_PKG):
 	test -f .cache/npm/package.json || echo '{"private": true}' > .cache/npm/package.json
 	cd .cache/npm && npm install --no-audit --no-fund --loglevel=error openai@$(NODE_OPENAI)
 
-# The anthropic SDK's suite (about 12 minutes, its live and record runs side by side) starts first,
-# on one slot; the other parts (about as long together) follow one another on the second.
-CHECKS := sdk-suite-anthropic unit unit-openai2 sdk-suite-openai test-lowest notebooks docs spark typecheck lint
+# The parts, longest first: make starts the next one in this list whenever one ends, so the two
+# cores stay busy and the short ones fill in at the end. The anthropic SDK's suite is two parts, its
+# record run (the longest part: a file written per call, ~28,000 of them) and its live run; `unit`
+# runs two xdist workers, which take whatever CPU the part beside it leaves.
+CHECKS := sdk-suite-anthropic-record unit sdk-suite-anthropic-live unit-openai2 sdk-suite-openai test-lowest \
+	spark notebooks typecheck docs lint
 checks: $(addprefix logged-,$(CHECKS))
 
 # One part of `make test`, its output in $(LOGS)/PART.log.
@@ -149,13 +152,15 @@ unit: $(BIN)/.installed-dev $(NODE_OPENAI_PKG)
 
 # The suite on openai 2.x: every test that drives the SDK in this process, where 2.x and 3.x differ
 # (httpx and httpx2, the SDK's internals), and the end-to-end kernel and pytest-session tests.
-# Left out, as they run in `unit`: the tests marked `frontend`, which start kernels, pytest
+# .venv-openai2 differs from .venv in openai alone, so what does not use openai would prove nothing
+# twice. Left out, as they run in `unit`: the tests marked `frontend`, which start kernels, pytest
 # sessions or the CLI to test our front ends' own behaviour (run and --check, the plugin's options,
-# the README's blocks), and tests/analysis/, which exercises pandas, not openai (it runs on
-# 2.x in `test-lowest`).
+# the README's blocks); the modules marked `no_openai` (tests/conftest.py's NO_OPENAI: the store,
+# the anthropic hooks, the layering; checked at collection not to use openai); and tests/analysis/,
+# which exercises pandas, not openai (it runs on 2.x in `test-lowest`).
 unit-openai2: $(BIN2)/.installed-dev
 	$(BIN2)/python -c "import openai; print('openai', openai.__version__)"
-	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend" --ignore=tests/analysis
+	$(BIN2)/python -m pytest -n 2 --dist worksteal -m "not frontend and not no_openai" --ignore=tests/analysis
 
 # The tests that exercise each runtime dependency (openai, pandas, IPython, ipykernel, nbclient,
 # orjson, tqdm), on the declared minimum versions; optional extras are absent there, so their
@@ -182,11 +187,16 @@ docs: $(BIN)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(CURDIR)/.cache/site
 
 # The openai and anthropic sdists' own tests pass with the hook in live and record mode as they
-# do without it. `make test` runs the two SDKs as two parts, so that each takes a free core.
+# do without it (each SDK's two runs side by side). `make test` runs the anthropic suite's live and
+# record runs as two parts of their own (`--modes`), each then rerunning without the hook what did
+# not pass with it, so that make can schedule them on whichever core is free.
 sdk-suite: sdk-suite-openai sdk-suite-anthropic
 
 sdk-suite-openai sdk-suite-anthropic: $(VENV_SDK)/bin/.installed-sdk-suite
 	$(VENV_SDK)/bin/python tests/sdk_suite/run.py --sdk $(@:sdk-suite-%=%)
+
+sdk-suite-anthropic-live sdk-suite-anthropic-record: $(VENV_SDK)/bin/.installed-sdk-suite
+	$(VENV_SDK)/bin/python tests/sdk_suite/run.py --sdk anthropic --modes $(@:sdk-suite-anthropic-%=%)
 
 # Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
 # like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).

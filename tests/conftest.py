@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 import pytest
 from anthropic_wire_server import TEST_API_KEY as ANTHROPIC_TEST_KEY, AnthropicWireServer
+from ca_bundle import one_certificate_bundle, remember_machine_ca
 from wire_server import TEST_API_KEY, WireServer
 
 import notebook_recorder as nr
@@ -50,6 +51,18 @@ def _import_up_front() -> None:
 _import_up_front()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What exists once the tests are collected (the SDKs, pandas, IPython, every test module) is
+    moved out of the garbage collector's sight (``gc.freeze``): it lives to the end of the session
+    anyway. A full collection then looks at what the tests made, not at the ~450,000 objects
+    imported: the tests that call ``gc.collect()`` to finalize abandoned streams (each test of
+    ``tests/hooks/test_anthropic.py`` does) took about 0.5 s per call before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 # The releases the hooks are tested on. `make test` installs the newest ones the declared ranges
 # allow, so a new SDK release that breaks a guarantee fails here first: each failure names them.
 _WATCHED_RELEASES = ("openai", "anthropic", "httpx", "httpx2", "websockets")
@@ -69,6 +82,45 @@ def _releases() -> str:
 
 def pytest_report_header() -> str:
     return f"notebook-recorder tested on: {_releases()}"
+
+
+# The test modules that never touch the openai SDK: the core's store, index and modes, the anthropic
+# SDK's own hooks, the layering and public-API checks. They get the `no_openai` marker, and
+# `make unit-openai2` (the suite again on openai 2.x, where only openai differs from `.venv`)
+# leaves them out: they run once, in `unit`. A module listed here that uses openai after all (imports
+# it, or asks for the `client`/`async_client` fixtures) stops the collection.
+NO_OPENAI = frozenset(
+    {
+        "tests/core/test_hooks_registry.py",
+        "tests/core/test_index_cache.py",
+        "tests/core/test_modes.py",
+        "tests/core/test_nearest_search.py",
+        "tests/core/test_scale_store.py",
+        "tests/core/test_store.py",
+        "tests/hooks/test_anthropic_clients.py",
+        "tests/hooks/test_anthropic_smoke.py",
+        "tests/hooks/test_anthropic_transparency.py",
+        "tests/test_anthropic_wire_server.py",
+        "tests/test_layers.py",
+        "tests/test_make_test.py",
+        "tests/test_public_api.py",
+        "tests/test_session_cache_dir.py",
+    }
+)
+_OPENAI_FIXTURES = frozenset({"client", "async_client"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        path = item.path.resolve().relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        if path not in NO_OPENAI:
+            continue
+        module = getattr(item, "module", None)
+        uses = _OPENAI_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses or getattr(getattr(module, "openai", None), "__name__", None) == "openai":
+            raise pytest.UsageError(f"{item.nodeid} is listed in NO_OPENAI (tests/conftest.py) but uses openai")
+        item.add_marker(pytest.mark.no_openai)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -99,6 +151,22 @@ def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     starts: the suite never writes to the user's ``~/.cache``."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("APIREC_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _small_ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``SSL_CERT_FILE`` is a bundle of one certificate for the whole session, in this process and
+    in every process a test starts: each SDK client loads it when it is built, and the machine's
+    whole bundle cost 15 to 30 ms of CPU per client (see ``tests/ca_bundle.py``). No test connects
+    over TLS but ``test_serve_proxy.py``'s, which trust a certificate of their own, and
+    ``test_install.py``'s ``uv build``, which gets the machine's settings back."""
+    remember_machine_ca()  # for the tests whose tools reach the real network (tests/test_install.py)
+    bundle = one_certificate_bundle(tmp_path_factory.mktemp("ca") / "one.pem")
+    with pytest.MonkeyPatch.context() as patch:
+        if bundle is not None:
+            patch.setenv("SSL_CERT_FILE", str(bundle))
+            patch.delenv("SSL_CERT_DIR", raising=False)
         yield
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from ca_bundle import with_machine_ca
 from test_readme import PYTHON, README, readme_blocks
 from wire_server import TEST_API_KEY, WireServer
 
@@ -47,7 +48,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
         and k not in ("PYTHONPATH", "COV_CORE_SOURCE")
     }
     env["APIREC_CACHE_DIR"] = os.environ.get("APIREC_CACHE_DIR", "off")  # conftest.py's, never ~/.cache
-    return {**env, **extra}
+    # The machine's CA settings, not conftest.py's one-certificate bundle: `uv build` fetches the
+    # build backend from the package index.
+    return {**with_machine_ca(env), **extra}
 
 
 def _run(command: list[str | Path], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:

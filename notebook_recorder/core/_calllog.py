@@ -107,20 +107,34 @@ def display_path(path: Path | str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _shown_path(path: str, cwd: str) -> str:
-    del cwd  # part of the cache key only
-    return _display_path_now(path)
+    return _display_path_now(path, cwd)
 
 
-def _display_path_now(path: Path | str) -> str:
+@functools.lru_cache(maxsize=256)
+def _resolved_directories(parent: str, cwd: str) -> tuple[Path, Path]:
+    """``parent`` and the working directory ``cwd``, resolved, remembered: a recording context
+    writes thousands of files to one directory, each with a new name (its occurrence), and
+    resolving a directory costs a file-system call per component."""
+    del cwd  # part of the cache key only: Path.cwd() is what is resolved, as before
+    return Path(os.path.realpath(parent)), Path.cwd().resolve()
+
+
+def _display_path_now(path: Path | str, cwd_key: str | None = None) -> str:
     """A path relative to the working directory when the two share a directory other than the
     root: ``recordings/x.json``, or ``../recordings/x.json`` from a notebook in ``notebooks/``
     (so notebook outputs do not show the machine's absolute paths). Else the path as it is.
 
     Only the directories are resolved, never the file itself: a symbolic link is shown by its own
-    name, not its target's (a broken link or a link loop must be named as the user sees it)."""
+    name, not its target's (a broken link or a link loop must be named as the user sees it).
+    With ``cwd_key`` (``os.getcwd()``), the directories' resolution is remembered for that
+    working directory, as :func:`_shown_path` remembers whole paths."""
     path = Path(path)
     try:
-        resolved, cwd = Path(os.path.realpath(path.parent)) / path.name, Path.cwd().resolve()
+        if cwd_key is None:
+            parent, cwd = Path(os.path.realpath(path.parent)), Path.cwd().resolve()
+        else:
+            parent, cwd = _resolved_directories(str(path.parent), cwd_key)
+        resolved = parent / path.name
         try:
             return str(resolved.relative_to(cwd))
         except ValueError:

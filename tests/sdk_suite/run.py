@@ -15,7 +15,9 @@ sdists on PyPI ship their test suites, so this script, for ``--sdk openai`` (the
 3. runs the selection (:class:`Suite`) twice, at the same time, with the ``nr_sdk_hook`` plugin:
    ``live`` and ``record`` (``notebook_recorder.start`` for the whole session, recording into a
    temporary directory); ``deselect_<sdk>.txt`` lists the tests that cannot run here, each with
-   its reason;
+   its reason. Every run (``none`` too) gets ``SSL_CERT_FILE``, a CA bundle of one certificate:
+   each client the suite builds loads it, and the machine's whole bundle took more than half the
+   anthropic suite's CPU time (``tests/ca_bundle.py``); no test connects over TLS;
 4. reruns, once and in the same mode, the tests that failed (the suite has socket tests with
    few-second timeouts that a loaded machine can miss; a test that passes then is listed as such);
 5. runs the baseline, ``none`` (no hook), on the tests that did not pass in every hooked mode (a
@@ -29,12 +31,16 @@ The SDKs' test dependencies are the ``sdk-suite`` extra; ``make sdk-suite`` inst
 ``.venv-sdk-suite`` and runs this script with that venv's python, once per SDK.  Options:
 ``--sdk anthropic``, ``--modes record`` to run fewer variants (``--modes none,live,record`` for a
 full baseline run too), ``--jobs 1`` to run them one after the other, and ``-- ARGS`` for pytest
-(``-- -k stream``).
+(``-- -k stream``). Each set of modes has its own folder of logs and results,
+``.cache/sdk-suite/runs/<sdk>/<modes>/`` (``live-record`` by default): ``make test`` runs
+``--modes live`` and ``--modes record`` of the anthropic suite as two parts, at the same time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -45,6 +51,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +60,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = REPO / ".cache" / "sdk-suite"
 MODES = ("none", "live", "record")
+CA_BUNDLE = "one-ca.pem"
 HOOKED = ("live", "record")  # the default; the baseline ("none") runs only where it is needed
 
 
@@ -112,16 +120,35 @@ SUITES = {
 }
 Results = dict[str, Any]  # what nr_sdk_hook writes: {"tests": {id: [outcome, message]}, "unmatched_deselects": [...]}
 
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+from ca_bundle import one_certificate_bundle  # noqa: E402
 from prism_standin import PrismStandIn  # noqa: E402
+
+
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """Held while an sdist is downloaded and extracted: ``make test`` runs the anthropic suite's
+    live and record runs as two parts, which start at the same time."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def sdist_tests(package: str, version: str) -> Path:
     """The extracted sdist of ``package`` ``version`` (all but its sources), downloaded once."""
     root = CACHE / f"{package}-{version}"
-    if (root / "tests").is_dir():
-        return root
-    CACHE.mkdir(parents=True, exist_ok=True)
+    with cache_lock():
+        if not (root / "tests").is_dir():
+            _download(package, version, root)
+    return root
+
+
+def _download(package: str, version: str, root: Path) -> None:
+    """Download the sdist (``pip download``) and extract all but its sources to ``root``."""
     archive = CACHE / f"{package}-{version}.tar.gz"
     if not archive.exists():
         print(f"sdk-suite: downloading the {package} {version} sdist", flush=True)
@@ -135,7 +162,6 @@ def sdist_tests(package: str, version: str) -> Path:
         tar.extractall(tmp, members=members, filter="data")
         shutil.rmtree(root, ignore_errors=True)
         os.replace(Path(tmp) / f"{package}-{version}", root)
-    return root
 
 
 def start_run(
@@ -144,6 +170,12 @@ def start_run(
     """Start pytest on ``args`` in ``mode``; results go to ``out/NAME.json``, output to ``out/NAME.log``."""
     dropped = (*suite.env_prefixes, "APIREC_", "PYTEST_", "NR_SDK_SUITE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    # Every client the suite builds loads SSL_CERT_FILE: one certificate (written by main()) in every
+    # mode, not the machine's ~150, which took more than half the suite's CPU (tests/ca_bundle.py).
+    # No test connects over TLS.
+    if (out / CA_BUNDLE).is_file():
+        env.pop("SSL_CERT_DIR", None)
+        env["SSL_CERT_FILE"] = str(out / CA_BUNDLE)
     # The library keeps a large folder's index in the user's cache directory (the anthropic suite
     # records ~27,600 files in one): each run keeps its own, beside its log, never in ~/.cache.
     user_cache = out / f"{name}.user-cache"
@@ -209,13 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     suite = SUITES[args.sdk]
     version = importlib.metadata.version(suite.package)
     root = sdist_tests(suite.package, version)
-    out = CACHE / "runs" / suite.package
+    first = modes if full_baseline else modes[1:]
+    # One folder per set of modes: `make test` runs --modes live and --modes record at the same time.
+    out = CACHE / "runs" / suite.package / "-".join(first)
     out.mkdir(parents=True, exist_ok=True)
+    one_certificate_bundle(out / CA_BUNDLE)
     runs = ", ".join(modes) if full_baseline else f"{', '.join(modes[1:])} (none: where they do not pass)"
     print(f"sdk-suite: {suite.package} {version} sdist tests, {runs}; logs in {out}", flush=True)
     started = time.monotonic()
     selection = suite.paths(root)
-    first = modes if full_baseline else modes[1:]
     results = run_all(suite, {mode: (mode, [*selection, *args.pytest_args]) for mode in first}, root, out, args.jobs)
     if len(results) != len(first):
         return 1
