@@ -183,16 +183,11 @@ def find_files(src: Source) -> tuple[list[str], list[Stat], list[_files.Problem]
             else:
                 stats.append(None)
         return paths, stats, problems
-    items: Iterable[Any] = [src] if isinstance(src, (str, os.PathLike)) else src
-    for item in items:
-        p = os.fspath(item)
-        try:
-            st = os.stat(p)
-        except FileNotFoundError:
-            raise  # a path that does not exist is the user's to see
-        except OSError as e:  # a link loop...: a row that says so
-            problems.append(_files.Problem(p, _files.error_text(e)))
+    for entry in _given(src):
+        if isinstance(entry, _files.Problem):
+            problems.append(entry)
             continue
+        p, st = entry
         if stat_module.S_ISDIR(st.st_mode):
             _walk(p, st, paths, stats, cached, problems)
         else:
@@ -217,6 +212,20 @@ def iter_sources(src: Source) -> Iterator[str | _files.Problem]:
         paths, _, _ = find_files(src)  # the frame holds them all already
         yield from paths
         return
+    for entry in _given(src):
+        if isinstance(entry, _files.Problem):
+            yield entry
+            continue
+        p, st = entry
+        if stat_module.S_ISDIR(st.st_mode):
+            yield from _files.iter_walk(p, st)
+        else:
+            yield p
+
+
+def _given(src: Any) -> Iterator[tuple[str, os.stat_result] | _files.Problem]:
+    """Each file or directory ``src`` names (one, or an iterable of them), with its stat; a
+    :class:`~notebook_recorder.core._files.Problem` for one that cannot be examined."""
     items: Iterable[Any] = [src] if isinstance(src, (str, os.PathLike)) else src
     for item in items:
         p = os.fspath(item)
@@ -227,10 +236,7 @@ def iter_sources(src: Source) -> Iterator[str | _files.Problem]:
         except OSError as e:  # a link loop...: a row that says so
             yield _files.Problem(p, _files.error_text(e))
             continue
-        if stat_module.S_ISDIR(st.st_mode):
-            yield from _files.iter_walk(p, st)
-        else:
-            yield p
+        yield p, st
 
 
 # --- reading ----------------------------------------------------------------------------------
