@@ -18,12 +18,17 @@ sdists on PyPI ship their test suites, so this script, for ``--sdk openai`` (the
    its reason. Every run (``none`` too) gets ``SSL_CERT_FILE``, a CA bundle of one certificate:
    each client the suite builds loads it, and the machine's whole bundle took more than half the
    anthropic suite's CPU time (``tests/ca_bundle.py``); no test connects over TLS;
-4. reruns, once and in the same mode, the tests that failed (the suite has socket tests with
+4. starts a run again, once, when its interpreter was killed by a signal (a segmentation fault:
+   CPython 3.11's ``ContextVar.set``, called by OpenTelemetry in anthropic 2.17's eager tool
+   runner's test, crashed once in the six runs of the suite of 2026-12-07's three fresh-clone
+   ``make test``), printing the crash and keeping its log (``NAME.crash.log``); a second crash
+   fails it;
+5. reruns, once and in the same mode, the tests that failed (the suite has socket tests with
    few-second timeouts that a loaded machine can miss; a test that passes then is listed as such);
-5. runs the baseline, ``none`` (no hook), on the tests that did not pass in every hooked mode (a
+6. runs the baseline, ``none`` (no hook), on the tests that did not pass in every hooked mode (a
    test that passes with the hook needs no baseline: it cannot be lost), or on the whole selection
    when ``--modes`` names ``none``;
-6. prints each run's counts and every test that passes without the hook but not with it, and exits
+7. prints each run's counts and every test that passes without the hook but not with it, and exits
    1 if there is one, if a test fails without the hook, or if the deselect file names a test that
    no longer exists.
 
@@ -201,6 +206,7 @@ def run_all(
 ) -> dict[str, Results]:
     """Run ``{name: (mode, pytest args)}``, ``jobs`` at a time, against one Prism stand-in."""
     results: dict[str, Results] = {}
+    crashed: set[str] = set()
     with PrismStandIn() as standin:
         pending = list(runs)
         running: dict[str, subprocess.Popen[bytes]] = {}
@@ -214,12 +220,42 @@ def run_all(
                     continue
                 del running[name]
                 path = out / f"{name}.json"
+                if proc.returncode < 0 and name not in crashed:
+                    # The interpreter was killed by a signal (a segmentation fault in a C extension
+                    # or CPython): said, its log kept, and the run started once more; a second
+                    # crash fails it.
+                    crashed.add(name)
+                    log = out / f"{name}.crash.log"
+                    os.replace(out / f"{name}.log", log)
+                    print(f"{name}: pytest was killed by signal {-proc.returncode}; running it once more", flush=True)
+                    for line in crash_summary(log):
+                        print(f"    {line}", flush=True)
+                    pending.append(name)
+                    continue
                 if proc.returncode not in (0, 1) or not path.exists():
                     print(f"{name}: pytest exited {proc.returncode} (not a test failure); see {out / name}.log")
                     continue
                 results[name] = json.loads(path.read_text(encoding="utf-8"))
             time.sleep(0.2)
     return results
+
+
+def crash_summary(log: Path) -> list[str]:
+    """What faulthandler wrote of a crash: its first line and the test the crashing thread was
+    running (the frames of the thread that crashed, under "Current thread", from a test file)."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    fatal = [line[line.index("Fatal Python error") :] for line in lines if "Fatal Python error" in line][:1]
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Current thread"))
+    except StopIteration:
+        return [*fatal, f"(see {log})"]
+    frames = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  File "):
+            break
+        frames.append(line.strip())
+    in_tests = [f for f in frames if "/tests/" in f][:2]
+    return [*fatal, *frames[:1], *in_tests, f"(the whole log: {log})"]
 
 
 def main(argv: list[str] | None = None) -> int:
