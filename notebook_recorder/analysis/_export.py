@@ -132,19 +132,13 @@ def _write_table(df: Any, path: Path, dataset: str) -> None:
 
 
 def _write_arrow(table: Any, path: Path, dataset: str) -> None:
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_metadata(dataset)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, **_PARQUET_OPTIONS)
-    os.replace(tmp, path)
+    _write_parquet(table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_metadata(dataset)}), path)
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None) -> Any:
     """One Parquet file as a table (``ParquetFile``: several times faster than ``read_table``,
     which sets up a dataset for every file)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     with pq.ParquetFile(path) as f:
         return f.read(columns=columns)
@@ -618,7 +612,6 @@ def _remove_rows(out: Path, batch: int, gone: list[str]) -> set[str]:
     deleted); the raw tool-call parts changed (``day=D/part-N.parquet``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     dirs = [out / d for d in DATASETS if d != "tool_calls"] + [out / STATE / _RAW_TOOLS]
     touched: set[str] = set()
@@ -636,9 +629,7 @@ def _remove_rows(out: Path, batch: int, gone: list[str]) -> set[str]:
             if kept.num_rows == 0:
                 part.unlink()
                 continue
-            tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
-            pq.write_table(kept, tmp, **_PARQUET_OPTIONS)
-            os.replace(tmp, part)
+            _write_parquet(kept, part)
     return touched
 
 
