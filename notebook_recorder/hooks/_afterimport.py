@@ -73,26 +73,26 @@ def watch_suffix(suffix: str, callback: Callback) -> None:
 def unwatch_suffix(suffix: str, callback: Callback) -> None:
     """Stop calling ``callback`` for modules ending in ``suffix``."""
     with _lock:
-        callbacks = _suffixes.get(suffix, [])
-        if callback in callbacks:
-            callbacks.remove(callback)
-        if not callbacks:
-            _suffixes.pop(suffix, None)
+        _forget(_suffixes, suffix, callback)
         _endings[0] = tuple(_suffixes)
-        if not _watched and not _suffixes and _finder in sys.meta_path:
-            sys.meta_path.remove(_finder)
 
 
 def unwatch(name: str, callback: Callback) -> None:
     """Stop calling ``callback`` for ``name`` (nothing if it was not watched)."""
     with _lock:
-        callbacks = _watched.get(name, [])
-        if callback in callbacks:
-            callbacks.remove(callback)
-        if not callbacks:
-            _watched.pop(name, None)
-        if not _watched and not _suffixes and _finder in sys.meta_path:
-            sys.meta_path.remove(_finder)
+        _forget(_watched, name, callback)
+
+
+def _forget(table: dict[str, list[Callback]], key: str, callback: Callback) -> None:
+    """Remove ``callback`` from ``table[key]`` (the key with it, once empty), and the finder from
+    ``sys.meta_path`` once nothing is watched. Called holding ``_lock``."""
+    callbacks = table.get(key, [])
+    if callback in callbacks:
+        callbacks.remove(callback)
+    if not callbacks:
+        table.pop(key, None)
+    if not _watched and not _suffixes and _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)
 
 
 def settle(names: Iterable[str]) -> None:
