@@ -51,9 +51,10 @@ from typing import Any
 import orjson
 
 from ..core import _user_cache
+from ..core._files import Listed
 from ._layout import DATASETS, MANIFEST, OLD_MANIFEST, SCHEMA_VERSION, is_dataset
-from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_sources
-from ._manifest import Manifest, row_path
+from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_listings
+from ._manifest import Entry, Manifest, dir_key, row_path
 from ._progress import Progress
 
 STATE = "_state"
@@ -557,22 +558,35 @@ Task = tuple[int, list[str], list[tuple[str, str]], str]  # batch, paths, unread
 LOCK = "_export.lock"
 
 
-def _walk_entries(src: Any) -> Iterator[tuple[str, int, int, int, str | None]]:
-    """The files of ``src`` as :func:`find_files` finds them, as it goes (one directory listed at
-    a time, nothing kept): (path, size, mtime_ns, place, None), or (path, -1, -1, place, problem)
-    for an entry that cannot be read; a file that cannot be stat'ed has size and time -1 (it is
-    read, which says why)."""
+def _walk(src: Any) -> Iterator[tuple[str | None, list[Entry]]]:
+    """The files of ``src`` as :func:`find_files` finds them, as it goes, one directory's listing
+    at a time (nothing kept), for :meth:`Manifest.compare`: (the directory's key, its entries),
+    or (None, [entry]) for a file named directly or an entry that cannot be examined. An entry
+    is (path, size, mtime_ns, None), or (path, -1, -1, problem) for one that cannot be read; a
+    file that cannot be stat'ed has size and time -1 (it is read, which says why)."""
     stat = os.stat
-    for seq, item in enumerate(iter_sources(src)):
-        if type(item) is str:
+    for item in iter_listings(src):
+        if type(item) is Listed:
+            entries: list[Entry] = []
+            append = entries.append
+            for path in item.listing.files:
+                try:
+                    st = stat(path)
+                except OSError:
+                    append((path, -1, -1, None))
+                    continue
+                append((path, st.st_size, st.st_mtime_ns, None))
+            entries += [(p.path, -1, -1, p.problem) for p in item.listing.problems]
+            yield dir_key(item.path), entries
+        elif type(item) is str:
             try:
                 st = stat(item)
             except OSError:
-                yield item, -1, -1, seq, None
+                yield None, [(item, -1, -1, None)]
                 continue
-            yield item, st.st_size, st.st_mtime_ns, seq, None
+            yield None, [(item, st.st_size, st.st_mtime_ns, None)]
         else:
-            yield item.path, -1, -1, seq, item.problem  # type: ignore[union-attr]
+            yield None, [(item.path, -1, -1, item.problem)]  # type: ignore[union-attr]
 
 
 def _batch_files(n_files: int, workers: int) -> int:
@@ -748,7 +762,7 @@ def _export(
         (out / OLD_MANIFEST).unlink(missing_ok=True)
         manifest = Manifest.create(out)
     try:
-        manifest.load_walk(_walk_entries(src))
+        manifest.compare(_walk(src))
         n_todo, n_stale, n_bytes = manifest.counts()
         dirty = manifest.dirty
         if not (n_todo or n_stale or dirty):

@@ -226,7 +226,7 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
     "another manifest version": lambda m: _sql(m, "UPDATE meta SET value = 99 WHERE key = 'manifest_version'"),
     "another schema version": lambda m: _sql(m, "UPDATE meta SET value = 0 WHERE key = 'schema_version'"),
     "a value of the wrong type": lambda m: _sql(
-        m, "UPDATE files SET batch = 'x' WHERE path = (SELECT min(path) FROM files)"
+        m, "UPDATE files SET batch = 'x' WHERE name = (SELECT min(name) FROM files)"
     ),
     "a negative batch": lambda m: _sql(m, "UPDATE files SET batch = -3"),
     "a trigger": lambda m: _sql(m, "CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END"),
