@@ -391,7 +391,8 @@ def _read_index(out: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
         if not (isinstance(stat, list) and len(stat) == 2 and all(type(v) is int for v in stat)):
             return empty
         parts[name] = (stat[0], stat[1])
-    return table.replace_schema_metadata(None), parts
+    # one chunk (a table of many is filtered ten times slower)
+    return table.replace_schema_metadata(None).combine_chunks(), parts
 
 
 def _index_rows(table: Any, name: str) -> tuple[Any, set[bytes]]:
@@ -494,15 +495,20 @@ def _update_tool_calls(
             keys |= part_keys
         for rows in new_rows:
             pieces.append(rows.filter(pc.is_in(rows["part"], value_set=pa.array(sorted(fresh), pa.string()))))
-        index = pa.concat_tables(pieces)
+        index = pa.concat_tables(pieces).combine_chunks()
         if fresh:
             # a key of this export's batches is matched again when it is in more than one part
-            # (in one part only, its batch matched it already): mostly none of them
-            spread = index.group_by("key").aggregate([("part", "count_distinct")])
-            shared = spread.filter(pc.greater(spread["part_count_distinct"], 1))["key"]
+            # (in one part only, its batch matched it already): mostly none of them. (Not with
+            # a group_by: importing and starting Acero costs more than an incremental export.)
             in_fresh = pc.is_in(index["part"], value_set=pa.array(sorted(fresh), pa.string()))
-            candidates = index.filter(in_fresh)["key"]
-            keys.update(candidates.filter(pc.is_in(candidates, value_set=shared)).unique().to_pylist())
+            mine = index.filter(in_fresh)
+            others = index.filter(pc.invert(in_fresh))["key"].combine_chunks()
+            candidates = mine["key"]
+            keys.update(candidates.filter(pc.is_in(candidates, value_set=others)).unique().to_pylist())
+            first_part: dict[bytes, str] = {}  # in two parts of this export's batches
+            for key, part in zip(candidates.to_pylist(), mine["part"].to_pylist(), strict=True):
+                if first_part.setdefault(key, part) != part:
+                    keys.add(key)
     selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
     rest, need = index.filter(pc.invert(selected)), index.filter(selected)
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
@@ -525,7 +531,8 @@ def _update_tool_calls(
     for name in written - set(on_disk):
         (target / name).unlink()  # its raw part is gone: every row of it was removed
     meta = {"index_version": _INDEX_VERSION, "parts": {n: list(s) for n, s in sorted(on_disk.items())}}
-    index = pa.concat_tables([rest, need]).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    index = pa.concat_tables([rest, need]).combine_chunks()
+    index = index.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     (out / STATE).mkdir(exist_ok=True)
     tmp = out / STATE / f".{_INDEX}.{os.getpid()}.tmp"
     feather.write_feather(index, tmp, compression="uncompressed")  # read and written in milliseconds
