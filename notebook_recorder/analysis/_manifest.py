@@ -137,7 +137,7 @@ class Manifest:
             if listed is not None:
                 d = row_path(listed)
                 if con.execute("SELECT 1 FROM listed WHERE dir = ?", (d,)).fetchone() is None:
-                    self._listing(d, entries, seq)
+                    self._listing(d, len(listed) + 1, entries, seq)
                     seq += len(entries)
                     continue
             for entry in entries:  # found alone, or in a directory listed before
@@ -162,42 +162,38 @@ class Manifest:
         con.execute("CREATE INDEX temp.stale_batch ON stale (batch)")
         con.execute("COMMIT")
 
-    def _listing(self, d: str, entries: list[Entry], first: int) -> None:
-        """Compare one directory's listing (its key ``d``; ``first``: the place of its first
-        entry) with the manifest's rows of that directory."""
+    def _listing(self, d: str, skip: int, entries: list[Entry], first: int) -> None:
+        """Compare one directory's listing (its key ``d``; its entries' names after ``skip``
+        characters of their paths; ``first``: the place of its first entry) with the manifest's
+        rows of that directory."""
         con = self.con
         known = {
-            name: (size, mtime_ns, batch)
-            for name, size, mtime_ns, batch in con.execute(
-                "SELECT name, size, mtime_ns, batch FROM files WHERE dir = ?", (d,)
-            )
+            row[0]: row for row in con.execute("SELECT name, size, mtime_ns, batch FROM files WHERE dir = ?", (d,))
         }
         con.execute("INSERT INTO listed VALUES (?, ?)", (d, first))
         todo: list[tuple[str, int, str | None, bytes | None]] = []
         stale: list[tuple[str, str, int]] = []
-        names: list[str] = []
         plain = True  # every name is valid UTF-8 (its key sorts as its name)
+        pop = known.pop
         for path, size, mtime_ns, problem in entries:
-            name = path.rpartition(SEP)[2]
+            name = path[skip:]
             if not name.isascii() and row_path(name) != name:
                 name, plain = row_path(name), False
-            names.append(name)
-            old = known.pop(name, None)
-            if old is None or old[1] == -1 or old[0] != size or old[1] != mtime_ns or problem is not None:
+            old = pop(name, None)
+            if old is None or old[2] != mtime_ns or old[1] != size or old[2] == -1 or problem is not None:
                 todo.append(_todo_row(path, size, problem))
                 if old is not None:
-                    stale.append((d, name, old[2]))
+                    stale.append((d, name, old[3]))
         if todo:
             con.executemany("INSERT OR IGNORE INTO todo VALUES (?, ?, ?, ?)", todo)
         if stale:
             con.executemany("INSERT OR IGNORE INTO stale VALUES (?, ?, ?)", stale)
         if known:
-            con.executemany(
-                "INSERT OR IGNORE INTO missing VALUES (?, ?, ?)", ((d, n, b) for n, (_, _, b) in known.items())
-            )
+            con.executemany("INSERT OR IGNORE INTO missing VALUES (?, ?, ?)", ((d, n, r[3]) for n, r in known.items()))
         if not plain:  # the order of such names is kept as found
             con.executemany(
-                "INSERT OR IGNORE INTO placed VALUES (?, ?, ?)", ((d, n, first + i) for i, n in enumerate(names))
+                "INSERT OR IGNORE INTO placed VALUES (?, ?, ?)",
+                ((d, row_path(e[0][skip:]), first + i) for i, e in enumerate(entries)),
             )
 
     def _alone(self, entry: Entry, seq: int) -> None:

@@ -120,8 +120,7 @@ def _odd_entry(entry: os.DirEntry[str]) -> str:
         return error_text(exc)
 
 
-def _by_name(entry: os.DirEntry[str]) -> str:
-    return entry.name
+_by_name: Callable[[os.DirEntry[str]], str] = operator.attrgetter("name")
 
 
 def list_dir(path: str, st: os.stat_result | None = None) -> Listing:
