@@ -587,3 +587,52 @@ def test_a_file_name_that_is_not_utf8_is_exported_and_kept_up_to_date(tmp_path: 
     gone = nr.export(src, to=out, progress=False)
     assert (gone.read, gone.removed) == (0, 1)
     _assert_same(out, src)
+
+
+def test_overlapping_sources_and_deleted_directories_keep_the_walk_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest compares a directory's listing at a time: sources that name a file and its
+    directory, or a directory twice, export each file once, at its first place in the walk (which
+    decides the tool output that wins, here matched across batches of one file); a name that is
+    not UTF-8 sorts by its own name, not by its escaped one; a directory deleted whole loses its
+    rows. Each export equals the frames of the same sources."""
+    monkeypatch.setattr(_export, "BATCH_FILES", 1)
+    src = tmp_path / "src"
+    a, b = src / "a", src / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    _write(a / "ask.json", _tool_file("t1", "c1", None))
+    _write(a / "give.json", _tool_file("t1", "c1", "from a"))
+    _write(b / "give.json", _tool_file("t1", "c1", "from b"))
+    _write(b / "notes.txt", _tool_file("t1", "c1", "named directly"))
+    raw = os.path.join(os.fsencode(a), b"\x9b.json")  # after give.json as a name, before it escaped
+    with open(raw, "wb") as f:
+        f.write(_tool_file("t1", "c1", "from raw"))
+    os.utime(raw, (HOUR_AGO, HOUR_AGO))
+    cases: list[list[Path]] = [
+        [b / "give.json", src],  # found alone first: the later a/ wins
+        [src, b / "give.json"],  # its second place is ignored: b/ wins
+        [b, a, src, b / "notes.txt", b],  # b and a listed twice; a file found alone last: it wins
+        [b / "notes.txt", a, b / "notes.txt"],
+    ]
+    for i, sources in enumerate(cases):
+        out = tmp_path / f"ds{i}"
+        result = nr.export(sources, to=out, progress=False)
+        expected = len(nr.load_recordings(sources))
+        assert result.files == result.read == expected, sources
+        _assert_same(out, sources)
+        assert nr.export(sources, to=out, progress=False).read == 0
+    sources = cases[2]
+    out = tmp_path / "ds2"
+    _write(a / "give.json", _tool_file("t1", "c1", "from a, changed"), HOUR_AGO + 60)
+    again = nr.export(sources, to=out, progress=False)
+    assert (again.read, again.removed) == (1, 1)
+    _assert_same(out, sources)
+    shutil.rmtree(a)
+    (c := src / "c").mkdir()
+    _write(c / "give.json", _tool_file("t1", "c1", "from c"))
+    sources = [b, src, b / "notes.txt"]
+    again = nr.export(sources, to=out, progress=False)
+    assert (again.read, again.removed) == (1, 3)  # c/give.json; ask.json, give.json and the raw name in a/
+    _assert_same(out, sources)
