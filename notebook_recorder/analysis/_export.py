@@ -156,9 +156,17 @@ def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> li
     names = []
     for day, index in df.groupby(days, sort=True, observed=True).indices.items():
         name = f"day={day}/{_part_name(batch)}"
-        _write_arrow(table.take(pa.array(index)), out / dataset / name, dataset)
+        _write_arrow(_rows(table, index), out / dataset / name, dataset)
         names.append(name)
     return names
+
+
+def _rows(table: Any, index: Any) -> Any:
+    """The rows ``index`` (ascending) of ``table``: the table itself when they are all of them
+    (a batch of one day, as an incremental export's often is: no copy)."""
+    import pyarrow as pa
+
+    return table if len(index) == table.num_rows else table.take(pa.array(index))
 
 
 def _loaded(paths: Sequence[str], problems: Sequence[tuple[str, str]], started_ns: int) -> tuple[Loaded, list[int]]:
@@ -250,7 +258,7 @@ def _write_tool_parts(raw: Any, days: Any, out: Path, batch: int, paths: list[st
     parts: dict[str, Any] = {}
     for day, index in raw.groupby(days, sort=True, observed=True).indices.items():
         name = f"day={day}/{_part_name(batch)}"
-        parts[name] = part = table.take(pa.array(index))
+        parts[name] = part = _rows(table, index)
         _write_arrow(part, out / STATE / _RAW_TOOLS / name, _RAW_TOOLS)
     rows = pa.concat_tables([_index_rows(part, name)[0] for name, part in parts.items()])
     cols = [rows[c].to_pylist() for c in _INDEX_COLUMNS]
