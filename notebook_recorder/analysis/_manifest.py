@@ -53,6 +53,9 @@ _TABLES = {  # name -> the exact statement that made it (a manifest with anythin
 #: A file found by the walk: (path, size, mtime_ns, problem); size and time -1 for an entry that
 #: cannot be read (``problem`` says why) or a file that could not be stat'ed.
 Entry = tuple[str, int, int, "str | None"]
+# an entry found alone (a) and its manifest row (f): read again (-1 is "read again next time",
+# or an entry that could not be stat'ed or read), or changed
+_CHANGED = "(f.mtime_ns = -1 OR a.mtime_ns = -1 OR f.size != a.size OR f.mtime_ns != a.mtime_ns)"
 _META = {"format": _FORMAT, "schema_version": SCHEMA_VERSION, "manifest_version": MANIFEST_VERSION}
 
 
@@ -128,21 +131,35 @@ class Manifest:
             ("listed", "(dir TEXT PRIMARY KEY, seq INTEGER) WITHOUT ROWID"),
             ("placed", "(dir TEXT, name TEXT, seq INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
             ("missing", "(dir TEXT, name TEXT, batch INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
+            (
+                "alone",
+                "(dir TEXT, name TEXT, seq INTEGER, size INTEGER, mtime_ns INTEGER, problem TEXT, path TEXT, "
+                "raw BLOB, PRIMARY KEY (dir, name)) WITHOUT ROWID",
+            ),
         ):
             con.execute(f"DROP TABLE IF EXISTS temp.{table}")
             con.execute(f"CREATE TEMP TABLE {table} {columns}")
         con.execute("BEGIN")
         seq = 0
+        alone: list[tuple[Entry, int]] = []  # found alone, or in a directory listed before
         for listed, entries in groups:
             if listed is not None:
                 d = row_path(listed)
                 if con.execute("SELECT 1 FROM listed WHERE dir = ?", (d,)).fetchone() is None:
+                    if alone:
+                        self._alone(alone)
+                        alone = []
                     self._listing(d, len(listed) + 1, entries, seq)
                     seq += len(entries)
                     continue
-            for entry in entries:  # found alone, or in a directory listed before
-                self._alone(entry, seq)
+            for entry in entries:
+                alone.append((entry, seq))
                 seq += 1
+            if len(alone) >= CHUNK:
+                self._alone(alone)
+                alone = []
+        if alone:
+            self._alone(alone)
         # the files of the listed directories that their listings did not have, and those of
         # the directories not listed, go unless found alone
         con.execute(
@@ -196,29 +213,37 @@ class Manifest:
                 ((d, row_path(e[0][skip:]), first + i) for i, e in enumerate(entries)),
             )
 
-    def _alone(self, entry: Entry, seq: int) -> None:
-        """Compare one entry found alone (at place ``seq``) with its manifest row, unless it was
-        found before."""
+    def _alone(self, entries: list[tuple[Entry, int]]) -> None:
+        """Compare entries found alone (each with its place) with their manifest rows, in SQL (a
+        source may name many files), but those found before (a path keeps its first place)."""
         con = self.con
-        path, size, mtime_ns, problem = entry
-        known = row_path(path)
-        d, _, name = known.rpartition(SEP)
-        if (
-            con.execute("SELECT 1 FROM placed WHERE dir = ? AND name = ?", (d, name)).fetchone()
-            or con.execute("SELECT 1 FROM todo WHERE path = ?", (known,)).fetchone()
-            or con.execute(
-                "SELECT 1 FROM listed l, files f WHERE l.dir = ? AND f.dir = l.dir AND f.name = ? AND NOT EXISTS "
-                "(SELECT 1 FROM missing m WHERE m.dir = f.dir AND m.name = f.name)",
-                (d, name),
-            ).fetchone()
-        ):
-            return  # found before: it keeps its first place
-        con.execute("INSERT INTO placed VALUES (?, ?, ?)", (d, name, seq))
-        old = con.execute("SELECT size, mtime_ns, batch FROM files WHERE dir = ? AND name = ?", (d, name)).fetchone()
-        if old is None or old[1] == -1 or old[0] != size or old[1] != mtime_ns or problem is not None:
-            con.execute("INSERT OR IGNORE INTO todo VALUES (?, ?, ?, ?)", _todo_row(path, size, problem))
-            if old is not None:
-                con.execute("INSERT OR IGNORE INTO stale VALUES (?, ?, ?)", (d, name, old[2]))
+        rows = []
+        seen: set[str] = set()
+        for (path, size, mtime_ns, problem), seq in entries:
+            known = row_path(path)
+            if known not in seen:
+                seen.add(known)
+                d, _, name = known.rpartition(SEP)
+                rows.append(
+                    (d, name, seq, size, mtime_ns, problem, known, None if known == path else os.fsencode(path))
+                )
+        con.execute("DELETE FROM alone")
+        con.executemany("INSERT INTO alone VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute(
+            "DELETE FROM alone WHERE EXISTS (SELECT 1 FROM placed p WHERE p.dir = alone.dir AND p.name = alone.name) "
+            "OR EXISTS (SELECT 1 FROM todo t WHERE t.path = alone.path) "
+            "OR EXISTS (SELECT 1 FROM listed l JOIN files f ON f.dir = l.dir WHERE l.dir = alone.dir "
+            "AND f.name = alone.name AND NOT EXISTS (SELECT 1 FROM missing m WHERE m.dir = f.dir AND m.name = f.name))"
+        )
+        con.execute("INSERT INTO placed SELECT dir, name, seq FROM alone")
+        con.execute(
+            "INSERT OR IGNORE INTO todo SELECT a.path, a.size, a.problem, a.raw FROM alone a LEFT JOIN files f "
+            f"ON f.dir = a.dir AND f.name = a.name WHERE f.name IS NULL OR {_CHANGED} ORDER BY a.seq"
+        )
+        con.execute(
+            "INSERT OR IGNORE INTO stale SELECT f.dir, f.name, f.batch FROM alone a JOIN files f "
+            f"ON f.dir = a.dir AND f.name = a.name WHERE {_CHANGED}"
+        )
 
     def counts(self) -> tuple[int, int, int]:
         """(files to read, files whose rows go, bytes to read)."""
