@@ -50,7 +50,6 @@ from typing import Any
 
 import orjson
 
-from ..core import _user_cache
 from ..core._files import Listed
 from ._layout import DATASETS, MANIFEST, OLD_MANIFEST, SCHEMA_VERSION, is_dataset
 from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_listings
@@ -975,6 +974,8 @@ def default_dataset_dir(src: str | os.PathLike[str]) -> Path:
     """Where :func:`connect` exports a recordings directory: ``datasets/`` under the user's cache
     directory (``APIREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/notebook-recorder``; with the cache
     turned off, the latter: the dataset is needed), one dataset per source directory."""
+    from ..core import _user_cache
+
     base = (_user_cache.cache_root() or _user_cache.default_root()) / "datasets"
     resolved = str(Path(src).expanduser().resolve())
     return base / f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
