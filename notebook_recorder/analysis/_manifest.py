@@ -5,8 +5,9 @@ database (the standard library's), so that an export compares the files it finds
 manifest and updates only the rows that changed, without holding either in memory: each
 directory the walk lists is compared with the manifest's rows of that directory (one range of
 its key), in Python; only what differs (files to read, rows to remove) and one row per directory
-go into temporary tables. An unchanged file never enters SQLite, and memory stays that of one
-directory's listing and SQLite's page cache (a few MB), whatever the corpus size.
+go into temporary tables. An unchanged file of a directory never enters SQLite (files named one
+by one are compared there, in chunks), and memory stays that of one directory's listing and
+SQLite's page cache (a few MB), whatever the corpus size.
 
 Crash safety comes from the order of the commits (an export killed at any point, or stopped by a
 full disk, leaves a manifest that the next export can trust):

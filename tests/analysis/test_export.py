@@ -224,6 +224,14 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
     "a damaged page": lambda m: m.write_bytes(m.read_bytes()[:4096] + b"\xff" * 4096 + m.read_bytes()[8192:]),
     "another application's database": lambda m: _sql(m, "PRAGMA application_id = 7"),
     "another manifest version": lambda m: _sql(m, "UPDATE meta SET value = 99 WHERE key = 'manifest_version'"),
+    "the manifest of version 1 (files keyed by path)": lambda m: _sql(
+        m,
+        "DROP TABLE files",
+        "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "batch INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX files_batch ON files (batch)",
+        "UPDATE meta SET value = 1 WHERE key = 'manifest_version'",
+    ),
     "another schema version": lambda m: _sql(m, "UPDATE meta SET value = 0 WHERE key = 'schema_version'"),
     "a value of the wrong type": lambda m: _sql(
         m, "UPDATE files SET batch = 'x' WHERE name = (SELECT min(name) FROM files)"
