@@ -874,6 +874,39 @@ def test_a_dead_kernel_is_named_with_its_last_words(tmp_path: Path, monkeypatch:
     assert [o.get("text") for o in first.outputs] == ["from a subprocess\n"], first.outputs
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the copying process through /proc")
+def test_descriptor_output_stays_in_its_cell_when_the_copying_process_lags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a subprocess writes to the kernel's descriptors goes to the notebook through the
+    process that keeps the kernel's last words; a cell does not end before that process has passed
+    on what the cell wrote, however late it runs (here it is stopped for half a second, as a loaded
+    machine may leave it), so the output is in its own cell, not lost or under the next one."""
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # under pytest, ipykernel leaves descriptors alone
+    lags = (
+        "import os, signal, threading\n"
+        "tail = os.environ['NOTEBOOK_RECORDER_KERNEL_TAIL'].encode()\n"
+        "def argv(pid):\n"
+        "    try:\n"
+        "        with open(f'/proc/{pid}/cmdline', 'rb') as f:\n"
+        "            return f.read().split(b'\\0')\n"
+        "    except OSError:\n"
+        "        return []\n"
+        "(copier,) = [int(p) for p in os.listdir('/proc') if p.isdigit() and tail in argv(p)]\n"
+        "os.kill(copier, signal.SIGSTOP)\n"
+        "threading.Timer(0.5, os.kill, (copier, signal.SIGCONT)).start()\n"
+        "_ = os.system('echo late but here')"
+    )
+    cells = [nbformat.v4.new_code_cell(lags), nbformat.v4.new_code_cell("print('next')")]
+    nb = tmp_path / "lags.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), nb)
+    result = cli("run", nb, "--output", tmp_path / "out.ipynb")
+    assert result.returncode == 0, result.stderr
+    (first, second) = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    assert [o.get("text") for o in first.outputs] == ["late but here\n"], first.outputs
+    assert [o.get("text") for o in second.outputs] == ["next\n"], second.outputs
+
+
 def test_kinds_agree_between_ls_calls_and_frames(tmp_path: Path, wire_server: WireServer, claude: Any) -> None:
     """Counting tokens is its own kind (Anthropic's count_tokens, OpenAI's input_tokens)."""
     import openai
