@@ -779,6 +779,7 @@ def _export(
         n_todo, n_stale, n_bytes = manifest.counts()
         dirty = manifest.dirty
         if not (n_todo or n_stale or dirty):
+            manifest.remember()  # the digests of directories that had none
             return ExportResult(out, manifest.files(), 0, 0, 0, time.perf_counter() - started)
         manifest.begin()
         if dirty and not fresh:  # the last export stopped half way: its unrecorded batches go

@@ -7,7 +7,9 @@ directory the walk lists is compared with the manifest's rows of that directory 
 its key), in Python; only what differs (files to read, rows to remove) and one row per directory
 go into temporary tables. An unchanged file of a directory never enters SQLite (files named one
 by one are compared there, in chunks), and memory stays that of one directory's listing and
-SQLite's page cache (a few MB), whatever the corpus size.
+SQLite's page cache (a few MB), whatever the corpus size. A directory whose rows did not change
+keeps a digest of them (``dirs``: names, sizes and times, in name order): a listing with the same
+digest is unchanged, without reading its rows.
 
 Crash safety comes from the order of the commits (an export killed at any point, or stopped by a
 full disk, leaves a manifest that the next export can trust):
@@ -19,6 +21,10 @@ full disk, leaves a manifest that the next export can trust):
    keeps the batches it finished.
 4. :meth:`Manifest.finish` clears ``dirty`` once ``tool_calls`` and its index are up to date.
 
+:meth:`Manifest.begin` also forgets the digest of every directory whose rows change (in the same
+transaction), and :meth:`Manifest.remember` computes them again from the rows once they are
+final: a digest is never that of rows the directory no longer has.
+
 An export that finds the dataset ``dirty`` deletes the parts of batches the manifest does not
 know (those of a batch that was being written) and rebuilds ``tool_calls`` from the raw parts.
 
@@ -29,6 +35,7 @@ rebuilt whole.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -38,7 +45,7 @@ from pathlib import Path
 from ..core._terminal import encodable
 from ._layout import _FORMAT, APPLICATION_ID, MANIFEST, SCHEMA_VERSION
 
-MANIFEST_VERSION = 2  # 1: files keyed by path
+MANIFEST_VERSION = 2  # 1: files keyed by path, no digests
 #: Rows per page when batches are formed from the files to read.
 CHUNK = 5000
 SEP = os.sep
@@ -50,6 +57,7 @@ _TABLES = {  # name -> the exact statement that made it (a manifest with anythin
         "mtime_ns INTEGER NOT NULL, batch INTEGER NOT NULL, PRIMARY KEY (dir, name)) WITHOUT ROWID"
     ),
     "files_batch": "CREATE INDEX files_batch ON files (batch)",
+    "dirs": "CREATE TABLE dirs (dir TEXT PRIMARY KEY, digest BLOB NOT NULL) WITHOUT ROWID",
 }
 #: A file found by the walk: (path, size, mtime_ns, problem); size and time -1 for an entry that
 #: cannot be read (``problem`` says why) or a file that could not be stat'ed.
@@ -127,9 +135,9 @@ class Manifest:
         a listing did not have)."""
         con = self.con
         for table, columns in (
-            ("todo", "(path TEXT UNIQUE, size INTEGER, problem TEXT, raw BLOB)"),
+            ("todo", "(path TEXT UNIQUE, size INTEGER, problem TEXT, raw BLOB, dir TEXT)"),
             ("stale", "(dir TEXT, name TEXT, batch INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
-            ("listed", "(dir TEXT PRIMARY KEY, seq INTEGER) WITHOUT ROWID"),
+            ("listed", "(dir TEXT PRIMARY KEY, seq INTEGER, remember INTEGER) WITHOUT ROWID"),
             ("placed", "(dir TEXT, name TEXT, seq INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
             ("missing", "(dir TEXT, name TEXT, batch INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
             (
@@ -185,11 +193,15 @@ class Manifest:
         characters of their paths; ``first``: the place of its first entry) with the manifest's
         rows of that directory."""
         con = self.con
+        kept = con.execute("SELECT digest FROM dirs WHERE dir = ?", (d,)).fetchone()
+        if kept is not None and kept[0] == _digest((p[skip:], s, m) for p, s, m, _ in entries):
+            con.execute("INSERT INTO listed VALUES (?, ?, 0)", (d, first))  # unchanged
+            return
         known = {
             row[0]: row for row in con.execute("SELECT name, size, mtime_ns, batch FROM files WHERE dir = ?", (d,))
         }
-        con.execute("INSERT INTO listed VALUES (?, ?)", (d, first))
-        todo: list[tuple[str, int, str | None, bytes | None]] = []
+        con.execute("INSERT INTO listed VALUES (?, ?, 1)", (d, first))
+        todo: list[tuple[str, int, str | None, bytes | None, str]] = []
         stale: list[tuple[str, str, int]] = []
         plain = True  # every name is valid UTF-8 (its key sorts as its name)
         pop = known.pop
@@ -199,11 +211,11 @@ class Manifest:
                 name, plain = row_path(name), False
             old = pop(name, None)
             if old is None or old[2] != mtime_ns or old[1] != size or old[2] == -1 or problem is not None:
-                todo.append(_todo_row(path, size, problem))
+                todo.append((*_todo_row(path, size, problem), d))
                 if old is not None:
                     stale.append((d, name, old[3]))
         if todo:
-            con.executemany("INSERT OR IGNORE INTO todo VALUES (?, ?, ?, ?)", todo)
+            con.executemany("INSERT OR IGNORE INTO todo VALUES (?, ?, ?, ?, ?)", todo)
         if stale:
             con.executemany("INSERT OR IGNORE INTO stale VALUES (?, ?, ?)", stale)
         if known:
@@ -238,7 +250,7 @@ class Manifest:
         )
         con.execute("INSERT INTO placed SELECT dir, name, seq FROM alone")
         con.execute(
-            "INSERT OR IGNORE INTO todo SELECT a.path, a.size, a.problem, a.raw FROM alone a LEFT JOIN files f "
+            "INSERT OR IGNORE INTO todo SELECT a.path, a.size, a.problem, a.raw, a.dir FROM alone a LEFT JOIN files f "
             f"ON f.dir = a.dir AND f.name = a.name WHERE f.name IS NULL OR {_CHANGED} ORDER BY a.seq"
         )
         con.execute(
@@ -294,6 +306,9 @@ class Manifest:
         con.execute(
             "UPDATE files SET mtime_ns = -1 WHERE (dir, name) IN (SELECT dir, name FROM stale) AND mtime_ns != -1"
         )
+        changed = "SELECT dir FROM stale UNION SELECT dir FROM todo"  # directories whose rows change
+        con.execute(f"DELETE FROM dirs WHERE dir IN ({changed})")
+        con.execute(f"UPDATE listed SET remember = 1 WHERE dir IN ({changed})")
         con.execute("COMMIT")
 
     def stale_by_batch(self) -> Iterator[tuple[int, list[str]]]:
@@ -338,6 +353,24 @@ class Manifest:
         con.execute("UPDATE meta SET value = 0 WHERE key = 'dirty'")
         con.execute("COMMIT")
         self.dirty = False
+        self.remember()
+
+    def remember(self) -> None:
+        """Keep the digest of the rows of each directory listed whose rows changed, or whose
+        digest was not kept (none for a directory with a file to read again next time)."""
+        con = self.con
+        dirs = [d for (d,) in con.execute("SELECT dir FROM listed WHERE remember = 1").fetchall()]
+        if not dirs:
+            return
+        con.execute("BEGIN IMMEDIATE")
+        for d in dirs:
+            rows = con.execute("SELECT name, size, mtime_ns FROM files WHERE dir = ? ORDER BY name", (d,)).fetchall()
+            if rows and all(m != -1 for _, _, m in rows):
+                con.execute("INSERT OR REPLACE INTO dirs VALUES (?, ?)", (d, _digest(rows)))
+            else:
+                con.execute("DELETE FROM dirs WHERE dir = ?", (d,))
+        con.execute("UPDATE listed SET remember = 0")
+        con.execute("COMMIT")
 
 
 def row_path(path: str) -> str:
@@ -351,6 +384,13 @@ def dir_key(directory: str) -> str:
     """The directory part of the paths of ``directory``'s entries (``a/`` -> ``a``): what the
     manifest keys its files by, beside their names."""
     return os.path.join(directory, "_").rpartition(SEP)[0]
+
+
+def _digest(rows: Iterable[tuple[str, int, int]]) -> bytes:
+    """A directory's files (name, size, mtime_ns), in name order, as 16 bytes. A name that is not
+    UTF-8 is encoded by its raw bytes here, and escaped in the manifest's rows: never equal."""
+    text = "\n".join([f"{name}\0{size}\0{mtime_ns}" for name, size, mtime_ns in rows])
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def _todo_row(path: str, size: int, problem: str | None) -> tuple[str, int, str | None, bytes | None]:
@@ -390,6 +430,9 @@ def _check(con: sqlite3.Connection) -> bool | None:
         "SELECT count(*) FROM files WHERE typeof(dir) != 'text' OR typeof(name) != 'text' OR typeof(size) != 'integer' "
         "OR typeof(mtime_ns) != 'integer' OR typeof(batch) != 'integer' OR batch < 0 OR batch > 999999"
     ).fetchone()
+    if bad:
+        return None
+    (bad,) = con.execute("SELECT count(*) FROM dirs WHERE typeof(dir) != 'text' OR typeof(digest) != 'blob'").fetchone()
     if bad:
         return None
     return bool(meta["dirty"])

@@ -644,3 +644,42 @@ def test_overlapping_sources_and_deleted_directories_keep_the_walk_order(
     again = nr.export(sources, to=out, progress=False)
     assert (again.read, again.removed) == (1, 3)  # c/give.json; ask.json, give.json and the raw name in a/
     _assert_same(out, sources)
+
+
+def test_a_directory_is_skipped_by_its_digest_only_while_its_rows_are_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged directory is known by a digest of its manifest rows, without reading them.
+    A file just written is read again next time (its directory keeps no digest meanwhile); an
+    export that stops after removing a changed file's rows leaves its directory without a digest,
+    so the file is read again even when its size and time come back to what they were."""
+    src = _copy_fixtures(tmp_path / "src")
+    out = tmp_path / "ds"
+    nr.export(src, to=out, progress=False)
+    assert nr.export(src, to=out, progress=False).read == 0
+    # just written: read again by the next export, and the one after that finds it final
+    fresh = src / "fresh.json"
+    shutil.copy(sorted(src.rglob("*.json"))[0], fresh)
+    assert nr.export(src, to=out, progress=False).read == 1
+    assert nr.export(src, to=out, progress=False).read == 1  # unchanged, still too recent to trust
+    os.utime(fresh, (HOUR_AGO, HOUR_AGO))
+    assert nr.export(src, to=out, progress=False).read == 1
+    assert nr.export(src, to=out, progress=False).read == 0
+    _assert_same(out, src)
+    # changed, then the export stops after its old rows are gone: back as it was, it is read again
+    changed = sorted(src.rglob("*.json"))[1]
+    before, st = changed.read_bytes(), changed.stat()
+    _write(changed, before.replace(b'"', b' "', 1), HOUR_AGO + 60)
+
+    def stop(*args: object) -> None:
+        raise RuntimeError("stopped")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(_export, "export_batch", stop)
+        with pytest.raises(RuntimeError, match="stopped"):
+            nr.export(src, to=out, progress=False)
+    changed.write_bytes(before)
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = nr.export(src, to=out, progress=False)
+    assert again.read == 1
+    _assert_same(out, src)
