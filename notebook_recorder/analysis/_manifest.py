@@ -130,9 +130,9 @@ class Manifest:
         UTF-8 keeps its bytes beside it in ``todo`` (``raw``), which are what is read. Temporary
         tables: ``todo`` (what to read: new, changed, or read again, in walk order), ``stale``
         (the manifest's files whose rows go: changed, read again, or not found), ``listed`` (each
-        directory listed, and its first place), ``placed`` (the place of each file found alone,
-        or in a directory with a name that is not UTF-8), ``missing`` (the manifest's files that
-        a listing did not have)."""
+        directory listed, its first place, and whether its digest is to be computed again),
+        ``placed`` (the place of each file found alone, or in a directory with a name that is not
+        UTF-8), ``missing`` (the manifest's files that a listing did not have)."""
         con = self.con
         for table, columns in (
             ("todo", "(path TEXT UNIQUE, size INTEGER, problem TEXT, raw BLOB, dir TEXT)"),
