@@ -50,10 +50,10 @@ from typing import Any
 
 import orjson
 
-from ..core import _user_cache
+from ..core._files import Listed
 from ._layout import DATASETS, MANIFEST, OLD_MANIFEST, SCHEMA_VERSION, is_dataset
-from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_sources
-from ._manifest import Manifest, row_path
+from ._loader import Loaded, _Cached, _read_one, _usable_cpus, gc_paused, iter_listings
+from ._manifest import Entry, Manifest, dir_key, row_path
 from ._progress import Progress
 
 STATE = "_state"
@@ -155,9 +155,17 @@ def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> li
     names = []
     for day, index in df.groupby(days, sort=True, observed=True).indices.items():
         name = f"day={day}/{_part_name(batch)}"
-        _write_arrow(table.take(pa.array(index)), out / dataset / name, dataset)
+        _write_arrow(_rows(table, index), out / dataset / name, dataset)
         names.append(name)
     return names
+
+
+def _rows(table: Any, index: Any) -> Any:
+    """The rows ``index`` (ascending) of ``table``: the table itself when they are all of them
+    (a batch of one day, as an incremental export's often is: no copy)."""
+    import pyarrow as pa
+
+    return table if len(index) == table.num_rows else table.take(pa.array(index))
 
 
 def _loaded(paths: Sequence[str], problems: Sequence[tuple[str, str]], started_ns: int) -> tuple[Loaded, list[int]]:
@@ -249,7 +257,7 @@ def _write_tool_parts(raw: Any, days: Any, out: Path, batch: int, paths: list[st
     parts: dict[str, Any] = {}
     for day, index in raw.groupby(days, sort=True, observed=True).indices.items():
         name = f"day={day}/{_part_name(batch)}"
-        parts[name] = part = table.take(pa.array(index))
+        parts[name] = part = _rows(table, index)
         _write_arrow(part, out / STATE / _RAW_TOOLS / name, _RAW_TOOLS)
     rows = pa.concat_tables([_index_rows(part, name)[0] for name, part in parts.items()])
     cols = [rows[c].to_pylist() for c in _INDEX_COLUMNS]
@@ -335,7 +343,7 @@ def _filled(table: Any, fills: list[Fill], output: Callable[[str, int], Any]) ->
 # writes only the ``tool_calls`` parts whose outputs change: matching costs what the change costs,
 # not what the corpus holds.
 
-_INDEX = "tool_index.arrow"  # Arrow IPC (Feather): read in milliseconds
+_INDEX = "tool_index.arrow"  # Arrow IPC (Feather V2), with pyarrow.ipc (pyarrow.feather takes 5 ms to import)
 _INDEX_VERSION = 1
 _INDEX_COLUMNS = ("part", "pos", "path", "row", "key", "give", "digest")
 
@@ -369,11 +377,10 @@ def _read_index(out: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
     """The index and the raw parts it describes (name -> size, mtime_ns); an empty index when
     there is none that this version wrote (every raw part is then read again)."""
     import pyarrow as pa
-    import pyarrow.feather as feather  # type: ignore[import-untyped]
 
     empty: tuple[Any, dict[str, tuple[int, int]]] = (_index_schema().empty_table(), {})
     try:
-        table = feather.read_table(out / STATE / _INDEX)
+        table = pa.ipc.open_file(pa.py_buffer((out / STATE / _INDEX).read_bytes())).read_all()
         meta = json.loads((table.schema.metadata or {})[_META_KEY])
     except (OSError, KeyError, ValueError, pa.ArrowException):
         return empty
@@ -390,7 +397,8 @@ def _read_index(out: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
         if not (isinstance(stat, list) and len(stat) == 2 and all(type(v) is int for v in stat)):
             return empty
         parts[name] = (stat[0], stat[1])
-    return table.replace_schema_metadata(None), parts
+    # one chunk (a table of many is filtered ten times slower)
+    return table.replace_schema_metadata(None).combine_chunks(), parts
 
 
 def _index_rows(table: Any, name: str) -> tuple[Any, set[bytes]]:
@@ -465,7 +473,6 @@ def _update_tool_calls(
     A ``tool_calls`` part is written when its raw part changed or an output matched into it did."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
     _write_schema_files(out)
@@ -493,15 +500,20 @@ def _update_tool_calls(
             keys |= part_keys
         for rows in new_rows:
             pieces.append(rows.filter(pc.is_in(rows["part"], value_set=pa.array(sorted(fresh), pa.string()))))
-        index = pa.concat_tables(pieces)
+        index = pa.concat_tables(pieces).combine_chunks()
         if fresh:
             # a key of this export's batches is matched again when it is in more than one part
-            # (in one part only, its batch matched it already): mostly none of them
-            spread = index.group_by("key").aggregate([("part", "count_distinct")])
-            shared = spread.filter(pc.greater(spread["part_count_distinct"], 1))["key"]
+            # (in one part only, its batch matched it already): mostly none of them. (Not with
+            # a group_by: importing and starting Acero costs more than an incremental export.)
             in_fresh = pc.is_in(index["part"], value_set=pa.array(sorted(fresh), pa.string()))
-            candidates = index.filter(in_fresh)["key"]
-            keys.update(candidates.filter(pc.is_in(candidates, value_set=shared)).unique().to_pylist())
+            mine = index.filter(in_fresh)
+            others = index.filter(pc.invert(in_fresh))["key"].combine_chunks()
+            candidates = mine["key"]
+            keys.update(candidates.filter(pc.is_in(candidates, value_set=others)).unique().to_pylist())
+            first_part: dict[bytes, str] = {}  # in two parts of this export's batches
+            for key, part in zip(candidates.to_pylist(), mine["part"].to_pylist(), strict=True):
+                if first_part.setdefault(key, part) != part:
+                    keys.add(key)
     selected = pc.is_in(index["key"], value_set=pa.array(sorted(keys), pa.binary(16)))
     rest, need = index.filter(pc.invert(selected)), index.filter(selected)
     cols = [need[c].to_pylist() for c in _INDEX_COLUMNS]
@@ -524,10 +536,12 @@ def _update_tool_calls(
     for name in written - set(on_disk):
         (target / name).unlink()  # its raw part is gone: every row of it was removed
     meta = {"index_version": _INDEX_VERSION, "parts": {n: list(s) for n, s in sorted(on_disk.items())}}
-    index = pa.concat_tables([rest, need]).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    index = pa.concat_tables([rest, need]).combine_chunks()
+    index = index.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     (out / STATE).mkdir(exist_ok=True)
     tmp = out / STATE / f".{_INDEX}.{os.getpid()}.tmp"
-    feather.write_feather(index, tmp, compression="uncompressed")  # read and written in milliseconds
+    with pa.ipc.new_file(str(tmp), index.schema) as writer:  # Feather (V2), uncompressed: read in milliseconds
+        writer.write_table(index)
     os.replace(tmp, out / STATE / _INDEX)
     (out / STATE / "tool_fills.json").unlink(missing_ok=True)  # what an earlier version kept
 
@@ -557,22 +571,35 @@ Task = tuple[int, list[str], list[tuple[str, str]], str]  # batch, paths, unread
 LOCK = "_export.lock"
 
 
-def _walk_entries(src: Any) -> Iterator[tuple[str, int, int, int, str | None]]:
-    """The files of ``src`` as :func:`find_files` finds them, as it goes (one directory listed at
-    a time, nothing kept): (path, size, mtime_ns, place, None), or (path, -1, -1, place, problem)
-    for an entry that cannot be read; a file that cannot be stat'ed has size and time -1 (it is
-    read, which says why)."""
+def _walk(src: Any) -> Iterator[tuple[str | None, list[Entry]]]:
+    """The files of ``src`` as :func:`find_files` finds them, as it goes, one directory's listing
+    at a time (nothing kept), for :meth:`Manifest.compare`: (the directory's key, its entries),
+    or (None, [entry]) for a file named directly or an entry that cannot be examined. An entry
+    is (path, size, mtime_ns, None), or (path, -1, -1, problem) for one that cannot be read; a
+    file that cannot be stat'ed has size and time -1 (it is read, which says why)."""
     stat = os.stat
-    for seq, item in enumerate(iter_sources(src)):
-        if type(item) is str:
+    for item in iter_listings(src):
+        if type(item) is Listed:
+            entries: list[Entry] = []
+            append = entries.append
+            for path in item.listing.files:
+                try:
+                    st = stat(path)
+                except OSError:
+                    append((path, -1, -1, None))
+                    continue
+                append((path, st.st_size, st.st_mtime_ns, None))
+            entries += [(p.path, -1, -1, p.problem) for p in item.listing.problems]
+            yield dir_key(item.path), entries
+        elif type(item) is str:
             try:
                 st = stat(item)
             except OSError:
-                yield item, -1, -1, seq, None
+                yield None, [(item, -1, -1, None)]
                 continue
-            yield item, st.st_size, st.st_mtime_ns, seq, None
+            yield None, [(item, st.st_size, st.st_mtime_ns, None)]
         else:
-            yield item.path, -1, -1, seq, item.problem  # type: ignore[union-attr]
+            yield None, [(item.path, -1, -1, item.problem)]  # type: ignore[union-attr]
 
 
 def _batch_files(n_files: int, workers: int) -> int:
@@ -748,10 +775,11 @@ def _export(
         (out / OLD_MANIFEST).unlink(missing_ok=True)
         manifest = Manifest.create(out)
     try:
-        manifest.load_walk(_walk_entries(src))
+        manifest.compare(_walk(src))
         n_todo, n_stale, n_bytes = manifest.counts()
         dirty = manifest.dirty
         if not (n_todo or n_stale or dirty):
+            manifest.remember()  # the digests of directories that had none
             return ExportResult(out, manifest.files(), 0, 0, 0, time.perf_counter() - started)
         manifest.begin()
         if dirty and not fresh:  # the last export stopped half way: its unrecorded batches go
@@ -947,6 +975,8 @@ def default_dataset_dir(src: str | os.PathLike[str]) -> Path:
     """Where :func:`connect` exports a recordings directory: ``datasets/`` under the user's cache
     directory (``APIREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/notebook-recorder``; with the cache
     turned off, the latter: the dataset is needed), one dataset per source directory."""
+    from ..core import _user_cache
+
     base = (_user_cache.cache_root() or _user_cache.default_root()) / "datasets"
     resolved = str(Path(src).expanduser().resolve())
     return base / f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"

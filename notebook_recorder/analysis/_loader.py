@@ -208,6 +208,18 @@ def iter_sources(src: Source) -> Iterator[str | _files.Problem]:
     list in memory): each recording's path, or a :class:`~notebook_recorder.core._files.Problem`
     for an entry that cannot be read; in the same order, duplicates included (the caller drops
     them). Directory listings are not cached (:func:`find_files` caches them by their stat)."""
+    for item in iter_listings(src):
+        if type(item) is _files.Listed:
+            yield from item.listing.files
+            yield from item.listing.problems
+        else:
+            yield item  # type: ignore[misc]
+
+
+def iter_listings(src: Source) -> Iterator[_files.Listed | str | _files.Problem]:
+    """:func:`iter_sources` a directory at a time: each directory's
+    :class:`~notebook_recorder.core._files.Listed` (its files and odd entries), and each file
+    named directly (a path) or entry that cannot be read (a ``Problem``), in the same order."""
     if _is_frame(src):
         paths, _, _ = find_files(src)  # the frame holds them all already
         yield from paths
@@ -218,7 +230,7 @@ def iter_sources(src: Source) -> Iterator[str | _files.Problem]:
             continue
         p, st = entry
         if stat_module.S_ISDIR(st.st_mode):
-            yield from _files.iter_walk(p, st)
+            yield from _files.iter_listings(p, st)
         else:
             yield p
 

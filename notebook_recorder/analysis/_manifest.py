@@ -1,10 +1,15 @@
 """The manifest of an exported dataset: ``OUT/_manifest.sqlite``, read and updated on disk.
 
-One row per exported file (path, size, modification time, batch), in an SQLite database (the
-standard library's), so that an export compares the files it finds with the manifest and updates
-only the rows that changed, without holding either in memory: the walk's paths and stats go into
-a temporary table in chunks, and the files to read, to remove and to keep come from joins.
-Memory stays that of SQLite's page cache (a few MB), whatever the corpus size.
+One row per exported file (directory, name, size, modification time, batch), in an SQLite
+database (the standard library's), so that an export compares the files it finds with the
+manifest and updates only the rows that changed, without holding either in memory: each
+directory the walk lists is compared with the manifest's rows of that directory (one range of
+its key), in Python; only what differs (files to read, rows to remove) and one row per directory
+go into temporary tables. An unchanged file of a directory never enters SQLite (files named one
+by one are compared there, in chunks), and memory stays that of one directory's listing and
+SQLite's page cache (a few MB), whatever the corpus size. A directory whose rows did not change
+keeps a digest of them (``dirs``: names, sizes and times, in name order): a listing with the same
+digest is unchanged, without reading its rows.
 
 Crash safety comes from the order of the commits (an export killed at any point, or stopped by a
 full disk, leaves a manifest that the next export can trust):
@@ -16,6 +21,10 @@ full disk, leaves a manifest that the next export can trust):
    keeps the batches it finished.
 4. :meth:`Manifest.finish` clears ``dirty`` once ``tool_calls`` and its index are up to date.
 
+:meth:`Manifest.begin` also forgets the digest of every directory whose rows change (in the same
+transaction), and :meth:`Manifest.remember` computes them again from the rows once they are
+final: a digest is never that of rows the directory no longer has.
+
 An export that finds the dataset ``dirty`` deletes the parts of batches the manifest does not
 know (those of a batch that was being written) and rebuilds ``tool_calls`` from the raw parts.
 
@@ -26,6 +35,7 @@ rebuilt whole.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -35,21 +45,26 @@ from pathlib import Path
 from ..core._terminal import encodable
 from ._layout import _FORMAT, APPLICATION_ID, MANIFEST, SCHEMA_VERSION
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 1: files keyed by path, no digests
 #: Rows per page when batches are formed from the files to read.
 CHUNK = 5000
+SEP = os.sep
 
 _TABLES = {  # name -> the exact statement that made it (a manifest with anything else is rebuilt)
     "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "files": (
-        "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
-        "batch INTEGER NOT NULL) WITHOUT ROWID"
+        "CREATE TABLE files (dir TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL, batch INTEGER NOT NULL, PRIMARY KEY (dir, name)) WITHOUT ROWID"
     ),
     "files_batch": "CREATE INDEX files_batch ON files (batch)",
+    "dirs": "CREATE TABLE dirs (dir TEXT PRIMARY KEY, digest BLOB NOT NULL) WITHOUT ROWID",
 }
-# a file found (w) and its manifest row (f): read again (-1 is "read again next time", or a file
-# that could not be stat'ed), or changed
-_CHANGED = "(f.mtime_ns = -1 OR w.mtime_ns = -1 OR f.size != w.size OR f.mtime_ns != w.mtime_ns)"
+#: A file found by the walk: (path, size, mtime_ns, problem); size and time -1 for an entry that
+#: cannot be read (``problem`` says why) or a file that could not be stat'ed.
+Entry = tuple[str, int, int, "str | None"]
+# an entry found alone (a) and its manifest row (f): read again (-1 is "read again next time",
+# or an entry that could not be stat'ed or read), or changed
+_CHANGED = "(f.mtime_ns = -1 OR a.mtime_ns = -1 OR f.size != a.size OR f.mtime_ns != a.mtime_ns)"
 _META = {"format": _FORMAT, "schema_version": SCHEMA_VERSION, "manifest_version": MANIFEST_VERSION}
 
 
@@ -105,35 +120,143 @@ class Manifest:
 
     # --- this export's files ---
 
-    def load_walk(self, entries: Iterable[tuple[str, int, int, int, str | None]]) -> None:
-        """Fill the temporary table ``walk`` with the files found: (path, size, mtime_ns, seq,
-        problem), ``seq`` their order; a path seen twice keeps its first place.
+    def compare(self, groups: Iterable[tuple[str | None, list[Entry]]]) -> None:
+        """Compare the files found with the manifest: ``groups`` are, in walk order, each
+        directory's listing (its path, as :func:`dir_key` gives it, and its entries, in name
+        order) or an entry found alone (``None`` and one entry: a file named directly, or a
+        directory seen again). A path seen twice keeps its first place.
 
         A path is known by the name its rows carry (:func:`row_path`); a name that is not valid
-        UTF-8 keeps its bytes beside it (``raw``), which are what is read."""
+        UTF-8 keeps its bytes beside it in ``todo`` (``raw``), which are what is read. Temporary
+        tables: ``todo`` (what to read: new, changed, or read again, in walk order), ``stale``
+        (the manifest's files whose rows go: changed, read again, or not found), ``listed`` (each
+        directory listed, its first place, and whether its digest is to be computed again),
+        ``placed`` (the place of each file found alone, or in a directory with a name that is not
+        UTF-8), ``missing`` (the manifest's files that a listing did not have)."""
         con = self.con
-        con.execute("DROP TABLE IF EXISTS temp.walk")
-        con.execute(
-            "CREATE TEMP TABLE walk (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, seq INTEGER, problem TEXT,"
-            " raw BLOB) WITHOUT ROWID"
-        )
+        for table, columns in (
+            ("todo", "(path TEXT UNIQUE, size INTEGER, problem TEXT, raw BLOB, dir TEXT)"),
+            ("stale", "(dir TEXT, name TEXT, batch INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
+            ("listed", "(dir TEXT PRIMARY KEY, seq INTEGER, remember INTEGER) WITHOUT ROWID"),
+            ("placed", "(dir TEXT, name TEXT, seq INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
+            ("missing", "(dir TEXT, name TEXT, batch INTEGER, PRIMARY KEY (dir, name)) WITHOUT ROWID"),
+            (
+                "alone",
+                "(dir TEXT, name TEXT, seq INTEGER, size INTEGER, mtime_ns INTEGER, problem TEXT, path TEXT, "
+                "raw BLOB, PRIMARY KEY (dir, name)) WITHOUT ROWID",
+            ),
+        ):
+            con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            con.execute(f"CREATE TEMP TABLE {table} {columns}")
         con.execute("BEGIN")
-        con.executemany("INSERT OR IGNORE INTO walk VALUES (?, ?, ?, ?, ?, ?)", map(_walk_row, entries))
-        # todo: what to read (new, changed, or read again), in walk order; stale: the manifest's
-        # files whose rows go (changed, read again, or deleted)
-        con.execute("DROP TABLE IF EXISTS temp.todo")
-        con.execute("DROP TABLE IF EXISTS temp.stale")
+        seq = 0
+        alone: list[tuple[Entry, int]] = []  # found alone, or in a directory listed before
+        for listed, entries in groups:
+            if listed is not None:
+                d = row_path(listed)
+                if con.execute("SELECT 1 FROM listed WHERE dir = ?", (d,)).fetchone() is None:
+                    if alone:
+                        self._alone(alone)
+                        alone = []
+                    self._listing(d, len(listed) + 1, entries, seq)
+                    seq += len(entries)
+                    continue
+            for entry in entries:
+                alone.append((entry, seq))
+                seq += 1
+            if len(alone) >= CHUNK:
+                self._alone(alone)
+                alone = []
+        if alone:
+            self._alone(alone)
+        # the files of the listed directories that their listings did not have, and those of
+        # the directories not listed, go unless found alone
         con.execute(
-            "CREATE TEMP TABLE todo AS SELECT w.seq AS seq, w.path AS path, w.size AS size, w.problem AS problem, "
-            "w.raw AS raw "
-            f"FROM walk w LEFT JOIN files f ON f.path = w.path WHERE f.path IS NULL OR {_CHANGED} ORDER BY w.seq"
+            "INSERT OR IGNORE INTO stale SELECT dir, name, batch FROM missing m "
+            "WHERE NOT EXISTS (SELECT 1 FROM placed p WHERE p.dir = m.dir AND p.name = m.name)"
         )
-        con.execute(
-            "CREATE TEMP TABLE stale AS SELECT f.path AS path, f.batch AS batch "
-            f"FROM files f LEFT JOIN walk w ON w.path = f.path WHERE w.path IS NULL OR {_CHANGED}"
-        )
+        row = con.execute("SELECT min(dir) FROM files").fetchone()
+        while row is not None and row[0] is not None:  # each directory of the manifest, by its key
+            (d,) = row
+            if con.execute("SELECT 1 FROM listed WHERE dir = ?", (d,)).fetchone() is None:
+                con.execute(
+                    "INSERT OR IGNORE INTO stale SELECT dir, name, batch FROM files f WHERE dir = ? "
+                    "AND NOT EXISTS (SELECT 1 FROM placed p WHERE p.dir = f.dir AND p.name = f.name)",
+                    (d,),
+                )
+            row = con.execute("SELECT dir FROM files WHERE dir > ? ORDER BY dir LIMIT 1", (d,)).fetchone()
         con.execute("CREATE INDEX temp.stale_batch ON stale (batch)")
         con.execute("COMMIT")
+
+    def _listing(self, d: str, skip: int, entries: list[Entry], first: int) -> None:
+        """Compare one directory's listing (its key ``d``; its entries' names after ``skip``
+        characters of their paths; ``first``: the place of its first entry) with the manifest's
+        rows of that directory."""
+        con = self.con
+        kept = con.execute("SELECT digest FROM dirs WHERE dir = ?", (d,)).fetchone()
+        if kept is not None and kept[0] == _digest((p[skip:], s, m) for p, s, m, _ in entries):
+            con.execute("INSERT INTO listed VALUES (?, ?, 0)", (d, first))  # unchanged
+            return
+        known = {
+            row[0]: row for row in con.execute("SELECT name, size, mtime_ns, batch FROM files WHERE dir = ?", (d,))
+        }
+        con.execute("INSERT INTO listed VALUES (?, ?, 1)", (d, first))
+        todo: list[tuple[str, int, str | None, bytes | None, str]] = []
+        stale: list[tuple[str, str, int]] = []
+        plain = True  # every name is valid UTF-8 (its key sorts as its name)
+        pop = known.pop
+        for path, size, mtime_ns, problem in entries:
+            name = path[skip:]
+            if not name.isascii() and row_path(name) != name:
+                name, plain = row_path(name), False
+            old = pop(name, None)
+            if old is None or old[2] != mtime_ns or old[1] != size or old[2] == -1 or problem is not None:
+                todo.append((*_todo_row(path, size, problem), d))
+                if old is not None:
+                    stale.append((d, name, old[3]))
+        if todo:
+            con.executemany("INSERT OR IGNORE INTO todo VALUES (?, ?, ?, ?, ?)", todo)
+        if stale:
+            con.executemany("INSERT OR IGNORE INTO stale VALUES (?, ?, ?)", stale)
+        if known:
+            con.executemany("INSERT OR IGNORE INTO missing VALUES (?, ?, ?)", ((d, n, r[3]) for n, r in known.items()))
+        if not plain:  # the order of such names is kept as found
+            con.executemany(
+                "INSERT OR IGNORE INTO placed VALUES (?, ?, ?)",
+                ((d, row_path(e[0][skip:]), first + i) for i, e in enumerate(entries)),
+            )
+
+    def _alone(self, entries: list[tuple[Entry, int]]) -> None:
+        """Compare entries found alone (each with its place) with their manifest rows, in SQL (a
+        source may name many files), but those found before (a path keeps its first place)."""
+        con = self.con
+        rows = []
+        seen: set[str] = set()
+        for (path, size, mtime_ns, problem), seq in entries:
+            known = row_path(path)
+            if known not in seen:
+                seen.add(known)
+                d, _, name = known.rpartition(SEP)
+                rows.append(
+                    (d, name, seq, size, mtime_ns, problem, known, None if known == path else os.fsencode(path))
+                )
+        con.execute("DELETE FROM alone")
+        con.executemany("INSERT INTO alone VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute(
+            "DELETE FROM alone WHERE EXISTS (SELECT 1 FROM placed p WHERE p.dir = alone.dir AND p.name = alone.name) "
+            "OR EXISTS (SELECT 1 FROM todo t WHERE t.path = alone.path) "
+            "OR EXISTS (SELECT 1 FROM listed l JOIN files f ON f.dir = l.dir WHERE l.dir = alone.dir "
+            "AND f.name = alone.name AND NOT EXISTS (SELECT 1 FROM missing m WHERE m.dir = f.dir AND m.name = f.name))"
+        )
+        con.execute("INSERT INTO placed SELECT dir, name, seq FROM alone")
+        con.execute(
+            "INSERT OR IGNORE INTO todo SELECT a.path, a.size, a.problem, a.raw, a.dir FROM alone a LEFT JOIN files f "
+            f"ON f.dir = a.dir AND f.name = a.name WHERE f.name IS NULL OR {_CHANGED} ORDER BY a.seq"
+        )
+        con.execute(
+            "INSERT OR IGNORE INTO stale SELECT f.dir, f.name, f.batch FROM alone a JOIN files f "
+            f"ON f.dir = a.dir AND f.name = a.name WHERE {_CHANGED}"
+        )
 
     def counts(self) -> tuple[int, int, int]:
         """(files to read, files whose rows go, bytes to read)."""
@@ -157,14 +280,21 @@ class Manifest:
             last = rows[-1][0]
 
     def order_of(self, paths: Iterable[str]) -> dict[str, int]:
-        """The walk order of ``paths`` (those found by this export)."""
-        out: dict[str, int] = {}
-        todo = list(paths)
-        for i in range(0, len(todo), 500):
-            chunk = todo[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self.con.execute(f"SELECT path, seq FROM walk WHERE path IN ({marks})", chunk).fetchall())
-        return out
+        """The walk order of ``paths`` (those found by this export; by the names their rows
+        carry), as ranks among them: a file of a listed directory sorts by the directory's
+        place, then by name; a file found alone, by its own place."""
+        con = self.con
+        keys: dict[str, tuple[int, str]] = {}
+        for path in paths:
+            d, _, name = path.rpartition(SEP)
+            row = con.execute("SELECT seq FROM placed WHERE dir = ? AND name = ?", (d, name)).fetchone()
+            if row is not None:
+                keys[path] = (row[0], "")
+                continue
+            row = con.execute("SELECT seq FROM listed WHERE dir = ?", (d,)).fetchone()
+            if row is not None:
+                keys[path] = (row[0], name)
+        return {path: i for i, path in enumerate(sorted(keys, key=keys.__getitem__))}
 
     # --- updating ---
 
@@ -173,21 +303,27 @@ class Manifest:
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         con.execute("UPDATE meta SET value = 1 WHERE key = 'dirty'")
-        con.execute("UPDATE files SET mtime_ns = -1 WHERE path IN (SELECT path FROM stale) AND mtime_ns != -1")
+        con.execute(
+            "UPDATE files SET mtime_ns = -1 WHERE (dir, name) IN (SELECT dir, name FROM stale) AND mtime_ns != -1"
+        )
+        changed = "SELECT dir FROM stale UNION SELECT dir FROM todo"  # directories whose rows change
+        con.execute(f"DELETE FROM dirs WHERE dir IN ({changed})")
+        con.execute(f"UPDATE listed SET remember = 1 WHERE dir IN ({changed})")
         con.execute("COMMIT")
 
     def stale_by_batch(self) -> Iterator[tuple[int, list[str]]]:
         """The files whose rows go, by the batch that holds them."""
         batches = [b for (b,) in self.con.execute("SELECT DISTINCT batch FROM stale ORDER BY batch").fetchall()]
         for batch in batches:
-            paths = [p for (p,) in self.con.execute("SELECT path FROM stale WHERE batch = ?", (batch,)).fetchall()]
+            rows = self.con.execute("SELECT dir, name FROM stale WHERE batch = ?", (batch,)).fetchall()
+            paths = [f"{d}{SEP}{name}" for d, name in rows]
             yield batch, paths
 
     def drop_stale(self) -> None:
         """The stale files' rows are gone from the parts: they leave the manifest."""
         con = self.con
         con.execute("BEGIN IMMEDIATE")
-        con.execute("DELETE FROM files WHERE path IN (SELECT path FROM stale)")
+        con.execute("DELETE FROM files WHERE (dir, name) IN (SELECT dir, name FROM stale)")
         con.execute("COMMIT")
 
     def batches(self) -> set[int]:
@@ -202,7 +338,8 @@ class Manifest:
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         con.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", ((row_path(p), s, m, batch) for p, s, m in stats)
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+            ((*row_path(p).rpartition(SEP)[::2], s, m, batch) for p, s, m in stats),
         )
         con.execute("COMMIT")
 
@@ -216,6 +353,24 @@ class Manifest:
         con.execute("UPDATE meta SET value = 0 WHERE key = 'dirty'")
         con.execute("COMMIT")
         self.dirty = False
+        self.remember()
+
+    def remember(self) -> None:
+        """Keep the digest of the rows of each directory listed whose rows changed, or whose
+        digest was not kept (none for a directory with a file to read again next time)."""
+        con = self.con
+        dirs = [d for (d,) in con.execute("SELECT dir FROM listed WHERE remember = 1").fetchall()]
+        if not dirs:
+            return
+        con.execute("BEGIN IMMEDIATE")
+        for d in dirs:
+            rows = con.execute("SELECT name, size, mtime_ns FROM files WHERE dir = ? ORDER BY name", (d,)).fetchall()
+            if rows and all(m != -1 for _, _, m in rows):
+                con.execute("INSERT OR REPLACE INTO dirs VALUES (?, ?)", (d, _digest(rows)))
+            else:
+                con.execute("DELETE FROM dirs WHERE dir = ?", (d,))
+        con.execute("UPDATE listed SET remember = 0")
+        con.execute("COMMIT")
 
 
 def row_path(path: str) -> str:
@@ -225,10 +380,22 @@ def row_path(path: str) -> str:
     return encodable(path)
 
 
-def _walk_row(entry: tuple[str, int, int, int, str | None]) -> tuple[str, int, int, int, str | None, bytes | None]:
-    path, size, mtime_ns, seq, problem = entry
+def dir_key(directory: str) -> str:
+    """The directory part of the paths of ``directory``'s entries (``a/`` -> ``a``): what the
+    manifest keys its files by, beside their names."""
+    return os.path.join(directory, "_").rpartition(SEP)[0]
+
+
+def _digest(rows: Iterable[tuple[str, int, int]]) -> bytes:
+    """A directory's files (name, size, mtime_ns), in name order, as 16 bytes. A name that is not
+    UTF-8 is encoded by its raw bytes here, and escaped in the manifest's rows: never equal."""
+    text = "\n".join([f"{name}\0{size}\0{mtime_ns}" for name, size, mtime_ns in rows])
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+def _todo_row(path: str, size: int, problem: str | None) -> tuple[str, int, str | None, bytes | None]:
     known = row_path(path)
-    return known, size, mtime_ns, seq, problem, None if known == path else os.fsencode(path)
+    return known, size, problem, None if known == path else os.fsencode(path)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -260,9 +427,12 @@ def _check(con: sqlite3.Connection) -> bool | None:
     if {k: meta.get(k) for k in _META} != _META or meta.get("dirty") not in (0, 1) or len(meta) != len(_META) + 1:
         return None
     (bad,) = con.execute(
-        "SELECT count(*) FROM files WHERE typeof(path) != 'text' OR typeof(size) != 'integer' "
+        "SELECT count(*) FROM files WHERE typeof(dir) != 'text' OR typeof(name) != 'text' OR typeof(size) != 'integer' "
         "OR typeof(mtime_ns) != 'integer' OR typeof(batch) != 'integer' OR batch < 0 OR batch > 999999"
     ).fetchone()
+    if bad:
+        return None
+    (bad,) = con.execute("SELECT count(*) FROM dirs WHERE typeof(dir) != 'text' OR typeof(digest) != 'blob'").fetchone()
     if bad:
         return None
     return bool(meta["dirty"])

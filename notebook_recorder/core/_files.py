@@ -78,6 +78,13 @@ class Walk(NamedTuple):
     dirs: list[str]
 
 
+class Listed(NamedTuple):
+    """One directory of a walk (:func:`iter_listings`) and its listing."""
+
+    path: str
+    listing: Listing
+
+
 def mode_text(mode: int) -> str:
     """``'a FIFO'``, ``'a socket'``... for a file mode that is not a regular file's."""
     for test, what in (
@@ -113,8 +120,7 @@ def _odd_entry(entry: os.DirEntry[str]) -> str:
         return error_text(exc)
 
 
-def _by_name(entry: os.DirEntry[str]) -> str:
-    return entry.name
+_by_name: Callable[[os.DirEntry[str]], str] = operator.attrgetter("name")
 
 
 def list_dir(path: str, st: os.stat_result | None = None) -> Listing:
@@ -176,12 +182,26 @@ def iter_walk(
     """:func:`walk` as it goes, one directory listed at a time: each recording file's path (a
     ``str``) and each :class:`Problem`, in :func:`walk`'s order (a directory's files and odd
     entries, then its subdirectories'); the directories listed are appended to ``dirs``."""
+    for item in iter_listings(root, st, lister, dirs):
+        if type(item) is Listed:
+            yield from item.listing.files
+            yield from item.listing.problems
+        else:
+            yield item  # type: ignore[misc]
+
+
+def iter_listings(
+    root: str, st: os.stat_result | None = None, lister: Lister = list_dir, dirs: list[str] | None = None
+) -> Iterator[Listed | Problem]:
+    """:func:`iter_walk` a directory at a time: each directory's :class:`Listed` (its files and
+    odd entries, in the order :func:`iter_walk` gives them), and a :class:`Problem` for a
+    directory that cannot be listed or followed; each directory is listed once."""
     if st is None:
         st = os.stat(root)
     seen: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
     ancestors: set[tuple[int, int]] = _above(root)
 
-    def visit(path: str, st: os.stat_result) -> Iterator[str | Problem]:
+    def visit(path: str, st: os.stat_result) -> Iterator[Listed | Problem]:
         ident = (st.st_dev, st.st_ino)
         try:
             listing = lister(path, st)
@@ -190,8 +210,7 @@ def iter_walk(
             return
         if dirs is not None:
             dirs.append(path)
-        yield from listing.files
-        yield from listing.problems
+        yield Listed(path, listing)
         ancestors.add(ident)
         for sub in listing.dirs:
             try:

@@ -17,6 +17,8 @@ terminal's encoding is strict, stop the command with ``UnicodeEncodeError``.
 
 from __future__ import annotations
 
+import functools
+
 __all__ = ["encodable", "one_line", "printable"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -32,18 +34,22 @@ def _escaped(code: int) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-_ONE_LINE = {code: _escaped(code) for code in _CONTROLS}
-_KEEP_LAYOUT = {code: text for code, text in _ONE_LINE.items() if chr(code) not in "\n\t"}
+@functools.cache
+def _tables() -> tuple[dict[int, str], dict[int, str]]:
+    """The translation tables of :func:`one_line` and :func:`printable` (made on first use: their
+    2,000 surrogates cost milliseconds, which a command that prints nothing need not pay)."""
+    one = {code: _escaped(code) for code in _CONTROLS}
+    return one, {code: text for code, text in one.items() if chr(code) not in "\n\t"}
 
 
 def one_line(text: object) -> str:
     """``text`` as one printable line: every control character escaped, newlines and tabs too."""
-    return str(text).translate(_ONE_LINE)
+    return str(text).translate(_tables()[0])
 
 
 def printable(text: object) -> str:
     """``text`` with every control character escaped but newlines and tabs (its own layout)."""
-    return str(text).translate(_KEEP_LAYOUT)
+    return str(text).translate(_tables()[1])
 
 
 def encodable(text: str) -> str:

@@ -224,9 +224,17 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
     "a damaged page": lambda m: m.write_bytes(m.read_bytes()[:4096] + b"\xff" * 4096 + m.read_bytes()[8192:]),
     "another application's database": lambda m: _sql(m, "PRAGMA application_id = 7"),
     "another manifest version": lambda m: _sql(m, "UPDATE meta SET value = 99 WHERE key = 'manifest_version'"),
+    "the manifest of version 1 (files keyed by path)": lambda m: _sql(
+        m,
+        "DROP TABLE files",
+        "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "batch INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX files_batch ON files (batch)",
+        "UPDATE meta SET value = 1 WHERE key = 'manifest_version'",
+    ),
     "another schema version": lambda m: _sql(m, "UPDATE meta SET value = 0 WHERE key = 'schema_version'"),
     "a value of the wrong type": lambda m: _sql(
-        m, "UPDATE files SET batch = 'x' WHERE path = (SELECT min(path) FROM files)"
+        m, "UPDATE files SET batch = 'x' WHERE name = (SELECT min(name) FROM files)"
     ),
     "a negative batch": lambda m: _sql(m, "UPDATE files SET batch = -3"),
     "a trigger": lambda m: _sql(m, "CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END"),
@@ -586,4 +594,92 @@ def test_a_file_name_that_is_not_utf8_is_exported_and_kept_up_to_date(tmp_path: 
     os.unlink(raw)
     gone = nr.export(src, to=out, progress=False)
     assert (gone.read, gone.removed) == (0, 1)
+    _assert_same(out, src)
+
+
+def test_overlapping_sources_and_deleted_directories_keep_the_walk_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest compares a directory's listing at a time: sources that name a file and its
+    directory, or a directory twice, export each file once, at its first place in the walk (which
+    decides the tool output that wins, here matched across batches of one file); a name that is
+    not UTF-8 sorts by its own name, not by its escaped one; a directory deleted whole loses its
+    rows. Each export equals the frames of the same sources."""
+    monkeypatch.setattr(_export, "BATCH_FILES", 1)
+    src = tmp_path / "src"
+    a, b = src / "a", src / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    _write(a / "ask.json", _tool_file("t1", "c1", None))
+    _write(a / "give.json", _tool_file("t1", "c1", "from a"))
+    _write(b / "give.json", _tool_file("t1", "c1", "from b"))
+    _write(b / "notes.txt", _tool_file("t1", "c1", "named directly"))
+    raw = os.path.join(os.fsencode(a), b"\x9b.json")  # after give.json as a name, before it escaped
+    with open(raw, "wb") as f:
+        f.write(_tool_file("t1", "c1", "from raw"))
+    os.utime(raw, (HOUR_AGO, HOUR_AGO))
+    cases: list[list[Path]] = [
+        [b / "give.json", src],  # found alone first: the later a/ wins
+        [src, b / "give.json"],  # its second place is ignored: b/ wins
+        [b, a, src, b / "notes.txt", b],  # b and a listed twice; a file found alone last: it wins
+        [b / "notes.txt", a, b / "notes.txt"],
+    ]
+    for i, sources in enumerate(cases):
+        out = tmp_path / f"ds{i}"
+        result = nr.export(sources, to=out, progress=False)
+        expected = len(nr.load_recordings(sources))
+        assert result.files == result.read == expected, sources
+        _assert_same(out, sources)
+        assert nr.export(sources, to=out, progress=False).read == 0
+    sources = cases[2]
+    out = tmp_path / "ds2"
+    _write(a / "give.json", _tool_file("t1", "c1", "from a, changed"), HOUR_AGO + 60)
+    again = nr.export(sources, to=out, progress=False)
+    assert (again.read, again.removed) == (1, 1)
+    _assert_same(out, sources)
+    shutil.rmtree(a)
+    (c := src / "c").mkdir()
+    _write(c / "give.json", _tool_file("t1", "c1", "from c"))
+    sources = [b, src, b / "notes.txt"]
+    again = nr.export(sources, to=out, progress=False)
+    assert (again.read, again.removed) == (1, 3)  # c/give.json; ask.json, give.json and the raw name in a/
+    _assert_same(out, sources)
+
+
+def test_a_directory_is_skipped_by_its_digest_only_while_its_rows_are_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged directory is known by a digest of its manifest rows, without reading them.
+    A file just written is read again next time (its directory keeps no digest meanwhile); an
+    export that stops after removing a changed file's rows leaves its directory without a digest,
+    so the file is read again even when its size and time come back to what they were."""
+    src = _copy_fixtures(tmp_path / "src")
+    out = tmp_path / "ds"
+    nr.export(src, to=out, progress=False)
+    assert nr.export(src, to=out, progress=False).read == 0
+    # just written: read again by the next export, and the one after that finds it final
+    fresh = src / "fresh.json"
+    shutil.copy(sorted(src.rglob("*.json"))[0], fresh)
+    assert nr.export(src, to=out, progress=False).read == 1
+    assert nr.export(src, to=out, progress=False).read == 1  # unchanged, still too recent to trust
+    os.utime(fresh, (HOUR_AGO, HOUR_AGO))
+    assert nr.export(src, to=out, progress=False).read == 1
+    assert nr.export(src, to=out, progress=False).read == 0
+    _assert_same(out, src)
+    # changed, then the export stops after its old rows are gone: back as it was, it is read again
+    changed = sorted(src.rglob("*.json"))[1]
+    before, st = changed.read_bytes(), changed.stat()
+    _write(changed, before.replace(b'"', b' "', 1), HOUR_AGO + 60)
+
+    def stop(*args: object) -> None:
+        raise RuntimeError("stopped")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(_export, "export_batch", stop)
+        with pytest.raises(RuntimeError, match="stopped"):
+            nr.export(src, to=out, progress=False)
+    changed.write_bytes(before)
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = nr.export(src, to=out, progress=False)
+    assert again.read == 1
     _assert_same(out, src)
