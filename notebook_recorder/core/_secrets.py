@@ -611,20 +611,26 @@ def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
 # Each pattern runs in linear time on any line (``verify`` scans files line by line, and a hostile
 # file may hold one very long line): a match can only start where a run of its characters starts
 # (a lookbehind), and no quantifier gives back what it took only to be tried again elsewhere.
-SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("OpenAI-style API key", re.compile(r"sk-[A-Za-z0-9_-]{20,}")),
-    ("Bearer token", re.compile(r"\bBearer\s++[A-Za-z0-9._~+/=-]{8,}")),
-    ("Tavily API key", re.compile(r"tvly-[A-Za-z0-9_-]{8,}")),
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
-    ("Google OAuth access token", re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}")),
-    ("AWS SigV4 signature", re.compile(r"\bAWS4-HMAC-SHA256\s+Credential=[^\s\"']{8,}")),
-    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    ("JSON web token", re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}", re.ASCII)),
-    ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("password in a URL", re.compile(r"(?<![\w+.-])[a-z][a-z0-9+.-]*+://[^/\s:@\"']++:[^/\s@\"']++@")),
+# Beside each, its clues: every match contains one of them, so a pattern runs only on a file that
+# holds a clue (``in`` scans text many times faster than a pattern: a 200 MB answer took 37 s).
+SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
+    ("OpenAI-style API key", re.compile(r"sk-[A-Za-z0-9_-]{20,}"), ("sk-",)),
+    ("Bearer token", re.compile(r"\bBearer\s++[A-Za-z0-9._~+/=-]{8,}"), ("Bearer",)),
+    ("Tavily API key", re.compile(r"tvly-[A-Za-z0-9_-]{8,}"), ("tvly-",)),
+    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),
+    (
+        "GitHub token",
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), ("xox",)),
+    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), ("AIza",)),
+    ("Google OAuth access token", re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"), ("ya29.",)),
+    ("AWS SigV4 signature", re.compile(r"\bAWS4-HMAC-SHA256\s+Credential=[^\s\"']{8,}"), ("AWS4-HMAC-SHA256",)),
+    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),
+    ("JSON web token", re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}", re.ASCII), ("eyJ",)),
+    ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), ("-----BEGIN ",)),
+    ("password in a URL", re.compile(r"(?<![\w+.-])[a-z][a-z0-9+.-]*+://[^/\s:@\"']++:[^/\s@\"']++@"), ("://",)),
 )
 
 
@@ -682,8 +688,13 @@ def leaks(path: Path, record: Mapping[str, Any]) -> list[str]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return findings
+    clued = [(what, pattern, clues) for what, pattern, clues in SECRET_PATTERNS if any(c in text for c in clues)]
+    if not clued:
+        return findings
     for number, line in enumerate(text.splitlines(), 1):
-        for what, pattern in SECRET_PATTERNS:
+        for what, pattern, clues in clued:
+            if not any(c in line for c in clues):
+                continue
             for match in pattern.finditer(line):
                 if match.group(0).startswith(REPLAY_KEY_PLACEHOLDER):
                     continue

@@ -626,6 +626,29 @@ def test_the_leak_scan_knows_google_access_tokens_and_sigv4(tmp_path: Path) -> N
     assert "Google OAuth access token" in kinds and "AWS SigV4 signature" in kinds
 
 
+@pytest.mark.parametrize(
+    ("what", "pattern", "clues"), _secrets.SECRET_PATTERNS, ids=[what for what, _, _ in _secrets.SECRET_PATTERNS]
+)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_every_match_of_a_leak_pattern_holds_one_of_its_clues(what: str, pattern: Any, clues: Any, data: Any) -> None:
+    """The scan runs a pattern only on text that holds one of its clues: a clue must be in every
+    string the pattern matches, or a leak would go unseen."""
+    match = data.draw(st.from_regex(pattern, fullmatch=True))
+    assert any(clue in match for clue in clues), (what, match)
+
+
+def test_a_file_without_clues_is_not_scanned_line_by_line_but_one_with_them_is(tmp_path: Path) -> None:
+    """A leak in the last line of a large file is found, in a file that holds other clues too."""
+    path = tmp_path / "r.json"
+    lines = ["word " * 20] * 20_000 + ["ghost hf_ and eyJ but no token", "Bearer abcdefgh12345678"]
+    path.write_text("\n".join(lines))
+    found = _secrets.leaks(path, {})
+    assert found == [f"line {len(lines)}: Bearer token Bearer … (23 chars)"], found
+    path.write_text("\n".join(lines[:-1]))
+    assert _secrets.leaks(path, {}) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # The backstop: what was actually sent, the environment, tool headers and URLs
 # ---------------------------------------------------------------------------------------------
