@@ -14,6 +14,7 @@ VENV2 := .venv-openai2
 VENVLOW := .venv-lowest
 VENV_SDK := .venv-sdk-suite
 VENV_SPARK := .venv-spark
+VENV_FW := .venv-frameworks
 BIN := $(VENV)/bin
 BIN2 := $(VENV2)/bin
 BINLOW := $(VENVLOW)/bin
@@ -96,7 +97,7 @@ test:
 		$(MAKE) --no-print-directory summary; exit $$status
 
 venvs: $(BIN)/.installed-dev $(BIN2)/.installed-dev $(BINLOW)/.installed-dev $(VENV_SDK)/bin/.installed-sdk-suite \
-	$(VENV_SPARK)/bin/.installed-spark $(NODE_OPENAI_PKG)
+	$(VENV_SPARK)/bin/.installed-spark $(VENV_FW)/bin/.installed-frameworks $(NODE_OPENAI_PKG)
 
 $(NODE_OPENAI_PKG):
 	mkdir -p .cache/npm
@@ -108,7 +109,7 @@ $(NODE_OPENAI_PKG):
 # record run (the longest part: a file written per call, ~28,000 of them) and its live run; `unit`
 # runs two xdist workers, which take whatever CPU the part beside it leaves.
 CHECKS := sdk-suite-anthropic-record unit sdk-suite-anthropic-live unit-openai2 sdk-suite-openai test-lowest \
-	spark notebooks typecheck docs lint
+	spark notebooks frameworks typecheck docs lint
 checks: $(addprefix logged-,$(CHECKS))
 
 # One part of `make test`, its output in $(LOGS)/PART.log.
@@ -198,16 +199,21 @@ sdk-suite-openai sdk-suite-anthropic: $(VENV_SDK)/bin/.installed-sdk-suite
 sdk-suite-anthropic-live sdk-suite-anthropic-record: $(VENV_SDK)/bin/.installed-sdk-suite
 	$(VENV_SDK)/bin/python tests/sdk_suite/run.py --sdk anthropic --modes $(@:sdk-suite-anthropic-%=%)
 
-# Optional, not part of `make test`: langchain-openai, litellm and openai-agents record and replay
-# like the SDK. Installed into .venv with its openai kept (a framework may otherwise downgrade it).
-frameworks: $(BIN)/.installed-dev
-	$(UV_PIP) --python $(BIN)/python --group dev --group frameworks -e . \
+# langchain-openai, litellm and openai-agents record and replay like the SDK, in a venv of their own
+# (.venv-frameworks) with .venv's openai (a framework may otherwise downgrade it), so that .venv,
+# where `unit` runs, does not load their pytest plugins. NR_REQUIRE_FRAMEWORKS: a missing one fails.
+$(VENV_FW)/bin/.installed-frameworks: pyproject.toml $(BIN)/.installed-dev
+	$(UV_VENV) $(VENV_FW)
+	$(UV_PIP) --python $(VENV_FW)/bin/python --group dev --group frameworks -e . \
 		"openai==$$($(BIN)/python -c 'import openai; print(openai.__version__)')"
-	$(BIN)/python -m pytest tests/hooks/test_frameworks.py
+	touch $@
+
+frameworks: $(VENV_FW)/bin/.installed-frameworks
+	NR_REQUIRE_FRAMEWORKS=1 $(VENV_FW)/bin/python -m pytest -q -p no:cacheprovider tests/hooks/test_frameworks.py
 
 # The openai 2.x venv lets bench_replay measure vcrpy, which cannot hook openai 3.x's httpx2.
 bench: $(BIN)/.installed-dev $(BIN2)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) $(VENV_SPARK) .cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) $(VENVLOW) $(VENV_SDK) $(VENV_SPARK) $(VENV_FW) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -2,19 +2,17 @@
 
 Each test records one call made through a framework (against the loopback wire server), stops the
 server, replays it with no API key, and compares what the framework handed back. The frameworks
-are the optional ``frameworks`` extra (``make frameworks`` installs it beside .venv's openai and
-runs this file); a test is skipped, with the reason, when its package is not installed.
-llama-index is not here: llama-index-llms-openai requires openai<3, so it does not install beside
-openai 3.x.
-
-langchain-openai and litellm read answers through ``with_raw_response``, where record mode hands the
-caller the server's ``id`` but stores a rewritten one; their id tests are strict xfails until that
-is fixed.
+are the ``frameworks`` dependency group: ``make frameworks`` (a part of ``make test``) installs it
+in .venv-frameworks beside .venv's openai and runs this file there, where a missing framework
+fails (``NR_REQUIRE_FRAMEWORKS``); elsewhere a test is skipped, with the reason, when its package is
+not installed. llama-index is not here: llama-index-llms-openai requires openai<3, so it does not
+install beside openai 3.x.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,6 +31,13 @@ LITELLM_NOTES = pytest.mark.filterwarnings("ignore:Item.*ReadOnly:UserWarning")
 
 Answer = tuple[str, str]  # (content, id) as the framework reports them
 Run = Callable[[str, str | None], Answer]  # (base_url, api_key or None for the environment's)
+
+
+def framework(name: str) -> Any:
+    """The framework's module: skipped when it is not installed, but where it must be."""
+    if os.environ.get("NR_REQUIRE_FRAMEWORKS"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=ABSENT)
 
 
 def record_then_replay(tmp_path: Path, run: Run) -> tuple[Answer, Answer]:
@@ -67,7 +72,7 @@ def _langchain(base_url: str, api_key: str | None) -> Answer:
 
 @pytest.fixture(scope="module")
 def langchain_answers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Answer, Answer]:
-    pytest.importorskip("langchain_openai", reason=ABSENT)
+    framework("langchain_openai")
     return record_then_replay(tmp_path_factory.mktemp("langchain"), _langchain)
 
 
@@ -92,7 +97,7 @@ def litellm_module() -> Iterator[Any]:
         env.setenv("LITELLM_TELEMETRY", "False")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydantic's notes on litellm's own types
-            module = pytest.importorskip("litellm", reason=ABSENT)
+            module = framework("litellm")
         yield module
 
 
@@ -142,7 +147,7 @@ def _agents(base_url: str, api_key: str | None) -> Answer:
 
 @pytest.fixture(scope="module")
 def agents_answers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Answer, Answer]:
-    pytest.importorskip("agents", reason=ABSENT)
+    framework("agents")
     return record_then_replay(tmp_path_factory.mktemp("agents"), _agents)
 
 
