@@ -30,6 +30,8 @@ from typing import Any
 
 ENV_KERNEL_TAIL = "NOTEBOOK_RECORDER_KERNEL_TAIL"
 
+#: Seconds a cell's end waits for the forwarding process to answer its barrier (a process that
+#: does not answer in that time, stopped or gone, is asked no more).
 BARRIER_WAIT = 5.0
 
 # The forwarding process: argv is the file, the barrier's "SYNC:ACK" descriptors, then
