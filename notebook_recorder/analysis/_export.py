@@ -181,7 +181,10 @@ def _loaded(paths: Sequence[str], problems: Sequence[tuple[str, str]], started_n
 def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], out: str) -> _Batch:
     """Read ``paths`` (and the unreadable entries ``problems``) and write their rows as part
     ``batch`` of every dataset under ``out``. Runs in a worker process, or in this one."""
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
 
     from ._frames import MESSAGE_COLUMNS, RECORDING_COLUMNS, TOKEN_COLUMNS, _child_frame, _recordings_frame
     from ._loader import clear_cache
@@ -193,10 +196,13 @@ def export_batch(batch: int, paths: list[str], problems: list[tuple[str, str]], 
         calls = _recordings_frame(loaded, RECORDING_COLUMNS)
         day_of = calls["recorded_at"].dt.strftime("%Y-%m-%d").fillna("unknown")
         names = [row_path(p) for p in loaded.paths]  # as the rows carry them
-        days = dict(zip(names, day_of.tolist(), strict=True))
+        known = pa.array(names, pa.large_string())
+        days = np.array([*day_of.tolist(), "unknown"], dtype=object)  # the last: a path not found
 
         def by_path(df: pd.DataFrame) -> Any:
-            return df["path"].map(days).fillna("unknown").to_numpy()
+            """The day of each row of ``df``: its file's."""
+            found = pc.index_in(pa.array(df["path"], pa.large_string()), value_set=known)
+            return days[found.fill_null(len(names)).to_numpy()]
 
         _write_by_day(calls, day_of.to_numpy(), root, "calls", batch)
         del calls
@@ -433,8 +439,26 @@ def _index_rows(table: Any, name: str) -> tuple[Any, set[bytes]]:
     return rows, set(keys)
 
 
-def _raw_name(part: Path) -> str:
-    return f"{part.parent.name}/{part.name}"
+def _parts(root: Path, *, stat: bool = True) -> dict[str, tuple[int, int]]:
+    """The parts under ``root`` (``day=D/part-N.parquet``, as ``root.glob`` with that pattern
+    finds them, listed with ``scandir``: several times faster), with their size and modification
+    time (``(0, 0)`` without ``stat``)."""
+    parts: dict[str, tuple[int, int]] = {}
+    try:
+        with os.scandir(root) as it:
+            days = [d for d in it if d.name.startswith("day=") and d.is_dir()]
+    except FileNotFoundError:
+        return parts
+    for day in days:
+        try:
+            with os.scandir(day.path) as it:
+                for e in it:
+                    if e.name.startswith("part-") and e.name.endswith(".parquet"):
+                        st = e.stat() if stat else None
+                        parts[f"{day.name}/{e.name}"] = (st.st_size, st.st_mtime_ns) if st else (0, 0)
+        except FileNotFoundError:
+            continue
+    return parts
 
 
 def _rebuild_tool_calls(
@@ -478,11 +502,8 @@ def _update_tool_calls(
     _write_schema_files(out)
     raw_root = out / STATE / _RAW_TOOLS
     target = out / "tool_calls"
-    on_disk: dict[str, tuple[int, int]] = {}
-    for part in raw_root.glob("day=*/part-*.parquet"):
-        st = part.stat()
-        on_disk[_raw_name(part)] = (st.st_size, st.st_mtime_ns)
-    written = {_raw_name(p) for p in target.glob("day=*/part-*.parquet")}
+    on_disk = _parts(raw_root)
+    written = set(_parts(target, stat=False))
     index, known = _read_index(out) if trust_index else (_index_schema().empty_table(), {})
     fresh = {name for rows in new_rows for name in rows["part"].unique().to_pylist()} & set(on_disk) & written
     stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written} - fresh

@@ -39,7 +39,8 @@ import hashlib
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..core._terminal import encodable
@@ -48,6 +49,8 @@ from ._layout import _FORMAT, APPLICATION_ID, MANIFEST, SCHEMA_VERSION
 MANIFEST_VERSION = 2  # 1: files keyed by path, no digests
 #: Rows per page when batches are formed from the files to read.
 CHUNK = 5000
+#: Batches are numbered from 0 to this (``part-000000`` to ``part-999999``).
+MAX_BATCH = 999_999
 SEP = os.sep
 
 _TABLES = {  # name -> the exact statement that made it (a manifest with anything else is rebuilt)
@@ -194,7 +197,7 @@ class Manifest:
         rows of that directory."""
         con = self.con
         kept = con.execute("SELECT digest FROM dirs WHERE dir = ?", (d,)).fetchone()
-        if kept is not None and kept[0] == _digest((p[skip:], s, m) for p, s, m, _ in entries):
+        if kept is not None and entries and kept[0] == _digest(*_columns(entries, skip)):
             con.execute("INSERT INTO listed VALUES (?, ?, 0)", (d, first))  # unchanged
             return
         known = {
@@ -313,7 +316,7 @@ class Manifest:
 
     def stale_by_batch(self) -> Iterator[tuple[int, list[str]]]:
         """The files whose rows go, by the batch that holds them."""
-        batches = [b for (b,) in self.con.execute("SELECT DISTINCT batch FROM stale ORDER BY batch").fetchall()]
+        batches = [_batch(b) for (b,) in self.con.execute("SELECT DISTINCT batch FROM stale ORDER BY batch")]
         for batch in batches:
             rows = self.con.execute("SELECT dir, name FROM stale WHERE batch = ?", (batch,)).fetchall()
             paths = [f"{d}{SEP}{name}" for d, name in rows]
@@ -327,11 +330,11 @@ class Manifest:
         con.execute("COMMIT")
 
     def batches(self) -> set[int]:
-        return {b for (b,) in self.con.execute("SELECT DISTINCT batch FROM files").fetchall()}
+        return {_batch(b) for (b,) in self.con.execute("SELECT DISTINCT batch FROM files")}
 
     def next_batch(self) -> int:
         (last,) = self.con.execute("SELECT max(batch) FROM files").fetchone()
-        return 0 if last is None else last + 1
+        return 0 if last is None else _batch(last) + 1
 
     def add(self, batch: int, stats: Iterable[tuple[str, int, int]]) -> None:
         """Record the files of a batch whose parts are all written: (path, size, mtime_ns)."""
@@ -365,8 +368,9 @@ class Manifest:
         con.execute("BEGIN IMMEDIATE")
         for d in dirs:
             rows = con.execute("SELECT name, size, mtime_ns FROM files WHERE dir = ? ORDER BY name", (d,)).fetchall()
-            if rows and all(m != -1 for _, _, m in rows):
-                con.execute("INSERT OR REPLACE INTO dirs VALUES (?, ?)", (d, _digest(rows)))
+            digest = _digest(*zip(*rows, strict=True)) if rows and all(m != -1 for _, _, m in rows) else None
+            if digest is not None:
+                con.execute("INSERT OR REPLACE INTO dirs VALUES (?, ?)", (d, digest))
             else:
                 con.execute("DELETE FROM dirs WHERE dir = ?", (d,))
         con.execute("UPDATE listed SET remember = 0")
@@ -386,11 +390,22 @@ def dir_key(directory: str) -> str:
     return os.path.join(directory, "_").rpartition(SEP)[0]
 
 
-def _digest(rows: Iterable[tuple[str, int, int]]) -> bytes:
-    """A directory's files (name, size, mtime_ns), in name order, as 16 bytes. A name that is not
+def _columns(entries: list[Entry], skip: int) -> tuple[list[str], tuple[int, ...], tuple[int, ...]]:
+    """A listing's names (its paths after ``skip`` characters), sizes and times."""
+    paths, sizes, mtimes, _ = zip(*entries, strict=True)
+    return [p[skip:] for p in paths], sizes, mtimes
+
+
+def _digest(names: Sequence[str], sizes: Sequence[int], mtimes: Sequence[int]) -> bytes | None:
+    """A directory's files (names, sizes and times, in name order), as 16 bytes; None when a
+    value is not an integer of 64 bits (a manifest's row can hold anything). A name that is not
     UTF-8 is encoded by its raw bytes here, and escaped in the manifest's rows: never equal."""
-    text = "\n".join([f"{name}\0{size}\0{mtime_ns}" for name, size, mtime_ns in rows])
-    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+    try:
+        numbers = array("q", sizes).tobytes() + array("q", mtimes).tobytes()
+        text = "\0".join(names).encode("utf-8", "surrogateescape")  # no name holds a NUL
+    except (TypeError, OverflowError, UnicodeEncodeError):
+        return None
+    return hashlib.blake2b(text + numbers, digest_size=16).digest()
 
 
 def _todo_row(path: str, size: int, problem: str | None) -> tuple[str, int, str | None, bytes | None]:
@@ -398,8 +413,19 @@ def _todo_row(path: str, size: int, problem: str | None) -> tuple[str, int, str 
     return known, size, problem, None if known == path else os.fsencode(path)
 
 
+def _text(value: bytes) -> str:
+    """Text read from the manifest; text that is not UTF-8 (a hostile or damaged manifest)
+    raises :class:`sqlite3.DatabaseError`, on which the export rebuilds the dataset (sqlite3's
+    own error would be an ``OperationalError``, which stops it)."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise sqlite3.DatabaseError(f"the manifest holds text that is not UTF-8: {value!r}") from None
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # transactions are explicit
+    con.text_factory = _text
     try:
         con.execute("PRAGMA temp_store = FILE")  # the walk's tables on disk, not in memory
         # no fsync: a killed export leaves what it wrote in the system's cache, which the next one
@@ -426,16 +452,32 @@ def _check(con: sqlite3.Connection) -> bool | None:
     meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
     if {k: meta.get(k) for k in _META} != _META or meta.get("dirty") not in (0, 1) or len(meta) != len(_META) + 1:
         return None
-    (bad,) = con.execute(
-        "SELECT count(*) FROM files WHERE typeof(dir) != 'text' OR typeof(name) != 'text' OR typeof(size) != 'integer' "
-        "OR typeof(mtime_ns) != 'integer' OR typeof(batch) != 'integer' OR batch < 0 OR batch > 999999"
-    ).fetchone()
-    if bad:
+    # A batch is the one value that names a file (``part-<batch>``); the others are only compared
+    # with what the walk finds, so a value of another type there means "changed". SQLite orders
+    # NULL before numbers before text and blobs: the least and greatest batch, two lookups in
+    # the index, show every batch is a number in range (a fraction is refused where a batch is
+    # read: :func:`_batch`). No row is scanned, so a damaged page may show only later: the export
+    # then rebuilds the dataset as it does here.
+    (low,) = con.execute("SELECT min(batch) FROM files").fetchone()  # one aggregate a query: the
+    (high,) = con.execute("SELECT max(batch) FROM files").fetchone()  # index's first or last row
+    if low is not None and not (_is_batch(low) and _is_batch(high)):
         return None
     (bad,) = con.execute("SELECT count(*) FROM dirs WHERE typeof(dir) != 'text' OR typeof(digest) != 'blob'").fetchone()
     if bad:
         return None
     return bool(meta["dirty"])
+
+
+def _is_batch(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_BATCH
+
+
+def _batch(value: object) -> int:
+    """A batch number read from the manifest; a value that is not one (a hostile or damaged
+    manifest) raises :class:`sqlite3.DatabaseError`, on which the export rebuilds the dataset."""
+    if not _is_batch(value):
+        raise sqlite3.DatabaseError(f"the manifest holds a batch that is not one: {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def remove(out: Path) -> None:

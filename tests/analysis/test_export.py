@@ -217,6 +217,11 @@ def _sql(manifest: Path, *statements: str) -> None:
     con.close()
 
 
+def _changed_below(manifest: Path) -> Path:
+    """The file that the test below deletes after damaging the manifest."""
+    return next((manifest.parent.parent / "src").rglob("*.json"))
+
+
 DAMAGES: dict[str, Callable[[Path], None]] = {
     "not SQLite": lambda m: m.write_bytes(b"not a database at all, " * 100),
     "empty": lambda m: m.write_bytes(b""),
@@ -237,6 +242,16 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
         m, "UPDATE files SET batch = 'x' WHERE name = (SELECT min(name) FROM files)"
     ),
     "a negative batch": lambda m: _sql(m, "UPDATE files SET batch = -3"),
+    "a batch too large": lambda m: _sql(
+        m, "UPDATE files SET batch = 10000000 WHERE name = (SELECT max(name) FROM files)"
+    ),
+    # seen only where that row is read: the file changed below is the one
+    "a fractional batch": lambda m: _sql(
+        m, f"UPDATE files SET batch = batch + 0.5 WHERE name = '{_changed_below(m).name}'"
+    ),
+    "a name that is not UTF-8": lambda m: _sql(
+        m, f"UPDATE files SET name = CAST(X'FF41' AS TEXT) WHERE name = '{_changed_below(m).name}'"
+    ),
     "a trigger": lambda m: _sql(m, "CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END"),
     "a missing table": lambda m: _sql(m, "DROP TABLE meta"),
     "a link elsewhere": lambda m: (m.unlink(), m.symlink_to(m.parent.parent / "elsewhere.sqlite")),
@@ -251,7 +266,7 @@ def test_a_damaged_or_hostile_manifest_rebuilds_the_dataset(tmp_path: Path, dama
     if damage == "a link elsewhere":
         shutil.copy(manifest, tmp_path / "elsewhere.sqlite")
     DAMAGES[damage](manifest)
-    next(src.rglob("*.json")).unlink()  # a change: a dataset kept as it was would show the file
+    _changed_below(manifest).unlink()  # a change: a dataset kept as it was would show the file
     again = nr.export(src, to=tmp_path / "ds", progress=False)
     assert again.read == again.files == len(list(src.rglob("*.json")))
     _assert_same(tmp_path / "ds", src)
