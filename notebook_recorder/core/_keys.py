@@ -8,7 +8,6 @@ replays without them.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -327,6 +326,8 @@ class Change:
         if self.old is Change.MISSING or self.new is Change.MISSING:
             return 1.0
         a, b = repr(self.old)[:200], repr(self.new)[:200]
+        import difflib  # only for a miss's nearest request
+
         return 1.0 - difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
     def __str__(self) -> str:

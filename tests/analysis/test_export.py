@@ -249,6 +249,9 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
     "a fractional batch": lambda m: _sql(
         m, f"UPDATE files SET batch = batch + 0.5 WHERE name = '{_changed_below(m).name}'"
     ),
+    "a directory that is not text": lambda m: _sql(
+        m, "UPDATE files SET dir = X'0102' WHERE name = (SELECT max(name) FROM files)"
+    ),
     "a name that is not UTF-8": lambda m: _sql(
         m, f"UPDATE files SET name = CAST(X'FF41' AS TEXT) WHERE name = '{_changed_below(m).name}'"
     ),
