@@ -31,7 +31,7 @@ know (those of a batch that was being written) and rebuilds ``tool_calls`` from 
 A manifest that is not one (an older ``_manifest.json``, a damaged or hostile file, another
 schema or version) is never trusted: :meth:`Manifest.open` returns None and the dataset is
 rebuilt whole. Open checks what it can without reading every row (the schema, the header, the
-least and greatest batch); a row's values are checked where they are read (a batch that is not
+least and greatest batch and directory); a row's values are checked where they are read (a batch that is not
 one, text that is not UTF-8, a damaged page raise :class:`sqlite3.DatabaseError`), and the
 export then rebuilds the dataset too. A size, time or name of another type is only ever
 compared with what the walk finds, so it reads as "changed".
