@@ -154,7 +154,6 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> Any:
 def _write_by_day(df: Any, days: Any, out: Path, dataset: str, batch: int) -> list[str]:
     """``df`` written as ``out/dataset/day=D/part-<batch>.parquet``, one file per day it has
     (converted to Arrow once, then cut by day); the parts' names (``day=D/part-N.parquet``)."""
-
     if not len(df):
         return []
     table = _arrow(df)
@@ -472,12 +471,12 @@ def _parts(root: Path, *, stat: bool = True) -> dict[str, tuple[int, int]]:
     for day in days:
         try:
             with os.scandir(day.path) as it:
-                for e in it:
-                    if e.name.startswith("part-") and e.name.endswith(".parquet"):
-                        st = e.stat() if stat else None
-                        parts[f"{day.name}/{e.name}"] = (st.st_size, st.st_mtime_ns) if st else (0, 0)
-        except FileNotFoundError:
+                entries = [e for e in it if e.name.startswith("part-") and e.name.endswith(".parquet")]
+        except FileNotFoundError:  # removed since it was listed: as if it had not been
             continue
+        for e in entries:
+            st = e.stat() if stat else None
+            parts[f"{day.name}/{e.name}"] = (st.st_size, st.st_mtime_ns) if st else (0, 0)
     return parts
 
 

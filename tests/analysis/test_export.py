@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -701,3 +702,15 @@ def test_a_directory_is_skipped_by_its_digest_only_while_its_rows_are_final(
     again = nr.export(src, to=out, progress=False)
     assert again.read == 1
     _assert_same(out, src)
+
+
+@given(days=st.lists(st.sampled_from(["2026-12-01", "2026-12-02", "2026-11-30", "unknown"]), max_size=40))
+def test_a_batch_is_split_by_day_as_groupby_splits_it(days: list[str]) -> None:
+    """The export's own split (pandas' ``groupby`` was several times slower on a small batch):
+    the same days, in order, each with its rows in ascending order."""
+    array = np.array(days, dtype=object)
+    got = _export._by_day(array)
+    expected = pd.DataFrame({"x": range(len(days))}).groupby(array, sort=True).indices if days else {}
+    assert list(got) == list(expected)
+    for day, rows in expected.items():
+        assert got[day].tolist() == rows.tolist()
