@@ -458,11 +458,10 @@ def _index_rows(table: Any, name: str) -> tuple[Any, set[bytes]]:
     return rows, set(keys)
 
 
-def _parts(root: Path, *, stat: bool = True) -> dict[str, tuple[int, int]]:
-    """The parts under ``root`` (``day=D/part-N.parquet``, as ``root.glob`` with that pattern
-    finds them, listed with ``scandir``: several times faster), with their size and modification
-    time (``(0, 0)`` without ``stat``)."""
-    parts: dict[str, tuple[int, int]] = {}
+def _parts(root: Path) -> dict[str, os.DirEntry[str]]:
+    """The parts under ``root`` by name (``day=D/part-N.parquet``: what ``root.glob`` with that
+    pattern finds, listed with ``scandir``, several times faster)."""
+    parts: dict[str, os.DirEntry[str]] = {}
     try:
         with os.scandir(root) as it:
             days = [d for d in it if d.name.startswith("day=") and d.is_dir()]
@@ -471,12 +470,11 @@ def _parts(root: Path, *, stat: bool = True) -> dict[str, tuple[int, int]]:
     for day in days:
         try:
             with os.scandir(day.path) as it:
-                entries = [e for e in it if e.name.startswith("part-") and e.name.endswith(".parquet")]
+                for e in it:
+                    if e.name.startswith("part-") and e.name.endswith(".parquet"):
+                        parts[f"{day.name}/{e.name}"] = e
         except FileNotFoundError:  # removed since it was listed: as if it had not been
             continue
-        for e in entries:
-            st = e.stat() if stat else None
-            parts[f"{day.name}/{e.name}"] = (st.st_size, st.st_mtime_ns) if st else (0, 0)
     return parts
 
 
@@ -521,8 +519,11 @@ def _update_tool_calls(
     _write_schema_files(out)
     raw_root = out / STATE / _RAW_TOOLS
     target = out / "tool_calls"
-    on_disk = _parts(raw_root)
-    written = set(_parts(target, stat=False))
+    on_disk: dict[str, tuple[int, int]] = {}
+    for name, entry in _parts(raw_root).items():
+        st = entry.stat()
+        on_disk[name] = (st.st_size, st.st_mtime_ns)
+    written = set(_parts(target))
     index, known = _read_index(out) if trust_index else (_index_schema().empty_table(), {})
     fresh = {name for rows in new_rows for name in rows["part"].unique().to_pylist()} & set(on_disk) & written
     stale = {n for n, stat in on_disk.items() if known.get(n) != stat or n in touched or n not in written} - fresh
